@@ -1,0 +1,193 @@
+//! Admin HTTP building block served by every node: `/health`, `/ready`, `/stats`, `/metrics`.
+//!
+//! - `/health`: liveness, in the reference's body shape (`service`, `status`, `status_code`,
+//!   `container_image`, `image_version`) so existing smoke tests and exporters keep working.
+//! - `/ready`: honest readiness. Each component registers a [`ReadinessCheck`]; the route
+//!   answers 503 and names every failing check. No check may claim OK without looking.
+//! - `/stats`: JSON from the live registry: per-actor mailbox depth, messages in/out, errors,
+//!   and every other counter of the node.
+//! - `/metrics`: the same registry in Prometheus text format.
+//!
+//! Routes that change state (added by each node) check [`AdminState::authorize`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use crate::metrics::Registry;
+
+/// One readiness condition, evaluated on every `/ready` call.
+pub trait ReadinessCheck: Send + Sync {
+    fn name(&self) -> &str;
+    /// `Err(reason)` when the node should not receive traffic.
+    fn check(&self) -> Result<(), String>;
+}
+
+/// A readiness check from a closure.
+pub struct FnCheck<F> {
+    name: String,
+    f: F,
+}
+
+impl<F: Fn() -> Result<(), String> + Send + Sync> FnCheck<F> {
+    pub fn new(name: impl Into<String>, f: F) -> Arc<Self> {
+        Arc::new(FnCheck { name: name.into(), f })
+    }
+}
+
+impl<F: Fn() -> Result<(), String> + Send + Sync> ReadinessCheck for FnCheck<F> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn check(&self) -> Result<(), String> {
+        (self.f)()
+    }
+}
+
+/// What the admin routes need from their node.
+pub struct AdminState {
+    pub service: String,
+    pub container_image: String,
+    pub image_version: String,
+    pub admin_token: String,
+    pub registry: Arc<Registry>,
+    pub checks: Vec<Arc<dyn ReadinessCheck>>,
+    pub started: Instant,
+}
+
+impl AdminState {
+    pub fn new(service: &str, registry: Arc<Registry>) -> Self {
+        AdminState {
+            service: service.to_string(),
+            container_image: "Unknown".into(),
+            image_version: "Unknown".into(),
+            admin_token: String::new(),
+            registry,
+            checks: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn with_identity(mut self, image: &str, version: &str, admin_token: &str) -> Self {
+        self.container_image = image.to_string();
+        self.image_version = version.to_string();
+        self.admin_token = admin_token.to_string();
+        self
+    }
+
+    pub fn with_check(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// `Ok` when the request carries `Authorization: Bearer <admin token>`. With no token
+    /// configured, state-changing routes are refused outright rather than left open.
+    pub fn authorize(&self, req: &HttpRequest) -> Result<(), HttpResponse> {
+        if self.admin_token.is_empty() {
+            return Err(HttpResponse::Forbidden()
+                .json(json!({"status":"ERROR","error":"admin routes are disabled: set ADMIN_TOKEN"})));
+        }
+        let given = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if given == self.admin_token {
+            Ok(())
+        } else {
+            Err(HttpResponse::Unauthorized().json(json!({"status":"ERROR","error":"admin token required"})))
+        }
+    }
+}
+
+async fn health(state: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "service": state.service,
+        "status": "OK",
+        "status_code": 1,
+        "container_image": state.container_image,
+        "image_version": state.image_version,
+        "uptime_seconds": state.started.elapsed().as_secs(),
+    }))
+}
+
+async fn ready(state: web::Data<AdminState>) -> HttpResponse {
+    let mut checks = serde_json::Map::new();
+    let mut ok = true;
+    for c in &state.checks {
+        match c.check() {
+            Ok(()) => {
+                checks.insert(c.name().to_string(), json!("ok"));
+            }
+            Err(reason) => {
+                ok = false;
+                checks.insert(c.name().to_string(), json!(reason));
+            }
+        }
+    }
+    let body = json!({"service": state.service, "ready": ok, "checks": checks});
+    if ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn stats(state: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "service": state.service,
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "actors": state.registry.actors(),
+        "counters": state.registry.snapshot(),
+    }))
+}
+
+async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.registry.render_prometheus())
+}
+
+/// Mounts the four admin routes. The caller registers `web::Data<AdminState>` on the app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready))
+        .route("/stats", web::get().to(stats))
+        .route("/metrics", web::get().to(metrics));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{test, App};
+
+    #[actix_web::test]
+    async fn ready_names_failing_checks_and_stats_reads_registry() {
+        let registry = Registry::new();
+        registry.counter("tickwire_test_total", "t", &[]).add(7);
+        let state = AdminState::new("Test", registry)
+            .with_check(FnCheck::new("always", || Ok(())))
+            .with_check(FnCheck::new("broker", || Err("not connected".into())));
+        let app = test::init_service(App::new().app_data(web::Data::new(state)).configure(configure)).await;
+
+        let resp = test::call_service(&app, test::TestRequest::get().uri("/ready").to_request()).await;
+        assert_eq!(resp.status(), 503);
+        let body: serde_json::Value = test::read_body_json(resp).await;
+        assert_eq!(body["checks"]["broker"], "not connected");
+
+        let body: serde_json::Value =
+            test::call_and_read_body_json(&app, test::TestRequest::get().uri("/stats").to_request()).await;
+        assert_eq!(body["counters"]["tickwire_test_total"], 7);
+
+        let body = test::call_and_read_body(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+        assert!(String::from_utf8_lossy(&body).contains("tickwire_test_total 7"));
+
+        let body: serde_json::Value =
+            test::call_and_read_body_json(&app, test::TestRequest::get().uri("/health").to_request()).await;
+        assert_eq!(body["status_code"], 1);
+        assert_eq!(body["image_version"], "Unknown");
+    }
+}

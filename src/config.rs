@@ -1,0 +1,156 @@
+//! Configuration shared by every node: clap argument groups, each flag backed by an env var.
+//!
+//! Env names follow the reference system wherever the concept is the same (`SERVER_PORT`,
+//! `LOG_LEVEL`, `MASSIVE_*`, `RABBITMQ_URL`, `MARKET_DATA_MESSAGE_TTL`, ...), so existing
+//! deployment manifests keep working. `docs/configuration.md` lists every one with its default.
+
+use std::net::IpAddr;
+
+use clap::Args;
+
+use crate::massive::control::Topic;
+use crate::massive::Market;
+
+/// Flags every node has: where its HTTP server listens, logging, build identity, admin token.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Address the node's HTTP server binds to.
+    #[arg(long = "server-ip", env = "SERVER_IP", default_value = "0.0.0.0")]
+    pub server_ip: IpAddr,
+
+    /// Log level (error, warn, info, debug, trace); RUST_LOG, when set, overrides it.
+    #[arg(long = "log-level", env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Image name reported by /health (reference contract).
+    #[arg(long = "container-image", env = "CONTAINER_IMAGE", default_value = "Unknown")]
+    pub container_image: String,
+
+    /// Image version reported by /health; smoke tests poll for it.
+    #[arg(long = "image-version", env = "IMAGE_VERSION", default_value = "Unknown")]
+    pub image_version: String,
+
+    /// Bearer token required by admin routes that change state. Empty disables those routes.
+    #[arg(long = "admin-token", env = "ADMIN_TOKEN", default_value = "", hide_env_values = true)]
+    pub admin_token: String,
+}
+
+/// How to reach Massive (or the simulator).
+#[derive(Debug, Clone, Args)]
+pub struct MassiveArgs {
+    /// Massive API key; falls back to POLYGON_API_KEY. Empty in embedded mode starts the
+    /// built-in simulator instead.
+    #[arg(long = "massive-api-key", env = "MASSIVE_API_KEY", default_value = "", hide_env_values = true)]
+    pub api_key: String,
+
+    /// Feed host: socket.massive.com, delayed.massive.com, ... or HOST:PORT of a simulator.
+    #[arg(long = "massive-feed", env = "MASSIVE_FEED", default_value = "socket.massive.com")]
+    pub feed: String,
+
+    /// Market path: stocks, options, forex, crypto, indices, futures[/venue].
+    #[arg(long = "massive-market", env = "MASSIVE_MARKET", default_value = "stocks")]
+    pub market: Market,
+
+    /// Topics as a JSON array (["A.*","T.AAPL"]) or a comma list (A.*,T.AAPL).
+    #[arg(long = "massive-subscriptions", env = "MASSIVE_SUBSCRIPTIONS", default_value = "A.*",
+          value_parser = parse_subscriptions)]
+    pub subscriptions: Subscriptions,
+
+    /// Use wss:// and https:// (false for a local simulator).
+    #[arg(long = "massive-secure", env = "MASSIVE_SECURE", default_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub secure: bool,
+}
+
+impl MassiveArgs {
+    /// The API key, falling back to the legacy `POLYGON_API_KEY`.
+    pub fn resolved_api_key(&self) -> String {
+        if self.api_key.is_empty() {
+            std::env::var("POLYGON_API_KEY").unwrap_or_default()
+        } else {
+            self.api_key.clone()
+        }
+    }
+
+    /// `ws[s]://<feed>/<market>`.
+    pub fn ws_url(&self) -> String {
+        let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}/{}", self.feed.trim_end_matches('/'), self.market.path())
+    }
+}
+
+/// RabbitMQ settings.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerArgs {
+    /// AMQP URL of the broker.
+    #[arg(long = "rabbitmq-url", env = "RABBITMQ_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub rabbitmq_url: String,
+
+    /// Queue message TTL in milliseconds (x-message-ttl): freshness over durability.
+    #[arg(long = "message-ttl", env = "MARKET_DATA_MESSAGE_TTL", default_value_t = 5000)]
+    pub message_ttl_ms: u32,
+}
+
+/// A parsed subscription list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriptions(pub Vec<Topic>);
+
+/// Parses `MASSIVE_SUBSCRIPTIONS`: a JSON array of strings or a comma-separated list.
+pub fn parse_subscriptions(s: &str) -> Result<Subscriptions, String> {
+    let trimmed = s.trim();
+    let items: Vec<String> = if trimmed.starts_with('[') {
+        serde_json::from_str(trimmed).map_err(|e| format!("subscriptions JSON array: {e}"))?
+    } else {
+        trimmed.split(',').map(str::to_string).collect()
+    };
+    let mut topics = Vec::new();
+    for item in items.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+        let topic = Topic::parse(item)
+            .ok_or_else(|| format!("subscription {item:?} is not CHANNEL.SYMBOL (e.g. A.* or T.AAPL)"))?;
+        topics.push(topic);
+    }
+    if topics.is_empty() {
+        return Err("no subscriptions given".to_string());
+    }
+    Ok(Subscriptions(topics))
+}
+
+/// Starts env_logger at `level` unless RUST_LOG says otherwise. lapin and other tracing-based
+/// crates reach it through tracing's `log` feature. Safe to call more than once (tests).
+pub fn init_logging(level: &str) {
+    let env = env_logger::Env::default().default_filter_or(level.to_ascii_lowercase());
+    let _ = env_logger::Builder::from_env(env).format_timestamp_millis().try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        m: MassiveArgs,
+    }
+
+    #[test]
+    fn subscriptions_accept_json_and_comma_lists() {
+        let a = parse_subscriptions(r#"["A.*","T.BRK.A"]"#).unwrap();
+        let b = parse_subscriptions("A.*, T.BRK.A").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.0[1].symbol, "BRK.A");
+        assert!(parse_subscriptions("[1]").is_err());
+        assert!(parse_subscriptions("AAPL").unwrap_err().contains("CHANNEL.SYMBOL"));
+        assert!(parse_subscriptions(" ").is_err());
+    }
+
+    #[test]
+    fn massive_url_from_flags() {
+        let t = T::parse_from(["x", "--massive-feed", "127.0.0.1:9000", "--massive-secure", "false",
+            "--massive-market", "Stocks"]);
+        assert_eq!(t.m.ws_url(), "ws://127.0.0.1:9000/stocks");
+        let t = T::parse_from(["x"]);
+        assert_eq!(t.m.ws_url(), "wss://socket.massive.com/stocks");
+        assert_eq!(t.m.subscriptions.0.len(), 1);
+    }
+}

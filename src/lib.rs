@@ -1,0 +1,16 @@
+//! tickwire: a real-time market-data pipeline from one Massive WebSocket to browser widgets.
+//!
+//! The library holds all logic; `src/bin/*` only parse configuration and wire actors.
+//!
+//! - [`massive`]: the Massive wire protocol (events, frames, control messages).
+//! - [`sim`]: the Massive-compatible simulator (synthetic market, replay, WebSocket + REST).
+//! - [`actors`]: every actor, one file (or folder) each, messages typed beside it.
+//! - [`admin`], [`metrics`]: the admin HTTP routes and counters every node serves.
+//! - [`config`]: flag/env groups shared by the binaries.
+
+pub mod actors;
+pub mod admin;
+pub mod config;
+pub mod massive;
+pub mod metrics;
+pub mod sim;

@@ -1,0 +1,248 @@
+//! Frame parsing: a Massive frame is a JSON array; each element is decoded on its own.
+//!
+//! Two paths:
+//! - [`route_frame`] reads only `ev` and the ticker of each element, borrowing from the frame
+//!   without building events. The listener uses it to pick a queue and shard while keeping the
+//!   original element bytes (`raw`) to forward unchanged.
+//! - [`parse_frame`] builds full [`Event`]s for consumers.
+//!
+//! One bad element never costs the frame: it becomes an [`ElementError`] naming its index, its
+//! `ev` when readable, and what was wrong, and the other elements go through.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::events::{Event, OtherEvent};
+use super::market::Market;
+
+/// The frame as a whole could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("empty frame")]
+    Empty,
+    #[error("frame is not a JSON array (starts with {0:?})")]
+    NotArray(char),
+    #[error("frame is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// One element of a frame could not be decoded; the rest of the frame is unaffected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("element {index} (ev {ev:?}): {reason}")]
+pub struct ElementError {
+    pub index: usize,
+    pub ev: Option<String>,
+    pub reason: String,
+}
+
+/// Splits a frame into its raw elements, checking only that it is a JSON array.
+pub fn split_frame(frame: &[u8]) -> Result<Vec<&RawValue>, FrameError> {
+    let first = frame.iter().find(|b| !b.is_ascii_whitespace()).ok_or(FrameError::Empty)?;
+    if *first != b'[' {
+        return Err(FrameError::NotArray(char::from(*first)));
+    }
+    Ok(serde_json::from_slice(frame)?)
+}
+
+/// What the route-only path reads from one element.
+#[derive(Debug, Clone)]
+pub struct RouteEntry<'a> {
+    pub ev: Cow<'a, str>,
+    /// `sym`, or `T` (LULD, NOI, indices `V`), or `pair` (crypto/forex bars), or `p` when it is a
+    /// string (forex `C`).
+    pub symbol: Option<Cow<'a, str>>,
+    /// The element exactly as received.
+    pub raw: &'a RawValue,
+}
+
+impl RouteEntry<'_> {
+    pub fn is_status(&self) -> bool {
+        self.ev == "status"
+    }
+}
+
+/// A string field, or nothing when the field holds any other JSON type (stocks `T.p` is a
+/// price, forex `C.p` is a pair; only the string form names a ticker).
+#[derive(Default)]
+struct MaybeStr<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = MaybeStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+struct RouteFields<'a> {
+    #[serde(borrow, default)]
+    ev: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    sym: MaybeStr<'a>,
+    #[serde(borrow, default, rename = "T")]
+    t_upper: MaybeStr<'a>,
+    #[serde(borrow, default)]
+    pair: MaybeStr<'a>,
+    #[serde(borrow, default)]
+    p: MaybeStr<'a>,
+}
+
+/// Reads `ev` and the ticker of one element without decoding the rest.
+pub fn route_element(index: usize, raw: &RawValue) -> Result<RouteEntry<'_>, ElementError> {
+    let fields: RouteFields<'_> = serde_json::from_str(raw.get()).map_err(|e| ElementError {
+        index,
+        ev: None,
+        reason: format!("not an event object: {e}"),
+    })?;
+    let ev = fields.ev.ok_or_else(|| ElementError {
+        index,
+        ev: None,
+        reason: "missing \"ev\"".to_string(),
+    })?;
+    let symbol = fields.sym.0.or(fields.t_upper.0).or(fields.pair.0).or(fields.p.0);
+    Ok(RouteEntry { ev, symbol, raw })
+}
+
+/// The route-only path over a whole frame: one result per element, in order.
+pub fn route_frame(frame: &[u8]) -> Result<Vec<Result<RouteEntry<'_>, ElementError>>, FrameError> {
+    Ok(split_frame(frame)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| route_element(i, raw))
+        .collect())
+}
+
+/// Decodes one element of a frame received on `market`.
+pub fn parse_element(market: Market, index: usize, raw: &RawValue) -> Result<Event, ElementError> {
+    let route = route_element(index, raw)?;
+    let fail = |e: serde_json::Error| ElementError {
+        index,
+        ev: Some(route.ev.to_string()),
+        reason: e.to_string(),
+    };
+    let json = raw.get();
+    // Only stocks shapes are modelled; T/Q/A/AM of other markets differ and stay raw.
+    let event = match (market, route.ev.as_ref()) {
+        (_, "status") => Event::Status(serde_json::from_str(json).map_err(fail)?),
+        (_, "FMV") => Event::Fmv(serde_json::from_str(json).map_err(fail)?),
+        (Market::Stocks, "T") => Event::Trade(serde_json::from_str(json).map_err(fail)?),
+        (Market::Stocks, "Q") => Event::Quote(serde_json::from_str(json).map_err(fail)?),
+        (Market::Stocks, "A") => Event::SecondAgg(serde_json::from_str(json).map_err(fail)?),
+        (Market::Stocks, "AM") => Event::MinuteAgg(serde_json::from_str(json).map_err(fail)?),
+        (Market::Stocks, "LULD") => Event::Luld(serde_json::from_str(json).map_err(fail)?),
+        (Market::Stocks, "NOI") => Event::Noi(serde_json::from_str(json).map_err(fail)?),
+        (m, ev) => Event::Other(OtherEvent {
+            market: m,
+            ev: ev.to_string(),
+            known: m.knows_channel(ev),
+            raw: raw.to_owned(),
+        }),
+    };
+    Ok(event)
+}
+
+/// A fully decoded frame: the events that decoded, and an error per element that did not.
+#[derive(Debug, Default)]
+pub struct ParsedFrame {
+    pub events: Vec<Event>,
+    pub errors: Vec<ElementError>,
+}
+
+/// The full path: decodes every element of a frame received on `market`.
+pub fn parse_frame(market: Market, frame: &[u8]) -> Result<ParsedFrame, FrameError> {
+    let mut out = ParsedFrame::default();
+    for (i, raw) in split_frame(frame)?.into_iter().enumerate() {
+        match parse_element(market, i, raw) {
+            Ok(ev) => out.events.push(ev),
+            Err(e) => out.errors.push(e),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_reads_every_symbol_key() {
+        let frame = br#"[{"ev":"T","sym":"AAPL","p":1.5,"t":1},{"ev":"LULD","T":"MSFT","h":1,"l":1,"t":1},
+            {"ev":"C","p":"USD/CNH","a":1.0},{"ev":"XA","pair":"BTC-USD"},{"ev":"status","status":"x"},
+            {"ev":"T","sym":"A\"B"}]"#;
+        let routes = route_frame(frame).unwrap();
+        let syms: Vec<Option<String>> = routes
+            .iter()
+            .map(|r| r.as_ref().unwrap().symbol.as_deref().map(str::to_string))
+            .collect();
+        assert_eq!(
+            syms,
+            vec![
+                Some("AAPL".into()),
+                Some("MSFT".into()),
+                Some("USD/CNH".into()),
+                Some("BTC-USD".into()),
+                None,
+                Some("A\"B".into())
+            ]
+        );
+        assert!(routes[4].as_ref().unwrap().is_status());
+    }
+
+    #[test]
+    fn bad_elements_are_isolated() {
+        let frame = br#"[{"ev":"T","sym":"AAPL","p":"x","t":1772652572552},42,{"sym":"A"},{"ev":"T","sym":"AAPL","p":1.0,"t":1772652572552}]"#;
+        let parsed = parse_frame(Market::Stocks, frame).unwrap();
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(parsed.errors.len(), 3);
+        assert_eq!(parsed.errors[0].index, 0);
+        assert_eq!(parsed.errors[0].ev.as_deref(), Some("T"));
+        assert!(parsed.errors[0].reason.contains("invalid type"), "{}", parsed.errors[0]);
+        assert!(parsed.errors[2].reason.contains("missing \"ev\""));
+    }
+
+    #[test]
+    fn whole_frame_errors_are_named() {
+        assert!(matches!(parse_frame(Market::Stocks, b"  "), Err(FrameError::Empty)));
+        assert!(matches!(parse_frame(Market::Stocks, b"{\"ev\":1}"), Err(FrameError::NotArray('{'))));
+        assert!(matches!(parse_frame(Market::Stocks, b"[{\"ev\":\"T\""), Err(FrameError::Json(_))));
+    }
+}
