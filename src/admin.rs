@@ -33,7 +33,10 @@ pub struct FnCheck<F> {
 
 impl<F: Fn() -> Result<(), String> + Send + Sync> FnCheck<F> {
     pub fn new(name: impl Into<String>, f: F) -> Arc<Self> {
-        Arc::new(FnCheck { name: name.into(), f })
+        Arc::new(FnCheck {
+            name: name.into(),
+            f,
+        })
     }
 }
 
@@ -86,8 +89,9 @@ impl AdminState {
     /// configured, state-changing routes are refused outright rather than left open.
     pub fn authorize(&self, req: &HttpRequest) -> Result<(), HttpResponse> {
         if self.admin_token.is_empty() {
-            return Err(HttpResponse::Forbidden()
-                .json(json!({"status":"ERROR","error":"admin routes are disabled: set ADMIN_TOKEN"})));
+            return Err(HttpResponse::Forbidden().json(
+                json!({"status":"ERROR","error":"admin routes are disabled: set ADMIN_TOKEN"}),
+            ));
         }
         let given = req
             .headers()
@@ -98,7 +102,8 @@ impl AdminState {
         if given == self.admin_token {
             Ok(())
         } else {
-            Err(HttpResponse::Unauthorized().json(json!({"status":"ERROR","error":"admin token required"})))
+            Err(HttpResponse::Unauthorized()
+                .json(json!({"status":"ERROR","error":"admin token required"})))
         }
     }
 }
@@ -171,22 +176,36 @@ mod tests {
         let state = AdminState::new("Test", registry)
             .with_check(FnCheck::new("always", || Ok(())))
             .with_check(FnCheck::new("broker", || Err("not connected".into())));
-        let app = test::init_service(App::new().app_data(web::Data::new(state)).configure(configure)).await;
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(state))
+                .configure(configure),
+        )
+        .await;
 
-        let resp = test::call_service(&app, test::TestRequest::get().uri("/ready").to_request()).await;
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/ready").to_request()).await;
         assert_eq!(resp.status(), 503);
         let body: serde_json::Value = test::read_body_json(resp).await;
         assert_eq!(body["checks"]["broker"], "not connected");
 
-        let body: serde_json::Value =
-            test::call_and_read_body_json(&app, test::TestRequest::get().uri("/stats").to_request()).await;
+        let body: serde_json::Value = test::call_and_read_body_json(
+            &app,
+            test::TestRequest::get().uri("/stats").to_request(),
+        )
+        .await;
         assert_eq!(body["counters"]["tickwire_test_total"], 7);
 
-        let body = test::call_and_read_body(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+        let body =
+            test::call_and_read_body(&app, test::TestRequest::get().uri("/metrics").to_request())
+                .await;
         assert!(String::from_utf8_lossy(&body).contains("tickwire_test_total 7"));
 
-        let body: serde_json::Value =
-            test::call_and_read_body_json(&app, test::TestRequest::get().uri("/health").to_request()).await;
+        let body: serde_json::Value = test::call_and_read_body_json(
+            &app,
+            test::TestRequest::get().uri("/health").to_request(),
+        )
+        .await;
         assert_eq!(body["status_code"], 1);
         assert_eq!(body["image_version"], "Unknown");
     }

@@ -23,15 +23,28 @@ pub struct CommonArgs {
     pub log_level: String,
 
     /// Image name reported by /health (reference contract).
-    #[arg(long = "container-image", env = "CONTAINER_IMAGE", default_value = "Unknown")]
+    #[arg(
+        long = "container-image",
+        env = "CONTAINER_IMAGE",
+        default_value = "Unknown"
+    )]
     pub container_image: String,
 
     /// Image version reported by /health; smoke tests poll for it.
-    #[arg(long = "image-version", env = "IMAGE_VERSION", default_value = "Unknown")]
+    #[arg(
+        long = "image-version",
+        env = "IMAGE_VERSION",
+        default_value = "Unknown"
+    )]
     pub image_version: String,
 
     /// Bearer token required by admin routes that change state. Empty disables those routes.
-    #[arg(long = "admin-token", env = "ADMIN_TOKEN", default_value = "", hide_env_values = true)]
+    #[arg(
+        long = "admin-token",
+        env = "ADMIN_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub admin_token: String,
 }
 
@@ -40,15 +53,28 @@ pub struct CommonArgs {
 pub struct MassiveArgs {
     /// Massive API key; falls back to POLYGON_API_KEY. Empty in embedded mode starts the
     /// built-in simulator instead.
-    #[arg(long = "massive-api-key", env = "MASSIVE_API_KEY", default_value = "", hide_env_values = true)]
+    #[arg(
+        long = "massive-api-key",
+        env = "MASSIVE_API_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub api_key: String,
 
     /// Feed host: socket.massive.com, delayed.massive.com, ... or HOST:PORT of a simulator.
-    #[arg(long = "massive-feed", env = "MASSIVE_FEED", default_value = "socket.massive.com")]
+    #[arg(
+        long = "massive-feed",
+        env = "MASSIVE_FEED",
+        default_value = "socket.massive.com"
+    )]
     pub feed: String,
 
     /// Market path: stocks, options, forex, crypto, indices, futures[/venue].
-    #[arg(long = "massive-market", env = "MASSIVE_MARKET", default_value = "stocks")]
+    #[arg(
+        long = "massive-market",
+        env = "MASSIVE_MARKET",
+        default_value = "stocks"
+    )]
     pub market: Market,
 
     /// Topics as a JSON array (["A.*","T.AAPL"]) or a comma list (A.*,T.AAPL).
@@ -75,7 +101,11 @@ impl MassiveArgs {
     /// `ws[s]://<feed>/<market>`.
     pub fn ws_url(&self) -> String {
         let scheme = if self.secure { "wss" } else { "ws" };
-        format!("{scheme}://{}/{}", self.feed.trim_end_matches('/'), self.market.path())
+        format!(
+            "{scheme}://{}/{}",
+            self.feed.trim_end_matches('/'),
+            self.market.path()
+        )
     }
 }
 
@@ -83,11 +113,19 @@ impl MassiveArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
     /// AMQP URL of the broker.
-    #[arg(long = "rabbitmq-url", env = "RABBITMQ_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long = "rabbitmq-url",
+        env = "RABBITMQ_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub rabbitmq_url: String,
 
     /// Queue message TTL in milliseconds (x-message-ttl): freshness over durability.
-    #[arg(long = "message-ttl", env = "MARKET_DATA_MESSAGE_TTL", default_value_t = 5000)]
+    #[arg(
+        long = "message-ttl",
+        env = "MARKET_DATA_MESSAGE_TTL",
+        default_value_t = 5000
+    )]
     pub message_ttl_ms: u32,
 }
 
@@ -105,8 +143,9 @@ pub fn parse_subscriptions(s: &str) -> Result<Subscriptions, String> {
     };
     let mut topics = Vec::new();
     for item in items.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
-        let topic = Topic::parse(item)
-            .ok_or_else(|| format!("subscription {item:?} is not CHANNEL.SYMBOL (e.g. A.* or T.AAPL)"))?;
+        let topic = Topic::parse(item).ok_or_else(|| {
+            format!("subscription {item:?} is not CHANNEL.SYMBOL (e.g. A.* or T.AAPL)")
+        })?;
         topics.push(topic);
     }
     if topics.is_empty() {
@@ -119,7 +158,9 @@ pub fn parse_subscriptions(s: &str) -> Result<Subscriptions, String> {
 /// crates reach it through tracing's `log` feature. Safe to call more than once (tests).
 pub fn init_logging(level: &str) {
     let env = env_logger::Env::default().default_filter_or(level.to_ascii_lowercase());
-    let _ = env_logger::Builder::from_env(env).format_timestamp_millis().try_init();
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .try_init();
 }
 
 #[cfg(test)]
@@ -140,14 +181,23 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.0[1].symbol, "BRK.A");
         assert!(parse_subscriptions("[1]").is_err());
-        assert!(parse_subscriptions("AAPL").unwrap_err().contains("CHANNEL.SYMBOL"));
+        assert!(parse_subscriptions("AAPL")
+            .unwrap_err()
+            .contains("CHANNEL.SYMBOL"));
         assert!(parse_subscriptions(" ").is_err());
     }
 
     #[test]
     fn massive_url_from_flags() {
-        let t = T::parse_from(["x", "--massive-feed", "127.0.0.1:9000", "--massive-secure", "false",
-            "--massive-market", "Stocks"]);
+        let t = T::parse_from([
+            "x",
+            "--massive-feed",
+            "127.0.0.1:9000",
+            "--massive-secure",
+            "false",
+            "--massive-market",
+            "Stocks",
+        ]);
         assert_eq!(t.m.ws_url(), "ws://127.0.0.1:9000/stocks");
         let t = T::parse_from(["x"]);
         assert_eq!(t.m.ws_url(), "wss://socket.massive.com/stocks");

@@ -89,7 +89,10 @@ fn render_labels(labels: &[(&str, &str)]) -> String {
         if n > 0 {
             out.push(',');
         }
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let v = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
         let _ = write!(out, "{k}=\"{v}\"");
     }
     out
@@ -100,7 +103,13 @@ impl Registry {
         Arc::new(Registry::default())
     }
 
-    fn handle(&self, name: &str, help: &str, kind: &'static str, labels: &[(&str, &str)]) -> Handle {
+    fn handle(
+        &self,
+        name: &str,
+        help: &str,
+        kind: &'static str,
+        labels: &[(&str, &str)],
+    ) -> Handle {
         let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
         let family = families.entry(name.to_string()).or_insert_with(|| Family {
             help: help.to_string(),
@@ -159,7 +168,11 @@ impl Registry {
         let mut out = Map::new();
         for (name, f) in families.iter() {
             for (labels, h) in &f.series {
-                let key = if labels.is_empty() { name.clone() } else { format!("{name}{{{labels}}}") };
+                let key = if labels.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{name}{{{labels}}}")
+                };
                 out.insert(key, json!(h.value()));
             }
         }
@@ -169,7 +182,11 @@ impl Registry {
     /// The value of one series, for tests and readiness checks.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
         let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
-        families.get(name)?.series.get(&render_labels(labels)).map(Handle::value)
+        families
+            .get(name)?
+            .series
+            .get(&render_labels(labels))
+            .map(Handle::value)
     }
 
     /// Per-actor figures grouped by actor name, for `/stats`.
@@ -177,7 +194,9 @@ impl Registry {
         let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Map<String, Value> = Map::new();
         for (name, field) in ActorMetrics::FIELDS {
-            let Some(f) = families.get(name) else { continue };
+            let Some(f) = families.get(name) else {
+                continue;
+            };
             for (labels, h) in &f.series {
                 let actor = labels
                     .strip_prefix("actor=\"")
@@ -218,7 +237,11 @@ impl ActorMetrics {
     pub fn new(registry: &Registry, actor: &str) -> Self {
         let l = [("actor", actor)];
         ActorMetrics {
-            mailbox_depth: registry.gauge(Self::FIELDS[0].0, "Messages waiting in the actor's mailbox", &l),
+            mailbox_depth: registry.gauge(
+                Self::FIELDS[0].0,
+                "Messages waiting in the actor's mailbox",
+                &l,
+            ),
             messages_in: registry.counter(Self::FIELDS[1].0, "Messages the actor has handled", &l),
             messages_out: registry.counter(Self::FIELDS[2].0, "Messages the actor has sent on", &l),
             errors: registry.counter(Self::FIELDS[3].0, "Errors the actor has met", &l),

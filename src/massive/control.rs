@@ -18,7 +18,10 @@ pub struct ClientMessage {
 
 impl ClientMessage {
     pub fn auth(key: &str) -> Self {
-        ClientMessage { action: "auth".into(), params: key.into() }
+        ClientMessage {
+            action: "auth".into(),
+            params: key.into(),
+        }
     }
 
     /// Subscribe messages for `topics`, at most [`MAX_TOPICS_PER_MESSAGE`] per message.
@@ -60,7 +63,10 @@ impl Topic {
         if channel.is_empty() || symbol.is_empty() {
             return None;
         }
-        Some(Topic { channel: channel.to_string(), symbol: symbol.to_string() })
+        Some(Topic {
+            channel: channel.to_string(),
+            symbol: symbol.to_string(),
+        })
     }
 
     pub fn is_wildcard(&self) -> bool {
@@ -94,7 +100,13 @@ mod tests {
     #[test]
     fn topics_split_at_first_dot_and_trim() {
         let (t, bad) = parse_topics(" T.BRK.A, AM.AAPL ,,Q.*,nodot");
-        assert_eq!(t[0], Topic { channel: "T".into(), symbol: "BRK.A".into() });
+        assert_eq!(
+            t[0],
+            Topic {
+                channel: "T".into(),
+                symbol: "BRK.A".into()
+            }
+        );
         assert_eq!(t[1].to_string(), "AM.AAPL");
         assert!(t[2].is_wildcard());
         assert_eq!(bad, vec!["nodot".to_string()]);
@@ -103,11 +115,16 @@ mod tests {
     #[test]
     fn subscribe_is_chunked_at_500() {
         let topics: Vec<Topic> = (0..1201)
-            .map(|i| Topic { channel: "T".into(), symbol: format!("S{i}") })
+            .map(|i| Topic {
+                channel: "T".into(),
+                symbol: format!("S{i}"),
+            })
             .collect();
         let msgs = ClientMessage::subscribe_chunks(&topics);
         assert_eq!(msgs.len(), 3);
         assert_eq!(msgs[2].params.split(',').count(), 201);
-        assert!(msgs[0].to_json().starts_with("{\"action\":\"subscribe\",\"params\":\"T.S0,T.S1,"));
+        assert!(msgs[0]
+            .to_json()
+            .starts_with("{\"action\":\"subscribe\",\"params\":\"T.S0,T.S1,"));
     }
 }

@@ -176,7 +176,10 @@ pub enum StatusKind {
 
 impl Status {
     pub fn new(status: &str, message: &str) -> Self {
-        Status { status: status.to_string(), message: Some(message.to_string()) }
+        Status {
+            status: status.to_string(),
+            message: Some(message.to_string()),
+        }
     }
 
     pub fn kind(&self) -> StatusKind {

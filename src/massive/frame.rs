@@ -41,7 +41,10 @@ pub struct ElementError {
 
 /// Splits a frame into its raw elements, checking only that it is a JSON array.
 pub fn split_frame(frame: &[u8]) -> Result<Vec<&RawValue>, FrameError> {
-    let first = frame.iter().find(|b| !b.is_ascii_whitespace()).ok_or(FrameError::Empty)?;
+    let first = frame
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .ok_or(FrameError::Empty)?;
     if *first != b'[' {
         return Err(FrameError::NotArray(char::from(*first)));
     }
@@ -138,7 +141,12 @@ pub fn route_element(index: usize, raw: &RawValue) -> Result<RouteEntry<'_>, Ele
         ev: None,
         reason: "missing \"ev\"".to_string(),
     })?;
-    let symbol = fields.sym.0.or(fields.t_upper.0).or(fields.pair.0).or(fields.p.0);
+    let symbol = fields
+        .sym
+        .0
+        .or(fields.t_upper.0)
+        .or(fields.pair.0)
+        .or(fields.p.0);
     Ok(RouteEntry { ev, symbol, raw })
 }
 
@@ -235,14 +243,27 @@ mod tests {
         assert_eq!(parsed.errors.len(), 3);
         assert_eq!(parsed.errors[0].index, 0);
         assert_eq!(parsed.errors[0].ev.as_deref(), Some("T"));
-        assert!(parsed.errors[0].reason.contains("invalid type"), "{}", parsed.errors[0]);
+        assert!(
+            parsed.errors[0].reason.contains("invalid type"),
+            "{}",
+            parsed.errors[0]
+        );
         assert!(parsed.errors[2].reason.contains("missing \"ev\""));
     }
 
     #[test]
     fn whole_frame_errors_are_named() {
-        assert!(matches!(parse_frame(Market::Stocks, b"  "), Err(FrameError::Empty)));
-        assert!(matches!(parse_frame(Market::Stocks, b"{\"ev\":1}"), Err(FrameError::NotArray('{'))));
-        assert!(matches!(parse_frame(Market::Stocks, b"[{\"ev\":\"T\""), Err(FrameError::Json(_))));
+        assert!(matches!(
+            parse_frame(Market::Stocks, b"  "),
+            Err(FrameError::Empty)
+        ));
+        assert!(matches!(
+            parse_frame(Market::Stocks, b"{\"ev\":1}"),
+            Err(FrameError::NotArray('{'))
+        ));
+        assert!(matches!(
+            parse_frame(Market::Stocks, b"[{\"ev\":\"T\""),
+            Err(FrameError::Json(_))
+        ));
     }
 }

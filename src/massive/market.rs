@@ -109,7 +109,10 @@ mod tests {
     fn parses_every_path_and_is_case_insensitive() {
         for m in Market::ALL {
             assert_eq!(m.path().parse::<Market>(), Ok(m));
-            assert_eq!(format!("/{}", m.path().to_uppercase()).parse::<Market>(), Ok(m));
+            assert_eq!(
+                format!("/{}", m.path().to_uppercase()).parse::<Market>(),
+                Ok(m)
+            );
         }
         assert_eq!("Stocks".parse::<Market>(), Ok(Market::Stocks));
         assert!("bonds".parse::<Market>().is_err());

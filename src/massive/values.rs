@@ -77,7 +77,8 @@ impl TsNanos {
 
 impl<'de> Deserialize<'de> for TsMillis {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(EpochVisitor).map(|ns| TsMillis(ns / 1_000_000))
+        d.deserialize_any(EpochVisitor)
+            .map(|ns| TsMillis(ns / 1_000_000))
     }
 }
 
@@ -273,8 +274,16 @@ mod tests {
 
     #[test]
     fn str_or_int_keeps_text() {
-        assert_eq!(serde_json::from_str::<StrOrInt>("\"52983525029461\"").unwrap().0, "52983525029461");
-        assert_eq!(serde_json::from_str::<StrOrInt>("14272084").unwrap().0, "14272084");
+        assert_eq!(
+            serde_json::from_str::<StrOrInt>("\"52983525029461\"")
+                .unwrap()
+                .0,
+            "52983525029461"
+        );
+        assert_eq!(
+            serde_json::from_str::<StrOrInt>("14272084").unwrap().0,
+            "14272084"
+        );
         assert!(serde_json::from_str::<StrOrInt>("1.5").is_err());
     }
 }

@@ -8,7 +8,9 @@
 
 use std::time::Instant;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday,
+};
 
 /// Trading session of the US equities market at a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +46,14 @@ fn nth_sunday(year: i32, month: u32, n: u32) -> NaiveDate {
 pub fn et_offset_hours(utc: DateTime<Utc>) -> i64 {
     let year = utc.year();
     // DST starts 02:00 EST (07:00 UTC) and ends 02:00 EDT (06:00 UTC).
-    let start = nth_sunday(year, 3, 2).and_hms_opt(7, 0, 0).unwrap_or_default().and_utc();
-    let end = nth_sunday(year, 11, 1).and_hms_opt(6, 0, 0).unwrap_or_default().and_utc();
+    let start = nth_sunday(year, 3, 2)
+        .and_hms_opt(7, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    let end = nth_sunday(year, 11, 1)
+        .and_hms_opt(6, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
     if utc >= start && utc < end {
         -4
     } else {
@@ -136,7 +144,11 @@ pub struct MarketClock {
 
 impl MarketClock {
     pub fn new(start: DateTime<Utc>, speed: f64) -> Self {
-        MarketClock { start, origin: Instant::now(), speed: speed.max(0.0) }
+        MarketClock {
+            start,
+            origin: Instant::now(),
+            speed: speed.max(0.0),
+        }
     }
 
     pub fn speed(&self) -> f64 {
@@ -174,8 +186,14 @@ mod tests {
         assert_eq!(et_offset_hours(summer), -4);
         assert_eq!(et_offset_hours(winter), -5);
         assert_eq!(to_et(winter), et("2026-11-24 09:30:00"));
-        assert_eq!(from_et(et("2026-03-04 09:30:00")), Utc.with_ymd_and_hms(2026, 3, 4, 14, 30, 0).unwrap());
-        assert_eq!(from_et(et("2026-03-09 09:30:00")), Utc.with_ymd_and_hms(2026, 3, 9, 13, 30, 0).unwrap());
+        assert_eq!(
+            from_et(et("2026-03-04 09:30:00")),
+            Utc.with_ymd_and_hms(2026, 3, 4, 14, 30, 0).unwrap()
+        );
+        assert_eq!(
+            from_et(et("2026-03-09 09:30:00")),
+            Utc.with_ymd_and_hms(2026, 3, 9, 13, 30, 0).unwrap()
+        );
     }
 
     #[test]
@@ -186,16 +204,30 @@ mod tests {
         assert_eq!(session_at(et("2026-11-24 16:00:00")), Session::AfterHours);
         assert_eq!(session_at(et("2026-11-24 20:00:00")), Session::Closed);
         assert_eq!(session_at(et("2026-11-28 10:00:00")), Session::Closed); // Saturday
-        assert_eq!(market_day(et("2026-11-25 02:00:00")).to_string(), "2026-11-24");
-        assert_eq!(previous_trading_day(NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()).to_string(), "2026-11-20");
+        assert_eq!(
+            market_day(et("2026-11-25 02:00:00")).to_string(),
+            "2026-11-24"
+        );
+        assert_eq!(
+            previous_trading_day(NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()).to_string(),
+            "2026-11-20"
+        );
     }
 
     #[test]
     fn start_time_forms() {
         let now = Utc.with_ymd_and_hms(2026, 11, 29, 15, 0, 0).unwrap(); // Sunday
-        assert_eq!(parse_start("09:29", now).unwrap(), from_et(et("2026-11-27 09:29:00")));
+        assert_eq!(
+            parse_start("09:29", now).unwrap(),
+            from_et(et("2026-11-27 09:29:00"))
+        );
         assert_eq!(parse_start("now", now).unwrap(), now);
-        assert_eq!(parse_start("2026-03-04T14:29:33-05:00", now).unwrap().timestamp(), 1772652573);
+        assert_eq!(
+            parse_start("2026-03-04T14:29:33-05:00", now)
+                .unwrap()
+                .timestamp(),
+            1772652573
+        );
         assert!(parse_start("tomorrow", now).is_err());
     }
 

@@ -38,12 +38,36 @@ pub const STOCK_CHANNELS: [&str; 7] = ["T", "Q", "A", "AM", "LULD", "NOI", "FMV"
 
 /// Well-known tickers first, so demos and tests have familiar names (and dotted ones).
 const KNOWN: &[(&str, f64)] = &[
-    ("AAPL", 263.0), ("MSFT", 420.0), ("NVDA", 182.0), ("AMZN", 221.0), ("GOOGL", 250.0),
-    ("META", 690.0), ("TSLA", 410.0), ("BRK.A", 735000.0), ("BRK.B", 490.0), ("AMD", 160.0),
-    ("SPY", 680.0), ("QQQ", 610.0), ("NFLX", 1200.0), ("INTC", 37.0), ("PLTR", 180.0),
-    ("SOFI", 28.0), ("F", 12.5), ("BAC", 52.0), ("JPM", 300.0), ("XOM", 115.0),
-    ("KO", 69.0), ("PFE", 25.0), ("T", 27.0), ("NIO", 6.2), ("RIVN", 13.5),
-    ("GME", 23.0), ("AMC", 3.1), ("MARA", 17.0), ("RIOT", 14.0), ("SNAP", 8.2),
+    ("AAPL", 263.0),
+    ("MSFT", 420.0),
+    ("NVDA", 182.0),
+    ("AMZN", 221.0),
+    ("GOOGL", 250.0),
+    ("META", 690.0),
+    ("TSLA", 410.0),
+    ("BRK.A", 735000.0),
+    ("BRK.B", 490.0),
+    ("AMD", 160.0),
+    ("SPY", 680.0),
+    ("QQQ", 610.0),
+    ("NFLX", 1200.0),
+    ("INTC", 37.0),
+    ("PLTR", 180.0),
+    ("SOFI", 28.0),
+    ("F", 12.5),
+    ("BAC", 52.0),
+    ("JPM", 300.0),
+    ("XOM", 115.0),
+    ("KO", 69.0),
+    ("PFE", 25.0),
+    ("T", 27.0),
+    ("NIO", 6.2),
+    ("RIVN", 13.5),
+    ("GME", 23.0),
+    ("AMC", 3.1),
+    ("MARA", 17.0),
+    ("RIOT", 14.0),
+    ("SNAP", 8.2),
 ];
 
 /// Static facts of one ticker.
@@ -78,7 +102,7 @@ pub struct DailyBar {
 
 impl DailyBar {
     pub fn to_json(&self) -> Value {
-        json!({"o": self.o, "h": self.h, "l": self.l, "c": self.c, "v": self.v.floor(),
+        json!({"o": self.o, "h": self.h, "l": self.l, "c": self.c, "v": self.v as u64,
                "vw": round4(self.vw), "n": self.n, "t": self.t})
     }
 }
@@ -98,7 +122,16 @@ struct BarAcc {
 impl BarAcc {
     fn add(&mut self, start: i64, p: f64, size: f64) {
         if self.n == 0 {
-            *self = BarAcc { start, o: p, h: p, l: p, c: p, v: 0.0, dollars: 0.0, n: 0 };
+            *self = BarAcc {
+                start,
+                o: p,
+                h: p,
+                l: p,
+                c: p,
+                v: 0.0,
+                dollars: 0.0,
+                n: 0,
+            };
         }
         self.h = self.h.max(p);
         self.l = self.l.min(p);
@@ -216,7 +249,9 @@ fn day_number(d: NaiveDate) -> i64 {
 fn generated_symbol(rng: &mut Rng, taken: &HashMap<String, usize>) -> String {
     loop {
         let len = 3 + rng.below(2) as usize;
-        let s: String = (0..len).map(|_| char::from(b'A' + rng.below(26) as u8)).collect();
+        let s: String = (0..len)
+            .map(|_| char::from(b'A' + rng.below(26) as u8))
+            .collect();
         if !taken.contains_key(&s) {
             return s;
         }
@@ -266,11 +301,21 @@ impl SyntheticMarket {
             let rank_weight = 1.0 / (1.0 + n as f64).powf(0.8);
             let shares = (2e7 + rng.unit() * 5e9).floor();
             let mover = rng.chance(0.03);
-            let drift = if mover { (0.02 + rng.unit() * 0.06) * if rng.chance(0.75) { 1.0 } else { -1.0 } } else { 0.0 };
+            let drift = if mover {
+                (0.02 + rng.unit() * 0.06) * if rng.chance(0.75) { 1.0 } else { -1.0 }
+            } else {
+                0.0
+            };
             let tickers_info = TickerInfo {
                 sym: sym.clone(),
                 otc: n >= KNOWN.len() && rng.chance(0.03),
-                tape: if rng.chance(0.5) { 3 } else if rng.chance(0.5) { 1 } else { 2 },
+                tape: if rng.chance(0.5) {
+                    3
+                } else if rng.chance(0.5) {
+                    1
+                } else {
+                    2
+                },
                 base_price: base,
                 avg_volume: (2e5 + rng.unit() * 4e7).floor(),
                 shares_outstanding: shares,
@@ -282,7 +327,13 @@ impl SyntheticMarket {
             info.push(tickers_info);
         }
         let mut acc = 0.0;
-        let cumulative = info.iter().map(|t| { acc += t.weight; acc }).collect();
+        let cumulative = info
+            .iter()
+            .map(|t| {
+                acc += t.weight;
+                acc
+            })
+            .collect();
         let day = clock::market_day(clock::to_et(clock::ms_to_utc(now_ms)));
         let count = info.len();
         let mut m = SyntheticMarket {
@@ -371,12 +422,24 @@ impl SyntheticMarket {
         };
         let c = close_at(dn);
         let prev_dn = day_number(clock::previous_trading_day(date));
-        let o = round2(close_at(prev_dn) * (0.01 * (hash_unit(&[seed, i as u64, dn as u64, 3]) - 0.5)).exp());
+        let o = round2(
+            close_at(prev_dn) * (0.01 * (hash_unit(&[seed, i as u64, dn as u64, 3]) - 0.5)).exp(),
+        );
         let h = round2(o.max(c) * (1.0 + 0.02 * hash_unit(&[seed, i as u64, dn as u64, 4])));
         let l = round2(o.min(c) * (1.0 - 0.02 * hash_unit(&[seed, i as u64, dn as u64, 5])));
-        let v = (self.info[i].avg_volume * (0.5 + hash_unit(&[seed, i as u64, dn as u64, 6]))).floor();
+        let v =
+            (self.info[i].avg_volume * (0.5 + hash_unit(&[seed, i as u64, dn as u64, 6]))).floor();
         let start = clock::from_et(date.and_time(NaiveTime::MIN)).timestamp_millis();
-        DailyBar { o, h, l, c, v, vw: (h + l + c) / 3.0, n: (v / 120.0).ceil() as u64, t: start }
+        DailyBar {
+            o,
+            h,
+            l,
+            c,
+            v,
+            vw: (h + l + c) / 3.0,
+            n: (v / 120.0).ceil() as u64,
+            t: start,
+        }
     }
 
     /// The live day so far as a daily bar (None before the first trade).
@@ -390,7 +453,11 @@ impl SyntheticMarket {
             l: d.low,
             c: d.close,
             v: d.volume,
-            vw: if d.volume > 0.0 { d.dollars / d.volume } else { d.close },
+            vw: if d.volume > 0.0 {
+                d.dollars / d.volume
+            } else {
+                d.close
+            },
             n: d.trades,
             t: start,
         })
@@ -418,7 +485,11 @@ impl SyntheticMarket {
                 let t = et.time();
                 let open_min = t < NaiveTime::from_hms_opt(9, 31, 0).unwrap_or_default();
                 let close_min = t >= NaiveTime::from_hms_opt(15, 59, 0).unwrap_or_default();
-                if open_min || close_min { self.cfg.open_close_burst } else { 1.0 }
+                if open_min || close_min {
+                    self.cfg.open_close_burst
+                } else {
+                    1.0
+                }
             }
         };
         // A long pause (stall, suspended process) must not turn into a giant burst.
@@ -443,7 +514,11 @@ impl SyntheticMarket {
                 break;
             }
             if let Some((_, i, bar)) = self.pending_a.pop_front() {
-                out.push(SimEvent { channel: CH_A, ticker: i, event: Event::SecondAgg(bar) });
+                out.push(SimEvent {
+                    channel: CH_A,
+                    ticker: i,
+                    event: Event::SecondAgg(bar),
+                });
             }
         }
         self.last_ms = now_ms;
@@ -452,7 +527,9 @@ impl SyntheticMarket {
     fn pick_ticker(&mut self) -> usize {
         let total = self.cumulative.last().copied().unwrap_or(1.0);
         let x = self.rng.unit() * total;
-        self.cumulative.partition_point(|c| *c <= x).min(self.info.len() - 1)
+        self.cumulative
+            .partition_point(|c| *c <= x)
+            .min(self.info.len() - 1)
     }
 
     fn reset_day(&mut self, day: NaiveDate) {
@@ -492,7 +569,11 @@ impl SyntheticMarket {
                 let bar = self.bar(iu, self.state[iu].min, 60_000);
                 self.state[iu].min = BarAcc::default();
                 self.state[iu].last_min_bar = Some(bar.clone());
-                out.push(SimEvent { channel: CH_AM, ticker: i, event: Event::MinuteAgg(bar) });
+                out.push(SimEvent {
+                    channel: CH_AM,
+                    ticker: i,
+                    event: Event::MinuteAgg(bar),
+                });
             }
             self.cur_min = min;
         }
@@ -507,13 +588,25 @@ impl SyntheticMarket {
             av: Some(LenientNum(d.volume.floor())),
             dav: Some(DecimalStr::from_f64(d.volume, 6)),
             op: d.official_open.or(d.open),
-            vw: Some(round4(if acc.v > 0.0 { acc.dollars / acc.v } else { acc.c })),
+            vw: Some(round4(if acc.v > 0.0 {
+                acc.dollars / acc.v
+            } else {
+                acc.c
+            })),
             o: acc.o,
             c: acc.c,
             h: acc.h,
             l: acc.l,
-            a: Some(round4(if d.volume > 0.0 { d.dollars / d.volume } else { acc.c })),
-            z: Some(LenientNum(if acc.n > 0 { (acc.v / f64::from(acc.n)).round() } else { 0.0 })),
+            a: Some(round4(if d.volume > 0.0 {
+                d.dollars / d.volume
+            } else {
+                acc.c
+            })),
+            z: Some(LenientNum(if acc.n > 0 {
+                (acc.v / f64::from(acc.n)).round()
+            } else {
+                0.0
+            })),
             s: TsMillis(acc.start),
             e: TsMillis(acc.start + len),
             otc: self.info[i].otc.then_some(true),
@@ -542,12 +635,20 @@ impl SyntheticMarket {
             ap: st.ask,
             as_: LenientNum(st.ask_size as f64),
             c: Some(0),
-            i: if rng.chance(0.1) { Some(vec![604]) } else { None },
+            i: if rng.chance(0.1) {
+                Some(vec![604])
+            } else {
+                None
+            },
             t: TsMillis(t),
             q: Some(st.quote_q),
             z: Some(self.info[i].tape),
         };
-        out.push(SimEvent { channel: CH_Q, ticker: i as u32, event: Event::Quote(q) });
+        out.push(SimEvent {
+            channel: CH_Q,
+            ticker: i as u32,
+            event: Event::Quote(q),
+        });
         self.maybe_luld(i, t, out);
     }
 
@@ -569,7 +670,11 @@ impl SyntheticMarket {
             t: TsNanos(t * 1_000_000 + self.rng.below(1_000_000) as i64),
             q: Some(st.luld_q),
         };
-        out.push(SimEvent { channel: CH_LULD, ticker: i as u32, event: Event::Luld(ev) });
+        out.push(SimEvent {
+            channel: CH_LULD,
+            ticker: i as u32,
+            event: Event::Luld(ev),
+        });
     }
 
     fn trade(&mut self, i: usize, t: i64, session: Session, out: &mut Vec<SimEvent>) {
@@ -606,10 +711,18 @@ impl SyntheticMarket {
             conditions.push(14);
         }
         let trf = rng.chance(0.3);
-        let x = if trf { 4 } else { EXCHANGES[rng.below(EXCHANGES.len() as u64) as usize] };
+        let x = if trf {
+            4
+        } else {
+            EXCHANGES[rng.below(EXCHANGES.len() as u64) as usize]
+        };
         st.trade_q += 1 + rng.below(4);
         st.trade_id += 1 + rng.below(1000);
-        let ts = if late { t - 60_000 + rng.below(30_000) as i64 } else { t };
+        let ts = if late {
+            t - 60_000 + rng.below(30_000) as i64
+        } else {
+            t
+        };
         let trade = Trade {
             sym: self.info[i].sym.clone(),
             i: Some(StrOrInt(st.trade_id.to_string())),
@@ -618,7 +731,11 @@ impl SyntheticMarket {
             p: price,
             s: LenientNum(size.floor()),
             ds: exact,
-            c: if conditions.is_empty() { None } else { Some(conditions.clone()) },
+            c: if conditions.is_empty() {
+                None
+            } else {
+                Some(conditions.clone())
+            },
             t: TsMillis(ts),
             q: Some(st.trade_q),
             trfi: trf.then(|| 201 + rng.below(3) as i64),
@@ -647,11 +764,19 @@ impl SyntheticMarket {
                 s: size,
                 x,
                 i: st.trade_id.to_string(),
-                c: if conditions.is_empty() { None } else { Some(conditions) },
+                c: if conditions.is_empty() {
+                    None
+                } else {
+                    Some(conditions)
+                },
                 t_ms: ts,
             });
         }
-        out.push(SimEvent { channel: CH_T, ticker: i as u32, event: Event::Trade(trade) });
+        out.push(SimEvent {
+            channel: CH_T,
+            ticker: i as u32,
+            event: Event::Trade(trade),
+        });
         if late {
             self.correct_last_minute(i, price, size, out);
         } else {
@@ -673,8 +798,16 @@ impl SyntheticMarket {
         if self.cfg.fmv_every > 0 && self.trades_since_fmv >= self.cfg.fmv_every {
             self.trades_since_fmv = 0;
             let st = &self.state[i];
-            let fmv = Fmv { fmv: round4(st.mid), sym: self.info[i].sym.clone(), t: TsNanos(t * 1_000_000 + 1) };
-            out.push(SimEvent { channel: CH_FMV, ticker: i as u32, event: Event::Fmv(fmv) });
+            let fmv = Fmv {
+                fmv: round4(st.mid),
+                sym: self.info[i].sym.clone(),
+                t: TsNanos(t * 1_000_000 + 1),
+            };
+            out.push(SimEvent {
+                channel: CH_FMV,
+                ticker: i as u32,
+                event: Event::Fmv(fmv),
+            });
         }
     }
 
@@ -684,7 +817,9 @@ impl SyntheticMarket {
             let d = &self.state[i].day;
             (d.volume, d.dollars)
         };
-        let Some(bar) = self.state[i].last_min_bar.as_mut() else { return };
+        let Some(bar) = self.state[i].last_min_bar.as_mut() else {
+            return;
+        };
         let old_v = bar.dv.as_ref().map_or(bar.v.0, DecimalStr::to_f64);
         let new_v = old_v + size;
         let old_vw = bar.vw.unwrap_or(bar.c);
@@ -697,7 +832,11 @@ impl SyntheticMarket {
         bar.dav = Some(DecimalStr::from_f64(vol, 6));
         bar.a = Some(round4(dollars / vol.max(f64::MIN_POSITIVE)));
         let corrected = bar.clone();
-        out.push(SimEvent { channel: CH_AM, ticker: i as u32, event: Event::MinuteAgg(corrected) });
+        out.push(SimEvent {
+            channel: CH_AM,
+            ticker: i as u32,
+            event: Event::MinuteAgg(corrected),
+        });
     }
 
     /// NOI in the opening (09:28-09:30) and closing (15:50-16:00) auction windows.
@@ -729,7 +868,11 @@ impl SyntheticMarket {
             p: Some(LenientNum((100 * (1 + self.rng.below(20000))) as f64)),
             b: Some(round2(st.mid)),
         };
-        out.push(SimEvent { channel: CH_NOI, ticker: i as u32, event: Event::Noi(ev) });
+        out.push(SimEvent {
+            channel: CH_NOI,
+            ticker: i as u32,
+            event: Event::Noi(ev),
+        });
     }
 
     /// Massive's snapshot object for ticker `i` (REST `/v2/snapshot/...`).
@@ -738,21 +881,25 @@ impl SyntheticMarket {
         let prev = st.prev;
         let mut o = json!({
             "ticker": self.info[i].sym,
-            "prevDay": {"o": prev.o, "h": prev.h, "l": prev.l, "c": prev.c, "v": prev.v.floor(), "vw": round4(prev.vw)},
+            "prevDay": {"o": prev.o, "h": prev.h, "l": prev.l, "c": prev.c, "v": prev.v as u64, "vw": round4(prev.vw)},
             "updated": now_ms * 1_000_000,
         });
         let day = match self.today_bar(i) {
-            Some(b) => json!({"o": b.o, "h": b.h, "l": b.l, "c": b.c, "v": b.v.floor(), "vw": round4(b.vw)}),
+            Some(b) => {
+                json!({"o": b.o, "h": b.h, "l": b.l, "c": b.c, "v": b.v as u64, "vw": round4(b.vw)})
+            }
             None => json!({"o": 0, "h": 0, "l": 0, "c": 0, "v": 0, "vw": 0}),
         };
         o["day"] = day;
         o["min"] = match &st.last_min_bar {
-            Some(b) => json!({"av": b.av.map_or(0.0, |v| v.0), "t": b.s.0, "n": 1, "o": b.o, "h": b.h,
-                              "l": b.l, "c": b.c, "v": b.v.0, "vw": b.vw.unwrap_or(b.c)}),
+            Some(b) => {
+                json!({"av": b.av.map_or(0, |v| v.0 as u64), "t": b.s.0, "n": 1, "o": b.o, "h": b.h,
+                              "l": b.l, "c": b.c, "v": b.v.0 as u64, "vw": b.vw.unwrap_or(b.c)})
+            }
             None => json!({}),
         };
         if let Some(lt) = &st.last_trade {
-            let mut trade = json!({"i": lt.i, "p": lt.p, "s": lt.s.floor(), "t": lt.t_ms * 1_000_000, "x": lt.x});
+            let mut trade = json!({"i": lt.i, "p": lt.p, "s": lt.s as u64, "t": lt.t_ms * 1_000_000, "x": lt.x});
             if let Some(c) = &lt.c {
                 trade["c"] = json!(c);
             }
@@ -834,18 +981,38 @@ mod tests {
     #[test]
     fn same_seed_same_stream() {
         let start = at("2026-11-24 10:00:00");
-        let cfg = MarketConfig { rate: 5000.0, ..MarketConfig::default() };
-        let a = run(&mut SyntheticMarket::new(cfg.clone(), start), start, start + 3000, 5);
-        let b = run(&mut SyntheticMarket::new(cfg, start), start, start + 3000, 5);
+        let cfg = MarketConfig {
+            rate: 5000.0,
+            ..MarketConfig::default()
+        };
+        let a = run(
+            &mut SyntheticMarket::new(cfg.clone(), start),
+            start,
+            start + 3000,
+            5,
+        );
+        let b = run(
+            &mut SyntheticMarket::new(cfg, start),
+            start,
+            start + 3000,
+            5,
+        );
         assert_eq!(a.len(), b.len());
         assert!(a.len() > 1000);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.event.to_json() == y.event.to_json()));
+        assert!(a
+            .iter()
+            .zip(&b)
+            .all(|(x, y)| x.event.to_json() == y.event.to_json()));
     }
 
     #[test]
     fn trades_are_inside_the_nbbo_and_bars_sum_trades() {
         let start = at("2026-11-24 10:00:00");
-        let cfg = MarketConfig { rate: 20_000.0, late_trade_ratio: 0.0, ..MarketConfig::default() };
+        let cfg = MarketConfig {
+            rate: 20_000.0,
+            late_trade_ratio: 0.0,
+            ..MarketConfig::default()
+        };
         let mut m = SyntheticMarket::new(cfg, start);
         let events = run(&mut m, start, start + 5000, 5);
         let mut nbbo: HashMap<String, (f64, f64)> = HashMap::new();
@@ -859,15 +1026,23 @@ mod tests {
                 }
                 Event::Trade(t) => {
                     if let Some((b, a)) = nbbo.get(&t.sym) {
-                        assert!(t.p >= *b - 1e-9 && t.p <= *a + 1e-9, "trade {t:?} outside {b}..{a}");
+                        assert!(
+                            t.p >= *b - 1e-9 && t.p <= *a + 1e-9,
+                            "trade {t:?} outside {b}..{a}"
+                        );
                     }
-                    *vol_by_sec.entry((t.sym.clone(), t.t.0 / 1000 * 1000)).or_default() += t.size();
+                    *vol_by_sec
+                        .entry((t.sym.clone(), t.t.0 / 1000 * 1000))
+                        .or_default() += t.size();
                 }
                 Event::SecondAgg(bar) => {
                     bars += 1;
                     assert_eq!(bar.e.0 - bar.s.0, 1000);
                     let v = vol_by_sec[&(bar.sym.clone(), bar.s.0)];
-                    assert!((bar.dv.as_ref().unwrap().to_f64() - v).abs() < 1e-5, "{bar:?} vs {v}");
+                    assert!(
+                        (bar.dv.as_ref().unwrap().to_f64() - v).abs() < 1e-5,
+                        "{bar:?} vs {v}"
+                    );
                     assert!(bar.l <= bar.o && bar.o <= bar.h && bar.l <= bar.c && bar.c <= bar.h);
                 }
                 _ => {}
@@ -879,10 +1054,15 @@ mod tests {
     #[test]
     fn minute_bars_at_the_boundary_and_day_reset_at_4am() {
         let start = at("2026-11-24 19:59:30");
-        let cfg = MarketConfig { rate: 2000.0, ..MarketConfig::default() };
+        let cfg = MarketConfig {
+            rate: 2000.0,
+            ..MarketConfig::default()
+        };
         let mut m = SyntheticMarket::new(cfg, start);
         let ev = run(&mut m, start, start + 60_000, 50);
-        assert!(ev.iter().any(|e| matches!(&e.event, Event::MinuteAgg(b) if b.e.0 == at("2026-11-24 20:00:00"))));
+        assert!(ev.iter().any(
+            |e| matches!(&e.event, Event::MinuteAgg(b) if b.e.0 == at("2026-11-24 20:00:00"))
+        ));
         let last_close = m.today_bar(0).unwrap().c;
         // Jump across the closed night to the next pre-market: the day resets.
         let mut out = Vec::new();
@@ -890,7 +1070,11 @@ mod tests {
         assert_eq!(m.day().to_string(), "2026-11-25");
         assert!(m.today_bar(0).is_none());
         let snap = m.snapshot(0, at("2026-11-25 04:00:01"));
-        assert_eq!(snap["prevDay"]["c"], json!(last_close), "prevDay is the streamed day");
+        assert_eq!(
+            snap["prevDay"]["c"],
+            json!(last_close),
+            "prevDay is the streamed day"
+        );
         let d = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
         assert_eq!(m.range(0, d, d)[0].c, last_close);
     }

@@ -5,4 +5,8 @@
 //! - [`registry::ConnectionRegistry`]: connections per (API key, market); evicts the older
 //!   connection past the limit, as Massive does.
 //! - [`session::SimSession`]: one client WebSocket: auth, subscriptions, frame batching,
-//!   bounded outbound buffer.
+//!   bounded outbound buffer, fault injection.
+
+pub mod feed;
+pub mod registry;
+pub mod session;

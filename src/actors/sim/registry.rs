@@ -1,0 +1,107 @@
+//! ConnectionRegistry actor: who is connected with which key to which market.
+//!
+//! Massive allows a limited number of connections per (API key, market), one by default, and
+//! when a new connection authenticates past the limit it evicts the OLDEST one. This actor
+//! keeps the connections of each (key, market) in authentication order and tells the oldest
+//! to go.
+
+use std::collections::{HashMap, VecDeque};
+
+use actix::{Actor, Context, Handler, Message, Recipient};
+
+use crate::massive::Market;
+use crate::metrics::{ActorMetrics, Counter, Registry};
+
+/// Sent to a session that must leave: it answers `max_connections` and closes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Evict;
+
+/// A connection has authenticated.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Register {
+    pub id: u64,
+    pub key: String,
+    pub market: Market,
+    pub evict: Recipient<Evict>,
+}
+
+/// A connection has ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unregister {
+    pub id: u64,
+    pub key: String,
+    pub market: Market,
+}
+
+pub struct ConnectionRegistry {
+    limit: usize,
+    conns: HashMap<(String, Market), VecDeque<(u64, Recipient<Evict>)>>,
+    metrics: ActorMetrics,
+    evictions: Counter,
+}
+
+impl ConnectionRegistry {
+    pub const NAME: &'static str = "sim_registry";
+
+    pub fn new(limit: usize, registry: &Registry) -> Self {
+        ConnectionRegistry {
+            limit: limit.max(1),
+            conns: HashMap::new(),
+            metrics: ActorMetrics::new(registry, Self::NAME),
+            evictions: registry.counter(
+                "tickwire_sim_evictions_total",
+                "Connections evicted by a newer one with the same key and market (max_connections)",
+                &[],
+            ),
+        }
+    }
+
+    pub fn metrics(&self) -> ActorMetrics {
+        self.metrics.clone()
+    }
+}
+
+impl Actor for ConnectionRegistry {
+    type Context = Context<Self>;
+}
+
+impl Handler<Register> for ConnectionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
+        self.metrics.received();
+        let list = self.conns.entry((msg.key.clone(), msg.market)).or_default();
+        list.push_back((msg.id, msg.evict));
+        while list.len() > self.limit {
+            if let Some((old, evict)) = list.pop_front() {
+                log::info!(
+                    "evicting connection {old} ({} on /{}): newer connection {}",
+                    msg.key,
+                    msg.market,
+                    msg.id
+                );
+                self.evictions.inc();
+                self.metrics.messages_out.inc();
+                evict.do_send(Evict);
+            }
+        }
+    }
+}
+
+impl Handler<Unregister> for ConnectionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
+        self.metrics.received();
+        let k = (msg.key, msg.market);
+        if let Some(list) = self.conns.get_mut(&k) {
+            list.retain(|(id, _)| *id != msg.id);
+            if list.is_empty() {
+                self.conns.remove(&k);
+            }
+        }
+    }
+}

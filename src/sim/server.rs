@@ -1,0 +1,244 @@
+//! Wires the simulator: feed and registry actors, and one HTTP server carrying the WebSocket
+//! market paths, the REST endpoints and the admin routes.
+//!
+//! [`start`] takes an already bound listener (port 0 in tests, as mini-redis does) and
+//! returns a handle; the binary only parses flags and calls it.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Arbiter, AsyncContext};
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use chrono::Utc;
+use serde_json::json;
+
+use super::clock::{self, MarketClock};
+use super::config::SimArgs;
+use super::market::{MarketConfig, SyntheticMarket};
+use super::replay::{load_capture, ReplayError, Replayer};
+use super::rest::{self, RestState};
+use super::wsio;
+use crate::actors::sim::feed::{Feed, FeedSettings};
+use crate::actors::sim::registry::ConnectionRegistry;
+use crate::actors::sim::session::{SessionLinks, SessionMetrics, SessionSettings, SimSession};
+use crate::actors::Mailbox;
+use crate::admin::{self, AdminState, FnCheck};
+use crate::massive::Market;
+use crate::metrics::{ActorMetrics, Registry};
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid --start-time: {0}")]
+    StartTime(String),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("cannot serve HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running simulator.
+pub struct SimServer {
+    pub port: u16,
+    pub registry: Arc<Registry>,
+    handle: ServerHandle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+    feed_arbiter: Arbiter,
+}
+
+impl SimServer {
+    /// `ws://127.0.0.1:PORT/<market>`.
+    pub fn ws_url(&self, market: &str) -> String {
+        format!("ws://127.0.0.1:{}/{}", self.port, market)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Runs until the server stops (SIGINT/SIGTERM when signals are handled).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let r = self.join.await.unwrap_or(Ok(()));
+        self.feed_arbiter.stop();
+        r
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+        self.feed_arbiter.stop();
+    }
+}
+
+struct WsState {
+    settings: Arc<SessionSettings>,
+    links: SessionLinks,
+    metrics: Arc<SessionMetrics>,
+}
+
+/// `GET /<market>`: upgrade to a Massive WebSocket session.
+async fn ws_entry(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<WsState>,
+) -> HttpResponse {
+    let path = req.path().trim_start_matches('/');
+    let Ok(market) = path.parse::<Market>() else {
+        return HttpResponse::NotFound()
+            .json(json!({"status": "NOT_FOUND", "message": "Not found"}));
+    };
+    let mut response = match wsio::handshake(&req) {
+        Ok(r) => r,
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    let (out, body) = wsio::outbound();
+    let inbound = wsio::inbound(payload);
+    let (settings, links, metrics) = (
+        state.settings.clone(),
+        state.links.clone(),
+        state.metrics.clone(),
+    );
+    SimSession::create(move |ctx| {
+        ctx.add_stream(inbound);
+        SimSession::new(market, out, settings, links, metrics)
+    });
+    response.streaming(body)
+}
+
+/// Starts the simulator on `listener`. `handle_signals` lets SIGINT/SIGTERM stop it (the
+/// binary); tests leave it off and call [`SimServer::stop`].
+pub fn start(
+    args: SimArgs,
+    listener: TcpListener,
+    handle_signals: bool,
+) -> Result<SimServer, SimError> {
+    let registry = Registry::new();
+    let port = listener.local_addr()?.port();
+    let start = clock::parse_start(&args.start_time, Utc::now()).map_err(SimError::StartTime)?;
+    let clock = MarketClock::new(start, args.speed);
+    let market_cfg = MarketConfig {
+        seed: args.seed,
+        tickers: args.tickers.max(1),
+        rate: args.rate.max(0.0),
+        trade_ratio: args.trade_ratio.clamp(0.0, 1.0),
+        late_trade_ratio: args.late_trade_ratio.clamp(0.0, 1.0),
+        fmv_every: args.fmv_every,
+        ..MarketConfig::default()
+    };
+    let replay = match &args.replay {
+        Some(path) => {
+            let (frames, unroutable) = load_capture(path)?;
+            if unroutable > 0 {
+                log::warn!(
+                    "capture {}: {unroutable} elements without a readable ev will not be replayed",
+                    path.display()
+                );
+            }
+            log::info!(
+                "replaying {} frames from {} at {}x",
+                frames.len(),
+                path.display(),
+                args.replay_speed
+            );
+            Some(Replayer::new(frames, args.replay_speed, args.replay_loop))
+        }
+        None => None,
+    };
+    let session_metrics = SessionMetrics::new(&registry);
+    let feed_settings = FeedSettings {
+        flush: Duration::from_millis(args.flush_interval_ms.clamp(1, 10)),
+        stall_every: (args.stall_every_secs > 0)
+            .then(|| Duration::from_secs(args.stall_every_secs)),
+        stall_for: Duration::from_millis(args.stall_ms),
+    };
+    // The feed gets its own thread: at high rates it is the busiest actor.
+    let feed_arbiter = Arbiter::new();
+    let feed_metrics = ActorMetrics::new(&registry, Feed::NAME);
+    let (reg2, sess_actor) = (registry.clone(), session_metrics.actor.clone());
+    let now_ms = clock.now_ms();
+    let feed = Feed::start_in_arbiter(&feed_arbiter.handle(), move |_| {
+        let market = SyntheticMarket::new(market_cfg, now_ms);
+        Feed::new(market, clock, replay, feed_settings, sess_actor, &reg2)
+    });
+    let conn_registry = ConnectionRegistry::new(args.max_connections, &registry);
+    let registry_metrics = conn_registry.metrics();
+    let conn_registry = conn_registry.start();
+
+    let links = SessionLinks {
+        attach: Mailbox::of(&feed, feed_metrics.clone()),
+        detach: Mailbox::of(&feed, feed_metrics.clone()),
+        register: Mailbox::of(&conn_registry, registry_metrics.clone()),
+        unregister: Mailbox::of(&conn_registry, registry_metrics),
+    };
+    let settings = Arc::new(SessionSettings {
+        keys: args.api_keys.clone(),
+        auth_timeout: Duration::from_millis(args.auth_timeout_ms),
+        auth_failure_close: args.auth_failure_close,
+        eviction_close: args.eviction_close,
+        client_buffer_bytes: args.client_buffer_bytes,
+        slow_consumer: args.slow_consumer,
+        ack_mode: args.ack_mode,
+        batch_size: args.batch_size as usize,
+        max_frame_bytes: args.max_frame_bytes as usize,
+        options_quote_limit: args.options_quote_limit,
+        drop_every: (args.drop_every_secs > 0).then(|| Duration::from_secs(args.drop_every_secs)),
+        malformed_every: args.malformed_every,
+        malformed_mode: args.malformed_mode,
+        unknown_every: args.unknown_every,
+    });
+    let ws_state = web::Data::new(WsState {
+        settings,
+        links,
+        metrics: session_metrics,
+    });
+    let rest_state = web::Data::new(RestState::new(
+        args.api_keys.clone(),
+        Mailbox::of(&feed, feed_metrics),
+        args.rest_rate_limit,
+        registry.clone(),
+    ));
+    let feed_alive = feed.clone();
+    let admin_state = web::Data::new(
+        AdminState::new("Massive Simulator", registry.clone())
+            .with_identity(
+                &args.common.container_image,
+                &args.common.image_version,
+                &args.common.admin_token,
+            )
+            .with_check(FnCheck::new("feed", move || {
+                if feed_alive.connected() {
+                    Ok(())
+                } else {
+                    Err("feed actor stopped".to_string())
+                }
+            })),
+    );
+
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(admin_state.clone())
+            .app_data(rest_state.clone())
+            .app_data(ws_state.clone())
+            .configure(admin::configure)
+            .configure(rest::configure)
+            .default_service(web::get().to(ws_entry))
+    })
+    .workers(args.workers.max(1))
+    .shutdown_timeout(1)
+    .listen(listener)?;
+    if !handle_signals {
+        server = server.disable_signals();
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let join = actix_web::rt::spawn(server);
+    log::info!("simulator listening on port {port}: ws://HOST:{port}/stocks, REST and /health, /stats, /metrics");
+    Ok(SimServer {
+        port,
+        registry,
+        handle,
+        join,
+        feed_arbiter,
+    })
+}

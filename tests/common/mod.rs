@@ -1,0 +1,195 @@
+//! Shared helpers for integration tests: an in-process simulator on port 0 and a WebSocket
+//! client that waits on conditions (with a generous deadline), never on sleeps.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_codec::Framed;
+use actix_http::ws::{Codec, Frame, Message};
+use awc::BoxedSocket;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tickwire::sim::{SimArgs, SimServer};
+
+/// Upper bound for any single wait: generous, so a loaded CI machine never flakes. Reaching
+/// it is a failure, not a timing assertion.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Simulator defaults for tests: fast auth timeout off, market open, modest rate.
+pub fn sim_args() -> SimArgs {
+    let mut a = SimArgs::defaults();
+    a.port = 0;
+    a.workers = 1;
+    a.start_time = "10:00:00".into();
+    a.rate = 5000.0;
+    a.api_keys = tickwire::sim::auth::parse_key_specs(
+        "demo,second,stocksonly:stocks,fxonly:forex,nonoi::NOI",
+    )
+    .expect("key specs");
+    a
+}
+
+pub fn start_sim(args: SimArgs) -> SimServer {
+    tickwire::config::init_logging("warn");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    tickwire::sim::start(args, listener, false).expect("simulator starts")
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// A close frame with this code arrived.
+    Closed(Option<u16>),
+    /// The TCP stream ended without a close frame.
+    Aborted,
+}
+
+pub struct Client {
+    framed: Framed<BoxedSocket, Codec>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (_, framed) = awc::Client::new()
+            .ws(url)
+            .max_frame_size(2 * 1024 * 1024)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("WebSocket connect to {url}: {e}"));
+        Client { framed }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.framed
+            .send(Message::Text(text.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn ping(&mut self, payload: &'static [u8]) {
+        self.framed
+            .send(Message::Ping(bytes::Bytes::from_static(payload)))
+            .await
+            .expect("ping");
+    }
+
+    /// The next frame, or None when the connection ended.
+    pub async fn next_frame(&mut self) -> Option<Frame> {
+        match tokio::time::timeout(DEADLINE, self.framed.next()).await {
+            Ok(Some(Ok(f))) => Some(f),
+            Ok(Some(Err(_))) | Ok(None) => None,
+            Err(_) => panic!("no frame within {DEADLINE:?}"),
+        }
+    }
+
+    /// The next text frame's raw bytes (skipping pongs); panics on close.
+    pub async fn next_text_raw(&mut self) -> bytes::Bytes {
+        loop {
+            match self.next_frame().await {
+                Some(Frame::Text(b)) => return b,
+                Some(Frame::Pong(_)) | Some(Frame::Ping(_)) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next text frame as a JSON array.
+    pub async fn next_array(&mut self) -> Vec<Value> {
+        let raw = self.next_text_raw().await;
+        let v: Value = serde_json::from_slice(&raw)
+            .unwrap_or_else(|e| panic!("frame is not JSON ({e}): {raw:?}"));
+        v.as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("frame is not an array: {v}"))
+    }
+
+    /// Reads status messages until `count` have arrived (data frames in between are skipped).
+    pub async fn statuses(&mut self, count: usize) -> Vec<(String, String)> {
+        let start = std::time::Instant::now();
+        let mut out = Vec::new();
+        while out.len() < count {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "only {out:?} of {count} statuses within {DEADLINE:?}"
+            );
+            for e in self.next_array().await {
+                if e["ev"] == "status" {
+                    out.push((
+                        e["status"].as_str().unwrap_or("").to_string(),
+                        e["message"].as_str().unwrap_or("").to_string(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn expect_status(&mut self, status: &str, message: &str) {
+        let got = self.statuses(1).await;
+        assert_eq!(got[0], (status.to_string(), message.to_string()));
+    }
+
+    /// Connects, reads `connected`, authenticates with `key` and reads `auth_success`.
+    pub async fn authed(url: &str, key: &str) -> Client {
+        let mut c = Client::connect(url).await;
+        c.expect_status("connected", "Connected Successfully").await;
+        c.send(&format!(r#"{{"action":"auth","params":"{key}"}}"#))
+            .await;
+        c.expect_status("auth_success", "authenticated").await;
+        c
+    }
+
+    /// Reads until the connection ends; says how.
+    pub async fn until_end(&mut self) -> Ended {
+        loop {
+            match self.next_frame().await {
+                Some(Frame::Close(reason)) => {
+                    return Ended::Closed(reason.map(|r| u16::from(r.code)))
+                }
+                Some(_) => continue,
+                None => return Ended::Aborted,
+            }
+        }
+    }
+
+    /// Data events (non-status) from the next frames until at least `n` have arrived.
+    pub async fn data_events(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            out.extend(
+                self.next_array()
+                    .await
+                    .into_iter()
+                    .filter(|e| e["ev"] != "status"),
+            );
+        }
+        out
+    }
+}
+
+/// Polls `f` until it is true (a condition wait, bounded by [`DEADLINE`]).
+pub async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// GET a simulator URL: (status, JSON body).
+pub async fn get_json(url: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut req = awc::Client::new().get(url);
+    if let Some(k) = bearer {
+        req = req.insert_header(("Authorization", format!("Bearer {k}")));
+    }
+    let mut resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let body = resp.body().limit(64 * 1024 * 1024).await.expect("body");
+    let json =
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e})"));
+    (resp.status().as_u16(), json)
+}
