@@ -13,7 +13,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::metrics::Registry;
@@ -87,11 +88,9 @@ impl AdminState {
 
     /// `Ok` when the request carries `Authorization: Bearer <admin token>`. With no token
     /// configured, state-changing routes are refused outright rather than left open.
-    pub fn authorize(&self, req: &HttpRequest) -> Result<(), HttpResponse> {
+    pub fn authorize(&self, req: &HttpRequest) -> Result<(), AdminAuthError> {
         if self.admin_token.is_empty() {
-            return Err(HttpResponse::Forbidden().json(
-                json!({"status":"ERROR","error":"admin routes are disabled: set ADMIN_TOKEN"}),
-            ));
+            return Err(AdminAuthError::Disabled);
         }
         let given = req
             .headers()
@@ -102,9 +101,31 @@ impl AdminState {
         if given == self.admin_token {
             Ok(())
         } else {
-            Err(HttpResponse::Unauthorized()
-                .json(json!({"status":"ERROR","error":"admin token required"})))
+            Err(AdminAuthError::BadToken)
         }
+    }
+}
+
+/// Why a state-changing admin request was refused; renders as a JSON error response.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminAuthError {
+    #[error("admin routes are disabled: set ADMIN_TOKEN")]
+    Disabled,
+    #[error("admin token required")]
+    BadToken,
+}
+
+impl ResponseError for AdminAuthError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AdminAuthError::Disabled => StatusCode::FORBIDDEN,
+            AdminAuthError::BadToken => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .json(json!({"status": "ERROR", "error": self.to_string()}))
     }
 }
 
@@ -208,5 +229,26 @@ mod tests {
         .await;
         assert_eq!(body["status_code"], 1);
         assert_eq!(body["image_version"], "Unknown");
+    }
+
+    #[actix_web::test]
+    async fn admin_token_is_required_and_empty_disables() {
+        let req = test::TestRequest::default()
+            .insert_header(("Authorization", "Bearer s3cret"))
+            .to_http_request();
+        let open = AdminState::new("T", Registry::new());
+        assert!(matches!(
+            open.authorize(&req),
+            Err(AdminAuthError::Disabled)
+        ));
+        let guarded = AdminState::new("T", Registry::new()).with_identity("i", "v", "s3cret");
+        assert!(guarded.authorize(&req).is_ok());
+        let wrong = test::TestRequest::default()
+            .insert_header(("Authorization", "Bearer nope"))
+            .to_http_request();
+        assert_eq!(
+            guarded.authorize(&wrong).unwrap_err().status_code(),
+            StatusCode::UNAUTHORIZED
+        );
     }
 }

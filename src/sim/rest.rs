@@ -254,7 +254,7 @@ impl RestState {
     }
 
     /// Key check and rate limit; `Err` is the Massive-style error response.
-    fn authorize(&self, req: &HttpRequest, rid: &str) -> Result<&KeySpec, HttpResponse> {
+    fn authorize(&self, req: &HttpRequest, rid: &str) -> Result<&KeySpec, Box<HttpResponse>> {
         let bearer = req
             .headers()
             .get("authorization")
@@ -266,19 +266,20 @@ impl RestState {
             .and_then(|q| q.get("apiKey").cloned());
         let Some(key) = query_key.or(bearer).filter(|k| !k.is_empty()) else {
             self.count(401).inc();
-            return Err(HttpResponse::Unauthorized()
-                .json(json!({"status": "ERROR", "request_id": rid, "error": auth::REST_NO_KEY})));
+            return Err(Box::new(HttpResponse::Unauthorized().json(
+                json!({"status": "ERROR", "request_id": rid, "error": auth::REST_NO_KEY}),
+            )));
         };
         let Some(spec) = self.keys.find(&key) else {
             self.count(401).inc();
-            return Err(HttpResponse::Unauthorized().json(
+            return Err(Box::new(HttpResponse::Unauthorized().json(
                 json!({"status": "ERROR", "request_id": rid, "error": auth::REST_UNKNOWN_KEY}),
-            ));
+            )));
         };
         if !spec.allows_market(Market::Stocks) {
             self.count(403).inc();
-            return Err(HttpResponse::Forbidden()
-                .json(json!({"status": "NOT_AUTHORIZED", "request_id": rid, "message": auth::REST_NOT_ENTITLED})));
+            return Err(Box::new(HttpResponse::Forbidden()
+                .json(json!({"status": "NOT_AUTHORIZED", "request_id": rid, "message": auth::REST_NOT_ENTITLED}))));
         }
         if self.rate_limit_per_min > 0 {
             let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
@@ -290,9 +291,9 @@ impl RestState {
             entry.1 += 1;
             if entry.1 > self.rate_limit_per_min {
                 self.count(429).inc();
-                return Err(HttpResponse::TooManyRequests().json(
+                return Err(Box::new(HttpResponse::TooManyRequests().json(
                     json!({"status": "ERROR", "request_id": rid, "error": auth::REST_RATE_LIMITED}),
-                ));
+                )));
             }
         }
         Ok(spec)
@@ -301,7 +302,7 @@ impl RestState {
     async fn run(&self, req: &HttpRequest, q: Result<RestQuery, RestError>) -> HttpResponse {
         let rid = self.request_id();
         if let Err(resp) = self.authorize(req, &rid) {
-            return resp;
+            return *resp;
         }
         let result = match q {
             Ok(q) => match self.feed.send(Query(q)).await {

@@ -36,9 +36,12 @@ pub struct Unregister {
     pub market: Market,
 }
 
+/// Connections of one (key, market), oldest first.
+type Connections = VecDeque<(u64, Recipient<Evict>)>;
+
 pub struct ConnectionRegistry {
     limit: usize,
-    conns: HashMap<(String, Market), VecDeque<(u64, Recipient<Evict>)>>,
+    conns: HashMap<(String, Market), Connections>,
     metrics: ActorMetrics,
     evictions: Counter,
 }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Points the official Massive Python client (PyPI `massive`) at tickwire-sim over ws:// and
+# checks that it connects, authenticates, subscribes and parses the stream.
+# Installs the client into target/compat-venv on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/compat-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import massive" 2>/dev/null; then
+    echo "client-compat: installing the official massive client into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "massive>=2,<3"
+fi
+
+cargo build --quiet --bin tickwire-sim
+port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+log=target/client-compat-sim.log
+SERVER_IP=127.0.0.1 SERVER_PORT=$port SIM_API_KEYS=demo SIM_START_TIME=10:00 SIM_RATE=5000 LOG_LEVEL=warn \
+    ./target/debug/tickwire-sim >"$log" 2>&1 &
+sim=$!
+trap 'kill $sim 2>/dev/null || true' EXIT
+
+# Wait (bounded) for the simulator to answer /health.
+for _ in $(seq 1 300); do
+    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then break; fi
+    if ! kill -0 $sim 2>/dev/null; then echo "client-compat: tickwire-sim exited:"; cat "$log"; exit 1; fi
+    sleep 0.1
+done
+
+"$venv/bin/python" tests/compat/massive_client.py "$port"
