@@ -157,7 +157,19 @@ pub fn parse_subscriptions(s: &str) -> Result<Subscriptions, String> {
 /// Starts env_logger at `level` unless RUST_LOG says otherwise. lapin and other tracing-based
 /// crates reach it through tracing's `log` feature. Safe to call more than once (tests).
 pub fn init_logging(level: &str) {
-    let env = env_logger::Env::default().default_filter_or(level.to_ascii_lowercase());
+    init_logging_with(level, &[]);
+}
+
+/// Like [`init_logging`], with extra `target=level` directives after the level (RUST_LOG still
+/// wins). The simulator uses it to silence actix-http's error line for the connections it
+/// aborts on purpose; it counts those itself.
+pub fn init_logging_with(level: &str, directives: &[&str]) {
+    let mut filter = level.to_ascii_lowercase();
+    for d in directives {
+        filter.push(',');
+        filter.push_str(d);
+    }
+    let env = env_logger::Env::default().default_filter_or(filter);
     let _ = env_logger::Builder::from_env(env)
         .format_timestamp_millis()
         .try_init();

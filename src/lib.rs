@@ -6,10 +6,12 @@
 //! - [`sim`]: the Massive-compatible simulator (synthetic market, replay, WebSocket + REST).
 //! - [`actors`]: every actor, one file (or folder) each, messages typed beside it.
 //! - [`admin`], [`metrics`]: the admin HTTP routes and counters every node serves.
+//! - [`bench`]: throughput measurements behind `tickwire-bench`.
 //! - [`config`]: flag/env groups shared by the binaries.
 
 pub mod actors;
 pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod massive;
 pub mod metrics;

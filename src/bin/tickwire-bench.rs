@@ -1,1 +1,81 @@
-fn main() {}
+//! `tickwire-bench`: throughput figures for docs/benchmarks.md. Logic lives in
+//! [`tickwire::bench`]; this binary parses flags and prints JSON lines.
+
+use clap::{Parser, Subcommand};
+use tickwire::bench;
+
+#[derive(Parser)]
+#[command(
+    name = "tickwire-bench",
+    version,
+    about = "tickwire throughput benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Frame parsing, full and route-only, over synthetic-market frames.
+    Parse {
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+        #[arg(long, default_value_t = 100)]
+        per_frame: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// The synthetic market's generation + encoding ceiling (no network).
+    Market {
+        #[arg(long, default_value_t = 1_000_000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// The simulator end to end with one WebSocket client.
+    Sim {
+        #[arg(long, default_value_t = 100_000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 100)]
+        batch_size: u32,
+    },
+}
+
+fn print<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string(v).unwrap_or_default());
+}
+
+fn main() {
+    tickwire::config::init_logging_with("warn", tickwire::sim::LOG_DIRECTIVES);
+    match Cli::parse().cmd {
+        Cmd::Parse {
+            events,
+            per_frame,
+            rounds,
+        } => {
+            let corpus = bench::parse_corpus(events, per_frame);
+            for t in bench::bench_parse(&corpus, rounds) {
+                print(&t);
+            }
+        }
+        Cmd::Market { rate, seconds } => print(&bench::bench_market(rate, seconds)),
+        Cmd::Sim {
+            rate,
+            seconds,
+            batch_size,
+        } => {
+            let run =
+                actix_web::rt::System::new().block_on(bench::bench_sim(rate, seconds, batch_size));
+            match run {
+                Ok(r) => print(&r),
+                Err(e) => {
+                    eprintln!("tickwire-bench sim: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tickwire::config::init_logging;
+use tickwire::config::init_logging_with;
 use tickwire::sim::SimArgs;
 
 /// tickwire in embedded mode: one process, one command, a simulated market.
@@ -21,7 +21,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.sim.common.log_level);
+    init_logging_with(&cli.sim.common.log_level, tickwire::sim::LOG_DIRECTIVES);
     let addr = (cli.sim.common.server_ip, cli.sim.port);
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,

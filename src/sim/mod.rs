@@ -13,4 +13,9 @@ pub mod server;
 pub mod wsio;
 
 pub use config::SimArgs;
+
+/// Log directives for processes that run the simulator: its deliberate aborts (slow
+/// consumers, drop faults, auth failures in abort mode) would otherwise log as actix-http
+/// errors. They are counted in `tickwire_sim_*` metrics instead.
+pub const LOG_DIRECTIVES: &[&str] = &["actix_http::h1::dispatcher=off"];
 pub use server::{start, SimError, SimServer};

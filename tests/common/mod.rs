@@ -32,7 +32,7 @@ pub fn sim_args() -> SimArgs {
 }
 
 pub fn start_sim(args: SimArgs) -> SimServer {
-    tickwire::config::init_logging("warn");
+    tickwire::config::init_logging_with("warn", tickwire::sim::LOG_DIRECTIVES);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     tickwire::sim::start(args, listener, false).expect("simulator starts")
 }
