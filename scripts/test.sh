@@ -15,34 +15,26 @@ wait_port() { # name host port seconds
     return 1
 }
 
-ensure_redis() {
-    if port_open 127.0.0.1 6379; then return 0; fi
-    if command -v redis-server >/dev/null; then
-        echo "test.sh: starting Redis"
-        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
-        wait_port Redis 127.0.0.1 6379 30
+# ensure_service NAME PORT WAIT_SECS INSTALL_HINT START_COMMAND...
+# Starts a stopped service when it is installed; fails clearly when it is not.
+ensure_service() {
+    local name=$1 port=$2 wait=$3 hint=$4
+    shift 4
+    if port_open 127.0.0.1 "$port"; then return 0; fi
+    if command -v "$1" >/dev/null; then
+        echo "test.sh: starting $name"
+        "$@" >/dev/null 2>&1 || true
+        wait_port "$name" 127.0.0.1 "$port" "$wait"
     else
-        echo "ERROR: Redis is not running on 127.0.0.1:6379 and redis-server is not installed." >&2
-        echo "       Install it (apt-get install redis-server) or start one, then re-run." >&2
+        echo "ERROR: $name is not running on 127.0.0.1:$port and $1 is not installed." >&2
+        echo "       Install it ($hint) or start one, then re-run." >&2
         return 1
     fi
 }
 
-ensure_rabbitmq() {
-    if port_open 127.0.0.1 5672; then return 0; fi
-    if command -v rabbitmq-server >/dev/null; then
-        echo "test.sh: starting RabbitMQ"
-        rabbitmq-server -detached >/dev/null 2>&1 || true
-        wait_port RabbitMQ 127.0.0.1 5672 120
-    else
-        echo "ERROR: RabbitMQ is not running on 127.0.0.1:5672 and rabbitmq-server is not installed." >&2
-        echo "       Install it (apt-get install rabbitmq-server) or start one, then re-run." >&2
-        return 1
-    fi
-}
-
-ensure_redis
-ensure_rabbitmq
+ensure_service Redis 6379 30 "apt-get install redis-server" \
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+ensure_service RabbitMQ 5672 120 "apt-get install rabbitmq-server" rabbitmq-server -detached
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -4,7 +4,6 @@
 //! plane), embedded mode runs the built-in simulator so that one command gives a live
 //! Massive-compatible market on this machine.
 
-use std::net::TcpListener;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -22,25 +21,14 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging_with(&cli.sim.common.log_level, tickwire::sim::LOG_DIRECTIVES);
-    let addr = (cli.sim.common.server_ip, cli.sim.port);
-    let listener = match TcpListener::bind(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error!("cannot bind {}:{}: {e}", addr.0, addr.1);
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = actix_web::rt::System::new().block_on(async move {
-        let server = tickwire::sim::start(cli.sim, listener, true)?;
+    let banner = |s: &tickwire::sim::SimServer| {
         log::info!(
             "embedded mode: simulated market at {} (key `demo`); stats at {}",
-            server.ws_url("stocks"),
-            server.http_url("/stats")
+            s.ws_url("stocks"),
+            s.http_url("/stats")
         );
-        server.wait().await?;
-        Ok::<(), tickwire::sim::SimError>(())
-    });
-    match result {
+    };
+    match tickwire::sim::run(cli.sim, banner) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

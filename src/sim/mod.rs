@@ -18,4 +18,4 @@ pub use config::SimArgs;
 /// consumers, drop faults, auth failures in abort mode) would otherwise log as actix-http
 /// errors. They are counted in `tickwire_sim_*` metrics instead.
 pub const LOG_DIRECTIVES: &[&str] = &["actix_http::h1::dispatcher=off"];
-pub use server::{start, SimError, SimServer};
+pub use server::{run, start, SimError, SimServer};

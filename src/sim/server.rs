@@ -35,6 +35,8 @@ pub enum SimError {
     StartTime(String),
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    #[error("cannot bind {0}: {1}")]
+    Bind(String, std::io::Error),
     #[error("cannot serve HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -104,6 +106,20 @@ async fn ws_entry(
         SimSession::new(market, out, settings, links, metrics)
     });
     response.streaming(body)
+}
+
+/// Binds `args`' address and runs the simulator until SIGINT/SIGTERM, in its own actix
+/// System; what a binary's `main` calls. `on_start` runs once the server listens.
+pub fn run(args: SimArgs, on_start: impl FnOnce(&SimServer)) -> Result<(), SimError> {
+    let addr = (args.common.server_ip, args.port);
+    let listener =
+        TcpListener::bind(addr).map_err(|e| SimError::Bind(format!("{}:{}", addr.0, addr.1), e))?;
+    actix_web::rt::System::new().block_on(async move {
+        let server = start(args, listener, true)?;
+        on_start(&server);
+        server.wait().await?;
+        Ok(())
+    })
 }
 
 /// Starts the simulator on `listener`. `handle_signals` lets SIGINT/SIGTERM stop it (the

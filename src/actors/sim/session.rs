@@ -258,25 +258,27 @@ impl SimSession {
         if let Some(t) = self.auth_timer.take() {
             ctx.cancel_future(t);
         }
-        let Some(spec) = self.settings.keys.find(key) else {
-            self.metrics.auth_unknown_key.inc();
-            log::info!(
-                "session {}: auth failed (unknown key) on /{}",
-                self.id,
-                self.market
-            );
-            self.send_status("auth_failed", auth::AUTH_FAILED);
-            self.end(self.settings.auth_failure_close, 1000, ctx);
-            return;
+        let refusal = match self.settings.keys.find(key) {
+            None => Some((
+                &self.metrics.auth_unknown_key,
+                "unknown key",
+                auth::AUTH_FAILED,
+            )),
+            Some(spec) if !spec.allows_market(self.market) => Some((
+                &self.metrics.auth_market_denied,
+                "plan lacks this market",
+                auth::PLAN_LACKS_MARKET,
+            )),
+            Some(_) => None,
         };
-        if !spec.allows_market(self.market) {
-            self.metrics.auth_market_denied.inc();
+        if let Some((counter, why, message)) = refusal {
+            counter.inc();
             log::info!(
-                "session {}: auth failed (plan lacks /{})",
+                "session {}: auth failed ({why}) on /{}",
                 self.id,
                 self.market
             );
-            self.send_status("auth_failed", auth::PLAN_LACKS_MARKET);
+            self.send_status("auth_failed", message);
             self.end(self.settings.auth_failure_close, 1000, ctx);
             return;
         }
