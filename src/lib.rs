@@ -3,6 +3,7 @@
 //! The library holds all logic; `src/bin/*` only parse configuration and wire actors.
 //!
 //! - [`massive`]: the Massive wire protocol (events, frames, control messages).
+//! - [`listener`]: reconnect backoff, routing to queues and shards, the queue envelope.
 //! - [`sim`]: the Massive-compatible simulator (synthetic market, replay, WebSocket + REST).
 //! - [`actors`]: every actor, one file (or folder) each, messages typed beside it.
 //! - [`admin`], [`metrics`]: the admin HTTP routes and counters every node serves.
@@ -13,6 +14,7 @@ pub mod actors;
 pub mod admin;
 pub mod bench;
 pub mod config;
+pub mod listener;
 pub mod massive;
 pub mod metrics;
 pub mod sim;

@@ -11,6 +11,8 @@ use actix::{Actor, Addr, Handler, Message, Recipient};
 
 use crate::metrics::ActorMetrics;
 
+pub mod listener;
+pub mod router;
 pub mod sim;
 
 /// A typed, instrumented handle to another actor.

@@ -1,0 +1,405 @@
+//! Listener actor: holds the one Massive WebSocket of an asset class and keeps it drained.
+//!
+//! The read loop does nothing but timestamp each frame and hand it to the router with a
+//! non-blocking send; parsing happens elsewhere, so the socket is read as fast as Massive
+//! writes (massive.md §7 lesson 4). Status messages are recognised here: `auth_failed` is
+//! fatal for the key (the listener goes idle instead of reconnect-storming),
+//! `max_connections` gets a long cooldown, acks and errors are counted.
+//!
+//! Supervision: the actor runs under an actix `Supervisor`. Any disconnect or error stops it;
+//! `restarting` computes the next delay from the [`Backoff`] (reset only after a stable
+//! connection) and `started` reconnects after it, then authenticates and resubscribes.
+//! Liveness: a ping every `ping_every`; any inbound frame proves life; silence longer than
+//! `dead_after` ends the connection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::io::{SinkWrite, WriteHandler};
+use actix::ActorFutureExt;
+use actix::{
+    Actor, ActorContext, AsyncContext, Context, Handler, Message, StreamHandler, Supervised,
+    WrapFuture,
+};
+use actix_codec::Framed;
+use awc::error::WsProtocolError;
+use awc::ws::{Codec, Frame, Message as WsMessage};
+use awc::BoxedSocket;
+use bytes::Bytes;
+use futures_util::stream::SplitSink;
+use futures_util::StreamExt;
+
+use super::router::RawFrame;
+use super::Mailbox;
+use crate::listener::backoff::Backoff;
+use crate::massive::control::{ClientMessage, Topic};
+use crate::massive::frame::route_frame;
+use crate::massive::{Market, Status, StatusKind};
+use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+
+/// Largest frame accepted from Massive (its frames stay below ~1 MB).
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+
+/// How the listener reaches Massive.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// `ws[s]://host/market`.
+    pub url: String,
+    pub api_key: String,
+    pub market: Market,
+    pub subscriptions: Vec<Topic>,
+    pub ping_every: Duration,
+    pub dead_after: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+/// What the admin routes read about the connection.
+#[derive(Debug, Default)]
+pub struct ListenerHealth {
+    pub connected: AtomicBool,
+    pub authenticated: AtomicBool,
+    /// `auth_failed`: the key is refused; the listener stays idle until started again.
+    pub fatal: AtomicBool,
+    pub last_error: Mutex<String>,
+}
+
+impl ListenerHealth {
+    fn set_error(&self, e: impl Into<String>) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = e.into();
+        }
+    }
+}
+
+struct ListenerMetrics {
+    actor: ActorMetrics,
+    connected: Gauge,
+    connects: Counter,
+    connect_errors: Counter,
+    reconnects: Counter,
+    frames_in: Counter,
+    bytes_in: Counter,
+    auth_failed: Counter,
+    max_connections: Counter,
+    acks: Counter,
+    status_errors: Counter,
+    dead_peer: Counter,
+}
+
+type WsSink = SinkWrite<WsMessage, SplitSink<Framed<BoxedSocket, Codec>, WsMessage>>;
+
+pub struct Listener {
+    cfg: ListenerConfig,
+    router: Mailbox<RawFrame>,
+    health: Arc<ListenerHealth>,
+    m: ListenerMetrics,
+    backoff: Backoff,
+    sink: Option<WsSink>,
+    connected_at: Option<Instant>,
+    last_seen: Instant,
+    next_delay: Duration,
+    cooldown: bool,
+    idle: bool,
+}
+
+/// Starts a supervised listener feeding a router that sends batches to `out`.
+pub fn start(
+    cfg: ListenerConfig,
+    shards: u16,
+    out: Mailbox<super::router::EventBatch>,
+    registry: &Registry,
+) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
+    use actix::Actor as _;
+    let router = super::router::Router::new(shards, out, registry);
+    let router_metrics = router.metrics();
+    let router = router.start();
+    let listener = Listener::new(cfg, Mailbox::of(&router, router_metrics), registry);
+    let health = listener.health();
+    (actix::Supervisor::start(move |_| listener), health)
+}
+
+impl Listener {
+    pub const NAME: &'static str = "listener";
+
+    pub fn new(cfg: ListenerConfig, router: Mailbox<RawFrame>, registry: &Registry) -> Self {
+        let market = cfg.market.path();
+        let l = [("market", market)];
+        let c = |name: &str, help: &str| registry.counter(name, help, &l);
+        let status = |s: &str| {
+            registry.counter(
+                "tickwire_listener_status_total",
+                "Status messages from Massive, by status",
+                &[("market", market), ("status", s)],
+            )
+        };
+        let m = ListenerMetrics {
+            actor: ActorMetrics::new(registry, Self::NAME),
+            connected: registry.gauge(
+                "tickwire_listener_connected",
+                "1 while the Massive socket is open",
+                &l,
+            ),
+            connects: c(
+                "tickwire_listener_connects_total",
+                "Successful WebSocket connects",
+            ),
+            connect_errors: c(
+                "tickwire_listener_connect_errors_total",
+                "Failed connect attempts (DNS, TCP, TLS, HTTP)",
+            ),
+            reconnects: c(
+                "tickwire_listener_reconnects_total",
+                "Supervisor restarts after a disconnect or error",
+            ),
+            frames_in: c("tickwire_listener_frames_total", "Frames read from Massive"),
+            bytes_in: c("tickwire_listener_bytes_total", "Bytes read from Massive"),
+            auth_failed: status("auth_failed"),
+            max_connections: status("max_connections"),
+            acks: status("success"),
+            status_errors: status("error"),
+            dead_peer: c(
+                "tickwire_listener_dead_peer_total",
+                "Connections ended for silence past the liveness limit",
+            ),
+        };
+        let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, 0x7157);
+        Listener {
+            cfg,
+            router,
+            health: Arc::new(ListenerHealth::default()),
+            m,
+            backoff,
+            sink: None,
+            connected_at: None,
+            last_seen: Instant::now(),
+            next_delay: Duration::ZERO,
+            cooldown: false,
+            idle: false,
+        }
+    }
+
+    pub fn health(&self) -> Arc<ListenerHealth> {
+        self.health.clone()
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        let url = self.cfg.url.clone();
+        log::info!("connecting to {url}");
+        let fut = async move {
+            awc::Client::builder()
+                .max_http_version(awc::http::Version::HTTP_11)
+                .timeout(Duration::from_secs(15))
+                .finish()
+                .ws(url)
+                .max_frame_size(MAX_FRAME_BYTES)
+                .connect()
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok((_, framed)) => {
+                act.m.connects.inc();
+                act.m.connected.set(1);
+                act.health.connected.store(true, Ordering::Relaxed);
+                act.connected_at = Some(Instant::now());
+                act.last_seen = Instant::now();
+                let (sink, stream) = framed.split();
+                act.sink = Some(SinkWrite::new(sink, ctx));
+                ctx.add_stream(stream);
+                // Pipelined, as the Go client does: Massive handles control messages in order.
+                act.send(ClientMessage::auth(&act.cfg.api_key));
+                for m in ClientMessage::subscribe_chunks(&act.cfg.subscriptions) {
+                    act.send(m);
+                }
+            }
+            Err(e) => {
+                act.m.connect_errors.inc();
+                act.health.set_error(format!("connect: {e}"));
+                log::warn!("connect to {} failed: {e}", act.cfg.url);
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn send(&mut self, msg: ClientMessage) {
+        if let Some(sink) = self.sink.as_mut() {
+            let _ = sink.write(WsMessage::Text(msg.to_json().into()));
+        }
+    }
+
+    fn on_statuses(&mut self, frame: &Bytes, ctx: &mut Context<Self>) {
+        let Ok(entries) = route_frame(frame) else {
+            return;
+        };
+        for e in entries.into_iter().flatten().filter(|e| e.is_status()) {
+            let Ok(status) = serde_json::from_str::<Status>(e.raw.get()) else {
+                continue;
+            };
+            let text = status.message.clone().unwrap_or_default();
+            match status.kind() {
+                StatusKind::AuthSuccess => {
+                    log::info!("authenticated on /{}", self.cfg.market);
+                    self.health.authenticated.store(true, Ordering::Relaxed);
+                }
+                StatusKind::AuthFailed => {
+                    // Fatal for this key: going idle avoids a reconnect storm.
+                    self.m.auth_failed.inc();
+                    log::error!(
+                        "Massive refused the API key on /{}: {text}",
+                        self.cfg.market
+                    );
+                    self.health.fatal.store(true, Ordering::Relaxed);
+                    self.health.set_error(format!("auth_failed: {text}"));
+                    ctx.stop();
+                }
+                StatusKind::MaxConnections => {
+                    self.m.max_connections.inc();
+                    log::error!(
+                        "max_connections: another process holds this key on /{}: {text}",
+                        self.cfg.market
+                    );
+                    self.health.set_error(format!("max_connections: {text}"));
+                    self.cooldown = true;
+                }
+                StatusKind::Success => self.m.acks.inc(),
+                StatusKind::Error => {
+                    self.m.status_errors.inc();
+                    log::warn!("Massive error status on /{}: {text}", self.cfg.market);
+                }
+                _ => log::debug!("status {}: {text}", status.status),
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.last_seen.elapsed() > self.cfg.dead_after {
+            self.m.dead_peer.inc();
+            log::warn!(
+                "no frame from Massive for {:?}: declaring the connection dead",
+                self.cfg.dead_after
+            );
+            ctx.stop();
+            return;
+        }
+        if let Some(sink) = self.sink.as_mut() {
+            let _ = sink.write(WsMessage::Ping(Bytes::from_static(b"tickwire")));
+        }
+    }
+}
+
+impl Actor for Listener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.idle || self.health.fatal.load(Ordering::Relaxed) {
+            return;
+        }
+        ctx.run_later(self.next_delay, |act, ctx| act.connect(ctx));
+        ctx.run_interval(self.cfg.ping_every, |act, ctx| act.heartbeat(ctx));
+    }
+}
+
+impl Supervised for Listener {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.m.reconnects.inc();
+        self.m.connected.set(0);
+        self.health.connected.store(false, Ordering::Relaxed);
+        self.health.authenticated.store(false, Ordering::Relaxed);
+        self.sink = None;
+        let lived = self
+            .connected_at
+            .take()
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        self.backoff.connection_ended(lived);
+        self.next_delay = if std::mem::take(&mut self.cooldown) {
+            self.backoff.max_connections_cooldown
+        } else {
+            self.backoff.next_delay()
+        };
+        if !self.health.fatal.load(Ordering::Relaxed) && !self.idle {
+            log::info!("reconnecting to {} in {:?}", self.cfg.url, self.next_delay);
+        }
+    }
+}
+
+impl WriteHandler<WsProtocolError> for Listener {
+    fn error(&mut self, err: WsProtocolError, _: &mut Context<Self>) -> actix::Running {
+        log::warn!("write to Massive failed: {err}");
+        actix::Running::Stop
+    }
+}
+
+impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
+    fn handle(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
+        self.last_seen = Instant::now();
+        match item {
+            Ok(Frame::Text(bytes)) => {
+                let received_at_ms = chrono::Utc::now().timestamp_millis();
+                self.m.frames_in.inc();
+                self.m.bytes_in.add(bytes.len() as u64);
+                // Status frames are small and rare; a substring test keeps data frames cheap.
+                if bytes.windows(8).any(|w| w == b"\"status\"") {
+                    self.on_statuses(&bytes, ctx);
+                }
+                self.m.actor.messages_out.inc();
+                self.router.do_send(RawFrame {
+                    bytes,
+                    received_at_ms,
+                    market: self.cfg.market,
+                });
+            }
+            Ok(Frame::Ping(p)) => {
+                if let Some(sink) = self.sink.as_mut() {
+                    let _ = sink.write(WsMessage::Pong(p));
+                }
+            }
+            Ok(Frame::Close(reason)) => {
+                log::warn!("Massive closed the connection: {reason:?}");
+                ctx.stop();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.m.actor.errors.inc();
+                self.health.set_error(format!("protocol: {e}"));
+                log::warn!("WebSocket error from Massive: {e}");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        log::warn!("Massive connection ended");
+        ctx.stop();
+    }
+}
+
+/// Control: go idle (close the connection) or connect again (clears a fatal auth state).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub enum Control {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Handler<Control> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
+        self.m.actor.received();
+        match msg {
+            Control::Stop => {
+                self.idle = true;
+                ctx.stop();
+            }
+            Control::Start if !self.idle && !self.health.fatal.load(Ordering::Relaxed) => {}
+            Control::Start | Control::Restart => {
+                self.idle = false;
+                self.health.fatal.store(false, Ordering::Relaxed);
+                self.next_delay = Duration::ZERO;
+                ctx.stop();
+            }
+        }
+    }
+}

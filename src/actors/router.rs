@@ -1,0 +1,123 @@
+//! Router actor: splits each Massive frame and sends its events on per (queue, shard).
+//!
+//! It reads only `ev` and the ticker of each element (the route-only parse) and forwards the
+//! original bytes as zero-copy slices of the frame. Status elements stay with the listener;
+//! unreadable elements and frames are counted and logged, never forwarded and never fatal.
+
+use actix::{Actor, Context, Handler, Message};
+use bytes::Bytes;
+
+use super::Mailbox;
+use crate::listener::routing::{route, QueueKind};
+use crate::massive::Market;
+use crate::metrics::{ActorMetrics, Counter, Registry};
+
+/// A frame as read off the Massive socket.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RawFrame {
+    pub bytes: Bytes,
+    /// When the listener read it, epoch ms.
+    pub received_at_ms: i64,
+    pub market: Market,
+}
+
+/// The events of one frame for one (queue, shard), in frame order.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct EventBatch {
+    pub queue: QueueKind,
+    pub shard: u16,
+    pub received_at_ms: i64,
+    pub market: Market,
+    pub events: Vec<Bytes>,
+}
+
+pub struct Router {
+    shards: u16,
+    out: Mailbox<EventBatch>,
+    metrics: ActorMetrics,
+    events: Vec<Counter>,
+    bad_elements: Counter,
+    bad_frames: Counter,
+}
+
+impl Router {
+    pub const NAME: &'static str = "router";
+
+    pub fn new(shards: u16, out: Mailbox<EventBatch>, registry: &Registry) -> Self {
+        Router {
+            shards: shards.max(1),
+            out,
+            metrics: ActorMetrics::new(registry, Self::NAME),
+            events: QueueKind::ALL
+                .iter()
+                .map(|q| {
+                    registry.counter(
+                        "tickwire_router_events_total",
+                        "Events routed, by queue",
+                        &[("queue", q.name())],
+                    )
+                })
+                .collect(),
+            bad_elements: registry.counter(
+                "tickwire_router_skipped_elements_total",
+                "Frame elements skipped because they could not be read (no ev, not an object)",
+                &[],
+            ),
+            bad_frames: registry.counter(
+                "tickwire_router_skipped_frames_total",
+                "Frames skipped because they were not a JSON array",
+                &[],
+            ),
+        }
+    }
+
+    pub fn metrics(&self) -> ActorMetrics {
+        self.metrics.clone()
+    }
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+}
+
+impl Handler<RawFrame> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: RawFrame, _: &mut Context<Self>) {
+        self.metrics.received();
+        let routed = match route(&msg.bytes, self.shards) {
+            Ok(r) => r,
+            Err(e) => {
+                self.bad_frames.inc();
+                self.metrics.errors.inc();
+                log::warn!("skipping a frame of {} bytes: {e}", msg.bytes.len());
+                return;
+            }
+        };
+        if !routed.bad.is_empty() {
+            self.bad_elements.add(routed.bad.len() as u64);
+            log::debug!(
+                "skipped {} unreadable elements, first: {}",
+                routed.bad.len(),
+                routed.bad[0]
+            );
+        }
+        for g in routed.groups {
+            self.events[QueueKind::ALL
+                .iter()
+                .position(|q| *q == g.queue)
+                .unwrap_or(4)]
+            .add(g.events.len() as u64);
+            self.metrics.messages_out.inc();
+            self.out.do_send(EventBatch {
+                queue: g.queue,
+                shard: g.shard,
+                received_at_ms: msg.received_at_ms,
+                market: msg.market,
+                events: g.events,
+            });
+        }
+    }
+}

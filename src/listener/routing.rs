@@ -1,0 +1,160 @@
+//! Routing of Massive events to queues and shards.
+//!
+//! Queue per event type, as the reference system names them: `aggregate` (A, AM), `trades`
+//! (T), `quotes` (Q), `halts` (LULD), `unknown` (everything else: kept and counted, never
+//! dropped). Each queue has S shards; a symbol always lands on the same shard (FNV-1a of the
+//! ticker), so the one consumer of a shard sees each symbol's events in order.
+
+use bytes::Bytes;
+
+use crate::massive::frame::{route_frame, ElementError, FrameError};
+
+/// The queues the listener publishes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueueKind {
+    Aggregate,
+    Trades,
+    Quotes,
+    Halts,
+    Unknown,
+}
+
+impl QueueKind {
+    pub const ALL: [QueueKind; 5] = [
+        QueueKind::Aggregate,
+        QueueKind::Trades,
+        QueueKind::Quotes,
+        QueueKind::Halts,
+        QueueKind::Unknown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueKind::Aggregate => "aggregate",
+            QueueKind::Trades => "trades",
+            QueueKind::Quotes => "quotes",
+            QueueKind::Halts => "halts",
+            QueueKind::Unknown => "unknown",
+        }
+    }
+
+    /// The queue of an event code (stocks codes; other markets' events go to `unknown`).
+    pub fn of(ev: &str) -> QueueKind {
+        match ev {
+            "A" | "AM" => QueueKind::Aggregate,
+            "T" => QueueKind::Trades,
+            "Q" => QueueKind::Quotes,
+            "LULD" => QueueKind::Halts,
+            _ => QueueKind::Unknown,
+        }
+    }
+}
+
+/// Stable shard of a symbol: FNV-1a, the same on every node and version.
+pub fn shard_of(symbol: &str, shards: u16) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in symbol.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h % u32::from(shards.max(1))) as u16
+}
+
+/// The events of one frame bound for one (queue, shard), original bytes unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub queue: QueueKind,
+    pub shard: u16,
+    pub events: Vec<Bytes>,
+}
+
+/// What routing made of one frame.
+#[derive(Debug, Default)]
+pub struct RoutedFrame {
+    pub groups: Vec<Group>,
+    /// Status elements (handled by the listener, never forwarded).
+    pub statuses: usize,
+    /// Elements that could not be read (no `ev`, not an object): counted and skipped.
+    pub bad: Vec<ElementError>,
+}
+
+/// Splits `frame` and groups its events per (queue, shard), keeping each group's events in
+/// frame order. `frame` is shared, so each event is a zero-copy slice of it.
+pub fn route(frame: &Bytes, shards: u16) -> Result<RoutedFrame, FrameError> {
+    let mut out = RoutedFrame::default();
+    let base = frame.as_ptr() as usize;
+    for entry in route_frame(frame)? {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                out.bad.push(e);
+                continue;
+            }
+        };
+        if entry.is_status() {
+            out.statuses += 1;
+            continue;
+        }
+        let queue = QueueKind::of(&entry.ev);
+        let shard = entry.symbol.as_deref().map_or(0, |s| shard_of(s, shards));
+        // The raw element borrows from `frame`: slice the shared buffer instead of copying.
+        let raw = entry.raw.get().as_bytes();
+        let start = raw.as_ptr() as usize - base;
+        let bytes = frame.slice(start..start + raw.len());
+        match out
+            .groups
+            .iter_mut()
+            .find(|g| g.queue == queue && g.shard == shard)
+        {
+            Some(g) => g.events.push(bytes),
+            None => out.groups.push(Group {
+                queue,
+                shard,
+                events: vec![bytes],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_by_queue_and_stable_shard_in_order() {
+        let frame = Bytes::from_static(
+            br#"[{"ev":"T","sym":"AAPL","p":1,"t":1},{"ev":"status","status":"x"},{"ev":"A","sym":"AAPL"},
+                 {"ev":"T","sym":"AAPL","p":2,"t":2},{"ev":"LULD","T":"MSFT"},{"ev":"XT","pair":"BTC-USD"},7]"#,
+        );
+        let r = route(&frame, 4).unwrap();
+        assert_eq!(r.statuses, 1);
+        assert_eq!(r.bad.len(), 1);
+        let trades = r
+            .groups
+            .iter()
+            .find(|g| g.queue == QueueKind::Trades)
+            .unwrap();
+        assert_eq!(trades.shard, shard_of("AAPL", 4));
+        assert_eq!(trades.events.len(), 2);
+        assert_eq!(
+            &trades.events[1][..],
+            br#"{"ev":"T","sym":"AAPL","p":2,"t":2}"#
+        );
+        assert!(r
+            .groups
+            .iter()
+            .any(|g| g.queue == QueueKind::Halts && g.shard == shard_of("MSFT", 4)));
+        assert!(r.groups.iter().any(|g| g.queue == QueueKind::Unknown));
+        assert!(r.groups.iter().all(|g| g.shard < 4));
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of("AAPL", 8), shard_of("AAPL", 8));
+        let used: std::collections::HashSet<u16> =
+            (0..200).map(|i| shard_of(&format!("S{i}"), 8)).collect();
+        assert_eq!(used.len(), 8);
+        assert_eq!(shard_of("AAPL", 1), 0);
+    }
+}
