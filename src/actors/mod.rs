@@ -12,6 +12,7 @@ use actix::{Actor, Addr, Handler, Message, Recipient};
 use crate::metrics::ActorMetrics;
 
 pub mod listener;
+pub mod publisher;
 pub mod router;
 pub mod sim;
 

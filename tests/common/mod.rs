@@ -13,6 +13,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tickwire::sim::{SimArgs, SimServer};
 
+pub mod rabbit;
+
 /// Upper bound for any single wait: generous, so a loaded CI machine never flakes. Reaching
 /// it is a failure, not a timing assertion.
 pub const DEADLINE: Duration = Duration::from_secs(60);

@@ -1,0 +1,322 @@
+//! QueuePublisher actor (lapin): puts event batches on RabbitMQ without ever holding up the
+//! listener.
+//!
+//! - Topology is declared at connect: for each queue type (`aggregate`, `trades`, `quotes`,
+//!   `halts`, `unknown`) S shard queues `<prefix><type>.<shard>` with `x-message-ttl`
+//!   (`MARKET_DATA_MESSAGE_TTL`, 5000 ms) and `x-single-active-consumer` (one active consumer
+//!   per shard keeps per-symbol order, with failover). Messages are non-persistent.
+//! - One AMQP message per (frame, queue, shard): the [envelope](crate::listener::envelope).
+//! - Batches wait in a bounded buffer. When it is full (RabbitMQ slow or down) the OLDEST batch
+//!   is dropped and counted per queue: fresh data beats old data, and the socket is never
+//!   blocked. Up to `max_in_flight` publishes run at once; none is awaited on its own.
+//! - When the broker goes away the publisher reconnects by itself with backoff, while the
+//!   listener keeps reading Massive.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+use super::router::EventBatch;
+use crate::listener::backoff::Backoff;
+use crate::listener::envelope;
+use crate::listener::routing::QueueKind;
+use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+
+/// Publisher settings.
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    pub url: String,
+    pub message_ttl_ms: u32,
+    pub shards: u16,
+    /// Prepended to every queue name (tests use a unique one).
+    pub queue_prefix: String,
+    /// Batches held while RabbitMQ is slow or down; past it the oldest is dropped.
+    pub buffer_batches: usize,
+    pub max_in_flight: usize,
+    /// Wait for broker confirms (slower; a failed confirm is counted as lost).
+    pub confirms: bool,
+}
+
+/// The queue name of (kind, shard).
+pub fn queue_name(prefix: &str, kind: QueueKind, shard: u16) -> String {
+    format!("{prefix}{}.{shard}", kind.name())
+}
+
+/// Queue arguments every declarer must use identically (else PRECONDITION_FAILED).
+pub fn queue_arguments(ttl_ms: u32) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl_ms));
+    args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    args
+}
+
+/// Declares every shard queue of every type.
+pub async fn declare_topology(
+    channel: &Channel,
+    cfg: &PublisherConfig,
+) -> Result<(), lapin::Error> {
+    for kind in QueueKind::ALL {
+        for shard in 0..cfg.shards.max(1) {
+            channel
+                .queue_declare(
+                    queue_name(&cfg.queue_prefix, kind, shard).into(),
+                    QueueDeclareOptions::default(),
+                    queue_arguments(cfg.message_ttl_ms),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn open(cfg: PublisherConfig) -> Result<(Connection, Channel), lapin::Error> {
+    let conn = Connection::connect(&cfg.url, ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    if cfg.confirms {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+    }
+    declare_topology(&channel, &cfg).await?;
+    Ok((conn, channel))
+}
+
+struct PublisherMetrics {
+    actor: ActorMetrics,
+    connected: Gauge,
+    buffered: Gauge,
+    in_flight: Gauge,
+    connects: Counter,
+    connect_errors: Counter,
+    published: Vec<Counter>,
+    dropped: Vec<Counter>,
+    failed: Vec<Counter>,
+}
+
+/// An open broker connection and its publishing channel.
+struct Open {
+    conn: Connection,
+    channel: Channel,
+}
+
+enum Link {
+    Down,
+    Connecting,
+    Up(Box<Open>),
+}
+
+pub struct QueuePublisher {
+    cfg: PublisherConfig,
+    link: Link,
+    buffer: VecDeque<EventBatch>,
+    in_flight: usize,
+    backoff: Backoff,
+    m: PublisherMetrics,
+}
+
+fn idx(q: QueueKind) -> usize {
+    QueueKind::ALL.iter().position(|k| *k == q).unwrap_or(0)
+}
+
+impl QueuePublisher {
+    pub const NAME: &'static str = "queue_publisher";
+
+    pub fn new(cfg: PublisherConfig, registry: &Registry) -> Self {
+        let per_queue = |name: &str, help: &str| -> Vec<Counter> {
+            QueueKind::ALL
+                .iter()
+                .map(|q| registry.counter(name, help, &[("queue", q.name())]))
+                .collect()
+        };
+        let m = PublisherMetrics {
+            actor: ActorMetrics::new(registry, Self::NAME),
+            connected: registry.gauge(
+                "tickwire_publisher_connected",
+                "1 while connected to RabbitMQ",
+                &[],
+            ),
+            buffered: registry.gauge(
+                "tickwire_publisher_buffered_batches",
+                "Batches waiting for RabbitMQ",
+                &[],
+            ),
+            in_flight: registry.gauge("tickwire_publisher_in_flight", "Publishes under way", &[]),
+            connects: registry.counter(
+                "tickwire_publisher_connects_total",
+                "Connections to RabbitMQ",
+                &[],
+            ),
+            connect_errors: registry.counter(
+                "tickwire_publisher_connect_errors_total",
+                "Failed RabbitMQ connects",
+                &[],
+            ),
+            published: per_queue(
+                "tickwire_publisher_messages_total",
+                "Messages published, by queue",
+            ),
+            dropped: per_queue(
+                "tickwire_publisher_dropped_batches_total",
+                "Oldest batches dropped from the full buffer, by queue",
+            ),
+            failed: per_queue(
+                "tickwire_publisher_failed_total",
+                "Publishes that failed (lost), by queue",
+            ),
+        };
+        QueuePublisher {
+            cfg,
+            link: Link::Down,
+            buffer: VecDeque::new(),
+            in_flight: 0,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10), 0x9B),
+            m,
+        }
+    }
+
+    pub fn metrics(&self) -> ActorMetrics {
+        self.m.actor.clone()
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        if !matches!(self.link, Link::Down) {
+            return;
+        }
+        self.link = Link::Connecting;
+        let cfg = self.cfg.clone();
+        ctx.spawn(open(cfg).into_actor(self).map(|res, act, ctx| match res {
+            Ok((conn, channel)) => {
+                log::info!(
+                    "connected to RabbitMQ; {} shard queues per type declared",
+                    act.cfg.shards
+                );
+                act.m.connects.inc();
+                act.m.connected.set(1);
+                act.backoff.connection_ended(Duration::from_secs(3600));
+                act.link = Link::Up(Box::new(Open { conn, channel }));
+                act.pump(ctx);
+            }
+            Err(e) => {
+                act.m.connect_errors.inc();
+                let delay = act.backoff.next_delay();
+                log::warn!("RabbitMQ connect failed ({e}); retrying in {delay:?}");
+                act.link = Link::Down;
+                ctx.run_later(delay, |act, ctx| act.connect(ctx));
+            }
+        }));
+    }
+
+    fn mark_down(&mut self, ctx: &mut Context<Self>) {
+        if let Link::Up(_) = self.link {
+            log::warn!(
+                "lost the RabbitMQ connection; buffering (oldest dropped past {} batches)",
+                self.cfg.buffer_batches
+            );
+            self.link = Link::Down;
+            self.m.connected.set(0);
+            let delay = self.backoff.next_delay();
+            ctx.run_later(delay, |act, ctx| act.connect(ctx));
+        }
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let Link::Up(open) = &self.link else {
+            return;
+        };
+        let channel = &open.channel;
+        while self.in_flight < self.cfg.max_in_flight {
+            let Some(batch) = self.buffer.pop_front() else {
+                break;
+            };
+            let body = envelope::encode(batch.received_at_ms, batch.market.path(), &batch.events);
+            let name = queue_name(&self.cfg.queue_prefix, batch.queue, batch.shard);
+            let channel = channel.clone();
+            let confirms = self.cfg.confirms;
+            let queue = batch.queue;
+            self.in_flight += 1;
+            let props = BasicProperties::default()
+                .with_content_type(envelope::CONTENT_TYPE.into())
+                .with_delivery_mode(1)
+                .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
+            let fut = async move {
+                let confirm = channel
+                    .basic_publish(
+                        "".into(),
+                        name.into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        props,
+                    )
+                    .await?;
+                if confirms {
+                    confirm.await?;
+                }
+                Ok::<(), lapin::Error>(())
+            };
+            ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+                act.in_flight -= 1;
+                match res {
+                    Ok(()) => {
+                        act.m.published[idx(queue)].inc();
+                        act.m.actor.messages_out.inc();
+                    }
+                    Err(e) => {
+                        act.m.failed[idx(queue)].inc();
+                        act.m.actor.errors.inc();
+                        log::warn!("publish to {} failed: {e}", queue.name());
+                        act.mark_down(ctx);
+                    }
+                }
+                act.pump(ctx);
+            }));
+        }
+        self.m.buffered.set(self.buffer.len() as i64);
+        self.m.in_flight.set(self.in_flight as i64);
+    }
+
+    fn check_link(&mut self, ctx: &mut Context<Self>) {
+        if let Link::Up(open) = &self.link {
+            if !open.conn.status().connected() {
+                self.mark_down(ctx);
+            }
+        }
+        self.m.buffered.set(self.buffer.len() as i64);
+    }
+}
+
+impl Actor for QueuePublisher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.connect(ctx);
+        ctx.run_interval(Duration::from_millis(500), |act, ctx| act.check_link(ctx));
+    }
+}
+
+impl Handler<EventBatch> for QueuePublisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: EventBatch, ctx: &mut Context<Self>) {
+        self.m.actor.received();
+        if self.buffer.len() >= self.cfg.buffer_batches.max(1) {
+            if let Some(old) = self.buffer.pop_front() {
+                let n = self.m.dropped[idx(old.queue)].get();
+                self.m.dropped[idx(old.queue)].inc();
+                // Log the first drop and then every 10,000th, not every one.
+                if n % 10_000 == 0 {
+                    log::warn!(
+                        "publish buffer full: dropping oldest batches ({} dropped on {})",
+                        n + 1,
+                        old.queue.name()
+                    );
+                }
+            }
+        }
+        self.buffer.push_back(msg);
+        self.pump(ctx);
+    }
+}

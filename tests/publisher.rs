@@ -1,0 +1,212 @@
+//! Listener -> router -> QueuePublisher -> real RabbitMQ: events land in the right shard
+//! queues with the original JSON and a receive timestamp; with RabbitMQ down at start or
+//! mid-stream the Massive connection stays up, publishing recovers and losses are counted.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix::Actor;
+use common::rabbit::*;
+use common::*;
+use tickwire::actors::listener::{self, ListenerConfig};
+use tickwire::actors::publisher::{queue_arguments, queue_name, PublisherConfig, QueuePublisher};
+use tickwire::actors::Mailbox;
+use tickwire::listener::envelope;
+use tickwire::listener::routing::{shard_of, QueueKind};
+use tickwire::massive::Market;
+use tickwire::metrics::Registry;
+
+const SHARDS: u16 = 2;
+
+fn all_queues(prefix: &str) -> Vec<String> {
+    QueueKind::ALL
+        .iter()
+        .flat_map(|k| (0..SHARDS).map(move |s| queue_name(prefix, *k, s)))
+        .collect()
+}
+
+fn pipeline(
+    sim_url: String,
+    amqp: String,
+    prefix: &str,
+    buffer: usize,
+    registry: &Registry,
+) -> std::sync::Arc<tickwire::actors::listener::ListenerHealth> {
+    let publisher = QueuePublisher::new(
+        PublisherConfig {
+            url: amqp,
+            message_ttl_ms: 5000,
+            shards: SHARDS,
+            queue_prefix: prefix.to_string(),
+            buffer_batches: buffer,
+            max_in_flight: 256,
+            confirms: false,
+        },
+        registry,
+    );
+    let pm = publisher.metrics();
+    let publisher = publisher.start();
+    let cfg = ListenerConfig {
+        url: sim_url,
+        api_key: "demo".into(),
+        market: Market::Stocks,
+        subscriptions: tickwire::config::parse_subscriptions("T.*,Q.*,A.*")
+            .unwrap()
+            .0,
+        ping_every: Duration::from_secs(1),
+        dead_after: Duration::from_secs(30),
+        backoff_initial: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+    };
+    listener::start(cfg, SHARDS, Mailbox::of(&publisher, pm), registry).1
+}
+
+fn published(r: &Registry) -> i64 {
+    QueueKind::ALL
+        .iter()
+        .filter_map(|q| r.value("tickwire_publisher_messages_total", &[("queue", q.name())]))
+        .sum()
+}
+
+fn dropped(r: &Registry) -> i64 {
+    QueueKind::ALL
+        .iter()
+        .filter_map(|q| {
+            r.value(
+                "tickwire_publisher_dropped_batches_total",
+                &[("queue", q.name())],
+            )
+        })
+        .sum()
+}
+
+#[actix_web::test]
+async fn events_land_in_their_shard_queues_with_original_json() {
+    let amqp = rabbit_url();
+    let prefix = unique_prefix("land");
+    let sim = start_sim(sim_args());
+    let registry = Registry::new();
+    let _health = pipeline(sim.ws_url("stocks"), amqp, &prefix, 10_000, &registry);
+    let r = registry.clone();
+    wait_until("trades, quotes and second bars published", || {
+        ["trades", "quotes", "aggregate"].iter().all(|q| {
+            r.value("tickwire_publisher_messages_total", &[("queue", q)])
+                .unwrap_or(0)
+                > 0
+        })
+    })
+    .await;
+
+    let (_conn, ch) = channel().await;
+    // Same arguments redeclare fine (different ones would fail with PRECONDITION_FAILED).
+    for q in all_queues(&prefix) {
+        ch.queue_declare(q.as_str().into(), Default::default(), queue_arguments(5000))
+            .await
+            .expect("same topology");
+    }
+    let mut kinds = HashSet::new();
+    for kind in [QueueKind::Trades, QueueKind::Quotes, QueueKind::Aggregate] {
+        for shard in 0..SHARDS {
+            for body in drain(&ch, &queue_name(&prefix, kind, shard)).await {
+                let env = envelope::decode(&body).expect("envelope");
+                assert_eq!(env.asset_class, "stocks");
+                assert!(env.received_at > 1_600_000_000_000);
+                for e in env.events {
+                    let v: serde_json::Value = serde_json::from_str(e.get()).unwrap();
+                    assert_eq!(QueueKind::of(v["ev"].as_str().unwrap()), kind);
+                    assert_eq!(shard_of(v["sym"].as_str().unwrap(), SHARDS), shard);
+                    kinds.insert(kind);
+                }
+            }
+        }
+    }
+    assert_eq!(kinds.len(), 3, "trades, quotes and aggregates all arrived");
+    delete_queues(&ch, &all_queues(&prefix)).await;
+    sim.stop().await;
+}
+
+#[actix_web::test]
+async fn rabbitmq_down_at_start_then_up() {
+    rabbit_url();
+    let prefix = unique_prefix("down-start");
+    let proxy = Proxy::start().await;
+    proxy.cut();
+    let sim = start_sim(sim_args());
+    let registry = Registry::new();
+    let health = pipeline(sim.ws_url("stocks"), proxy.url(), &prefix, 50, &registry);
+    let r = registry.clone();
+    wait_until("losses counted while the broker is down", || {
+        dropped(&r) > 0
+    })
+    .await;
+    assert!(
+        health.connected.load(Ordering::Relaxed),
+        "the Massive connection stays up"
+    );
+    assert_eq!(published(&registry), 0);
+    proxy.restore();
+    let r = registry.clone();
+    wait_until("publishing after the broker comes up", || {
+        published(&r) > 20
+    })
+    .await;
+    assert_eq!(
+        registry.value(
+            "tickwire_listener_reconnects_total",
+            &[("market", "stocks")]
+        ),
+        Some(0)
+    );
+    let (_conn, ch) = channel().await;
+    delete_queues(&ch, &all_queues(&prefix)).await;
+    sim.stop().await;
+}
+
+#[actix_web::test]
+async fn rabbitmq_down_mid_stream_recovers() {
+    rabbit_url();
+    let prefix = unique_prefix("down-mid");
+    let proxy = Proxy::start().await;
+    let sim = start_sim(sim_args());
+    let registry = Registry::new();
+    let health = pipeline(sim.ws_url("stocks"), proxy.url(), &prefix, 50, &registry);
+    let r = registry.clone();
+    wait_until("publishing", || published(&r) > 20).await;
+    proxy.cut();
+    let r = registry.clone();
+    wait_until("the publisher notices and drops", || {
+        r.value("tickwire_publisher_connected", &[]) == Some(0) && dropped(&r) > 0
+    })
+    .await;
+    assert!(
+        health.connected.load(Ordering::Relaxed),
+        "the Massive connection stays up"
+    );
+    let before = published(&registry);
+    proxy.restore();
+    let r = registry.clone();
+    wait_until("publishing again", || published(&r) > before + 20).await;
+    assert!(
+        registry
+            .value("tickwire_publisher_connects_total", &[])
+            .unwrap()
+            >= 2
+    );
+    assert_eq!(
+        registry.value(
+            "tickwire_listener_reconnects_total",
+            &[("market", "stocks")]
+        ),
+        Some(0)
+    );
+    assert_eq!(
+        sim.registry.value("tickwire_sim_connections_total", &[]),
+        Some(1)
+    );
+    let (_conn, ch) = channel().await;
+    delete_queues(&ch, &all_queues(&prefix)).await;
+    sim.stop().await;
+}
