@@ -45,6 +45,7 @@ fn config(url: String, key: &str, subs: &str) -> ListenerConfig {
         dead_after: Duration::from_secs(30),
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
+        start_idle: false,
     }
 }
 

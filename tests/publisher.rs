@@ -60,6 +60,7 @@ fn pipeline(
         dead_after: Duration::from_secs(30),
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
+        start_idle: false,
     };
     listener::start(cfg, SHARDS, Mailbox::of(&publisher, pm), registry).1
 }

@@ -53,6 +53,8 @@ pub struct ListenerConfig {
     pub dead_after: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// Wait for [`Control::Start`] (from the lease keeper) before connecting.
+    pub start_idle: bool,
 }
 
 /// What the admin routes read about the connection.
@@ -165,6 +167,7 @@ impl Listener {
             ),
         };
         let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, 0x7157);
+        let idle = cfg.start_idle;
         Listener {
             cfg,
             router,
@@ -176,7 +179,7 @@ impl Listener {
             last_seen: Instant::now(),
             next_delay: Duration::ZERO,
             cooldown: false,
-            idle: false,
+            idle,
         }
     }
 

@@ -11,6 +11,7 @@ use actix::{Actor, Addr, Handler, Message, Recipient};
 
 use crate::metrics::ActorMetrics;
 
+pub mod lease;
 pub mod listener;
 pub mod publisher;
 pub mod router;

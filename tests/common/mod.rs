@@ -14,6 +14,7 @@ use serde_json::Value;
 use tickwire::sim::{SimArgs, SimServer};
 
 pub mod rabbit;
+pub mod redis;
 
 /// Upper bound for any single wait: generous, so a loaded CI machine never flakes. Reaching
 /// it is a failure, not a timing assertion.
