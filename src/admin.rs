@@ -50,6 +50,10 @@ impl<F: Fn() -> Result<(), String> + Send + Sync> ReadinessCheck for FnCheck<F> 
     }
 }
 
+/// Node-specific facts for `/stats` (connection state, subscriptions, ...), asked on each call.
+pub type InfoFn =
+    Arc<dyn Fn() -> futures_util::future::LocalBoxFuture<'static, serde_json::Value> + Send + Sync>;
+
 /// What the admin routes need from their node.
 pub struct AdminState {
     pub service: String,
@@ -58,6 +62,7 @@ pub struct AdminState {
     pub admin_token: String,
     pub registry: Arc<Registry>,
     pub checks: Vec<Arc<dyn ReadinessCheck>>,
+    pub info: Option<InfoFn>,
     pub started: Instant,
 }
 
@@ -70,6 +75,7 @@ impl AdminState {
             admin_token: String::new(),
             registry,
             checks: Vec::new(),
+            info: None,
             started: Instant::now(),
         }
     }
@@ -78,6 +84,11 @@ impl AdminState {
         self.container_image = image.to_string();
         self.image_version = version.to_string();
         self.admin_token = admin_token.to_string();
+        self
+    }
+
+    pub fn with_info(mut self, info: InfoFn) -> Self {
+        self.info = Some(info);
         self
     }
 
@@ -163,9 +174,14 @@ async fn ready(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 async fn stats(state: web::Data<AdminState>) -> HttpResponse {
+    let node = match &state.info {
+        Some(f) => f().await,
+        None => serde_json::Value::Null,
+    };
     HttpResponse::Ok().json(json!({
         "service": state.service,
         "uptime_seconds": state.started.elapsed().as_secs(),
+        "node": node,
         "actors": state.registry.actors(),
         "counters": state.registry.snapshot(),
     }))

@@ -256,6 +256,12 @@ impl ActorMetrics {
         self.mailbox_depth.dec();
         self.messages_in.inc();
     }
+
+    /// For messages that arrive from a plain `Addr` (control, queries), not through a
+    /// [`Mailbox`](crate::actors::Mailbox): counted in, not in the depth.
+    pub fn handled(&self) {
+        self.messages_in.inc();
+    }
 }
 
 #[cfg(test)]

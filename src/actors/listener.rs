@@ -95,6 +95,7 @@ type WsSink = SinkWrite<WsMessage, SplitSink<Framed<BoxedSocket, Codec>, WsMessa
 pub struct Listener {
     cfg: ListenerConfig,
     router: Mailbox<RawFrame>,
+    recorder: Option<Mailbox<RawFrame>>,
     health: Arc<ListenerHealth>,
     m: ListenerMetrics,
     backoff: Backoff,
@@ -113,11 +114,25 @@ pub fn start(
     out: Mailbox<super::router::EventBatch>,
     registry: &Registry,
 ) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
+    start_with(cfg, shards, out, None, registry)
+}
+
+/// [`start`], optionally recording raw frames.
+pub fn start_with(
+    cfg: ListenerConfig,
+    shards: u16,
+    out: Mailbox<super::router::EventBatch>,
+    recorder: Option<Mailbox<RawFrame>>,
+    registry: &Registry,
+) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
     use actix::Actor as _;
     let router = super::router::Router::new(shards, out, registry);
     let router_metrics = router.metrics();
     let router = router.start();
-    let listener = Listener::new(cfg, Mailbox::of(&router, router_metrics), registry);
+    let mut listener = Listener::new(cfg, Mailbox::of(&router, router_metrics), registry);
+    if let Some(r) = recorder {
+        listener = listener.with_recorder(r);
+    }
     let health = listener.health();
     (actix::Supervisor::start(move |_| listener), health)
 }
@@ -171,6 +186,7 @@ impl Listener {
         Listener {
             cfg,
             router,
+            recorder: None,
             health: Arc::new(ListenerHealth::default()),
             m,
             backoff,
@@ -185,6 +201,12 @@ impl Listener {
 
     pub fn health(&self) -> Arc<ListenerHealth> {
         self.health.clone()
+    }
+
+    /// Also send every raw frame to `recorder` (`--record`).
+    pub fn with_recorder(mut self, recorder: Mailbox<RawFrame>) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -346,11 +368,15 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
                     self.on_statuses(&bytes, ctx);
                 }
                 self.m.actor.messages_out.inc();
-                self.router.do_send(RawFrame {
+                let frame = RawFrame {
                     bytes,
                     received_at_ms,
                     market: self.cfg.market,
-                });
+                };
+                if let Some(rec) = &self.recorder {
+                    rec.do_send(frame.clone());
+                }
+                self.router.do_send(frame);
             }
             Ok(Frame::Ping(p)) => {
                 if let Some(sink) = self.sink.as_mut() {
@@ -377,6 +403,80 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
     }
 }
 
+/// Replaces the feed URL, market and/or subscriptions; reconnects when connected (or about
+/// to), so the new settings take effect at once. Idempotent.
+#[derive(Message, Debug, Clone, Default)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    pub url: Option<String>,
+    pub market: Option<Market>,
+    pub subscriptions: Option<Vec<Topic>>,
+}
+
+impl Handler<Reconfigure> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Context<Self>) {
+        self.m.actor.handled();
+        let before = (
+            self.cfg.url.clone(),
+            self.cfg.market,
+            self.cfg.subscriptions.clone(),
+        );
+        if let Some(u) = msg.url {
+            self.cfg.url = u;
+        }
+        if let Some(m) = msg.market {
+            self.cfg.market = m;
+        }
+        if let Some(s) = msg.subscriptions {
+            self.cfg.subscriptions = s;
+        }
+        let changed = before
+            != (
+                self.cfg.url.clone(),
+                self.cfg.market,
+                self.cfg.subscriptions.clone(),
+            );
+        if changed && !self.idle && !self.health.fatal.load(Ordering::Relaxed) {
+            log::info!("listener reconfigured; reconnecting to {}", self.cfg.url);
+            self.next_delay = Duration::ZERO;
+            ctx.stop();
+        }
+    }
+}
+
+/// A snapshot of the listener for `/stats`.
+#[derive(Message)]
+#[rtype(result = "serde_json::Value")]
+pub struct Describe;
+
+impl Handler<Describe> for Listener {
+    type Result = actix::MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        let state = if self.health.fatal.load(Ordering::Relaxed) {
+            "auth_failed"
+        } else if self.idle {
+            "idle"
+        } else if self.health.authenticated.load(Ordering::Relaxed) {
+            "streaming"
+        } else if self.health.connected.load(Ordering::Relaxed) {
+            "connected"
+        } else {
+            "reconnecting"
+        };
+        actix::MessageResult(serde_json::json!({
+            "state": state,
+            "feed": self.cfg.url,
+            "market": self.cfg.market.path(),
+            "subscriptions": self.cfg.subscriptions.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "connected_for_seconds": self.connected_at.map(|t| t.elapsed().as_secs()),
+            "last_error": self.health.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
+        }))
+    }
+}
+
 /// Control: go idle (close the connection) or connect again (clears a fatal auth state).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 #[rtype(result = "()")]
@@ -390,7 +490,7 @@ impl Handler<Control> for Listener {
     type Result = ();
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
-        self.m.actor.received();
+        self.m.actor.handled();
         match msg {
             Control::Stop => {
                 self.idle = true;

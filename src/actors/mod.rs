@@ -14,6 +14,7 @@ use crate::metrics::ActorMetrics;
 pub mod lease;
 pub mod listener;
 pub mod publisher;
+pub mod recorder;
 pub mod router;
 pub mod sim;
 

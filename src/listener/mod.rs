@@ -7,4 +7,5 @@
 
 pub mod backoff;
 pub mod envelope;
+pub mod node;
 pub mod routing;

@@ -1,0 +1,28 @@
+//! `tickwire-listener`: the listener node. Parses flags/env and calls
+//! [`tickwire::listener::node::run`]; `tickwire-listener --help` documents every setting.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tickwire::config::init_logging;
+use tickwire::listener::node::ListenerArgs;
+
+/// Holds the one Massive WebSocket per asset class and routes its events into RabbitMQ.
+#[derive(Parser)]
+#[command(name = "tickwire-listener", version)]
+struct Cli {
+    #[command(flatten)]
+    args: ListenerArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.args.common.log_level);
+    match tickwire::listener::node::run(cli.args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! The listener node (`tickwire-listener`): flags, wiring and its HTTP routes.
+//!
+//! Wires publisher <- router <- listener (+ optional recorder) and, unless disabled, the
+//! lease keeper that decides whether this replica connects. Serves admin HTTP with honest
+//! readiness (connected, authenticated, lease held, broker up) and node facts on `/stats`,
+//! plus control routes behind the admin token:
+//!
+//! | Route | Effect |
+//! |---|---|
+//! | `POST /control/start` | connect (clears an `auth_failed` state); no-op when already running |
+//! | `POST /control/stop` | close the connection and stay idle |
+//! | `POST /control/restart` | reconnect now |
+//! | `PUT /control/subscriptions` | body: JSON array or comma list; reconnects when changed |
+//! | `PUT /control/feed?feed=HOST` | feed host; reconnects when changed |
+//! | `PUT /control/market?market=stocks` | market path; reconnects when changed |
+//!
+//! All are idempotent; a bad value is refused with 400 and the reason, nothing changes.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::actors::lease::{lease_key, LeaseConfig, LeaseKeeper};
+use crate::actors::listener::{self, Control, Describe, Listener, ListenerConfig, Reconfigure};
+use crate::actors::publisher::{PublisherConfig, QueuePublisher};
+use crate::actors::recorder::Recorder;
+use crate::actors::Mailbox;
+use crate::admin::{self, AdminState, FnCheck};
+use crate::config::{parse_subscriptions, BrokerArgs, CommonArgs, MassiveArgs};
+use crate::massive::control::Topic;
+use crate::massive::Market;
+use crate::metrics::Registry;
+
+/// Every setting of `tickwire-listener`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListenerArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Admin HTTP port.
+    #[arg(long, env = "SERVER_PORT", default_value_t = 4200)]
+    pub port: u16,
+
+    #[command(flatten)]
+    pub massive: MassiveArgs,
+
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// Shard queues per queue type; a symbol always goes to the same shard.
+    #[arg(long, env = "QUEUE_SHARDS", default_value_t = 4)]
+    pub shards: u16,
+
+    /// Prefix of every queue name.
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "")]
+    pub queue_prefix: String,
+
+    /// Batches held while RabbitMQ is slow or down; past it the oldest are dropped (counted).
+    #[arg(long, env = "PUBLISH_BUFFER_BATCHES", default_value_t = 10_000)]
+    pub publish_buffer: usize,
+
+    /// Publishes in flight at once.
+    #[arg(long, env = "PUBLISH_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub publish_in_flight: usize,
+
+    /// Wait for broker confirms on every publish (slower).
+    #[arg(long, env = "MDQ_PUBLISHER_CONFIRMS", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub publisher_confirms: bool,
+
+    /// Redis for the connection lease (internal state store).
+    #[arg(
+        long,
+        env = "MDC_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub redis_url: String,
+
+    /// Decide the connected replica with a Redis lease (off: connect unconditionally).
+    #[arg(long, env = "LISTENER_LEASE", default_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub lease: bool,
+
+    /// Lease time-to-live; a standby takes over within about this long.
+    #[arg(long, env = "LEASE_TTL_MS", default_value_t = 10_000)]
+    pub lease_ttl_ms: u64,
+
+    /// Prefix of Redis keys.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "tickwire:")]
+    pub redis_prefix: String,
+
+    /// Connect at start (subject to the lease); off waits for POST /control/start.
+    #[arg(long, env = "MDL_AUTO_START_ENABLED", default_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub auto_start: bool,
+
+    /// Record every raw frame to FILE in the simulator's replay format.
+    #[arg(long, env = "LISTENER_RECORD")]
+    pub record: Option<PathBuf>,
+
+    /// Seconds between pings to Massive.
+    #[arg(long, env = "MASSIVE_PING_SECS", default_value_t = 25)]
+    pub ping_secs: u64,
+
+    /// Seconds of silence after which the connection is declared dead.
+    #[arg(long, env = "MASSIVE_DEAD_AFTER_SECS", default_value_t = 60)]
+    pub dead_after_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("MASSIVE_API_KEY (or POLYGON_API_KEY) is required")]
+    NoApiKey,
+    #[error("cannot open the capture file: {0}")]
+    Record(std::io::Error),
+    #[error(transparent)]
+    Lease(#[from] crate::actors::lease::LeaseError),
+    #[error("cannot serve HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running listener node.
+pub struct ListenerNode {
+    pub port: u16,
+    pub registry: Arc<Registry>,
+    pub listener: Addr<Listener>,
+    handle: ServerHandle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ListenerNode {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.join.await.unwrap_or(Ok(()))
+    }
+
+    pub async fn stop(self) {
+        self.listener.do_send(Control::Stop);
+        self.handle.stop(false).await;
+    }
+}
+
+struct ControlState {
+    listener: Addr<Listener>,
+    admin: web::Data<AdminState>,
+    secure: bool,
+    /// With a lease, only the holder may connect: start/restart on a standby is refused.
+    lease: bool,
+    registry: Arc<Registry>,
+}
+
+#[derive(Deserialize)]
+struct FeedParam {
+    feed: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MarketParam {
+    market: Option<String>,
+}
+
+fn bad(reason: impl Into<String>) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({"status": "ERROR", "error": reason.into()}))
+}
+
+fn ok() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "OK"}))
+}
+
+async fn control(
+    req: HttpRequest,
+    s: web::Data<ControlState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    if let Err(e) = s.admin.authorize(&req) {
+        return actix_web::ResponseError::error_response(&e);
+    }
+    let cmd = match path.as_str() {
+        "start" => Control::Start,
+        "stop" => Control::Stop,
+        "restart" => Control::Restart,
+        other => {
+            return bad(format!(
+                "unknown control {other:?}: use start, stop or restart"
+            ))
+        }
+    };
+    if s.lease && cmd != Control::Stop && s.registry.value("tickwire_lease_held", &[]) != Some(1) {
+        return HttpResponse::Conflict()
+            .json(json!({"status": "ERROR", "error": "standby: another replica holds the Massive connection lease"}));
+    }
+    s.listener.do_send(cmd);
+    ok()
+}
+
+/// Parses a subscriptions body and checks every channel exists on `market`.
+pub fn validate_subscriptions(body: &str, market: Market) -> Result<Vec<Topic>, String> {
+    let subs = parse_subscriptions(body)?.0;
+    if let Some(t) = subs.iter().find(|t| !market.knows_channel(&t.channel)) {
+        return Err(format!(
+            "channel {:?} does not exist on /{market}",
+            t.channel
+        ));
+    }
+    Ok(subs)
+}
+
+async fn set_subscriptions(
+    req: HttpRequest,
+    s: web::Data<ControlState>,
+    body: String,
+) -> HttpResponse {
+    if let Err(e) = s.admin.authorize(&req) {
+        return actix_web::ResponseError::error_response(&e);
+    }
+    let market = match s.listener.send(Describe).await {
+        Ok(d) => d["market"]
+            .as_str()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(Market::Stocks),
+        Err(e) => {
+            return HttpResponse::ServiceUnavailable()
+                .json(json!({"status":"ERROR","error": e.to_string()}))
+        }
+    };
+    match validate_subscriptions(&body, market) {
+        Ok(subs) => {
+            s.listener.do_send(Reconfigure {
+                subscriptions: Some(subs),
+                ..Reconfigure::default()
+            });
+            ok()
+        }
+        Err(e) => bad(e),
+    }
+}
+
+async fn set_feed(
+    req: HttpRequest,
+    s: web::Data<ControlState>,
+    q: web::Query<FeedParam>,
+) -> HttpResponse {
+    if let Err(e) = s.admin.authorize(&req) {
+        return actix_web::ResponseError::error_response(&e);
+    }
+    let Some(feed) = q
+        .feed
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty() && !f.contains('/'))
+    else {
+        return bad("feed must be a host[:port], e.g. socket.massive.com");
+    };
+    let market = match s.listener.send(Describe).await {
+        Ok(d) => d["market"].as_str().unwrap_or("stocks").to_string(),
+        Err(e) => {
+            return HttpResponse::ServiceUnavailable()
+                .json(json!({"status":"ERROR","error": e.to_string()}))
+        }
+    };
+    let scheme = if s.secure { "wss" } else { "ws" };
+    s.listener.do_send(Reconfigure {
+        url: Some(format!("{scheme}://{feed}/{market}")),
+        ..Reconfigure::default()
+    });
+    ok()
+}
+
+async fn set_market(
+    req: HttpRequest,
+    s: web::Data<ControlState>,
+    q: web::Query<MarketParam>,
+) -> HttpResponse {
+    if let Err(e) = s.admin.authorize(&req) {
+        return actix_web::ResponseError::error_response(&e);
+    }
+    let market: Market = match q.market.as_deref().unwrap_or("").parse() {
+        Ok(m) => m,
+        Err(e) => return bad(format!("{e}")),
+    };
+    let desc = match s.listener.send(Describe).await {
+        Ok(d) => d,
+        Err(e) => {
+            return HttpResponse::ServiceUnavailable()
+                .json(json!({"status":"ERROR","error": e.to_string()}))
+        }
+    };
+    let subs: Vec<String> = desc["subscriptions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Err(e) = validate_subscriptions(&subs.join(","), market) {
+        return bad(format!(
+            "current subscriptions do not fit /{market}: {e}; change them first"
+        ));
+    }
+    let url = desc["feed"].as_str().unwrap_or("");
+    let base = url.rsplit_once("://").map_or(url, |(_, rest)| rest);
+    let host = base.split('/').next().unwrap_or(base);
+    let scheme = if s.secure { "wss" } else { "ws" };
+    s.listener.do_send(Reconfigure {
+        url: Some(format!("{scheme}://{host}/{market}")),
+        market: Some(market),
+        ..Reconfigure::default()
+    });
+    ok()
+}
+
+/// Starts the node on `http` (port 0 in tests) inside the current actix System.
+pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, NodeError> {
+    let api_key = args.massive.resolved_api_key();
+    if api_key.is_empty() {
+        return Err(NodeError::NoApiKey);
+    }
+    let registry = Registry::new();
+    let port = http.local_addr()?.port();
+    let market = args.massive.market;
+
+    let publisher = QueuePublisher::new(
+        PublisherConfig {
+            url: args.broker.rabbitmq_url.clone(),
+            message_ttl_ms: args.broker.message_ttl_ms,
+            shards: args.shards.max(1),
+            queue_prefix: args.queue_prefix.clone(),
+            buffer_batches: args.publish_buffer,
+            max_in_flight: args.publish_in_flight.max(1),
+            confirms: args.publisher_confirms,
+        },
+        &registry,
+    );
+    let publisher_metrics = publisher.metrics();
+    let publisher = publisher.start();
+
+    let recorder = match &args.record {
+        Some(path) => {
+            let r = Recorder::create(path, &registry).map_err(NodeError::Record)?;
+            let m = r.metrics();
+            log::info!("recording raw frames to {}", path.display());
+            Some(Mailbox::of(&r.start(), m))
+        }
+        None => None,
+    };
+
+    let cfg = ListenerConfig {
+        url: args.massive.ws_url(),
+        api_key: api_key.clone(),
+        market,
+        subscriptions: args.massive.subscriptions.0.clone(),
+        ping_every: Duration::from_secs(args.ping_secs.max(1)),
+        dead_after: Duration::from_secs(args.dead_after_secs.max(2)),
+        backoff_initial: Duration::from_millis(500),
+        backoff_max: Duration::from_secs(60),
+        start_idle: args.lease || !args.auto_start,
+    };
+    let (listener, health) = listener::start_with(
+        cfg,
+        args.shards.max(1),
+        Mailbox::of(&publisher, publisher_metrics),
+        recorder,
+        &registry,
+    );
+
+    let mut admin_state = AdminState::new("Massive Data Listener", registry.clone()).with_identity(
+        &args.common.container_image,
+        &args.common.image_version,
+        &args.common.admin_token,
+    );
+    let h = health.clone();
+    admin_state = admin_state.with_check(FnCheck::new("massive", move || {
+        if h.fatal.load(Ordering::Relaxed) {
+            Err(format!(
+                "auth failed: {}",
+                h.last_error.lock().map(|e| e.clone()).unwrap_or_default()
+            ))
+        } else if !h.connected.load(Ordering::Relaxed) {
+            Err("not connected to Massive".into())
+        } else if !h.authenticated.load(Ordering::Relaxed) {
+            Err("connected, not authenticated".into())
+        } else {
+            Ok(())
+        }
+    }));
+    let r = registry.clone();
+    admin_state = admin_state.with_check(FnCheck::new("broker", move || {
+        if r.value("tickwire_publisher_connected", &[]) == Some(1) {
+            Ok(())
+        } else {
+            Err("RabbitMQ not connected".into())
+        }
+    }));
+    let holder = if args.lease {
+        let keeper = LeaseKeeper::new(
+            LeaseConfig {
+                redis_url: args.redis_url.clone(),
+                key: lease_key(&args.redis_prefix, &api_key, market.path()),
+                holder: format!("{}-{}", hostname(), std::process::id()),
+                ttl: Duration::from_millis(args.lease_ttl_ms.max(1000)),
+            },
+            listener.clone().recipient(),
+            &registry,
+        )?;
+        let holder = keeper.holder_handle();
+        keeper.start();
+        let r = registry.clone();
+        admin_state = admin_state.with_check(FnCheck::new("lease", move || {
+            if r.value("tickwire_lease_held", &[]) == Some(1) {
+                Ok(())
+            } else {
+                Err("standby: another replica holds the lease".into())
+            }
+        }));
+        Some(holder)
+    } else {
+        None
+    };
+    let l = listener.clone();
+    admin_state = admin_state.with_info(Arc::new(move || {
+        let (l, holder) = (l.clone(), holder.clone());
+        Box::pin(async move {
+            let mut v = l
+                .send(Describe)
+                .await
+                .unwrap_or_else(|e| json!({"error": e.to_string()}));
+            v["lease_holder"] = match &holder {
+                Some(h) => json!(h.lock().map(|s| s.clone()).unwrap_or_default()),
+                None => json!(null),
+            };
+            v
+        })
+    }));
+    let admin_data = web::Data::new(admin_state);
+    let control_data = web::Data::new(ControlState {
+        listener: listener.clone(),
+        admin: admin_data.clone(),
+        secure: args.massive.secure,
+        lease: args.lease,
+        registry: registry.clone(),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(admin_data.clone())
+            .app_data(control_data.clone())
+            .app_data(web::PayloadConfig::new(1 << 20))
+            .configure(admin::configure)
+            .route("/control/subscriptions", web::put().to(set_subscriptions))
+            .route("/control/feed", web::put().to(set_feed))
+            .route("/control/market", web::put().to(set_market))
+            .route("/control/{cmd}", web::post().to(control))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(http)?
+    .run();
+    let handle = server.handle();
+    let join = actix_web::rt::spawn(server);
+    log::info!(
+        "listener node: admin on port {port}, Massive {} /{market}",
+        args.massive.ws_url()
+    );
+    Ok(ListenerNode {
+        port,
+        registry,
+        listener,
+        handle,
+        join,
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "listener".into())
+}
+
+/// Binds the port and runs until SIGINT/SIGTERM; what `tickwire-listener`'s main calls.
+pub fn run(args: ListenerArgs) -> Result<(), NodeError> {
+    let http = TcpListener::bind((args.common.server_ip, args.port))?;
+    actix_web::rt::System::new().block_on(async move {
+        let node = start(args, http)?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r?; log::info!("shutting down"); }
+        }
+        node.stop().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,231 @@
+//! The listener node end to end (simulator, real RabbitMQ and Redis): readiness, node stats,
+//! token-protected idempotent control routes with 4xx reasons, and `--record`.
+
+mod common;
+
+use clap::Parser;
+use common::rabbit::{channel, delete_queues, rabbit_url};
+use common::*;
+use tickwire::actors::publisher::queue_name;
+use tickwire::listener::node::{self, ListenerArgs};
+use tickwire::listener::routing::QueueKind;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    a: ListenerArgs,
+}
+
+async fn send(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let client = awc::Client::new();
+    let mut req = match method {
+        "PUT" => client.put(url),
+        _ => client.post(url),
+    };
+    if let Some(t) = token {
+        req = req.insert_header(("Authorization", format!("Bearer {t}")));
+    }
+    let mut resp = req.send_body(body.to_string()).await.expect("request");
+    let bytes = resp.body().await.expect("body");
+    (
+        resp.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[actix_web::test]
+async fn node_ready_stats_control_and_record() {
+    let amqp = rabbit_url();
+    let redis = common::redis::redis_url();
+    let qprefix = common::rabbit::unique_prefix("node");
+    let rprefix = common::redis::unique_prefix("node");
+    let record = std::env::temp_dir().join(format!("tickwire-record-{}.jsonl", std::process::id()));
+    let sim = start_sim(sim_args());
+    let port = sim.port.to_string();
+    let args = Cli::parse_from([
+        "tickwire-listener",
+        "--massive-api-key",
+        "demo",
+        "--massive-feed",
+        &format!("127.0.0.1:{port}"),
+        "--massive-secure",
+        "false",
+        "--massive-subscriptions",
+        "Q.*,A.*",
+        "--rabbitmq-url",
+        &amqp,
+        "--queue-prefix",
+        &qprefix,
+        "--shards",
+        "2",
+        "--redis-url",
+        &redis,
+        "--redis-prefix",
+        &rprefix,
+        "--lease-ttl-ms",
+        "1500",
+        "--admin-token",
+        "t0k",
+        "--record",
+        record.to_str().unwrap(),
+    ])
+    .a;
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let n = node::start(args, http).expect("node starts");
+
+    let url = n.url("/ready");
+    let start = std::time::Instant::now();
+    loop {
+        let (s, body) = get_json(&url, None).await;
+        if s == 200 {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "never ready: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, stats) = get_json(&n.url("/stats"), None).await;
+    assert_eq!(stats["node"]["state"], "streaming");
+    assert_eq!(
+        stats["node"]["subscriptions"],
+        serde_json::json!(["Q.*", "A.*"])
+    );
+    assert!(stats["node"]["lease_holder"]
+        .as_str()
+        .unwrap()
+        .contains('-'));
+
+    // Control: token required, bad values refused with a reason, good ones applied.
+    assert_eq!(
+        send("POST", &n.url("/control/restart"), None, "").await.0,
+        401
+    );
+    assert_eq!(
+        send("POST", &n.url("/control/restart"), Some("wrong"), "")
+            .await
+            .0,
+        401
+    );
+    let (s, b) = send("POST", &n.url("/control/explode"), Some("t0k"), "").await;
+    assert_eq!(s, 400);
+    assert!(b["error"].as_str().unwrap().contains("unknown control"));
+    let (s, b) = send(
+        "PUT",
+        &n.url("/control/subscriptions"),
+        Some("t0k"),
+        r#"["XT.*"]"#,
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"]
+        .as_str()
+        .unwrap()
+        .contains("does not exist on /stocks"));
+    let (s, _) = send(
+        "PUT",
+        &n.url("/control/market?market=bonds"),
+        Some("t0k"),
+        "",
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        send(
+            "PUT",
+            &n.url("/control/subscriptions"),
+            Some("t0k"),
+            "T.AAPL"
+        )
+        .await
+        .0,
+        200
+    );
+    let acks = |r: &tickwire::metrics::Registry| {
+        r.value(
+            "tickwire_listener_status_total",
+            &[("market", "stocks"), ("status", "success")],
+        )
+        .unwrap_or(0)
+    };
+    let reg = n.registry.clone();
+    wait_until("resubscribed with the new topic", || acks(&reg) >= 3).await;
+    let (_, stats) = get_json(&n.url("/stats"), None).await;
+    assert_eq!(
+        stats["node"]["subscriptions"],
+        serde_json::json!(["T.AAPL"])
+    );
+
+    // Stop is idempotent and drops the Massive connection; start brings it back.
+    assert_eq!(
+        send("POST", &n.url("/control/stop"), Some("t0k"), "")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        send("POST", &n.url("/control/stop"), Some("t0k"), "")
+            .await
+            .0,
+        200
+    );
+    let simr = sim.registry.clone();
+    wait_until("Massive connection closed", || {
+        simr.value("tickwire_sim_connections", &[]) == Some(0)
+    })
+    .await;
+    assert_eq!(get_json(&url, None).await.0, 503);
+    assert_eq!(
+        send("POST", &n.url("/control/start"), Some("t0k"), "")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        send("POST", &n.url("/control/start"), Some("t0k"), "")
+            .await
+            .0,
+        200
+    );
+    let simr = sim.registry.clone();
+    wait_until("reconnected", || {
+        simr.value("tickwire_sim_connections", &[]) == Some(1)
+    })
+    .await;
+
+    // The recording replays.
+    let reg = n.registry.clone();
+    wait_until("frames recorded", || {
+        reg.value("tickwire_recorder_frames_total", &[])
+            .unwrap_or(0)
+            >= 5
+    })
+    .await;
+    let rec = record.clone();
+    wait_until("capture flushed", || {
+        std::fs::read_to_string(&rec)
+            .map(|t| t.lines().count() >= 3)
+            .unwrap_or(false)
+    })
+    .await;
+    let text = std::fs::read_to_string(&record).unwrap();
+    let complete: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+    let (frames, _) =
+        tickwire::sim::replay::parse_capture(&complete).expect("the capture is in replay format");
+    assert!(!frames.is_empty());
+
+    n.stop().await;
+    let (_c, ch) = channel().await;
+    let qp = qprefix.as_str();
+    let names: Vec<String> = QueueKind::ALL
+        .iter()
+        .flat_map(|k| (0..2).map(move |s| queue_name(qp, *k, s)))
+        .collect();
+    delete_queues(&ch, &names).await;
+    common::redis::cleanup(&rprefix).await;
+    let _ = std::fs::remove_file(&record);
+    sim.stop().await;
+}
