@@ -42,6 +42,24 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         batch_size: u32,
     },
+    /// The listener node (separate process) routing into RabbitMQ from the simulator
+    /// (separate process); needs `cargo build --release --bins` and RabbitMQ.
+    Listener {
+        #[arg(long, default_value_t = 1_000_000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 100)]
+        events_per_frame: u32,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1)]
+        shards: u16,
+        #[arg(
+            long,
+            env = "RABBITMQ_URL",
+            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        )]
+        rabbitmq_url: String,
+    },
 }
 
 fn print<T: serde::Serialize>(v: &T) {
@@ -62,6 +80,28 @@ fn main() {
             }
         }
         Cmd::Market { rate, seconds } => print(&bench::bench_market(rate, seconds)),
+        Cmd::Listener {
+            rate,
+            events_per_frame,
+            seconds,
+            shards,
+            rabbitmq_url,
+        } => {
+            let b = bench::listener::ListenerBench {
+                rate,
+                events_per_frame,
+                seconds,
+                shards,
+                rabbitmq_url,
+            };
+            match actix_web::rt::System::new().block_on(bench::listener::run(b)) {
+                Ok(r) => print(&r),
+                Err(e) => {
+                    eprintln!("tickwire-bench listener: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Cmd::Sim {
             rate,
             seconds,

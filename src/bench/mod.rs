@@ -18,6 +18,8 @@ use crate::sim::clock::from_et;
 use crate::sim::market::{MarketConfig, SyntheticMarket};
 use crate::sim::SimArgs;
 
+pub mod listener;
+
 /// Frames of `per_frame` events from the synthetic market at a busy regular-session time.
 pub fn parse_corpus(events: usize, per_frame: usize) -> Vec<Vec<u8>> {
     let start = from_et(
