@@ -47,6 +47,8 @@ fn replica(name: &str, ws_url: String, lease_key: String) -> (Arbiter, Arc<Regis
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_millis(500),
             start_idle: true,
+            rest_url: None,
+            closed_poll: Duration::from_millis(100),
         };
         let (listener, _) = listener::start(cfg, 1, Mailbox::of(&sink, m), &r);
         let lease = LeaseKeeper::new(

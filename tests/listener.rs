@@ -46,6 +46,8 @@ fn config(url: String, key: &str, subs: &str) -> ListenerConfig {
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         start_idle: false,
+        rest_url: None,
+        closed_poll: Duration::from_millis(100),
     }
 }
 
@@ -188,5 +190,45 @@ async fn a_bad_key_is_fatal_without_a_retry_storm() {
         .lock()
         .unwrap()
         .contains("authentication failed"));
+    sim.stop().await;
+}
+
+#[actix_web::test]
+async fn polls_market_status_while_closed_then_connects_at_4am() {
+    let mut a = sim_args();
+    a.start_time = "03:59:58".into();
+    let sim = start_sim(a);
+    let registry = Registry::new();
+    let (sink, _) = collector(&registry);
+    let mut cfg = config(sim.ws_url("stocks"), "demo", "A.*");
+    cfg.rest_url = Some(sim.http_url(""));
+    let (_l, health) = listener::start(cfg, 1, sink, &registry);
+    let r = registry.clone();
+    wait_until("a closed-market poll", || {
+        r.value(
+            "tickwire_listener_market_closed_polls_total",
+            &[("market", "stocks")],
+        )
+        .unwrap_or(0)
+            >= 1
+    })
+    .await;
+    assert_eq!(
+        registry.value("tickwire_listener_connects_total", &[("market", "stocks")]),
+        Some(0)
+    );
+    // 04:00 ET: pre-market opens, the listener connects.
+    let h = health.clone();
+    wait_until("connected after the 04:00 open", || {
+        h.authenticated.load(Ordering::Relaxed)
+    })
+    .await;
+    assert_eq!(
+        registry.value(
+            "tickwire_listener_market_status_errors_total",
+            &[("market", "stocks")]
+        ),
+        Some(0)
+    );
     sim.stop().await;
 }

@@ -67,6 +67,8 @@ async fn node_ready_stats_control_and_record() {
         &redis,
         "--redis-prefix",
         &rprefix,
+        "--massive-rest-url",
+        &format!("http://127.0.0.1:{port}"),
         "--lease-ttl-ms",
         "1500",
         "--admin-token",
@@ -90,6 +92,10 @@ async fn node_ready_stats_control_and_record() {
     }
     let (_, stats) = get_json(&n.url("/stats"), None).await;
     assert_eq!(stats["node"]["state"], "streaming");
+    assert_eq!(
+        stats["counters"]["tickwire_listener_market_status_errors_total{market=\"stocks\"}"],
+        0
+    );
     assert_eq!(
         stats["node"]["subscriptions"],
         serde_json::json!(["Q.*", "A.*"])

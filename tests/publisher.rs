@@ -61,6 +61,8 @@ fn pipeline(
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         start_idle: false,
+        rest_url: None,
+        closed_poll: Duration::from_millis(100),
     };
     listener::start(cfg, SHARDS, Mailbox::of(&publisher, pm), registry).1
 }

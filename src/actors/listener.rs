@@ -38,8 +38,11 @@ use crate::massive::frame::route_frame;
 use crate::massive::{Market, Status, StatusKind};
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 
-/// Largest frame accepted from Massive (its frames stay below ~1 MB).
+/// Largest frame routed (Massive's frames stay below ~1 MB); larger ones are counted and
+/// skipped, and the connection stays.
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// What the WebSocket decoder accepts at all.
+const DECODER_FRAME_LIMIT: usize = 64 * 1024 * 1024;
 
 /// How the listener reaches Massive.
 #[derive(Debug, Clone)]
@@ -55,6 +58,11 @@ pub struct ListenerConfig {
     pub backoff_max: Duration,
     /// Wait for [`Control::Start`] (from the lease keeper) before connecting.
     pub start_idle: bool,
+    /// REST base URL for market status (e.g. `https://api.massive.com`); `None` connects
+    /// whatever the market's state.
+    pub rest_url: Option<String>,
+    /// How often to ask while the market is closed.
+    pub closed_poll: Duration,
 }
 
 /// What the admin routes read about the connection.
@@ -88,6 +96,9 @@ struct ListenerMetrics {
     acks: Counter,
     status_errors: Counter,
     dead_peer: Counter,
+    closed_polls: Counter,
+    status_errors_rest: Counter,
+    oversize: Counter,
 }
 
 type WsSink = SinkWrite<WsMessage, SplitSink<Framed<BoxedSocket, Codec>, WsMessage>>;
@@ -180,6 +191,18 @@ impl Listener {
                 "tickwire_listener_dead_peer_total",
                 "Connections ended for silence past the liveness limit",
             ),
+            closed_polls: c(
+                "tickwire_listener_market_closed_polls_total",
+                "Market-status checks that found the market closed (no connect)",
+            ),
+            status_errors_rest: c(
+                "tickwire_listener_market_status_errors_total",
+                "Market-status checks that failed (connected anyway)",
+            ),
+            oversize: c(
+                "tickwire_listener_oversize_frames_total",
+                "Frames over the size limit, counted and skipped",
+            ),
         };
         let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, 0x7157);
         let idle = cfg.start_idle;
@@ -209,6 +232,61 @@ impl Listener {
         self
     }
 
+    /// Markets that close: stocks, options, indices (forex and crypto trade around the clock).
+    fn market_closes(&self) -> bool {
+        matches!(
+            self.cfg.market,
+            Market::Stocks | Market::Options | Market::Indices
+        )
+    }
+
+    /// Connects now, unless market status says the market is closed: then asks again later
+    /// instead of reconnect-looping against a quiet server. A failed status call does not
+    /// block: it is counted and the listener connects.
+    fn connect_when_open(&mut self, ctx: &mut Context<Self>) {
+        let Some(rest) = self.cfg.rest_url.clone().filter(|_| self.market_closes()) else {
+            self.connect(ctx);
+            return;
+        };
+        let key = self.cfg.api_key.clone();
+        let fut = async move {
+            let mut resp = awc::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .finish()
+                .get(format!(
+                    "{}/v1/marketstatus/now",
+                    rest.trim_end_matches('/')
+                ))
+                .insert_header(("Authorization", format!("Bearer {key}")))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("HTTP {}", resp.status()));
+            }
+            let v: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(v["market"].as_str().unwrap_or("").to_string())
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(state) if state == "closed" => {
+                if act.m.closed_polls.get() == 0 {
+                    log::info!(
+                        "market closed: polling market status every {:?} instead of connecting",
+                        act.cfg.closed_poll
+                    );
+                }
+                act.m.closed_polls.inc();
+                ctx.run_later(act.cfg.closed_poll, |act, ctx| act.connect_when_open(ctx));
+            }
+            Ok(_) => act.connect(ctx),
+            Err(e) => {
+                act.m.status_errors_rest.inc();
+                log::warn!("market status check failed ({e}); connecting anyway");
+                act.connect(ctx);
+            }
+        }));
+    }
+
     fn connect(&mut self, ctx: &mut Context<Self>) {
         let url = self.cfg.url.clone();
         log::info!("connecting to {url}");
@@ -218,7 +296,9 @@ impl Listener {
                 .timeout(Duration::from_secs(15))
                 .finish()
                 .ws(url)
-                .max_frame_size(MAX_FRAME_BYTES)
+                // Larger than the skip limit, so an oversize frame is counted and skipped
+                // instead of failing the decoder (which would cost the connection).
+                .max_frame_size(DECODER_FRAME_LIMIT)
                 .connect()
                 .await
         };
@@ -320,7 +400,7 @@ impl Actor for Listener {
         if self.idle || self.health.fatal.load(Ordering::Relaxed) {
             return;
         }
-        ctx.run_later(self.next_delay, |act, ctx| act.connect(ctx));
+        ctx.run_later(self.next_delay, |act, ctx| act.connect_when_open(ctx));
         ctx.run_interval(self.cfg.ping_every, |act, ctx| act.heartbeat(ctx));
     }
 }
@@ -363,6 +443,14 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
                 let received_at_ms = chrono::Utc::now().timestamp_millis();
                 self.m.frames_in.inc();
                 self.m.bytes_in.add(bytes.len() as u64);
+                if bytes.len() > MAX_FRAME_BYTES {
+                    self.m.oversize.inc();
+                    log::warn!(
+                        "skipping a {} byte frame (limit {MAX_FRAME_BYTES})",
+                        bytes.len()
+                    );
+                    return;
+                }
                 // Status frames are small and rare; a substring test keeps data frames cheap.
                 if memchr::memmem::find(&bytes, b"\"status\"").is_some() {
                     self.on_statuses(&bytes, ctx);

@@ -161,6 +161,7 @@ pub async fn run(b: ListenerBench) -> Result<ListenerRun, String> {
         .env("QUEUE_PREFIX", &prefix)
         .env("QUEUE_SHARDS", b.shards.to_string())
         .env("LISTENER_LEASE", "false")
+        .env("MASSIVE_POLL_WHEN_CLOSED", "false")
         .env("LOG_LEVEL", "warn");
     quiet(&mut node);
     let node = Kill(node.spawn().map_err(|e| e.to_string())?);

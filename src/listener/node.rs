@@ -106,6 +106,23 @@ pub struct ListenerArgs {
     #[arg(long, env = "LISTENER_RECORD")]
     pub record: Option<PathBuf>,
 
+    /// Massive REST base URL (market status while closed).
+    #[arg(
+        long = "massive-rest-url",
+        env = "MASSIVE_REST_URL",
+        default_value = "https://api.massive.com"
+    )]
+    pub rest_url: String,
+
+    /// While the market is closed, poll market status instead of connecting.
+    #[arg(long, env = "MASSIVE_POLL_WHEN_CLOSED", default_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub poll_when_closed: bool,
+
+    /// Seconds between market-status checks while closed.
+    #[arg(long, env = "MASSIVE_CLOSED_POLL_SECS", default_value_t = 60)]
+    pub closed_poll_secs: u64,
+
     /// Seconds between pings to Massive.
     #[arg(long, env = "MASSIVE_PING_SECS", default_value_t = 25)]
     pub ping_secs: u64,
@@ -366,6 +383,8 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         backoff_initial: Duration::from_millis(500),
         backoff_max: Duration::from_secs(60),
         start_idle: args.lease || !args.auto_start,
+        rest_url: args.poll_when_closed.then(|| args.rest_url.clone()),
+        closed_poll: Duration::from_secs(args.closed_poll_secs.max(1)),
     };
     let (listener, health) = listener::start_with(
         cfg,
