@@ -97,7 +97,8 @@ pub struct ListenerArgs {
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "tickwire:")]
     pub redis_prefix: String,
 
-    /// Connect at start (subject to the lease); off waits for POST /control/start.
+    /// Without a lease: connect at start (off waits for POST /control/start). With a lease, the
+    /// lease decides.
     #[arg(long, env = "MDL_AUTO_START_ENABLED", default_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub auto_start: bool,
