@@ -69,13 +69,10 @@ pub struct MassiveArgs {
     )]
     pub feed: String,
 
-    /// Market path: stocks, options, forex, crypto, indices, futures[/venue].
-    #[arg(
-        long = "massive-market",
-        env = "MASSIVE_MARKET",
-        default_value = "stocks"
-    )]
-    pub market: Market,
+    /// Market path(s): stocks, options, forex, crypto, indices, futures[/venue]; a comma list
+    /// (stocks,crypto) runs one connection per market.
+    #[arg(long = "massive-market", env = "MASSIVE_MARKET", default_value = "stocks", value_parser = parse_markets)]
+    pub markets: Markets,
 
     /// Topics as a JSON array (["A.*","T.AAPL"]) or a comma list (A.*,T.AAPL).
     #[arg(long = "massive-subscriptions", env = "MASSIVE_SUBSCRIPTIONS", default_value = "A.*",
@@ -99,14 +96,45 @@ impl MassiveArgs {
     }
 
     /// `ws[s]://<feed>/<market>`.
-    pub fn ws_url(&self) -> String {
+    pub fn ws_url(&self, market: Market) -> String {
         let scheme = if self.secure { "wss" } else { "ws" };
         format!(
             "{scheme}://{}/{}",
             self.feed.trim_end_matches('/'),
-            self.market.path()
+            market.path()
         )
     }
+
+    /// The topics that belong to `market` (those whose channel it carries).
+    pub fn subscriptions_for(&self, market: Market) -> Vec<Topic> {
+        self.subscriptions
+            .0
+            .iter()
+            .filter(|t| market.knows_channel(&t.channel))
+            .cloned()
+            .collect()
+    }
+}
+
+/// One or more market paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Markets(pub Vec<Market>);
+
+/// Parses `MASSIVE_MARKET`: one market path or a comma list, without repeats.
+pub fn parse_markets(s: &str) -> Result<Markets, String> {
+    let mut out: Vec<Market> = Vec::new();
+    for m in s.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let m: Market = m
+            .parse()
+            .map_err(|e: crate::massive::MarketError| e.to_string())?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.is_empty() {
+        return Err("no market given".into());
+    }
+    Ok(Markets(out))
 }
 
 /// RabbitMQ settings.
@@ -210,9 +238,23 @@ mod tests {
             "--massive-market",
             "Stocks",
         ]);
-        assert_eq!(t.m.ws_url(), "ws://127.0.0.1:9000/stocks");
+        assert_eq!(t.m.ws_url(t.m.markets.0[0]), "ws://127.0.0.1:9000/stocks");
         let t = T::parse_from(["x"]);
-        assert_eq!(t.m.ws_url(), "wss://socket.massive.com/stocks");
+        assert_eq!(
+            t.m.ws_url(Market::Stocks),
+            "wss://socket.massive.com/stocks"
+        );
         assert_eq!(t.m.subscriptions.0.len(), 1);
+        let t = T::parse_from([
+            "x",
+            "--massive-market",
+            "stocks, crypto,stocks",
+            "--massive-subscriptions",
+            "A.*,XT.*,T.AAPL",
+        ]);
+        assert_eq!(t.m.markets.0, vec![Market::Stocks, Market::Crypto]);
+        assert_eq!(t.m.subscriptions_for(Market::Stocks).len(), 2);
+        assert_eq!(t.m.subscriptions_for(Market::Crypto)[0].to_string(), "XT.*");
+        assert!(parse_markets("stocks,bonds").is_err());
     }
 }

@@ -57,6 +57,7 @@ fn replica(name: &str, ws_url: String, lease_key: String) -> (Arbiter, Arc<Regis
                 key: lease_key,
                 holder,
                 ttl: Duration::from_millis(1500),
+                market: "stocks".into(),
             },
             listener.recipient(),
             &r,
@@ -103,14 +104,23 @@ async fn one_replica_connects_and_the_standby_takes_over() {
     } else {
         (arb_b, b, a)
     };
-    assert_eq!(holder.value("tickwire_lease_held", &[]), Some(1));
-    assert_eq!(standby.value("tickwire_lease_held", &[]), Some(0));
+    assert_eq!(
+        holder.value("tickwire_lease_held", &[("market", "stocks")]),
+        Some(1)
+    );
+    assert_eq!(
+        standby.value("tickwire_lease_held", &[("market", "stocks")]),
+        Some(0)
+    );
 
     // Kill the holder: its actors vanish without releasing the lease; it lapses after the TTL.
     holder_arb.stop();
     let s = standby.clone();
     wait_until("the standby takes over", || connected(&s)).await;
-    assert_eq!(standby.value("tickwire_lease_acquired_total", &[]), Some(1));
+    assert_eq!(
+        standby.value("tickwire_lease_acquired_total", &[("market", "stocks")]),
+        Some(1)
+    );
     assert_eq!(
         sim.registry.value("tickwire_sim_evictions_total", &[]),
         Some(0),

@@ -91,16 +91,16 @@ async fn node_ready_stats_control_and_record() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let (_, stats) = get_json(&n.url("/stats"), None).await;
-    assert_eq!(stats["node"]["state"], "streaming");
+    assert_eq!(stats["node"]["stocks"]["state"], "streaming");
     assert_eq!(
         stats["counters"]["tickwire_listener_market_status_errors_total{market=\"stocks\"}"],
         0
     );
     assert_eq!(
-        stats["node"]["subscriptions"],
+        stats["node"]["stocks"]["subscriptions"],
         serde_json::json!(["Q.*", "A.*"])
     );
-    assert!(stats["node"]["lease_holder"]
+    assert!(stats["node"]["stocks"]["lease_holder"]
         .as_str()
         .unwrap()
         .contains('-'));
@@ -161,7 +161,7 @@ async fn node_ready_stats_control_and_record() {
     wait_until("resubscribed with the new topic", || acks(&reg) >= 3).await;
     let (_, stats) = get_json(&n.url("/stats"), None).await;
     assert_eq!(
-        stats["node"]["subscriptions"],
+        stats["node"]["stocks"]["subscriptions"],
         serde_json::json!(["T.AAPL"])
     );
 
@@ -233,5 +233,114 @@ async fn node_ready_stats_control_and_record() {
     delete_queues(&ch, &names).await;
     common::redis::cleanup(&rprefix).await;
     let _ = std::fs::remove_file(&record);
+    sim.stop().await;
+}
+
+#[actix_web::test]
+async fn one_connection_per_market_in_one_process() {
+    let amqp = rabbit_url();
+    let redis = common::redis::redis_url();
+    let qprefix = common::rabbit::unique_prefix("multi");
+    let rprefix = common::redis::unique_prefix("multi");
+    let sim = start_sim(sim_args());
+    let port = sim.port.to_string();
+    let args = Cli::parse_from([
+        "tickwire-listener",
+        "--massive-api-key",
+        "demo",
+        "--massive-feed",
+        &format!("127.0.0.1:{port}"),
+        "--massive-secure",
+        "false",
+        "--massive-market",
+        "stocks,crypto",
+        "--massive-subscriptions",
+        "Q.*,XT.*",
+        "--massive-rest-url",
+        &format!("http://127.0.0.1:{port}"),
+        "--rabbitmq-url",
+        &amqp,
+        "--queue-prefix",
+        &qprefix,
+        "--shards",
+        "1",
+        "--redis-url",
+        &redis,
+        "--redis-prefix",
+        &rprefix,
+        "--lease-ttl-ms",
+        "1500",
+        "--admin-token",
+        "t0k",
+    ])
+    .a;
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let n = node::start(args, http).expect("node starts");
+    let url = n.url("/ready");
+    let start = std::time::Instant::now();
+    loop {
+        let (s, body) = get_json(&url, None).await;
+        if s == 200 {
+            assert_eq!(body["checks"]["massive:crypto"], "ok");
+            assert_eq!(body["checks"]["lease:stocks"], "ok");
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "never ready: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sim.registry.value("tickwire_sim_connections", &[]),
+        Some(2),
+        "one per market"
+    );
+    let (_, stats) = get_json(&n.url("/stats"), None).await;
+    assert_eq!(
+        stats["node"]["stocks"]["subscriptions"],
+        serde_json::json!(["Q.*"])
+    );
+    assert_eq!(
+        stats["node"]["crypto"]["subscriptions"],
+        serde_json::json!(["XT.*"])
+    );
+    // Control one market only.
+    assert_eq!(
+        send(
+            "POST",
+            &n.url("/control/stop?market=crypto"),
+            Some("t0k"),
+            ""
+        )
+        .await
+        .0,
+        200
+    );
+    let simr = sim.registry.clone();
+    wait_until("crypto closed, stocks kept", || {
+        simr.value("tickwire_sim_connections", &[]) == Some(1)
+    })
+    .await;
+    let (_, stats) = get_json(&n.url("/stats"), None).await;
+    assert_eq!(stats["node"]["crypto"]["state"], "idle");
+    assert_eq!(stats["node"]["stocks"]["state"], "streaming");
+    assert_eq!(
+        send(
+            "POST",
+            &n.url("/control/stop?market=forex"),
+            Some("t0k"),
+            ""
+        )
+        .await
+        .0,
+        400
+    );
+    n.stop().await;
+    let (_c, ch) = channel().await;
+    let qp = qprefix.as_str();
+    let names: Vec<String> = QueueKind::ALL
+        .iter()
+        .map(|k| queue_name(qp, *k, 0))
+        .collect();
+    delete_queues(&ch, &names).await;
+    common::redis::cleanup(&rprefix).await;
     sim.stop().await;
 }

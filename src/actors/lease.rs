@@ -39,6 +39,8 @@ pub struct LeaseConfig {
     /// This replica's identity (shown as the holder).
     pub holder: String,
     pub ttl: Duration,
+    /// Metric label: the market this lease is for.
+    pub market: String,
 }
 
 /// The lease key for an API key and market. The key itself is not stored: only a hash of it.
@@ -76,6 +78,27 @@ impl LeaseKeeper {
         let pool = Config::from_url(cfg.redis_url.clone())
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|e| LeaseError::Config(e.to_string()))?;
+        let l = [("market", cfg.market.as_str())];
+        let held = registry.gauge(
+            "tickwire_lease_held",
+            "1 while this replica holds the Massive connection lease",
+            &l,
+        );
+        let acquired = registry.counter(
+            "tickwire_lease_acquired_total",
+            "Times this replica took the lease",
+            &l,
+        );
+        let lost = registry.counter(
+            "tickwire_lease_lost_total",
+            "Times this replica lost or gave up the lease",
+            &l,
+        );
+        let errors = registry.counter(
+            "tickwire_lease_errors_total",
+            "Redis errors while acquiring or renewing",
+            &l,
+        );
         Ok(LeaseKeeper {
             cfg,
             pool,
@@ -83,26 +106,10 @@ impl LeaseKeeper {
             held_until: None,
             busy: false,
             metrics: ActorMetrics::new(registry, Self::NAME),
-            held: registry.gauge(
-                "tickwire_lease_held",
-                "1 while this replica holds the Massive connection lease",
-                &[],
-            ),
-            acquired: registry.counter(
-                "tickwire_lease_acquired_total",
-                "Times this replica took the lease",
-                &[],
-            ),
-            lost: registry.counter(
-                "tickwire_lease_lost_total",
-                "Times this replica lost or gave up the lease",
-                &[],
-            ),
-            errors: registry.counter(
-                "tickwire_lease_errors_total",
-                "Redis errors while acquiring or renewing",
-                &[],
-            ),
+            held,
+            acquired,
+            lost,
+            errors,
             holder_seen: Default::default(),
         })
     }

@@ -12,8 +12,10 @@
 //! | `POST /control/restart` | reconnect now |
 //! | `PUT /control/subscriptions` | body: JSON array or comma list; reconnects when changed |
 //! | `PUT /control/feed?feed=HOST` | feed host; reconnects when changed |
-//! | `PUT /control/market?market=stocks` | market path; reconnects when changed |
+//! | `PUT /control/market?to=crypto[&market=stocks]` | move a connection to another market |
 //!
+//! Several markets per process (`MASSIVE_MARKET=stocks,crypto`): one supervised listener and
+//! lease per market; `?market=` picks one connection, without it a route applies to all.
 //! All are idempotent; a bad value is refused with 400 and the reason, nothing changes.
 
 use std::net::TcpListener;
@@ -137,6 +139,8 @@ pub struct ListenerArgs {
 pub enum NodeError {
     #[error("MASSIVE_API_KEY (or POLYGON_API_KEY) is required")]
     NoApiKey,
+    #[error("no topic in MASSIVE_SUBSCRIPTIONS belongs to /{0}")]
+    NoSubscriptions(String),
     #[error("cannot open the capture file: {0}")]
     Record(std::io::Error),
     #[error(transparent)]
@@ -149,7 +153,8 @@ pub enum NodeError {
 pub struct ListenerNode {
     pub port: u16,
     pub registry: Arc<Registry>,
-    pub listener: Addr<Listener>,
+    /// One per market.
+    pub listeners: Vec<Addr<Listener>>,
     handle: ServerHandle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -164,18 +169,61 @@ impl ListenerNode {
     }
 
     pub async fn stop(self) {
-        self.listener.do_send(Control::Stop);
+        for l in &self.listeners {
+            l.do_send(Control::Stop);
+        }
         self.handle.stop(false).await;
     }
 }
 
-struct ControlState {
+/// One market's connection: its listener, health and (with a lease) who holds the lease.
+#[derive(Clone)]
+struct MarketLink {
+    market: Market,
     listener: Addr<Listener>,
+    holder: Option<Arc<std::sync::Mutex<String>>>,
+}
+
+struct ControlState {
+    links: Vec<MarketLink>,
     admin: web::Data<AdminState>,
     secure: bool,
     /// With a lease, only the holder may connect: start/restart on a standby is refused.
     lease: bool,
     registry: Arc<Registry>,
+}
+
+impl ControlState {
+    /// The links a request addresses: `?market=` or, without it, all of them.
+    fn targets(&self, req: &HttpRequest) -> Result<Vec<MarketLink>, String> {
+        let q =
+            web::Query::<MarketParam>::from_query(req.query_string()).map_err(|e| e.to_string())?;
+        match q.market.as_deref() {
+            None => Ok(self.links.clone()),
+            Some(m) => {
+                let m: Market = m
+                    .parse()
+                    .map_err(|e: crate::massive::MarketError| e.to_string())?;
+                let found: Vec<MarketLink> = self
+                    .links
+                    .iter()
+                    .filter(|l| l.market == m)
+                    .cloned()
+                    .collect();
+                if found.is_empty() {
+                    Err(format!("this node does not run /{m}"))
+                } else {
+                    Ok(found)
+                }
+            }
+        }
+    }
+
+    fn lease_held(&self, market: Market) -> bool {
+        self.registry
+            .value("tickwire_lease_held", &[("market", market.path())])
+            == Some(1)
+    }
 }
 
 #[derive(Deserialize)]
@@ -214,11 +262,19 @@ async fn control(
             ))
         }
     };
-    if s.lease && cmd != Control::Stop && s.registry.value("tickwire_lease_held", &[]) != Some(1) {
-        return HttpResponse::Conflict()
-            .json(json!({"status": "ERROR", "error": "standby: another replica holds the Massive connection lease"}));
+    let targets = match s.targets(&req) {
+        Ok(t) => t,
+        Err(reason) => return bad(reason),
+    };
+    if s.lease && cmd != Control::Stop {
+        if let Some(l) = targets.iter().find(|l| !s.lease_held(l.market)) {
+            return HttpResponse::Conflict().json(json!({"status": "ERROR",
+                "error": format!("standby on /{}: another replica holds the Massive connection lease", l.market)}));
+        }
     }
-    s.listener.do_send(cmd);
+    for l in targets {
+        l.listener.do_send(cmd);
+    }
     ok()
 }
 
@@ -234,6 +290,41 @@ pub fn validate_subscriptions(body: &str, market: Market) -> Result<Vec<Topic>, 
     Ok(subs)
 }
 
+/// Splits `body`'s topics over `markets` by channel; every topic must fit one of them and
+/// every market must keep at least one topic.
+pub fn split_subscriptions(
+    body: &str,
+    markets: &[Market],
+) -> Result<Vec<(Market, Vec<Topic>)>, String> {
+    let subs = parse_subscriptions(body)?.0;
+    if let Some(t) = subs
+        .iter()
+        .find(|t| !markets.iter().any(|m| m.knows_channel(&t.channel)))
+    {
+        let names: Vec<&str> = markets.iter().map(|m| m.path()).collect();
+        return Err(format!(
+            "channel {:?} does not exist on /{}",
+            t.channel,
+            names.join(", /")
+        ));
+    }
+    markets
+        .iter()
+        .map(|m| {
+            let mine: Vec<Topic> = subs
+                .iter()
+                .filter(|t| m.knows_channel(&t.channel))
+                .cloned()
+                .collect();
+            if mine.is_empty() {
+                Err(format!("no subscription fits /{m}"))
+            } else {
+                Ok((*m, mine))
+            }
+        })
+        .collect()
+}
+
 async fn set_subscriptions(
     req: HttpRequest,
     s: web::Data<ControlState>,
@@ -242,22 +333,21 @@ async fn set_subscriptions(
     if let Err(e) = s.admin.authorize(&req) {
         return actix_web::ResponseError::error_response(&e);
     }
-    let market = match s.listener.send(Describe).await {
-        Ok(d) => d["market"]
-            .as_str()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(Market::Stocks),
-        Err(e) => {
-            return HttpResponse::ServiceUnavailable()
-                .json(json!({"status":"ERROR","error": e.to_string()}))
-        }
+    let targets = match s.targets(&req) {
+        Ok(t) => t,
+        Err(reason) => return bad(reason),
     };
-    match validate_subscriptions(&body, market) {
-        Ok(subs) => {
-            s.listener.do_send(Reconfigure {
-                subscriptions: Some(subs),
-                ..Reconfigure::default()
-            });
+    let markets: Vec<Market> = targets.iter().map(|l| l.market).collect();
+    match split_subscriptions(&body, &markets) {
+        Ok(per_market) => {
+            for (m, subs) in per_market {
+                for l in targets.iter().filter(|l| l.market == m) {
+                    l.listener.do_send(Reconfigure {
+                        subscriptions: Some(subs.clone()),
+                        ..Reconfigure::default()
+                    });
+                }
+            }
             ok()
         }
         Err(e) => bad(e),
@@ -280,34 +370,62 @@ async fn set_feed(
     else {
         return bad("feed must be a host[:port], e.g. socket.massive.com");
     };
-    let market = match s.listener.send(Describe).await {
-        Ok(d) => d["market"].as_str().unwrap_or("stocks").to_string(),
-        Err(e) => {
-            return HttpResponse::ServiceUnavailable()
-                .json(json!({"status":"ERROR","error": e.to_string()}))
-        }
+    let targets = match s.targets(&req) {
+        Ok(t) => t,
+        Err(reason) => return bad(reason),
     };
     let scheme = if s.secure { "wss" } else { "ws" };
-    s.listener.do_send(Reconfigure {
-        url: Some(format!("{scheme}://{feed}/{market}")),
-        ..Reconfigure::default()
-    });
+    for l in targets {
+        let url = format!("{scheme}://{feed}/{}", l.market);
+        l.listener.do_send(Reconfigure {
+            url: Some(url),
+            ..Reconfigure::default()
+        });
+    }
     ok()
 }
 
-async fn set_market(
-    req: HttpRequest,
-    s: web::Data<ControlState>,
-    q: web::Query<MarketParam>,
-) -> HttpResponse {
+/// `PUT /control/market?to=MARKET` (or `?market=` on a single-market node): moves one
+/// connection to another market; its subscriptions must fit the new market.
+async fn set_market(req: HttpRequest, s: web::Data<ControlState>) -> HttpResponse {
     if let Err(e) = s.admin.authorize(&req) {
         return actix_web::ResponseError::error_response(&e);
     }
-    let market: Market = match q.market.as_deref().unwrap_or("").parse() {
+    #[derive(Deserialize)]
+    struct Q {
+        market: Option<String>,
+        to: Option<String>,
+    }
+    let Ok(q) = web::Query::<Q>::from_query(req.query_string()) else {
+        return bad("bad query");
+    };
+    // Reference form: ?market=NEW on a node with one connection.
+    let (from, to) = match (&q.to, &q.market, s.links.len()) {
+        (Some(to), from, _) => (from.clone(), to.clone()),
+        (None, Some(to), 1) => (None, to.clone()),
+        (None, _, _) => {
+            return bad(
+                "name the new market: ?to=MARKET (and ?market=CURRENT on a multi-market node)",
+            )
+        }
+    };
+    let to: Market = match to.parse() {
         Ok(m) => m,
         Err(e) => return bad(format!("{e}")),
     };
-    let desc = match s.listener.send(Describe).await {
+    let link = match from {
+        Some(f) => match f
+            .parse::<Market>()
+            .ok()
+            .and_then(|f| s.links.iter().find(|l| l.market == f))
+        {
+            Some(l) => l.clone(),
+            None => return bad(format!("this node does not run /{f}")),
+        },
+        None if s.links.len() == 1 => s.links[0].clone(),
+        None => return bad("this node runs several markets: say which with ?market=CURRENT"),
+    };
+    let desc = match link.listener.send(Describe).await {
         Ok(d) => d,
         Err(e) => {
             return HttpResponse::ServiceUnavailable()
@@ -322,18 +440,18 @@ async fn set_market(
                 .collect()
         })
         .unwrap_or_default();
-    if let Err(e) = validate_subscriptions(&subs.join(","), market) {
+    if let Err(e) = validate_subscriptions(&subs.join(","), to) {
         return bad(format!(
-            "current subscriptions do not fit /{market}: {e}; change them first"
+            "current subscriptions do not fit /{to}: {e}; change them first"
         ));
     }
     let url = desc["feed"].as_str().unwrap_or("");
     let base = url.rsplit_once("://").map_or(url, |(_, rest)| rest);
     let host = base.split('/').next().unwrap_or(base);
     let scheme = if s.secure { "wss" } else { "ws" };
-    s.listener.do_send(Reconfigure {
-        url: Some(format!("{scheme}://{host}/{market}")),
-        market: Some(market),
+    link.listener.do_send(Reconfigure {
+        url: Some(format!("{scheme}://{host}/{to}")),
+        market: Some(to),
         ..Reconfigure::default()
     });
     ok()
@@ -345,9 +463,14 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
     if api_key.is_empty() {
         return Err(NodeError::NoApiKey);
     }
+    let markets = args.massive.markets.0.clone();
+    for m in &markets {
+        if args.massive.subscriptions_for(*m).is_empty() {
+            return Err(NodeError::NoSubscriptions(m.path().to_string()));
+        }
+    }
     let registry = Registry::new();
     let port = http.local_addr()?.port();
-    let market = args.massive.market;
 
     let publisher = QueuePublisher::new(
         PublisherConfig {
@@ -374,47 +497,11 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         None => None,
     };
 
-    let cfg = ListenerConfig {
-        url: args.massive.ws_url(),
-        api_key: api_key.clone(),
-        market,
-        subscriptions: args.massive.subscriptions.0.clone(),
-        ping_every: Duration::from_secs(args.ping_secs.max(1)),
-        dead_after: Duration::from_secs(args.dead_after_secs.max(2)),
-        backoff_initial: Duration::from_millis(500),
-        backoff_max: Duration::from_secs(60),
-        start_idle: args.lease || !args.auto_start,
-        rest_url: args.poll_when_closed.then(|| args.rest_url.clone()),
-        closed_poll: Duration::from_secs(args.closed_poll_secs.max(1)),
-    };
-    let (listener, health) = listener::start_with(
-        cfg,
-        args.shards.max(1),
-        Mailbox::of(&publisher, publisher_metrics),
-        recorder,
-        &registry,
-    );
-
     let mut admin_state = AdminState::new("Massive Data Listener", registry.clone()).with_identity(
         &args.common.container_image,
         &args.common.image_version,
         &args.common.admin_token,
     );
-    let h = health.clone();
-    admin_state = admin_state.with_check(FnCheck::new("massive", move || {
-        if h.fatal.load(Ordering::Relaxed) {
-            Err(format!(
-                "auth failed: {}",
-                h.last_error.lock().map(|e| e.clone()).unwrap_or_default()
-            ))
-        } else if !h.connected.load(Ordering::Relaxed) {
-            Err("not connected to Massive".into())
-        } else if !h.authenticated.load(Ordering::Relaxed) {
-            Err("connected, not authenticated".into())
-        } else {
-            Ok(())
-        }
-    }));
     let r = registry.clone();
     admin_state = admin_state.with_check(FnCheck::new("broker", move || {
         if r.value("tickwire_publisher_connected", &[]) == Some(1) {
@@ -423,49 +510,108 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
             Err("RabbitMQ not connected".into())
         }
     }));
-    let holder = if args.lease {
-        let keeper = LeaseKeeper::new(
-            LeaseConfig {
-                redis_url: args.redis_url.clone(),
-                key: lease_key(&args.redis_prefix, &api_key, market.path()),
-                holder: format!("{}-{}", hostname(), std::process::id()),
-                ttl: Duration::from_millis(args.lease_ttl_ms.max(1000)),
-            },
-            listener.clone().recipient(),
+
+    // One supervised listener (and lease) per market: one connection per (key, market).
+    let mut links = Vec::new();
+    for market in markets {
+        let cfg = ListenerConfig {
+            url: args.massive.ws_url(market),
+            api_key: api_key.clone(),
+            market,
+            subscriptions: args.massive.subscriptions_for(market),
+            ping_every: Duration::from_secs(args.ping_secs.max(1)),
+            dead_after: Duration::from_secs(args.dead_after_secs.max(2)),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            start_idle: args.lease || !args.auto_start,
+            rest_url: args.poll_when_closed.then(|| args.rest_url.clone()),
+            closed_poll: Duration::from_secs(args.closed_poll_secs.max(1)),
+        };
+        let (listener, health) = listener::start_with(
+            cfg,
+            args.shards.max(1),
+            Mailbox::of(&publisher, publisher_metrics.clone()),
+            recorder.clone(),
             &registry,
-        )?;
-        let holder = keeper.holder_handle();
-        keeper.start();
-        let r = registry.clone();
-        admin_state = admin_state.with_check(FnCheck::new("lease", move || {
-            if r.value("tickwire_lease_held", &[]) == Some(1) {
-                Ok(())
-            } else {
-                Err("standby: another replica holds the lease".into())
-            }
-        }));
-        Some(holder)
-    } else {
-        None
-    };
-    let l = listener.clone();
+        );
+        admin_state =
+            admin_state.with_check(FnCheck::new(format!("massive:{market}"), move || {
+                if health.fatal.load(Ordering::Relaxed) {
+                    Err(format!(
+                        "auth failed: {}",
+                        health
+                            .last_error
+                            .lock()
+                            .map(|e| e.clone())
+                            .unwrap_or_default()
+                    ))
+                } else if !health.connected.load(Ordering::Relaxed) {
+                    Err("not connected to Massive".into())
+                } else if !health.authenticated.load(Ordering::Relaxed) {
+                    Err("connected, not authenticated".into())
+                } else {
+                    Ok(())
+                }
+            }));
+        let holder = if args.lease {
+            let keeper = LeaseKeeper::new(
+                LeaseConfig {
+                    redis_url: args.redis_url.clone(),
+                    key: lease_key(&args.redis_prefix, &api_key, market.path()),
+                    holder: format!("{}-{}", hostname(), std::process::id()),
+                    ttl: Duration::from_millis(args.lease_ttl_ms.max(1000)),
+                    market: market.path().to_string(),
+                },
+                listener.clone().recipient(),
+                &registry,
+            )?;
+            let holder = keeper.holder_handle();
+            keeper.start();
+            let r = registry.clone();
+            admin_state =
+                admin_state.with_check(FnCheck::new(format!("lease:{market}"), move || {
+                    if r.value("tickwire_lease_held", &[("market", market.path())]) == Some(1) {
+                        Ok(())
+                    } else {
+                        Err("standby: another replica holds the lease".into())
+                    }
+                }));
+            Some(holder)
+        } else {
+            None
+        };
+        log::info!("listener for /{market}: {}", args.massive.ws_url(market));
+        links.push(MarketLink {
+            market,
+            listener,
+            holder,
+        });
+    }
+
+    let info_links = links.clone();
     admin_state = admin_state.with_info(Arc::new(move || {
-        let (l, holder) = (l.clone(), holder.clone());
+        let links = info_links.clone();
         Box::pin(async move {
-            let mut v = l
-                .send(Describe)
-                .await
-                .unwrap_or_else(|e| json!({"error": e.to_string()}));
-            v["lease_holder"] = match &holder {
-                Some(h) => json!(h.lock().map(|s| s.clone()).unwrap_or_default()),
-                None => json!(null),
-            };
-            v
+            let mut node = serde_json::Map::new();
+            for l in links {
+                let mut v = l
+                    .listener
+                    .send(Describe)
+                    .await
+                    .unwrap_or_else(|e| json!({"error": e.to_string()}));
+                v["lease_holder"] = match &l.holder {
+                    Some(h) => json!(h.lock().map(|s| s.clone()).unwrap_or_default()),
+                    None => json!(null),
+                };
+                node.insert(l.market.path().to_string(), v);
+            }
+            serde_json::Value::Object(node)
         })
     }));
     let admin_data = web::Data::new(admin_state);
+    let listeners = links.iter().map(|l| l.listener.clone()).collect();
     let control_data = web::Data::new(ControlState {
-        listener: listener.clone(),
+        links,
         admin: admin_data.clone(),
         secure: args.massive.secure,
         lease: args.lease,
@@ -489,14 +635,11 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
     .run();
     let handle = server.handle();
     let join = actix_web::rt::spawn(server);
-    log::info!(
-        "listener node: admin on port {port}, Massive {} /{market}",
-        args.massive.ws_url()
-    );
+    log::info!("listener node: admin on port {port}");
     Ok(ListenerNode {
         port,
         registry,
-        listener,
+        listeners,
         handle,
         join,
     })
