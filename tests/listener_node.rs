@@ -92,6 +92,12 @@ async fn node_ready_stats_control_and_record() {
     }
     let (_, stats) = get_json(&n.url("/stats"), None).await;
     assert_eq!(stats["node"]["stocks"]["state"], "streaming");
+    let reg = n.registry.clone();
+    wait_until("frame lag measured", || {
+        reg.value("tickwire_router_frame_lag_ms", &[("market", "stocks")])
+            .is_some()
+    })
+    .await;
     assert_eq!(
         stats["counters"]["tickwire_listener_market_status_errors_total{market=\"stocks\"}"],
         0

@@ -33,7 +33,7 @@ fn pipeline(
     amqp: String,
     prefix: &str,
     buffer: usize,
-    registry: &Registry,
+    registry: &std::sync::Arc<Registry>,
 ) -> std::sync::Arc<tickwire::actors::listener::ListenerHealth> {
     let publisher = QueuePublisher::new(
         PublisherConfig {

@@ -123,7 +123,7 @@ pub fn start(
     cfg: ListenerConfig,
     shards: u16,
     out: Mailbox<super::router::EventBatch>,
-    registry: &Registry,
+    registry: &Arc<Registry>,
 ) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
     start_with(cfg, shards, out, None, registry)
 }
@@ -134,7 +134,7 @@ pub fn start_with(
     shards: u16,
     out: Mailbox<super::router::EventBatch>,
     recorder: Option<Mailbox<RawFrame>>,
-    registry: &Registry,
+    registry: &Arc<Registry>,
 ) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
     use actix::Actor as _;
     let router = super::router::Router::new(shards, out, registry);

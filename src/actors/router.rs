@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::Mailbox;
 use crate::listener::routing::{route, QueueKind};
 use crate::massive::Market;
-use crate::metrics::{ActorMetrics, Counter, Registry};
+use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 
 /// A frame as read off the Massive socket.
 #[derive(Message, Debug, Clone)]
@@ -40,12 +40,14 @@ pub struct Router {
     events: Vec<Counter>,
     bad_elements: Counter,
     bad_frames: Counter,
+    frame_lag: Vec<(Market, Gauge)>,
+    registry: std::sync::Arc<Registry>,
 }
 
 impl Router {
     pub const NAME: &'static str = "router";
 
-    pub fn new(shards: u16, out: Mailbox<EventBatch>, registry: &Registry) -> Self {
+    pub fn new(shards: u16, out: Mailbox<EventBatch>, registry: &std::sync::Arc<Registry>) -> Self {
         Router {
             shards: shards.max(1),
             out,
@@ -70,11 +72,28 @@ impl Router {
                 "Frames skipped because they were not a JSON array",
                 &[],
             ),
+            frame_lag: Vec::new(),
+            registry: registry.clone(),
         }
     }
 
     pub fn metrics(&self) -> ActorMetrics {
         self.metrics.clone()
+    }
+
+    /// Receive time minus the newest event time of the last frame, per market (registered on
+    /// first use: the registry is locked once per market, not per frame).
+    fn lag_gauge(&mut self, market: Market) -> &Gauge {
+        if let Some(pos) = self.frame_lag.iter().position(|(m, _)| *m == market) {
+            return &self.frame_lag[pos].1;
+        }
+        let g = self.registry.gauge(
+            "tickwire_router_frame_lag_ms",
+            "Receive time minus the newest event time of the last frame (ms)",
+            &[("market", market.path())],
+        );
+        self.frame_lag.push((market, g));
+        &self.frame_lag[self.frame_lag.len() - 1].1
     }
 }
 
@@ -96,6 +115,10 @@ impl Handler<RawFrame> for Router {
                 return;
             }
         };
+        if let Some(newest) = routed.newest_ms {
+            let lag = msg.received_at_ms - newest;
+            self.lag_gauge(msg.market).set(lag);
+        }
         if !routed.bad.is_empty() {
             self.bad_elements.add(routed.bad.len() as u64);
             log::debug!(

@@ -76,6 +76,8 @@ pub struct RoutedFrame {
     pub statuses: usize,
     /// Elements that could not be read (no `ev`, not an object): counted and skipped.
     pub bad: Vec<ElementError>,
+    /// The newest event time in the frame (epoch ms), for the frame-lag gauge.
+    pub newest_ms: Option<i64>,
 }
 
 /// Splits `frame` and groups its events per (queue, shard), keeping each group's events in
@@ -94,6 +96,9 @@ pub fn route(frame: &Bytes, shards: u16) -> Result<RoutedFrame, FrameError> {
         if entry.is_status() {
             out.statuses += 1;
             continue;
+        }
+        if let Some(t) = entry.time_ms {
+            out.newest_ms = Some(out.newest_ms.map_or(t, |n| n.max(t)));
         }
         let queue = QueueKind::of(&entry.ev);
         let shard = entry.symbol.as_deref().map_or(0, |s| shard_of(s, shards));

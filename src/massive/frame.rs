@@ -60,6 +60,9 @@ pub struct RouteEntry<'a> {
     pub symbol: Option<Cow<'a, str>>,
     /// The element exactly as received.
     pub raw: &'a RawValue,
+    /// Event time in epoch ms (`t`, else a bar's end `e`), normalised from ms or ns; `None`
+    /// when absent or implausible.
+    pub time_ms: Option<i64>,
 }
 
 impl RouteEntry<'_> {
@@ -115,6 +118,50 @@ impl<'de: 'a, 'a> Deserialize<'de> for MaybeStr<'a> {
     }
 }
 
+/// An integer field, or nothing for any other JSON type (never an error: routing must not
+/// fail on a field it only reads for statistics).
+#[derive(Default)]
+struct MaybeInt(Option<i64>);
+
+impl<'de> Deserialize<'de> for MaybeInt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MaybeInt;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MaybeInt, E> {
+                Ok(MaybeInt(Some(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<MaybeInt, E> {
+                Ok(MaybeInt(i64::try_from(v).ok()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<MaybeInt, E> {
+                Ok(MaybeInt(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<MaybeInt, E> {
+                Ok(MaybeInt(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<MaybeInt, E> {
+                Ok(MaybeInt(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<MaybeInt, E> {
+                Ok(MaybeInt(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MaybeInt, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeInt(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeInt, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MaybeInt(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Deserialize)]
 struct RouteFields<'a> {
     #[serde(borrow, default)]
@@ -127,6 +174,10 @@ struct RouteFields<'a> {
     pair: MaybeStr<'a>,
     #[serde(borrow, default)]
     p: MaybeStr<'a>,
+    #[serde(default)]
+    t: MaybeInt,
+    #[serde(default)]
+    e: MaybeInt,
 }
 
 /// Reads `ev` and the ticker of one element without decoding the rest.
@@ -147,7 +198,18 @@ pub fn route_element(index: usize, raw: &RawValue) -> Result<RouteEntry<'_>, Ele
         .or(fields.t_upper.0)
         .or(fields.pair.0)
         .or(fields.p.0);
-    Ok(RouteEntry { ev, symbol, raw })
+    let time_ms = fields
+        .t
+        .0
+        .or(fields.e.0)
+        .and_then(|raw| super::values::epoch_to_nanos(raw).ok())
+        .map(|ns| ns / 1_000_000);
+    Ok(RouteEntry {
+        ev,
+        symbol,
+        raw,
+        time_ms,
+    })
 }
 
 /// The route-only path over a whole frame: one result per element, in order.
@@ -233,6 +295,22 @@ mod tests {
             ]
         );
         assert!(routes[4].as_ref().unwrap().is_status());
+        assert_eq!(
+            routes[0].as_ref().unwrap().time_ms,
+            Some(1),
+            "small values read as ms (massive.md §5)"
+        );
+        let r = route_frame(br#"[{"ev":"T","sym":"A","t":1772652572552},{"ev":"LULD","T":"A","t":1772652572553123456},{"ev":"A","sym":"A","s":1772652572000,"e":1772652573000},{"ev":"T","t":"x"}]"#).unwrap();
+        let times: Vec<Option<i64>> = r.iter().map(|e| e.as_ref().unwrap().time_ms).collect();
+        assert_eq!(
+            times,
+            vec![
+                Some(1772652572552),
+                Some(1772652572553),
+                Some(1772652573000),
+                None
+            ]
+        );
     }
 
     #[test]
