@@ -13,7 +13,6 @@ use tickwire::actors::lease::{lease_key, LeaseConfig, LeaseKeeper};
 use tickwire::actors::listener::{self, ListenerConfig};
 use tickwire::actors::router::EventBatch;
 use tickwire::actors::Mailbox;
-use tickwire::massive::Market;
 use tickwire::metrics::{ActorMetrics, Registry};
 
 struct Discard(ActorMetrics);
@@ -38,17 +37,8 @@ fn replica(name: &str, ws_url: String, lease_key: String) -> (Arbiter, Arc<Regis
         let m = ActorMetrics::new(&r, "discard");
         let sink = Discard(m.clone()).start();
         let cfg = ListenerConfig {
-            url: ws_url,
-            api_key: "demo".into(),
-            market: Market::Stocks,
-            subscriptions: tickwire::config::parse_subscriptions("A.*").unwrap().0,
-            ping_every: Duration::from_secs(1),
-            dead_after: Duration::from_secs(30),
-            backoff_initial: Duration::from_millis(50),
-            backoff_max: Duration::from_millis(500),
             start_idle: true,
-            rest_url: None,
-            closed_poll: Duration::from_millis(100),
+            ..listener_config(ws_url, "demo", "A.*")
         };
         let (listener, _) = listener::start(cfg, 1, Mailbox::of(&sink, m), &r);
         let lease = LeaseKeeper::new(

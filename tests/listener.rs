@@ -6,7 +6,6 @@ mod common;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use actix::{Actor, Context, Handler};
 use common::*;
@@ -14,7 +13,6 @@ use tickwire::actors::listener::{self, ListenerConfig};
 use tickwire::actors::router::EventBatch;
 use tickwire::actors::Mailbox;
 use tickwire::listener::routing::{shard_of, QueueKind};
-use tickwire::massive::Market;
 use tickwire::metrics::{ActorMetrics, Registry};
 
 /// In-process sink standing in for the queue publisher.
@@ -36,19 +34,7 @@ impl Handler<EventBatch> for Collector {
 }
 
 fn config(url: String, key: &str, subs: &str) -> ListenerConfig {
-    ListenerConfig {
-        url,
-        api_key: key.into(),
-        market: Market::Stocks,
-        subscriptions: tickwire::config::parse_subscriptions(subs).unwrap().0,
-        ping_every: Duration::from_secs(1),
-        dead_after: Duration::from_secs(30),
-        backoff_initial: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
-        start_idle: false,
-        rest_url: None,
-        closed_poll: Duration::from_millis(100),
-    }
+    listener_config(url, key, subs)
 }
 
 fn collector(registry: &Registry) -> (Mailbox<EventBatch>, Arc<Mutex<Vec<EventBatch>>>) {

@@ -172,36 +172,30 @@ async fn node_ready_stats_control_and_record() {
     );
 
     // Stop is idempotent and drops the Massive connection; start brings it back.
-    assert_eq!(
-        send("POST", &n.url("/control/stop"), Some("t0k"), "")
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        send("POST", &n.url("/control/stop"), Some("t0k"), "")
-            .await
-            .0,
-        200
-    );
+    for _ in 0..2 {
+        assert_eq!(
+            send("POST", &n.url("/control/stop"), Some("t0k"), "")
+                .await
+                .0,
+            200,
+            "idempotent"
+        );
+    }
     let simr = sim.registry.clone();
     wait_until("Massive connection closed", || {
         simr.value("tickwire_sim_connections", &[]) == Some(0)
     })
     .await;
     assert_eq!(get_json(&url, None).await.0, 503);
-    assert_eq!(
-        send("POST", &n.url("/control/start"), Some("t0k"), "")
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        send("POST", &n.url("/control/start"), Some("t0k"), "")
-            .await
-            .0,
-        200
-    );
+    for _ in 0..2 {
+        assert_eq!(
+            send("POST", &n.url("/control/start"), Some("t0k"), "")
+                .await
+                .0,
+            200,
+            "idempotent"
+        );
+    }
     let simr = sim.registry.clone();
     wait_until("reconnected", || {
         simr.value("tickwire_sim_connections", &[]) == Some(1)

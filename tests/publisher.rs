@@ -6,17 +6,15 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use actix::Actor;
 use common::rabbit::*;
 use common::*;
-use tickwire::actors::listener::{self, ListenerConfig};
+use tickwire::actors::listener;
 use tickwire::actors::publisher::{queue_arguments, queue_name, PublisherConfig, QueuePublisher};
 use tickwire::actors::Mailbox;
 use tickwire::listener::envelope;
 use tickwire::listener::routing::{shard_of, QueueKind};
-use tickwire::massive::Market;
 use tickwire::metrics::Registry;
 
 const SHARDS: u16 = 2;
@@ -49,21 +47,7 @@ fn pipeline(
     );
     let pm = publisher.metrics();
     let publisher = publisher.start();
-    let cfg = ListenerConfig {
-        url: sim_url,
-        api_key: "demo".into(),
-        market: Market::Stocks,
-        subscriptions: tickwire::config::parse_subscriptions("T.*,Q.*,A.*")
-            .unwrap()
-            .0,
-        ping_every: Duration::from_secs(1),
-        dead_after: Duration::from_secs(30),
-        backoff_initial: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
-        start_idle: false,
-        rest_url: None,
-        closed_poll: Duration::from_millis(100),
-    };
+    let cfg = listener_config(sim_url, "demo", "T.*,Q.*,A.*");
     listener::start(cfg, SHARDS, Mailbox::of(&publisher, pm), registry).1
 }
 

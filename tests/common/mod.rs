@@ -196,3 +196,26 @@ pub async fn get_json(url: &str, bearer: Option<&str>) -> (u16, Value) {
         serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e})"));
     (resp.status().as_u16(), json)
 }
+
+/// Listener settings for tests: fast backoff, no market-status polling, connect at once.
+pub fn listener_config(
+    url: String,
+    key: &str,
+    subs: &str,
+) -> tickwire::actors::listener::ListenerConfig {
+    tickwire::actors::listener::ListenerConfig {
+        url,
+        api_key: key.into(),
+        market: tickwire::massive::Market::Stocks,
+        subscriptions: tickwire::config::parse_subscriptions(subs)
+            .expect("subscriptions")
+            .0,
+        ping_every: Duration::from_secs(1),
+        dead_after: Duration::from_secs(30),
+        backoff_initial: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        start_idle: false,
+        rest_url: None,
+        closed_poll: Duration::from_millis(100),
+    }
+}
