@@ -54,6 +54,16 @@ impl<F: Fn() -> Result<(), String> + Send + Sync> ReadinessCheck for FnCheck<F> 
 pub type InfoFn =
     Arc<dyn Fn() -> futures_util::future::LocalBoxFuture<'static, serde_json::Value> + Send + Sync>;
 
+/// Node-specific `/health` fields and whether the node is healthy (false answers 503 with
+/// `status: "Unhealthy"`, `status_code: 0`), asked on each call.
+pub type HealthFn = Arc<
+    dyn Fn() -> futures_util::future::LocalBoxFuture<
+            'static,
+            (bool, serde_json::Map<String, serde_json::Value>),
+        > + Send
+        + Sync,
+>;
+
 /// What the admin routes need from their node.
 pub struct AdminState {
     pub service: String,
@@ -63,6 +73,7 @@ pub struct AdminState {
     pub registry: Arc<Registry>,
     pub checks: Vec<Arc<dyn ReadinessCheck>>,
     pub info: Option<InfoFn>,
+    pub health: Option<HealthFn>,
     pub started: Instant,
 }
 
@@ -76,6 +87,7 @@ impl AdminState {
             registry,
             checks: Vec::new(),
             info: None,
+            health: None,
             started: Instant::now(),
         }
     }
@@ -84,6 +96,11 @@ impl AdminState {
         self.container_image = image.to_string();
         self.image_version = version.to_string();
         self.admin_token = admin_token.to_string();
+        self
+    }
+
+    pub fn with_health(mut self, health: HealthFn) -> Self {
+        self.health = Some(health);
         self
     }
 
@@ -141,14 +158,27 @@ impl ResponseError for AdminAuthError {
 }
 
 async fn health(state: web::Data<AdminState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
+    let (healthy, extra) = match &state.health {
+        Some(f) => f().await,
+        None => (true, serde_json::Map::new()),
+    };
+    let mut body = json!({
         "service": state.service,
-        "status": "OK",
-        "status_code": 1,
+        "status": if healthy { "OK" } else { "Unhealthy" },
+        // The reference left this at 1 when unhealthy; exporters read it, so it tells the truth.
+        "status_code": i32::from(healthy),
         "container_image": state.container_image,
         "image_version": state.image_version,
         "uptime_seconds": state.started.elapsed().as_secs(),
-    }))
+    });
+    if let Some(obj) = body.as_object_mut() {
+        obj.extend(extra);
+    }
+    if healthy {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 async fn ready(state: web::Data<AdminState>) -> HttpResponse {

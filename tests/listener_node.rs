@@ -90,6 +90,12 @@ async fn node_ready_stats_control_and_record() {
         assert!(start.elapsed() < DEADLINE, "never ready: {body}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let (s, health) = get_json(&n.url("/health"), None).await;
+    assert_eq!((s, health["status_code"].as_i64()), (200, Some(1)));
+    assert_eq!(health["service"], "Massive Data Listener");
+    assert_eq!(health["mdq_connection_status"]["connected"], true);
+    assert_eq!(health["mdl_connection_status"]["market"], "stocks");
+    assert_eq!(health["auto-start"], true);
     let (_, stats) = get_json(&n.url("/stats"), None).await;
     assert_eq!(stats["node"]["stocks"]["state"], "streaming");
     let reg = n.registry.clone();
@@ -342,5 +348,73 @@ async fn one_connection_per_market_in_one_process() {
         .collect();
     delete_queues(&ch, &names).await;
     common::redis::cleanup(&rprefix).await;
+    sim.stop().await;
+}
+
+#[actix_web::test]
+async fn a_refused_key_is_unhealthy_and_stops_cleanly() {
+    let amqp = rabbit_url();
+    let qprefix = common::rabbit::unique_prefix("badkey");
+    let sim = start_sim(sim_args());
+    let port = sim.port.to_string();
+    let args = Cli::parse_from([
+        "tickwire-listener",
+        "--massive-api-key",
+        "wrong",
+        "--massive-feed",
+        &format!("127.0.0.1:{port}"),
+        "--massive-secure",
+        "false",
+        "--massive-rest-url",
+        &format!("http://127.0.0.1:{port}"),
+        "--rabbitmq-url",
+        &amqp,
+        "--queue-prefix",
+        &qprefix,
+        "--shards",
+        "1",
+        "--lease",
+        "false",
+    ])
+    .a;
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let n = node::start(args, http).expect("node starts");
+    let url = n.url("/ready");
+    let start = std::time::Instant::now();
+    loop {
+        let (s, ready) = get_json(&url, None).await;
+        assert_eq!(s, 503);
+        let auth = ready["checks"]["massive:stocks"]
+            .as_str()
+            .unwrap_or("")
+            .contains("authentication failed");
+        if auth && ready["checks"]["broker"] == "ok" {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "refusal never reported: {ready}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (s, health) = get_json(&n.url("/health"), None).await;
+    assert_eq!(s, 503);
+    assert_eq!(
+        (health["status"].as_str(), health["status_code"].as_i64()),
+        (Some("Unhealthy"), Some(0))
+    );
+    assert_eq!(
+        sim.registry.value("tickwire_sim_connections_total", &[]),
+        Some(1),
+        "no retry storm"
+    );
+    n.stop().await;
+    let (_c, ch) = channel().await;
+    let qp = qprefix.as_str();
+    let names: Vec<String> = QueueKind::ALL
+        .iter()
+        .map(|k| queue_name(qp, *k, 0))
+        .collect();
+    delete_queues(&ch, &names).await;
     sim.stop().await;
 }

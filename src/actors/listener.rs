@@ -99,6 +99,7 @@ struct ListenerMetrics {
     closed_polls: Counter,
     status_errors_rest: Counter,
     oversize: Counter,
+    last_frame_ms: Gauge,
 }
 
 type WsSink = SinkWrite<WsMessage, SplitSink<Framed<BoxedSocket, Codec>, WsMessage>>;
@@ -202,6 +203,11 @@ impl Listener {
             oversize: c(
                 "tickwire_listener_oversize_frames_total",
                 "Frames over the size limit, counted and skipped",
+            ),
+            last_frame_ms: registry.gauge(
+                "tickwire_listener_last_frame_ms",
+                "When the last frame was read (epoch ms)",
+                &l,
             ),
         };
         let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, 0x7157);
@@ -443,6 +449,7 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
                 let received_at_ms = chrono::Utc::now().timestamp_millis();
                 self.m.frames_in.inc();
                 self.m.bytes_in.add(bytes.len() as u64);
+                self.m.last_frame_ms.set(received_at_ms);
                 if bytes.len() > MAX_FRAME_BYTES {
                     self.m.oversize.inc();
                     log::warn!(

@@ -588,6 +588,54 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         });
     }
 
+    // The reference MDL /health body (operators' exporters read these fields), for the first
+    // market; unhealthy (503) when RabbitMQ is down, or auto-start is on and a key was refused.
+    let (health_links, r, auto_start) = (links.clone(), registry.clone(), args.auto_start);
+    admin_state = admin_state.with_health(Arc::new(move || {
+        let (links, r) = (health_links.clone(), r.clone());
+        Box::pin(async move {
+            let v = |name: &str, labels: &[(&str, &str)]| r.value(name, labels).unwrap_or(0);
+            let broker_up = v("tickwire_publisher_connected", &[]) == 1;
+            let mut fatal = false;
+            let mut first = json!({});
+            for (n, l) in links.iter().enumerate() {
+                let d = l.listener.send(Describe).await.unwrap_or_else(|_| json!({}));
+                fatal |= d["state"] == "auth_failed";
+                if n == 0 {
+                    first = d;
+                }
+            }
+            let market = links.first().map_or("stocks", |l| l.market.path());
+            let m = [("market", market)];
+            let q = |queue: &str| v("tickwire_router_events_total", &[("queue", queue)]);
+            let last = v("tickwire_listener_last_frame_ms", &m);
+            let mut extra = serde_json::Map::new();
+            extra.insert("auto-start".into(), json!(auto_start));
+            extra.insert(
+                "mdq_connection_status".into(),
+                json!({
+                    "connected": broker_up,
+                    "last_message_time": if last > 0 { json!(last as f64 / 1000.0) } else { json!(null) },
+                    "messages_received": v("tickwire_listener_frames_total", &m),
+                    "trades": q("trades"), "aggregate": q("aggregate"), "quotes": q("quotes"),
+                    "halts": q("halts"), "unknown": q("unknown"),
+                    "unsupported_messages": v("tickwire_router_skipped_elements_total", &[]),
+                    "reconnect_attempts": v("tickwire_publisher_connect_errors_total", &[]),
+                }),
+            );
+            extra.insert(
+                "mdl_connection_status".into(),
+                json!({
+                    "connected": first["state"] == "streaming" || first["state"] == "connected",
+                    "healthy": first["state"] == "streaming",
+                    "feed": first["feed"], "market": market,
+                    "reconnects": v("tickwire_listener_reconnects_total", &m),
+                    "subscriptions": first["subscriptions"],
+                }),
+            );
+            (broker_up && !(auto_start && fatal), extra)
+        })
+    }));
     let info_links = links.clone();
     admin_state = admin_state.with_info(Arc::new(move || {
         let links = info_links.clone();
