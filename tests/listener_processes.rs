@@ -1,0 +1,136 @@
+//! Two `tickwire-listener` processes on one API key (simulator, real RabbitMQ and Redis):
+//! exactly one is connected at any time; when the holder is killed (SIGKILL, no goodbye),
+//! the standby takes over within seconds, and Massive never sees two connections.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::rabbit::{channel, delete_queues, rabbit_url};
+use common::*;
+use tickwire::actors::publisher::queue_name;
+use tickwire::listener::routing::QueueKind;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(sim_port: u16, admin_port: u16, qprefix: &str, rprefix: &str) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_tickwire-listener"))
+        .env_clear()
+        .env("SERVER_IP", "127.0.0.1")
+        .env("SERVER_PORT", admin_port.to_string())
+        .env("MASSIVE_API_KEY", "demo")
+        .env("MASSIVE_FEED", format!("127.0.0.1:{sim_port}"))
+        .env("MASSIVE_SECURE", "false")
+        .env("MASSIVE_REST_URL", format!("http://127.0.0.1:{sim_port}"))
+        .env("MASSIVE_SUBSCRIPTIONS", "A.*")
+        .env("RABBITMQ_URL", rabbit_url())
+        .env("QUEUE_PREFIX", qprefix)
+        .env("QUEUE_SHARDS", "1")
+        .env("MDC_REDIS_URL", common::redis::redis_url())
+        .env("REDIS_KEY_PREFIX", rprefix)
+        .env("LEASE_TTL_MS", "1500")
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tickwire-listener");
+    Proc(child)
+}
+
+async fn lease_held(admin_port: u16) -> Option<bool> {
+    let url = format!("http://127.0.0.1:{admin_port}/stats");
+    let mut resp = awc::Client::new().get(url).send().await.ok()?;
+    let body = resp.body().limit(1 << 22).await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some(v["counters"]["tickwire_lease_held{market=\"stocks\"}"] == 1)
+}
+
+#[actix_web::test]
+async fn two_processes_one_connection_and_takeover_on_kill() {
+    rabbit_url();
+    let qprefix = common::rabbit::unique_prefix("procs");
+    let rprefix = common::redis::unique_prefix("procs");
+    let sim = start_sim(sim_args());
+    let (pa, pb) = (free_port(), free_port());
+    let a = spawn(sim.port, pa, &qprefix, &rprefix);
+    let b = spawn(sim.port, pb, &qprefix, &rprefix);
+
+    let simr = sim.registry.clone();
+    wait_until("one listener connected", || {
+        simr.value("tickwire_sim_auth_total", &[("result", "success")])
+            .unwrap_or(0)
+            >= 1
+    })
+    .await;
+    // Both are up and exactly one holds the lease.
+    let start = std::time::Instant::now();
+    let (held_a, held_b) = loop {
+        if let (Some(x), Some(y)) = (lease_held(pa).await, lease_held(pb).await) {
+            if x != y {
+                break (x, y);
+            }
+        }
+        assert!(start.elapsed() < DEADLINE, "never exactly one lease holder");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(held_a ^ held_b);
+    for _ in 0..25 {
+        assert!(
+            sim.registry
+                .value("tickwire_sim_connections", &[])
+                .unwrap_or(0)
+                <= 1,
+            "two connections at once"
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let (holder, standby_port, standby) = if held_a { (a, pb, b) } else { (b, pa, a) };
+
+    drop(holder); // SIGKILL: the lease is not released; it lapses after its TTL.
+    let start = std::time::Instant::now();
+    loop {
+        if lease_held(standby_port).await == Some(true)
+            && sim.registry.value("tickwire_sim_connections", &[]) == Some(1)
+        {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "the standby never took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sim.registry.value("tickwire_sim_evictions_total", &[]),
+        Some(0),
+        "never two connections"
+    );
+    assert_eq!(
+        sim.registry
+            .value("tickwire_sim_auth_total", &[("result", "success")]),
+        Some(2)
+    );
+    drop(standby);
+    let (_c, ch) = channel().await;
+    let qp = qprefix.as_str();
+    let names: Vec<String> = QueueKind::ALL
+        .iter()
+        .map(|k| queue_name(qp, *k, 0))
+        .collect();
+    delete_queues(&ch, &names).await;
+    common::redis::cleanup(&rprefix).await;
+    sim.stop().await;
+}
