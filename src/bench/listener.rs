@@ -18,6 +18,9 @@ pub struct ListenerBench {
     pub seconds: f64,
     pub shards: u16,
     pub rabbitmq_url: String,
+    /// Feed the simulator a pre-encoded capture (one second of market at `rate`, looped)
+    /// instead of generating live: the simulator then costs less CPU per event.
+    pub replay: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -25,6 +28,7 @@ pub struct ListenerRun {
     pub configured_rate: f64,
     pub events_per_frame: u32,
     pub shards: u16,
+    pub source: &'static str,
     pub seconds: f64,
     pub frames_per_sec: f64,
     pub events_routed_per_sec: f64,
@@ -144,6 +148,14 @@ pub async fn run(b: ListenerBench) -> Result<ListenerRun, String> {
         .env("SIM_START_TIME", "10:00")
         .env("SIM_CLIENT_BUFFER_BYTES", (512u64 << 20).to_string())
         .env("LOG_LEVEL", "warn");
+    let capture_file =
+        std::env::temp_dir().join(format!("tickwire-bench-{}.jsonl", std::process::id()));
+    if b.replay {
+        write_capture(&capture_file, b.rate, b.events_per_frame)?;
+        sim.env("SIM_REPLAY", &capture_file)
+            .env("SIM_REPLAY_SPEED", "1")
+            .env("SIM_REPLAY_LOOP", "true");
+    }
     quiet(&mut sim);
     let _sim = Kill(sim.spawn().map_err(|e| e.to_string())?);
     wait_http(sim_port).await?;
@@ -204,11 +216,13 @@ pub async fn run(b: ListenerBench) -> Result<ListenerRun, String> {
     }
     let parse_rate = events as f64 / best.max(1e-9);
     let routed = d("tickwire_router_events_total");
+    let _ = std::fs::remove_file(&capture_file);
     delete_queues(&b.rabbitmq_url, &prefix, b.shards).await;
     Ok(ListenerRun {
         configured_rate: b.rate,
         events_per_frame: b.events_per_frame,
         shards: b.shards,
+        source: if b.replay { "replay" } else { "synthetic" },
         seconds: secs,
         frames_per_sec: d("tickwire_listener_frames_total"),
         events_routed_per_sec: routed,
@@ -266,4 +280,21 @@ async fn delete_queues(url: &str, prefix: &str, shards: u16) {
                 .await;
         }
     }
+}
+
+/// One second of synthetic market at `rate` events/s as a capture: frames of
+/// `per_frame` events with receive times spread evenly over the second.
+fn write_capture(path: &std::path::Path, rate: f64, per_frame: u32) -> Result<(), String> {
+    use std::io::Write;
+    let frames = super::parse_corpus(rate.max(1.0) as usize, per_frame.max(1) as usize);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| e.to_string())?);
+    let n = frames.len().max(1) as f64;
+    for (i, f) in frames.iter().enumerate() {
+        let t = 1_772_652_572_000i64 + (i as f64 * 1000.0 / n) as i64;
+        out.write_all(format!("{{\"t\":{t},\"market\":\"stocks\",\"frame\":").as_bytes())
+            .and_then(|_| out.write_all(f))
+            .and_then(|_| out.write_all(b"}\n"))
+            .map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())
 }

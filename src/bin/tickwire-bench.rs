@@ -59,6 +59,9 @@ enum Cmd {
             default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
         )]
         rabbitmq_url: String,
+        /// Replay one pre-encoded second of market (looped) instead of generating live.
+        #[arg(long)]
+        replay: bool,
     },
 }
 
@@ -86,6 +89,7 @@ fn main() {
             seconds,
             shards,
             rabbitmq_url,
+            replay,
         } => {
             let b = bench::listener::ListenerBench {
                 rate,
@@ -93,6 +97,7 @@ fn main() {
                 seconds,
                 shards,
                 rabbitmq_url,
+                replay,
             };
             match actix_web::rt::System::new().block_on(bench::listener::run(b)) {
                 Ok(r) => print(&r),
