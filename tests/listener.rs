@@ -218,3 +218,105 @@ async fn polls_market_status_while_closed_then_connects_at_4am() {
     );
     sim.stop().await;
 }
+
+#[actix_web::test]
+async fn malformed_and_unknown_input_is_counted_and_the_connection_stays() {
+    let mut a = sim_args();
+    a.malformed_every = 3;
+    a.unknown_every = 4;
+    let sim = start_sim(a);
+    let registry = Registry::new();
+    let (sink, got) = collector(&registry);
+    let _l = listener::start(
+        config(sim.ws_url("stocks"), "demo", "Q.*"),
+        1,
+        sink,
+        &registry,
+    );
+    let r = registry.clone();
+    wait_until("bad elements counted and unknown events routed", || {
+        r.value("tickwire_router_events_total", &[("queue", "unknown")])
+            .unwrap_or(0)
+            >= 3
+    })
+    .await;
+    // The malformed element (a T with a string price) still has a readable ev: it is routed
+    // as-is for the consumer to reject; elements without ev are skipped. Unknown events kept.
+    assert!(got
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|b| b.queue == QueueKind::Unknown));
+    assert_eq!(
+        registry.value(
+            "tickwire_listener_reconnects_total",
+            &[("market", "stocks")]
+        ),
+        Some(0)
+    );
+    sim.stop().await;
+}
+
+#[actix_web::test]
+async fn truncated_frames_are_skipped_and_the_connection_stays() {
+    let mut a = sim_args();
+    a.malformed_every = 2;
+    a.malformed_mode = tickwire::sim::config::MalformedMode::Truncated;
+    let sim = start_sim(a);
+    let registry = Registry::new();
+    let (sink, _) = collector(&registry);
+    let _l = listener::start(
+        config(sim.ws_url("stocks"), "demo", "Q.*"),
+        1,
+        sink,
+        &registry,
+    );
+    let r = registry.clone();
+    wait_until("bad frames skipped", || {
+        r.value("tickwire_router_skipped_frames_total", &[])
+            .unwrap_or(0)
+            >= 3
+    })
+    .await;
+    assert_eq!(
+        registry.value(
+            "tickwire_listener_reconnects_total",
+            &[("market", "stocks")]
+        ),
+        Some(0)
+    );
+    sim.stop().await;
+}
+
+#[actix_web::test]
+async fn connect_failures_keep_retrying() {
+    // A port nothing listens on: every dial fails, the loop goes on with backoff.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let registry = Registry::new();
+    let (sink, _) = collector(&registry);
+    let (_l, health) = listener::start(
+        config(format!("ws://127.0.0.1:{port}/stocks"), "demo", "A.*"),
+        1,
+        sink,
+        &registry,
+    );
+    let r = registry.clone();
+    wait_until("three failed dials", || {
+        r.value(
+            "tickwire_listener_connect_errors_total",
+            &[("market", "stocks")],
+        )
+        .unwrap_or(0)
+            >= 3
+    })
+    .await;
+    assert!(
+        !health.fatal.load(Ordering::Relaxed),
+        "transient failures are never fatal"
+    );
+    assert!(health.last_error.lock().unwrap().starts_with("connect:"));
+}

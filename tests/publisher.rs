@@ -41,7 +41,7 @@ fn pipeline(
             queue_prefix: prefix.to_string(),
             buffer_batches: buffer,
             max_in_flight: 256,
-            confirms: false,
+            confirms: prefix.contains("confirm"),
         },
         registry,
     );
@@ -192,6 +192,29 @@ async fn rabbitmq_down_mid_stream_recovers() {
     assert_eq!(
         sim.registry.value("tickwire_sim_connections_total", &[]),
         Some(1)
+    );
+    let (_conn, ch) = channel().await;
+    delete_queues(&ch, &all_queues(&prefix)).await;
+    sim.stop().await;
+}
+
+#[actix_web::test]
+async fn publisher_confirms_mode_publishes() {
+    let amqp = rabbit_url();
+    let prefix = unique_prefix("confirms");
+    let sim = start_sim(sim_args());
+    let registry = Registry::new();
+    let _h = pipeline(sim.ws_url("stocks"), amqp, &prefix, 10_000, &registry);
+    let r = registry.clone();
+    wait_until("confirmed publishes", || published(&r) >= 20).await;
+    assert_eq!(
+        QueueKind::ALL
+            .iter()
+            .filter_map(
+                |q| registry.value("tickwire_publisher_failed_total", &[("queue", q.name())])
+            )
+            .sum::<i64>(),
+        0
     );
     let (_conn, ch) = channel().await;
     delete_queues(&ch, &all_queues(&prefix)).await;

@@ -109,9 +109,16 @@ impl Handler<RawFrame> for Router {
         let routed = match route(&msg.bytes, self.shards) {
             Ok(r) => r,
             Err(e) => {
+                // Count every one; log the first and then every 1,000th, not a storm.
+                if self.bad_frames.get() % 1000 == 0 {
+                    log::warn!(
+                        "skipping a frame of {} bytes: {e} ({} skipped so far)",
+                        msg.bytes.len(),
+                        self.bad_frames.get() + 1
+                    );
+                }
                 self.bad_frames.inc();
                 self.metrics.errors.inc();
-                log::warn!("skipping a frame of {} bytes: {e}", msg.bytes.len());
                 return;
             }
         };
