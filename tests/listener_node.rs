@@ -4,16 +4,48 @@
 mod common;
 
 use clap::Parser;
-use common::rabbit::{channel, delete_queues, rabbit_url};
+use common::rabbit::{delete_pipeline_queues, rabbit_url};
 use common::*;
-use tickwire::actors::publisher::queue_name;
 use tickwire::listener::node::{self, ListenerArgs};
-use tickwire::listener::routing::QueueKind;
 
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
     a: ListenerArgs,
+}
+
+/// Listener flags pointing at the simulator on `sim_port` and the local RabbitMQ, plus `extra`.
+fn node_args(
+    sim_port: u16,
+    key: &str,
+    qprefix: &str,
+    shards: &str,
+    extra: &[&str],
+) -> ListenerArgs {
+    let (feed, rest, amqp) = (
+        format!("127.0.0.1:{sim_port}"),
+        format!("http://127.0.0.1:{sim_port}"),
+        rabbit_url(),
+    );
+    let mut argv = vec![
+        "tickwire-listener",
+        "--massive-api-key",
+        key,
+        "--massive-feed",
+        &feed,
+        "--massive-secure",
+        "false",
+        "--massive-rest-url",
+        &rest,
+        "--rabbitmq-url",
+        &amqp,
+        "--queue-prefix",
+        qprefix,
+        "--shards",
+        shards,
+    ];
+    argv.extend_from_slice(extra);
+    Cli::parse_from(argv).a
 }
 
 async fn send(
@@ -40,43 +72,28 @@ async fn send(
 
 #[actix_web::test]
 async fn node_ready_stats_control_and_record() {
-    let amqp = rabbit_url();
+    rabbit_url(); // fails clearly when RabbitMQ is down
     let redis = common::redis::redis_url();
     let qprefix = common::rabbit::unique_prefix("node");
     let rprefix = common::redis::unique_prefix("node");
     let record = std::env::temp_dir().join(format!("tickwire-record-{}.jsonl", std::process::id()));
     let sim = start_sim(sim_args());
-    let port = sim.port.to_string();
-    let args = Cli::parse_from([
-        "tickwire-listener",
-        "--massive-api-key",
-        "demo",
-        "--massive-feed",
-        &format!("127.0.0.1:{port}"),
-        "--massive-secure",
-        "false",
+    let rec = record.to_str().unwrap();
+    let extra = [
         "--massive-subscriptions",
         "Q.*,A.*",
-        "--rabbitmq-url",
-        &amqp,
-        "--queue-prefix",
-        &qprefix,
-        "--shards",
-        "2",
         "--redis-url",
         &redis,
         "--redis-prefix",
         &rprefix,
-        "--massive-rest-url",
-        &format!("http://127.0.0.1:{port}"),
         "--lease-ttl-ms",
         "1500",
         "--admin-token",
         "t0k",
         "--record",
-        record.to_str().unwrap(),
-    ])
-    .a;
+        rec,
+    ];
+    let args = node_args(sim.port, "demo", &qprefix, "2", &extra);
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let n = node::start(args, http).expect("node starts");
 
@@ -230,13 +247,7 @@ async fn node_ready_stats_control_and_record() {
     assert!(!frames.is_empty());
 
     n.stop().await;
-    let (_c, ch) = channel().await;
-    let qp = qprefix.as_str();
-    let names: Vec<String> = QueueKind::ALL
-        .iter()
-        .flat_map(|k| (0..2).map(move |s| queue_name(qp, *k, s)))
-        .collect();
-    delete_queues(&ch, &names).await;
+    delete_pipeline_queues(&qprefix, 2).await;
     common::redis::cleanup(&rprefix).await;
     let _ = std::fs::remove_file(&record);
     sim.stop().await;
@@ -244,32 +255,16 @@ async fn node_ready_stats_control_and_record() {
 
 #[actix_web::test]
 async fn one_connection_per_market_in_one_process() {
-    let amqp = rabbit_url();
+    rabbit_url(); // fails clearly when RabbitMQ is down
     let redis = common::redis::redis_url();
     let qprefix = common::rabbit::unique_prefix("multi");
     let rprefix = common::redis::unique_prefix("multi");
     let sim = start_sim(sim_args());
-    let port = sim.port.to_string();
-    let args = Cli::parse_from([
-        "tickwire-listener",
-        "--massive-api-key",
-        "demo",
-        "--massive-feed",
-        &format!("127.0.0.1:{port}"),
-        "--massive-secure",
-        "false",
+    let extra = [
         "--massive-market",
         "stocks,crypto",
         "--massive-subscriptions",
         "Q.*,XT.*",
-        "--massive-rest-url",
-        &format!("http://127.0.0.1:{port}"),
-        "--rabbitmq-url",
-        &amqp,
-        "--queue-prefix",
-        &qprefix,
-        "--shards",
-        "1",
         "--redis-url",
         &redis,
         "--redis-prefix",
@@ -278,8 +273,8 @@ async fn one_connection_per_market_in_one_process() {
         "1500",
         "--admin-token",
         "t0k",
-    ])
-    .a;
+    ];
+    let args = node_args(sim.port, "demo", &qprefix, "1", &extra);
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let n = node::start(args, http).expect("node starts");
     let url = n.url("/ready");
@@ -340,43 +335,17 @@ async fn one_connection_per_market_in_one_process() {
         400
     );
     n.stop().await;
-    let (_c, ch) = channel().await;
-    let qp = qprefix.as_str();
-    let names: Vec<String> = QueueKind::ALL
-        .iter()
-        .map(|k| queue_name(qp, *k, 0))
-        .collect();
-    delete_queues(&ch, &names).await;
+    delete_pipeline_queues(&qprefix, 1).await;
     common::redis::cleanup(&rprefix).await;
     sim.stop().await;
 }
 
 #[actix_web::test]
 async fn a_refused_key_is_unhealthy_and_stops_cleanly() {
-    let amqp = rabbit_url();
+    rabbit_url(); // fails clearly when RabbitMQ is down
     let qprefix = common::rabbit::unique_prefix("badkey");
     let sim = start_sim(sim_args());
-    let port = sim.port.to_string();
-    let args = Cli::parse_from([
-        "tickwire-listener",
-        "--massive-api-key",
-        "wrong",
-        "--massive-feed",
-        &format!("127.0.0.1:{port}"),
-        "--massive-secure",
-        "false",
-        "--massive-rest-url",
-        &format!("http://127.0.0.1:{port}"),
-        "--rabbitmq-url",
-        &amqp,
-        "--queue-prefix",
-        &qprefix,
-        "--shards",
-        "1",
-        "--lease",
-        "false",
-    ])
-    .a;
+    let args = node_args(sim.port, "wrong", &qprefix, "1", &["--lease", "false"]);
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let n = node::start(args, http).expect("node starts");
     let url = n.url("/ready");
@@ -409,12 +378,6 @@ async fn a_refused_key_is_unhealthy_and_stops_cleanly() {
         "no retry storm"
     );
     n.stop().await;
-    let (_c, ch) = channel().await;
-    let qp = qprefix.as_str();
-    let names: Vec<String> = QueueKind::ALL
-        .iter()
-        .map(|k| queue_name(qp, *k, 0))
-        .collect();
-    delete_queues(&ch, &names).await;
+    delete_pipeline_queues(&qprefix, 1).await;
     sim.stop().await;
 }

@@ -7,10 +7,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::rabbit::{channel, delete_queues, rabbit_url};
+use common::rabbit::{delete_pipeline_queues, rabbit_url};
 use common::*;
-use tickwire::actors::publisher::queue_name;
-use tickwire::listener::routing::QueueKind;
 
 struct Proc(Child);
 
@@ -124,13 +122,7 @@ async fn two_processes_one_connection_and_takeover_on_kill() {
         Some(2)
     );
     drop(standby);
-    let (_c, ch) = channel().await;
-    let qp = qprefix.as_str();
-    let names: Vec<String> = QueueKind::ALL
-        .iter()
-        .map(|k| queue_name(qp, *k, 0))
-        .collect();
-    delete_queues(&ch, &names).await;
+    delete_pipeline_queues(&qprefix, 1).await;
     common::redis::cleanup(&rprefix).await;
     sim.stop().await;
 }

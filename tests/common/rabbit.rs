@@ -121,3 +121,15 @@ impl Drop for Proxy {
         self.accept.abort();
     }
 }
+
+/// Deletes every shard queue the publisher declares under `prefix`.
+pub async fn delete_pipeline_queues(prefix: &str, shards: u16) {
+    use tickwire::actors::publisher::queue_name;
+    use tickwire::listener::routing::QueueKind;
+    let names: Vec<String> = QueueKind::ALL
+        .iter()
+        .flat_map(|k| (0..shards).map(move |s| queue_name(prefix, *k, s)))
+        .collect();
+    let (_conn, ch) = channel().await;
+    delete_queues(&ch, &names).await;
+}
