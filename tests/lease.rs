@@ -59,7 +59,7 @@ fn replica(name: &str, ws_url: String, lease_key: String) -> (Arbiter, Arc<Regis
 }
 
 fn connected(r: &Registry) -> bool {
-    r.value("tickwire_listener_connected", &[("market", "stocks")]) == Some(1)
+    stocks_metric(r, "tickwire_listener_connected") == Some(1)
 }
 
 #[actix_web::test]
@@ -94,21 +94,15 @@ async fn one_replica_connects_and_the_standby_takes_over() {
     } else {
         (arb_b, b, a)
     };
-    assert_eq!(
-        holder.value("tickwire_lease_held", &[("market", "stocks")]),
-        Some(1)
-    );
-    assert_eq!(
-        standby.value("tickwire_lease_held", &[("market", "stocks")]),
-        Some(0)
-    );
+    assert_eq!(stocks_metric(&holder, "tickwire_lease_held"), Some(1));
+    assert_eq!(stocks_metric(&standby, "tickwire_lease_held"), Some(0));
 
     // Kill the holder: its actors vanish without releasing the lease; it lapses after the TTL.
     holder_arb.stop();
     let s = standby.clone();
     wait_until("the standby takes over", || connected(&s)).await;
     assert_eq!(
-        standby.value("tickwire_lease_acquired_total", &[("market", "stocks")]),
+        stocks_metric(&standby, "tickwire_lease_acquired_total"),
         Some(1)
     );
     assert_eq!(

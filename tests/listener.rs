@@ -168,7 +168,7 @@ async fn a_bad_key_is_fatal_without_a_retry_storm() {
     })
     .await;
     assert_eq!(
-        registry.value("tickwire_listener_connects_total", &[("market", "stocks")]),
+        stocks_metric(&registry, "tickwire_listener_connects_total"),
         Some(1)
     );
     assert!(health
@@ -200,7 +200,7 @@ async fn polls_market_status_while_closed_then_connects_at_4am() {
     })
     .await;
     assert_eq!(
-        registry.value("tickwire_listener_connects_total", &[("market", "stocks")]),
+        stocks_metric(&registry, "tickwire_listener_connects_total"),
         Some(0)
     );
     // 04:00 ET: pre-market opens, the listener connects.
@@ -210,10 +210,7 @@ async fn polls_market_status_while_closed_then_connects_at_4am() {
     })
     .await;
     assert_eq!(
-        registry.value(
-            "tickwire_listener_market_status_errors_total",
-            &[("market", "stocks")]
-        ),
+        stocks_metric(&registry, "tickwire_listener_market_status_errors_total"),
         Some(0)
     );
     sim.stop().await;
@@ -248,10 +245,7 @@ async fn malformed_and_unknown_input_is_counted_and_the_connection_stays() {
         .iter()
         .any(|b| b.queue == QueueKind::Unknown));
     assert_eq!(
-        registry.value(
-            "tickwire_listener_reconnects_total",
-            &[("market", "stocks")]
-        ),
+        stocks_metric(&registry, "tickwire_listener_reconnects_total"),
         Some(0)
     );
     sim.stop().await;
@@ -279,10 +273,7 @@ async fn truncated_frames_are_skipped_and_the_connection_stays() {
     })
     .await;
     assert_eq!(
-        registry.value(
-            "tickwire_listener_reconnects_total",
-            &[("market", "stocks")]
-        ),
+        stocks_metric(&registry, "tickwire_listener_reconnects_total"),
         Some(0)
     );
     sim.stop().await;

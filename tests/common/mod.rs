@@ -219,3 +219,8 @@ pub fn listener_config(
         closed_poll: Duration::from_millis(100),
     }
 }
+
+/// A listener metric of the `stocks` market.
+pub fn stocks_metric(r: &tickwire::metrics::Registry, name: &str) -> Option<i64> {
+    r.value(name, &[("market", "stocks")])
+}
