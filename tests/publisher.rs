@@ -42,6 +42,7 @@ fn pipeline(
             buffer_batches: buffer,
             max_in_flight: 256,
             confirms: prefix.contains("confirm"),
+            coalesce_max_events: if prefix.contains("down") { 0 } else { 500 },
         },
         registry,
     );
@@ -211,6 +212,58 @@ async fn publisher_confirms_mode_publishes() {
         0
     );
     let (_conn, ch) = channel().await;
+    delete_queues(&ch, &all_queues(&prefix)).await;
+    sim.stop().await;
+}
+
+#[actix_web::test]
+async fn waiting_batches_are_merged_when_the_broker_returns() {
+    rabbit_url();
+    let prefix = unique_prefix("merge");
+    let proxy = Proxy::start().await;
+    proxy.cut();
+    let sim = start_sim(sim_args());
+    let registry = Registry::new();
+    let _h = pipeline(
+        sim.ws_url("stocks"),
+        proxy.url(),
+        &prefix,
+        10_000,
+        &registry,
+    );
+    let r = registry.clone();
+    wait_until("a backlog while the broker is away", || {
+        r.value("tickwire_publisher_buffered_batches", &[])
+            .unwrap_or(0)
+            >= 200
+    })
+    .await;
+    assert_eq!(
+        registry.value("tickwire_publisher_coalesced_batches_total", &[]),
+        Some(0),
+        "nothing merged while keeping up"
+    );
+    proxy.restore();
+    let r = registry.clone();
+    wait_until("backlog published, merged", || {
+        r.value("tickwire_publisher_coalesced_batches_total", &[])
+            .unwrap_or(0)
+            > 0
+            && published(&r) > 0
+    })
+    .await;
+    let (_conn, ch) = channel().await;
+    let mut biggest = 0;
+    for shard in 0..SHARDS {
+        for body in drain(&ch, &queue_name(&prefix, QueueKind::Quotes, shard)).await {
+            biggest = biggest.max(envelope::decode(&body).unwrap().events.len());
+        }
+    }
+    assert!(
+        biggest > 100,
+        "merged messages carry many frames' events (largest {biggest})"
+    );
+    assert!(biggest <= 500, "within the merge limit");
     delete_queues(&ch, &all_queues(&prefix)).await;
     sim.stop().await;
 }

@@ -39,6 +39,9 @@ pub struct PublisherConfig {
     pub max_in_flight: usize,
     /// Wait for broker confirms (slower; a failed confirm is counted as lost).
     pub confirms: bool,
+    /// Under backpressure (batches already waiting), merge waiting batches of the same
+    /// (queue, shard) into one message of up to this many events; 0 or 1 never merges.
+    pub coalesce_max_events: usize,
 }
 
 /// The queue name of (kind, shard).
@@ -95,6 +98,8 @@ struct PublisherMetrics {
     published: Vec<Counter>,
     dropped: Vec<Counter>,
     failed: Vec<Counter>,
+    coalesced: Counter,
+    events: Vec<Counter>,
 }
 
 /// An open broker connection and its publishing channel.
@@ -167,6 +172,15 @@ impl QueuePublisher {
                 "tickwire_publisher_failed_total",
                 "Publishes that failed (lost), by queue",
             ),
+            events: per_queue(
+                "tickwire_publisher_events_total",
+                "Events in published messages, by queue",
+            ),
+            coalesced: registry.counter(
+                "tickwire_publisher_coalesced_batches_total",
+                "Waiting batches merged into an earlier message of the same queue and shard",
+                &[],
+            ),
         };
         QueuePublisher {
             cfg,
@@ -227,16 +241,18 @@ impl QueuePublisher {
         let Link::Up(open) = &self.link else {
             return;
         };
-        let channel = &open.channel;
+        let channel = open.channel.clone();
         while self.in_flight < self.cfg.max_in_flight {
-            let Some(batch) = self.buffer.pop_front() else {
+            let Some(mut batch) = self.buffer.pop_front() else {
                 break;
             };
+            self.coalesce(&mut batch);
             let body = envelope::encode(batch.received_at_ms, batch.market.path(), &batch.events);
             let name = queue_name(&self.cfg.queue_prefix, batch.queue, batch.shard);
             let channel = channel.clone();
             let confirms = self.cfg.confirms;
             let queue = batch.queue;
+            let n_events = batch.events.len() as u64;
             self.in_flight += 1;
             let props = BasicProperties::default()
                 .with_content_type(envelope::CONTENT_TYPE.into())
@@ -262,6 +278,7 @@ impl QueuePublisher {
                 match res {
                     Ok(()) => {
                         act.m.published[idx(queue)].inc();
+                        act.m.events[idx(queue)].add(n_events);
                         act.m.actor.messages_out.inc();
                     }
                     Err(e) => {
@@ -276,6 +293,36 @@ impl QueuePublisher {
         }
         self.m.buffered.set(self.buffer.len() as i64);
         self.m.in_flight.set(self.in_flight as i64);
+    }
+
+    /// Folds batches for the same (queue, shard, market) that are waiting in the buffer into
+    /// `batch`, oldest first, keeping per-symbol order (they are consecutive for that shard).
+    /// Only batches already queued are merged, so a publisher that keeps up still sends one
+    /// message per (frame, queue, shard); under backpressure this keeps events that the full
+    /// buffer would otherwise drop. `received_at` stays the oldest frame's.
+    fn coalesce(&mut self, batch: &mut EventBatch) {
+        let max = self.cfg.coalesce_max_events;
+        if max <= 1 || self.buffer.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        // Bounded scan: merging is an optimisation, not worth an O(buffer) walk per message.
+        while i < self.buffer.len().min(256) && batch.events.len() < max {
+            let b = &self.buffer[i];
+            if b.queue == batch.queue
+                && b.shard == batch.shard
+                && b.market == batch.market
+                && batch.events.len() + b.events.len() <= max
+            {
+                if let Some(b) = self.buffer.remove(i) {
+                    batch.events.extend(b.events);
+                    batch.received_at_ms = batch.received_at_ms.min(b.received_at_ms);
+                    self.m.coalesced.inc();
+                }
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn check_link(&mut self, ctx: &mut Context<Self>) {

@@ -33,6 +33,7 @@ pub struct ListenerRun {
     pub frames_per_sec: f64,
     pub events_routed_per_sec: f64,
     pub messages_published_per_sec: f64,
+    pub events_published_per_sec: f64,
     pub batches_dropped: i64,
     pub listener_reconnects: i64,
     pub listener_rss_max_mb: f64,
@@ -175,6 +176,16 @@ pub async fn run(b: ListenerBench) -> Result<ListenerRun, String> {
         .env("LISTENER_LEASE", "false")
         .env("MASSIVE_POLL_WHEN_CLOSED", "false")
         .env("LOG_LEVEL", "warn");
+    // Tuning knobs pass through from the bench's own environment.
+    for knob in [
+        "PUBLISH_MAX_IN_FLIGHT",
+        "PUBLISH_COALESCE_MAX_EVENTS",
+        "PUBLISH_BUFFER_BATCHES",
+    ] {
+        if let Ok(v) = std::env::var(knob) {
+            node.env(knob, v);
+        }
+    }
     quiet(&mut node);
     let node = Kill(node.spawn().map_err(|e| e.to_string())?);
     let pid = node.0.id();
@@ -227,6 +238,7 @@ pub async fn run(b: ListenerBench) -> Result<ListenerRun, String> {
         frames_per_sec: d("tickwire_listener_frames_total"),
         events_routed_per_sec: routed,
         messages_published_per_sec: d("tickwire_publisher_messages_total"),
+        events_published_per_sec: d("tickwire_publisher_events_total"),
         batches_dropped: sum(&s1, "tickwire_publisher_dropped_batches_total"),
         listener_reconnects: sum(&s1, "tickwire_listener_reconnects_total"),
         listener_rss_max_mb: rss,

@@ -69,9 +69,15 @@ pub struct ListenerArgs {
     #[arg(long, env = "PUBLISH_BUFFER_BATCHES", default_value_t = 10_000)]
     pub publish_buffer: usize,
 
-    /// Publishes in flight at once.
-    #[arg(long, env = "PUBLISH_MAX_IN_FLIGHT", default_value_t = 1024)]
+    /// Publishes in flight at once. Kept small so that a backlog waits in the publish buffer,
+    /// where batches of one queue and shard can be merged, rather than inside the AMQP client.
+    #[arg(long, env = "PUBLISH_MAX_IN_FLIGHT", default_value_t = 64)]
     pub publish_in_flight: usize,
+
+    /// Under backpressure, merge waiting batches of one queue and shard into messages of up
+    /// to this many events (0 = never; one message per frame, queue and shard).
+    #[arg(long, env = "PUBLISH_COALESCE_MAX_EVENTS", default_value_t = 500)]
+    pub publish_coalesce: usize,
 
     /// Wait for broker confirms on every publish (slower).
     #[arg(long, env = "MDQ_PUBLISHER_CONFIRMS", default_value = "false",
@@ -481,6 +487,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
             buffer_batches: args.publish_buffer,
             max_in_flight: args.publish_in_flight.max(1),
             confirms: args.publisher_confirms,
+            coalesce_max_events: args.publish_coalesce,
         },
         &registry,
     );
