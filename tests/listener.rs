@@ -311,3 +311,36 @@ async fn connect_failures_keep_retrying() {
     );
     assert!(health.last_error.lock().unwrap().starts_with("connect:"));
 }
+
+#[actix_web::test]
+async fn oversize_frames_are_counted_and_skipped() {
+    let mut a = sim_args();
+    a.rate = 20_000.0;
+    let sim = start_sim(a);
+    let registry = Registry::new();
+    let (sink, got) = collector(&registry);
+    // A limit below the simulator's larger frames (100 events, ~12 KB) but above status frames.
+    let cfg = ListenerConfig {
+        max_frame_bytes: 4096,
+        ..config(sim.ws_url("stocks"), "demo", "Q.*,T.*")
+    };
+    let (_l, health) = listener::start(cfg, 1, sink, &registry);
+    let r = registry.clone();
+    wait_until("oversize frames skipped", || {
+        stocks_metric(&r, "tickwire_listener_oversize_frames_total").unwrap_or(0) >= 3
+    })
+    .await;
+    assert!(
+        health.authenticated.load(Ordering::Relaxed),
+        "status frames still read"
+    );
+    assert_eq!(
+        stocks_metric(&registry, "tickwire_listener_reconnects_total"),
+        Some(0),
+        "the connection stays"
+    );
+    // Smaller frames still go through.
+    let g = got.clone();
+    wait_until("small frames routed", || !g.lock().unwrap().is_empty()).await;
+    sim.stop().await;
+}

@@ -63,6 +63,8 @@ pub struct ListenerConfig {
     pub rest_url: Option<String>,
     /// How often to ask while the market is closed.
     pub closed_poll: Duration,
+    /// Frames larger than this are counted and skipped; the connection stays.
+    pub max_frame_bytes: usize,
 }
 
 /// What the admin routes read about the connection.
@@ -450,11 +452,12 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
                 self.m.frames_in.inc();
                 self.m.bytes_in.add(bytes.len() as u64);
                 self.m.last_frame_ms.set(received_at_ms);
-                if bytes.len() > MAX_FRAME_BYTES {
+                if bytes.len() > self.cfg.max_frame_bytes {
                     self.m.oversize.inc();
                     log::warn!(
-                        "skipping a {} byte frame (limit {MAX_FRAME_BYTES})",
-                        bytes.len()
+                        "skipping a {} byte frame (limit {})",
+                        bytes.len(),
+                        self.cfg.max_frame_bytes
                     );
                     return;
                 }

@@ -132,6 +132,10 @@ pub struct ListenerArgs {
     #[arg(long, env = "MASSIVE_CLOSED_POLL_SECS", default_value_t = 60)]
     pub closed_poll_secs: u64,
 
+    /// Frames larger than this many bytes are counted and skipped (Massive's stay below ~1 MB).
+    #[arg(long, env = "MASSIVE_MAX_FRAME_BYTES", default_value_t = crate::actors::listener::MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+
     /// Seconds between pings to Massive.
     #[arg(long, env = "MASSIVE_PING_SECS", default_value_t = 25)]
     pub ping_secs: u64,
@@ -533,6 +537,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
             start_idle: args.lease || !args.auto_start,
             rest_url: args.poll_when_closed.then(|| args.rest_url.clone()),
             closed_poll: Duration::from_secs(args.closed_poll_secs.max(1)),
+            max_frame_bytes: args.max_frame_bytes.max(1024),
         };
         let (listener, health) = listener::start_with(
             cfg,

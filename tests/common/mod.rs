@@ -217,6 +217,7 @@ pub fn listener_config(
         start_idle: false,
         rest_url: None,
         closed_poll: Duration::from_millis(100),
+        max_frame_bytes: tickwire::actors::listener::MAX_FRAME_BYTES,
     }
 }
 
