@@ -182,6 +182,17 @@ pub fn parse_subscriptions(s: &str) -> Result<Subscriptions, String> {
     Ok(Subscriptions(topics))
 }
 
+/// A binary's exit status from its node's result: the error is logged, then exit code 1.
+pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Starts env_logger at `level` unless RUST_LOG says otherwise. lapin and other tracing-based
 /// crates reach it through tracing's `log` feature. Safe to call more than once (tests).
 pub fn init_logging(level: &str) {

@@ -31,6 +31,7 @@ fn pipeline(
     amqp: String,
     prefix: &str,
     buffer: usize,
+    confirms: bool,
     registry: &std::sync::Arc<Registry>,
 ) -> std::sync::Arc<tickwire::actors::listener::ListenerHealth> {
     let publisher = QueuePublisher::new(
@@ -40,9 +41,9 @@ fn pipeline(
             shards: SHARDS,
             queue_prefix: prefix.to_string(),
             buffer_batches: buffer,
-            max_in_flight: 256,
-            confirms: prefix.contains("confirm"),
-            coalesce_max_events: if prefix.contains("down") { 0 } else { 500 },
+            max_in_flight: 64,
+            confirms,
+            coalesce_max_events: 500,
         },
         registry,
     );
@@ -77,7 +78,14 @@ async fn events_land_in_their_shard_queues_with_original_json() {
     let prefix = unique_prefix("land");
     let sim = start_sim(sim_args());
     let registry = Registry::new();
-    let _health = pipeline(sim.ws_url("stocks"), amqp, &prefix, 10_000, &registry);
+    let _health = pipeline(
+        sim.ws_url("stocks"),
+        amqp,
+        &prefix,
+        10_000,
+        false,
+        &registry,
+    );
     let r = registry.clone();
     wait_until("trades, quotes and second bars published", || {
         ["trades", "quotes", "aggregate"].iter().all(|q| {
@@ -124,7 +132,14 @@ async fn rabbitmq_down_at_start_then_up() {
     proxy.cut();
     let sim = start_sim(sim_args());
     let registry = Registry::new();
-    let health = pipeline(sim.ws_url("stocks"), proxy.url(), &prefix, 50, &registry);
+    let health = pipeline(
+        sim.ws_url("stocks"),
+        proxy.url(),
+        &prefix,
+        50,
+        false,
+        &registry,
+    );
     let r = registry.clone();
     wait_until("losses counted while the broker is down", || {
         dropped(&r) > 0
@@ -157,7 +172,14 @@ async fn rabbitmq_down_mid_stream_recovers() {
     let proxy = Proxy::start().await;
     let sim = start_sim(sim_args());
     let registry = Registry::new();
-    let health = pipeline(sim.ws_url("stocks"), proxy.url(), &prefix, 50, &registry);
+    let health = pipeline(
+        sim.ws_url("stocks"),
+        proxy.url(),
+        &prefix,
+        50,
+        false,
+        &registry,
+    );
     let r = registry.clone();
     wait_until("publishing", || published(&r) > 20).await;
     proxy.cut();
@@ -199,7 +221,7 @@ async fn publisher_confirms_mode_publishes() {
     let prefix = unique_prefix("confirms");
     let sim = start_sim(sim_args());
     let registry = Registry::new();
-    let _h = pipeline(sim.ws_url("stocks"), amqp, &prefix, 10_000, &registry);
+    let _h = pipeline(sim.ws_url("stocks"), amqp, &prefix, 10_000, true, &registry);
     let r = registry.clone();
     wait_until("confirmed publishes", || published(&r) >= 20).await;
     assert_eq!(
@@ -229,6 +251,7 @@ async fn waiting_batches_are_merged_when_the_broker_returns() {
         proxy.url(),
         &prefix,
         10_000,
+        false,
         &registry,
     );
     let r = registry.clone();

@@ -123,10 +123,6 @@ pub struct QueuePublisher {
     m: PublisherMetrics,
 }
 
-fn idx(q: QueueKind) -> usize {
-    QueueKind::ALL.iter().position(|k| *k == q).unwrap_or(0)
-}
-
 impl QueuePublisher {
     pub const NAME: &'static str = "queue_publisher";
 
@@ -277,12 +273,12 @@ impl QueuePublisher {
                 act.in_flight -= 1;
                 match res {
                     Ok(()) => {
-                        act.m.published[idx(queue)].inc();
-                        act.m.events[idx(queue)].add(n_events);
+                        act.m.published[queue.index()].inc();
+                        act.m.events[queue.index()].add(n_events);
                         act.m.actor.messages_out.inc();
                     }
                     Err(e) => {
-                        act.m.failed[idx(queue)].inc();
+                        act.m.failed[queue.index()].inc();
                         act.m.actor.errors.inc();
                         log::warn!("publish to {} failed: {e}", queue.name());
                         act.mark_down(ctx);
@@ -351,8 +347,8 @@ impl Handler<EventBatch> for QueuePublisher {
         self.m.actor.received();
         if self.buffer.len() >= self.cfg.buffer_batches.max(1) {
             if let Some(old) = self.buffer.pop_front() {
-                let n = self.m.dropped[idx(old.queue)].get();
-                self.m.dropped[idx(old.queue)].inc();
+                let n = self.m.dropped[old.queue.index()].get();
+                self.m.dropped[old.queue.index()].inc();
                 // Log the first drop and then every 10,000th, not every one.
                 if n % 10_000 == 0 {
                     log::warn!(

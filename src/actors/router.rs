@@ -135,11 +135,7 @@ impl Handler<RawFrame> for Router {
             );
         }
         for g in routed.groups {
-            self.events[QueueKind::ALL
-                .iter()
-                .position(|q| *q == g.queue)
-                .unwrap_or(4)]
-            .add(g.events.len() as u64);
+            self.events[g.queue.index()].add(g.events.len() as u64);
             self.metrics.messages_out.inc();
             self.out.do_send(EventBatch {
                 queue: g.queue,

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::massive::frame::route_frame;
@@ -249,21 +249,8 @@ pub async fn run(b: ListenerBench) -> Result<ListenerRun, String> {
 }
 
 async fn capture(port: u16, events: usize) -> Result<Vec<bytes::Bytes>, String> {
-    let (_, mut ws) = awc::Client::new()
-        .ws(format!("ws://127.0.0.1:{port}/stocks"))
-        .max_frame_size(4 << 20)
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    let text = |s: &str| awc::ws::Message::Text(s.to_string().into());
-    ws.send(text(r#"{"action":"auth","params":"bench"}"#))
-        .await
-        .map_err(|e| e.to_string())?;
-    ws.send(text(
-        r#"{"action":"subscribe","params":"T.*,Q.*,A.*,AM.*"}"#,
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
+    let mut ws =
+        super::subscribed_client(&format!("ws://127.0.0.1:{port}/stocks"), "bench").await?;
     let (mut out, mut n) = (Vec::new(), 0usize);
     let deadline = Instant::now() + Duration::from_secs(30);
     while n < events && Instant::now() < deadline {

@@ -136,6 +136,33 @@ pub fn bench_market(rate: f64, wall_seconds: f64) -> Throughput {
     Throughput::new("market_generate_encode", events, bytes, t0.elapsed())
 }
 
+/// A WebSocket client to a simulator, authenticated with `key` and subscribed to trades,
+/// quotes and bars (pipelined, as the listener does).
+pub(crate) async fn subscribed_client(
+    url: &str,
+    key: &str,
+) -> Result<actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>, String> {
+    use futures_util::SinkExt;
+    let (_, mut ws) = awc::Client::new()
+        .ws(url)
+        .max_frame_size(4 << 20)
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    for msg in [
+        crate::massive::control::ClientMessage::auth(key),
+        crate::massive::control::ClientMessage {
+            action: "subscribe".into(),
+            params: "T.*,Q.*,A.*,AM.*".into(),
+        },
+    ] {
+        ws.send(awc::ws::Message::Text(msg.to_json().into()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(ws)
+}
+
 /// Result of an end-to-end simulator run.
 #[derive(Debug, Serialize)]
 pub struct SimRun {
@@ -159,22 +186,7 @@ pub async fn bench_sim(rate: f64, seconds: f64, batch_size: u32) -> Result<SimRu
     args.client_buffer_bytes = 256 * 1024 * 1024;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let sim = crate::sim::start(args, listener, false).map_err(|e| e.to_string())?;
-    let (_, mut ws) = awc::Client::new()
-        .ws(sim.ws_url("stocks"))
-        .max_frame_size(2 * 1024 * 1024)
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    use futures_util::SinkExt;
-    let send = |s: &str| awc::ws::Message::Text(s.to_string().into());
-    ws.send(send(r#"{"action":"auth","params":"demo"}"#))
-        .await
-        .map_err(|e| e.to_string())?;
-    ws.send(send(
-        r#"{"action":"subscribe","params":"T.*,Q.*,A.*,AM.*"}"#,
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
+    let mut ws = subscribed_client(&sim.ws_url("stocks"), "demo").await?;
     let generated = |sim: &crate::sim::SimServer| -> i64 {
         ["T", "Q", "A", "AM", "LULD", "NOI", "FMV"]
             .iter()

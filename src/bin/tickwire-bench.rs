@@ -69,6 +69,20 @@ fn print<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string(v).unwrap_or_default());
 }
 
+/// Runs an async measurement in its own actix System; prints its figures or fails the process.
+fn run_async<T: serde::Serialize>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, String>>,
+) {
+    match actix_web::rt::System::new().block_on(fut) {
+        Ok(r) => print(&r),
+        Err(e) => {
+            eprintln!("tickwire-bench {what}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     tickwire::config::init_logging_with("warn", tickwire::sim::LOG_DIRECTIVES);
     match Cli::parse().cmd {
@@ -99,28 +113,14 @@ fn main() {
                 rabbitmq_url,
                 replay,
             };
-            match actix_web::rt::System::new().block_on(bench::listener::run(b)) {
-                Ok(r) => print(&r),
-                Err(e) => {
-                    eprintln!("tickwire-bench listener: {e}");
-                    std::process::exit(1);
-                }
-            }
+            run_async("listener", bench::listener::run(b));
         }
         Cmd::Sim {
             rate,
             seconds,
             batch_size,
         } => {
-            let run =
-                actix_web::rt::System::new().block_on(bench::bench_sim(rate, seconds, batch_size));
-            match run {
-                Ok(r) => print(&r),
-                Err(e) => {
-                    eprintln!("tickwire-bench sim: {e}");
-                    std::process::exit(1);
-                }
-            }
+            run_async("sim", bench::bench_sim(rate, seconds, batch_size));
         }
     }
 }

@@ -18,11 +18,5 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.args.common.log_level);
-    match tickwire::listener::node::run(cli.args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    tickwire::config::exit_code(tickwire::listener::node::run(cli.args))
 }

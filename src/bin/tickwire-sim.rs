@@ -21,11 +21,5 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging_with(&cli.sim.common.log_level, tickwire::sim::LOG_DIRECTIVES);
-    match tickwire::sim::run(cli.sim, |_| {}) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    tickwire::config::exit_code(tickwire::sim::run(cli.sim, |_| {}))
 }

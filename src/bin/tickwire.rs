@@ -28,11 +28,5 @@ fn main() -> ExitCode {
             s.http_url("/stats")
         );
     };
-    match tickwire::sim::run(cli.sim, banner) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    tickwire::config::exit_code(tickwire::sim::run(cli.sim, banner))
 }

@@ -6,6 +6,8 @@
 //! Massive said; `received_at` is when the listener read the frame off the socket, carried
 //! on so that the latency from socket to browser can be measured.
 
+use std::fmt::Write as _;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -18,7 +20,8 @@ pub fn encode(received_at_ms: i64, asset_class: &str, events: &[Bytes]) -> Bytes
     let size: usize = events.iter().map(Bytes::len).sum::<usize>() + events.len() + 80;
     let mut b = BytesMut::with_capacity(size);
     b.put_slice(b"{\"received_at\":");
-    b.put_slice(received_at_ms.to_string().as_bytes());
+    // Formats straight into the buffer: no String per message.
+    let _ = write!(b, "{received_at_ms}");
     b.put_slice(b",\"asset_class\":\"");
     // Market paths are fixed ASCII names; nothing to escape.
     b.put_slice(asset_class.as_bytes());

@@ -28,6 +28,11 @@ impl QueueKind {
         QueueKind::Unknown,
     ];
 
+    /// Position in [`QueueKind::ALL`], for per-queue counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             QueueKind::Aggregate => "aggregate",
@@ -152,6 +157,13 @@ mod tests {
             .any(|g| g.queue == QueueKind::Halts && g.shard == shard_of("MSFT", 4)));
         assert!(r.groups.iter().any(|g| g.queue == QueueKind::Unknown));
         assert!(r.groups.iter().all(|g| g.shard < 4));
+    }
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, q) in QueueKind::ALL.iter().enumerate() {
+            assert_eq!(q.index(), i);
+        }
     }
 
     #[test]

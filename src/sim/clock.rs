@@ -9,7 +9,8 @@
 use std::time::Instant;
 
 use chrono::{
-    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday,
+    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset,
+    TimeZone, Utc, Weekday,
 };
 
 /// Trading session of the US equities market at a moment.
@@ -59,6 +60,12 @@ pub fn et_offset_hours(utc: DateTime<Utc>) -> i64 {
     } else {
         -5
     }
+}
+
+/// The ET offset at `utc` as a chrono offset (for RFC 3339 times with `-05:00`/`-04:00`).
+pub fn et_offset(utc: DateTime<Utc>) -> FixedOffset {
+    let hours = et_offset_hours(utc) as i32;
+    FixedOffset::west_opt(-hours * 3600).unwrap_or_else(|| Utc.fix())
 }
 
 /// UTC -> ET wall-clock time.
@@ -151,18 +158,10 @@ impl MarketClock {
         }
     }
 
-    pub fn speed(&self) -> f64 {
-        self.speed
-    }
-
     /// Simulated now, in epoch milliseconds.
     pub fn now_ms(&self) -> i64 {
         let elapsed = self.origin.elapsed().as_secs_f64() * self.speed;
         self.start.timestamp_millis() + (elapsed * 1000.0) as i64
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        ms_to_utc(self.now_ms())
     }
 }
 
@@ -186,6 +185,8 @@ mod tests {
         assert_eq!(et_offset_hours(summer), -4);
         assert_eq!(et_offset_hours(winter), -5);
         assert_eq!(to_et(winter), et("2026-11-24 09:30:00"));
+        assert_eq!(et_offset(winter).local_minus_utc(), -5 * 3600);
+        assert_eq!(et_offset(summer).local_minus_utc(), -4 * 3600);
         assert_eq!(
             from_et(et("2026-03-04 09:30:00")),
             Utc.with_ymd_and_hms(2026, 3, 4, 14, 30, 0).unwrap()

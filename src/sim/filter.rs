@@ -80,11 +80,6 @@ impl SubscriptionSet {
             .is_some_and(|c| c.wildcard || c.symbols.contains(symbol))
     }
 
-    /// Whether any wildcard is active (unknown-event faults go to wildcard subscribers).
-    pub fn any_wildcard(&self) -> bool {
-        self.channels.iter().any(|c| c.wildcard)
-    }
-
     pub fn is_empty(&self) -> bool {
         self.channels
             .iter()

@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use chrono::{Duration, NaiveDate, NaiveTime, Timelike};
+use chrono::{Duration, NaiveDate, NaiveTime};
 use serde_json::{json, Value};
 
 use super::clock::{self, Session};
@@ -938,16 +938,6 @@ impl SyntheticMarket {
             d += Duration::days(1);
         }
         out
-    }
-
-    /// Latest trade of ticker `i`: (price, ms), for tests and replay checks.
-    pub fn last_trade(&self, i: usize) -> Option<(f64, i64)> {
-        self.state[i].last_trade.as_ref().map(|t| (t.p, t.t_ms))
-    }
-
-    /// The current minute of simulated time (for tests): seconds within it.
-    pub fn second_of_minute(now_ms: i64) -> u32 {
-        clock::ms_to_utc(now_ms).second()
     }
 }
 

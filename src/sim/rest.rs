@@ -80,10 +80,7 @@ pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, 
         RestQuery::MarketStatus => {
             let utc = clock::ms_to_utc(now_ms);
             let session = clock::session_at(clock::to_et(utc));
-            let offset = chrono::FixedOffset::east_opt((clock::et_offset_hours(utc) * 3600) as i32)
-                .unwrap_or_else(|| {
-                    chrono::FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!())
-                });
+            let offset = clock::et_offset(utc);
             let word = status_word(session);
             Ok(json!({
                 "market": word,

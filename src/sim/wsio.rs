@@ -189,13 +189,6 @@ impl Outbound {
             }
         });
     }
-
-    pub fn is_open(&self) -> bool {
-        self.inner
-            .lock()
-            .map(|i| i.mode == Mode::Open)
-            .unwrap_or(false)
-    }
 }
 
 impl Drop for Outbound {

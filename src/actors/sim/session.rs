@@ -497,8 +497,9 @@ impl Handler<FeedBatch> for SimSession {
         }
         let max_events = self.settings.batch_size;
         let max_bytes = self.settings.max_frame_bytes;
-        let mut payload = BytesMut::with_capacity(16 * 1024);
-        payload.put_u8(b'[');
+        // Allocated on the first matching event: most batches match nothing for a session
+        // with a few explicit topics.
+        let mut payload = BytesMut::new();
         let mut count = 0;
         for ev in &msg.0.events {
             if !self.subs.matches(&ev.channel, &ev.symbol) {
@@ -511,12 +512,9 @@ impl Handler<FeedBatch> for SimSession {
                     return;
                 }
                 payload.clear();
-                payload.put_u8(b'[');
                 count = 0;
             }
-            if count > 0 {
-                payload.put_u8(b',');
-            }
+            payload.put_u8(if count == 0 { b'[' } else { b',' });
             payload.extend_from_slice(&ev.json);
             count += 1;
         }
