@@ -4,17 +4,23 @@
 //!
 //! - [`massive`]: the Massive wire protocol (events, frames, control messages).
 //! - [`listener`]: reconnect backoff, routing to queues and shards, the queue envelope.
+//! - [`processor`]: the analyzers (quotes, leaderboards, daily range, raw routes).
 //! - [`sim`]: the Massive-compatible simulator (synthetic market, replay, WebSocket + REST).
+//! - [`store`]: the cache contract (writes, reads, leases) behind Redis or memory.
 //! - [`actors`]: every actor, one file (or folder) each, messages typed beside it.
 //! - [`admin`], [`metrics`]: the admin HTTP routes and counters every node serves.
 //! - [`bench`]: throughput measurements behind `tickwire-bench`.
+//! - [`clock`]: US market time (ET, sessions, trading days) shared by simulator and processors.
 //! - [`config`]: flag/env groups shared by the binaries.
 
 pub mod actors;
 pub mod admin;
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod listener;
 pub mod massive;
 pub mod metrics;
+pub mod processor;
 pub mod sim;
+pub mod store;

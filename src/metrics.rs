@@ -54,10 +54,82 @@ impl Gauge {
     }
 }
 
+/// Observations in fixed buckets (latencies in ms): cheap to record (two relaxed adds),
+/// quantiles read as the upper bound of the bucket they fall in.
+#[derive(Debug, Clone)]
+pub struct Histogram(Arc<HistogramInner>);
+
+#[derive(Debug)]
+struct HistogramInner {
+    bounds: Vec<f64>,
+    /// One per bound, plus +Inf.
+    counts: Vec<AtomicU64>,
+    /// Sum of observations in thousandths.
+    sum_milli: AtomicU64,
+}
+
+/// Bucket bounds in ms for hop latencies: fine below 10 ms, coarse above.
+pub const LATENCY_BOUNDS_MS: &[f64] = &[
+    0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0,
+    100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+impl Histogram {
+    pub fn new(bounds: &[f64]) -> Self {
+        Histogram(Arc::new(HistogramInner {
+            bounds: bounds.to_vec(),
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_milli: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn observe(&self, v: f64) {
+        let v = v.max(0.0);
+        let i = self.0.bounds.partition_point(|b| *b < v);
+        self.0.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.0
+            .sum_milli
+            .fetch_add((v * 1000.0) as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The bucket bound at or below which a fraction `q` of observations fall (None when
+    /// empty; infinity when they fall past the last bound).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self
+            .0
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(self.0.bounds.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        Some(f64::INFINITY)
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Handle {
     Counter(Counter),
     Gauge(Gauge),
+    Histogram(Histogram),
 }
 
 impl Handle {
@@ -65,6 +137,18 @@ impl Handle {
         match self {
             Handle::Counter(c) => i64::try_from(c.get()).unwrap_or(i64::MAX),
             Handle::Gauge(g) => g.get(),
+            Handle::Histogram(h) => i64::try_from(h.count()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Handle::Histogram(h) => json!({
+                "count": h.count(),
+                "p50": h.quantile(0.5),
+                "p99": h.quantile(0.99),
+            }),
+            _ => json!(self.value()),
         }
     }
 }
@@ -98,6 +182,30 @@ fn render_labels(labels: &[(&str, &str)]) -> String {
     out
 }
 
+fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (i, c) in h.0.counts.iter().enumerate() {
+        cumulative += c.load(Ordering::Relaxed);
+        let le =
+            h.0.bounds
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let sum = h.0.sum_milli.load(Ordering::Relaxed) as f64 / 1000.0;
+    let _ = writeln!(out, "{name}_sum{braces} {sum}");
+    let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+}
+
 impl Registry {
     pub fn new() -> Arc<Self> {
         Arc::new(Registry::default())
@@ -121,6 +229,7 @@ impl Registry {
             .entry(render_labels(labels))
             .or_insert_with(|| match kind {
                 "counter" => Handle::Counter(Counter::default()),
+                "histogram" => Handle::Histogram(Histogram::new(LATENCY_BOUNDS_MS)),
                 _ => Handle::Gauge(Gauge::default()),
             })
             .clone()
@@ -133,14 +242,22 @@ impl Registry {
             Handle::Counter(c) => c,
             // A name registered as a gauge and asked for as a counter is a programming error;
             // a detached counter keeps the node running and the test suite catches the clash.
-            Handle::Gauge(_) => Counter::default(),
+            _ => Counter::default(),
         }
     }
 
     pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Gauge {
         match self.handle(name, help, "gauge", labels) {
             Handle::Gauge(g) => g,
-            Handle::Counter(_) => Gauge::default(),
+            _ => Gauge::default(),
+        }
+    }
+
+    /// A latency histogram in ms ([`LATENCY_BOUNDS_MS`]).
+    pub fn histogram(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Histogram {
+        match self.handle(name, help, "histogram", labels) {
+            Handle::Histogram(h) => h,
+            _ => Histogram::new(LATENCY_BOUNDS_MS),
         }
     }
 
@@ -152,7 +269,9 @@ impl Registry {
             let _ = writeln!(out, "# HELP {name} {}", f.help);
             let _ = writeln!(out, "# TYPE {name} {}", f.kind);
             for (labels, h) in &f.series {
-                if labels.is_empty() {
+                if let Handle::Histogram(hist) = h {
+                    render_histogram(&mut out, name, labels, hist);
+                } else if labels.is_empty() {
                     let _ = writeln!(out, "{name} {}", h.value());
                 } else {
                     let _ = writeln!(out, "{name}{{{labels}}} {}", h.value());
@@ -173,7 +292,7 @@ impl Registry {
                 } else {
                     format!("{name}{{{labels}}}")
                 };
-                out.insert(key, json!(h.value()));
+                out.insert(key, h.json());
             }
         }
         out
@@ -282,6 +401,27 @@ mod tests {
         assert!(text.contains("tickwire_depth -3\n"));
         assert_eq!(r.value("tickwire_x_total", &[("queue", "trades")]), Some(3));
         assert_eq!(r.snapshot()["tickwire_x_total{queue=\"trades\"}"], 3);
+    }
+
+    #[test]
+    fn histogram_quantiles_and_rendering() {
+        let r = Registry::new();
+        let h = r.histogram("tickwire_hop_ms", "hop", &[("stage", "x")]);
+        assert_eq!(h.quantile(0.5), None);
+        for _ in 0..98 {
+            h.observe(0.9);
+        }
+        h.observe(4.5);
+        h.observe(20_000.0);
+        assert_eq!(h.quantile(0.5), Some(1.0));
+        assert_eq!(h.quantile(0.99), Some(5.0));
+        assert_eq!(h.quantile(1.0), Some(f64::INFINITY));
+        let text = r.render_prometheus();
+        assert!(text.contains("# TYPE tickwire_hop_ms histogram\n"));
+        assert!(text.contains("tickwire_hop_ms_bucket{stage=\"x\",le=\"1\"} 98\n"));
+        assert!(text.contains("tickwire_hop_ms_bucket{stage=\"x\",le=\"+Inf\"} 100\n"));
+        assert!(text.contains("tickwire_hop_ms_count{stage=\"x\"} 100\n"));
+        assert_eq!(r.snapshot()["tickwire_hop_ms{stage=\"x\"}"]["p50"], 1.0);
     }
 
     #[test]

@@ -11,8 +11,10 @@ use actix::{Actor, Addr, Handler, Message, Recipient};
 
 use crate::metrics::ActorMetrics;
 
+pub mod cache_writer;
 pub mod lease;
 pub mod listener;
+pub mod memory_store;
 pub mod publisher;
 pub mod recorder;
 pub mod router;

@@ -2,7 +2,6 @@
 //! over Massive's WebSocket protocol and REST hydration endpoints on one port.
 
 pub mod auth;
-pub mod clock;
 pub mod config;
 pub mod filter;
 pub mod market;
@@ -12,6 +11,8 @@ pub mod rng;
 pub mod server;
 pub mod wsio;
 
+/// The market clock moved to the crate root (the processors share it); kept here by name.
+pub use crate::clock;
 pub use config::SimArgs;
 
 /// Log directives for processes that run the simulator: its deliberate aborts (slow

@@ -1,4 +1,5 @@
-//! The simulated market clock: US Eastern time, trading sessions, and a configurable speed-up.
+//! US market time: Eastern time, trading sessions, the 04:00 ET market day, and the
+//! simulator's clock with a configurable speed-up.
 //!
 //! Simulated time runs at `speed` times wall time from a configured start, so a test can see the
 //! 09:30 ET open or the 04:00 ET day reset within minutes. ET is computed with the US daylight
@@ -98,7 +99,11 @@ pub fn session_at(et: NaiveDateTime) -> Session {
     if !is_trading_day(et.date()) {
         return Session::Closed;
     }
-    let t = et.time();
+    session_at_time(et.time())
+}
+
+/// The session at an ET time of day on a full trading day.
+pub fn session_at_time(t: NaiveTime) -> Session {
     let hm = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap_or_default();
     if t < hm(4, 0) || t >= hm(20, 0) {
         Session::Closed

@@ -1,0 +1,464 @@
+//! CacheWriter actor: the cache contract on Redis, coalesced and pipelined.
+//!
+//! Results arrive as [`Write`] batches from the processors. The writer keeps one pipeline in
+//! flight at a time; whatever arrives meanwhile waits in a pending buffer, where a newer
+//! string value for a key replaces the older one (only the newest value of a key matters to
+//! a reader, and both were headed for the same SET and PUBLISH). So at low load every write
+//! goes out at once, and under load pipelines grow instead of round trips: Redis round trips
+//! per event fall towards zero.
+//!
+//! Redis being away never blocks the processors: a failed pipeline is counted and dropped,
+//! the next attempt waits a growing backoff, pending writes stay bounded (the newest value per
+//! key still replaces the older; list pushes past the bound are dropped and counted), and the
+//! pool reconnects on its own when Redis is back.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
+use bytes::Bytes;
+use deadpool_redis::redis::{self, Pipeline};
+use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+
+use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
+use crate::store::{
+    Acquire, CacheWrite, Get, Put, Read, Release, Store, StoreError, Stored, Write, WriteOp,
+    ACQUIRE_LUA, RELEASE_LUA,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheWriterError {
+    #[error("invalid Redis URL {url:?}: {reason}")]
+    Config { url: String, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheWriterConfig {
+    pub url: String,
+    /// Most writes per pipeline.
+    pub max_batch: usize,
+    /// Most writes waiting while Redis is slow or away.
+    pub max_pending: usize,
+    /// Metric label: which store this is (`results`, `state`).
+    pub name: String,
+}
+
+impl CacheWriterConfig {
+    pub fn new(url: &str, name: &str) -> Self {
+        CacheWriterConfig {
+            url: url.to_string(),
+            max_batch: 5000,
+            max_pending: 200_000,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// A deadpool pool with short timeouts, so a dead Redis fails fast instead of hanging callers.
+pub fn redis_pool(url: &str) -> Result<Pool, CacheWriterError> {
+    let mut cfg = Config::from_url(url);
+    let t = Some(Duration::from_secs(3));
+    cfg.pool = Some(PoolConfig {
+        max_size: 16,
+        timeouts: Timeouts {
+            wait: t,
+            create: t,
+            recycle: t,
+        },
+        ..PoolConfig::default()
+    });
+    cfg.create_pool(Some(Runtime::Tokio1))
+        .map_err(|e| CacheWriterError::Config {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn cmd_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Command(e.to_string())
+}
+
+fn pool_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Appends the commands of one write to a pipeline (reference-system.md §3.1).
+fn add_to_pipeline(p: &mut Pipeline, w: &CacheWrite) {
+    match w.op {
+        WriteOp::Set { ttl_secs: 0 } => {
+            p.cmd("SET").arg(&w.key).arg(&w.value[..]).ignore();
+        }
+        WriteOp::Set { ttl_secs } => {
+            p.cmd("SETEX")
+                .arg(&w.key)
+                .arg(ttl_secs)
+                .arg(&w.value[..])
+                .ignore();
+        }
+        WriteOp::Push { cap, ttl_secs } => {
+            p.cmd("LPUSH").arg(&w.key).arg(&w.value[..]).ignore();
+            p.cmd("LTRIM")
+                .arg(&w.key)
+                .arg(0)
+                .arg(cap.max(1) as i64 - 1)
+                .ignore();
+            if ttl_secs > 0 {
+                p.cmd("EXPIRE").arg(&w.key).arg(ttl_secs).ignore();
+            }
+        }
+    }
+    if w.publish {
+        p.cmd("PUBLISH").arg(&w.key).arg(&w.value[..]).ignore();
+    }
+}
+
+pub struct CacheWriter {
+    cfg: CacheWriterConfig,
+    pool: Pool,
+    /// Waiting writes in arrival order; a coalesced one leaves a `None` behind.
+    pending: Vec<Option<CacheWrite>>,
+    /// Key -> index in `pending` of its waiting string value.
+    pending_sets: HashMap<String, usize>,
+    in_flight: bool,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    metrics: ActorMetrics,
+    writes: Counter,
+    publishes: Counter,
+    coalesced: Counter,
+    dropped: Counter,
+    errors: Counter,
+    pipelines: Counter,
+    pending_gauge: Gauge,
+    connected: Gauge,
+    hop: Histogram,
+}
+
+impl CacheWriter {
+    pub const NAME: &'static str = "cache_writer";
+
+    pub fn new(cfg: CacheWriterConfig, registry: &Registry) -> Result<Self, CacheWriterError> {
+        let pool = redis_pool(&cfg.url)?;
+        let l = [("store", cfg.name.as_str())];
+        Ok(CacheWriter {
+            pool,
+            pending: Vec::new(),
+            pending_sets: HashMap::new(),
+            in_flight: false,
+            retry_at: None,
+            backoff: Duration::ZERO,
+            metrics: ActorMetrics::new(registry, &format!("{}_{}", Self::NAME, cfg.name)),
+            writes: registry.counter(
+                "tickwire_cache_writes_total",
+                "Values written to Redis (SET/SETEX/LPUSH)",
+                &l,
+            ),
+            publishes: registry.counter(
+                "tickwire_cache_publishes_total",
+                "Values published on Redis pub/sub",
+                &l,
+            ),
+            coalesced: registry.counter(
+                "tickwire_cache_coalesced_total",
+                "Waiting values replaced by a newer value of the same key before being sent",
+                &l,
+            ),
+            dropped: registry.counter(
+                "tickwire_cache_dropped_total",
+                "Writes lost because Redis failed or the pending buffer was full",
+                &l,
+            ),
+            errors: registry.counter(
+                "tickwire_cache_errors_total",
+                "Failed Redis pipelines and commands",
+                &l,
+            ),
+            pipelines: registry.counter(
+                "tickwire_cache_pipelines_total",
+                "Pipelines sent to Redis (round trips)",
+                &l,
+            ),
+            pending_gauge: registry.gauge(
+                "tickwire_cache_pending",
+                "Writes waiting for the next pipeline",
+                &l,
+            ),
+            connected: registry.gauge(
+                "tickwire_cache_connected",
+                "1 while the last Redis pipeline succeeded",
+                &l,
+            ),
+            hop: registry.histogram(
+                "tickwire_cache_hop_latency_ms",
+                "Listener receive to Redis publish of a result (ms)",
+                &l,
+            ),
+            cfg,
+        })
+    }
+
+    /// Starts a writer and returns its address and the store handle.
+    pub fn start_store(
+        cfg: CacheWriterConfig,
+        registry: &Registry,
+    ) -> Result<(actix::Addr<CacheWriter>, Store), CacheWriterError> {
+        let w = CacheWriter::new(cfg, registry)?;
+        let metrics = w.metrics.clone();
+        let addr = w.start();
+        let store = Store::of(&addr, metrics);
+        Ok((addr, store))
+    }
+
+    fn enqueue(&mut self, w: CacheWrite) {
+        if matches!(w.op, WriteOp::Set { .. }) {
+            if let Some(&i) = self.pending_sets.get(&w.key) {
+                self.pending[i] = Some(w);
+                self.coalesced.inc();
+                return;
+            }
+        }
+        if self.pending.len() >= self.cfg.max_pending {
+            self.dropped.inc();
+            return;
+        }
+        if matches!(w.op, WriteOp::Set { .. }) {
+            self.pending_sets.insert(w.key.clone(), self.pending.len());
+        }
+        self.pending.push(Some(w));
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight || self.pending.is_empty() {
+            return;
+        }
+        if let Some(t) = self.retry_at {
+            if Instant::now() < t {
+                return;
+            }
+        }
+        let take = self.pending.len().min(self.cfg.max_batch);
+        let batch: Vec<CacheWrite> = self.pending.drain(..take).flatten().collect();
+        // Indices of what is still waiting moved down by `take`.
+        self.pending_sets.clear();
+        for (i, w) in self.pending.iter().enumerate() {
+            if let Some(w) = w {
+                if matches!(w.op, WriteOp::Set { .. }) {
+                    self.pending_sets.insert(w.key.clone(), i);
+                }
+            }
+        }
+        self.pending_gauge.set(self.pending.len() as i64);
+        if batch.is_empty() {
+            return;
+        }
+        self.in_flight = true;
+        let pool = self.pool.clone();
+        let fut = async move {
+            let mut p = redis::pipe();
+            for w in &batch {
+                add_to_pipeline(&mut p, w);
+            }
+            let res = match pool.get().await {
+                Ok(mut conn) => p.query_async::<()>(&mut *conn).await.map_err(cmd_err),
+                Err(e) => Err(pool_err(e)),
+            };
+            (batch, res)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(batch, res), act, ctx| {
+            act.in_flight = false;
+            act.pipelines.inc();
+            match res {
+                Ok(()) => {
+                    if act.connected.get() == 0 && act.backoff > Duration::ZERO {
+                        log::info!("Redis ({}) is writable again", act.cfg.name);
+                    }
+                    act.connected.set(1);
+                    act.backoff = Duration::ZERO;
+                    act.retry_at = None;
+                    let now = chrono::Utc::now().timestamp_millis();
+                    for w in &batch {
+                        act.writes.inc();
+                        if w.publish {
+                            act.publishes.inc();
+                            if w.received_at_ms > 0 {
+                                act.hop.observe((now - w.received_at_ms) as f64);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    if act.connected.get() == 1 || act.backoff.is_zero() {
+                        log::warn!(
+                            "Redis ({}) write failed, {} writes dropped: {e}",
+                            act.cfg.name,
+                            batch.len()
+                        );
+                    }
+                    act.connected.set(0);
+                    act.errors.inc();
+                    act.metrics.errors.inc();
+                    act.dropped.add(batch.len() as u64);
+                    act.backoff =
+                        (act.backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                    act.retry_at = Some(Instant::now() + act.backoff);
+                    ctx.run_later(act.backoff, |act, ctx| act.flush(ctx));
+                }
+            }
+            act.flush(ctx);
+        }));
+    }
+}
+
+impl Actor for CacheWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Writes wait on the mailbox, never on Redis.
+        ctx.set_mailbox_capacity(usize::MAX);
+    }
+}
+
+impl Handler<Write> for CacheWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Write, ctx: &mut Context<Self>) {
+        self.metrics.received();
+        for w in msg.0 {
+            self.enqueue(w);
+        }
+        self.pending_gauge.set(self.pending.len() as i64);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<Put> for CacheWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: Put, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.handled();
+        let (pool, errors, writes) = (self.pool.clone(), self.errors.clone(), self.writes.clone());
+        Box::pin(async move {
+            let mut p = redis::pipe();
+            add_to_pipeline(&mut p, &msg.0);
+            let mut conn = pool.get().await.map_err(pool_err)?;
+            let r = p.query_async::<()>(&mut *conn).await.map_err(cmd_err);
+            match &r {
+                Ok(()) => writes.inc(),
+                Err(_) => errors.inc(),
+            }
+            r
+        })
+    }
+}
+
+impl Handler<Get> for CacheWriter {
+    type Result = ResponseFuture<Result<Vec<Option<Bytes>>, StoreError>>;
+
+    fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.handled();
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            if msg.0.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut conn = pool.get().await.map_err(pool_err)?;
+            let vals: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                .arg(&msg.0)
+                .query_async(&mut *conn)
+                .await
+                .map_err(cmd_err)?;
+            Ok(vals.into_iter().map(|v| v.map(Bytes::from)).collect())
+        })
+    }
+}
+
+impl Handler<Read> for CacheWriter {
+    type Result = ResponseFuture<Result<Option<(Stored, Option<Duration>)>, StoreError>>;
+
+    fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.handled();
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let mut conn = pool.get().await.map_err(pool_err)?;
+            let kind: String = redis::cmd("TYPE")
+                .arg(&msg.key)
+                .query_async(&mut *conn)
+                .await
+                .map_err(cmd_err)?;
+            let value = match kind.as_str() {
+                "string" => {
+                    let v: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(&msg.key)
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(cmd_err)?;
+                    match v {
+                        Some(v) => Stored::Str(Bytes::from(v)),
+                        None => return Ok(None),
+                    }
+                }
+                "list" => {
+                    let v: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                        .arg(&msg.key)
+                        .arg(0)
+                        .arg(msg.limit.max(1) as i64 - 1)
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(cmd_err)?;
+                    Stored::List(v.into_iter().map(Bytes::from).collect())
+                }
+                _ => return Ok(None),
+            };
+            let pttl: i64 = redis::cmd("PTTL")
+                .arg(&msg.key)
+                .query_async(&mut *conn)
+                .await
+                .map_err(cmd_err)?;
+            let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
+            Ok(Some((value, ttl)))
+        })
+    }
+}
+
+impl Handler<Acquire> for CacheWriter {
+    type Result = ResponseFuture<Result<bool, StoreError>>;
+
+    fn handle(&mut self, msg: Acquire, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.handled();
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let mut conn = pool.get().await.map_err(pool_err)?;
+            let held: i64 = redis::cmd("EVAL")
+                .arg(ACQUIRE_LUA)
+                .arg(1)
+                .arg(&msg.key)
+                .arg(&msg.holder)
+                .arg(msg.ttl.as_millis() as u64)
+                .query_async(&mut *conn)
+                .await
+                .map_err(cmd_err)?;
+            Ok(held == 1)
+        })
+    }
+}
+
+impl Handler<Release> for CacheWriter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: Release, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.handled();
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let mut conn = pool.get().await.map_err(pool_err)?;
+            let _: i64 = redis::cmd("EVAL")
+                .arg(RELEASE_LUA)
+                .arg(1)
+                .arg(&msg.key)
+                .arg(&msg.holder)
+                .query_async(&mut *conn)
+                .await
+                .map_err(cmd_err)?;
+            Ok(())
+        })
+    }
+}

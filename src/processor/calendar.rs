@@ -1,0 +1,216 @@
+//! Market days and sessions for the analyzers, by event time.
+//!
+//! The reference resets "today's 04:00 ET", which moves at midnight, and never asks whether
+//! today is a trading day. Here every decision is taken from the event's own timestamp: the
+//! market day of an event starts at the most recent 04:00 ET *of a trading day*, and its
+//! session (pre-market, regular, after-hours) is the clock's at that instant. So replays and a
+//! sped-up simulator behave like the live market, a bar is never filed under the session of
+//! the moment it happened to be processed, and a weekend or holiday never resets anything.
+//!
+//! Which days trade comes from Massive's market status (`/v1/marketstatus/now`), polled by the
+//! processor node: a weekday reported closed all day is a holiday, a day reported open is a
+//! trading day, and a day that closes early ends its regular session at 13:00 ET. Without
+//! status information, weekdays trade.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{self, Session};
+
+/// What the market status said about a date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DayKind {
+    Trading,
+    Holiday,
+    /// Regular session ends 13:00 ET, after-hours 17:00 ET.
+    EarlyClose,
+}
+
+/// Trading days: weekdays, corrected by what market status reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradingCalendar {
+    days: BTreeMap<NaiveDate, DayKind>,
+}
+
+fn hm(h: u32, m: u32) -> NaiveTime {
+    NaiveTime::from_hms_opt(h, m, 0).unwrap_or_default()
+}
+
+/// A market status answer, reduced to what the calendar needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusReport {
+    /// `market` was anything but `closed`, or early/after hours were flagged.
+    pub open: bool,
+}
+
+impl StatusReport {
+    /// Reads `/v1/marketstatus/now`; None when the body is not a status.
+    pub fn parse(body: &serde_json::Value) -> Option<Self> {
+        let market = body.get("market")?.as_str()?;
+        let flag = |k: &str| body.get(k).and_then(serde_json::Value::as_bool) == Some(true);
+        Some(StatusReport {
+            open: market != "closed" || flag("earlyHours") || flag("afterHours"),
+        })
+    }
+}
+
+impl TradingCalendar {
+    pub fn kind(&self, d: NaiveDate) -> Option<DayKind> {
+        if let Some(k) = self.days.get(&d) {
+            return Some(*k);
+        }
+        clock::is_trading_day(d).then_some(DayKind::Trading)
+    }
+
+    pub fn is_trading_day(&self, d: NaiveDate) -> bool {
+        self.kind(d).is_some_and(|k| k != DayKind::Holiday)
+    }
+
+    /// Learns from a status report taken at ET time `et`. Returns true if anything changed.
+    pub fn observe(&mut self, et: NaiveDateTime, report: StatusReport) -> bool {
+        let d = et.date();
+        let t = et.time();
+        let before = self.days.get(&d).copied();
+        let expected_open = t >= hm(4, 0) && t < hm(20, 0);
+        let now = if report.open {
+            // Open on a day the weekday rule calls closed: it trades after all.
+            match before {
+                Some(DayKind::EarlyClose) => DayKind::EarlyClose,
+                _ => DayKind::Trading,
+            }
+        } else if !expected_open {
+            return false;
+        } else if before == Some(DayKind::Trading) && t >= hm(13, 0) {
+            // It traded earlier today and closed in the afternoon: an early close.
+            DayKind::EarlyClose
+        } else if before.is_none() || before == Some(DayKind::Holiday) {
+            DayKind::Holiday
+        } else {
+            return false;
+        };
+        self.days.insert(d, now);
+        // Keep a few weeks: enough for any replay, bounded forever.
+        while self.days.len() > 60 {
+            self.days.pop_first();
+        }
+        before != Some(now)
+    }
+
+    /// The market day an event at `ms` belongs to: the most recent trading day whose 04:00 ET
+    /// is at or before it.
+    pub fn market_day(&self, ms: i64) -> NaiveDate {
+        let mut d = clock::market_day(clock::to_et(clock::ms_to_utc(ms)));
+        // Bounded walk back: never more than a long weekend plus holidays.
+        for _ in 0..10 {
+            if self.is_trading_day(d) {
+                break;
+            }
+            d -= Duration::days(1);
+        }
+        d
+    }
+
+    /// Epoch ms of 04:00 ET on `day`: the day's anchor.
+    pub fn day_start_ms(day: NaiveDate) -> i64 {
+        clock::from_et(day.and_time(hm(4, 0))).timestamp_millis()
+    }
+
+    /// Epoch ms of 09:30 ET on `day`: the open, when gainers start over.
+    pub fn open_ms(day: NaiveDate) -> i64 {
+        clock::from_et(day.and_time(hm(9, 30))).timestamp_millis()
+    }
+
+    /// The session at `ms` (Closed on days that do not trade).
+    pub fn session(&self, ms: i64) -> Session {
+        let et = clock::to_et(clock::ms_to_utc(ms));
+        let Some(kind) = self.kind(et.date()) else {
+            return Session::Closed;
+        };
+        let t = et.time();
+        match kind {
+            DayKind::Holiday => Session::Closed,
+            DayKind::Trading => clock::session_at_time(t),
+            DayKind::EarlyClose => {
+                if t >= hm(13, 0) && t < hm(17, 0) {
+                    Session::AfterHours
+                } else if t >= hm(17, 0) {
+                    Session::Closed
+                } else {
+                    clock::session_at_time(t)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        let et = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        clock::from_et(et).timestamp_millis()
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn market_day_starts_at_four_not_midnight() {
+        let c = TradingCalendar::default();
+        // Tuesday 2026-03-03.
+        assert_eq!(c.market_day(ms("2026-03-03 00:30:00")), day("2026-03-02"));
+        assert_eq!(c.market_day(ms("2026-03-03 03:59:59")), day("2026-03-02"));
+        assert_eq!(c.market_day(ms("2026-03-03 04:00:00")), day("2026-03-03"));
+        // Saturday and Monday 02:00 still belong to Friday.
+        assert_eq!(c.market_day(ms("2026-03-07 12:00:00")), day("2026-03-06"));
+        assert_eq!(c.market_day(ms("2026-03-09 02:00:00")), day("2026-03-06"));
+        assert_eq!(
+            TradingCalendar::day_start_ms(day("2026-03-03")),
+            ms("2026-03-03 04:00:00")
+        );
+        assert_eq!(
+            TradingCalendar::open_ms(day("2026-03-09")),
+            ms("2026-03-09 09:30:00"),
+            "first day of daylight time"
+        );
+    }
+
+    #[test]
+    fn sessions_by_event_time() {
+        let c = TradingCalendar::default();
+        assert_eq!(c.session(ms("2026-03-03 04:00:00")), Session::PreMarket);
+        assert_eq!(c.session(ms("2026-03-03 09:29:59")), Session::PreMarket);
+        assert_eq!(c.session(ms("2026-03-03 09:30:00")), Session::Regular);
+        assert_eq!(c.session(ms("2026-03-03 16:00:00")), Session::AfterHours);
+        assert_eq!(c.session(ms("2026-03-03 20:00:00")), Session::Closed);
+        assert_eq!(c.session(ms("2026-03-07 10:00:00")), Session::Closed);
+    }
+
+    #[test]
+    fn market_status_marks_holidays_and_early_closes() {
+        let mut c = TradingCalendar::default();
+        let closed = StatusReport { open: false };
+        let open = StatusReport { open: true };
+        let et = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        // Closed at night says nothing.
+        assert!(!c.observe(et("2026-01-19 02:00:00"), closed));
+        // Closed at 10:00 on a Monday: a holiday (MLK day). Its events are closed-session and
+        // the market day stays the previous Friday.
+        assert!(c.observe(et("2026-01-19 10:00:00"), closed));
+        assert_eq!(c.session(ms("2026-01-19 10:00:00")), Session::Closed);
+        assert_eq!(c.market_day(ms("2026-01-19 10:00:00")), day("2026-01-16"));
+        // Open, then closed at 13:30: an early close.
+        assert!(c.observe(et("2025-11-28 10:00:00"), open));
+        assert!(c.observe(et("2025-11-28 13:30:00"), closed));
+        assert_eq!(c.session(ms("2025-11-28 12:59:00")), Session::Regular);
+        assert_eq!(c.session(ms("2025-11-28 13:00:00")), Session::AfterHours);
+        assert_eq!(c.session(ms("2025-11-28 17:00:00")), Session::Closed);
+        let body = serde_json::json!({"market": "extended-hours", "earlyHours": true});
+        assert_eq!(StatusReport::parse(&body), Some(open));
+        assert_eq!(StatusReport::parse(&serde_json::json!({})), None);
+    }
+}

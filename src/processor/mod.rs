@@ -1,0 +1,21 @@
+//! The processor: what turns raw events into what the widgets show.
+//!
+//! Plain, deterministic analyzers (events in, [`CacheWrite`](crate::store::CacheWrite)s out)
+//! that the processor actors wrap:
+//!
+//! - [`calendar`]: market day (04:00 ET) and session by event time; trading days from
+//!   market status.
+//! - [`quote`]: the 26-field enriched quote.
+//! - [`leaderboard`]: per-shard candidates and the cluster-wide ranking.
+//! - [`daily_range`]: session highs/lows and HOD/LOD alerts.
+//! - [`raw`]: the raw router; [`top_trades`]: trade statistics.
+//! - [`shard`]: one shard's state and the order the analyzers run in.
+//! - [`enrichment`]: REST enrichment values, cache keys and TTLs.
+
+pub mod calendar;
+pub mod daily_range;
+pub mod leaderboard;
+pub mod quote;
+pub mod raw;
+pub mod shard;
+pub mod top_trades;

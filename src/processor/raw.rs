@@ -1,0 +1,179 @@
+//! Raw router: individual events cached and published as the reference's flat queue bodies
+//! (reference-system.md §2 and §3.6), each route switched on by configuration.
+//!
+//! | event | key = channel | TTL |
+//! |---|---|---|
+//! | `Q` | `stocks:quotes:{SYM}` | 3600 s |
+//! | `LULD` | `stocks:luld:{SYM}` | 86400 s |
+//! | `A`, `AM` | `stocks:agg:{SYM}` | 300 s |
+//! | `T` | `stocks:trades:{SYM}` | 3600 s |
+//! | anything else | list `unknown` (newest first, 1,000 kept), channel `unknown` | 86400 s |
+//!
+//! The reference keyed unknown events `unknown:{epoch digits}`: unbounded and colliding. A
+//! capped list under the channel's own name keeps the recent ones without either problem.
+
+use std::str::FromStr;
+
+use serde_json::{json, Value};
+
+use crate::massive::events::{Aggregate, Event, Luld, Quote, Trade};
+
+/// Items kept in the `unknown` list.
+pub const UNKNOWN_CAP: usize = 1000;
+
+/// Which raw routes are on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawRoutes {
+    pub quotes: bool,
+    pub luld: bool,
+    pub agg: bool,
+    pub trades: bool,
+    pub unknown: bool,
+}
+
+impl FromStr for RawRoutes {
+    type Err = String;
+
+    /// A comma list of `quotes`, `luld`, `agg`, `trades`, `unknown`; `none` or empty for none.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut r = RawRoutes::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.to_ascii_lowercase().as_str() {
+                "quotes" => r.quotes = true,
+                "luld" | "halts" => r.luld = true,
+                "agg" | "aggregate" => r.agg = true,
+                "trades" => r.trades = true,
+                "unknown" => r.unknown = true,
+                "none" => {}
+                other => {
+                    return Err(format!(
+                        "unknown raw route {other:?} (expected quotes, luld, agg, trades, unknown)"
+                    ))
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// Where a raw event goes: (key suffix, TTL seconds, body).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawOut {
+    Value {
+        key: String,
+        ttl_secs: u64,
+        body: Value,
+    },
+    /// For the `unknown` list: the original bytes.
+    Unknown,
+}
+
+fn agg_body(ev: &str, a: &Aggregate) -> Value {
+    json!({
+        "event_type": ev, "symbol": a.sym, "volume": a.v.0, "accumulated_volume": a.av.map(|v| v.0),
+        "official_open_price": a.op, "vwap": a.vw, "open": a.o, "close": a.c, "high": a.h,
+        "low": a.l, "aggregate_vwap": a.a, "average_size": a.z.map(|z| z.0),
+        "start_timestamp": a.s.0, "end_timestamp": a.e.0, "otc": a.otc.unwrap_or(false),
+    })
+}
+
+fn trade_body(t: &Trade) -> Value {
+    json!({
+        "event_type": "T", "symbol": t.sym, "exchange": t.x, "id": t.i, "tape": t.z,
+        "price": t.p, "size": t.size(), "conditions": t.c, "timestamp": t.t.0,
+        "sequence_number": t.q, "trf_id": t.trfi, "trf_timestamp": t.trft.map(|x| x.0),
+    })
+}
+
+fn quote_body(q: &Quote) -> Value {
+    json!({
+        "event_type": "Q", "symbol": q.sym, "bid_exchange_id": q.bx, "bid_price": q.bp,
+        "bid_size": q.bs.0, "ask_exchange_id": q.ax, "ask_price": q.ap, "ask_size": q.as_.0,
+        "condition": q.c, "indicators": q.i, "timestamp": q.t.0, "sequence_number": q.q,
+        "tape": q.z,
+    })
+}
+
+fn luld_body(l: &Luld) -> Value {
+    json!({
+        "event_type": "LULD", "symbol": l.sym, "high_price": l.h, "low_price": l.l,
+        "indicators": l.i, "tape": l.z, "timestamp": l.t.0, "sequence_number": l.q,
+    })
+}
+
+/// The route of one stocks event, if that route is on.
+pub fn route(routes: &RawRoutes, ev: &Event) -> Option<RawOut> {
+    let value = |kind: &str, sym: &str, ttl_secs, body| RawOut::Value {
+        key: format!("stocks:{kind}:{sym}"),
+        ttl_secs,
+        body,
+    };
+    match ev {
+        Event::Quote(q) if routes.quotes => Some(value("quotes", &q.sym, 3600, quote_body(q))),
+        Event::Luld(l) if routes.luld => Some(value("luld", &l.sym, 86400, luld_body(l))),
+        Event::SecondAgg(a) if routes.agg => Some(value("agg", &a.sym, 300, agg_body("A", a))),
+        Event::MinuteAgg(a) if routes.agg => Some(value("agg", &a.sym, 300, agg_body("AM", a))),
+        Event::Trade(t) if routes.trades => Some(value("trades", &t.sym, 3600, trade_body(t))),
+        Event::Quote(_)
+        | Event::Luld(_)
+        | Event::SecondAgg(_)
+        | Event::MinuteAgg(_)
+        | Event::Trade(_)
+        | Event::Status(_) => None,
+        Event::Noi(_) | Event::Fmv(_) | Event::Other(_) => {
+            routes.unknown.then_some(RawOut::Unknown)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::massive::frame::parse_element;
+    use crate::massive::Market;
+
+    fn ev(json: &str) -> Event {
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(json).unwrap();
+        parse_element(Market::Stocks, 0, &raw).unwrap()
+    }
+
+    #[test]
+    fn routes_and_bodies() {
+        let all: RawRoutes = "quotes,luld,agg,trades,unknown".parse().unwrap();
+        let q = ev(
+            r#"{"ev":"Q","sym":"MSFT","bx":4,"bp":114.125,"bs":100,"ax":7,"ap":114.128,"as":160,"c":0,"i":[604],"t":1536036818784,"q":50385480,"z":3}"#,
+        );
+        let Some(RawOut::Value {
+            key,
+            ttl_secs,
+            body,
+        }) = route(&all, &q)
+        else {
+            panic!("quote not routed")
+        };
+        assert_eq!((key.as_str(), ttl_secs), ("stocks:quotes:MSFT", 3600));
+        assert_eq!(body["bid_price"], 114.125);
+        assert_eq!(body["ask_size"], 160.0);
+        assert_eq!(body["event_type"], "Q");
+        let l = ev(
+            r#"{"ev":"LULD","T":"MSFT","h":218.96,"l":198.11,"i":[21],"z":3,"t":1601316752683746000,"q":290317}"#,
+        );
+        let Some(RawOut::Value {
+            key,
+            ttl_secs,
+            body,
+        }) = route(&all, &l)
+        else {
+            panic!()
+        };
+        assert_eq!((key.as_str(), ttl_secs), ("stocks:luld:MSFT", 86400));
+        assert_eq!(body["high_price"], 218.96);
+        let noi =
+            ev(r#"{"ev":"NOI","T":"X","t":1,"at":1,"a":"B","i":1,"x":1,"o":1,"p":1,"b":1.0}"#);
+        assert_eq!(route(&all, &noi), Some(RawOut::Unknown));
+        let none: RawRoutes = "none".parse().unwrap();
+        assert_eq!(route(&none, &q), None);
+        assert_eq!(route(&none, &noi), None);
+        assert!("bogus".parse::<RawRoutes>().is_err());
+    }
+}

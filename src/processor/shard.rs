@@ -1,0 +1,732 @@
+//! One shard's analyzers and state: events in, cache writes out. Deterministic and free of
+//! I/O, so the whole pipeline logic is unit-testable; the Processor actor wraps it.
+//!
+//! Per aggregate, in order (reference-system.md §3.2 and §3.5):
+//! 1. market day and session from the bar's end time (04:00 ET day, [`TradingCalendar`]);
+//!    a bar older than the symbol's newest is stale and skipped (per-symbol monotonic
+//!    guard), a bar of a newer day resets the symbol's day state;
+//! 2. the session open: the first pre-market bar's open until 09:30 ET, then the official
+//!    open (`op`), which is the gainers baseline;
+//! 3. the enriched quote `quote:{SYM}`, then `daily_range:{SYM}`, then HOD/LOD alerts.
+//!
+//! Enrichment never blocks: a symbol without it gets its quote computed as the reference
+//! does without a snapshot, the enrichment is requested, and when it arrives the quote is
+//! recomputed from the last bar and sent again.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::calendar::TradingCalendar;
+use super::daily_range::{DailyRange, Direction};
+use super::leaderboard::{shard_candidates, Row, ShardBoard};
+use super::quote::{Bar, Enrichment, Quote};
+use super::raw::{self, RawOut, RawRoutes};
+use super::top_trades::{Stats, TopTrades};
+use crate::massive::events::{Aggregate, Event};
+use crate::store::CacheWrite;
+
+/// TTL of `quote:*`, `daily_range:*` and `scanners:*` (4 days).
+pub const VALUE_TTL_SECS: u64 = 345_600;
+/// TTL of the alert lists, refreshed on every push.
+pub const ALERT_TTL_SECS: u64 = 28_800;
+pub const HOD_ALERTS: &str = "daily_range_hod_alert";
+pub const LOD_ALERTS: &str = "daily_range_lod_alert";
+
+/// Analyzer settings.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// Prefix of every client-facing key and channel (empty in production: the contract).
+    pub results_prefix: String,
+    pub raw: RawRoutes,
+    pub top_trades: bool,
+    /// `DRA_CACHE_LIST_MAX`: alerts kept per list.
+    pub alert_cap: usize,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            results_prefix: String::new(),
+            raw: RawRoutes::default(),
+            top_trades: false,
+            alert_cap: 1000,
+        }
+    }
+}
+
+/// Everything the shard knows about one symbol for its current market day.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SymbolState {
+    /// Market day (epoch ms of its 04:00 ET).
+    pub day_ms: i64,
+    /// End time of the newest bar taken (ms).
+    pub last_end: i64,
+    /// Session open: the gainers baseline.
+    pub open: f64,
+    /// `open` is the official (09:30 ET or later) open.
+    pub regular_open: bool,
+    pub range: DailyRange,
+    pub bar: Option<Bar>,
+    pub quote: Option<Quote>,
+}
+
+/// A shard's state as checkpointed in the store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub day_ms: i64,
+    pub clock_ms: i64,
+    pub symbols: Vec<(String, SymbolState)>,
+}
+
+enum Enrich {
+    Pending,
+    Ready(Enrichment),
+}
+
+/// What one event produced besides writes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Symbols whose enrichment should be fetched.
+    pub enrich: Vec<String>,
+    /// Aggregates skipped as older than the symbol's newest (or of a past day).
+    pub stale: u64,
+    pub alerts: u64,
+}
+
+pub struct ShardState {
+    cfg: ShardConfig,
+    pub calendar: TradingCalendar,
+    symbols: HashMap<String, SymbolState>,
+    enrichment: HashMap<String, Enrich>,
+    trades: TopTrades,
+    day_ms: i64,
+    clock_ms: i64,
+    board_dirty: bool,
+    checkpoint_dirty: bool,
+}
+
+impl ShardState {
+    pub fn new(cfg: ShardConfig) -> Self {
+        ShardState {
+            cfg,
+            calendar: TradingCalendar::default(),
+            symbols: HashMap::new(),
+            enrichment: HashMap::new(),
+            trades: TopTrades::default(),
+            day_ms: 0,
+            clock_ms: 0,
+            board_dirty: false,
+            checkpoint_dirty: false,
+        }
+    }
+
+    pub fn symbols(&self) -> usize {
+        self.symbols.len()
+    }
+
+    pub fn clock_ms(&self) -> i64 {
+        self.clock_ms
+    }
+
+    pub fn symbol(&self, sym: &str) -> Option<&SymbolState> {
+        self.symbols.get(sym)
+    }
+
+    fn key(&self, k: &str) -> String {
+        format!("{}{k}", self.cfg.results_prefix)
+    }
+
+    /// Applies one decoded event; appends its results to `out`.
+    pub fn apply(
+        &mut self,
+        ev: &Event,
+        raw: &Bytes,
+        received_at_ms: i64,
+        out: &mut Vec<CacheWrite>,
+    ) -> Outcome {
+        let mut outcome = Outcome::default();
+        match ev {
+            Event::SecondAgg(a) | Event::MinuteAgg(a) => {
+                self.aggregate(a, received_at_ms, out, &mut outcome)
+            }
+            Event::Trade(t) if self.cfg.top_trades => {
+                self.clock_ms = self.clock_ms.max(t.t.0);
+                self.trades
+                    .observe(&t.sym, t.t.0, t.p, t.size(), t.x.unwrap_or(0));
+            }
+            _ => {}
+        }
+        match raw::route(&self.cfg.raw, ev) {
+            Some(RawOut::Value {
+                key,
+                ttl_secs,
+                body,
+            }) => out.push(CacheWrite::value(
+                self.key(&key),
+                Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+                ttl_secs,
+                received_at_ms,
+            )),
+            Some(RawOut::Unknown) => out.push(CacheWrite::push(
+                self.key("unknown"),
+                raw.clone(),
+                raw::UNKNOWN_CAP,
+                86_400,
+                received_at_ms,
+            )),
+            None => {}
+        }
+        outcome
+    }
+
+    /// An event the processor could not decode but whose route is `unknown`: kept raw.
+    pub fn apply_undecodable(
+        &mut self,
+        raw: &Bytes,
+        received_at_ms: i64,
+        out: &mut Vec<CacheWrite>,
+    ) {
+        if self.cfg.raw.unknown {
+            out.push(CacheWrite::push(
+                self.key("unknown"),
+                raw.clone(),
+                raw::UNKNOWN_CAP,
+                86_400,
+                received_at_ms,
+            ));
+        }
+    }
+
+    fn aggregate(
+        &mut self,
+        a: &Aggregate,
+        received_at_ms: i64,
+        out: &mut Vec<CacheWrite>,
+        outcome: &mut Outcome,
+    ) {
+        let bar = Bar::from_aggregate(a);
+        // A bar belongs to the day and session it started in: the bar ending 09:30:00 is
+        // the last pre-market second.
+        let day = self.calendar.market_day(bar.start_ms);
+        let day_ms = TradingCalendar::day_start_ms(day);
+        let open_ms = TradingCalendar::open_ms(day);
+        if day_ms > self.day_ms {
+            self.day_ms = day_ms;
+        }
+        self.clock_ms = self.clock_ms.max(bar.end_ms);
+        let st = match self.symbols.get_mut(&a.sym) {
+            Some(s) => s,
+            None => self.symbols.entry(a.sym.clone()).or_default(),
+        };
+        if day_ms < st.day_ms || (day_ms == st.day_ms && bar.end_ms < st.last_end) {
+            outcome.stale += 1;
+            return;
+        }
+        if day_ms > st.day_ms {
+            // The 04:00 ET reset, per symbol, on its first bar of the new day.
+            *st = SymbolState {
+                day_ms,
+                ..SymbolState::default()
+            };
+        }
+        st.last_end = bar.end_ms;
+        let bar_open = if bar.open != 0.0 { bar.open } else { bar.close };
+        if bar.start_ms >= open_ms {
+            // From 09:30 ET the baseline is the official open; until Massive sends one, the
+            // first regular bar's open.
+            if bar.official_open > 0.0 {
+                st.open = bar.official_open;
+                st.regular_open = true;
+            } else if !st.regular_open {
+                st.open = bar_open;
+                st.regular_open = true;
+            }
+        } else if st.open == 0.0 {
+            st.open = bar_open;
+        }
+        let en = match self.enrichment.get(&a.sym) {
+            Some(Enrich::Ready(e)) => Some(*e),
+            Some(Enrich::Pending) => None,
+            None => {
+                self.enrichment.insert(a.sym.clone(), Enrich::Pending);
+                outcome.enrich.push(a.sym.clone());
+                None
+            }
+        };
+        let session = self.calendar.session(bar.start_ms);
+        let quote = Quote::compute(&a.sym, &bar, st.open, en.as_ref());
+        let alerts = st.range.observe(session, bar.high, bar.low);
+        let prefix = &self.cfg.results_prefix;
+        out.push(CacheWrite::value(
+            format!("{prefix}quote:{}", a.sym),
+            Bytes::from(quote.to_json()),
+            VALUE_TTL_SECS,
+            received_at_ms,
+        ));
+        out.push(CacheWrite::value(
+            format!("{prefix}daily_range:{}", a.sym),
+            Bytes::from(st.range.state_json(&quote)),
+            VALUE_TTL_SECS,
+            received_at_ms,
+        ));
+        for alert in &alerts {
+            let list = match alert.direction {
+                Direction::High => HOD_ALERTS,
+                Direction::Low => LOD_ALERTS,
+            };
+            out.push(CacheWrite::push(
+                format!("{prefix}{list}"),
+                Bytes::from(alert.to_json(&quote)),
+                self.cfg.alert_cap,
+                ALERT_TTL_SECS,
+                received_at_ms,
+            ));
+        }
+        outcome.alerts += alerts.len() as u64;
+        st.bar = Some(bar);
+        st.quote = Some(quote);
+        self.board_dirty = true;
+        self.checkpoint_dirty = true;
+    }
+
+    /// Enrichment arrived for `sym`: remembered, and its quote recomputed and re-sent.
+    pub fn enriched(&mut self, sym: &str, en: Enrichment, out: &mut Vec<CacheWrite>) {
+        self.enrichment.insert(sym.to_string(), Enrich::Ready(en));
+        let Some(st) = self.symbols.get_mut(sym) else {
+            return;
+        };
+        let Some(bar) = st.bar else {
+            return;
+        };
+        let quote = Quote::compute(sym, &bar, st.open, Some(&en));
+        let prefix = &self.cfg.results_prefix;
+        out.push(CacheWrite::value(
+            format!("{prefix}quote:{sym}"),
+            Bytes::from(quote.to_json()),
+            VALUE_TTL_SECS,
+            0,
+        ));
+        out.push(CacheWrite::value(
+            format!("{prefix}daily_range:{sym}"),
+            Bytes::from(st.range.state_json(&quote)),
+            VALUE_TTL_SECS,
+            0,
+        ));
+        st.quote = Some(quote);
+        self.board_dirty = true;
+    }
+
+    /// Forgets enrichment (a new day's previous-day values differ): fetched again on use.
+    pub fn forget_enrichment(&mut self) {
+        self.enrichment.clear();
+    }
+
+    /// The shard's leaderboard candidates, if anything changed since the last call.
+    pub fn board(&mut self) -> Option<ShardBoard> {
+        if !std::mem::take(&mut self.board_dirty) {
+            return None;
+        }
+        let day = self.day_ms;
+        let open_ms = if day == 0 {
+            i64::MAX
+        } else {
+            TradingCalendar::open_ms(self.calendar.market_day(day))
+        };
+        let rows: Vec<Row> = self
+            .symbols
+            .values()
+            .filter(|s| s.day_ms == day)
+            .filter_map(|s| {
+                Some(Row {
+                    quote: s.quote.clone()?,
+                    regular_open: s.regular_open,
+                })
+            })
+            .collect();
+        Some(ShardBoard {
+            day_ms: day,
+            clock_ms: self.clock_ms,
+            open_ms,
+            rows: shard_candidates(rows, self.clock_ms >= open_ms),
+        })
+    }
+
+    /// Top-trades statistics of the shard's window.
+    pub fn trade_stats(&mut self) -> BTreeMap<String, Stats> {
+        self.trades.stats(self.clock_ms)
+    }
+
+    /// The state to checkpoint, if it changed since the last call.
+    pub fn checkpoint(&mut self) -> Option<Checkpoint> {
+        if !std::mem::take(&mut self.checkpoint_dirty) {
+            return None;
+        }
+        Some(Checkpoint {
+            day_ms: self.day_ms,
+            clock_ms: self.clock_ms,
+            symbols: self
+                .symbols
+                .iter()
+                .filter(|(_, s)| s.day_ms == self.day_ms)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+
+    /// Takes a checkpoint's state where it is newer than ours (another node owned the shard
+    /// after us, or we restarted). Returns how many symbols were taken.
+    pub fn rehydrate(&mut self, cp: Checkpoint) -> usize {
+        self.day_ms = self.day_ms.max(cp.day_ms);
+        self.clock_ms = self.clock_ms.max(cp.clock_ms);
+        let mut taken = 0;
+        for (sym, theirs) in cp.symbols {
+            let newer = self
+                .symbols
+                .get(&sym)
+                .is_none_or(|ours| (theirs.day_ms, theirs.last_end) > (ours.day_ms, ours.last_end));
+            if newer {
+                self.symbols.insert(sym, theirs);
+                taken += 1;
+            }
+        }
+        if taken > 0 {
+            self.board_dirty = true;
+        }
+        taken
+    }
+}
+
+impl Checkpoint {
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock;
+    use crate::massive::frame::parse_element;
+    use crate::massive::Market;
+    use crate::processor::leaderboard::rank;
+    use crate::processor::quote::{PrevDay, F};
+    use crate::store::WriteOp;
+    use chrono::NaiveDateTime;
+
+    fn ms(s: &str) -> i64 {
+        let et = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        clock::from_et(et).timestamp_millis()
+    }
+
+    /// A one-second bar starting at ET time `at`.
+    #[allow(clippy::too_many_arguments)]
+    fn agg(
+        sym: &str,
+        at: &str,
+        o: f64,
+        c: f64,
+        h: f64,
+        l: f64,
+        av: u64,
+        op: Option<f64>,
+    ) -> (Event, Bytes) {
+        let e = ms(at) + 1000;
+        let op = op.map(|x| format!(",\"op\":{x}")).unwrap_or_default();
+        let json = format!(
+            r#"{{"ev":"A","sym":"{sym}","v":100,"av":{av}{op},"vw":{c},"o":{o},"c":{c},"h":{h},"l":{l},"a":{c},"z":10,"s":{},"e":{e}}}"#,
+            e - 1000
+        );
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(&json).unwrap();
+        (
+            parse_element(Market::Stocks, 0, &raw).unwrap(),
+            Bytes::from(json),
+        )
+    }
+
+    fn run(s: &mut ShardState, ev: (Event, Bytes)) -> (Vec<CacheWrite>, Outcome) {
+        let mut out = Vec::new();
+        let o = s.apply(&ev.0, &ev.1, 1, &mut out);
+        (out, o)
+    }
+
+    fn json_of(w: &CacheWrite) -> serde_json::Value {
+        serde_json::from_slice(&w.value).unwrap()
+    }
+
+    #[test]
+    fn quote_range_and_alerts_in_order() {
+        let mut s = ShardState::new(ShardConfig {
+            results_prefix: "t:".into(),
+            ..ShardConfig::default()
+        });
+        let (w, o) = run(
+            &mut s,
+            agg(
+                "ABC",
+                "2026-03-03 08:00:00",
+                10.0,
+                10.5,
+                10.6,
+                9.9,
+                1000,
+                None,
+            ),
+        );
+        assert_eq!(
+            o.enrich,
+            vec!["ABC".to_string()],
+            "first sight asks for enrichment"
+        );
+        let keys: Vec<_> = w.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["t:quote:ABC", "t:daily_range:ABC"],
+            "first print: no alert"
+        );
+        assert_eq!(
+            w[0].op,
+            WriteOp::Set {
+                ttl_secs: VALUE_TTL_SECS
+            }
+        );
+        let q = json_of(&w[0]);
+        assert_eq!(q["open"], 10.0, "pre-market open: the first bar's");
+        assert_eq!(q["pct_change"], 0, "no snapshot yet");
+        let (w, o) = run(
+            &mut s,
+            agg(
+                "ABC",
+                "2026-03-03 08:00:01",
+                10.5,
+                10.8,
+                10.9,
+                9.8,
+                2000,
+                None,
+            ),
+        );
+        assert!(o.enrich.is_empty(), "asked once");
+        assert_eq!(w.len(), 4, "quote, range, HOD, LOD");
+        assert_eq!(w[2].key, "t:daily_range_hod_alert");
+        assert_eq!(
+            w[2].op,
+            WriteOp::Push {
+                cap: 1000,
+                ttl_secs: ALERT_TTL_SECS
+            }
+        );
+        assert_eq!(json_of(&w[3])["direction"], "low");
+        let r = json_of(&w[1]);
+        assert_eq!(
+            (r["pre_market_high"].as_f64(), r["pre_market_low"].as_f64()),
+            (Some(10.9), Some(9.8))
+        );
+        // An older bar arriving late is skipped: nothing written, counted.
+        let (w, o) = run(
+            &mut s,
+            agg("ABC", "2026-03-03 08:00:00", 1.0, 1.0, 1.0, 1.0, 1, None),
+        );
+        assert!(w.is_empty());
+        assert_eq!(o.stale, 1);
+        // Enrichment arrives: the quote is re-sent with the snapshot's baseline.
+        let mut out = Vec::new();
+        let en = Enrichment {
+            prev_day: Some(PrevDay {
+                c: 9.0,
+                ..PrevDay::default()
+            }),
+            avg_volume: 1000.0,
+            free_float: 5.0,
+        };
+        s.enriched("ABC", en, &mut out);
+        let q = json_of(&out[0]);
+        assert_eq!(q["prev_day_close"], 9);
+        assert!((q["pct_change"].as_f64().unwrap() - 20.0).abs() < 1e-9);
+        assert_eq!(q["relative_volume"], 2);
+    }
+
+    #[test]
+    fn day_resets_at_four_and_gainers_at_the_open() {
+        let mut s = ShardState::new(ShardConfig::default());
+        run(
+            &mut s,
+            agg(
+                "ABC",
+                "2026-03-03 19:00:00",
+                10.0,
+                10.0,
+                12.0,
+                8.0,
+                1000,
+                None,
+            ),
+        );
+        assert_eq!(
+            s.symbol("ABC").unwrap().range.after_hours.high,
+            Some(12.0),
+            "first print is stored"
+        );
+        run(
+            &mut s,
+            agg(
+                "ABC",
+                "2026-03-04 03:59:59",
+                10.0,
+                10.0,
+                12.0,
+                8.0,
+                1000,
+                None,
+            ),
+        );
+        let st = s.symbol("ABC").unwrap();
+        assert_eq!(
+            st.day_ms,
+            ms("2026-03-03 04:00:00"),
+            "03:59 still yesterday"
+        );
+        // 04:00: a new market day, state starts over (no alert even at a new extreme).
+        let (w, _) = run(
+            &mut s,
+            agg("ABC", "2026-03-04 04:00:00", 5.0, 5.0, 5.5, 4.5, 10, None),
+        );
+        assert_eq!(w.len(), 2);
+        let st = s.symbol("ABC").unwrap();
+        assert_eq!(st.day_ms, ms("2026-03-04 04:00:00"));
+        assert_eq!(st.range.pre_market.high, Some(5.5));
+        assert_eq!(st.range.after_hours.high, None);
+        assert_eq!(st.open, 5.0);
+        // Pre-market gainers rank against the first pre-market open.
+        run(
+            &mut s,
+            agg(
+                "ABC",
+                "2026-03-04 09:29:00",
+                5.0,
+                5.5,
+                5.5,
+                5.0,
+                20,
+                Some(5.0),
+            ),
+        );
+        let b = s.board().unwrap();
+        let [_, _, gain] = rank(&[b]);
+        let gain: Vec<serde_json::Value> = serde_json::from_slice(&gain).unwrap();
+        assert_eq!(gain[0]["pct_change_since_open"], 10.0);
+        // 09:30: gainers start over against the official open.
+        run(
+            &mut s,
+            agg(
+                "XYZ",
+                "2026-03-04 09:30:01",
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                5,
+                Some(1.0),
+            ),
+        );
+        let [_, _, gain] = rank(&[s.board().unwrap()]);
+        assert_eq!(&gain[..], b"[]", "ABC has no regular open yet; XYZ is flat");
+        run(
+            &mut s,
+            agg(
+                "ABC",
+                "2026-03-04 09:30:02",
+                5.5,
+                6.0,
+                6.0,
+                5.5,
+                30,
+                Some(5.2),
+            ),
+        );
+        let st = s.symbol("ABC").unwrap();
+        assert_eq!((st.open, st.regular_open), (5.2, true));
+        let [_, _, gain] = rank(&[s.board().unwrap()]);
+        let gain: Vec<serde_json::Value> = serde_json::from_slice(&gain).unwrap();
+        assert_eq!(gain.len(), 1);
+        assert_eq!(gain[0]["open"], 5.2);
+        assert!(
+            (gain[0]["pct_change_since_open"].as_f64().unwrap() - 15.384_615_384_615_385).abs()
+                < 1e-9
+        );
+        assert!(s.board().is_none(), "nothing changed since");
+    }
+
+    #[test]
+    fn checkpoint_round_trip_keeps_the_newest() {
+        let mut a = ShardState::new(ShardConfig::default());
+        run(
+            &mut a,
+            agg(
+                "ABC",
+                "2026-03-03 10:00:00",
+                10.0,
+                10.0,
+                11.0,
+                9.0,
+                1000,
+                Some(10.0),
+            ),
+        );
+        run(
+            &mut a,
+            agg(
+                "ABC",
+                "2026-03-03 10:00:01",
+                10.0,
+                10.0,
+                11.5,
+                9.0,
+                1100,
+                Some(10.0),
+            ),
+        );
+        let cp = Checkpoint::decode(&a.checkpoint().unwrap().encode()).unwrap();
+        assert!(a.checkpoint().is_none());
+        let mut b = ShardState::new(ShardConfig::default());
+        run(
+            &mut b,
+            agg("DEF", "2026-03-03 10:00:00", 1.0, 1.0, 1.0, 1.0, 1, None),
+        );
+        assert_eq!(b.rehydrate(cp.clone()), 1);
+        assert_eq!(b.symbols(), 2);
+        assert_eq!(b.symbol("ABC").unwrap().range.regular.high, Some(11.5));
+        // The next bar continues the day: a new high alerts against the rehydrated one.
+        let (w, _) = run(
+            &mut b,
+            agg(
+                "ABC",
+                "2026-03-03 10:00:02",
+                10.0,
+                10.0,
+                12.0,
+                9.0,
+                1200,
+                Some(10.0),
+            ),
+        );
+        assert_eq!(json_of(&w[2])["previous"], 11.5);
+        // An older checkpoint does not roll newer state back.
+        assert_eq!(b.rehydrate(cp), 0);
+        assert_eq!(b.symbol("ABC").unwrap().range.regular.high, Some(12.0));
+        assert_eq!(
+            b.symbol("ABC")
+                .unwrap()
+                .quote
+                .as_ref()
+                .unwrap()
+                .get(F::AccumulatedVolume),
+            1200.0
+        );
+    }
+}
