@@ -11,6 +11,7 @@
 //! - [`admin`], [`metrics`]: the admin HTTP routes and counters every node serves.
 //! - [`bench`]: throughput measurements behind `tickwire-bench`.
 //! - [`clock`]: US market time (ET, sessions, trading days) shared by simulator and processors.
+//! - [`embedded`]: the whole pipeline in one process (simulator to memory store).
 //! - [`config`]: flag/env groups shared by the binaries.
 
 pub mod actors;
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod bench;
 pub mod clock;
 pub mod config;
+pub mod embedded;
 pub mod listener;
 pub mod massive;
 pub mod metrics;

@@ -22,8 +22,8 @@ use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
 use crate::store::{
-    Acquire, CacheWrite, Get, Put, Read, Release, Store, StoreError, Stored, Write, WriteOp,
-    ACQUIRE_LUA, RELEASE_LUA,
+    Acquire, CacheWrite, Get, Members, Put, Read, Release, Store, StoreError, Stored, Write,
+    WriteOp, ACQUIRE_LUA, RELEASE_LUA,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +209,31 @@ impl CacheWriter {
         Ok((addr, store))
     }
 
+    fn ping(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            return;
+        }
+        let pool = self.pool.clone();
+        let fut = async move {
+            let mut conn = pool.get().await.map_err(pool_err)?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut *conn)
+                .await
+                .map_err(cmd_err)
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            let up = i64::from(res.is_ok());
+            if up != act.connected.get() {
+                if up == 1 {
+                    log::info!("Redis ({}) reachable", act.cfg.name);
+                } else {
+                    log::warn!("Redis ({}) unreachable", act.cfg.name);
+                }
+            }
+            act.connected.set(up);
+        }));
+    }
+
     fn enqueue(&mut self, w: CacheWrite) {
         if matches!(w.op, WriteOp::Set { .. }) {
             if let Some(&i) = self.pending_sets.get(&w.key) {
@@ -315,6 +340,10 @@ impl Actor for CacheWriter {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Writes wait on the mailbox, never on Redis.
         ctx.set_mailbox_capacity(usize::MAX);
+        // `connected` must be true before the first write, and must notice an outage while
+        // nothing is written: a PING now and every 5 s.
+        self.ping(ctx);
+        ctx.run_interval(Duration::from_secs(5), |act, ctx| act.ping(ctx));
     }
 }
 
@@ -438,6 +467,45 @@ impl Handler<Acquire> for CacheWriter {
                 .await
                 .map_err(cmd_err)?;
             Ok(held == 1)
+        })
+    }
+}
+
+impl Handler<Members> for CacheWriter {
+    type Result = ResponseFuture<Result<Vec<String>, StoreError>>;
+
+    fn handle(&mut self, msg: Members, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.handled();
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let mut conn = pool.get().await.map_err(pool_err)?;
+            // A sorted set scored by expiry time: add or refresh, drop the expired, list.
+            let now = chrono::Utc::now().timestamp_millis();
+            let expires = now + msg.ttl.as_millis() as i64;
+            let (mut live,): (Vec<String>,) = redis::pipe()
+                .cmd("ZADD")
+                .arg(&msg.key)
+                .arg(expires)
+                .arg(&msg.member)
+                .ignore()
+                .cmd("ZREMRANGEBYSCORE")
+                .arg(&msg.key)
+                .arg("-inf")
+                .arg(now)
+                .ignore()
+                .cmd("ZRANGE")
+                .arg(&msg.key)
+                .arg(0)
+                .arg(-1)
+                .cmd("PEXPIRE")
+                .arg(&msg.key)
+                .arg(msg.ttl.as_millis() as u64 * 2)
+                .ignore()
+                .query_async(&mut *conn)
+                .await
+                .map_err(cmd_err)?;
+            live.sort();
+            Ok(live)
         })
     }
 }

@@ -14,8 +14,8 @@ use bytes::Bytes;
 
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::store::{
-    glob_match, Acquire, CacheWrite, Get, Put, Read, Release, Store, StoreError, Stored, Write,
-    WriteOp,
+    glob_match, Acquire, CacheWrite, Get, Members, Put, Read, Release, Store, StoreError, Stored,
+    Write, WriteOp,
 };
 
 /// A value published on `channel` (the same bytes that were cached under that key).
@@ -268,6 +268,35 @@ impl Handler<Release> for MemoryStore {
             self.data.remove(&msg.key);
         }
         Ok(())
+    }
+}
+
+impl Handler<Members> for MemoryStore {
+    type Result = Result<Vec<String>, StoreError>;
+
+    fn handle(&mut self, msg: Members, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.handled();
+        // One lease-like entry per member, `key\0member`, expiring on its own.
+        let prefix = format!("{}\0", msg.key);
+        self.data.insert(
+            format!("{prefix}{}", msg.member),
+            Entry {
+                value: Value::Lease(msg.member),
+                expires: Some(Instant::now() + msg.ttl),
+            },
+        );
+        let now = Instant::now();
+        let mut live: Vec<String> = self
+            .data
+            .iter()
+            .filter(|(k, e)| k.starts_with(&prefix) && e.live(now))
+            .filter_map(|(_, e)| match &e.value {
+                Value::Lease(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        live.sort();
+        Ok(live)
     }
 }
 

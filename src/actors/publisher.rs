@@ -60,15 +60,17 @@ pub fn queue_arguments(ttl_ms: u32) -> FieldTable {
 /// Declares every shard queue of every type.
 pub async fn declare_topology(
     channel: &Channel,
-    cfg: &PublisherConfig,
+    prefix: &str,
+    shards: u16,
+    ttl_ms: u32,
 ) -> Result<(), lapin::Error> {
     for kind in QueueKind::ALL {
-        for shard in 0..cfg.shards.max(1) {
+        for shard in 0..shards.max(1) {
             channel
                 .queue_declare(
-                    queue_name(&cfg.queue_prefix, kind, shard).into(),
+                    queue_name(prefix, kind, shard).into(),
                     QueueDeclareOptions::default(),
-                    queue_arguments(cfg.message_ttl_ms),
+                    queue_arguments(ttl_ms),
                 )
                 .await?;
         }
@@ -84,7 +86,7 @@ async fn open(cfg: PublisherConfig) -> Result<(Connection, Channel), lapin::Erro
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
     }
-    declare_topology(&channel, &cfg).await?;
+    declare_topology(&channel, &cfg.queue_prefix, cfg.shards, cfg.message_ttl_ms).await?;
     Ok((conn, channel))
 }
 

@@ -1,32 +1,48 @@
 //! `tickwire`: embedded mode, everything in one process with a simulated market.
 //!
-//! Until the pipeline stages land (listener, processors, widget data service, control
-//! plane), embedded mode runs the built-in simulator so that one command gives a live
-//! Massive-compatible market on this machine.
+//! simulator -> listener -> router -> processor pool -> in-memory store, with no RabbitMQ or
+//! Redis. With `MASSIVE_API_KEY` set it connects to real Massive instead of the simulator.
 
+use std::net::TcpListener;
 use std::process::ExitCode;
 
 use clap::Parser;
 use tickwire::config::init_logging_with;
-use tickwire::sim::SimArgs;
+use tickwire::embedded::{self, EmbeddedArgs};
 
 /// tickwire in embedded mode: one process, one command, a simulated market.
 #[derive(Parser)]
 #[command(name = "tickwire", version)]
 struct Cli {
     #[command(flatten)]
-    sim: SimArgs,
+    args: EmbeddedArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging_with(&cli.sim.common.log_level, tickwire::sim::LOG_DIRECTIVES);
-    let banner = |s: &tickwire::sim::SimServer| {
-        log::info!(
-            "embedded mode: simulated market at {} (key `demo`); stats at {}",
-            s.ws_url("stocks"),
-            s.http_url("/stats")
-        );
-    };
-    tickwire::config::exit_code(tickwire::sim::run(cli.sim, banner))
+    init_logging_with(
+        &cli.args.sim.common.log_level,
+        tickwire::sim::LOG_DIRECTIVES,
+    );
+    let addr = (cli.args.sim.common.server_ip, cli.args.sim.port);
+    let result = TcpListener::bind(addr)
+        .map_err(|e| format!("binding {}:{}: {e}", addr.0, addr.1))
+        .and_then(|http| {
+            actix_web::rt::System::new().block_on(async move {
+                let e = embedded::start(cli.args, http).map_err(|e| e.to_string())?;
+                match &e.sim {
+                    Some(s) => log::info!(
+                        "embedded mode: simulated market at {} (key `demo`); pipeline running, \
+                         results in memory; simulator stats at {}",
+                        s.ws_url("stocks"),
+                        s.http_url("/stats")
+                    ),
+                    None => log::info!("embedded mode: connected to Massive; results in memory"),
+                }
+                tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+                log::info!("shutting down");
+                Ok(())
+            })
+        });
+    tickwire::config::exit_code(result)
 }

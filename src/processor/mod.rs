@@ -11,10 +11,13 @@
 //! - [`raw`]: the raw router; [`top_trades`]: trade statistics.
 //! - [`shard`]: one shard's state and the order the analyzers run in.
 //! - [`enrichment`]: REST enrichment values, cache keys and TTLs.
+//! - [`node`]: the pipeline wiring and the `tickwire-processor` node.
 
 pub mod calendar;
 pub mod daily_range;
+pub mod enrichment;
 pub mod leaderboard;
+pub mod node;
 pub mod quote;
 pub mod raw;
 pub mod shard;

@@ -213,6 +213,10 @@ impl ShardState {
         let day_ms = TradingCalendar::day_start_ms(day);
         let open_ms = TradingCalendar::open_ms(day);
         if day_ms > self.day_ms {
+            if self.day_ms != 0 {
+                // A new day's previous-day values differ: fetched again on each symbol's use.
+                self.enrichment.clear();
+            }
             self.day_ms = day_ms;
         }
         self.clock_ms = self.clock_ms.max(bar.end_ms);
@@ -318,9 +322,11 @@ impl ShardState {
         self.board_dirty = true;
     }
 
-    /// Forgets enrichment (a new day's previous-day values differ): fetched again on use.
-    pub fn forget_enrichment(&mut self) {
-        self.enrichment.clear();
+    /// Enrichment could not be fetched: asked again on the symbol's next bar.
+    pub fn enrichment_failed(&mut self, sym: &str) {
+        if matches!(self.enrichment.get(sym), Some(Enrich::Pending)) {
+            self.enrichment.remove(sym);
+        }
     }
 
     /// The shard's leaderboard candidates, if anything changed since the last call.

@@ -142,6 +142,16 @@ pub struct Release {
     pub holder: String,
 }
 
+/// Registers `member` in the group `key` for `ttl` (a heartbeat) and answers the live
+/// members, sorted. Used for the processor node registry that shard sharing is based on.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<String>, StoreError>")]
+pub struct Members {
+    pub key: String,
+    pub member: String,
+    pub ttl: Duration,
+}
+
 /// Lua: extend the lease if it is ours, else take it if it is free. 1 when held after.
 pub const ACQUIRE_LUA: &str = r#"local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
@@ -161,6 +171,7 @@ pub struct Store {
     pub read: Recipient<Read>,
     pub acquire: Recipient<Acquire>,
     pub release: Recipient<Release>,
+    pub members: Recipient<Members>,
 }
 
 impl Store {
@@ -173,8 +184,10 @@ impl Store {
             + Handler<Get>
             + Handler<Read>
             + Handler<Acquire>
-            + Handler<Release>,
+            + Handler<Release>
+            + Handler<Members>,
         A::Context: ToEnvelope<A, Write>
+            + ToEnvelope<A, Members>
             + ToEnvelope<A, Put>
             + ToEnvelope<A, Get>
             + ToEnvelope<A, Read>
@@ -188,6 +201,7 @@ impl Store {
             read: addr.clone().recipient(),
             acquire: addr.clone().recipient(),
             release: addr.clone().recipient(),
+            members: addr.clone().recipient(),
         }
     }
 
@@ -220,6 +234,21 @@ impl Store {
             .send(Acquire {
                 key: key.to_string(),
                 holder: holder.to_string(),
+                ttl,
+            })
+            .await?
+    }
+
+    pub async fn members(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        self.members
+            .send(Members {
+                key: key.to_string(),
+                member: member.to_string(),
                 ttl,
             })
             .await?

@@ -1,0 +1,390 @@
+//! QueueConsumer actor: consumes the listener's shard queues for the shards this node holds
+//! and hands each message's events to the shard's processor.
+//!
+//! - One channel per (queue type, shard), `basic.qos(prefetch)`; a message is acked once its
+//!   processor has handled it (its results are with the cache writer). Up to `prefetch`
+//!   messages per queue are in the processor's mailbox at once, in order.
+//! - A message that is not an envelope (bad JSON, missing fields, unknown asset class) is
+//!   rejected without requeue, counted and logged: it would fail again on any node.
+//! - The set of shards comes from the ShardManager ([`Assign`]); newly assigned shards are
+//!   rehydrated before their first message (the processor's mailbox is FIFO).
+//! - On broker loss every consumption stops, the connection is rebuilt with backoff, and the
+//!   assigned shards are consumed (and rehydrated) again.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
+use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+
+use super::processor::{Processor, Rehydrate};
+use super::publisher::{declare_topology, queue_name};
+use super::router::EventBatch;
+use super::Mailbox;
+use crate::listener::backoff::Backoff;
+use crate::listener::envelope;
+use crate::listener::routing::QueueKind;
+use crate::massive::Market;
+use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub url: String,
+    pub queue_prefix: String,
+    pub shards: u16,
+    pub message_ttl_ms: u32,
+    /// Unacked messages per queue.
+    pub prefetch: u16,
+}
+
+/// Consume exactly these shards from now on.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Assign(pub BTreeSet<u16>);
+
+/// A consumption loop ended (broker loss or cancel); `generation` tells stale ones apart.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Ended {
+    generation: u64,
+    error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a queue envelope: {0}")]
+    Envelope(#[from] serde_json::Error),
+    #[error("unknown asset class {0:?}")]
+    Market(String),
+}
+
+/// Reads a queue message into a batch whose events are zero-copy slices of the body.
+pub fn decode(kind: QueueKind, shard: u16, body: Bytes) -> Result<EventBatch, DecodeError> {
+    let env = envelope::decode(&body)?;
+    let market: Market = env
+        .asset_class
+        .parse()
+        .map_err(|_| DecodeError::Market(env.asset_class.clone()))?;
+    let events = env
+        .events
+        .iter()
+        .map(|raw| body.slice_ref(raw.get().as_bytes()))
+        .collect();
+    Ok(EventBatch {
+        queue: kind,
+        shard,
+        received_at_ms: env.received_at,
+        market,
+        events,
+    })
+}
+
+struct Counters {
+    messages: Counter,
+    rejected: Counter,
+    connects: Counter,
+    connect_errors: Counter,
+    connected: Gauge,
+    consuming: Gauge,
+}
+
+pub struct QueueConsumer {
+    cfg: ConsumerConfig,
+    processors: Vec<Mailbox<EventBatch>>,
+    rehydrate: Vec<Addr<Processor>>,
+    assigned: BTreeSet<u16>,
+    conn: Option<std::sync::Arc<Connection>>,
+    connecting: bool,
+    /// Open channels by shard (all five queue types of the shard).
+    channels: HashMap<u16, Vec<Channel>>,
+    generation: u64,
+    backoff: Backoff,
+    metrics: ActorMetrics,
+    c: std::sync::Arc<Counters>,
+}
+
+impl QueueConsumer {
+    pub const NAME: &'static str = "queue_consumer";
+
+    pub fn new(
+        cfg: ConsumerConfig,
+        processors: Vec<Mailbox<EventBatch>>,
+        rehydrate: Vec<Addr<Processor>>,
+        registry: &Registry,
+    ) -> Self {
+        let c = |n: &str, h: &str| registry.counter(n, h, &[]);
+        QueueConsumer {
+            cfg,
+            processors,
+            rehydrate,
+            assigned: BTreeSet::new(),
+            conn: None,
+            connecting: false,
+            channels: HashMap::new(),
+            generation: 0,
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10), 7),
+            metrics: ActorMetrics::new(registry, Self::NAME),
+            c: std::sync::Arc::new(Counters {
+                messages: c(
+                    "tickwire_consumer_messages_total",
+                    "Queue messages handled and acked",
+                ),
+                rejected: c(
+                    "tickwire_consumer_rejected_total",
+                    "Queue messages rejected without requeue (not a readable envelope)",
+                ),
+                connects: c(
+                    "tickwire_consumer_connects_total",
+                    "Connections made to RabbitMQ",
+                ),
+                connect_errors: c(
+                    "tickwire_consumer_connect_errors_total",
+                    "Failed attempts to connect to RabbitMQ",
+                ),
+                connected: registry.gauge(
+                    "tickwire_consumer_connected",
+                    "1 while connected to RabbitMQ",
+                    &[],
+                ),
+                consuming: registry.gauge("tickwire_consumer_queues", "Queues being consumed", &[]),
+            }),
+        }
+    }
+
+    pub fn connected_handle(&self) -> Gauge {
+        self.c.connected.clone()
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.conn.is_some() || self.connecting {
+            return;
+        }
+        self.connecting = true;
+        let cfg = self.cfg.clone();
+        let fut = async move {
+            let conn = Connection::connect(&cfg.url, ConnectionProperties::default()).await?;
+            let ch = conn.create_channel().await?;
+            declare_topology(&ch, &cfg.queue_prefix, cfg.shards, cfg.message_ttl_ms).await?;
+            let _ = ch.close(200, "declared".into()).await;
+            Ok::<_, lapin::Error>(conn)
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.connecting = false;
+            match res {
+                Ok(conn) => {
+                    log::info!("consumer connected to RabbitMQ");
+                    act.c.connects.inc();
+                    act.c.connected.set(1);
+                    act.backoff.connection_ended(Duration::from_secs(3600));
+                    act.conn = Some(std::sync::Arc::new(conn));
+                    for shard in act.assigned.clone() {
+                        act.start_shard(shard, ctx);
+                    }
+                }
+                Err(e) => {
+                    act.c.connect_errors.inc();
+                    let delay = act.backoff.next_delay();
+                    log::warn!(
+                        "consumer could not connect to RabbitMQ ({e}); retrying in {delay:?}"
+                    );
+                    ctx.run_later(delay, |act, ctx| act.connect(ctx));
+                }
+            }
+        }));
+    }
+
+    fn start_shard(&mut self, shard: u16, ctx: &mut Context<Self>) {
+        let Some(conn) = &self.conn else {
+            return;
+        };
+        let Some(processor) = self.processors.get(usize::from(shard)).cloned() else {
+            log::warn!("no processor for shard {shard}");
+            return;
+        };
+        if let Some(p) = self.rehydrate.get(usize::from(shard)) {
+            p.do_send(Rehydrate);
+        }
+        let conn_channels = conn.clone();
+        let (cfg, me, generation, c) = (
+            self.cfg.clone(),
+            ctx.address(),
+            self.generation,
+            self.c.clone(),
+        );
+        let fut = async move {
+            let mut channels = Vec::new();
+            for kind in QueueKind::ALL {
+                let ch = conn_channels.create_channel().await?;
+                ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
+                    .await?;
+                let queue = queue_name(&cfg.queue_prefix, kind, shard);
+                let consumer = ch
+                    .basic_consume(
+                        queue.clone().into(),
+                        format!("tickwire-{queue}").into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                actix::spawn(consume(
+                    consumer,
+                    kind,
+                    shard,
+                    cfg.prefetch,
+                    processor.clone(),
+                    c.clone(),
+                    me.clone(),
+                    generation,
+                ));
+                channels.push(ch);
+            }
+            Ok::<_, lapin::Error>(channels)
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(channels) => {
+                if act.assigned.contains(&shard) && act.generation == generation {
+                    act.channels.insert(shard, channels);
+                    act.c
+                        .consuming
+                        .set(act.channels.values().map(Vec::len).sum::<usize>() as i64);
+                } else {
+                    // Unassigned (or reconnected) while starting: undo.
+                    for ch in channels {
+                        actix::spawn(async move {
+                            let _ = ch.close(200, "unassigned".into()).await;
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                log::warn!("could not consume shard {shard}: {e}");
+                act.link_lost(ctx);
+            }
+        }));
+    }
+
+    fn stop_shard(&mut self, shard: u16) {
+        for ch in self.channels.remove(&shard).unwrap_or_default() {
+            // Closing the channel returns its unacked messages to the queue for the next owner.
+            actix::spawn(async move {
+                let _ = ch.close(200, "shard released".into()).await;
+            });
+        }
+        self.c
+            .consuming
+            .set(self.channels.values().map(Vec::len).sum::<usize>() as i64);
+    }
+
+    fn link_lost(&mut self, ctx: &mut Context<Self>) {
+        if self.conn.take().is_none() {
+            return;
+        }
+        self.generation += 1;
+        self.channels.clear();
+        self.c.consuming.set(0);
+        self.c.connected.set(0);
+        let delay = self.backoff.next_delay();
+        log::warn!("lost RabbitMQ; reconnecting in {delay:?}");
+        ctx.run_later(delay, |act, ctx| act.connect(ctx));
+    }
+}
+
+/// One queue's loop: decode, hand over in order (up to `prefetch` at once), ack when handled.
+#[allow(clippy::too_many_arguments)]
+async fn consume(
+    mut consumer: lapin::Consumer,
+    kind: QueueKind,
+    shard: u16,
+    prefetch: u16,
+    processor: Mailbox<EventBatch>,
+    c: std::sync::Arc<Counters>,
+    me: Addr<QueueConsumer>,
+    generation: u64,
+) {
+    let mut in_flight = FuturesOrdered::new();
+    let mut error = None;
+    loop {
+        tokio::select! {
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            d = consumer.next(), if in_flight.len() < usize::from(prefetch.max(1)) => {
+                let d = match d {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                    None => break,
+                };
+                match decode(kind, shard, Bytes::from(d.data)) {
+                    Ok(batch) => {
+                        let send = processor.send(batch);
+                        let (acker, c) = (d.acker, c.clone());
+                        in_flight.push_back(async move {
+                            if send.await.is_ok() {
+                                c.messages.inc();
+                                let _ = acker.ack(Default::default()).await;
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        if c.rejected.get() % 1000 == 0 {
+                            log::warn!("rejecting a message on {}.{shard}: {e}", kind.name());
+                        }
+                        c.rejected.inc();
+                        let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+                    }
+                }
+            }
+        }
+    }
+    while in_flight.next().await.is_some() {}
+    me.do_send(Ended { generation, error });
+}
+
+impl Actor for QueueConsumer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.connect(ctx);
+    }
+}
+
+impl Handler<Assign> for QueueConsumer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Assign, ctx: &mut Context<Self>) {
+        self.metrics.handled();
+        let removed: Vec<u16> = self.assigned.difference(&msg.0).copied().collect();
+        let added: Vec<u16> = msg.0.difference(&self.assigned).copied().collect();
+        self.assigned = msg.0;
+        for s in removed {
+            log::info!("releasing shard {s}");
+            self.stop_shard(s);
+        }
+        for s in added {
+            log::info!("taking shard {s}");
+            self.start_shard(s, ctx);
+        }
+    }
+}
+
+impl Handler<Ended> for QueueConsumer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Ended, ctx: &mut Context<Self>) {
+        self.metrics.handled();
+        if msg.generation != self.generation {
+            return;
+        }
+        if let Some(e) = msg.error {
+            log::warn!("a queue consumer ended: {e}");
+            self.link_lost(ctx);
+        } else if self.conn.as_ref().is_some_and(|c| !c.status().connected()) {
+            self.link_lost(ctx);
+        }
+    }
+}

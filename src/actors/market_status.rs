@@ -1,0 +1,106 @@
+//! MarketStatus actor: polls Massive's market status and keeps the processors' trading
+//! calendar current (holidays and early closes; see [`TradingCalendar`]).
+//!
+//! The status's own `serverTime` dates each answer (so a simulator running on its own clock
+//! is read correctly); a failing call is counted and logged, and the calendar simply keeps
+//! what it knew: weekdays trade.
+
+use std::time::Duration;
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
+
+use super::processor::CalendarUpdate;
+use crate::clock;
+use crate::metrics::{Counter, Registry};
+use crate::processor::calendar::{StatusReport, TradingCalendar};
+
+pub struct MarketStatus {
+    url: String,
+    every: Duration,
+    to: Recipient<CalendarUpdate>,
+    calendar: TradingCalendar,
+    client: awc::Client,
+    polls: Counter,
+    errors: Counter,
+}
+
+impl MarketStatus {
+    /// Polls `{rest_url}/v1/marketstatus/now` every `every`.
+    pub fn new(
+        rest_url: &str,
+        api_key: &str,
+        every: Duration,
+        to: Recipient<CalendarUpdate>,
+        registry: &Registry,
+    ) -> Self {
+        MarketStatus {
+            url: format!(
+                "{}/v1/marketstatus/now?apiKey={api_key}",
+                rest_url.trim_end_matches('/')
+            ),
+            every,
+            to,
+            calendar: TradingCalendar::default(),
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .finish(),
+            polls: registry.counter(
+                "tickwire_market_status_polls_total",
+                "Market status calls",
+                &[],
+            ),
+            errors: registry.counter(
+                "tickwire_market_status_errors_total",
+                "Market status calls that failed or were unreadable",
+                &[],
+            ),
+        }
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        self.polls.inc();
+        let req = self.client.get(&self.url).send();
+        let fut = async move {
+            let mut resp = req.await.map_err(|e| e.to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("status {}", resp.status()));
+            }
+            resp.json::<serde_json::Value>()
+                .await
+                .map_err(|e| e.to_string())
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            let body = match res {
+                Ok(b) => b,
+                Err(e) => {
+                    act.errors.inc();
+                    log::warn!("market status: {e}");
+                    return;
+                }
+            };
+            let Some(report) = StatusReport::parse(&body) else {
+                act.errors.inc();
+                log::warn!("market status: unreadable answer {body}");
+                return;
+            };
+            let at = body["serverTime"]
+                .as_str()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_else(chrono::Utc::now);
+            if act.calendar.observe(clock::to_et(at), report) {
+                log::info!("trading calendar updated from market status");
+                act.to.do_send(CalendarUpdate(act.calendar.clone()));
+            }
+        }));
+    }
+}
+
+impl Actor for MarketStatus {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.poll(ctx);
+        ctx.run_interval(self.every, |act, ctx| act.poll(ctx));
+    }
+}

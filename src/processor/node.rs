@@ -1,0 +1,475 @@
+//! The processor node (`tickwire-processor`) and the processing pipeline it shares with
+//! embedded mode.
+//!
+//! [`start_pipeline`] wires the parts both modes have: the processor pool (one processor per
+//! shard), the enricher, the market-status poller and the elected leaderboard publisher, all
+//! talking to a results store and a state store given as [`Store`] handles. [`start`] adds
+//! what only the distributed node has: Redis cache writers, the RabbitMQ consumer, the shard
+//! manager, and admin HTTP.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+use clap::Parser;
+use serde_json::json;
+
+use super::raw::RawRoutes;
+use super::shard::ShardConfig;
+use crate::actors::board_publisher::{BoardPublisher, BoardPublisherConfig};
+use crate::actors::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
+use crate::actors::consumer::{ConsumerConfig, QueueConsumer};
+use crate::actors::enricher::{Enricher, EnricherConfig};
+use crate::actors::market_status::MarketStatus;
+use crate::actors::processor::{Processor, ProcessorConfig};
+use crate::actors::processor_pool::ProcessorPool;
+use crate::actors::shard_manager::{ShardManager, ShardManagerConfig};
+use crate::admin::{self, AdminState, FnCheck};
+use crate::config::{BrokerArgs, CommonArgs};
+use crate::metrics::Registry;
+use crate::store::Store;
+
+/// `tickwire-processor` settings.
+#[derive(Parser, Debug, Clone)]
+pub struct ProcessorArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Admin HTTP port.
+    #[arg(long, env = "SERVER_PORT", default_value_t = 4201)]
+    pub port: u16,
+
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// Shard queues per type; must match the listener's.
+    #[arg(long, env = "QUEUE_SHARDS", default_value_t = 4)]
+    pub shards: u16,
+
+    /// Prefix of the queue names; must match the listener's.
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "")]
+    pub queue_prefix: String,
+
+    /// Unacked messages per queue (AMQP basic.qos).
+    #[arg(long, env = "PREFETCH_COUNT", default_value_t = 64)]
+    pub prefetch: u16,
+
+    /// Redis for analyzer state: checkpoints, candidates, enrichment cache, leases.
+    #[arg(
+        long,
+        env = "MDC_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub mdc_redis_url: String,
+
+    /// Redis for client-facing results and pub/sub (what the widget data service reads).
+    #[arg(
+        long,
+        env = "WDC_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/1"
+    )]
+    pub wdc_redis_url: String,
+
+    /// Shard lease TTL (ms): how soon the other nodes take over a dead node's shards.
+    #[arg(long, env = "SHARD_LEASE_TTL_MS", default_value_t = 6000)]
+    pub shard_lease_ttl_ms: u64,
+}
+
+/// Settings of the processing pipeline (both modes).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// Threads (arbiters) the processors are spread over; 0 = one per CPU.
+    #[arg(long, env = "PROCESSOR_THREADS", default_value_t = 0)]
+    pub threads: usize,
+
+    /// Raw routes: comma list of quotes, luld, agg, trades, unknown (or none).
+    #[arg(
+        long,
+        env = "PROCESSOR_RAW_ROUTES",
+        default_value = "quotes,luld,unknown"
+    )]
+    pub raw_routes: RawRoutes,
+
+    /// Top-trades statistics (tta:*:widget).
+    #[arg(long, env = "PROCESSOR_TOP_TRADES", default_value = "false",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub top_trades: bool,
+
+    /// HOD/LOD alerts kept per list.
+    #[arg(long, env = "DRA_CACHE_LIST_MAX", default_value_t = 1000)]
+    pub alert_cap: usize,
+
+    /// Prefix of every client-facing key and channel (empty: the reference's names).
+    #[arg(long, env = "WDC_KEY_PREFIX", default_value = "")]
+    pub results_prefix: String,
+
+    /// Prefix of internal keys (checkpoints, leases, enrichment cache).
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "tickwire:")]
+    pub state_prefix: String,
+
+    /// Seconds between checkpoints of a shard's state (when it changed).
+    #[arg(long, env = "PROCESSOR_CHECKPOINT_SECS", default_value_t = 1)]
+    pub checkpoint_secs: u64,
+
+    /// REST enrichment (previous day, average volume, free float).
+    #[arg(long, env = "PROCESSOR_ENRICHMENT", default_value = "true",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub enrichment: bool,
+
+    /// Tickers enriched at once per node.
+    #[arg(long, env = "ENRICH_CONCURRENCY", default_value_t = 8)]
+    pub enrich_concurrency: usize,
+
+    /// Massive REST base URL (enrichment and market status).
+    #[arg(
+        long,
+        env = "MASSIVE_REST_URL",
+        default_value = "https://api.massive.com"
+    )]
+    pub rest_url: String,
+
+    /// Massive API key for REST; falls back to POLYGON_API_KEY.
+    #[arg(
+        long = "massive-api-key",
+        env = "MASSIVE_API_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub api_key: String,
+
+    /// Seconds between market status polls (trading calendar); 0 turns polling off.
+    #[arg(long, env = "MARKET_STATUS_POLL_SECS", default_value_t = 30)]
+    pub status_poll_secs: u64,
+}
+
+impl PipelineArgs {
+    fn api_key(&self) -> String {
+        if self.api_key.is_empty() {
+            std::env::var("POLYGON_API_KEY").unwrap_or_default()
+        } else {
+            self.api_key.clone()
+        }
+    }
+}
+
+/// The running pipeline.
+pub struct Pipeline {
+    pub pool: Addr<ProcessorPool>,
+    pub processors: Vec<Addr<Processor>>,
+    pool_mailboxes: Vec<crate::actors::Mailbox<crate::actors::router::EventBatch>>,
+    pub pool_metrics: crate::metrics::ActorMetrics,
+    pub shards: u16,
+}
+
+/// A node's identity in leases and registries.
+pub fn node_id(role: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| role.to_string());
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    // Several nodes may share a process in tests: a sequence keeps them apart.
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{host}-{}-{n}", std::process::id())
+}
+
+/// Starts processors for `shards` shards plus the enricher, market status and the
+/// leaderboard publisher, on the given stores.
+pub fn start_pipeline(
+    args: &PipelineArgs,
+    shards: u16,
+    holder: &str,
+    results: &Store,
+    state: &Store,
+    registry: &Arc<Registry>,
+) -> Pipeline {
+    let shards = shards.max(1);
+    let api_key = args.api_key();
+    let enricher = (args.enrichment && !api_key.is_empty()).then(|| {
+        Enricher::new(
+            EnricherConfig {
+                rest_url: args.rest_url.clone(),
+                api_key: api_key.clone(),
+                prefix: args.state_prefix.clone(),
+                concurrency: args.enrich_concurrency.max(1),
+                holder: holder.to_string(),
+                lock_ttl: Duration::from_secs(30),
+                retries: 3,
+                failure_memo: Duration::from_secs(60),
+            },
+            state.clone(),
+            registry,
+        )
+        .start()
+        .recipient()
+    });
+    if args.enrichment && api_key.is_empty() {
+        log::warn!("no Massive API key: REST enrichment is off");
+    }
+    let analyzers = ShardConfig {
+        results_prefix: args.results_prefix.clone(),
+        raw: args.raw_routes,
+        top_trades: args.top_trades,
+        alert_cap: args.alert_cap.max(1),
+    };
+    let configs = (0..shards)
+        .map(|shard| ProcessorConfig {
+            shard,
+            analyzers: analyzers.clone(),
+            state_prefix: args.state_prefix.clone(),
+            checkpoint_every: Duration::from_secs(args.checkpoint_secs.max(1)),
+        })
+        .collect();
+    let threads = if args.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        args.threads
+    };
+    let pool = ProcessorPool::new(configs, threads, results, state, enricher, registry);
+    let processors = pool.processors();
+    let pool_mailboxes = pool.mailboxes();
+    let pool_metrics = pool.metrics();
+    let pool = pool.start();
+    if args.status_poll_secs > 0 && !api_key.is_empty() {
+        MarketStatus::new(
+            &args.rest_url,
+            &api_key,
+            Duration::from_secs(args.status_poll_secs),
+            pool.clone().recipient(),
+            registry,
+        )
+        .start();
+    }
+    BoardPublisher::new(
+        BoardPublisherConfig {
+            shards,
+            state_prefix: args.state_prefix.clone(),
+            results_prefix: args.results_prefix.clone(),
+            holder: holder.to_string(),
+            every: Duration::from_secs(1),
+            top_trades: args.top_trades,
+        },
+        results.clone(),
+        state.clone(),
+        registry,
+    )
+    .start();
+    Pipeline {
+        pool,
+        processors,
+        pool_mailboxes,
+        pool_metrics,
+        shards,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorNodeError {
+    #[error(transparent)]
+    Redis(#[from] CacheWriterError),
+    #[error("admin HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running processor node.
+pub struct ProcessorNode {
+    pub port: u16,
+    pub registry: Arc<Registry>,
+    pub id: String,
+    handle: ServerHandle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+    shard_manager: Addr<ShardManager>,
+}
+
+impl ProcessorNode {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.join.await.unwrap_or(Ok(()))
+    }
+
+    /// Stops serving and hands its shards over (leases released at once).
+    pub async fn stop(self) {
+        let _ = self
+            .shard_manager
+            .send(crate::actors::shard_manager::Stop)
+            .await;
+        self.handle.stop(false).await;
+    }
+}
+
+/// Starts a distributed processor node serving admin HTTP on `http`.
+pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, ProcessorNodeError> {
+    let registry = Registry::new();
+    let port = http.local_addr()?.port();
+    let id = node_id("processor");
+    let (_, results) = CacheWriter::start_store(
+        CacheWriterConfig::new(&args.wdc_redis_url, "results"),
+        &registry,
+    )?;
+    let (_, state) = CacheWriter::start_store(
+        CacheWriterConfig::new(&args.mdc_redis_url, "state"),
+        &registry,
+    )?;
+    let shards = args.shards.max(1);
+    let pipeline = start_pipeline(&args.pipeline, shards, &id, &results, &state, &registry);
+    let consumer = QueueConsumer::new(
+        ConsumerConfig {
+            url: args.broker.rabbitmq_url.clone(),
+            queue_prefix: args.queue_prefix.clone(),
+            shards,
+            message_ttl_ms: args.broker.message_ttl_ms,
+            prefetch: args.prefetch.max(1),
+        },
+        pipeline.pool_mailboxes.clone(),
+        pipeline.processors.clone(),
+        &registry,
+    )
+    .start();
+    let manager = ShardManager::new(
+        ShardManagerConfig {
+            shards,
+            holder: id.clone(),
+            state_prefix: args.pipeline.state_prefix.clone(),
+            lease_ttl: Duration::from_millis(args.shard_lease_ttl_ms.max(900)),
+        },
+        state.clone(),
+        consumer.recipient(),
+        pipeline.processors.clone(),
+        &registry,
+    );
+    let held = manager.held_view();
+    let shard_manager = manager.start();
+
+    let mut admin_state = AdminState::new("Market Data Processor", registry.clone()).with_identity(
+        &args.common.container_image,
+        &args.common.image_version,
+        &args.common.admin_token,
+    );
+    for (check, gauge, what) in [
+        (
+            "broker",
+            "tickwire_consumer_connected",
+            "RabbitMQ not connected",
+        ),
+        (
+            "redis:results",
+            "tickwire_cache_connected",
+            "results Redis unreachable",
+        ),
+        (
+            "redis:state",
+            "tickwire_cache_connected",
+            "state Redis unreachable",
+        ),
+    ] {
+        let r = registry.clone();
+        let labels: Vec<(&'static str, &'static str)> = match check {
+            "redis:results" => vec![("store", "results")],
+            "redis:state" => vec![("store", "state")],
+            _ => vec![],
+        };
+        admin_state = admin_state.with_check(FnCheck::new(check, move || {
+            if r.value(gauge, &labels) == Some(1) {
+                Ok(())
+            } else {
+                Err(what.into())
+            }
+        }));
+    }
+    let (r, prefetch, n) = (registry.clone(), args.prefetch, shards);
+    admin_state = admin_state.with_health(Arc::new(move || {
+        let r = r.clone();
+        Box::pin(async move {
+            let mut extra = serde_json::Map::new();
+            let procs = shard_figures(&r, n);
+            extra.insert("parallelism".into(), json!(n));
+            extra.insert("prefetch_count".into(), json!(prefetch));
+            extra.insert("max_concurrency".into(), json!(prefetch));
+            extra.insert("processors".into(), json!(procs));
+            let up = r.value("tickwire_consumer_connected", &[]) == Some(1);
+            (up, extra)
+        })
+    }));
+    let (r, id2) = (registry.clone(), id.clone());
+    admin_state = admin_state.with_info(Arc::new(move || {
+        let (r, held, id) = (r.clone(), held.clone(), id2.clone());
+        Box::pin(async move {
+            json!({
+                "node_id": id,
+                "pool_size": n,
+                "shards_held": held.lock().map(|h| h.clone()).unwrap_or_default(),
+                "processor_nodes": r.value("tickwire_processor_nodes", &[]),
+                "roles": {"leaderboard_publisher": r.value("tickwire_boards_leader", &[]) == Some(1)},
+                "shards": shard_figures(&r, n),
+            })
+        })
+    }));
+    let admin_data = web::Data::new(admin_state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(admin_data.clone())
+            .configure(admin::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(http)?
+    .run();
+    let handle = server.handle();
+    let join = actix_web::rt::spawn(server);
+    log::info!("processor node {id}: {shards} shards, admin on port {port}");
+    Ok(ProcessorNode {
+        port,
+        registry,
+        id,
+        handle,
+        join,
+        shard_manager,
+    })
+}
+
+/// Per-shard figures for `/stats` and `/health` (`processors[]`, the reference's worker items).
+pub fn shard_figures(r: &Registry, shards: u16) -> Vec<serde_json::Value> {
+    (0..shards)
+        .map(|s| {
+            let s = s.to_string();
+            let l = [("shard", s.as_str())];
+            let v = |name: &str| r.value(name, &l).unwrap_or(0);
+            json!({
+                "name": format!("processor_{s}"),
+                "alive": true,
+                "processed": v("tickwire_processor_events_total"),
+                "decoding_errors": v("tickwire_processor_decode_errors_total"),
+                "stale": v("tickwire_processor_stale_total"),
+                "alerts": v("tickwire_processor_alerts_total"),
+                "symbols": v("tickwire_processor_symbols"),
+                "lag_ms": v("tickwire_processor_lag_ms"),
+                "rehydrated": v("tickwire_processor_rehydrated_symbols_total"),
+            })
+        })
+        .collect()
+}
+
+/// Binds the port and runs until SIGINT/SIGTERM; what `tickwire-processor`'s main calls.
+pub fn run(args: ProcessorArgs) -> Result<(), ProcessorNodeError> {
+    let http = TcpListener::bind((args.common.server_ip, args.port))?;
+    actix_web::rt::System::new().block_on(async move {
+        let node = start(args, http)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r?; }
+            _ = term.recv() => {}
+        }
+        log::info!("shutting down");
+        node.stop().await;
+        Ok(())
+    })
+}
