@@ -206,6 +206,21 @@ impl BoardPublisher {
     }
 }
 
+/// Stop publishing and hand the lease over (a node's clean shutdown).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl actix::Handler<Stop> for BoardPublisher {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        use actix::ActorContext;
+        self.metrics.handled();
+        ctx.stop();
+    }
+}
+
 impl Actor for BoardPublisher {
     type Context = Context<Self>;
 
@@ -214,6 +229,7 @@ impl Actor for BoardPublisher {
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> actix::Running {
+        self.is_leader.set(0);
         if self.leader {
             let (store, key, holder) = (
                 self.store.clone(),

@@ -338,8 +338,6 @@ impl Actor for CacheWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Writes wait on the mailbox, never on Redis.
-        ctx.set_mailbox_capacity(usize::MAX);
         // `connected` must be true before the first write, and must notice an outage while
         // nothing is written: a PING now and every 5 s.
         self.ping(ctx);

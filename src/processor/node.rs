@@ -164,6 +164,7 @@ pub struct Pipeline {
     pub processors: Vec<Addr<Processor>>,
     pool_mailboxes: Vec<crate::actors::Mailbox<crate::actors::router::EventBatch>>,
     pub pool_metrics: crate::metrics::ActorMetrics,
+    pub boards: Addr<BoardPublisher>,
     pub shards: u16,
 }
 
@@ -245,7 +246,7 @@ pub fn start_pipeline(
         )
         .start();
     }
-    BoardPublisher::new(
+    let boards = BoardPublisher::new(
         BoardPublisherConfig {
             shards,
             state_prefix: args.state_prefix.clone(),
@@ -264,6 +265,7 @@ pub fn start_pipeline(
         processors,
         pool_mailboxes,
         pool_metrics,
+        boards,
         shards,
     }
 }
@@ -284,6 +286,7 @@ pub struct ProcessorNode {
     handle: ServerHandle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
     shard_manager: Addr<ShardManager>,
+    boards: Addr<BoardPublisher>,
 }
 
 impl ProcessorNode {
@@ -301,6 +304,7 @@ impl ProcessorNode {
             .shard_manager
             .send(crate::actors::shard_manager::Stop)
             .await;
+        let _ = self.boards.send(crate::actors::board_publisher::Stop).await;
         self.handle.stop(false).await;
     }
 }
@@ -433,6 +437,7 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
         handle,
         join,
         shard_manager,
+        boards: pipeline.boards.clone(),
     })
 }
 

@@ -1,0 +1,464 @@
+//! Processor integration tests: simulator -> listener -> RabbitMQ -> processor nodes -> Redis,
+//! and embedded mode into the memory store. Real RabbitMQ and Redis, unique prefixes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix::Actor;
+use clap::Parser;
+use common::rabbit::{delete_pipeline_queues, rabbit_url};
+use common::redis::{cleanup, redis_url};
+use common::*;
+use deadpool_redis::redis;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tickwire::actors::listener;
+use tickwire::actors::publisher::{PublisherConfig, QueuePublisher};
+use tickwire::actors::Mailbox;
+use tickwire::embedded::{self, EmbeddedArgs};
+use tickwire::metrics::Registry;
+use tickwire::processor::node::{self, ProcessorArgs, ProcessorNode};
+use tickwire::store::Stored;
+
+const SHARDS: u16 = 4;
+
+async fn redis_conn() -> deadpool_redis::Connection {
+    deadpool_redis::Config::from_url(redis_url())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .expect("pool")
+        .get()
+        .await
+        .expect("redis connection")
+}
+
+async fn get(conn: &mut deadpool_redis::Connection, key: &str) -> Option<String> {
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut **conn)
+        .await
+        .unwrap_or(None)
+}
+
+async fn int(conn: &mut deadpool_redis::Connection, cmd: &str, key: &str) -> i64 {
+    redis::cmd(cmd)
+        .arg(key)
+        .query_async(&mut **conn)
+        .await
+        .unwrap_or(-3)
+}
+
+fn processor_args(queue_prefix: &str, key_prefix: &str) -> ProcessorArgs {
+    let mut a = ProcessorArgs::try_parse_from(["tickwire-processor"]).expect("defaults");
+    a.port = 0;
+    a.broker.rabbitmq_url = rabbit_url();
+    a.queue_prefix = queue_prefix.to_string();
+    a.shards = SHARDS;
+    a.mdc_redis_url = redis_url();
+    a.wdc_redis_url = redis_url();
+    a.shard_lease_ttl_ms = 1500;
+    a.pipeline.results_prefix = format!("{key_prefix}wdc:");
+    a.pipeline.state_prefix = format!("{key_prefix}mdc:");
+    a.pipeline.alert_cap = 5;
+    a.pipeline.threads = 2;
+    a
+}
+
+fn start_node(args: ProcessorArgs) -> ProcessorNode {
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    node::start(args, http).expect("processor node starts")
+}
+
+/// The listener half: simulator -> listener -> RabbitMQ.
+fn start_listener(
+    sim_url: String,
+    prefix: &str,
+    registry: &std::sync::Arc<Registry>,
+) -> actix::Addr<tickwire::actors::listener::Listener> {
+    let publisher = QueuePublisher::new(
+        PublisherConfig {
+            url: rabbit_url(),
+            message_ttl_ms: 5000,
+            shards: SHARDS,
+            queue_prefix: prefix.to_string(),
+            buffer_batches: 10_000,
+            max_in_flight: 64,
+            confirms: false,
+            coalesce_max_events: 500,
+        },
+        registry,
+    );
+    let pm = publisher.metrics();
+    let publisher = publisher.start();
+    let cfg = listener_config(sim_url, "demo", "A.*,T.*,Q.*,LULD.*");
+    listener::start(cfg, SHARDS, Mailbox::of(&publisher, pm), registry).0
+}
+
+fn held(n: &ProcessorNode) -> i64 {
+    n.registry.value("tickwire_shards_held", &[]).unwrap_or(0)
+}
+
+#[actix_web::test]
+async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
+    let qp = common::rabbit::unique_prefix("proc");
+    let kp = common::redis::unique_prefix("proc");
+    let wdc = format!("{kp}wdc:");
+    let mut sim = sim_args();
+    sim.tickers = 60;
+    sim.rate = 3000.0;
+    let sim = start_sim(sim);
+    let mut args = processor_args(&qp, &kp);
+    args.pipeline.rest_url = sim.http_url("");
+    args.pipeline.api_key = "demo".into();
+    let a = start_node(args.clone());
+    let b = start_node(args.clone());
+    wait_until("two nodes share the four shards", || {
+        held(&a) == 2 && held(&b) == 2
+    })
+    .await;
+
+    // Someone publishes on the quote channels.
+    let client = redis::Client::open(redis_url()).expect("client");
+    let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+    pubsub
+        .psubscribe(format!("{wdc}quote:*"))
+        .await
+        .expect("psubscribe");
+    let registry = Registry::new();
+    let listener = start_listener(sim.ws_url("stocks"), &qp, &registry);
+    let msg = tokio::time::timeout(DEADLINE, pubsub.on_message().next())
+        .await
+        .expect("a quote is published")
+        .expect("message");
+    let channel = msg.get_channel_name().to_string();
+    let payload: Value = serde_json::from_slice(msg.get_payload_bytes()).expect("JSON quote");
+    let sym = payload["symbol"].as_str().expect("symbol").to_string();
+    assert_eq!(channel, format!("{wdc}quote:{sym}"));
+    assert_eq!(payload.as_object().unwrap().len(), 26);
+
+    let mut conn = redis_conn().await;
+    // The same bytes are cached, with the reference's TTL.
+    let ttl = int(&mut conn, "TTL", &channel).await;
+    assert!(ttl > 345_000 && ttl <= 345_600, "quote TTL {ttl}");
+    let range: Value = serde_json::from_str(
+        &get(&mut conn, &format!("{wdc}daily_range:{sym}"))
+            .await
+            .expect("daily range"),
+    )
+    .unwrap();
+    assert_eq!(range.as_object().unwrap().len(), 32);
+    // Alerts: capped lists with a refreshed TTL.
+    let hod = format!("{wdc}daily_range_hod_alert");
+    wait_until_async("the HOD list fills to its cap", || {
+        let hod = hod.clone();
+        async move { int(&mut redis_conn().await, "LLEN", &hod).await == 5 }
+    })
+    .await;
+    let ttl = int(&mut conn, "TTL", &hod).await;
+    assert!(ttl > 28_000 && ttl <= 28_800, "alert list TTL {ttl}");
+    // Raw routes: quotes on.
+    wait_until_async("a raw quote", || async {
+        redis::cmd("KEYS")
+            .arg(format!("{wdc}stocks:quotes:*"))
+            .query_async::<Vec<String>>(&mut *redis_conn().await)
+            .await
+            .map(|k| !k.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    // Enrichment from the simulator's REST reaches the quotes.
+    wait_until_async("an enriched quote", || {
+        let key = format!("{wdc}quote:{sym}");
+        async move {
+            let q: Value =
+                serde_json::from_str(&get(&mut redis_conn().await, &key).await.unwrap_or_default())
+                    .unwrap_or_default();
+            q["avg_volume"].as_f64().unwrap_or(0.0) > 0.0
+                && q["free_float"].as_f64().unwrap_or(0.0) > 0.0
+        }
+    })
+    .await;
+
+    // Bad input: a message that is not an envelope is rejected, counted, and harmless.
+    let (_c, ch) = common::rabbit::channel().await;
+    let q = tickwire::actors::publisher::queue_name(
+        &qp,
+        tickwire::listener::routing::QueueKind::Trades,
+        0,
+    );
+    ch.basic_publish(
+        "".into(),
+        q.as_str().into(),
+        Default::default(),
+        b"{not json",
+        Default::default(),
+    )
+    .await
+    .expect("publish");
+    wait_until("the bad message is rejected", || {
+        a.registry
+            .value("tickwire_consumer_rejected_total", &[])
+            .unwrap_or(0)
+            + b.registry
+                .value("tickwire_consumer_rejected_total", &[])
+                .unwrap_or(0)
+            == 1
+    })
+    .await;
+
+    // Stop the feed; once every shard is quiet, the published board is exactly the quotes'.
+    listener.do_send(tickwire::actors::listener::Control::Stop);
+    let board_key = format!("{wdc}scanners:top_volume");
+    wait_until_async("top volume matches the quotes", || {
+        let (wdc, board_key) = (wdc.clone(), board_key.clone());
+        async move {
+            let mut conn = redis_conn().await;
+            let Some(board) = get(&mut conn, &board_key).await else {
+                return false;
+            };
+            let board: Vec<Value> = serde_json::from_str(&board).unwrap_or_default();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{wdc}quote:*"))
+                .query_async(&mut *conn)
+                .await
+                .unwrap_or_default();
+            let mut expected: Vec<(i64, String)> = Vec::new();
+            for k in keys {
+                let q: Value = serde_json::from_str(&get(&mut conn, &k).await.unwrap_or_default())
+                    .unwrap_or_default();
+                expected.push((
+                    -(q["accumulated_volume"].as_f64().unwrap_or(0.0) as i64),
+                    q["symbol"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+            expected.sort();
+            let got: Vec<(i64, String)> = board
+                .iter()
+                .map(|r| {
+                    (
+                        -(r["accumulated_volume"].as_f64().unwrap_or(0.0) as i64),
+                        r["symbol"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+            let ranks_ok = board
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r["rank"] == (i as i64 + 1));
+            !got.is_empty() && got == expected && ranks_ok
+        }
+    })
+    .await;
+    let gappers: Vec<Value> = serde_json::from_str(
+        &get(&mut conn, &format!("{wdc}scanners:top_gappers"))
+            .await
+            .unwrap_or("[]".into()),
+    )
+    .unwrap();
+    assert!(
+        gappers
+            .iter()
+            .all(|r| r["pct_change"].as_f64().unwrap() > 0.0),
+        "positive movers only"
+    );
+
+    // Node A leaves: B takes all four shards and rehydrates A's from their checkpoints.
+    let rehydrated_before = b
+        .registry
+        .value(
+            "tickwire_processor_rehydrated_symbols_total",
+            &[("shard", "0")],
+        )
+        .unwrap_or(0);
+    a.stop().await;
+    wait_until("B holds every shard", || held(&b) == 4).await;
+    let taken: i64 = (0..SHARDS)
+        .map(|s| {
+            b.registry
+                .value(
+                    "tickwire_processor_rehydrated_symbols_total",
+                    &[("shard", &s.to_string())],
+                )
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(
+        taken > rehydrated_before,
+        "B rehydrated A's shards from their checkpoints"
+    );
+    let (status, stats) = get_json(&b.url("/stats"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["node"]["pool_size"], 4);
+    assert_eq!(
+        stats["node"]["shards_held"].as_array().map(Vec::len),
+        Some(4)
+    );
+    wait_until("B is elected leaderboard publisher", || {
+        b.registry.value("tickwire_boards_leader", &[]) == Some(1)
+    })
+    .await;
+
+    b.stop().await;
+    sim.stop().await;
+    delete_pipeline_queues(&qp, SHARDS).await;
+    cleanup(&kp).await;
+}
+
+/// Polls an async condition until true (bounded by [`DEADLINE`]).
+async fn wait_until_async<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn embedded_mode_fills_the_memory_store() {
+    let mut args = EmbeddedArgs::try_parse_from(["tickwire"]).expect("defaults");
+    args.sim = sim_args();
+    args.sim.tickers = 40;
+    args.pipeline.alert_cap = 3;
+    args.pipeline.top_trades = true;
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = embedded::start(args, http).expect("embedded starts");
+    let store = e.store.clone();
+    let mut board: Vec<Value> = Vec::new();
+    wait_until_async("top volume in the memory store", || {
+        let store = store.clone();
+        async move { matches!(store.read("scanners:top_volume", 1).await, Ok(Some(Stored::Str(b))) if b.len() > 2) }
+    })
+    .await;
+    if let Ok(Some(Stored::Str(b))) = store.read("scanners:top_volume", 1).await {
+        board = serde_json::from_slice(&b).expect("board JSON");
+    }
+    let sym = board[0]["symbol"].as_str().expect("symbol").to_string();
+    assert_eq!(board[0]["rank"], 1);
+    for key in [format!("quote:{sym}"), format!("daily_range:{sym}")] {
+        let got = e
+            .store_addr
+            .send(tickwire::store::Read {
+                key: key.clone(),
+                limit: 1,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let (Stored::Str(_), Some(ttl)) = got.expect(&key) else {
+            panic!("{key} is a string with a TTL")
+        };
+        assert!(ttl <= Duration::from_secs(345_600) && ttl > Duration::from_secs(345_000));
+    }
+    wait_until_async("alerts capped at 3", || {
+        let store = store.clone();
+        async move { matches!(store.read("daily_range_hod_alert", 100).await, Ok(Some(Stored::List(l))) if l.len() == 3) }
+    })
+    .await;
+    wait_until_async("top trades widget", || {
+        let store = store.clone();
+        async move { matches!(store.read("tta:all_symbols:widget", 1).await, Ok(Some(_))) }
+    })
+    .await;
+    let mut by_shard = BTreeMap::new();
+    for s in 0..SHARDS {
+        by_shard.insert(
+            s,
+            e.registry.value(
+                "tickwire_processor_events_total",
+                &[("shard", &s.to_string())],
+            ),
+        );
+    }
+    assert!(
+        by_shard.values().all(|v| v.unwrap_or(0) > 0),
+        "every shard works: {by_shard:?}"
+    );
+    if let Some(sim) = e.sim {
+        sim.stop().await;
+    }
+}
+
+#[actix_web::test]
+async fn cache_writer_recovers_after_a_redis_restart() {
+    redis_url();
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().unwrap().port()
+    };
+    let spawn = || {
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh needs it too)")
+    };
+    let mut server = spawn();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let registry = Registry::new();
+    let (_, store) = tickwire::actors::cache_writer::CacheWriter::start_store(
+        tickwire::actors::cache_writer::CacheWriterConfig::new(&url, "results"),
+        &registry,
+    )
+    .expect("writer");
+    let connected =
+        || registry.value("tickwire_cache_connected", &[("store", "results")]) == Some(1);
+    wait_until("the writer reaches Redis", connected).await;
+    let write = |v: &str| {
+        store.write.do_send(tickwire::store::Write(vec![
+            tickwire::store::CacheWrite::value(
+                "k".into(),
+                bytes::Bytes::from(v.to_string()),
+                60,
+                0,
+            ),
+        ]))
+    };
+    write("before");
+    wait_until_async("written", || {
+        let s = store.clone();
+        async move {
+            s.get(vec!["k".into()])
+                .await
+                .ok()
+                .and_then(|mut v| v.pop().flatten())
+                .is_some()
+        }
+    })
+    .await;
+    server.kill().expect("kill redis");
+    server.wait().ok();
+    wait_until("the outage is noticed", || !connected()).await;
+    write("lost");
+    server = spawn();
+    wait_until("the writer reconnects", connected).await;
+    write("after");
+    wait_until_async("writes resume", || {
+        let s = store.clone();
+        async move {
+            s.get(vec!["k".into()])
+                .await
+                .ok()
+                .and_then(|mut v| v.pop().flatten())
+                .as_deref()
+                == Some(&b"after"[..])
+        }
+    })
+    .await;
+    server.kill().ok();
+    server.wait().ok();
+}
