@@ -19,6 +19,7 @@ use crate::sim::market::{MarketConfig, SyntheticMarket};
 use crate::sim::SimArgs;
 
 pub mod listener;
+pub mod processor;
 
 /// Frames of `per_frame` events from the synthetic market at a busy regular-session time.
 pub fn parse_corpus(events: usize, per_frame: usize) -> Vec<Vec<u8>> {

@@ -63,6 +63,26 @@ enum Cmd {
         #[arg(long)]
         replay: bool,
     },
+    /// RabbitMQ -> processor -> Redis: drain throughput, round trips, hop latency at a rate.
+    Processor {
+        /// Events queued (A.* + T.* + Q.*) before the processor drains them.
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
+        /// Live rate for the latency phase (events/s).
+        #[arg(long, default_value_t = 10_000.0)]
+        rate: f64,
+        /// Length of the latency phase.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        #[arg(
+            long,
+            env = "RABBITMQ_URL",
+            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        )]
+        rabbitmq_url: String,
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
+        redis_url: String,
+    },
 }
 
 fn print<T: serde::Serialize>(v: &T) {
@@ -114,6 +134,22 @@ fn main() {
                 replay,
             };
             run_async("listener", bench::listener::run(b));
+        }
+        Cmd::Processor {
+            events,
+            rate,
+            seconds,
+            rabbitmq_url,
+            redis_url,
+        } => {
+            let b = bench::processor::ProcessorBench {
+                events,
+                rate,
+                seconds,
+                rabbitmq_url,
+                redis_url,
+            };
+            run_async("processor", bench::processor::run(b));
         }
         Cmd::Sim {
             rate,
