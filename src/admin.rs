@@ -223,6 +223,46 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
         .body(state.registry.render_prometheus())
 }
 
+/// A node's HTTP server: admin routes plus whatever the node adds, one worker, signals left
+/// to the node's `run` (so a node shuts down its actors before the server).
+pub struct NodeHttp {
+    pub port: u16,
+    handle: actix_web::dev::ServerHandle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl NodeHttp {
+    /// Serves on `http` an app set up by `configure` (app data and routes).
+    pub fn serve(
+        http: std::net::TcpListener,
+        configure: impl Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    ) -> std::io::Result<Self> {
+        let port = http.local_addr()?.port();
+        let server =
+            actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .listen(http)?
+                .run();
+        let handle = server.handle();
+        let join = actix_web::rt::spawn(server);
+        Ok(NodeHttp { port, handle, join })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.join.await.unwrap_or(Ok(()))
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
 /// Mounts the four admin routes. The caller registers `web::Data<AdminState>` on the app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))

@@ -88,11 +88,7 @@ pub struct MassiveArgs {
 impl MassiveArgs {
     /// The API key, falling back to the legacy `POLYGON_API_KEY`.
     pub fn resolved_api_key(&self) -> String {
-        if self.api_key.is_empty() {
-            std::env::var("POLYGON_API_KEY").unwrap_or_default()
-        } else {
-            self.api_key.clone()
-        }
+        resolve_api_key(&self.api_key)
     }
 
     /// `ws[s]://<feed>/<market>`.
@@ -180,6 +176,16 @@ pub fn parse_subscriptions(s: &str) -> Result<Subscriptions, String> {
         return Err("no subscriptions given".to_string());
     }
     Ok(Subscriptions(topics))
+}
+
+/// A Massive API key from its flag (`MASSIVE_API_KEY`), else the reference's fallback
+/// `POLYGON_API_KEY`; empty when neither is set.
+pub fn resolve_api_key(flag: &str) -> String {
+    if flag.is_empty() {
+        std::env::var("POLYGON_API_KEY").unwrap_or_default()
+    } else {
+        flag.to_string()
+    }
 }
 
 /// A binary's exit status from its node's result: the error is logged, then exit code 1.

@@ -67,9 +67,8 @@ pub struct Embedded {
 /// Starts the simulator on `sim_http` (unless a Massive key is set) and the pipeline.
 pub fn start(mut args: EmbeddedArgs, sim_http: TcpListener) -> Result<Embedded, EmbeddedError> {
     let registry = Registry::new();
-    let real_key = std::env::var("MASSIVE_API_KEY")
-        .or_else(|_| std::env::var("POLYGON_API_KEY"))
-        .unwrap_or_default();
+    // A Massive key (flag, MASSIVE_API_KEY or POLYGON_API_KEY) means real Massive.
+    let real_key = args.pipeline.api_key();
     let (sim, url, key) = if real_key.is_empty() {
         let sim = crate::sim::start(args.sim.clone(), sim_http, false)?;
         let key = args

@@ -7,32 +7,21 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix::Actor;
 use clap::Parser;
 use common::rabbit::{delete_pipeline_queues, rabbit_url};
-use common::redis::{cleanup, redis_url};
+use common::redis::{cleanup, connection as redis_conn, redis_url};
 use common::*;
 use deadpool_redis::redis;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tickwire::actors::listener;
-use tickwire::actors::publisher::{PublisherConfig, QueuePublisher};
-use tickwire::actors::Mailbox;
+use tickwire::actors::publisher::PublisherConfig;
 use tickwire::embedded::{self, EmbeddedArgs};
 use tickwire::metrics::Registry;
 use tickwire::processor::node::{self, ProcessorArgs, ProcessorNode};
 use tickwire::store::Stored;
 
 const SHARDS: u16 = 4;
-
-async fn redis_conn() -> deadpool_redis::Connection {
-    deadpool_redis::Config::from_url(redis_url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .expect("pool")
-        .get()
-        .await
-        .expect("redis connection")
-}
 
 async fn get(conn: &mut deadpool_redis::Connection, key: &str) -> Option<String> {
     redis::cmd("GET")
@@ -77,23 +66,9 @@ fn start_listener(
     prefix: &str,
     registry: &std::sync::Arc<Registry>,
 ) -> actix::Addr<tickwire::actors::listener::Listener> {
-    let publisher = QueuePublisher::new(
-        PublisherConfig {
-            url: rabbit_url(),
-            message_ttl_ms: 5000,
-            shards: SHARDS,
-            queue_prefix: prefix.to_string(),
-            buffer_batches: 10_000,
-            max_in_flight: 64,
-            confirms: false,
-            coalesce_max_events: 500,
-        },
-        registry,
-    );
-    let pm = publisher.metrics();
-    let publisher = publisher.start();
+    let publisher = PublisherConfig::new(&rabbit_url(), prefix, SHARDS, 5000);
     let cfg = listener_config(sim_url, "demo", "A.*,T.*,Q.*,LULD.*");
-    listener::start(cfg, SHARDS, Mailbox::of(&publisher, pm), registry).0
+    listener::start_publishing(cfg, publisher, registry).0
 }
 
 fn held(n: &ProcessorNode) -> i64 {
@@ -306,19 +281,6 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
     cleanup(&kp).await;
 }
 
-/// Polls an async condition until true (bounded by [`DEADLINE`]).
-async fn wait_until_async<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[actix_web::test]
 async fn embedded_mode_fills_the_memory_store() {
     let mut args = EmbeddedArgs::try_parse_from(["tickwire"]).expect("defaults");
@@ -428,18 +390,19 @@ async fn cache_writer_recovers_after_a_redis_restart() {
             ),
         ]))
     };
-    write("before");
-    wait_until_async("written", || {
+    let value_is = |want: &'static str| {
         let s = store.clone();
         async move {
-            s.get(vec!["k".into()])
+            let got = s
+                .get(vec!["k".into()])
                 .await
                 .ok()
-                .and_then(|mut v| v.pop().flatten())
-                .is_some()
+                .and_then(|mut v| v.pop().flatten());
+            got.as_deref() == Some(want.as_bytes())
         }
-    })
-    .await;
+    };
+    write("before");
+    wait_until_async("written", || value_is("before")).await;
     server.kill().expect("kill redis");
     server.wait().ok();
     wait_until("the outage is noticed", || !connected()).await;
@@ -447,18 +410,7 @@ async fn cache_writer_recovers_after_a_redis_restart() {
     server = spawn();
     wait_until("the writer reconnects", connected).await;
     write("after");
-    wait_until_async("writes resume", || {
-        let s = store.clone();
-        async move {
-            s.get(vec!["k".into()])
-                .await
-                .ok()
-                .and_then(|mut v| v.pop().flatten())
-                .as_deref()
-                == Some(&b"after"[..])
-        }
-    })
-    .await;
+    wait_until_async("writes resume", || value_is("after")).await;
     server.kill().ok();
     server.wait().ok();
 }

@@ -7,12 +7,10 @@ mod common;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
-use actix::Actor;
 use common::rabbit::*;
 use common::*;
 use tickwire::actors::listener;
-use tickwire::actors::publisher::{queue_arguments, queue_name, PublisherConfig, QueuePublisher};
-use tickwire::actors::Mailbox;
+use tickwire::actors::publisher::{queue_arguments, queue_name, PublisherConfig};
 use tickwire::listener::envelope;
 use tickwire::listener::routing::{shard_of, QueueKind};
 use tickwire::metrics::Registry;
@@ -34,23 +32,13 @@ fn pipeline(
     confirms: bool,
     registry: &std::sync::Arc<Registry>,
 ) -> std::sync::Arc<tickwire::actors::listener::ListenerHealth> {
-    let publisher = QueuePublisher::new(
-        PublisherConfig {
-            url: amqp,
-            message_ttl_ms: 5000,
-            shards: SHARDS,
-            queue_prefix: prefix.to_string(),
-            buffer_batches: buffer,
-            max_in_flight: 64,
-            confirms,
-            coalesce_max_events: 500,
-        },
-        registry,
-    );
-    let pm = publisher.metrics();
-    let publisher = publisher.start();
+    let publisher = PublisherConfig {
+        buffer_batches: buffer,
+        confirms,
+        ..PublisherConfig::new(&amqp, prefix, SHARDS, 5000)
+    };
     let cfg = listener_config(sim_url, "demo", "T.*,Q.*,A.*");
-    listener::start(cfg, SHARDS, Mailbox::of(&publisher, pm), registry).1
+    listener::start_publishing(cfg, publisher, registry).1
 }
 
 fn published(r: &Registry) -> i64 {

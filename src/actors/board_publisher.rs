@@ -92,10 +92,6 @@ impl BoardPublisher {
         }
     }
 
-    pub fn leader_handle(&self) -> Gauge {
-        self.is_leader.clone()
-    }
-
     fn lease_key(&self) -> String {
         format!("{}processor:lease:boards", self.cfg.state_prefix)
     }

@@ -117,8 +117,11 @@ pub struct CacheWriter {
     pool: Pool,
     /// Waiting writes in arrival order; a coalesced one leaves a `None` behind.
     pending: Vec<Option<CacheWrite>>,
-    /// Key -> index in `pending` of its waiting string value.
+    /// Key -> position of its waiting string value, counted from the first write ever queued
+    /// (so draining the front never renumbers: a position below `drained` has been sent).
     pending_sets: HashMap<String, usize>,
+    /// Writes taken off the front of `pending` so far.
+    drained: usize,
     in_flight: bool,
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -144,6 +147,7 @@ impl CacheWriter {
             pool,
             pending: Vec::new(),
             pending_sets: HashMap::new(),
+            drained: 0,
             in_flight: false,
             retry_at: None,
             backoff: Duration::ZERO,
@@ -236,10 +240,15 @@ impl CacheWriter {
 
     fn enqueue(&mut self, w: CacheWrite) {
         if matches!(w.op, WriteOp::Set { .. }) {
-            if let Some(&i) = self.pending_sets.get(&w.key) {
-                self.pending[i] = Some(w);
-                self.coalesced.inc();
-                return;
+            if let Some(&pos) = self.pending_sets.get(&w.key) {
+                if let Some(slot) = pos
+                    .checked_sub(self.drained)
+                    .and_then(|i| self.pending.get_mut(i))
+                {
+                    *slot = Some(w);
+                    self.coalesced.inc();
+                    return;
+                }
             }
         }
         if self.pending.len() >= self.cfg.max_pending {
@@ -247,7 +256,8 @@ impl CacheWriter {
             return;
         }
         if matches!(w.op, WriteOp::Set { .. }) {
-            self.pending_sets.insert(w.key.clone(), self.pending.len());
+            self.pending_sets
+                .insert(w.key.clone(), self.drained + self.pending.len());
         }
         self.pending.push(Some(w));
     }
@@ -264,13 +274,10 @@ impl CacheWriter {
         let take = self.pending.len().min(self.cfg.max_batch);
         let batch: Vec<CacheWrite> = self.pending.drain(..take).flatten().collect();
         // Indices of what is still waiting moved down by `take`.
-        self.pending_sets.clear();
-        for (i, w) in self.pending.iter().enumerate() {
-            if let Some(w) = w {
-                if matches!(w.op, WriteOp::Set { .. }) {
-                    self.pending_sets.insert(w.key.clone(), i);
-                }
-            }
+        self.drained += take;
+        if self.pending.is_empty() {
+            // Every position is stale now; forgetting them keeps the map bounded.
+            self.pending_sets.clear();
         }
         self.pending_gauge.set(self.pending.len() as i64);
         if batch.is_empty() {

@@ -155,10 +155,6 @@ impl QueueConsumer {
         }
     }
 
-    pub fn connected_handle(&self) -> Gauge {
-        self.c.connected.clone()
-    }
-
     fn connect(&mut self, ctx: &mut Context<Self>) {
         if self.conn.is_some() || self.connecting {
             return;

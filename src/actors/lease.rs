@@ -20,9 +20,6 @@ use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 /// Renews only if the lease is still ours.
 const RENEW: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"#;
-/// Deletes only if the lease is still ours.
-const RELEASE: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1]) else return 0 end"#;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -231,7 +228,7 @@ impl Actor for LeaseKeeper {
             actix::spawn(async move {
                 if let Ok(mut conn) = pool.get().await {
                     let _: Result<i64, _> = redis::cmd("EVAL")
-                        .arg(RELEASE)
+                        .arg(crate::store::RELEASE_LUA)
                         .arg(1)
                         .arg(&cfg.key)
                         .arg(&cfg.holder)

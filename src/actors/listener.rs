@@ -151,6 +151,21 @@ pub fn start_with(
     (actix::Supervisor::start(move |_| listener), health)
 }
 
+/// A listener whose batches go to RabbitMQ through its own [`QueuePublisher`], sharded as
+/// the publisher's queues are: the distributed listener's wiring for one market.
+pub fn start_publishing(
+    cfg: ListenerConfig,
+    publisher: super::publisher::PublisherConfig,
+    registry: &Arc<Registry>,
+) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
+    use actix::Actor as _;
+    let shards = publisher.shards;
+    let publisher = super::publisher::QueuePublisher::new(publisher, registry);
+    let metrics = publisher.metrics();
+    let publisher = publisher.start();
+    start(cfg, shards, Mailbox::of(&publisher, metrics), registry)
+}
+
 impl Listener {
     pub const NAME: &'static str = "listener";
 

@@ -273,15 +273,10 @@ impl Handler<EventBatch> for Processor {
         let mut out = Vec::with_capacity(batch.events.len() * 2);
         let mut enrich = Vec::new();
         for (i, raw) in batch.events.iter().enumerate() {
-            let Ok(text) = std::str::from_utf8(raw) else {
-                self.c.decode_errors.inc();
-                continue;
-            };
-            let Ok(rv) = serde_json::from_str::<&serde_json::value::RawValue>(text) else {
-                self.c.decode_errors.inc();
-                continue;
-            };
-            match parse_element(batch.market, i, rv) {
+            let decoded = serde_json::from_slice::<&serde_json::value::RawValue>(raw)
+                .map_err(|e| e.to_string())
+                .and_then(|rv| parse_element(batch.market, i, rv).map_err(|e| e.to_string()));
+            match decoded {
                 Ok(ev) => {
                     let o = self.state.apply(&ev, raw, batch.received_at_ms, &mut out);
                     self.c.stale.add(o.stale);

@@ -44,6 +44,23 @@ pub struct PublisherConfig {
     pub coalesce_max_events: usize,
 }
 
+impl PublisherConfig {
+    /// Settings with the listener node's defaults (10,000 batches buffered, 64 in flight, no
+    /// confirms, merging up to 500 events).
+    pub fn new(url: &str, queue_prefix: &str, shards: u16, message_ttl_ms: u32) -> Self {
+        PublisherConfig {
+            url: url.to_string(),
+            message_ttl_ms,
+            shards,
+            queue_prefix: queue_prefix.to_string(),
+            buffer_batches: 10_000,
+            max_in_flight: 64,
+            confirms: false,
+            coalesce_max_events: 500,
+        }
+    }
+}
+
 /// The queue name of (kind, shard).
 pub fn queue_name(prefix: &str, kind: QueueKind, shard: u16) -> String {
     format!("{prefix}{}.{shard}", kind.name())

@@ -11,13 +11,11 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use actix::Actor;
 use clap::Parser;
 use serde::Serialize;
 
 use crate::actors::listener::{self, Control, ListenerConfig, MAX_FRAME_BYTES};
-use crate::actors::publisher::{PublisherConfig, QueuePublisher};
-use crate::actors::Mailbox;
+use crate::actors::publisher::PublisherConfig;
 use crate::config::parse_subscriptions;
 use crate::massive::Market;
 use crate::metrics::Registry;
@@ -95,21 +93,10 @@ fn listen(
     prefix: &str,
     registry: &std::sync::Arc<Registry>,
 ) -> Result<actix::Addr<listener::Listener>, String> {
-    let publisher = QueuePublisher::new(
-        PublisherConfig {
-            url: b.rabbitmq_url.clone(),
-            message_ttl_ms: TTL_MS,
-            shards: SHARDS,
-            queue_prefix: prefix.to_string(),
-            buffer_batches: 100_000,
-            max_in_flight: 64,
-            confirms: false,
-            coalesce_max_events: 500,
-        },
-        registry,
-    );
-    let pm = publisher.metrics();
-    let publisher = publisher.start();
+    let publisher = PublisherConfig {
+        buffer_batches: 100_000,
+        ..PublisherConfig::new(&b.rabbitmq_url, prefix, SHARDS, TTL_MS)
+    };
     let cfg = ListenerConfig {
         url: sim.ws_url("stocks"),
         api_key: "demo".into(),
@@ -124,7 +111,7 @@ fn listen(
         closed_poll: Duration::from_secs(60),
         max_frame_bytes: MAX_FRAME_BYTES,
     };
-    Ok(listener::start(cfg, SHARDS, Mailbox::of(&publisher, pm), registry).0)
+    Ok(listener::start_publishing(cfg, publisher, registry).0)
 }
 
 async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<(), String> {

@@ -25,8 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -35,7 +34,7 @@ use crate::actors::listener::{self, Control, Describe, Listener, ListenerConfig,
 use crate::actors::publisher::{PublisherConfig, QueuePublisher};
 use crate::actors::recorder::Recorder;
 use crate::actors::Mailbox;
-use crate::admin::{self, AdminState, FnCheck};
+use crate::admin::{self, AdminState, FnCheck, NodeHttp};
 use crate::config::{parse_subscriptions, BrokerArgs, CommonArgs, MassiveArgs};
 use crate::massive::control::Topic;
 use crate::massive::Market;
@@ -165,24 +164,23 @@ pub struct ListenerNode {
     pub registry: Arc<Registry>,
     /// One per market.
     pub listeners: Vec<Addr<Listener>>,
-    handle: ServerHandle,
-    join: tokio::task::JoinHandle<std::io::Result<()>>,
+    http: NodeHttp,
 }
 
 impl ListenerNode {
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        self.http.url(path)
     }
 
     pub async fn wait(self) -> std::io::Result<()> {
-        self.join.await.unwrap_or(Ok(()))
+        self.http.wait().await
     }
 
     pub async fn stop(self) {
         for l in &self.listeners {
             l.do_send(Control::Stop);
         }
-        self.handle.stop(false).await;
+        self.http.stop().await;
     }
 }
 
@@ -677,31 +675,22 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         lease: args.lease,
         registry: registry.clone(),
     });
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(admin_data.clone())
+    let http = NodeHttp::serve(http, move |cfg| {
+        cfg.app_data(admin_data.clone())
             .app_data(control_data.clone())
             .app_data(web::PayloadConfig::new(1 << 20))
             .configure(admin::configure)
             .route("/control/subscriptions", web::put().to(set_subscriptions))
             .route("/control/feed", web::put().to(set_feed))
             .route("/control/market", web::put().to(set_market))
-            .route("/control/{cmd}", web::post().to(control))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    .listen(http)?
-    .run();
-    let handle = server.handle();
-    let join = actix_web::rt::spawn(server);
+            .route("/control/{cmd}", web::post().to(control));
+    })?;
     log::info!("listener node: admin on port {port}");
     Ok(ListenerNode {
         port,
         registry,
         listeners,
-        handle,
-        join,
+        http,
     })
 }
 

@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, Session};
 
+/// 04:00 to 09:30 ET: no clock change falls in between (they happen at 02:00), so the open
+/// of a market day is always this long after its start.
+pub const OPEN_AFTER_DAY_START_MS: i64 = (5 * 60 + 30) * 60 * 1000;
+
 /// What the market status said about a date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DayKind {
@@ -119,7 +123,7 @@ impl TradingCalendar {
 
     /// Epoch ms of 09:30 ET on `day`: the open, when gainers start over.
     pub fn open_ms(day: NaiveDate) -> i64 {
-        clock::from_et(day.and_time(hm(9, 30))).timestamp_millis()
+        Self::day_start_ms(day) + OPEN_AFTER_DAY_START_MS
     }
 
     /// The session at `ms` (Closed on days that do not trade).
@@ -176,6 +180,11 @@ mod tests {
             TradingCalendar::open_ms(day("2026-03-09")),
             ms("2026-03-09 09:30:00"),
             "first day of daylight time"
+        );
+        assert_eq!(
+            TradingCalendar::open_ms(day("2025-11-03")),
+            ms("2025-11-03 09:30:00"),
+            "first day of standard time"
         );
     }
 

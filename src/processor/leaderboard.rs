@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::calendar::OPEN_AFTER_DAY_START_MS;
 use super::quote::{Quote, F};
 
 /// Rows per board.
@@ -63,8 +64,6 @@ pub struct ShardBoard {
     pub day_ms: i64,
     /// Newest bar end time the shard has seen (ms): the shard's market clock.
     pub clock_ms: i64,
-    /// Epoch ms of 09:30 ET on the market day.
-    pub open_ms: i64,
     pub rows: Vec<Row>,
 }
 
@@ -130,11 +129,7 @@ pub fn rank(shards: &[ShardBoard]) -> [Vec<u8>; 3] {
         .map(|s| s.clock_ms)
         .max()
         .unwrap_or(0);
-    let open = shards
-        .iter()
-        .find(|s| s.day_ms == day)
-        .map_or(i64::MAX, |s| s.open_ms);
-    let after_open = clock >= open;
+    let after_open = clock >= day + OPEN_AFTER_DAY_START_MS;
     // At most shards × 1,500 rows, once a second: copying them is cheap.
     let rows: Vec<Row> = shards
         .iter()
@@ -189,7 +184,6 @@ mod tests {
         ShardBoard {
             day_ms,
             clock_ms,
-            open_ms: 1_000,
             rows,
         }
     }
@@ -232,7 +226,7 @@ mod tests {
     fn after_the_open_gainers_need_a_regular_open_and_old_days_drop() {
         let today = shard(
             2,
-            1_000,
+            2 + OPEN_AFTER_DAY_START_MS,
             vec![
                 row("NEW", 1.0, 1.0, 9.0, true),
                 row("PRE", 1.0, 1.0, 20.0, false),
@@ -260,7 +254,7 @@ mod tests {
         );
         // Before the open both count.
         let mut before = today;
-        before.clock_ms = 999;
+        before.clock_ms = 2 + OPEN_AFTER_DAY_START_MS - 1;
         let [_, _, gain] = rank(&[before]);
         assert_eq!(parse(&gain).len(), 2);
         // Nothing at all: empty arrays, published so that stale boards disappear.

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use clap::Parser;
 use serde_json::json;
 
@@ -27,7 +26,7 @@ use crate::actors::market_status::MarketStatus;
 use crate::actors::processor::{Processor, ProcessorConfig};
 use crate::actors::processor_pool::ProcessorPool;
 use crate::actors::shard_manager::{ShardManager, ShardManagerConfig};
-use crate::admin::{self, AdminState, FnCheck};
+use crate::admin::{self, AdminState, FnCheck, NodeHttp};
 use crate::config::{BrokerArgs, CommonArgs};
 use crate::metrics::Registry;
 use crate::store::Store;
@@ -149,12 +148,9 @@ pub struct PipelineArgs {
 }
 
 impl PipelineArgs {
-    fn api_key(&self) -> String {
-        if self.api_key.is_empty() {
-            std::env::var("POLYGON_API_KEY").unwrap_or_default()
-        } else {
-            self.api_key.clone()
-        }
+    /// The REST key, with the `POLYGON_API_KEY` fallback.
+    pub fn api_key(&self) -> String {
+        crate::config::resolve_api_key(&self.api_key)
     }
 }
 
@@ -283,19 +279,18 @@ pub struct ProcessorNode {
     pub port: u16,
     pub registry: Arc<Registry>,
     pub id: String,
-    handle: ServerHandle,
-    join: tokio::task::JoinHandle<std::io::Result<()>>,
+    http: NodeHttp,
     shard_manager: Addr<ShardManager>,
     boards: Addr<BoardPublisher>,
 }
 
 impl ProcessorNode {
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        self.http.url(path)
     }
 
     pub async fn wait(self) -> std::io::Result<()> {
-        self.join.await.unwrap_or(Ok(()))
+        self.http.wait().await
     }
 
     /// Stops serving and hands its shards over (leases released at once).
@@ -305,7 +300,7 @@ impl ProcessorNode {
             .send(crate::actors::shard_manager::Stop)
             .await;
         let _ = self.boards.send(crate::actors::board_publisher::Stop).await;
-        self.handle.stop(false).await;
+        self.http.stop().await;
     }
 }
 
@@ -357,31 +352,37 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
         &args.common.image_version,
         &args.common.admin_token,
     );
-    for (check, gauge, what) in [
+    // (check, gauge, its labels, reason when down)
+    type Check = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let checks: [Check; 3] = [
         (
             "broker",
             "tickwire_consumer_connected",
+            &[],
             "RabbitMQ not connected",
         ),
         (
             "redis:results",
             "tickwire_cache_connected",
+            &[("store", "results")],
             "results Redis unreachable",
         ),
         (
             "redis:state",
             "tickwire_cache_connected",
+            &[("store", "state")],
             "state Redis unreachable",
         ),
-    ] {
+    ];
+    for (check, gauge, labels, what) in checks {
         let r = registry.clone();
-        let labels: Vec<(&'static str, &'static str)> = match check {
-            "redis:results" => vec![("store", "results")],
-            "redis:state" => vec![("store", "state")],
-            _ => vec![],
-        };
         admin_state = admin_state.with_check(FnCheck::new(check, move || {
-            if r.value(gauge, &labels) == Some(1) {
+            if r.value(gauge, labels) == Some(1) {
                 Ok(())
             } else {
                 Err(what.into())
@@ -417,25 +418,15 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
         })
     }));
     let admin_data = web::Data::new(admin_state);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(admin_data.clone())
-            .configure(admin::configure)
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    .listen(http)?
-    .run();
-    let handle = server.handle();
-    let join = actix_web::rt::spawn(server);
+    let http = NodeHttp::serve(http, move |cfg| {
+        cfg.app_data(admin_data.clone()).configure(admin::configure);
+    })?;
     log::info!("processor node {id}: {shards} shards, admin on port {port}");
     Ok(ProcessorNode {
         port,
         registry,
         id,
-        handle,
-        join,
+        http,
         shard_manager,
         boards: pipeline.boards.clone(),
     })

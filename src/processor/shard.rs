@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::calendar::TradingCalendar;
+use super::calendar::{TradingCalendar, OPEN_AFTER_DAY_START_MS};
 use super::daily_range::{DailyRange, Direction};
 use super::leaderboard::{shard_candidates, Row, ShardBoard};
 use super::quote::{Bar, Enrichment, Quote};
@@ -263,18 +263,7 @@ impl ShardState {
         let quote = Quote::compute(&a.sym, &bar, st.open, en.as_ref());
         let alerts = st.range.observe(session, bar.high, bar.low);
         let prefix = &self.cfg.results_prefix;
-        out.push(CacheWrite::value(
-            format!("{prefix}quote:{}", a.sym),
-            Bytes::from(quote.to_json()),
-            VALUE_TTL_SECS,
-            received_at_ms,
-        ));
-        out.push(CacheWrite::value(
-            format!("{prefix}daily_range:{}", a.sym),
-            Bytes::from(st.range.state_json(&quote)),
-            VALUE_TTL_SECS,
-            received_at_ms,
-        ));
+        value_writes(prefix, &quote, &st.range, received_at_ms, out);
         for alert in &alerts {
             let list = match alert.direction {
                 Direction::High => HOD_ALERTS,
@@ -305,19 +294,7 @@ impl ShardState {
             return;
         };
         let quote = Quote::compute(sym, &bar, st.open, Some(&en));
-        let prefix = &self.cfg.results_prefix;
-        out.push(CacheWrite::value(
-            format!("{prefix}quote:{sym}"),
-            Bytes::from(quote.to_json()),
-            VALUE_TTL_SECS,
-            0,
-        ));
-        out.push(CacheWrite::value(
-            format!("{prefix}daily_range:{sym}"),
-            Bytes::from(st.range.state_json(&quote)),
-            VALUE_TTL_SECS,
-            0,
-        ));
+        value_writes(&self.cfg.results_prefix, &quote, &st.range, 0, out);
         st.quote = Some(quote);
         self.board_dirty = true;
     }
@@ -335,11 +312,7 @@ impl ShardState {
             return None;
         }
         let day = self.day_ms;
-        let open_ms = if day == 0 {
-            i64::MAX
-        } else {
-            TradingCalendar::open_ms(self.calendar.market_day(day))
-        };
+        let after_open = day > 0 && self.clock_ms >= day + OPEN_AFTER_DAY_START_MS;
         let rows: Vec<Row> = self
             .symbols
             .values()
@@ -354,8 +327,7 @@ impl ShardState {
         Some(ShardBoard {
             day_ms: day,
             clock_ms: self.clock_ms,
-            open_ms,
-            rows: shard_candidates(rows, self.clock_ms >= open_ms),
+            rows: shard_candidates(rows, after_open),
         })
     }
 
@@ -404,6 +376,29 @@ impl ShardState {
     }
 }
 
+/// `quote:{SYM}` then `daily_range:{SYM}`, both SETEX 4 d + PUBLISH.
+fn value_writes(
+    prefix: &str,
+    quote: &Quote,
+    range: &DailyRange,
+    at: i64,
+    out: &mut Vec<CacheWrite>,
+) {
+    let sym = &quote.symbol;
+    out.push(CacheWrite::value(
+        format!("{prefix}quote:{sym}"),
+        Bytes::from(quote.to_json()),
+        VALUE_TTL_SECS,
+        at,
+    ));
+    out.push(CacheWrite::value(
+        format!("{prefix}daily_range:{sym}"),
+        Bytes::from(range.state_json(quote)),
+        VALUE_TTL_SECS,
+        at,
+    ));
+}
+
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         rmp_serde::to_vec(self).unwrap_or_default()
@@ -430,15 +425,11 @@ mod tests {
         clock::from_et(et).timestamp_millis()
     }
 
-    /// A one-second bar starting at ET time `at`.
-    #[allow(clippy::too_many_arguments)]
+    /// A one-second bar starting at ET time `at`, with open, close, high, low `[o, c, h, l]`.
     fn agg(
         sym: &str,
         at: &str,
-        o: f64,
-        c: f64,
-        h: f64,
-        l: f64,
+        [o, c, h, l]: [f64; 4],
         av: u64,
         op: Option<f64>,
     ) -> (Event, Bytes) {
@@ -476,10 +467,7 @@ mod tests {
             agg(
                 "ABC",
                 "2026-03-03 08:00:00",
-                10.0,
-                10.5,
-                10.6,
-                9.9,
+                [10.0, 10.5, 10.6, 9.9],
                 1000,
                 None,
             ),
@@ -509,10 +497,7 @@ mod tests {
             agg(
                 "ABC",
                 "2026-03-03 08:00:01",
-                10.5,
-                10.8,
-                10.9,
-                9.8,
+                [10.5, 10.8, 10.9, 9.8],
                 2000,
                 None,
             ),
@@ -536,7 +521,7 @@ mod tests {
         // An older bar arriving late is skipped: nothing written, counted.
         let (w, o) = run(
             &mut s,
-            agg("ABC", "2026-03-03 08:00:00", 1.0, 1.0, 1.0, 1.0, 1, None),
+            agg("ABC", "2026-03-03 08:00:00", [1.0, 1.0, 1.0, 1.0], 1, None),
         );
         assert!(w.is_empty());
         assert_eq!(o.stale, 1);
@@ -565,10 +550,7 @@ mod tests {
             agg(
                 "ABC",
                 "2026-03-03 19:00:00",
-                10.0,
-                10.0,
-                12.0,
-                8.0,
+                [10.0, 10.0, 12.0, 8.0],
                 1000,
                 None,
             ),
@@ -583,10 +565,7 @@ mod tests {
             agg(
                 "ABC",
                 "2026-03-04 03:59:59",
-                10.0,
-                10.0,
-                12.0,
-                8.0,
+                [10.0, 10.0, 12.0, 8.0],
                 1000,
                 None,
             ),
@@ -600,7 +579,7 @@ mod tests {
         // 04:00: a new market day, state starts over (no alert even at a new extreme).
         let (w, _) = run(
             &mut s,
-            agg("ABC", "2026-03-04 04:00:00", 5.0, 5.0, 5.5, 4.5, 10, None),
+            agg("ABC", "2026-03-04 04:00:00", [5.0, 5.0, 5.5, 4.5], 10, None),
         );
         assert_eq!(w.len(), 2);
         let st = s.symbol("ABC").unwrap();
@@ -614,10 +593,7 @@ mod tests {
             agg(
                 "ABC",
                 "2026-03-04 09:29:00",
-                5.0,
-                5.5,
-                5.5,
-                5.0,
+                [5.0, 5.5, 5.5, 5.0],
                 20,
                 Some(5.0),
             ),
@@ -632,10 +608,7 @@ mod tests {
             agg(
                 "XYZ",
                 "2026-03-04 09:30:01",
-                1.0,
-                1.0,
-                1.0,
-                1.0,
+                [1.0, 1.0, 1.0, 1.0],
                 5,
                 Some(1.0),
             ),
@@ -647,10 +620,7 @@ mod tests {
             agg(
                 "ABC",
                 "2026-03-04 09:30:02",
-                5.5,
-                6.0,
-                6.0,
-                5.5,
+                [5.5, 6.0, 6.0, 5.5],
                 30,
                 Some(5.2),
             ),
@@ -676,10 +646,7 @@ mod tests {
             agg(
                 "ABC",
                 "2026-03-03 10:00:00",
-                10.0,
-                10.0,
-                11.0,
-                9.0,
+                [10.0, 10.0, 11.0, 9.0],
                 1000,
                 Some(10.0),
             ),
@@ -689,10 +656,7 @@ mod tests {
             agg(
                 "ABC",
                 "2026-03-03 10:00:01",
-                10.0,
-                10.0,
-                11.5,
-                9.0,
+                [10.0, 10.0, 11.5, 9.0],
                 1100,
                 Some(10.0),
             ),
@@ -702,7 +666,7 @@ mod tests {
         let mut b = ShardState::new(ShardConfig::default());
         run(
             &mut b,
-            agg("DEF", "2026-03-03 10:00:00", 1.0, 1.0, 1.0, 1.0, 1, None),
+            agg("DEF", "2026-03-03 10:00:00", [1.0, 1.0, 1.0, 1.0], 1, None),
         );
         assert_eq!(b.rehydrate(cp.clone()), 1);
         assert_eq!(b.symbols(), 2);
@@ -713,10 +677,7 @@ mod tests {
             agg(
                 "ABC",
                 "2026-03-03 10:00:02",
-                10.0,
-                10.0,
-                12.0,
-                9.0,
+                [10.0, 10.0, 12.0, 9.0],
                 1200,
                 Some(10.0),
             ),

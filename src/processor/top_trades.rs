@@ -64,10 +64,6 @@ impl TopTrades {
         }
     }
 
-    pub fn symbols(&self) -> usize {
-        self.windows.len()
-    }
-
     /// Drops trades older than the window (relative to `now_ms`, trade time) and returns the
     /// statistics of every symbol that still has trades.
     pub fn stats(&mut self, now_ms: i64) -> BTreeMap<String, Stats> {

@@ -181,6 +181,19 @@ pub async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Polls an async condition until true (bounded by [`DEADLINE`]).
+pub async fn wait_until_async<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// GET a simulator URL: (status, JSON body).
 pub async fn get_json(url: &str, bearer: Option<&str>) -> (u16, Value) {
     let mut req = awc::Client::new().get(url);

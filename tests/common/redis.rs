@@ -27,12 +27,19 @@ pub fn unique_prefix(test: &str) -> String {
     )
 }
 
+/// A connection to the test Redis (fails the test when Redis is down).
+pub async fn connection() -> deadpool_redis::Connection {
+    deadpool_redis::Config::from_url(redis_url())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .expect("pool")
+        .get()
+        .await
+        .expect("redis connection")
+}
+
 /// Deletes every key under `prefix`.
 pub async fn cleanup(prefix: &str) {
-    let pool = deadpool_redis::Config::from_url(redis_url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .expect("pool");
-    let mut conn = pool.get().await.expect("redis connection");
+    let mut conn = connection().await;
     let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut *conn)
