@@ -240,29 +240,27 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
     );
 
     // Node A leaves: B takes all four shards and rehydrates A's from their checkpoints.
-    let rehydrated_before = b
-        .registry
-        .value(
-            "tickwire_processor_rehydrated_symbols_total",
-            &[("shard", "0")],
-        )
-        .unwrap_or(0);
+    // Symbols B has taken from checkpoints, over all its shards.
+    let rehydrated = |n: &ProcessorNode| -> i64 {
+        (0..SHARDS)
+            .map(|s| {
+                n.registry
+                    .value(
+                        "tickwire_processor_rehydrated_symbols_total",
+                        &[("shard", &s.to_string())],
+                    )
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let rehydrated_before = rehydrated(&b);
     a.stop().await;
     wait_until("B holds every shard", || held(&b) == 4).await;
-    let taken: i64 = (0..SHARDS)
-        .map(|s| {
-            b.registry
-                .value(
-                    "tickwire_processor_rehydrated_symbols_total",
-                    &[("shard", &s.to_string())],
-                )
-                .unwrap_or(0)
-        })
-        .sum();
-    assert!(
-        taken > rehydrated_before,
-        "B rehydrated A's shards from their checkpoints"
-    );
+    // Rehydration runs when the consumer takes a shard, just after the lease: wait for it.
+    wait_until("B rehydrates A's shards from their checkpoints", || {
+        rehydrated(&b) > rehydrated_before
+    })
+    .await;
     let (status, stats) = get_json(&b.url("/stats"), None).await;
     assert_eq!(status, 200);
     assert_eq!(stats["node"]["pool_size"], 4);
