@@ -22,8 +22,8 @@ use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
 use crate::store::{
-    Acquire, CacheWrite, Get, Members, Put, Read, Release, Store, StoreError, Stored, Write,
-    WriteOp, ACQUIRE_LUA, RELEASE_LUA,
+    lrange_stop, Acquire, CacheWrite, Get, Members, Put, Read, Release, Snapshot, Store,
+    StoreError, Stored, Write, WriteOp, ACQUIRE_LUA, RELEASE_LUA, SNAPSHOT_LUA,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,10 @@ pub struct CacheWriterConfig {
     pub max_pending: usize,
     /// Metric label: which store this is (`results`, `state`).
     pub name: String,
+    /// Where each pipeline first announces the listener receive time of the values it
+    /// publishes (`[[channel, epoch ms], ...]`), so the widget data service can stamp its
+    /// pushes: Redis pub/sub carries only the payload, and the payload is the contract.
+    pub timing_channel: Option<String>,
 }
 
 impl CacheWriterConfig {
@@ -50,7 +54,27 @@ impl CacheWriterConfig {
             max_batch: 5000,
             max_pending: 200_000,
             name: name.to_string(),
+            timing_channel: None,
         }
+    }
+
+    pub fn with_timing_channel(mut self, channel: String) -> Self {
+        self.timing_channel = Some(channel);
+        self
+    }
+}
+
+/// The timing announcement for `batch` (see [`CacheWriterConfig::timing_channel`]).
+fn timing_payload(batch: &[CacheWrite]) -> Option<Vec<u8>> {
+    let stamps: Vec<(&str, i64)> = batch
+        .iter()
+        .filter(|w| w.publish && w.received_at_ms > 0)
+        .map(|w| (w.key.as_str(), w.received_at_ms))
+        .collect();
+    if stamps.is_empty() {
+        None
+    } else {
+        serde_json::to_vec(&stamps).ok()
     }
 }
 
@@ -285,8 +309,16 @@ impl CacheWriter {
         }
         self.in_flight = true;
         let pool = self.pool.clone();
+        let timing = self.cfg.timing_channel.clone();
         let fut = async move {
             let mut p = redis::pipe();
+            // MULTI/EXEC: a reader's atomic snapshot (store::Snapshot) then never sees a SET
+            // whose PUBLISH is still to come, which is what lets the WDS join snapshot and
+            // stream with no duplicate.
+            p.atomic();
+            if let Some((channel, stamps)) = timing.zip(timing_payload(&batch)) {
+                p.cmd("PUBLISH").arg(channel).arg(stamps).ignore();
+            }
             for w in &batch {
                 add_to_pipeline(&mut p, w);
             }
@@ -435,7 +467,7 @@ impl Handler<Read> for CacheWriter {
                     let v: Vec<Vec<u8>> = redis::cmd("LRANGE")
                         .arg(&msg.key)
                         .arg(0)
-                        .arg(msg.limit.max(1) as i64 - 1)
+                        .arg(lrange_stop(msg.limit))
                         .query_async(&mut *conn)
                         .await
                         .map_err(cmd_err)?;
@@ -450,6 +482,41 @@ impl Handler<Read> for CacheWriter {
                 .map_err(cmd_err)?;
             let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
             Ok(Some((value, ttl)))
+        })
+    }
+}
+
+impl Handler<Snapshot> for CacheWriter {
+    type Result = ResponseFuture<Result<Option<Stored>, StoreError>>;
+
+    fn handle(&mut self, msg: Snapshot, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.handled();
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let mut conn = pool.get().await.map_err(pool_err)?;
+            let (kind, value): (String, redis::Value) = redis::cmd("EVAL")
+                .arg(SNAPSHOT_LUA)
+                .arg(1)
+                .arg(&msg.key)
+                .arg(lrange_stop(msg.limit))
+                .arg(&msg.marker_channel)
+                .arg(&msg.marker[..])
+                .query_async(&mut *conn)
+                .await
+                .map_err(cmd_err)?;
+            Ok(match (kind.as_str(), value) {
+                ("string", redis::Value::BulkString(b)) => Some(Stored::Str(Bytes::from(b))),
+                ("list", redis::Value::Array(items)) => Some(Stored::List(
+                    items
+                        .into_iter()
+                        .filter_map(|v| match v {
+                            redis::Value::BulkString(b) => Some(Bytes::from(b)),
+                            _ => None,
+                        })
+                        .collect(),
+                )),
+                _ => None,
+            })
         })
     }
 }

@@ -14,8 +14,8 @@ use bytes::Bytes;
 
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::store::{
-    glob_match, Acquire, CacheWrite, Get, Members, Put, Read, Release, Store, StoreError, Stored,
-    Write, WriteOp,
+    glob_match, Acquire, CacheWrite, Get, Members, Put, Read, Release, Snapshot, Store, StoreError,
+    Stored, Write, WriteOp,
 };
 
 /// A value published on `channel` (the same bytes that were cached under that key).
@@ -228,6 +228,32 @@ impl Handler<Read> for MemoryStore {
             };
             Some((v, ttl))
         }))
+    }
+}
+
+impl Handler<Snapshot> for MemoryStore {
+    type Result = Result<Option<Stored>, StoreError>;
+
+    /// The read and the marker happen in one handler, so the marker reaches subscribers
+    /// after every value the read includes and before any later one.
+    fn handle(&mut self, msg: Snapshot, ctx: &mut Context<Self>) -> Self::Result {
+        let key = msg.key.clone();
+        let read = <Self as Handler<Read>>::handle(
+            self,
+            Read {
+                key,
+                limit: msg.limit,
+            },
+            ctx,
+        )?;
+        self.publish(&CacheWrite {
+            key: msg.marker_channel,
+            value: msg.marker,
+            op: WriteOp::Set { ttl_secs: 0 },
+            publish: true,
+            received_at_ms: 0,
+        });
+        Ok(read.map(|(v, _)| v))
     }
 }
 

@@ -310,7 +310,8 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
     let port = http.local_addr()?.port();
     let id = node_id("processor");
     let (_, results) = CacheWriter::start_store(
-        CacheWriterConfig::new(&args.wdc_redis_url, "results"),
+        CacheWriterConfig::new(&args.wdc_redis_url, "results")
+            .with_timing_channel(crate::store::timing_channel(&args.pipeline.results_prefix)),
         &registry,
     )?;
     let (_, state) = CacheWriter::start_store(

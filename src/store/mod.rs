@@ -124,6 +124,43 @@ pub struct Read {
     pub limit: usize,
 }
 
+/// The channel on which results writers announce listener receive times (see
+/// `CacheWriterConfig::timing_channel`) for the keys under `results_prefix`. Internal: the
+/// widget data service never forwards it to clients.
+pub fn timing_channel(results_prefix: &str) -> String {
+    format!("{results_prefix}tickwire:received_at")
+}
+
+/// `limit` meaning "the whole list" in [`Read`] and [`Snapshot`].
+pub const ALL: usize = usize::MAX;
+
+/// `LRANGE key 0 <stop>` for the first `limit` items ([`ALL`] or anything past `i64::MAX`
+/// reads the whole list).
+pub fn lrange_stop(limit: usize) -> i64 {
+    i64::try_from(limit.max(1)).map_or(-1, |n| n - 1)
+}
+
+/// Reads `key` like [`Read`] and, atomically with the read, publishes `marker` on
+/// `marker_channel`. So a subscriber of both channels knows exactly where the value it read
+/// sits in the stream: every message on `key` before the marker is already part of it, every
+/// one after is not. The widget data service joins snapshot and live stream on this.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Option<Stored>, StoreError>")]
+pub struct Snapshot {
+    pub key: String,
+    pub limit: usize,
+    pub marker_channel: String,
+    pub marker: Bytes,
+}
+
+/// Lua for [`Snapshot`] on Redis: type-aware read, then the marker, in one atomic step.
+pub const SNAPSHOT_LUA: &str = r#"local t = redis.call('TYPE', KEYS[1]).ok
+local v = false
+if t == 'string' then v = redis.call('GET', KEYS[1])
+elseif t == 'list' then v = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1])) end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return {t, v}"#;
+
 /// Takes `key` for `holder` for `ttl` (`SET NX PX`), or extends it if `holder` already holds
 /// it. Answers whether `holder` holds it now.
 #[derive(Message, Debug, Clone)]
@@ -172,6 +209,7 @@ pub struct Store {
     pub acquire: Recipient<Acquire>,
     pub release: Recipient<Release>,
     pub members: Recipient<Members>,
+    pub snapshot: Recipient<Snapshot>,
 }
 
 impl Store {
@@ -185,8 +223,10 @@ impl Store {
             + Handler<Read>
             + Handler<Acquire>
             + Handler<Release>
-            + Handler<Members>,
+            + Handler<Members>
+            + Handler<Snapshot>,
         A::Context: ToEnvelope<A, Write>
+            + ToEnvelope<A, Snapshot>
             + ToEnvelope<A, Members>
             + ToEnvelope<A, Put>
             + ToEnvelope<A, Get>
@@ -202,6 +242,7 @@ impl Store {
             acquire: addr.clone().recipient(),
             release: addr.clone().recipient(),
             members: addr.clone().recipient(),
+            snapshot: addr.clone().recipient(),
         }
     }
 

@@ -1,0 +1,167 @@
+//! Access tokens: signed by the control plane, verified by the widget data service.
+//!
+//! A token is a compact JWT (`header.claims.signature`, HS256) so that standard tools can
+//! read it, but only the one algorithm is accepted: the header is checked byte for byte, which
+//! rules out `alg: none` and algorithm confusion. The claims name the user (`sub`), their
+//! roles, the topic patterns they may read (Redis globs with `*` only) and an expiry. The
+//! signature is compared in constant time (`hmac::Mac::verify_slice`).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::store::glob_match;
+
+/// `{"alg":"HS256","typ":"JWT"}`, base64url: the only header accepted.
+const HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+
+/// What a token grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user.
+    pub sub: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Topic patterns the holder may subscribe to and read (`*` matches anything).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Issued at, epoch seconds.
+    #[serde(default)]
+    pub iat: i64,
+    /// Expiry, epoch seconds.
+    pub exp: i64,
+}
+
+impl Claims {
+    /// A token for `sub` valid for `ttl_secs` from `now`.
+    pub fn new(sub: &str, roles: &[&str], topics: &[&str], now: i64, ttl_secs: i64) -> Self {
+        Claims {
+            sub: sub.to_string(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            iat: now,
+            exp: now + ttl_secs,
+        }
+    }
+
+    /// Whether `topic` (an exact channel, or a pattern using `*`) lies inside one of the
+    /// granted patterns. A requested pattern is matched as text against each grant, so a
+    /// grant's `*` may cover the request's `*` but a literal grant never covers a wildcard.
+    pub fn allows(&self, topic: &str) -> bool {
+        self.topics
+            .iter()
+            .any(|p| glob_match(p.as_bytes(), topic.as_bytes()))
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token missing")]
+    Missing,
+    #[error("token malformed")]
+    Malformed,
+    #[error("token signature invalid")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+    #[error("no token secret configured")]
+    NoSecret,
+}
+
+fn mac(secret: &[u8]) -> Result<Hmac<Sha256>, TokenError> {
+    if secret.is_empty() {
+        return Err(TokenError::NoSecret);
+    }
+    Hmac::<Sha256>::new_from_slice(secret).map_err(|_| TokenError::NoSecret)
+}
+
+/// Signs `claims` with `secret`.
+pub fn sign(claims: &Claims, secret: &[u8]) -> Result<String, TokenError> {
+    let body = serde_json::to_vec(claims).map_err(|_| TokenError::Malformed)?;
+    let signing_input = format!("{HEADER}.{}", URL_SAFE_NO_PAD.encode(body));
+    let mut m = mac(secret)?;
+    m.update(signing_input.as_bytes());
+    let sig = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
+    Ok(format!("{signing_input}.{sig}"))
+}
+
+/// Checks `token`'s signature and expiry at `now` (epoch seconds) and returns its claims.
+pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Claims, TokenError> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(TokenError::Missing);
+    }
+    let (signing_input, sig) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+    let (header, body) = signing_input.split_once('.').ok_or(TokenError::Malformed)?;
+    if header != HEADER {
+        return Err(TokenError::Malformed);
+    }
+    let sig = URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|_| TokenError::Malformed)?;
+    let mut m = mac(secret)?;
+    m.update(signing_input.as_bytes());
+    m.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+    let body = URL_SAFE_NO_PAD
+        .decode(body)
+        .map_err(|_| TokenError::Malformed)?;
+    let claims: Claims = serde_json::from_slice(&body).map_err(|_| TokenError::Malformed)?;
+    if claims.exp <= now {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
+pub fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"test-secret";
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let c = Claims::new("ann", &["viewer"], &["quote:*", "scanners:*"], 1000, 60);
+        let t = sign(&c, SECRET).unwrap();
+        assert_eq!(verify(&t, SECRET, 1001), Ok(c.clone()));
+        assert_eq!(verify(&t, SECRET, 1060), Err(TokenError::Expired));
+        assert_eq!(verify(&t, b"other", 1001), Err(TokenError::BadSignature));
+        assert_eq!(verify("", SECRET, 1001), Err(TokenError::Missing));
+        assert_eq!(verify("a.b", SECRET, 1001), Err(TokenError::Malformed));
+        // Claims swapped under a valid signature: refused.
+        let other = sign(&Claims::new("eve", &["admin"], &["*"], 1000, 60), SECRET).unwrap();
+        let forged = format!(
+            "{}.{}.{}",
+            HEADER,
+            other.split('.').nth(1).unwrap(),
+            t.rsplit('.').next().unwrap()
+        );
+        assert_eq!(verify(&forged, SECRET, 1001), Err(TokenError::BadSignature));
+        // alg:none and other headers are refused before the signature is looked at.
+        let none = format!("eyJhbGciOiJub25lIn0.{}.", other.split('.').nth(1).unwrap());
+        assert_eq!(verify(&none, SECRET, 1001), Err(TokenError::Malformed));
+        assert_eq!(sign(&c, b""), Err(TokenError::NoSecret));
+    }
+
+    #[test]
+    fn topic_grants() {
+        let c = Claims::new("ann", &[], &["quote:*", "scanners:top_volume"], 0, 60);
+        assert!(c.allows("quote:AAPL"));
+        assert!(c.allows("quote:*"));
+        assert!(c.allows("scanners:top_volume"));
+        assert!(!c.allows("scanners:top_gainers"));
+        assert!(!c.allows("scanners:*"));
+        assert!(!c.allows("*"));
+        assert!(Claims::new("root", &[], &["*"], 0, 60).allows("*"));
+    }
+}
