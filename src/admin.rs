@@ -237,10 +237,22 @@ impl NodeHttp {
         http: std::net::TcpListener,
         configure: impl Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
     ) -> std::io::Result<Self> {
+        Self::serve_with_workers(http, 1, configure)
+    }
+
+    /// [`NodeHttp::serve`] on `workers` threads (client-facing servers).
+    pub fn serve_with_workers(
+        http: std::net::TcpListener,
+        workers: usize,
+        configure: impl Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    ) -> std::io::Result<Self> {
         let port = http.local_addr()?.port();
         let server =
             actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
-                .workers(1)
+                .workers(workers.max(1))
+                // Idle client sockets are the WDS's normal state; no backlog limit of its own.
+                .max_connections(1 << 20)
+                .backlog(4096)
                 .disable_signals()
                 .shutdown_timeout(1)
                 .listen(http)?

@@ -13,6 +13,8 @@
 //! - [`clock`]: US market time (ET, sessions, trading days) shared by simulator and processors.
 //! - [`embedded`]: the whole pipeline in one process (simulator to memory store).
 //! - [`config`]: flag/env groups shared by the binaries.
+//! - [`wds`]: the widget data service (client protocols v1 and v2, limits, node wiring).
+//! - [`token`]: access tokens signed by the control plane and verified by the WDS.
 
 pub mod actors;
 pub mod admin;
@@ -26,3 +28,5 @@ pub mod metrics;
 pub mod processor;
 pub mod sim;
 pub mod store;
+pub mod token;
+pub mod wds;

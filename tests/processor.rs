@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::rabbit::{delete_pipeline_queues, rabbit_url};
-use common::redis::{cleanup, connection as redis_conn, redis_url};
+use common::redis::{cleanup, connection as redis_conn, redis_url, PrivateRedis};
 use common::*;
 use deadpool_redis::redis;
 use futures_util::StreamExt;
@@ -287,7 +287,8 @@ async fn embedded_mode_fills_the_memory_store() {
     args.pipeline.alert_cap = 3;
     args.pipeline.top_trades = true;
     let http = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let e = embedded::start(args, http).expect("embedded starts");
+    let wds = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = embedded::start(args, http, wds).expect("embedded starts");
     let store = e.store.clone();
     let mut board: Vec<Value> = Vec::new();
     wait_until_async("top volume in the memory store", || {
@@ -346,29 +347,8 @@ async fn embedded_mode_fills_the_memory_store() {
 
 #[actix_web::test]
 async fn cache_writer_recovers_after_a_redis_restart() {
-    redis_url();
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().unwrap().port()
-    };
-    let spawn = || {
-        std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test.sh needs it too)")
-    };
-    let mut server = spawn();
-    let url = format!("redis://127.0.0.1:{port}/");
+    let mut server = PrivateRedis::start();
+    let url = server.url();
     let registry = Registry::new();
     let (_, store) = tickwire::actors::cache_writer::CacheWriter::start_store(
         tickwire::actors::cache_writer::CacheWriterConfig::new(&url, "results"),
@@ -401,14 +381,11 @@ async fn cache_writer_recovers_after_a_redis_restart() {
     };
     write("before");
     wait_until_async("written", || value_is("before")).await;
-    server.kill().expect("kill redis");
-    server.wait().ok();
+    server.kill();
     wait_until("the outage is noticed", || !connected()).await;
     write("lost");
-    server = spawn();
+    server.restart();
     wait_until("the writer reconnects", connected).await;
     write("after");
     wait_until_async("writes resume", || value_is("after")).await;
-    server.kill().ok();
-    server.wait().ok();
 }

@@ -15,6 +15,7 @@ pub mod board_publisher;
 pub mod cache_writer;
 pub mod consumer;
 pub mod enricher;
+pub mod hub;
 pub mod lease;
 pub mod listener;
 pub mod market_status;
@@ -26,6 +27,7 @@ pub mod recorder;
 pub mod router;
 pub mod shard_manager;
 pub mod sim;
+pub mod ws_session;
 
 /// A typed, instrumented handle to another actor.
 pub struct Mailbox<M: Message + Send>

@@ -5,6 +5,7 @@
 //! - [`bench_market`]: the synthetic market's generation + encoding ceiling, no network.
 //! - [`bench_sim`]: the simulator end to end: an in-process server and one real WebSocket
 //!   client reading as fast as it can, route-parsing every frame as the listener will.
+//! - [`wds`]: widget data service deliveries and held connections, over [`wsclient`].
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ use crate::sim::SimArgs;
 
 pub mod listener;
 pub mod processor;
+pub mod wds;
+pub mod wsclient;
 
 /// Frames of `per_frame` events from the synthetic market at a busy regular-session time.
 pub fn parse_corpus(events: usize, per_frame: usize) -> Vec<Vec<u8>> {

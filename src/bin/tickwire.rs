@@ -24,12 +24,14 @@ fn main() -> ExitCode {
         &cli.args.sim.common.log_level,
         tickwire::sim::LOG_DIRECTIVES,
     );
-    let addr = (cli.args.sim.common.server_ip, cli.args.sim.port);
-    let result = TcpListener::bind(addr)
-        .map_err(|e| format!("binding {}:{}: {e}", addr.0, addr.1))
-        .and_then(|http| {
+    let ip = cli.args.sim.common.server_ip;
+    let bind =
+        |port: u16| TcpListener::bind((ip, port)).map_err(|e| format!("binding {ip}:{port}: {e}"));
+    let result = bind(cli.args.sim.port)
+        .and_then(|sim| Ok((sim, bind(cli.args.wds_port)?)))
+        .and_then(|(sim_http, wds_http)| {
             actix_web::rt::System::new().block_on(async move {
-                let e = embedded::start(cli.args, http).map_err(|e| e.to_string())?;
+                let e = embedded::start(cli.args, sim_http, wds_http).map_err(|e| e.to_string())?;
                 match &e.sim {
                     Some(s) => log::info!(
                         "embedded mode: simulated market at {} (key `demo`); pipeline running, \
@@ -38,6 +40,13 @@ fn main() -> ExitCode {
                         s.http_url("/stats")
                     ),
                     None => log::info!("embedded mode: connected to Massive; results in memory"),
+                }
+                let wds = format!("ws://127.0.0.1:{}/ws/v2", e.http.port);
+                match &e.dev_token {
+                    Some(t) => log::info!(
+                        "widget data service: {wds} (v1 at /ws); token for this run: {t}"
+                    ),
+                    None => log::info!("widget data service: {wds} (v1 at /ws)"),
                 }
                 tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
                 log::info!("shutting down");

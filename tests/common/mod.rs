@@ -64,6 +64,43 @@ impl Client {
         Client { framed }
     }
 
+    /// Connects with extra handshake headers; the HTTP status when the server refuses.
+    pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+        let mut req = awc::Client::new().ws(url).max_frame_size(2 * 1024 * 1024);
+        for (k, v) in headers {
+            req = req.set_header(*k, *v);
+        }
+        match req.connect().await {
+            Ok((_, framed)) => Ok(Client { framed }),
+            Err(awc::error::WsClientError::InvalidResponseStatus(s)) => Err(s.as_u16()),
+            Err(e) => panic!("WebSocket connect to {url}: {e}"),
+        }
+    }
+
+    /// The next text frame as text (skipping pings and pongs); panics on close.
+    pub async fn next_text(&mut self) -> String {
+        String::from_utf8(self.next_text_raw().await.to_vec()).expect("UTF-8 text frame")
+    }
+
+    /// The next text frame as JSON.
+    pub async fn next_json(&mut self) -> Value {
+        let t = self.next_text().await;
+        serde_json::from_str(&t).unwrap_or_else(|e| panic!("frame is not JSON ({e}): {t}"))
+    }
+
+    /// Reads until the connection ends; the close code and reason when a close frame came.
+    pub async fn close_reason(&mut self) -> Option<(u16, String)> {
+        loop {
+            match self.next_frame().await {
+                Some(Frame::Close(r)) => {
+                    return r.map(|r| (u16::from(r.code), r.description.unwrap_or_default()))
+                }
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    }
+
     pub async fn send(&mut self, text: &str) {
         self.framed
             .send(Message::Text(text.to_string().into()))

@@ -1,0 +1,536 @@
+//! WsSession actor: one client WebSocket of the widget data service, v1 or v2.
+//!
+//! Every use of actix-web-actors (deprecated upstream) is in this one module: the handshake
+//! routes, the session actor and its stream handler. Moving to actix-ws means rewriting this
+//! file only; the protocol, outbox, hub and limits do not depend on it.
+//!
+//! A session processes its frames strictly in arrival order, one at a time (v1 clients rely
+//! on it): a `get` waits for its read before the next frame is looked at. Pushes never pass
+//! through the session's mailbox: the hub fills the session's [`Outbox`] and sends one
+//! [`Wake`]; the session drains it into the socket.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, StreamHandler, WrapFuture,
+};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use serde_json::json;
+
+use crate::actors::hub::{Join, Leave, SessionId};
+use crate::store::{StoreError, Stored};
+use crate::token::{self, Claims, TokenError};
+use crate::wds::outbox::{Outbox, Wake};
+use crate::wds::protocol::{self, v1, v2, Parsed, ProtocolError, Request};
+use crate::wds::{RateLimit, SessionMetrics, WdsState};
+
+static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Frames drained from the outbox per turn, so one busy session cannot hog its thread.
+const DRAIN_BATCH: usize = 256;
+
+pub struct WsSession {
+    id: SessionId,
+    v2: bool,
+    state: web::Data<WdsState>,
+    /// Who the token says this is; `None` until authenticated (or with auth off).
+    claims: Option<Claims>,
+    authorized: bool,
+    /// Client topic -> store feed (results prefix added).
+    topics: HashMap<String, String>,
+    outbox: Option<Arc<Outbox>>,
+    last_seen: Instant,
+    rate: RateLimit,
+    violations: u32,
+}
+
+impl WsSession {
+    fn new(v2: bool, state: web::Data<WdsState>, claims: Option<Claims>) -> Self {
+        let authorized = claims.is_some() || !state.auth.required;
+        let rate = RateLimit::new(state.limits.max_msgs_per_sec);
+        WsSession {
+            id: NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            v2,
+            state,
+            claims,
+            authorized,
+            topics: HashMap::new(),
+            outbox: None,
+            last_seen: Instant::now(),
+            rate,
+            violations: 0,
+        }
+    }
+
+    fn metrics(&self) -> &SessionMetrics {
+        &self.state.metrics
+    }
+
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: &'static str, reason: &str) {
+        SessionMetrics::count(&self.metrics().closed, why);
+        log::debug!("session {} closed: {reason}", self.id);
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Policy,
+            description: Some(reason.to_string()),
+        }));
+        ctx.stop();
+    }
+
+    /// Replies with an error; past the tolerated number of violations, closes.
+    fn violation(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        kind: &'static str,
+        code: &str,
+        message: &str,
+        topic: Option<&str>,
+        id: Option<&serde_json::Value>,
+    ) {
+        SessionMetrics::count(&self.metrics().violations, kind);
+        if self.v2 {
+            ctx.text(v2::error(code, message, topic, id));
+        } else {
+            ctx.text(v1::error(message));
+        }
+        self.violations += 1;
+        if self.violations > self.state.limits.max_violations {
+            let reason = format!("too many violations (last: {message})");
+            self.close(ctx, "violations", &reason);
+        }
+    }
+
+    fn set_claims(&mut self, claims: Option<Claims>) {
+        if !self.authorized {
+            self.metrics().authorized.inc();
+        }
+        self.authorized = true;
+        self.claims = claims;
+    }
+
+    fn welcome(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        let (sub, exp) = match &self.claims {
+            Some(c) => (c.sub.as_str(), Some(c.exp)),
+            None => ("anonymous", None),
+        };
+        ctx.text(v2::welcome(self.id, sub, exp));
+    }
+
+    /// Whether the token grants `topic` (everything with auth off).
+    fn granted(&self, topic: &str) -> bool {
+        match &self.claims {
+            Some(c) => c.allows(topic),
+            None => !self.state.auth.required,
+        }
+    }
+
+    fn text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        self.metrics().frames_in.inc();
+        let limits = &self.state.limits;
+        if text.len() > limits.max_frame_bytes {
+            let msg = format!(
+                "frame of {} bytes exceeds {}",
+                text.len(),
+                limits.max_frame_bytes
+            );
+            return self.violation(ctx, "frame_size", "frame_too_large", &msg, None, None);
+        }
+        if !self.rate.take(Instant::now()) {
+            let msg = format!("more than {} requests per second", limits.max_msgs_per_sec);
+            return self.violation(ctx, "rate", "rate_limited", &msg, None, None);
+        }
+        let parsed = if self.v2 {
+            protocol::parse_v2(text)
+        } else {
+            protocol::parse_v1(text)
+        };
+        match parsed {
+            Ok(p) => self.request(p, ctx),
+            Err(e) => {
+                let kind = match e {
+                    ProtocolError::BadTopic => "forbidden",
+                    _ => "malformed",
+                };
+                self.violation(ctx, kind, e.code(), &e.to_string(), None, None)
+            }
+        }
+    }
+
+    fn request(&mut self, p: Parsed, ctx: &mut ws::WebsocketContext<Self>) {
+        let id = p.id.as_ref();
+        if !self.authorized {
+            return self.first_frame(p.request, ctx);
+        }
+        match p.request {
+            Request::Auth { token } => {
+                if !self.v2 && !self.state.auth.required {
+                    // The reference's answer with auth off.
+                    ctx.text(v1::INVALID_ACTION);
+                    return;
+                }
+                match self.verify(&token) {
+                    Ok(claims) => {
+                        self.set_claims(Some(claims));
+                        if self.v2 {
+                            self.welcome(ctx);
+                        } else {
+                            ctx.text(v1::AUTHORIZED);
+                        }
+                    }
+                    Err(e) => self.refuse_auth(e, ctx),
+                }
+            }
+            Request::Subscribe { topic, limit } => self.subscribe(topic, limit, id, ctx),
+            Request::Unsubscribe { topic } => {
+                if let Some(feed) = self.topics.remove(&topic) {
+                    self.state.hub.do_send(Leave {
+                        session: self.id,
+                        feeds: vec![feed],
+                    });
+                    ctx.text(if self.v2 {
+                        v2::ack("unsubscribed", &topic, id)
+                    } else {
+                        v1::ack("unsubscribed", &topic)
+                    });
+                } else if self.v2 {
+                    ctx.text(v2::error(
+                        "not_subscribed",
+                        "not subscribed",
+                        Some(&topic),
+                        id,
+                    ));
+                } else {
+                    ctx.text(v1::error(&format!("not subscribed: {topic}")));
+                }
+            }
+            Request::Get { topic, limit } => self.get(topic, limit, p.id, ctx),
+            Request::Ping => ctx.text(v2::pong(chrono::Utc::now().timestamp_millis(), id)),
+            Request::Unknown => {
+                if self.v2 {
+                    self.violation(ctx, "unknown", "unknown_type", "unknown type", None, id)
+                } else {
+                    // The reference's reply, kept: its web app knows it.
+                    SessionMetrics::count(&self.metrics().violations, "unknown");
+                    ctx.text(v1::INVALID_ACTION);
+                }
+            }
+        }
+    }
+
+    /// Auth is on and this session has not authenticated: only `auth` is accepted.
+    fn first_frame(&mut self, r: Request, ctx: &mut ws::WebsocketContext<Self>) {
+        match r {
+            Request::Auth { token } => match self.verify(&token) {
+                Ok(claims) => {
+                    self.set_claims(Some(claims));
+                    if self.v2 {
+                        self.welcome(ctx);
+                    } else {
+                        ctx.text(v1::AUTHORIZED);
+                    }
+                }
+                Err(e) => self.refuse_auth(e, ctx),
+            },
+            _ => {
+                SessionMetrics::count(&self.metrics().auth_failures, "missing");
+                if self.v2 {
+                    ctx.text(v2::error("unauthorized", "authenticate first", None, None));
+                } else {
+                    ctx.text(v1::UNAUTHORIZED);
+                }
+                self.close(ctx, "auth", "unauthorized");
+            }
+        }
+    }
+
+    fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        token::verify(token, &self.state.auth.secret, token::now_secs())
+    }
+
+    fn refuse_auth(&mut self, e: TokenError, ctx: &mut ws::WebsocketContext<Self>) {
+        SessionMetrics::count(&self.metrics().auth_failures, auth_reason(&e));
+        if self.v2 {
+            ctx.text(v2::error("unauthorized", &e.to_string(), None, None));
+        } else {
+            ctx.text(v1::INVALID_KEY);
+        }
+        self.close(ctx, "auth", &e.to_string());
+    }
+
+    fn subscribe(
+        &mut self,
+        topic: String,
+        limit: usize,
+        id: Option<&serde_json::Value>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if !self.granted(&topic) {
+            let msg = format!("topic {topic} is not granted by the token");
+            return self.violation(ctx, "forbidden", "forbidden", &msg, Some(&topic), id);
+        }
+        if !self.topics.contains_key(&topic) && self.topics.len() >= self.state.limits.max_topics {
+            let msg = format!(
+                "at most {} topics per session",
+                self.state.limits.max_topics
+            );
+            return self.violation(ctx, "topics", "too_many_topics", &msg, Some(&topic), id);
+        }
+        let Some(outbox) = self.outbox.clone() else {
+            return;
+        };
+        let feed = format!("{}{topic}", self.state.results_prefix);
+        self.topics.insert(topic.clone(), feed.clone());
+        ctx.text(if self.v2 {
+            v2::ack("subscribed", &topic, id)
+        } else {
+            v1::ack("subscribed", &topic)
+        });
+        self.state.hub.do_send(Join {
+            session: self.id,
+            feed,
+            outbox,
+            v2: self.v2,
+            limit,
+        });
+    }
+
+    fn get(
+        &mut self,
+        topic: String,
+        limit: usize,
+        id: Option<serde_json::Value>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if !self.granted(&topic) || topic.contains('*') {
+            let msg = format!("key {topic} is not granted by the token");
+            return self.violation(
+                ctx,
+                "forbidden",
+                "forbidden",
+                &msg,
+                Some(&topic),
+                id.as_ref(),
+            );
+        }
+        let key = format!("{}{topic}", self.state.results_prefix);
+        let store = self.state.store.clone();
+        let read = async move { store.read(&key, limit).await };
+        // `wait`: the next frame is not looked at until this reply is out (arrival order).
+        ctx.wait(read.into_actor(self).map(
+            move |r: Result<Option<Stored>, StoreError>, act, ctx| match r {
+                Ok(v) => {
+                    let data = protocol::stored_json(v.as_ref());
+                    ctx.text(if act.v2 {
+                        v2::data(&topic, &data, id.as_ref())
+                    } else {
+                        v1::cache(&topic, &data)
+                    });
+                }
+                Err(e) => {
+                    let msg = format!("store unavailable: {e}");
+                    ctx.text(if act.v2 {
+                        v2::error("unavailable", &msg, Some(&topic), id.as_ref())
+                    } else {
+                        v1::error(&msg)
+                    });
+                }
+            },
+        ));
+    }
+
+    fn drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(outbox) = self.outbox.clone() else {
+            return;
+        };
+        if let Some(reason) = outbox.closed() {
+            return self.close(ctx, "slow", &reason);
+        }
+        let (frames, more) = outbox.drain(DRAIN_BATCH);
+        for f in frames {
+            ctx.text(f);
+        }
+        if more {
+            ctx.notify(Wake);
+        }
+    }
+}
+
+fn auth_reason(e: &TokenError) -> &'static str {
+    match e {
+        TokenError::Missing => "missing",
+        TokenError::BadSignature => "bad_signature",
+        TokenError::Expired => "expired",
+        TokenError::Malformed | TokenError::NoSecret => "malformed",
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let limits = self.state.limits.clone();
+        self.outbox = Some(Outbox::new(
+            limits.outbox_frames,
+            limits.slow_grace,
+            ctx.address().recipient(),
+        ));
+        self.metrics().open.inc();
+        self.metrics().opened.inc();
+        if self.authorized {
+            self.metrics().authorized.inc();
+            if self.v2 {
+                self.welcome(ctx);
+            }
+        } else {
+            ctx.run_later(limits.handshake_timeout, |act, ctx| {
+                if !act.authorized {
+                    SessionMetrics::count(&act.metrics().auth_failures, "missing");
+                    act.close(ctx, "auth_timeout", "authentication timeout");
+                }
+            });
+        }
+        ctx.run_interval(limits.heartbeat, move |act, ctx| {
+            if act.last_seen.elapsed() > limits.idle_timeout {
+                act.close(ctx, "idle", "idle timeout");
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(o) = &self.outbox {
+            o.close("session ended");
+        }
+        let feeds: Vec<String> = self.topics.drain().map(|(_, f)| f).collect();
+        if !feeds.is_empty() {
+            self.state.hub.do_send(Leave {
+                session: self.id,
+                feeds,
+            });
+        }
+        self.metrics().open.dec();
+        if self.authorized {
+            self.metrics().authorized.dec();
+        }
+    }
+}
+
+impl Handler<Wake> for WsSession {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.drain(ctx);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(t)) => self.text(&t, ctx),
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => self.violation(
+                ctx,
+                "binary",
+                "bad_request",
+                "only text frames are accepted",
+                None,
+                None,
+            ),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(ws::Message::Nop) => {}
+            Err(e) => {
+                // Oversized beyond what the codec reads, or not WebSocket: nothing to reply to.
+                SessionMetrics::count(&self.metrics().violations, "frame_size");
+                self.close(ctx, "violations", &format!("protocol error: {e}"));
+            }
+        }
+    }
+}
+
+/// The handshake's token: `Authorization: Bearer …` or `?token=…`.
+fn handshake_token(req: &HttpRequest) -> Option<String> {
+    if let Some(t) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(t.trim().to_string());
+    }
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("token").cloned())
+        .filter(|t| !t.is_empty())
+}
+
+fn refuse(status: actix_web::http::StatusCode, reason: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"status": "ERROR", "error": reason}))
+}
+
+async fn entry(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<WdsState>,
+    v2: bool,
+) -> Result<HttpResponse, actix_web::Error> {
+    let limits = &state.limits;
+    if state.metrics.open.get() >= limits.max_sessions as i64 {
+        SessionMetrics::count(&state.metrics.refused, "sessions");
+        return Ok(refuse(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too many sessions on this node",
+        ));
+    }
+    let claims = match handshake_token(&req) {
+        Some(t) if state.auth.required => {
+            match token::verify(&t, &state.auth.secret, token::now_secs()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    SessionMetrics::count(&state.metrics.auth_failures, auth_reason(&e));
+                    SessionMetrics::count(&state.metrics.refused, "token");
+                    return Ok(refuse(
+                        actix_web::http::StatusCode::UNAUTHORIZED,
+                        &e.to_string(),
+                    ));
+                }
+            }
+        }
+        _ => None,
+    };
+    // Codec limit above the frame limit: a frame a little too big gets an error reply; one
+    // far too big ends the socket (the codec will not buffer it).
+    let codec_max = limits.max_frame_bytes.saturating_mul(4).max(64 * 1024);
+    let session = WsSession::new(v2, state.clone(), claims);
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(codec_max)
+        .start()
+}
+
+async fn ws_v1(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<WdsState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    entry(req, stream, state, false).await
+}
+
+async fn ws_v2(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<WdsState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    entry(req, stream, state, true).await
+}
+
+/// Mounts `/ws` (v1) and `/ws/v2`. The caller registers `web::Data<WdsState>`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws", web::get().to(ws_v1))
+        .route("/ws/v2", web::get().to(ws_v2));
+}

@@ -1,0 +1,226 @@
+//! The widget data service (WDS): the only data-plane service that clients reach.
+//!
+//! Browsers open a WebSocket, prove who they are with a token signed by the control plane,
+//! subscribe to topics (the client-facing cache keys, reference-system.md §4) and receive
+//! cached snapshots and live updates. Two protocols share one session actor:
+//! [`protocol`] v1 at `/ws` (the reference web app's, byte for byte) and v2 at `/ws/v2`
+//! (multiplexed, sequenced, with snapshot-then-stream).
+//!
+//! - [`Hub`](crate::actors::hub::Hub): one upstream pub/sub connection per node, fanned out.
+//! - [`WsSession`](crate::actors::ws_session::WsSession): one per client (all the
+//!   actix-web-actors code lives in that one module, so it could move to actix-ws).
+//! - [`outbox`]: each session's bounded, coalescing outbound buffer.
+//! - [`upstream`]: the Redis pub/sub connection the hub commands.
+//! - [`node`]: `tickwire-wds` wiring (flags, admin HTTP) and the embedded-mode mount.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+
+use crate::actors::hub::Hub;
+use crate::metrics::{Counter, Gauge, Registry};
+use crate::store::Store;
+
+pub mod node;
+pub mod outbox;
+pub mod protocol;
+pub mod upstream;
+
+/// Per-session and per-node limits (docs/configuration.md lists their flags).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request frame accepted (bytes); larger ones get an error.
+    pub max_frame_bytes: usize,
+    /// Topics one session may hold.
+    pub max_topics: usize,
+    /// Requests per second per session (a burst of as many is allowed).
+    pub max_msgs_per_sec: u32,
+    /// Open sessions per node; more are refused at the handshake (503).
+    pub max_sessions: usize,
+    /// Time to authenticate when no token came with the handshake.
+    pub handshake_timeout: Duration,
+    /// Violations (bad frames, rate, limits, refusals) tolerated before the socket is closed.
+    pub max_violations: u32,
+    /// Frames waiting per client before newer ones are dropped.
+    pub outbox_frames: usize,
+    /// How long a client may stay over `outbox_frames` before it is closed.
+    pub slow_grace: Duration,
+    /// WebSocket ping interval.
+    pub heartbeat: Duration,
+    /// A client silent (no frame, no pong) this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 16 * 1024,
+            max_topics: 200,
+            max_msgs_per_sec: 50,
+            max_sessions: 200_000,
+            handshake_timeout: Duration::from_secs(10),
+            max_violations: 10,
+            outbox_frames: 2048,
+            slow_grace: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Token checking: on unless switched off explicitly.
+#[derive(Clone)]
+pub struct Auth {
+    pub required: bool,
+    pub secret: Vec<u8>,
+}
+
+/// Counters of the session side, shared by every session of a node.
+pub struct SessionMetrics {
+    pub open: Gauge,
+    pub authorized: Gauge,
+    pub opened: Counter,
+    pub frames_in: Counter,
+    pub refused: HashMap<&'static str, Counter>,
+    pub auth_failures: HashMap<&'static str, Counter>,
+    pub violations: HashMap<&'static str, Counter>,
+    pub closed: HashMap<&'static str, Counter>,
+}
+
+fn labelled(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&'static str],
+) -> HashMap<&'static str, Counter> {
+    values
+        .iter()
+        .map(|v| (*v, r.counter(name, help, &[(label, v)])))
+        .collect()
+}
+
+/// Why a session was closed by the server.
+pub const CLOSE_REASONS: &[&str] = &["violations", "idle", "auth_timeout", "auth", "slow"];
+pub const VIOLATIONS: &[&str] = &[
+    "frame_size",
+    "rate",
+    "malformed",
+    "topics",
+    "forbidden",
+    "binary",
+    "unknown",
+];
+pub const AUTH_FAILURES: &[&str] = &["missing", "malformed", "bad_signature", "expired"];
+
+impl SessionMetrics {
+    pub fn new(r: &Registry) -> Self {
+        SessionMetrics {
+            open: r.gauge("tickwire_wds_sessions", "Open WebSocket sessions", &[]),
+            authorized: r.gauge(
+                "tickwire_wds_sessions_authorized",
+                "Sessions that passed authentication (or all, with auth off)",
+                &[],
+            ),
+            opened: r.counter("tickwire_wds_sessions_total", "Sessions opened", &[]),
+            frames_in: r.counter(
+                "tickwire_wds_frames_in_total",
+                "Client frames received",
+                &[],
+            ),
+            refused: labelled(
+                r,
+                "tickwire_wds_refused_total",
+                "Handshakes refused",
+                "reason",
+                &["sessions", "token"],
+            ),
+            auth_failures: labelled(
+                r,
+                "tickwire_wds_auth_failures_total",
+                "Tokens refused",
+                "reason",
+                AUTH_FAILURES,
+            ),
+            violations: labelled(
+                r,
+                "tickwire_wds_violations_total",
+                "Requests refused for breaking a limit or the protocol",
+                "kind",
+                VIOLATIONS,
+            ),
+            closed: labelled(
+                r,
+                "tickwire_wds_closed_total",
+                "Sessions closed by the server",
+                "reason",
+                CLOSE_REASONS,
+            ),
+        }
+    }
+
+    pub fn count(map: &HashMap<&'static str, Counter>, key: &str) {
+        if let Some(c) = map.get(key) {
+            c.inc();
+        }
+    }
+}
+
+/// What every session of a node shares.
+pub struct WdsState {
+    pub hub: Addr<Hub>,
+    /// Reads for `get` (the results store).
+    pub store: Store,
+    pub auth: Auth,
+    pub limits: Limits,
+    /// Prefix of the store keys; clients name topics without it.
+    pub results_prefix: String,
+    pub metrics: SessionMetrics,
+}
+
+/// A token bucket: `rate` requests per second, bursts up to `rate`.
+pub struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimit {
+    pub fn new(per_sec: u32) -> Self {
+        let rate = f64::from(per_sec.max(1));
+        RateLimit {
+            rate,
+            tokens: rate,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes one token at `now`; false when none is left.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_allows_a_burst_then_refills() {
+        let mut r = RateLimit::new(3);
+        let t = Instant::now();
+        assert!(r.take(t) && r.take(t) && r.take(t));
+        assert!(!r.take(t));
+        assert!(r.take(t + Duration::from_millis(400)));
+        assert!(!r.take(t + Duration::from_millis(400)));
+    }
+}

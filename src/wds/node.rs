@@ -1,0 +1,427 @@
+//! `tickwire-wds` wiring: flags, the hub on Redis pub/sub, the read store, the session routes
+//! and the admin routes on one HTTP server; and [`start_embedded`], the same service on the
+//! memory store for `tickwire`.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::actors::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
+use crate::actors::hub::{GetFigures, Hub, HubConfig};
+use crate::actors::memory_store::{MemoryStore, Subscribe};
+use crate::actors::ws_session;
+use crate::admin::{self, AdminState, FnCheck, NodeHttp};
+use crate::config::CommonArgs;
+use crate::metrics::Registry;
+use crate::processor::node::node_id;
+use crate::store::Store;
+use crate::wds::{Auth, Limits, SessionMetrics, WdsState};
+
+/// Session settings shared by `tickwire-wds` and embedded mode.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WdsSettings {
+    /// Require a token signed by the control plane. Only `false` given explicitly turns
+    /// authentication off.
+    #[arg(long = "auth-enabled", id = "wds_auth_enabled", env = "AUTH_ENABLED", default_value = "true",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub auth_enabled: bool,
+
+    /// Shared secret the control plane signs tokens with (HS256).
+    #[arg(
+        long = "token-secret",
+        id = "wds_token_secret",
+        env = "WDS_TOKEN_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub token_secret: String,
+
+    /// Largest client frame (bytes).
+    #[arg(
+        long = "wds-max-frame-bytes",
+        id = "wds_max_frame_bytes",
+        env = "WDS_MAX_FRAME_BYTES",
+        default_value_t = 16384
+    )]
+    pub max_frame_bytes: usize,
+
+    /// Topics per session.
+    #[arg(
+        long = "wds-max-topics",
+        id = "wds_max_topics",
+        env = "WDS_MAX_TOPICS",
+        default_value_t = 200
+    )]
+    pub max_topics: usize,
+
+    /// Requests per second per session.
+    #[arg(
+        long = "wds-max-msgs-per-sec",
+        id = "wds_max_msgs_per_sec",
+        env = "WDS_MAX_MSGS_PER_SEC",
+        default_value_t = 50
+    )]
+    pub max_msgs_per_sec: u32,
+
+    /// Open sessions per node.
+    #[arg(
+        long = "wds-max-sessions",
+        id = "wds_max_sessions",
+        env = "WDS_MAX_SESSIONS",
+        default_value_t = 200_000
+    )]
+    pub max_sessions: usize,
+
+    /// Seconds to authenticate when the handshake carried no token.
+    #[arg(
+        long = "wds-handshake-timeout-secs",
+        id = "wds_handshake_timeout_secs",
+        env = "WDS_HANDSHAKE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub handshake_timeout_secs: u64,
+
+    /// Violations tolerated before the socket is closed.
+    #[arg(
+        long = "wds-max-violations",
+        id = "wds_max_violations",
+        env = "WDS_MAX_VIOLATIONS",
+        default_value_t = 10
+    )]
+    pub max_violations: u32,
+
+    /// Frames waiting per client before newer ones are dropped.
+    #[arg(
+        long = "wds-outbox-frames",
+        id = "wds_outbox_frames",
+        env = "WDS_OUTBOX_FRAMES",
+        default_value_t = 2048
+    )]
+    pub outbox_frames: usize,
+
+    /// Seconds a client may stay over its outbox limit before it is closed.
+    #[arg(
+        long = "wds-slow-grace-secs",
+        id = "wds_slow_grace_secs",
+        env = "WDS_SLOW_CLIENT_GRACE_SECS",
+        default_value_t = 5
+    )]
+    pub slow_grace_secs: u64,
+
+    /// Seconds between WebSocket pings.
+    #[arg(
+        long = "wds-heartbeat-secs",
+        id = "wds_heartbeat_secs",
+        env = "WDS_HEARTBEAT_SECS",
+        default_value_t = 20
+    )]
+    pub heartbeat_secs: u64,
+
+    /// Seconds of client silence (no frame, no pong) before the socket is closed.
+    #[arg(
+        long = "wds-idle-timeout-secs",
+        id = "wds_idle_timeout_secs",
+        env = "WDS_IDLE_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub idle_timeout_secs: u64,
+}
+
+impl WdsSettings {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.max_frame_bytes.max(256),
+            max_topics: self.max_topics.max(1),
+            max_msgs_per_sec: self.max_msgs_per_sec.max(1),
+            max_sessions: self.max_sessions.max(1),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs.max(1)),
+            max_violations: self.max_violations,
+            outbox_frames: self.outbox_frames.max(1),
+            slow_grace: Duration::from_secs(self.slow_grace_secs),
+            heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(2)),
+        }
+    }
+
+    fn auth(&self) -> Result<Auth, WdsError> {
+        if self.auth_enabled && self.token_secret.is_empty() {
+            return Err(WdsError::Config(
+                "authentication is on but WDS_TOKEN_SECRET is empty (set it to the control \
+                 plane's secret, or AUTH_ENABLED=false to run without authentication)"
+                    .into(),
+            ));
+        }
+        if !self.auth_enabled {
+            log::warn!("WDS authentication is OFF (AUTH_ENABLED=false): anyone can subscribe");
+        }
+        Ok(Auth {
+            required: self.auth_enabled,
+            secret: self.token_secret.clone().into_bytes(),
+        })
+    }
+}
+
+/// `tickwire-wds` flags.
+#[derive(clap::Parser, Debug, Clone)]
+pub struct WdsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// HTTP port (WebSocket and admin).
+    #[arg(long, env = "SERVER_PORT", default_value_t = 4202)]
+    pub port: u16,
+
+    /// HTTP worker threads; 0 = one per CPU.
+    #[arg(long, env = "WDS_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Redis holding the client-facing results and their pub/sub.
+    #[arg(
+        long,
+        env = "WDC_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/1"
+    )]
+    pub wdc_redis_url: String,
+
+    /// Prefix of every client-facing key and channel; clients name topics without it.
+    #[arg(long, env = "WDC_KEY_PREFIX", default_value = "")]
+    pub results_prefix: String,
+
+    #[command(flatten)]
+    pub settings: WdsSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WdsError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] CacheWriterError),
+}
+
+/// The WDS state and hub over a given store.
+fn wds_state(
+    settings: &WdsSettings,
+    hub: Addr<Hub>,
+    store: Store,
+    results_prefix: &str,
+    registry: &Registry,
+) -> Result<web::Data<WdsState>, WdsError> {
+    Ok(web::Data::new(WdsState {
+        hub,
+        store,
+        auth: settings.auth()?,
+        limits: settings.limits(),
+        results_prefix: results_prefix.to_string(),
+        metrics: SessionMetrics::new(registry),
+    }))
+}
+
+/// The WDS on the memory store (embedded mode): mount [`ws_session::configure`] with the
+/// returned state on the embedded HTTP server.
+pub fn start_embedded(
+    settings: &WdsSettings,
+    store: Store,
+    store_addr: &Addr<MemoryStore>,
+    registry: &Registry,
+) -> Result<web::Data<WdsState>, WdsError> {
+    let hub = Hub::new(
+        HubConfig {
+            results_prefix: String::new(),
+            node_id: node_id("tickwire"),
+            redis_url: None,
+        },
+        store.clone(),
+        registry,
+    )
+    .start();
+    store_addr.do_send(Subscribe {
+        pattern: "*".into(),
+        to: hub.clone().recipient(),
+    });
+    wds_state(settings, hub, store, "", registry)
+}
+
+/// A running `tickwire-wds`.
+pub struct WdsNode {
+    pub port: u16,
+    pub registry: Arc<Registry>,
+    pub state: web::Data<WdsState>,
+    http: NodeHttp,
+}
+
+impl WdsNode {
+    pub fn url(&self, path: &str) -> String {
+        self.http.url(path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.http.wait().await
+    }
+
+    pub async fn stop(&self) {
+        self.http.stop().await;
+    }
+}
+
+/// The admin state of a WDS: the reference health body, honest readiness, hub figures.
+pub fn admin_state(
+    common: &CommonArgs,
+    registry: &Arc<Registry>,
+    state: &web::Data<WdsState>,
+) -> AdminState {
+    let mut admin_state = AdminState::new("Widget Data Service", registry.clone()).with_identity(
+        &common.container_image,
+        &common.image_version,
+        &common.admin_token,
+    );
+    let r = registry.clone();
+    admin_state = admin_state.with_check(FnCheck::new("pubsub", move || {
+        match r.value("tickwire_wds_upstream_connected", &[]) {
+            Some(1) => Ok(()),
+            _ => Err("pub/sub not connected".into()),
+        }
+    }));
+    let r = registry.clone();
+    admin_state = admin_state.with_check(FnCheck::new("hub", move || {
+        let beat = r.value("tickwire_wds_hub_heartbeat_ms", &[]).unwrap_or(0);
+        let age = chrono::Utc::now().timestamp_millis() - beat;
+        if age < 5_000 {
+            Ok(())
+        } else {
+            Err(format!("hub silent for {age} ms"))
+        }
+    }));
+    let r = registry.clone();
+    admin_state = admin_state.with_check(FnCheck::new("store", move || {
+        // The memory store has no connection to lose.
+        match r.value("tickwire_cache_connected", &[("store", "wdc")]) {
+            Some(1) | None => Ok(()),
+            _ => Err("results Redis unreachable".into()),
+        }
+    }));
+    let r = registry.clone();
+    admin_state = admin_state.with_health(Arc::new(move || {
+        let r = r.clone();
+        Box::pin(async move {
+            let mut extra = serde_json::Map::new();
+            let clients = r
+                .value("tickwire_wds_sessions_authorized", &[])
+                .unwrap_or(0);
+            extra.insert("active_ws_clients".into(), json!(clients));
+            (true, extra)
+        })
+    }));
+    let (r, s) = (registry.clone(), state.clone());
+    admin_state.with_info(Arc::new(move || {
+        let (r, s) = (r.clone(), s.clone());
+        Box::pin(async move {
+            let hub = s.hub.send(GetFigures).await.ok();
+            let v = |n: &str| r.value(n, &[]).unwrap_or(0);
+            let l = &s.limits;
+            json!({
+                "sessions": v("tickwire_wds_sessions"),
+                "authorized_sessions": v("tickwire_wds_sessions_authorized"),
+                "hub": hub,
+                "deliveries_per_second": v("tickwire_wds_deliveries_per_second"),
+                "deliveries": v("tickwire_wds_deliveries_total"),
+                "coalesced": v("tickwire_wds_coalesced_total"),
+                "dropped": v("tickwire_wds_dropped_total"),
+                "slow_clients_closed": v("tickwire_wds_slow_clients_closed_total"),
+                "auth_required": s.auth.required,
+                "limits": {
+                    "max_frame_bytes": l.max_frame_bytes,
+                    "max_topics": l.max_topics,
+                    "max_msgs_per_sec": l.max_msgs_per_sec,
+                    "max_sessions": l.max_sessions,
+                    "handshake_timeout_secs": l.handshake_timeout.as_secs(),
+                    "max_violations": l.max_violations,
+                    "outbox_frames": l.outbox_frames,
+                    "slow_grace_secs": l.slow_grace.as_secs(),
+                },
+            })
+        })
+    }))
+}
+
+/// Starts a distributed WDS node serving on `http`.
+pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
+    let registry = Registry::new();
+    let port = http.local_addr()?.port();
+    let (_, store) = CacheWriter::start_store(
+        CacheWriterConfig::new(&args.wdc_redis_url, "wdc"),
+        &registry,
+    )?;
+    let hub = Hub::new(
+        HubConfig {
+            results_prefix: args.results_prefix.clone(),
+            node_id: node_id("wds"),
+            redis_url: Some(args.wdc_redis_url.clone()),
+        },
+        store.clone(),
+        &registry,
+    )
+    .start();
+    let state = wds_state(&args.settings, hub, store, &args.results_prefix, &registry)?;
+    let admin_data = web::Data::new(admin_state(&args.common, &registry, &state));
+    let workers = if args.workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.workers
+    };
+    let wds = state.clone();
+    let http = NodeHttp::serve_with_workers(http, workers, move |cfg| {
+        cfg.app_data(admin_data.clone())
+            .app_data(wds.clone())
+            .configure(admin::configure)
+            .configure(ws_session::configure)
+            .route(
+                "/",
+                web::get().to(|| async {
+                    HttpResponse::TemporaryRedirect()
+                        .insert_header(("location", "/health"))
+                        .finish()
+                }),
+            );
+    })?;
+    log::info!(
+        "widget data service on port {port}: ws://HOST:{port}/ws (v1), /ws/v2; auth {}",
+        if args.settings.auth_enabled {
+            "on"
+        } else {
+            "OFF"
+        }
+    );
+    Ok(WdsNode {
+        port,
+        registry,
+        state,
+        http,
+    })
+}
+
+/// `tickwire-wds` main: serve until SIGINT/SIGTERM.
+pub fn run(args: WdsArgs) -> Result<(), WdsError> {
+    let http = TcpListener::bind((args.common.server_ip, args.port))?;
+    actix_web::rt::System::new().block_on(async move {
+        let node = start(args, http)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r?; }
+            _ = term.recv() => {}
+        }
+        log::info!("shutting down");
+        node.stop().await;
+        Ok(())
+    })
+}

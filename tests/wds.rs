@@ -1,0 +1,698 @@
+//! Widget data service against real Redis: v1 replies byte for byte (fixture transcript),
+//! v2 snapshot-then-stream with sequence numbers while publishing, wildcard delivery, every
+//! auth refusal, every limit, a slow client next to a fast one, a Redis restart, and
+//! embedded mode delivering from the memory store.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+use deadpool_redis::redis;
+use serde_json::{json, Value};
+
+use common::redis::{cleanup, connection, redis_url, unique_prefix, PrivateRedis};
+use common::*;
+use tickwire::bench::wsclient::{self, WsClient};
+use tickwire::token::{self, Claims};
+use tickwire::wds::node::{self, WdsArgs, WdsNode};
+
+const SECRET: &str = "wds-test-secret";
+
+fn token(topics: &[&str], ttl: i64) -> String {
+    let c = Claims::new("tester", &["viewer"], topics, token::now_secs(), ttl);
+    token::sign(&c, SECRET.as_bytes()).expect("sign")
+}
+
+fn args(redis: &str, prefix: &str) -> WdsArgs {
+    let mut a = WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
+    a.wdc_redis_url = redis.to_string();
+    a.results_prefix = prefix.to_string();
+    a.settings.token_secret = SECRET.to_string();
+    a.workers = 2;
+    a
+}
+
+async fn start(a: WdsArgs) -> WdsNode {
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let node = node::start(a, http).expect("WDS starts");
+    let ready = node.url("/ready");
+    wait_until_async("the WDS is ready", || {
+        let u = ready.clone();
+        async move { get_json(&u, None).await.0 == 200 }
+    })
+    .await;
+    node
+}
+
+fn counter(node: &WdsNode, name: &str, labels: &[(&str, &str)]) -> i64 {
+    node.registry.value(name, labels).unwrap_or(0)
+}
+
+/// SET + PUBLISH in one transaction, as the results writer does.
+async fn set(conn: &mut deadpool_redis::Connection, key: &str, value: &str) {
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(key)
+        .arg(value)
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(key)
+        .arg(value)
+        .ignore()
+        .query_async(&mut **conn)
+        .await
+        .expect("SET + PUBLISH");
+}
+
+async fn lpush(conn: &mut deadpool_redis::Connection, key: &str, value: &str) {
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("LPUSH")
+        .arg(key)
+        .arg(value)
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(key)
+        .arg(value)
+        .ignore()
+        .query_async(&mut **conn)
+        .await
+        .expect("LPUSH + PUBLISH");
+}
+
+async fn ws(node: &WdsNode, path: &str) -> Client {
+    Client::connect(&node.ws_url(path)).await
+}
+
+/// Reads frames until one satisfies `f` (others are skipped).
+async fn until_json(c: &mut Client, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no frame with {what} within {DEADLINE:?}"
+        );
+        let v = c.next_json().await;
+        if f(&v) {
+            return v;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn v1_replies_match_the_reference_byte_for_byte() {
+    let prefix = unique_prefix("wds-v1");
+    let node = start(args(&redis_url(), &prefix)).await;
+    let mut conn = connection().await;
+    set(
+        &mut conn,
+        &format!("{prefix}quote:AAA"),
+        r#"{"symbol":"AAA","close":1.5}"#,
+    )
+    .await;
+    lpush(
+        &mut conn,
+        &format!("{prefix}daily_range_hod_alert"),
+        r#"{"n":1}"#,
+    )
+    .await;
+    lpush(
+        &mut conn,
+        &format!("{prefix}daily_range_hod_alert"),
+        r#"{"n":2}"#,
+    )
+    .await;
+
+    let transcript = include_str!("fixtures/wds/v1_session.txt");
+    let tok = token(&["*"], 600);
+    let mut c = ws(&node, "/ws").await;
+    let mut exchanged = 0;
+    for line in transcript.lines() {
+        if let Some(req) = line.strip_prefix("> ") {
+            c.send(&req.replace("$TOKEN", &tok)).await;
+        } else if let Some(want) = line.strip_prefix("< ") {
+            assert_eq!(c.next_text().await, want, "reply to the frame before");
+            exchanged += 1;
+        } else if let Some(want) = line.strip_prefix("<~ ") {
+            let got = c.next_text().await;
+            assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+            exchanged += 1;
+        }
+    }
+    assert_eq!(exchanged, 19, "the whole transcript ran");
+
+    // Pushes: raw payloads, no envelope; a repeated subscribe is delivered once; a wildcard
+    // subscription delivers (the reference acknowledged but never delivered it).
+    c.send(r#"{"action":"subscribe","feed":"quote:AAA"}"#).await;
+    c.send(r#"{"action":"subscribe","feed":"quote:AAA"}"#).await;
+    c.send(r#"{"action":"subscribe","feed":"daily_range:*"}"#)
+        .await;
+    for _ in 0..3 {
+        assert!(c.next_text().await.starts_with(r#"{"status":"subscribed""#));
+    }
+    set(&mut conn, &format!("{prefix}quote:AAA"), r#"{"p":1}"#).await;
+    assert_eq!(c.next_text().await, r#"{"p":1}"#);
+    set(&mut conn, &format!("{prefix}daily_range:BBB"), r#"{"p":2}"#).await;
+    assert_eq!(
+        c.next_text().await,
+        r#"{"p":2}"#,
+        "one delivery each, in publish order"
+    );
+    assert_eq!(counter(&node, "tickwire_wds_sessions_authorized", &[]), 1);
+    let (_, health) = get_json(&node.url("/health"), None).await;
+    assert_eq!(health["service"], "Widget Data Service");
+    assert_eq!(health["active_ws_clients"], 1);
+    node.stop().await;
+    cleanup(&prefix).await;
+}
+
+#[actix_web::test]
+async fn every_auth_refusal() {
+    let prefix = unique_prefix("wds-auth");
+    let node = start(args(&redis_url(), &prefix)).await;
+    let forged = {
+        let c = Claims::new("eve", &["admin"], &["*"], token::now_secs(), 600);
+        token::sign(&c, b"not-the-secret").expect("sign")
+    };
+    let expired = token(&["*"], -10);
+
+    // v1: any other action first, a wrong key, an expired token: the reference's replies,
+    // then the server closes.
+    for (first, reply) in [
+        (
+            r#"{"action":"subscribe","feed":"quote:A"}"#.to_string(),
+            r#"{"status":"unauthorized"}"#,
+        ),
+        (
+            format!(r#"{{"action":"auth","api_key":"{forged}"}}"#),
+            r#"{"status":"invalid key"}"#,
+        ),
+        (
+            format!(r#"{{"action":"auth","api_key":"{expired}"}}"#),
+            r#"{"status":"invalid key"}"#,
+        ),
+        (
+            r#"{"action":"auth"}"#.to_string(),
+            r#"{"status":"invalid key"}"#,
+        ),
+    ] {
+        let mut c = ws(&node, "/ws").await;
+        c.send(&first).await;
+        assert_eq!(c.next_text().await, reply);
+        assert_eq!(c.close_reason().await.map(|r| r.0), Some(1008));
+    }
+
+    // At the handshake: a bad token in the header or the query is refused with 401.
+    let url = node.ws_url("/ws/v2");
+    let bearer = format!("Bearer {forged}");
+    assert_eq!(
+        Client::try_connect(&url, &[("Authorization", &bearer)])
+            .await
+            .err(),
+        Some(401)
+    );
+    let q = format!("{url}?token={expired}");
+    assert_eq!(Client::try_connect(&q, &[]).await.err(), Some(401));
+
+    // v2 without a token: only `auth` is accepted first.
+    let mut c = ws(&node, "/ws/v2").await;
+    c.send(r#"{"type":"subscribe","topic":"quote:A"}"#).await;
+    let e = c.next_json().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("unauthorized"))
+    );
+    assert_eq!(c.close_reason().await.map(|r| r.0), Some(1008));
+    let mut c = ws(&node, "/ws/v2").await;
+    c.send(&format!(
+        r#"{{"type":"auth","token":"{}"}}"#,
+        token(&["quote:*"], 60)
+    ))
+    .await;
+    let w = c.next_json().await;
+    assert_eq!(
+        (w["type"].as_str(), w["subject"].as_str()),
+        (Some("welcome"), Some("tester"))
+    );
+
+    // Topics outside the token's patterns are refused, for subscribe and get alike.
+    for (req, topic) in [
+        (
+            r#"{"type":"subscribe","topic":"scanners:top_volume","id":1}"#,
+            "scanners:top_volume",
+        ),
+        (r#"{"type":"subscribe","topic":"*","id":2}"#, "*"),
+        (
+            r#"{"type":"get","topic":"daily_range_hod_alert","id":3}"#,
+            "daily_range_hod_alert",
+        ),
+    ] {
+        c.send(req).await;
+        let e = c.next_json().await;
+        assert_eq!(e["code"], "forbidden", "{req}");
+        assert_eq!(e["topic"], topic);
+    }
+    c.send(r#"{"type":"subscribe","topic":"quote:*","id":4}"#)
+        .await;
+    assert_eq!(c.next_json().await["type"], "subscribed");
+
+    // A token valid at the handshake (query) works without an auth frame; v1 too.
+    let mut c = Client::try_connect(&format!("{url}?token={}", token(&["*"], 60)), &[])
+        .await
+        .expect("accepted");
+    assert_eq!(c.next_json().await["type"], "welcome");
+    let v1 = node.ws_url("/ws");
+    let bearer = format!("Bearer {}", token(&["quote:*"], 60));
+    let mut c = Client::try_connect(&v1, &[("Authorization", &bearer)])
+        .await
+        .expect("accepted");
+    c.send(r#"{"action":"subscribe","feed":"scanners:top_volume"}"#)
+        .await;
+    assert!(c
+        .next_text()
+        .await
+        .starts_with(r#"{"status":"error","error":"topic scanners:top_volume is not granted"#));
+
+    for reason in ["bad_signature", "expired", "missing"] {
+        assert!(
+            counter(
+                &node,
+                "tickwire_wds_auth_failures_total",
+                &[("reason", reason)]
+            ) > 0,
+            "auth failures counted: {reason}"
+        );
+    }
+    node.stop().await;
+
+    // Auth off only by explicit configuration: then `auth` is the reference's invalid action.
+    let mut a = args(&redis_url(), &prefix);
+    a.settings.auth_enabled = false;
+    a.settings.token_secret.clear();
+    let open = start(a).await;
+    let mut c = ws(&open, "/ws").await;
+    c.send(r#"{"action":"auth","api_key":"whatever"}"#).await;
+    assert_eq!(c.next_text().await, r#"{"status":"invalid action"}"#);
+    c.send(r#"{"action":"subscribe","feed":"quote:A"}"#).await;
+    assert_eq!(
+        c.next_text().await,
+        r#"{"status":"subscribed","feed":"quote:A"}"#
+    );
+    open.stop().await;
+
+    // Auth on with no secret is a configuration error, not an open door.
+    let mut a = args(&redis_url(), &prefix);
+    a.settings.token_secret.clear();
+    let e = node::start(a, TcpListener::bind("127.0.0.1:0").expect("bind")).err();
+    assert!(e.is_some_and(|e| e.to_string().contains("WDS_TOKEN_SECRET")));
+}
+
+/// A publisher writing `{"n":1}`, `{"n":2}`, … to `key` until told to stop.
+fn publisher(key: String, stop: Arc<AtomicBool>, last: Arc<AtomicU64>) {
+    actix_web::rt::spawn(async move {
+        let mut conn = connection().await;
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            set(&mut conn, &key, &format!(r#"{{"n":{n}}}"#)).await;
+            last.store(n, Ordering::Relaxed);
+            // Paced (about 1,000/s), so that readers on a loaded machine keep up.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    });
+}
+
+/// Subscribes on v2 and checks the snapshot and every update up to `until` for gaps and
+/// duplicates: data `n` and `seq` both step by exactly one from the snapshot on.
+async fn check_stream(c: &mut Client, topic: &str, last: &AtomicU64, stop: &AtomicBool) {
+    c.send(&format!(
+        r#"{{"type":"subscribe","topic":"{topic}","id":"s"}}"#
+    ))
+    .await;
+    let ack = c.next_json().await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["id"].as_str()),
+        (Some("subscribed"), Some("s"))
+    );
+    let snap = until_json(c, "the snapshot", |v| v["type"] == "snapshot").await;
+    assert_eq!(snap["topic"], topic);
+    let mut n = snap["data"]["n"].as_u64().unwrap_or(0);
+    let mut seq = snap["seq"].as_u64().expect("snapshot seq");
+    let mut seen = 0;
+    loop {
+        let u = c.next_json().await;
+        assert_eq!(u["type"], "update", "{u}");
+        assert_eq!(u["topic"], topic);
+        assert_eq!(
+            u["data"]["n"].as_u64(),
+            Some(n + 1),
+            "no gap, no duplicate: {u}"
+        );
+        assert_eq!(u["seq"].as_u64(), Some(seq + 1), "seq steps by one: {u}");
+        n += 1;
+        seq += 1;
+        seen += 1;
+        if seen == 300 {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if stop.load(Ordering::Relaxed) && n >= last.load(Ordering::Relaxed) && seen >= 300 {
+            break;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn v2_snapshot_then_stream_without_gap_or_duplicate() {
+    let prefix = unique_prefix("wds-v2");
+    let node = start(args(&redis_url(), &prefix)).await;
+    let tok = token(&["*"], 600);
+    let url = format!("/ws/v2?token={tok}");
+    let (stop, last) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    // Not a value topic: nothing may be coalesced, so every single update must arrive.
+    publisher(format!("{prefix}seq:one"), stop.clone(), last.clone());
+    wait_until("the publisher runs", || last.load(Ordering::Relaxed) > 20).await;
+
+    // A first subscriber joins mid-stream (upstream subscription created for it) ...
+    let mut a = ws(&node, &url).await;
+    assert_eq!(a.next_json().await["type"], "welcome");
+    let (stop_a, last_a) = (Arc::new(AtomicBool::new(false)), last.clone());
+    // ... and a second one while the first streams (interest already held).
+    let mut b = ws(&node, &url).await;
+    assert_eq!(b.next_json().await["type"], "welcome");
+    check_stream(&mut a, "seq:one", &last_a, &stop_a).await;
+    check_stream(&mut b, "seq:one", &last, &stop).await;
+
+    // Get with a limit, ping with an id, an unknown type: structured replies.
+    let mut conn = connection().await;
+    for i in 1..=3 {
+        lpush(
+            &mut conn,
+            &format!("{prefix}daily_range_lod_alert"),
+            &format!(r#"{{"i":{i}}}"#),
+        )
+        .await;
+    }
+    a.send(r#"{"type":"get","topic":"daily_range_lod_alert","limit":2,"id":9}"#)
+        .await;
+    let d = until_json(&mut a, "the get reply", |v| v["type"] == "data").await;
+    assert_eq!(
+        d,
+        json!({"type":"data","topic":"daily_range_lod_alert","id":9,"data":[{"i":3},{"i":2}]})
+    );
+    a.send(r#"{"type":"ping","id":"p"}"#).await;
+    let p = until_json(&mut a, "pong", |v| v["type"] == "pong").await;
+    assert_eq!(p["id"], "p");
+    a.send(r#"{"type":"dance"}"#).await;
+    assert_eq!(
+        until_json(&mut a, "an error", |v| v["type"] == "error").await["code"],
+        "unknown_type"
+    );
+    a.send(r#"{"type":"unsubscribe","topic":"seq:one","id":1}"#)
+        .await;
+    until_json(&mut a, "unsubscribed", |v| v["type"] == "unsubscribed").await;
+
+    // Wildcards deliver, naming the concrete topic and the pattern; values coalesce but the
+    // newest always arrives.
+    a.send(r#"{"type":"subscribe","topic":"quote:*"}"#).await;
+    until_json(&mut a, "subscribed", |v| v["type"] == "subscribed").await;
+    for i in 1..=50 {
+        set(
+            &mut conn,
+            &format!("{prefix}quote:W{}", i % 2),
+            &format!(r#"{{"i":{i}}}"#),
+        )
+        .await;
+    }
+    let mut newest = std::collections::HashMap::new();
+    while newest.get("quote:W0") != Some(&50) || newest.get("quote:W1") != Some(&49) {
+        let u = a.next_json().await;
+        if u["type"] != "update" {
+            continue;
+        }
+        assert_eq!(u["pattern"], "quote:*");
+        let topic = u["topic"].as_str().unwrap_or("").to_string();
+        let i = u["data"]["i"].as_u64().unwrap_or(0);
+        let prev = newest.insert(topic, i).unwrap_or(0);
+        assert!(i > prev, "per-topic order holds");
+    }
+    node.stop().await;
+    cleanup(&prefix).await;
+}
+
+#[actix_web::test]
+async fn every_limit() {
+    let prefix = unique_prefix("wds-limits");
+    let mut a = args(&redis_url(), &prefix);
+    a.settings.max_frame_bytes = 256;
+    a.settings.max_topics = 2;
+    a.settings.max_msgs_per_sec = 5;
+    a.settings.max_violations = 3;
+    a.settings.max_sessions = 2;
+    a.settings.handshake_timeout_secs = 1;
+    let node = start(a).await;
+    let url = format!("/ws/v2?token={}", token(&["*"], 600));
+
+    // Sessions per node: the third handshake is refused.
+    let mut c = ws(&node, &url).await;
+    assert_eq!(c.next_json().await["type"], "welcome");
+    let mut waiting = ws(&node, "/ws").await;
+    assert_eq!(
+        Client::try_connect(&node.ws_url(&url), &[]).await.err(),
+        Some(503)
+    );
+
+    // Handshake timeout: no auth frame within a second closes with a reason.
+    assert_eq!(
+        waiting.close_reason().await,
+        Some((1008, "authentication timeout".into()))
+    );
+
+    // Topics per session, frame size, then request rate: each an error, and past three
+    // violations the socket closes with the reason.
+    for t in ["a", "b"] {
+        c.send(&format!(r#"{{"type":"subscribe","topic":"{t}"}}"#))
+            .await;
+        assert_eq!(c.next_json().await["type"], "subscribed");
+    }
+    c.send(r#"{"type":"subscribe","topic":"c"}"#).await;
+    assert_eq!(c.next_json().await["code"], "too_many_topics");
+    c.send(&format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(300)))
+        .await;
+    assert_eq!(c.next_json().await["code"], "frame_too_large");
+    for _ in 0..40 {
+        c.send(r#"{"type":"ping"}"#).await;
+    }
+    let mut rate_errors = 0;
+    let reason = loop {
+        match c.next_frame().await {
+            Some(actix_http::ws::Frame::Text(t)) => {
+                let v: Value = serde_json::from_slice(&t).expect("JSON");
+                if v["code"] == "rate_limited" {
+                    rate_errors += 1;
+                }
+            }
+            Some(actix_http::ws::Frame::Close(r)) => break r,
+            Some(_) => continue,
+            None => panic!("connection ended without a close frame"),
+        }
+    };
+    assert!(rate_errors >= 1);
+    let reason = reason.expect("close reason");
+    assert_eq!(u16::from(reason.code), 1008);
+    assert!(reason
+        .description
+        .unwrap_or_default()
+        .starts_with("too many violations"));
+    for kind in ["topics", "frame_size", "rate"] {
+        assert!(
+            counter(&node, "tickwire_wds_violations_total", &[("kind", kind)]) > 0,
+            "{kind}"
+        );
+    }
+    assert!(
+        counter(
+            &node,
+            "tickwire_wds_refused_total",
+            &[("reason", "sessions")]
+        ) > 0
+    );
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn a_slow_client_is_closed_and_does_not_delay_a_fast_one() {
+    let prefix = unique_prefix("wds-slow");
+    let mut a = args(&redis_url(), &prefix);
+    a.settings.outbox_frames = 256;
+    a.settings.slow_grace_secs = 1;
+    a.settings.max_msgs_per_sec = 1000;
+    let node = start(a).await;
+    let tok = token(&["*"], 600);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", node.port).parse().expect("addr");
+
+    // The slow client: a 4 KiB receive buffer, and it stops reading after subscribing.
+    let opts = wsclient::Connect {
+        local: None,
+        recv_buffer: 4096,
+    };
+    let mut slow = WsClient::connect(addr, &format!("/ws?token={tok}"), &opts)
+        .await
+        .expect("slow client connects");
+    slow.send_text(r#"{"action":"subscribe","feed":"flood"}"#)
+        .await
+        .expect("send");
+    slow.next_text().await.expect("subscribed");
+
+    let mut fast = ws(&node, &format!("/ws?token={tok}")).await;
+    fast.send(r#"{"action":"subscribe","feed":"flood"}"#).await;
+    assert!(fast
+        .next_text()
+        .await
+        .starts_with(r#"{"status":"subscribed""#));
+
+    // Publish 8 KiB messages until the slow client has been closed; the fast one reads all.
+    let (stop, last) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    {
+        let (stop, last, key) = (stop.clone(), last.clone(), format!("{prefix}flood"));
+        actix_web::rt::spawn(async move {
+            let mut conn = connection().await;
+            let pad = "x".repeat(8192);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                set(&mut conn, &key, &format!(r#"{{"n":{n},"pad":"{pad}"}}"#)).await;
+                last.store(n, Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_micros(500)).await;
+            }
+        });
+    }
+    let closed = || counter(&node, "tickwire_wds_slow_clients_closed_total", &[]) > 0;
+    let mut n = 0u64;
+    loop {
+        let v = fast.next_json().await;
+        let got = v["n"].as_u64().expect("n");
+        assert_eq!(got, n + 1, "the fast client misses nothing");
+        n = got;
+        if closed() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if stop.load(Ordering::Relaxed) && n >= last.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    assert!(counter(&node, "tickwire_wds_dropped_total", &[]) > 0);
+
+    // The slow client, once it reads again, finds its backlog and then the reason.
+    let reason = loop {
+        match slow.next().await {
+            Ok((wsclient::OP_CLOSE, p)) => break p,
+            Ok(_) => continue,
+            Err(e) => panic!("closed without a close frame: {e}"),
+        }
+    };
+    assert_eq!(u16::from_be_bytes([reason[0], reason[1]]), 1008);
+    assert!(String::from_utf8_lossy(&reason[2..]).starts_with("slow consumer"));
+    node.stop().await;
+    cleanup(&prefix).await;
+}
+
+#[actix_web::test]
+async fn redis_restart_restores_subscriptions() {
+    let mut redis_server = PrivateRedis::start();
+    let url = redis_server.url();
+    let node = start(args(&url, "")).await;
+    let tok = token(&["*"], 600);
+    let mut v2c = ws(&node, &format!("/ws/v2?token={tok}")).await;
+    assert_eq!(v2c.next_json().await["type"], "welcome");
+    v2c.send(r#"{"type":"subscribe","topic":"r:x"}"#).await;
+    assert_eq!(v2c.next_json().await["type"], "subscribed");
+    assert_eq!(v2c.next_json().await["type"], "snapshot");
+    let mut v1c = ws(&node, &format!("/ws?token={tok}")).await;
+    v1c.send(r#"{"action":"subscribe","feed":"r:*"}"#).await;
+    assert!(v1c
+        .next_text()
+        .await
+        .starts_with(r#"{"status":"subscribed""#));
+
+    let pool = deadpool_redis::Config::from_url(url.clone())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .expect("pool");
+    let conn = || async { pool.get().await.expect("private redis") };
+    set(&mut conn().await, "r:x", r#"{"v":1}"#).await;
+    assert_eq!(v2c.next_json().await["data"]["v"], 1);
+    assert_eq!(v1c.next_text().await, r#"{"v":1}"#);
+
+    redis_server.kill();
+    let ready = node.url("/ready");
+    wait_until_async("/ready reports the outage", || {
+        let u = ready.clone();
+        async move { get_json(&u, None).await.0 == 503 }
+    })
+    .await;
+    redis_server.restart();
+    wait_until_async("the hub resubscribes", || {
+        let u = ready.clone();
+        async move { get_json(&u, None).await.0 == 200 }
+    })
+    .await;
+    // v2 starts again from a snapshot (updates published while away are lost to pub/sub).
+    let snap = until_json(&mut v2c, "a fresh snapshot", |v| v["type"] == "snapshot").await;
+    assert_eq!(snap["data"], Value::Null, "the restarted Redis is empty");
+    set(&mut conn().await, "r:x", r#"{"v":2}"#).await;
+    assert_eq!(
+        until_json(&mut v2c, "update", |v| v["type"] == "update").await["data"]["v"],
+        2
+    );
+    assert_eq!(v1c.next_text().await, r#"{"v":2}"#);
+    assert!(counter(&node, "tickwire_wds_upstream_disconnects_total", &[]) > 0);
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn embedded_mode_delivers_from_the_memory_store() {
+    let mut a = tickwire::embedded::EmbeddedArgs::try_parse_from(["tickwire"]).expect("defaults");
+    a.sim = sim_args();
+    a.sim.tickers = 20;
+    let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let wds_http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = tickwire::embedded::start(a, sim_http, wds_http).expect("embedded starts");
+    let tok = e.dev_token.clone().expect("a token is made for the run");
+    let base = format!("ws://127.0.0.1:{}", e.http.port);
+
+    let mut v2c = Client::connect(&format!("{base}/ws/v2?token={tok}")).await;
+    assert_eq!(v2c.next_json().await["type"], "welcome");
+    v2c.send(r#"{"type":"subscribe","topic":"quote:*"}"#).await;
+    let u = until_json(&mut v2c, "a quote update", |v| v["type"] == "update").await;
+    assert!(u["topic"].as_str().is_some_and(|t| t.starts_with("quote:")));
+    assert!(
+        u["received_at"].as_i64().is_some_and(|t| t > 0),
+        "carries the receive time: {u}"
+    );
+    assert!(u["data"]["symbol"].is_string());
+
+    let mut v1c = Client::connect(&format!("{base}/ws")).await;
+    v1c.send(&format!(r#"{{"action":"auth","api_key":"{tok}"}}"#))
+        .await;
+    assert_eq!(v1c.next_text().await, r#"{"status":"authorized"}"#);
+    v1c.send(r#"{"action":"subscribe","feed":"scanners:top_volume"}"#)
+        .await;
+    assert!(v1c
+        .next_text()
+        .await
+        .starts_with(r#"{"status":"subscribed""#));
+    let board: Value = serde_json::from_str(&v1c.next_text().await).expect("board JSON");
+    assert!(board.is_array(), "raw leaderboard push");
+    if let Some(sim) = e.sim {
+        sim.stop().await;
+    }
+}
