@@ -52,12 +52,12 @@ impl Drop for Kill {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
-fn sibling(name: &str) -> Result<std::path::PathBuf, String> {
+pub(crate) fn sibling(name: &str) -> Result<std::path::PathBuf, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let p = me.with_file_name(name);
     if p.exists() {
@@ -71,7 +71,7 @@ fn sibling(name: &str) -> Result<std::path::PathBuf, String> {
 }
 
 /// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let ticks = 100.0; // USER_HZ on Linux
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -83,7 +83,7 @@ fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn rss_mb(pid: u32) -> f64 {
+pub(crate) fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -96,7 +96,7 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn stats(port: u16) -> Result<serde_json::Value, String> {
+pub(crate) async fn stats(port: u16) -> Result<serde_json::Value, String> {
     let mut resp = awc::Client::new()
         .get(format!("http://127.0.0.1:{port}/stats"))
         .send()
@@ -122,7 +122,7 @@ fn sum(stats: &serde_json::Value, prefix: &str) -> i64 {
         .unwrap_or(0)
 }
 
-async fn wait_http(port: u16) -> Result<(), String> {
+pub(crate) async fn wait_http(port: u16) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if stats(port).await.is_ok() {

@@ -42,6 +42,25 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         batch_size: u32,
     },
+    /// The widget data service (separate process): N v2 clients on one topic, a Redis
+    /// publisher at `rate` msg/s; deliveries/s, publish-to-client latency, memory per
+    /// connection. `--rate 0`: idle connections only. Needs `cargo build --release --bins`.
+    Wds {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 1)]
+        topics: usize,
+        #[arg(long, default_value_t = 250.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 200)]
+        payload_bytes: usize,
+        #[arg(long, default_value_t = 500)]
+        connect_concurrency: usize,
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/1")]
+        redis_url: String,
+    },
     /// The listener node (separate process) routing into RabbitMQ from the simulator
     /// (separate process); needs `cargo build --release --bins` and RabbitMQ.
     Listener {
@@ -150,6 +169,26 @@ fn main() {
                 redis_url,
             };
             run_async("processor", bench::processor::run(b));
+        }
+        Cmd::Wds {
+            clients,
+            topics,
+            rate,
+            seconds,
+            payload_bytes,
+            connect_concurrency,
+            redis_url,
+        } => {
+            let b = bench::wds::WdsBench {
+                clients,
+                topics,
+                rate,
+                seconds,
+                payload_bytes,
+                redis_url,
+                connect_concurrency,
+            };
+            run_async("wds", bench::wds::run(b));
         }
         Cmd::Sim {
             rate,
