@@ -220,6 +220,17 @@ pub fn init_logging_with(level: &str, directives: &[&str]) {
         .try_init();
 }
 
+/// Resolves on SIGINT or SIGTERM: what every node's `run` waits for before stopping its actors.
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    log::info!("shutting down");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

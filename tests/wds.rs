@@ -51,11 +51,11 @@ fn counter(node: &WdsNode, name: &str, labels: &[(&str, &str)]) -> i64 {
     node.registry.value(name, labels).unwrap_or(0)
 }
 
-/// SET + PUBLISH in one transaction, as the results writer does.
-async fn set(conn: &mut deadpool_redis::Connection, key: &str, value: &str) {
+/// `cmd key value` (SET or LPUSH) + PUBLISH in one transaction, as the results writer does.
+async fn write(conn: &mut deadpool_redis::Connection, cmd: &str, key: &str, value: &str) {
     let _: () = redis::pipe()
         .atomic()
-        .cmd("SET")
+        .cmd(cmd)
         .arg(key)
         .arg(value)
         .ignore()
@@ -65,23 +65,15 @@ async fn set(conn: &mut deadpool_redis::Connection, key: &str, value: &str) {
         .ignore()
         .query_async(&mut **conn)
         .await
-        .expect("SET + PUBLISH");
+        .unwrap_or_else(|e| panic!("{cmd} + PUBLISH: {e}"));
+}
+
+async fn set(conn: &mut deadpool_redis::Connection, key: &str, value: &str) {
+    write(conn, "SET", key, value).await;
 }
 
 async fn lpush(conn: &mut deadpool_redis::Connection, key: &str, value: &str) {
-    let _: () = redis::pipe()
-        .atomic()
-        .cmd("LPUSH")
-        .arg(key)
-        .arg(value)
-        .ignore()
-        .cmd("PUBLISH")
-        .arg(key)
-        .arg(value)
-        .ignore()
-        .query_async(&mut **conn)
-        .await
-        .expect("LPUSH + PUBLISH");
+    write(conn, "LPUSH", key, value).await;
 }
 
 async fn ws(node: &WdsNode, path: &str) -> Client {

@@ -170,17 +170,7 @@ impl WsSession {
                     ctx.text(v1::INVALID_ACTION);
                     return;
                 }
-                match self.verify(&token) {
-                    Ok(claims) => {
-                        self.set_claims(Some(claims));
-                        if self.v2 {
-                            self.welcome(ctx);
-                        } else {
-                            ctx.text(v1::AUTHORIZED);
-                        }
-                    }
-                    Err(e) => self.refuse_auth(e, ctx),
-                }
+                self.authenticate(&token, ctx);
             }
             Request::Subscribe { topic, limit } => self.subscribe(topic, limit, id, ctx),
             Request::Unsubscribe { topic } => {
@@ -222,17 +212,7 @@ impl WsSession {
     /// Auth is on and this session has not authenticated: only `auth` is accepted.
     fn first_frame(&mut self, r: Request, ctx: &mut ws::WebsocketContext<Self>) {
         match r {
-            Request::Auth { token } => match self.verify(&token) {
-                Ok(claims) => {
-                    self.set_claims(Some(claims));
-                    if self.v2 {
-                        self.welcome(ctx);
-                    } else {
-                        ctx.text(v1::AUTHORIZED);
-                    }
-                }
-                Err(e) => self.refuse_auth(e, ctx),
-            },
+            Request::Auth { token } => self.authenticate(&token, ctx),
             _ => {
                 SessionMetrics::count(&self.metrics().auth_failures, "missing");
                 if self.v2 {
@@ -245,8 +225,19 @@ impl WsSession {
         }
     }
 
-    fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        token::verify(token, &self.state.auth.secret, token::now_secs())
+    /// An `auth` frame: welcome (v2) or `authorized` (v1); a bad token closes the socket.
+    fn authenticate(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        match token::verify(token, &self.state.auth.secret, token::now_secs()) {
+            Ok(claims) => {
+                self.set_claims(Some(claims));
+                if self.v2 {
+                    self.welcome(ctx);
+                } else {
+                    ctx.text(v1::AUTHORIZED);
+                }
+            }
+            Err(e) => self.refuse_auth(e, ctx),
+        }
     }
 
     fn refuse_auth(&mut self, e: TokenError, ctx: &mut ws::WebsocketContext<Self>) {

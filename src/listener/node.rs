@@ -705,9 +705,7 @@ pub fn run(args: ListenerArgs) -> Result<(), NodeError> {
     let http = TcpListener::bind((args.common.server_ip, args.port))?;
     actix_web::rt::System::new().block_on(async move {
         let node = start(args, http)?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => { r?; log::info!("shutting down"); }
-        }
+        crate::config::shutdown_signal().await?;
         node.stop().await;
         Ok(())
     })

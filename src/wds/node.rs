@@ -415,12 +415,7 @@ pub fn run(args: WdsArgs) -> Result<(), WdsError> {
     let http = TcpListener::bind((args.common.server_ip, args.port))?;
     actix_web::rt::System::new().block_on(async move {
         let node = start(args, http)?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => { r?; }
-            _ = term.recv() => {}
-        }
-        log::info!("shutting down");
+        crate::config::shutdown_signal().await?;
         node.stop().await;
         Ok(())
     })
