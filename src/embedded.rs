@@ -154,7 +154,9 @@ pub fn start(
     let mut dev_token = None;
     if args.wds.auth_enabled && args.wds.token_secret.is_empty() {
         args.wds.token_secret = random_secret()?;
-        let claims = Claims::new("dev", &["viewer"], &["*"], token::now_secs(), 86_400);
+        let topics = crate::wds::topic_list(&args.wds.allowed_topics);
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let claims = Claims::new("dev", &["viewer"], &topics, token::now_secs(), 86_400);
         dev_token = token::sign(&claims, args.wds.token_secret.as_bytes()).ok();
     }
     let wds = crate::wds::node::start_embedded(&args.wds, store.clone(), &store_addr, &registry)?;

@@ -31,6 +31,8 @@ fn args(redis: &str, prefix: &str) -> WdsArgs {
     a.wdc_redis_url = redis.to_string();
     a.results_prefix = prefix.to_string();
     a.settings.token_secret = SECRET.to_string();
+    // The tests' own topics (seq:one, flood, r:x, …) besides the client-facing ones.
+    a.settings.allowed_topics = "*".into();
     a.workers = 2;
     a
 }
@@ -285,6 +287,8 @@ async fn every_auth_refusal() {
     let mut a = args(&redis_url(), &prefix);
     a.settings.auth_enabled = false;
     a.settings.token_secret.clear();
+    // Even then it serves only the client-facing keys (the default WDS_ALLOWED_TOPICS).
+    a.settings.allowed_topics = tickwire::wds::DEFAULT_TOPICS.into();
     let open = start(a).await;
     let mut c = ws(&open, "/ws").await;
     c.send(r#"{"action":"auth","api_key":"whatever"}"#).await;
@@ -294,6 +298,13 @@ async fn every_auth_refusal() {
         c.next_text().await,
         r#"{"status":"subscribed","feed":"quote:A"}"#
     );
+    for req in [
+        r#"{"action":"subscribe","feed":"*"}"#,
+        r#"{"action":"get","cache":"tickwire:processor:checkpoint:0"}"#,
+    ] {
+        c.send(req).await;
+        assert!(c.next_text().await.contains("is not served here"), "{req}");
+    }
     open.stop().await;
 
     // Auth on with no secret is a configuration error, not an open door.
@@ -467,17 +478,27 @@ async fn every_limit() {
     );
 
     // Topics per session, frame size, then request rate: each an error, and past three
-    // violations the socket closes with the reason.
+    // violations the socket closes with the reason. (Snapshots of a and b arrive in between.)
+    let not_snapshot = |v: &Value| v["type"] != "snapshot";
     for t in ["a", "b"] {
         c.send(&format!(r#"{{"type":"subscribe","topic":"{t}"}}"#))
             .await;
-        assert_eq!(c.next_json().await["type"], "subscribed");
+        assert_eq!(
+            until_json(&mut c, "an ack", not_snapshot).await["type"],
+            "subscribed"
+        );
     }
     c.send(r#"{"type":"subscribe","topic":"c"}"#).await;
-    assert_eq!(c.next_json().await["code"], "too_many_topics");
+    assert_eq!(
+        until_json(&mut c, "an error", not_snapshot).await["code"],
+        "too_many_topics"
+    );
     c.send(&format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(300)))
         .await;
-    assert_eq!(c.next_json().await["code"], "frame_too_large");
+    assert_eq!(
+        until_json(&mut c, "an error", not_snapshot).await["code"],
+        "frame_too_large"
+    );
     for _ in 0..40 {
         c.send(r#"{"type":"ping"}"#).await;
     }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
 use bytes::Bytes;
 use bytestring::ByteString;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::actors::memory_store::Published;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
@@ -49,6 +49,9 @@ pub struct Join {
     pub v2: bool,
     /// List items in the snapshot.
     pub limit: usize,
+    /// Fired once upstream delivers the feed (the subscription is confirmed), so the session
+    /// acknowledges only what is really live: a client that publishes after the ack gets it.
+    pub ready: Option<oneshot::Sender<()>>,
 }
 
 /// A session no longer wants these feeds.
@@ -228,6 +231,8 @@ pub struct Hub {
     unacked: HashMap<String, u32>,
     /// Snapshot token -> (feed, session).
     tokens: HashMap<u64, (String, SessionId)>,
+    /// Sessions waiting for a feed to be live upstream.
+    waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
     next_token: u64,
     marker_channel: String,
     timing_channel: String,
@@ -250,6 +255,7 @@ impl Hub {
             patterns: BTreeSet::new(),
             unacked: HashMap::new(),
             tokens: HashMap::new(),
+            waiters: HashMap::new(),
             next_token: 1,
             marker_channel,
             timing_channel,
@@ -295,7 +301,7 @@ impl Hub {
         self.metrics.patterns.set(f.patterns as i64);
     }
 
-    fn join(&mut self, msg: Join, ctx: &mut Context<Self>) {
+    fn join(&mut self, mut msg: Join, ctx: &mut Context<Self>) {
         let pattern = msg.feed.contains('*');
         if !self.feeds.contains_key(&msg.feed) {
             let topic: Arc<str> = Arc::from(self.client_topic(&msg.feed));
@@ -319,12 +325,27 @@ impl Hub {
         }
         let snapshot = msg.v2 && !pattern;
         let ready = self.ready(&msg.feed);
+        if let Some(tx) = msg.ready.take() {
+            if ready {
+                let _ = tx.send(());
+            } else {
+                self.waiters.entry(msg.feed.clone()).or_default().push(tx);
+            }
+        }
         let Some(interest) = self.feeds.get_mut(&msg.feed) else {
             return;
         };
-        if !snapshot && interest.members.contains_key(&msg.session) {
+        match interest.members.get(&msg.session) {
             // A repeated subscribe is acknowledged again but delivered once.
-            return;
+            Some(_) if !snapshot => return,
+            // A repeated v2 subscribe starts over from a new snapshot.
+            Some(Member {
+                state: State::Snapshotting(p),
+                ..
+            }) => {
+                self.tokens.remove(&p.token);
+            }
+            _ => {}
         }
         let state = if snapshot {
             State::Waiting
@@ -360,6 +381,7 @@ impl Hub {
             if interest.members.is_empty() {
                 let pattern = interest.pattern;
                 self.feeds.remove(&feed);
+                self.waiters.remove(&feed);
                 if pattern {
                     self.patterns.remove(&feed);
                     self.command(UpCmd::PUnsubscribe(feed));
@@ -591,7 +613,7 @@ impl Hub {
                     }
                 }
                 if self.ready(&feed) {
-                    self.snapshot_waiting(&feed, ctx);
+                    self.feed_ready(&feed, ctx);
                 }
             }
             UpEvent::Connected => {
@@ -615,7 +637,7 @@ impl Hub {
                         }
                     }
                     if self.ready(&feed) {
-                        self.snapshot_waiting(&feed, ctx);
+                        self.feed_ready(&feed, ctx);
                     }
                 }
             }
@@ -628,6 +650,15 @@ impl Hub {
                 self.metrics.reconnects.inc();
             }
         }
+    }
+
+    /// The feed is live upstream: release the sessions waiting to acknowledge it, and take
+    /// the snapshots waiting for it.
+    fn feed_ready(&mut self, feed: &str, ctx: &mut Context<Self>) {
+        for tx in self.waiters.remove(feed).unwrap_or_default() {
+            let _ = tx.send(());
+        }
+        self.snapshot_waiting(feed, ctx);
     }
 
     fn snapshot_waiting(&mut self, feed: &str, ctx: &mut Context<Self>) {

@@ -32,6 +32,9 @@ static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// Frames drained from the outbox per turn, so one busy session cannot hog its thread.
 const DRAIN_BATCH: usize = 256;
 
+/// Longest wait for the upstream subscription before a subscribe is acknowledged anyway.
+const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct WsSession {
     id: SessionId,
     v2: bool,
@@ -118,12 +121,17 @@ impl WsSession {
         ctx.text(v2::welcome(self.id, sub, exp));
     }
 
-    /// Whether the token grants `topic` (everything with auth off).
-    fn granted(&self, topic: &str) -> bool {
-        match &self.claims {
+    /// Why `topic` may not be read, if it may not: outside what the node serves, or outside
+    /// the token's grants (everything the node serves, with auth off).
+    fn refusal(&self, topic: &str) -> Option<String> {
+        if !self.state.serves(topic) {
+            return Some(format!("topic {topic} is not served here"));
+        }
+        let granted = match &self.claims {
             Some(c) => c.allows(topic),
             None => !self.state.auth.required,
-        }
+        };
+        (!granted).then(|| format!("topic {topic} is not granted by the token"))
     }
 
     fn text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -257,8 +265,7 @@ impl WsSession {
         id: Option<&serde_json::Value>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if !self.granted(&topic) {
-            let msg = format!("topic {topic} is not granted by the token");
+        if let Some(msg) = self.refusal(&topic) {
             return self.violation(ctx, "forbidden", "forbidden", &msg, Some(&topic), id);
         }
         if !self.topics.contains_key(&topic) && self.topics.len() >= self.state.limits.max_topics {
@@ -273,18 +280,25 @@ impl WsSession {
         };
         let feed = format!("{}{topic}", self.state.results_prefix);
         self.topics.insert(topic.clone(), feed.clone());
-        ctx.text(if self.v2 {
+        let ack = if self.v2 {
             v2::ack("subscribed", &topic, id)
         } else {
             v1::ack("subscribed", &topic)
-        });
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
         self.state.hub.do_send(Join {
             session: self.id,
             feed,
             outbox,
             v2: self.v2,
             limit,
+            ready: Some(tx),
         });
+        // Acknowledge once the feed is live upstream (a publish after the ack is delivered),
+        // and keep later frames waiting meanwhile (arrival order). With the store away the
+        // ack goes out after a few seconds anyway; delivery starts when it is back.
+        let live = tokio::time::timeout(ACK_WAIT, rx);
+        ctx.wait(live.into_actor(self).map(move |_, _, ctx| ctx.text(ack)));
     }
 
     fn get(
@@ -294,8 +308,12 @@ impl WsSession {
         id: Option<serde_json::Value>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if !self.granted(&topic) || topic.contains('*') {
-            let msg = format!("key {topic} is not granted by the token");
+        let refused = if topic.contains('*') {
+            Some(format!("get needs an exact key, not the pattern {topic}"))
+        } else {
+            self.refusal(&topic)
+        };
+        if let Some(msg) = refused {
             return self.violation(
                 ctx,
                 "forbidden",

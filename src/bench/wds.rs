@@ -86,6 +86,7 @@ pub async fn run(b: WdsBench) -> Result<WdsFigures, String> {
             .env("WDS_TOKEN_SECRET", SECRET)
             .env("WDS_MAX_SESSIONS", "1000000")
             .env("WDS_MAX_MSGS_PER_SEC", "1000")
+            .env("WDS_ALLOWED_TOPICS", "bench:*")
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -20,7 +20,12 @@ use actix::Addr;
 
 use crate::actors::hub::Hub;
 use crate::metrics::{Counter, Gauge, Registry};
-use crate::store::Store;
+use crate::store::{glob_match, Store};
+
+/// What a node serves by default: the client-facing keys of reference-system.md §4 and
+/// nothing else (no control keys, no internal state, no `*`), whoever asks.
+pub const DEFAULT_TOPICS: &str = "scanners:*,quote:*,daily_range:*,daily_range_hod_alert,\
+daily_range_lod_alert,stocks:*,unknown,tta:*,news:*";
 
 pub mod node;
 pub mod outbox;
@@ -176,7 +181,27 @@ pub struct WdsState {
     pub limits: Limits,
     /// Prefix of the store keys; clients name topics without it.
     pub results_prefix: String,
+    /// Topic patterns this node serves at all (`WDS_ALLOWED_TOPICS`), tokens aside.
+    pub allowed: Vec<String>,
     pub metrics: SessionMetrics,
+}
+
+impl WdsState {
+    /// Whether `topic` (exact, or a pattern with `*`) lies inside what this node serves.
+    pub fn serves(&self, topic: &str) -> bool {
+        self.allowed
+            .iter()
+            .any(|p| glob_match(p.as_bytes(), topic.as_bytes()))
+    }
+}
+
+/// A comma list of topic patterns.
+pub fn topic_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A token bucket: `rate` requests per second, bursts up to `rate`.

@@ -40,6 +40,11 @@ pub struct WdsSettings {
     )]
     pub token_secret: String,
 
+    /// Topic patterns this node serves at all, tokens aside (comma list, `*` wildcard).
+    #[arg(long = "wds-allowed-topics", id = "wds_allowed_topics", env = "WDS_ALLOWED_TOPICS",
+          default_value = crate::wds::DEFAULT_TOPICS)]
+    pub allowed_topics: String,
+
     /// Largest client frame (bytes).
     #[arg(
         long = "wds-max-frame-bytes",
@@ -219,6 +224,7 @@ fn wds_state(
         auth: settings.auth()?,
         limits: settings.limits(),
         results_prefix: results_prefix.to_string(),
+        allowed: crate::wds::topic_list(&settings.allowed_topics),
         metrics: SessionMetrics::new(registry),
     }))
 }
