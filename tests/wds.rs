@@ -709,3 +709,20 @@ async fn embedded_mode_delivers_from_the_memory_store() {
         sim.stop().await;
     }
 }
+
+#[actix_web::test]
+async fn a_silent_client_is_closed_as_idle() {
+    let prefix = unique_prefix("wds-idle");
+    let mut a = args(&redis_url(), &prefix);
+    a.settings.heartbeat_secs = 1;
+    a.settings.idle_timeout_secs = 2;
+    let node = start(a).await;
+    // Never sends a frame and never answers the server's pings.
+    let mut c = ws(&node, &format!("/ws/v2?token={}", token(&["*"], 600))).await;
+    assert_eq!(c.close_reason().await, Some((1008, "idle timeout".into())));
+    assert_eq!(
+        counter(&node, "tickwire_wds_closed_total", &[("reason", "idle")]),
+        1
+    );
+    node.stop().await;
+}
