@@ -87,6 +87,7 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
     let mut args = processor_args(&qp, &kp);
     args.pipeline.rest_url = sim.http_url("");
     args.pipeline.api_key = "demo".into();
+    args.pipeline.top_trades = true;
     let a = start_node(args.clone());
     let b = start_node(args.clone());
     wait_until("two nodes share the four shards", || {
@@ -101,6 +102,12 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
         .psubscribe(format!("{wdc}quote:*"))
         .await
         .expect("psubscribe");
+    // The receive times of published values, announced for the widget data service.
+    let mut timing = client.get_async_pubsub().await.expect("pubsub");
+    timing
+        .subscribe(tickwire::store::timing_channel(&wdc))
+        .await
+        .expect("subscribe");
     let registry = Registry::new();
     let listener = start_listener(sim.ws_url("stocks"), &qp, &registry);
     let msg = tokio::time::timeout(DEADLINE, pubsub.on_message().next())
@@ -143,6 +150,25 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
             .unwrap_or(false)
     })
     .await;
+    // Receive times announced before the values: [[channel, epoch ms], ...].
+    let msg = tokio::time::timeout(DEADLINE, timing.on_message().next())
+        .await
+        .expect("a timing announcement")
+        .expect("message");
+    let stamps: Vec<(String, i64)> =
+        serde_json::from_slice(msg.get_payload_bytes()).expect("timing JSON");
+    assert!(stamps
+        .iter()
+        .all(|(c, t)| c.starts_with(&wdc) && *t > 1_700_000_000_000));
+    // Top-trades widgets in Redis, cached 60 s.
+    let tta = format!("{wdc}tta:all_symbols:widget");
+    wait_until_async("the top-trades widget", || {
+        let tta = tta.clone();
+        async move { get(&mut redis_conn().await, &tta).await.is_some() }
+    })
+    .await;
+    let ttl = int(&mut conn, "TTL", &tta).await;
+    assert!(ttl > 0 && ttl <= 60, "tta TTL {ttl}");
     // Enrichment from the simulator's REST reaches the quotes.
     wait_until_async("an enriched quote", || {
         let key = format!("{wdc}quote:{sym}");

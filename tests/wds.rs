@@ -445,6 +445,18 @@ async fn v2_snapshot_then_stream_without_gap_or_duplicate() {
         let prev = newest.insert(topic, i).unwrap_or(0);
         assert!(i > prev, "per-topic order holds");
     }
+
+    // The results writer announces receive times just before the values; updates carry them.
+    let stamp = format!(r#"[["{prefix}quote:T",1764000012345]]"#);
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(tickwire::store::timing_channel(&prefix))
+        .arg(stamp)
+        .query_async(&mut *conn)
+        .await
+        .expect("PUBLISH");
+    set(&mut conn, &format!("{prefix}quote:T"), r#"{"t":1}"#).await;
+    let u = until_json(&mut a, "the stamped update", |v| v["topic"] == "quote:T").await;
+    assert_eq!(u["received_at"], 1764000012345_i64);
     node.stop().await;
     cleanup(&prefix).await;
 }
