@@ -415,3 +415,39 @@ async fn cache_writer_recovers_after_a_redis_restart() {
     write("after");
     wait_until_async("writes resume", || value_is("after")).await;
 }
+
+#[actix_web::test]
+async fn enrichment_under_429_retries_then_gives_up_without_harm() {
+    let mut args = EmbeddedArgs::try_parse_from(["tickwire"]).expect("defaults");
+    args.sim = sim_args();
+    args.sim.tickers = 30;
+    // 30 tickers need about 90 REST calls; the key allows 20 a minute.
+    args.sim.rest_rate_limit = 20;
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let wds = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = embedded::start(args, http, wds).expect("embedded starts");
+    let r = e.registry.clone();
+    let v = |name: &str| r.value(name, &[]).unwrap_or(0);
+    wait_until(
+        "429s are retried, and tickers past the retries are counted as failed",
+        || v("tickwire_enrich_rest_retries_total") > 0 && v("tickwire_enrich_failures_total") > 0,
+    )
+    .await;
+    // The calls inside the allowance still enriched their quotes, and processing went on.
+    let store = e.store.clone();
+    wait_until_async("an enriched row on the volume board", || {
+        let store = store.clone();
+        async move {
+            let Ok(Some(Stored::Str(b))) = store.read("scanners:top_volume", 1).await else {
+                return false;
+            };
+            let rows: Vec<Value> = serde_json::from_slice(&b).unwrap_or_default();
+            rows.iter()
+                .any(|q| q["avg_volume"].as_f64().unwrap_or(0.0) > 0.0)
+        }
+    })
+    .await;
+    if let Some(sim) = e.sim {
+        sim.stop().await;
+    }
+}
