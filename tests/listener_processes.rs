@@ -4,28 +4,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::rabbit::{delete_pipeline_queues, rabbit_url};
 use common::*;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn(sim_port: u16, admin_port: u16, qprefix: &str, rprefix: &str) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_tickwire-listener"))
@@ -52,10 +35,7 @@ fn spawn(sim_port: u16, admin_port: u16, qprefix: &str, rprefix: &str) -> Proc {
 }
 
 async fn lease_held(admin_port: u16) -> Option<bool> {
-    let url = format!("http://127.0.0.1:{admin_port}/stats");
-    let mut resp = awc::Client::new().get(url).send().await.ok()?;
-    let body = resp.body().limit(1 << 22).await.ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let v = try_stats(admin_port).await?;
     Some(v["counters"]["tickwire_lease_held{market=\"stocks\"}"] == 1)
 }
 

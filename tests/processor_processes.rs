@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use deadpool_redis::redis;
 use serde_json::Value;
@@ -18,22 +18,6 @@ use tickwire::actors::publisher::PublisherConfig;
 use tickwire::metrics::Registry;
 
 const SHARDS: u16 = 4;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn spawn(port: u16, sim_port: u16, qprefix: &str, kprefix: &str) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_tickwire-processor"))
@@ -58,14 +42,6 @@ fn spawn(port: u16, sim_port: u16, qprefix: &str, kprefix: &str) -> Proc {
     Proc(child)
 }
 
-/// `/stats` of a node, or None while it does not answer.
-async fn stats(port: u16) -> Option<Value> {
-    let url = format!("http://127.0.0.1:{port}/stats");
-    let mut resp = awc::Client::new().get(url).send().await.ok()?;
-    let body = resp.body().limit(1 << 22).await.ok()?;
-    serde_json::from_slice(&body).ok()
-}
-
 fn shards_held(stats: &Value) -> Vec<u64> {
     stats["node"]["shards_held"]
         .as_array()
@@ -85,13 +61,13 @@ async fn a_killed_node_s_shards_are_taken_over_and_rehydrated() {
     let a = spawn(pa, sim.port, &qp, &kp);
     let b = spawn(pb, sim.port, &qp, &kp);
     wait_until_async("two processes share the four shards", || async {
-        match (stats(pa).await, stats(pb).await) {
+        match (try_stats(pa).await, try_stats(pb).await) {
             (Some(sa), Some(sb)) => shards_held(&sa).len() == 2 && shards_held(&sb).len() == 2,
             _ => false,
         }
     })
     .await;
-    let a_shards = shards_held(&stats(pa).await.expect("A answers"));
+    let a_shards = shards_held(&try_stats(pa).await.expect("A answers"));
     assert_eq!(a_shards.len(), 2);
 
     let registry = Registry::new();
@@ -117,7 +93,9 @@ async fn a_killed_node_s_shards_are_taken_over_and_rehydrated() {
 
     drop(a); // SIGKILL: no checkpoint flush, no lease release.
     wait_until_async("B takes all four shards once A's leases expire", || async {
-        stats(pb).await.is_some_and(|s| shards_held(&s).len() == 4)
+        try_stats(pb)
+            .await
+            .is_some_and(|s| shards_held(&s).len() == 4)
     })
     .await;
     let rehydrated = |s: &Value, shard: u64| {
@@ -128,7 +106,7 @@ async fn a_killed_node_s_shards_are_taken_over_and_rehydrated() {
     wait_until_async("B rehydrates A's shards from their checkpoints", || {
         let a_shards = a_shards.clone();
         async move {
-            stats(pb)
+            try_stats(pb)
                 .await
                 .is_some_and(|s| a_shards.iter().all(|&sh| rehydrated(&s, sh) > 0))
         }
@@ -144,7 +122,7 @@ async fn a_killed_node_s_shards_are_taken_over_and_rehydrated() {
     wait_until_async("B processes A's former shards", || {
         let a_shards = a_shards.clone();
         async move {
-            stats(pb)
+            try_stats(pb)
                 .await
                 .is_some_and(|s| a_shards.iter().all(|&sh| events(&s, sh) > 0))
         }

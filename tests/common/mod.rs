@@ -275,3 +275,28 @@ pub fn listener_config(
 pub fn stocks_metric(r: &tickwire::metrics::Registry, name: &str) -> Option<i64> {
     r.value(name, &[("market", "stocks")])
 }
+
+/// A child process, killed (SIGKILL) and reaped when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A node's `/stats`, or None while it does not answer.
+pub async fn try_stats(port: u16) -> Option<Value> {
+    let url = format!("http://127.0.0.1:{port}/stats");
+    let mut resp = awc::Client::new().get(url).send().await.ok()?;
+    let body = resp.body().limit(1 << 22).await.ok()?;
+    serde_json::from_slice(&body).ok()
+}
