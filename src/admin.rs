@@ -275,6 +275,37 @@ impl NodeHttp {
     }
 }
 
+/// Resolves on SIGINT or SIGTERM: what every node's `run` waits for before stopping its actors.
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    log::info!("shutting down");
+    Ok(())
+}
+
+/// A distributed node's whole `run`: binds `addr`, starts the node on it, waits for SIGINT
+/// or SIGTERM, then stops the node (its actors before its HTTP server).
+pub fn run_node<N, E, F>(
+    addr: (std::net::IpAddr, u16),
+    start: impl FnOnce(std::net::TcpListener) -> Result<N, E>,
+    stop: impl FnOnce(N) -> F,
+) -> Result<(), E>
+where
+    E: From<std::io::Error>,
+    F: std::future::Future<Output = ()>,
+{
+    let http = std::net::TcpListener::bind(addr)?;
+    actix_web::rt::System::new().block_on(async move {
+        let node = start(http)?;
+        shutdown_signal().await?;
+        stop(node).await;
+        Ok(())
+    })
+}
+
 /// Mounts the four admin routes. The caller registers `web::Data<AdminState>` on the app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))

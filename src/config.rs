@@ -49,10 +49,11 @@ pub struct CommonArgs {
 }
 
 /// How to reach Massive (or the simulator).
+/// The Massive API key (listener, processor REST, embedded mode).
 #[derive(Debug, Clone, Args)]
-pub struct MassiveArgs {
-    /// Massive API key; falls back to POLYGON_API_KEY. Empty in embedded mode starts the
-    /// built-in simulator instead.
+pub struct ApiKeyArgs {
+    /// Massive API key; falls back to POLYGON_API_KEY. In embedded mode, empty starts the
+    /// built-in simulator and set connects to real Massive.
     #[arg(
         long = "massive-api-key",
         env = "MASSIVE_API_KEY",
@@ -60,6 +61,36 @@ pub struct MassiveArgs {
         hide_env_values = true
     )]
     pub api_key: String,
+}
+
+impl ApiKeyArgs {
+    /// The key from its flag (`MASSIVE_API_KEY`), else the reference's fallback
+    /// `POLYGON_API_KEY`; empty when neither is set.
+    pub fn resolve(&self) -> String {
+        if self.api_key.is_empty() {
+            std::env::var("POLYGON_API_KEY").unwrap_or_default()
+        } else {
+            self.api_key.clone()
+        }
+    }
+}
+
+/// The Redis holding client-facing results and their pub/sub (processors write it, the
+/// widget data service reads it).
+#[derive(Debug, Clone, Args)]
+pub struct WdcArgs {
+    #[arg(
+        long = "wdc-redis-url",
+        env = "WDC_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/1"
+    )]
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MassiveArgs {
+    #[command(flatten)]
+    pub key: ApiKeyArgs,
 
     /// Feed host: socket.massive.com, delayed.massive.com, ... or HOST:PORT of a simulator.
     #[arg(
@@ -86,11 +117,6 @@ pub struct MassiveArgs {
 }
 
 impl MassiveArgs {
-    /// The API key, falling back to the legacy `POLYGON_API_KEY`.
-    pub fn resolved_api_key(&self) -> String {
-        resolve_api_key(&self.api_key)
-    }
-
     /// `ws[s]://<feed>/<market>`.
     pub fn ws_url(&self, market: Market) -> String {
         let scheme = if self.secure { "wss" } else { "ws" };
@@ -178,16 +204,6 @@ pub fn parse_subscriptions(s: &str) -> Result<Subscriptions, String> {
     Ok(Subscriptions(topics))
 }
 
-/// A Massive API key from its flag (`MASSIVE_API_KEY`), else the reference's fallback
-/// `POLYGON_API_KEY`; empty when neither is set.
-pub fn resolve_api_key(flag: &str) -> String {
-    if flag.is_empty() {
-        std::env::var("POLYGON_API_KEY").unwrap_or_default()
-    } else {
-        flag.to_string()
-    }
-}
-
 /// A binary's exit status from its node's result: the error is logged, then exit code 1.
 pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> std::process::ExitCode {
     match result {
@@ -218,17 +234,6 @@ pub fn init_logging_with(level: &str, directives: &[&str]) {
     let _ = env_logger::Builder::from_env(env)
         .format_timestamp_millis()
         .try_init();
-}
-
-/// Resolves on SIGINT or SIGTERM: what every node's `run` waits for before stopping its actors.
-pub async fn shutdown_signal() -> std::io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    log::info!("shutting down");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ pub fn start(
 ) -> Result<Embedded, EmbeddedError> {
     let registry = Registry::new();
     // A Massive key (flag, MASSIVE_API_KEY or POLYGON_API_KEY) means real Massive.
-    let real_key = args.pipeline.api_key();
+    let real_key = args.pipeline.key.resolve();
     let (sim, url, key) = if real_key.is_empty() {
         let sim = crate::sim::start(args.sim.clone(), sim_http, false)?;
         let key = args
@@ -109,7 +109,7 @@ pub fn start(
             .first()
             .map_or_else(|| "demo".to_string(), |k| k.key.clone());
         args.pipeline.rest_url = sim.http_url("");
-        args.pipeline.api_key = key.clone();
+        args.pipeline.key.api_key = key.clone();
         let url = sim.ws_url("stocks");
         (Some(sim), url, key)
     } else {

@@ -46,7 +46,7 @@ fn processor_args(queue_prefix: &str, key_prefix: &str) -> ProcessorArgs {
     a.queue_prefix = queue_prefix.to_string();
     a.shards = SHARDS;
     a.mdc_redis_url = redis_url();
-    a.wdc_redis_url = redis_url();
+    a.wdc.url = redis_url();
     a.shard_lease_ttl_ms = 1500;
     a.pipeline.results_prefix = format!("{key_prefix}wdc:");
     a.pipeline.state_prefix = format!("{key_prefix}mdc:");
@@ -86,7 +86,7 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
     let sim = start_sim(sim);
     let mut args = processor_args(&qp, &kp);
     args.pipeline.rest_url = sim.http_url("");
-    args.pipeline.api_key = "demo".into();
+    args.pipeline.key.api_key = "demo".into();
     args.pipeline.top_trades = true;
     let a = start_node(args.clone());
     let b = start_node(args.clone());

@@ -28,7 +28,7 @@ fn token(topics: &[&str], ttl: i64) -> String {
 
 fn args(redis: &str, prefix: &str) -> WdsArgs {
     let mut a = WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
-    a.wdc_redis_url = redis.to_string();
+    a.wdc.url = redis.to_string();
     a.results_prefix = prefix.to_string();
     a.settings.token_secret = SECRET.to_string();
     // The tests' own topics (seq:one, flood, r:x, …) besides the client-facing ones.

@@ -91,6 +91,25 @@ pub fn is_value_topic(topic: &str) -> bool {
         .any(|p| topic.starts_with(p))
 }
 
+/// Which snapshot a marker or a read belongs to.
+struct Ticket {
+    token: u64,
+    session: SessionId,
+    feed: String,
+}
+
+impl Ticket {
+    /// A marker payload: `{token} {session} {feed}`.
+    fn parse(payload: &[u8]) -> Option<Ticket> {
+        let mut it = std::str::from_utf8(payload).ok()?.splitn(3, ' ');
+        Some(Ticket {
+            token: it.next()?.parse().ok()?,
+            session: it.next()?.parse().ok()?,
+            feed: it.next()?.to_string(),
+        })
+    }
+}
+
 struct Pending {
     token: u64,
     marker_seen: bool,
@@ -229,8 +248,6 @@ pub struct Hub {
     /// Subscribes sent and not yet confirmed, per feed (survives the interest going away,
     /// so a confirmation of an older subscribe is never taken for a newer one's).
     unacked: HashMap<String, u32>,
-    /// Snapshot token -> (feed, session).
-    tokens: HashMap<u64, (String, SessionId)>,
     /// Sessions waiting for a feed to be live upstream.
     waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
     next_token: u64,
@@ -254,7 +271,6 @@ impl Hub {
             feeds: HashMap::new(),
             patterns: BTreeSet::new(),
             unacked: HashMap::new(),
-            tokens: HashMap::new(),
             waiters: HashMap::new(),
             next_token: 1,
             marker_channel,
@@ -335,17 +351,10 @@ impl Hub {
         let Some(interest) = self.feeds.get_mut(&msg.feed) else {
             return;
         };
-        match interest.members.get(&msg.session) {
-            // A repeated subscribe is acknowledged again but delivered once.
-            Some(_) if !snapshot => return,
-            // A repeated v2 subscribe starts over from a new snapshot.
-            Some(Member {
-                state: State::Snapshotting(p),
-                ..
-            }) => {
-                self.tokens.remove(&p.token);
-            }
-            _ => {}
+        // A repeated subscribe is acknowledged again but delivered once; a repeated v2
+        // subscribe starts over from a new snapshot (the old one's marker finds no match).
+        if !snapshot && interest.members.contains_key(&msg.session) {
+            return;
         }
         let state = if snapshot {
             State::Waiting
@@ -371,13 +380,7 @@ impl Hub {
             let Some(interest) = self.feeds.get_mut(&feed) else {
                 continue;
             };
-            if let Some(Member {
-                state: State::Snapshotting(p),
-                ..
-            }) = interest.members.remove(&msg.session)
-            {
-                self.tokens.remove(&p.token);
-            }
+            interest.members.remove(&msg.session);
             if interest.members.is_empty() {
                 let pattern = interest.pattern;
                 self.feeds.remove(&feed);
@@ -402,9 +405,6 @@ impl Hub {
         else {
             return;
         };
-        if let State::Snapshotting(p) = &member.state {
-            self.tokens.remove(&p.token);
-        }
         let limit = member.limit;
         let token = self.next_token;
         self.next_token += 1;
@@ -415,82 +415,87 @@ impl Hub {
             result: None,
             buffer: Vec::new(),
         }));
-        self.tokens.insert(token, (feed.to_string(), session));
+        // The marker names its snapshot (token, session, feed): no lookup table to keep.
+        let ticket = Ticket {
+            token,
+            session,
+            feed: feed.to_string(),
+        };
         let req = self.store.snapshot.send(Snapshot {
             key: feed.to_string(),
             limit,
             marker_channel: self.marker_channel.clone(),
-            marker: Bytes::from(token.to_string()),
+            marker: Bytes::from(format!("{token} {session} {feed}")),
         });
         ctx.spawn(req.into_actor(self).map(move |r, act, _| {
             let r = r.unwrap_or_else(|e| Err(StoreError::from(e)));
-            act.snapshot_read(token, r);
+            act.snapshot_read(&ticket, r);
         }));
     }
 
-    fn snapshot_read(&mut self, token: u64, r: Result<Option<Stored>, StoreError>) {
+    fn snapshot_read(&mut self, t: &Ticket, r: Result<Option<Stored>, StoreError>) {
         let failed = r.is_err();
-        if let Some(p) = self.pending_mut(token) {
+        if let Some(p) = self.pending_mut(t) {
             p.result = Some(r);
             if failed {
                 // The marker was never published: finish now, with an error.
                 p.marker_seen = true;
             }
         }
-        self.try_complete(token);
+        self.try_complete(t);
     }
 
     fn marker(&mut self, payload: &[u8]) {
-        let Some(token) = std::str::from_utf8(payload)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
+        let Some(t) = Ticket::parse(payload) else {
             return;
         };
-        let Some((feed, _)) = self.tokens.get(&token) else {
-            return;
-        };
-        let seq = self.feeds.get(feed).map_or(0, |i| i.seq);
-        if let Some(p) = self.pending_mut(token) {
+        let seq = self.feeds.get(&t.feed).map_or(0, |i| i.seq);
+        if let Some(p) = self.pending_mut(&t) {
             p.marker_seen = true;
             p.seq = seq;
         }
-        self.try_complete(token);
+        self.try_complete(&t);
     }
 
-    fn pending_mut(&mut self, token: u64) -> Option<&mut Pending> {
-        let (feed, session) = self.tokens.get(&token)?;
-        match &mut self.feeds.get_mut(feed)?.members.get_mut(session)?.state {
-            State::Snapshotting(p) if p.token == token => Some(p),
+    /// The snapshot `t` names, if that member is still waiting for exactly it.
+    fn pending_mut(&mut self, t: &Ticket) -> Option<&mut Pending> {
+        let member = self.feeds.get_mut(&t.feed)?.members.get_mut(&t.session)?;
+        match &mut member.state {
+            State::Snapshotting(p) if p.token == t.token => Some(p),
             _ => None,
         }
     }
 
-    fn try_complete(&mut self, token: u64) {
-        let Some((feed, session)) = self.tokens.get(&token).cloned() else {
-            return;
-        };
-        let Some(interest) = self.feeds.get_mut(&feed) else {
+    fn try_complete(&mut self, t: &Ticket) {
+        let feed = &t.feed;
+        let Some(interest) = self.feeds.get_mut(feed) else {
             return;
         };
         let topic = interest.topic.clone();
-        let Some(member) = interest.members.get_mut(&session) else {
+        let Some(member) = interest.members.get_mut(&t.session) else {
             return;
         };
         let done = matches!(&member.state,
-            State::Snapshotting(p) if p.token == token && p.marker_seen && p.result.is_some());
+            State::Snapshotting(p) if p.token == t.token && p.marker_seen && p.result.is_some());
         if !done {
             return;
         }
         let State::Snapshotting(p) = std::mem::replace(&mut member.state, State::Live) else {
             return;
         };
-        self.tokens.remove(&token);
-        let p = *p;
-        let head = match p.result {
-            Some(Ok(v)) => {
+        let Pending {
+            result,
+            buffer,
+            seq,
+            ..
+        } = *p;
+        let Some(result) = result else {
+            return;
+        };
+        let head = match result {
+            Ok(v) => {
                 self.metrics.snapshots.inc();
-                let text = v2::snapshot(&topic, p.seq, &protocol::stored_json(v.as_ref()));
+                let text = v2::snapshot(&topic, seq, &protocol::stored_json(v.as_ref()));
                 member.outbox.push(Frame {
                     slot: None,
                     text: ByteString::from(text),
@@ -501,7 +506,7 @@ impl Hub {
                     None => None,
                 }
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 self.metrics.snapshot_errors.inc();
                 log::warn!("snapshot of {feed} failed: {e}");
                 let text = v2::error("unavailable", &format!("snapshot: {e}"), Some(&topic), None);
@@ -511,9 +516,8 @@ impl Hub {
                 });
                 None
             }
-            None => None,
         };
-        for (i, (frame, payload)) in p.buffer.into_iter().enumerate() {
+        for (i, (frame, payload)) in buffer.into_iter().enumerate() {
             // A writer that does not publish atomically with its SET may land the snapshot's
             // own value just after the marker: that one is already in the snapshot.
             if i == 0 && head.as_ref() == Some(&payload) {
@@ -550,9 +554,7 @@ impl Hub {
         }
         let mut fanout = Fanout {
             channel: &channel,
-            topic: channel
-                .strip_prefix(self.cfg.results_prefix.as_str())
-                .unwrap_or(&channel),
+            topic: self.client_topic(&channel),
             payload: &payload,
             received_at,
             v1: None,

@@ -131,22 +131,22 @@ impl MemoryStore {
             }
         }
         if w.publish {
-            self.publish(&w);
+            self.publish(&w.key, &w.value, w.received_at_ms);
         }
         self.keys.set(self.data.len() as i64);
     }
 
-    fn publish(&mut self, w: &CacheWrite) {
+    fn publish(&mut self, key: &str, value: &Bytes, received_at_ms: i64) {
         let mut channel: Option<Arc<str>> = None;
         self.subscribers.retain(|(_, to)| to.connected());
         for (pattern, to) in &self.subscribers {
-            if glob_match(pattern.as_bytes(), w.key.as_bytes()) {
-                let channel = channel.get_or_insert_with(|| Arc::from(w.key.as_str()));
+            if glob_match(pattern.as_bytes(), key.as_bytes()) {
+                let channel = channel.get_or_insert_with(|| Arc::from(key));
                 self.publishes.inc();
                 to.do_send(Published {
                     channel: channel.clone(),
-                    payload: w.value.clone(),
-                    received_at_ms: w.received_at_ms,
+                    payload: value.clone(),
+                    received_at_ms,
                 });
             }
         }
@@ -237,22 +237,15 @@ impl Handler<Snapshot> for MemoryStore {
     /// The read and the marker happen in one handler, so the marker reaches subscribers
     /// after every value the read includes and before any later one.
     fn handle(&mut self, msg: Snapshot, ctx: &mut Context<Self>) -> Self::Result {
-        let key = msg.key.clone();
         let read = <Self as Handler<Read>>::handle(
             self,
             Read {
-                key,
+                key: msg.key,
                 limit: msg.limit,
             },
             ctx,
         )?;
-        self.publish(&CacheWrite {
-            key: msg.marker_channel,
-            value: msg.marker,
-            op: WriteOp::Set { ttl_secs: 0 },
-            publish: true,
-            received_at_ms: 0,
-        });
+        self.publish(&msg.marker_channel, &msg.marker, 0);
         Ok(read.map(|(v, _)| v))
     }
 }

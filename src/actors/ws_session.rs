@@ -9,7 +9,7 @@
 //! through the session's mailbox: the hub fills the session's [`Outbox`] and sends one
 //! [`Wake`]; the session drains it into the socket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,9 +41,8 @@ pub struct WsSession {
     state: web::Data<WdsState>,
     /// Who the token says this is; `None` until authenticated (or with auth off).
     claims: Option<Claims>,
-    authorized: bool,
     /// Client topic -> store feed (results prefix added).
-    topics: HashMap<String, String>,
+    topics: HashSet<String>,
     outbox: Option<Arc<Outbox>>,
     last_seen: Instant,
     rate: RateLimit,
@@ -52,20 +51,28 @@ pub struct WsSession {
 
 impl WsSession {
     fn new(v2: bool, state: web::Data<WdsState>, claims: Option<Claims>) -> Self {
-        let authorized = claims.is_some() || !state.auth.required;
         let rate = RateLimit::new(state.limits.max_msgs_per_sec);
         WsSession {
             id: NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             v2,
             state,
             claims,
-            authorized,
-            topics: HashMap::new(),
+            topics: HashSet::new(),
             outbox: None,
             last_seen: Instant::now(),
             rate,
             violations: 0,
         }
+    }
+
+    /// Authenticated, or nobody needs to be.
+    fn authorized(&self) -> bool {
+        self.claims.is_some() || !self.state.auth.required
+    }
+
+    /// The store key (or pattern) behind a client topic.
+    fn feed(&self, topic: &str) -> String {
+        format!("{}{topic}", self.state.results_prefix)
     }
 
     fn metrics(&self) -> &SessionMetrics {
@@ -105,12 +112,11 @@ impl WsSession {
         }
     }
 
-    fn set_claims(&mut self, claims: Option<Claims>) {
-        if !self.authorized {
+    fn set_claims(&mut self, claims: Claims) {
+        if !self.authorized() {
             self.metrics().authorized.inc();
         }
-        self.authorized = true;
-        self.claims = claims;
+        self.claims = Some(claims);
     }
 
     fn welcome(&self, ctx: &mut ws::WebsocketContext<Self>) {
@@ -168,7 +174,7 @@ impl WsSession {
 
     fn request(&mut self, p: Parsed, ctx: &mut ws::WebsocketContext<Self>) {
         let id = p.id.as_ref();
-        if !self.authorized {
+        if !self.authorized() {
             return self.first_frame(p.request, ctx);
         }
         match p.request {
@@ -182,10 +188,10 @@ impl WsSession {
             }
             Request::Subscribe { topic, limit } => self.subscribe(topic, limit, id, ctx),
             Request::Unsubscribe { topic } => {
-                if let Some(feed) = self.topics.remove(&topic) {
+                if self.topics.remove(&topic) {
                     self.state.hub.do_send(Leave {
                         session: self.id,
-                        feeds: vec![feed],
+                        feeds: vec![self.feed(&topic)],
                     });
                     ctx.text(if self.v2 {
                         v2::ack("unsubscribed", &topic, id)
@@ -237,7 +243,7 @@ impl WsSession {
     fn authenticate(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
         match token::verify(token, &self.state.auth.secret, token::now_secs()) {
             Ok(claims) => {
-                self.set_claims(Some(claims));
+                self.set_claims(claims);
                 if self.v2 {
                     self.welcome(ctx);
                 } else {
@@ -268,7 +274,7 @@ impl WsSession {
         if let Some(msg) = self.refusal(&topic) {
             return self.violation(ctx, "forbidden", "forbidden", &msg, Some(&topic), id);
         }
-        if !self.topics.contains_key(&topic) && self.topics.len() >= self.state.limits.max_topics {
+        if !self.topics.contains(&topic) && self.topics.len() >= self.state.limits.max_topics {
             let msg = format!(
                 "at most {} topics per session",
                 self.state.limits.max_topics
@@ -278,8 +284,8 @@ impl WsSession {
         let Some(outbox) = self.outbox.clone() else {
             return;
         };
-        let feed = format!("{}{topic}", self.state.results_prefix);
-        self.topics.insert(topic.clone(), feed.clone());
+        let feed = self.feed(&topic);
+        self.topics.insert(topic.clone());
         let ack = if self.v2 {
             v2::ack("subscribed", &topic, id)
         } else {
@@ -387,14 +393,14 @@ impl Actor for WsSession {
         ));
         self.metrics().open.inc();
         self.metrics().opened.inc();
-        if self.authorized {
+        if self.authorized() {
             self.metrics().authorized.inc();
             if self.v2 {
                 self.welcome(ctx);
             }
         } else {
             ctx.run_later(limits.handshake_timeout, |act, ctx| {
-                if !act.authorized {
+                if !act.authorized() {
                     SessionMetrics::count(&act.metrics().auth_failures, "missing");
                     act.close(ctx, "auth_timeout", "authentication timeout");
                 }
@@ -413,7 +419,7 @@ impl Actor for WsSession {
         if let Some(o) = &self.outbox {
             o.close("session ended");
         }
-        let feeds: Vec<String> = self.topics.drain().map(|(_, f)| f).collect();
+        let feeds: Vec<String> = self.topics.iter().map(|t| self.feed(t)).collect();
         if !feeds.is_empty() {
             self.state.hub.do_send(Leave {
                 session: self.id,
@@ -421,7 +427,7 @@ impl Actor for WsSession {
             });
         }
         self.metrics().open.dec();
-        if self.authorized {
+        if self.authorized() {
             self.metrics().authorized.dec();
         }
     }

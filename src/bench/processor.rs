@@ -64,7 +64,7 @@ fn node_args(b: &ProcessorBench, prefix: &str) -> Result<ProcessorArgs, String> 
     a.queue_prefix = prefix.to_string();
     a.shards = SHARDS;
     a.mdc_redis_url = b.redis_url.clone();
-    a.wdc_redis_url = b.redis_url.clone();
+    a.wdc.url = b.redis_url.clone();
     a.pipeline.results_prefix = format!("{prefix}wdc:");
     a.pipeline.state_prefix = format!("{prefix}mdc:");
     a.pipeline.enrichment = false;

@@ -467,7 +467,7 @@ async fn set_market(req: HttpRequest, s: web::Data<ControlState>) -> HttpRespons
 
 /// Starts the node on `http` (port 0 in tests) inside the current actix System.
 pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, NodeError> {
-    let api_key = args.massive.resolved_api_key();
+    let api_key = args.massive.key.resolve();
     if api_key.is_empty() {
         return Err(NodeError::NoApiKey);
     }
@@ -702,11 +702,10 @@ fn hostname() -> String {
 
 /// Binds the port and runs until SIGINT/SIGTERM; what `tickwire-listener`'s main calls.
 pub fn run(args: ListenerArgs) -> Result<(), NodeError> {
-    let http = TcpListener::bind((args.common.server_ip, args.port))?;
-    actix_web::rt::System::new().block_on(async move {
-        let node = start(args, http)?;
-        crate::config::shutdown_signal().await?;
-        node.stop().await;
-        Ok(())
-    })
+    let addr = (args.common.server_ip, args.port);
+    crate::admin::run_node(
+        addr,
+        |http| start(args, http),
+        |node| async move { node.stop().await },
+    )
 }

@@ -67,13 +67,9 @@ pub struct ProcessorArgs {
     )]
     pub mdc_redis_url: String,
 
-    /// Redis for client-facing results and pub/sub (what the widget data service reads).
-    #[arg(
-        long,
-        env = "WDC_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/1"
-    )]
-    pub wdc_redis_url: String,
+    /// Redis for client-facing results and pub/sub.
+    #[command(flatten)]
+    pub wdc: crate::config::WdcArgs,
 
     /// Shard lease TTL (ms): how soon the other nodes take over a dead node's shards.
     #[arg(long, env = "SHARD_LEASE_TTL_MS", default_value_t = 6000)]
@@ -133,25 +129,13 @@ pub struct PipelineArgs {
     )]
     pub rest_url: String,
 
-    /// Massive API key for REST; falls back to POLYGON_API_KEY.
-    #[arg(
-        long = "massive-api-key",
-        env = "MASSIVE_API_KEY",
-        default_value = "",
-        hide_env_values = true
-    )]
-    pub api_key: String,
+    /// Massive API key for REST.
+    #[command(flatten)]
+    pub key: crate::config::ApiKeyArgs,
 
     /// Seconds between market status polls (trading calendar); 0 turns polling off.
     #[arg(long, env = "MARKET_STATUS_POLL_SECS", default_value_t = 30)]
     pub status_poll_secs: u64,
-}
-
-impl PipelineArgs {
-    /// The REST key, with the `POLYGON_API_KEY` fallback.
-    pub fn api_key(&self) -> String {
-        crate::config::resolve_api_key(&self.api_key)
-    }
 }
 
 /// The running pipeline.
@@ -186,7 +170,7 @@ pub fn start_pipeline(
     registry: &Arc<Registry>,
 ) -> Pipeline {
     let shards = shards.max(1);
-    let api_key = args.api_key();
+    let api_key = args.key.resolve();
     let enricher = (args.enrichment && !api_key.is_empty()).then(|| {
         Enricher::new(
             EnricherConfig {
@@ -310,7 +294,7 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
     let port = http.local_addr()?.port();
     let id = node_id("processor");
     let (_, results) = CacheWriter::start_store(
-        CacheWriterConfig::new(&args.wdc_redis_url, "results")
+        CacheWriterConfig::new(&args.wdc.url, "results")
             .with_timing_channel(crate::store::timing_channel(&args.pipeline.results_prefix)),
         &registry,
     )?;
@@ -457,11 +441,10 @@ pub fn shard_figures(r: &Registry, shards: u16) -> Vec<serde_json::Value> {
 
 /// Binds the port and runs until SIGINT/SIGTERM; what `tickwire-processor`'s main calls.
 pub fn run(args: ProcessorArgs) -> Result<(), ProcessorNodeError> {
-    let http = TcpListener::bind((args.common.server_ip, args.port))?;
-    actix_web::rt::System::new().block_on(async move {
-        let node = start(args, http)?;
-        crate::config::shutdown_signal().await?;
-        node.stop().await;
-        Ok(())
-    })
+    let addr = (args.common.server_ip, args.port);
+    crate::admin::run_node(
+        addr,
+        |http| start(args, http),
+        |node| async move { node.stop().await },
+    )
 }

@@ -184,13 +184,9 @@ pub struct WdsArgs {
     #[arg(long, env = "WDS_WORKERS", default_value_t = 0)]
     pub workers: usize,
 
-    /// Redis holding the client-facing results and their pub/sub.
-    #[arg(
-        long,
-        env = "WDC_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/1"
-    )]
-    pub wdc_redis_url: String,
+    /// Redis for client-facing results and pub/sub.
+    #[command(flatten)]
+    pub wdc: crate::config::WdcArgs,
 
     /// Prefix of every client-facing key and channel; clients name topics without it.
     #[arg(long, env = "WDC_KEY_PREFIX", default_value = "")]
@@ -258,7 +254,6 @@ pub fn start_embedded(
 pub struct WdsNode {
     pub port: u16,
     pub registry: Arc<Registry>,
-    pub state: web::Data<WdsState>,
     http: NodeHttp,
 }
 
@@ -364,15 +359,13 @@ pub fn admin_state(
 pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
     let registry = Registry::new();
     let port = http.local_addr()?.port();
-    let (_, store) = CacheWriter::start_store(
-        CacheWriterConfig::new(&args.wdc_redis_url, "wdc"),
-        &registry,
-    )?;
+    let (_, store) =
+        CacheWriter::start_store(CacheWriterConfig::new(&args.wdc.url, "wdc"), &registry)?;
     let hub = Hub::new(
         HubConfig {
             results_prefix: args.results_prefix.clone(),
             node_id: node_id("wds"),
-            redis_url: Some(args.wdc_redis_url.clone()),
+            redis_url: Some(args.wdc.url.clone()),
         },
         store.clone(),
         &registry,
@@ -411,18 +404,16 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
     Ok(WdsNode {
         port,
         registry,
-        state,
         http,
     })
 }
 
 /// `tickwire-wds` main: serve until SIGINT/SIGTERM.
 pub fn run(args: WdsArgs) -> Result<(), WdsError> {
-    let http = TcpListener::bind((args.common.server_ip, args.port))?;
-    actix_web::rt::System::new().block_on(async move {
-        let node = start(args, http)?;
-        crate::config::shutdown_signal().await?;
-        node.stop().await;
-        Ok(())
-    })
+    let addr = (args.common.server_ip, args.port);
+    crate::admin::run_node(
+        addr,
+        |http| start(args, http),
+        |node| async move { node.stop().await },
+    )
 }

@@ -63,9 +63,8 @@ impl ProtocolError {
     /// The v2 error code.
     pub fn code(&self) -> &'static str {
         match self {
-            ProtocolError::NotJson(_) | ProtocolError::NotObject => "bad_request",
-            ProtocolError::BadLimit | ProtocolError::MissingField(_) => "bad_request",
             ProtocolError::BadTopic => "bad_topic",
+            _ => "bad_request",
         }
     }
 }
