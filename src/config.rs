@@ -48,6 +48,88 @@ pub struct CommonArgs {
     pub admin_token: String,
 }
 
+/// Where a distributed node announces itself for the control plane (node registry).
+#[derive(Debug, Clone, Args)]
+pub struct NodeRegistryArgs {
+    /// Redis holding the node registry; empty: do not register.
+    #[arg(
+        long = "node-registry-url",
+        env = "NODE_REGISTRY_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub registry_url: String,
+
+    /// Prefix of the registry keys (`{prefix}nodes:{id}`).
+    #[arg(
+        long = "node-registry-prefix",
+        env = "NODE_REGISTRY_PREFIX",
+        default_value = "tickwire:"
+    )]
+    pub registry_prefix: String,
+
+    /// Admin URL the control plane uses for this node; empty: `http://{hostname}:{port}`.
+    #[arg(long = "node-admin-url", env = "NODE_ADMIN_URL", default_value = "")]
+    pub admin_url: String,
+
+    /// Seconds between heartbeats; a node missing three is dropped from the registry.
+    #[arg(
+        long = "node-heartbeat-secs",
+        env = "NODE_HEARTBEAT_SECS",
+        default_value_t = 5
+    )]
+    pub heartbeat_secs: u64,
+}
+
+impl NodeRegistryArgs {
+    /// Starts the node's [`Registrar`](crate::actors::registrar::Registrar), unless the
+    /// registry is switched off. `role` names the node kind, `port` its admin port.
+    pub fn start(
+        &self,
+        role: &str,
+        port: u16,
+        registry: &crate::metrics::Registry,
+    ) -> Option<actix::Addr<crate::actors::registrar::Registrar>> {
+        use crate::actors::registrar::{NodeRecord, Registrar};
+        use actix::Actor;
+        if self.registry_url.is_empty() {
+            return None;
+        }
+        let pool = match crate::actors::cache_writer::redis_pool(&self.registry_url) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("node registry disabled: {e}");
+                return None;
+            }
+        };
+        let host = hostname();
+        let admin_url = if self.admin_url.is_empty() {
+            format!("http://{host}:{port}")
+        } else {
+            self.admin_url.trim_end_matches('/').to_string()
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let record = NodeRecord {
+            id: format!("{role}-{host}-{}", std::process::id()),
+            role: role.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            admin_url,
+            started_ms: now,
+            heartbeat_ms: now,
+        };
+        let every = std::time::Duration::from_secs(self.heartbeat_secs.max(1));
+        Some(Registrar::new(pool, &self.registry_prefix, record, every, registry).start())
+    }
+}
+
+/// This machine's host name (containers: the container's), for node ids and default URLs.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// How to reach Massive (or the simulator).
 /// The Massive API key (listener, processor REST, embedded mode).
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,13 @@
 //! (the `Recipient` the distributed listener gives its queue publisher), both the results and
 //! the state store are one in-memory store, and the WDS hub subscribes to that store instead
 //! of Redis, so the processors, enricher, leaderboard publisher and WDS run unchanged.
+//!
+//! One HTTP port serves everything a browser and an operator need: the control plane (login,
+//! dashboard, APIs), the WDS WebSocket routes, the admin routes and the listener control
+//! routes. The control plane reaches this node's admin routes like any other node's, over
+//! HTTP with an admin token (made up per run when none is configured), so the operations
+//! page works the same as in distributed mode. The simulator keeps its own port, as Massive
+//! would be elsewhere.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -15,15 +22,20 @@ use clap::Parser;
 
 use crate::actors::listener::{self, Listener, ListenerConfig, MAX_FRAME_BYTES};
 use crate::actors::memory_store::MemoryStore;
+use crate::actors::registrar::NodeRecord;
 use crate::actors::{ws_session, Mailbox};
 use crate::admin::{self, NodeHttp};
 use crate::config::parse_subscriptions;
+use crate::listener::node::{configure_control, ControlState};
 use crate::massive::Market;
 use crate::metrics::Registry;
 use crate::processor::node::{node_id, start_pipeline, Pipeline, PipelineArgs};
+use crate::scp::control::Directory;
+use crate::scp::users::Bootstrap;
+use crate::scp::{ScpSettings, ScpState};
 use crate::sim::{SimArgs, SimError, SimServer};
 use crate::store::Store;
-use crate::token::{self, Claims};
+use crate::token;
 use crate::wds::node::{WdsError, WdsSettings};
 
 /// `tickwire` settings: the simulator's and the pipeline's.
@@ -38,9 +50,12 @@ pub struct EmbeddedArgs {
     #[command(flatten)]
     pub wds: WdsSettings,
 
-    /// Port of the widget data service (WebSocket `/ws`, `/ws/v2`) and the admin routes.
-    #[arg(long = "wds-port", env = "WDS_PORT", default_value_t = 4202)]
-    pub wds_port: u16,
+    #[command(flatten)]
+    pub scp: ScpSettings,
+
+    /// Port of the dashboard, the APIs, the WDS WebSocket routes and the admin routes.
+    #[arg(long = "http-port", env = "TICKWIRE_PORT", default_value_t = 8000)]
+    pub http_port: u16,
 
     /// Shards (processors).
     #[arg(long, env = "QUEUE_SHARDS", default_value_t = 4)]
@@ -64,6 +79,8 @@ pub enum EmbeddedError {
     #[error(transparent)]
     Wds(#[from] WdsError),
     #[error(transparent)]
+    Users(#[from] crate::scp::users::UsersError),
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -76,26 +93,35 @@ pub struct Embedded {
     pub registry: Arc<Registry>,
     pub listener: Addr<Listener>,
     pub pipeline: Pipeline,
-    /// The widget data service and the admin routes.
+    /// The control plane, the widget data service and the admin routes.
     pub http: NodeHttp,
-    /// A token for the WDS when the secret was generated at start (no control plane yet).
-    pub dev_token: Option<String>,
+    /// What the control plane did about the admin user on this start.
+    pub bootstrap: Bootstrap,
 }
 
-/// 32 random bytes as hex, from the OS.
-fn random_secret() -> std::io::Result<String> {
-    use std::io::Read;
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+/// Embedded mode's own defaults for simulator settings left unset: a market clock 60 times
+/// real time from 09:00 ET, so pre-market, the open and after-hours all show within minutes.
+pub fn fast_market_defaults(args: &mut EmbeddedArgs, matches: &clap::ArgMatches) {
+    let unset = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            None | Some(clap::parser::ValueSource::DefaultValue)
+        )
+    };
+    if unset("speed") {
+        args.sim.speed = 60.0;
+    }
+    if unset("start_time") {
+        args.sim.start_time = "09:00:00".into();
+    }
 }
 
 /// Starts the simulator on `sim_http` (unless a Massive key is set), the pipeline, and the
-/// WDS with the admin routes on `wds_http`.
+/// control plane, WDS and admin routes on `http`.
 pub fn start(
     mut args: EmbeddedArgs,
     sim_http: TcpListener,
-    wds_http: TcpListener,
+    http: TcpListener,
 ) -> Result<Embedded, EmbeddedError> {
     let registry = Registry::new();
     // A Massive key (flag, MASSIVE_API_KEY or POLYGON_API_KEY) means real Massive.
@@ -133,6 +159,8 @@ pub fn start(
     let subscriptions = parse_subscriptions(&args.subscriptions)
         .map_err(EmbeddedError::Subscriptions)?
         .0;
+    // The feed's scheme, for `PUT /control/feed` (host only) to keep it.
+    let secure = !url.starts_with("ws://");
     let cfg = ListenerConfig {
         url,
         api_key: key,
@@ -150,26 +178,54 @@ pub fn start(
     let out = Mailbox::of(&pipeline.pool, pipeline.pool_metrics.clone());
     let (listener, _) = listener::start(cfg, shards, out, &registry);
 
-    // With no secret configured, one is made up for this run and a token printed for it.
-    let mut dev_token = None;
-    if args.wds.auth_enabled && args.wds.token_secret.is_empty() {
-        args.wds.token_secret = random_secret()?;
-        let topics = crate::wds::topic_list(&args.wds.allowed_topics);
-        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let claims = Claims::new("dev", &["viewer"], &topics, token::now_secs(), 86_400);
-        dev_token = token::sign(&claims, args.wds.token_secret.as_bytes()).ok();
+    // With no secret or admin token configured, they are made up for this run: only this
+    // process signs and checks them.
+    if args.wds.token_secret.is_empty() {
+        args.wds.token_secret = token::random_hex()?;
     }
+    if args.sim.common.admin_token.is_empty() {
+        args.sim.common.admin_token = token::random_hex()?;
+    }
+    let port = http.local_addr()?.port();
     let wds = crate::wds::node::start_embedded(&args.wds, store.clone(), &store_addr, &registry)?;
     let admin_data = actix_web::web::Data::new(crate::wds::node::admin_state(
         &args.sim.common,
         &registry,
         &wds,
     ));
-    let http = NodeHttp::serve_with_workers(wds_http, 2, move |cfg| {
+    let control = actix_web::web::Data::new(ControlState::single(
+        Market::Stocks,
+        listener.clone(),
+        admin_data.clone(),
+        secure,
+        registry.clone(),
+    ));
+    let now = chrono::Utc::now().timestamp_millis();
+    let me = NodeRecord {
+        id: "embedded".into(),
+        role: "embedded".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        admin_url: format!("http://127.0.0.1:{port}"),
+        started_ms: now,
+        heartbeat_ms: now,
+    };
+    let (scp, bootstrap) = ScpState::new(
+        args.scp.clone(),
+        &args.wds.token_secret,
+        Directory::Static(vec![me]),
+        &args.sim.common.admin_token,
+        &registry,
+    )?;
+    let scp = actix_web::web::Data::new(scp);
+    let http = NodeHttp::serve_with_workers(http, 2, move |cfg| {
         cfg.app_data(admin_data.clone())
             .app_data(wds.clone())
+            .app_data(control.clone())
+            .app_data(scp.clone())
             .configure(admin::configure)
-            .configure(ws_session::configure);
+            .configure(ws_session::configure)
+            .configure(configure_control)
+            .configure(crate::scp::configure);
     })?;
     Ok(Embedded {
         sim,
@@ -179,6 +235,6 @@ pub fn start(
         listener,
         pipeline,
         http,
-        dev_token,
+        bootstrap,
     })
 }

@@ -26,6 +26,7 @@ pub mod listener;
 pub mod massive;
 pub mod metrics;
 pub mod processor;
+pub mod scp;
 pub mod sim;
 pub mod store;
 pub mod token;

@@ -123,6 +123,22 @@ pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// `N` bytes from the OS's random source: secrets, salts, session ids.
+pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
+    use std::io::Read;
+    let mut b = [0u8; N];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b)
+}
+
+/// 32 random bytes as 64 hex characters.
+pub fn random_hex() -> std::io::Result<String> {
+    Ok(random_bytes::<32>()?
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tickwire::actors::listener;
 use tickwire::actors::publisher::PublisherConfig;
-use tickwire::embedded::{self, EmbeddedArgs};
+use tickwire::embedded;
 use tickwire::metrics::Registry;
 use tickwire::processor::node::{self, ProcessorArgs, ProcessorNode};
 use tickwire::store::Stored;
@@ -307,8 +307,7 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
 
 #[actix_web::test]
 async fn embedded_mode_fills_the_memory_store() {
-    let mut args = EmbeddedArgs::try_parse_from(["tickwire"]).expect("defaults");
-    args.sim = sim_args();
+    let mut args = embedded_args("fills_memory_store");
     args.sim.tickers = 40;
     args.pipeline.alert_cap = 3;
     args.pipeline.top_trades = true;
@@ -418,8 +417,7 @@ async fn cache_writer_recovers_after_a_redis_restart() {
 
 #[actix_web::test]
 async fn enrichment_under_429_retries_then_gives_up_without_harm() {
-    let mut args = EmbeddedArgs::try_parse_from(["tickwire"]).expect("defaults");
-    args.sim = sim_args();
+    let mut args = embedded_args("enrichment_429");
     args.sim.tickers = 30;
     // 30 tickers need about 90 REST calls; the key allows 20 a minute.
     args.sim.rest_rate_limit = 20;

@@ -685,13 +685,13 @@ async fn redis_restart_restores_subscriptions() {
 
 #[actix_web::test]
 async fn embedded_mode_delivers_from_the_memory_store() {
-    let mut a = tickwire::embedded::EmbeddedArgs::try_parse_from(["tickwire"]).expect("defaults");
-    a.sim = sim_args();
+    let mut a = embedded_args("wds_embedded");
     a.sim.tickers = 20;
+    a.wds.token_secret = SECRET.into();
     let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
     let wds_http = TcpListener::bind("127.0.0.1:0").expect("bind");
     let e = tickwire::embedded::start(a, sim_http, wds_http).expect("embedded starts");
-    let tok = e.dev_token.clone().expect("a token is made for the run");
+    let tok = token(&["*"], 600);
     let base = format!("ws://127.0.0.1:{}", e.http.port);
 
     let mut v2c = Client::connect(&format!("{base}/ws/v2?token={tok}")).await;

@@ -24,6 +24,7 @@ pub mod processor;
 pub mod processor_pool;
 pub mod publisher;
 pub mod recorder;
+pub mod registrar;
 pub mod router;
 pub mod shard_manager;
 pub mod sim;

@@ -27,6 +27,8 @@ pub struct ShardManagerConfig {
     pub holder: String,
     pub state_prefix: String,
     pub lease_ttl: Duration,
+    /// At most this many shards on this node (operator's limit; `None`: its fair share).
+    pub max_shards: Option<u16>,
 }
 
 pub fn shard_lease_key(prefix: &str, shard: u16) -> String {
@@ -47,6 +49,7 @@ pub struct ShardManager {
     released: Counter,
     errors: Counter,
     held_view: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+    max_view: std::sync::Arc<std::sync::Mutex<Option<u16>>>,
 }
 
 impl ShardManager {
@@ -60,7 +63,6 @@ impl ShardManager {
         registry: &Registry,
     ) -> Self {
         ShardManager {
-            cfg,
             store,
             consumer,
             processors,
@@ -76,8 +78,15 @@ impl ShardManager {
                 "Store errors while managing shard leases",
                 &[],
             ),
+            max_view: std::sync::Arc::new(std::sync::Mutex::new(cfg.max_shards)),
             held_view: Default::default(),
+            cfg,
         }
+    }
+
+    /// The configured cap, for `/stats`.
+    pub fn max_view(&self) -> std::sync::Arc<std::sync::Mutex<Option<u16>>> {
+        self.max_view.clone()
     }
 
     /// The shards held, for `/stats`.
@@ -100,7 +109,10 @@ impl ShardManager {
                 .await?;
             let n = nodes.len().max(1);
             let me = nodes.iter().position(|m| *m == cfg.holder).unwrap_or(0);
-            let fair = usize::from(cfg.shards).div_ceil(n);
+            let mut fair = usize::from(cfg.shards).div_ceil(n);
+            if let Some(max) = cfg.max_shards {
+                fair = fair.min(usize::from(max));
+            }
             let mut now_held = BTreeSet::new();
             for s in &held {
                 if store
@@ -170,6 +182,30 @@ impl ShardManager {
                 }
             }
         }));
+    }
+}
+
+/// Caps (or uncaps, with `None`) how many shards this node consumes: the processor pool
+/// size an operator sets at run time. Shards over the cap are checkpointed and handed over
+/// at the next lease check; other nodes pick them up as their share allows.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct SetMaxShards(pub Option<u16>);
+
+impl actix::Handler<SetMaxShards> for ShardManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetMaxShards, _: &mut Context<Self>) {
+        self.metrics.handled();
+        log::info!(
+            "processor pool size: {}",
+            msg.0
+                .map_or("fair share".to_string(), |n| format!("at most {n} shards"))
+        );
+        self.cfg.max_shards = msg.0;
+        if let Ok(mut m) = self.max_view.lock() {
+            *m = msg.0;
+        }
     }
 }
 

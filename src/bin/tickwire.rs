@@ -1,14 +1,16 @@
 //! `tickwire`: embedded mode, everything in one process with a simulated market.
 //!
-//! simulator -> listener -> router -> processor pool -> in-memory store, with no RabbitMQ or
-//! Redis. With `MASSIVE_API_KEY` set it connects to real Massive instead of the simulator.
+//! simulator -> listener -> router -> processor pool -> in-memory store -> WDS, plus the
+//! control plane and dashboard, with no RabbitMQ or Redis. With `MASSIVE_API_KEY` set it
+//! connects to real Massive instead of the simulator.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use tickwire::config::init_logging_with;
 use tickwire::embedded::{self, EmbeddedArgs};
+use tickwire::scp::users::Bootstrap;
 
 /// tickwire in embedded mode: one process, one command, a simulated market.
 #[derive(Parser)]
@@ -19,7 +21,12 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    embedded::fast_market_defaults(&mut cli.args, &matches);
     init_logging_with(
         &cli.args.sim.common.log_level,
         tickwire::sim::LOG_DIRECTIVES,
@@ -28,26 +35,32 @@ fn main() -> ExitCode {
     let bind =
         |port: u16| TcpListener::bind((ip, port)).map_err(|e| format!("binding {ip}:{port}: {e}"));
     let result = bind(cli.args.sim.port)
-        .and_then(|sim| Ok((sim, bind(cli.args.wds_port)?)))
-        .and_then(|(sim_http, wds_http)| {
+        .and_then(|sim| Ok((sim, bind(cli.args.http_port)?)))
+        .and_then(|(sim_http, http)| {
             actix_web::rt::System::new().block_on(async move {
-                let e = embedded::start(cli.args, sim_http, wds_http).map_err(|e| e.to_string())?;
+                let data_dir = cli.args.scp.data_dir.clone();
+                let e = embedded::start(cli.args, sim_http, http).map_err(|e| e.to_string())?;
                 match &e.sim {
                     Some(s) => log::info!(
-                        "embedded mode: simulated market at {} (key `demo`); pipeline running, \
-                         results in memory; simulator stats at {}",
+                        "simulated market at {} (key `demo`), 60 market seconds per second",
                         s.ws_url("stocks"),
-                        s.http_url("/stats")
                     ),
-                    None => log::info!("embedded mode: connected to Massive; results in memory"),
+                    None => log::info!("connected to Massive"),
                 }
-                let wds = format!("ws://127.0.0.1:{}/ws/v2", e.http.port);
-                match &e.dev_token {
-                    Some(t) => log::info!(
-                        "widget data service: {wds} (v1 at /ws); token for this run: {t}"
+                let login = match &e.bootstrap {
+                    Bootstrap::Generated { username, password } => {
+                        format!("log in as `{username}` with password `{password}` (shown once)")
+                    }
+                    Bootstrap::FromEnv(user) => {
+                        format!("log in as `{user}` with SCP_ADMIN_PASSWORD")
+                    }
+                    Bootstrap::Existing => format!(
+                        "log in with a user from {} (its admin's password was printed on \
+                         the first run)",
+                        data_dir.join("users.json").display()
                     ),
-                    None => log::info!("widget data service: {wds} (v1 at /ws)"),
-                }
+                };
+                log::info!("dashboard: http://127.0.0.1:{}/ : {login}", e.http.port);
                 tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
                 log::info!("shutting down");
                 Ok(())

@@ -51,6 +51,9 @@ pub struct ListenerArgs {
     pub port: u16,
 
     #[command(flatten)]
+    pub node_registry: crate::config::NodeRegistryArgs,
+
+    #[command(flatten)]
     pub massive: MassiveArgs,
 
     #[command(flatten)]
@@ -165,6 +168,7 @@ pub struct ListenerNode {
     /// One per market.
     pub listeners: Vec<Addr<Listener>>,
     http: NodeHttp,
+    _registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
 
 impl ListenerNode {
@@ -192,7 +196,16 @@ struct MarketLink {
     holder: Option<Arc<std::sync::Mutex<String>>>,
 }
 
-struct ControlState {
+/// The listener control routes (`/control/*`); the app holds a [`ControlState`].
+pub fn configure_control(cfg: &mut web::ServiceConfig) {
+    cfg.route("/control/subscriptions", web::put().to(set_subscriptions))
+        .route("/control/feed", web::put().to(set_feed))
+        .route("/control/market", web::put().to(set_market))
+        .route("/control/{cmd}", web::post().to(control));
+}
+
+/// What the control routes act on: the node's listeners, one per market.
+pub struct ControlState {
     links: Vec<MarketLink>,
     admin: web::Data<AdminState>,
     secure: bool,
@@ -202,6 +215,27 @@ struct ControlState {
 }
 
 impl ControlState {
+    /// Control of a single listener with no lease (embedded mode).
+    pub fn single(
+        market: Market,
+        listener: Addr<Listener>,
+        admin: web::Data<AdminState>,
+        secure: bool,
+        registry: Arc<Registry>,
+    ) -> Self {
+        ControlState {
+            links: vec![MarketLink {
+                market,
+                listener,
+                holder: None,
+            }],
+            admin,
+            secure,
+            lease: false,
+            registry,
+        }
+    }
+
     /// The links a request addresses: `?market=` or, without it, all of them.
     fn targets(&self, req: &HttpRequest) -> Result<Vec<MarketLink>, String> {
         let q =
@@ -568,7 +602,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
                 LeaseConfig {
                     redis_url: args.redis_url.clone(),
                     key: lease_key(&args.redis_prefix, &api_key, market.path()),
-                    holder: format!("{}-{}", hostname(), std::process::id()),
+                    holder: format!("{}-{}", crate::config::hostname(), std::process::id()),
                     ttl: Duration::from_millis(args.lease_ttl_ms.max(1000)),
                     market: market.path().to_string(),
                 },
@@ -680,24 +714,17 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
             .app_data(control_data.clone())
             .app_data(web::PayloadConfig::new(1 << 20))
             .configure(admin::configure)
-            .route("/control/subscriptions", web::put().to(set_subscriptions))
-            .route("/control/feed", web::put().to(set_feed))
-            .route("/control/market", web::put().to(set_market))
-            .route("/control/{cmd}", web::post().to(control));
+            .configure(configure_control);
     })?;
     log::info!("listener node: admin on port {port}");
+    let _registrar = args.node_registry.start("listener", port, &registry);
     Ok(ListenerNode {
         port,
         registry,
         listeners,
         http,
+        _registrar,
     })
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "listener".into())
 }
 
 /// Binds the port and runs until SIGINT/SIGTERM; what `tickwire-listener`'s main calls.

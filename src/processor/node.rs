@@ -42,6 +42,9 @@ pub struct ProcessorArgs {
     pub port: u16,
 
     #[command(flatten)]
+    pub node_registry: crate::config::NodeRegistryArgs,
+
+    #[command(flatten)]
     pub broker: BrokerArgs,
 
     #[command(flatten)]
@@ -74,6 +77,11 @@ pub struct ProcessorArgs {
     /// Shard lease TTL (ms): how soon the other nodes take over a dead node's shards.
     #[arg(long, env = "SHARD_LEASE_TTL_MS", default_value_t = 6000)]
     pub shard_lease_ttl_ms: u64,
+
+    /// Processor pool size: at most this many shards on this node (0: its fair share).
+    /// Changeable at run time with `PUT /control/pool`.
+    #[arg(long, env = "PROCESSOR_MAX_SHARDS", default_value_t = 0)]
+    pub max_shards: u16,
 }
 
 /// Settings of the processing pipeline (both modes).
@@ -83,11 +91,12 @@ pub struct PipelineArgs {
     #[arg(long, env = "PROCESSOR_THREADS", default_value_t = 0)]
     pub threads: usize,
 
-    /// Raw routes: comma list of quotes, luld, agg, trades, unknown (or none).
+    /// Raw routes: comma list of quotes, luld, agg, trades, unknown (or none); the
+    /// dashboard's chart reads `agg`.
     #[arg(
         long,
         env = "PROCESSOR_RAW_ROUTES",
-        default_value = "quotes,luld,unknown"
+        default_value = "quotes,luld,agg,unknown"
     )]
     pub raw_routes: RawRoutes,
 
@@ -266,6 +275,7 @@ pub struct ProcessorNode {
     http: NodeHttp,
     shard_manager: Addr<ShardManager>,
     boards: Addr<BoardPublisher>,
+    _registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
 
 impl ProcessorNode {
@@ -323,6 +333,7 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
             holder: id.clone(),
             state_prefix: args.pipeline.state_prefix.clone(),
             lease_ttl: Duration::from_millis(args.shard_lease_ttl_ms.max(900)),
+            max_shards: (args.max_shards > 0).then_some(args.max_shards),
         },
         state.clone(),
         consumer.recipient(),
@@ -330,6 +341,7 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
         &registry,
     );
     let held = manager.held_view();
+    let max_view = manager.max_view();
     let shard_manager = manager.start();
 
     let mut admin_state = AdminState::new("Market Data Processor", registry.clone()).with_identity(
@@ -391,10 +403,12 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
     let (r, id2) = (registry.clone(), id.clone());
     admin_state = admin_state.with_info(Arc::new(move || {
         let (r, held, id) = (r.clone(), held.clone(), id2.clone());
+        let max = max_view.lock().ok().and_then(|m| *m);
         Box::pin(async move {
             json!({
                 "node_id": id,
                 "pool_size": n,
+                "max_shards": max,
                 "shards_held": held.lock().map(|h| h.clone()).unwrap_or_default(),
                 "processor_nodes": r.value("tickwire_processor_nodes", &[]),
                 "roles": {"leaderboard_publisher": r.value("tickwire_boards_leader", &[]) == Some(1)},
@@ -403,10 +417,15 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
         })
     }));
     let admin_data = web::Data::new(admin_state);
+    let pool_control = web::Data::new(shard_manager.clone());
     let http = NodeHttp::serve(http, move |cfg| {
-        cfg.app_data(admin_data.clone()).configure(admin::configure);
+        cfg.app_data(admin_data.clone())
+            .app_data(pool_control.clone())
+            .configure(admin::configure)
+            .route("/control/pool", web::put().to(set_pool));
     })?;
     log::info!("processor node {id}: {shards} shards, admin on port {port}");
+    let _registrar = args.node_registry.start("processor", port, &registry);
     Ok(ProcessorNode {
         port,
         registry,
@@ -414,7 +433,39 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
         http,
         shard_manager,
         boards: pipeline.boards.clone(),
+        _registrar,
     })
+}
+
+/// `PUT /control/pool` body: `{"max_shards": n}`, `null` or 0 for the node's fair share.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolBody {
+    max_shards: Option<u16>,
+}
+
+/// Sets the processor pool size (admin token required).
+async fn set_pool(
+    req: actix_web::HttpRequest,
+    admin: web::Data<AdminState>,
+    manager: web::Data<Addr<ShardManager>>,
+    body: web::Bytes,
+) -> actix_web::HttpResponse {
+    if let Err(e) = admin.authorize(&req) {
+        return actix_web::ResponseError::error_response(&e);
+    }
+    let body: PoolBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return actix_web::HttpResponse::BadRequest().json(json!({
+                "status": "ERROR",
+                "error": format!("expected {{\"max_shards\": n or null}}: {e}"),
+            }))
+        }
+    };
+    let max = body.max_shards.filter(|n| *n > 0);
+    manager.do_send(crate::actors::shard_manager::SetMaxShards(max));
+    actix_web::HttpResponse::Ok().json(json!({"status": "OK", "max_shards": max}))
 }
 
 /// Per-shard figures for `/stats` and `/health` (`processors[]`, the reference's worker items).

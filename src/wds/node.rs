@@ -180,6 +180,9 @@ pub struct WdsArgs {
     #[arg(long, env = "SERVER_PORT", default_value_t = 4202)]
     pub port: u16,
 
+    #[command(flatten)]
+    pub node_registry: crate::config::NodeRegistryArgs,
+
     /// HTTP worker threads; 0 = one per CPU.
     #[arg(long, env = "WDS_WORKERS", default_value_t = 0)]
     pub workers: usize,
@@ -255,6 +258,7 @@ pub struct WdsNode {
     pub port: u16,
     pub registry: Arc<Registry>,
     http: NodeHttp,
+    _registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
 
 impl WdsNode {
@@ -401,10 +405,12 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
             "OFF"
         }
     );
+    let _registrar = args.node_registry.start("wds", port, &registry);
     Ok(WdsNode {
         port,
         registry,
         http,
+        _registrar,
     })
 }
 

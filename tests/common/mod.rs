@@ -34,6 +34,22 @@ pub fn sim_args() -> SimArgs {
     a
 }
 
+/// A fresh, empty directory under the system temp dir for one test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("tickwire-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Embedded-mode settings for tests: the test simulator, users and layouts in a temp dir.
+pub fn embedded_args(name: &str) -> tickwire::embedded::EmbeddedArgs {
+    use clap::Parser;
+    let mut a = tickwire::embedded::EmbeddedArgs::try_parse_from(["tickwire"]).expect("defaults");
+    a.sim = sim_args();
+    a.scp.data_dir = temp_dir(name);
+    a
+}
+
 pub fn start_sim(args: SimArgs) -> SimServer {
     tickwire::config::init_logging_with("warn", tickwire::sim::LOG_DIRECTIVES);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");

@@ -1,0 +1,126 @@
+//! Registrar actor: announces this node in the node registry the control plane reads.
+//!
+//! Every heartbeat it writes `{prefix}nodes:{id}` = [`NodeRecord`] as JSON with a TTL of three
+//! heartbeats, so a node that dies drops out of the registry on its own within that TTL and
+//! nothing has to clean up after it. A failed write is logged and counted and retried at the
+//! next beat; the node itself never depends on the registry.
+
+use std::time::Duration;
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use deadpool_redis::{redis, Pool};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{ActorMetrics, Counter, Registry};
+
+/// What a node tells the control plane about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeRecord {
+    /// Unique per process (role, host, pid).
+    pub id: String,
+    /// `listener`, `processor`, `wds` or `embedded`.
+    pub role: String,
+    pub version: String,
+    /// Where the control plane reaches the node's admin routes.
+    pub admin_url: String,
+    pub started_ms: i64,
+    /// Time of the last heartbeat (epoch ms).
+    pub heartbeat_ms: i64,
+}
+
+/// The registry key of a node.
+pub fn node_key(prefix: &str, id: &str) -> String {
+    format!("{prefix}nodes:{id}")
+}
+
+pub struct Registrar {
+    pool: Pool,
+    prefix: String,
+    record: NodeRecord,
+    every: Duration,
+    busy: bool,
+    metrics: ActorMetrics,
+    beats: Counter,
+    errors: Counter,
+}
+
+impl Registrar {
+    pub const NAME: &'static str = "registrar";
+
+    pub fn new(
+        pool: Pool,
+        prefix: &str,
+        record: NodeRecord,
+        every: Duration,
+        registry: &Registry,
+    ) -> Self {
+        Registrar {
+            pool,
+            prefix: prefix.to_string(),
+            record,
+            every: every.max(Duration::from_millis(100)),
+            busy: false,
+            metrics: ActorMetrics::new(registry, Self::NAME),
+            beats: registry.counter(
+                "tickwire_registry_heartbeats_total",
+                "Heartbeats written to the node registry",
+                &[],
+            ),
+            errors: registry.counter(
+                "tickwire_registry_errors_total",
+                "Node registry writes that failed",
+                &[],
+            ),
+        }
+    }
+
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        self.busy = true;
+        self.record.heartbeat_ms = chrono::Utc::now().timestamp_millis();
+        let key = node_key(&self.prefix, &self.record.id);
+        let body = serde_json::to_string(&self.record).unwrap_or_default();
+        let ttl_ms = (self.every * 3).as_millis() as u64;
+        let pool = self.pool.clone();
+        let fut = async move {
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(body)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            act.busy = false;
+            act.metrics.handled();
+            match res {
+                Ok(()) => act.beats.inc(),
+                Err(e) => {
+                    act.errors.inc();
+                    act.metrics.errors.inc();
+                    log::warn!("node registry heartbeat failed: {e}");
+                }
+            }
+        }));
+    }
+}
+
+impl Actor for Registrar {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        log::info!(
+            "registering node {} ({}) at {}",
+            self.record.id,
+            self.record.role,
+            self.record.admin_url
+        );
+        self.beat(ctx);
+        ctx.run_interval(self.every, |act, ctx| act.beat(ctx));
+    }
+}

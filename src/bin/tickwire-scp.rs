@@ -1,0 +1,57 @@
+//! `tickwire-scp`: the control plane. Login, WDS tokens, the dashboard and the control API;
+//! `tickwire-scp add-user NAME [--admin]` adds a user (password read from stdin).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tickwire::config::init_logging;
+use tickwire::scp::node::{run, ScpArgs};
+
+/// tickwire control plane node.
+#[derive(Parser)]
+#[command(name = "tickwire-scp", version)]
+struct Cli {
+    #[command(flatten)]
+    args: ScpArgs,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Adds or replaces a user in the users file; the password is read from stdin.
+    AddUser {
+        username: String,
+        /// Give the admin role (control API, operations page).
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.args.common.log_level);
+    match cli.command {
+        None => tickwire::config::exit_code(run(cli.args)),
+        Some(Command::AddUser { username, admin }) => {
+            let mut password = String::new();
+            let result = std::io::stdin()
+                .read_line(&mut password)
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    tickwire::scp::users::add_to_file(
+                        &cli.args.settings,
+                        &username,
+                        password.trim_end_matches(['\r', '\n']),
+                        if admin { "admin" } else { "viewer" },
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            if result.is_ok() {
+                println!("user {username} saved");
+            }
+            tickwire::config::exit_code(result)
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Login, logout, sessions, WDS tokens and layouts: the routes of a logged-in user.
+//!
+//! Every other route goes through [`require`]: a live session (401 otherwise), the role it
+//! needs (403), and for state-changing requests the session's CSRF token in `X-CSRF-Token`
+//! plus a same-origin `Origin` when the browser sends one (403). The cookie is HttpOnly and
+//! SameSite=Strict, and `Secure` per `SCP_COOKIE_SECURE`.
+//!
+//! Login takes an HTML form (redirects back to the login page with a generic error) or JSON
+//! (answers JSON): wrong user and wrong password get the same answer, and failures are rate
+//! limited per client address and per username.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::layouts::Layouts;
+use super::sessions::Session;
+use super::users::ADMIN;
+use super::{CookieSecure, ScpError, ScpState};
+use crate::token::{self, Claims};
+
+pub const SESSION_COOKIE: &str = "tw_session";
+const GENERIC_LOGIN_ERROR: &str = "invalid username or password";
+
+/// What a route needs from the caller.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Any logged-in user, read only.
+    Viewer,
+    /// Any logged-in user, changing something: CSRF checked.
+    ViewerWrite,
+    /// The admin role (control routes), CSRF checked on writes.
+    Admin,
+    AdminWrite,
+}
+
+/// Whether an `Origin` header, when present, names this very host: a cross-site form or
+/// script is refused even before the CSRF token is looked at.
+fn same_origin(req: &HttpRequest) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let host = req.connection_info().host().to_string();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The caller's live session, if any.
+pub fn current(req: &HttpRequest, state: &ScpState) -> Option<(String, Session)> {
+    let id = req.cookie(SESSION_COOKIE)?.value().to_string();
+    let s = state.sessions.touch(&id)?;
+    Some((id, s))
+}
+
+/// The caller's session when it may do what `need` says; counts every refusal.
+pub fn require(req: &HttpRequest, state: &ScpState, need: Need) -> Result<Session, ScpError> {
+    let result = (|| {
+        let (_, s) = current(req, state).ok_or(ScpError::Unauthenticated)?;
+        if matches!(need, Need::Admin | Need::AdminWrite) && !s.has_role(ADMIN) {
+            return Err(ScpError::Forbidden(ADMIN));
+        }
+        if matches!(need, Need::ViewerWrite | Need::AdminWrite) {
+            let given = req
+                .headers()
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !same_origin(req) || !constant_time_eq(given.as_bytes(), s.csrf.as_bytes()) {
+                return Err(ScpError::Csrf);
+            }
+        }
+        Ok(s)
+    })();
+    if result.is_err() {
+        state.metrics.denied.inc();
+    }
+    result
+}
+
+fn secure(req: &HttpRequest, state: &ScpState) -> bool {
+    match state.settings.cookie_secure {
+        CookieSecure::Always => true,
+        CookieSecure::Never => false,
+        CookieSecure::Auto => req.connection_info().scheme() == "https",
+    }
+}
+
+fn session_cookie<'a>(req: &HttpRequest, state: &ScpState, id: String) -> Cookie<'a> {
+    Cookie::build(SESSION_COOKIE, id)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure(req, state))
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            state.settings.session_lifetime_secs as i64,
+        ))
+        .finish()
+}
+
+/// A local path to return to after login; anything else (other hosts, `//host`) is `/`.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        _ => "/".into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
+async fn login(
+    req: HttpRequest,
+    state: web::Data<ScpState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ScpError> {
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let parsed: Result<LoginBody, String> = if json {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else {
+        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
+    };
+    let b = parsed
+        .map_err(|e| ScpError::BadRequest(format!("expected username and password fields: {e}")))?;
+    if !same_origin(&req) {
+        state.metrics.denied.inc();
+        return Err(ScpError::Csrf);
+    }
+    let next = safe_next(b.next.as_deref());
+    let ip = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+    let keys = [format!("ip:{ip}"), format!("user:{}", b.username)];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let login_page = |error: &str| {
+        let q = serde_urlencoded::to_string([("error", error), ("next", next.as_str())])
+            .unwrap_or_default();
+        redirect(&format!("/login?{q}"))
+    };
+    if let Err(wait) = state.limiter.check(&keys) {
+        state.metrics.login_limited.inc();
+        log::warn!("login rate limit hit for {} from {ip}", b.username);
+        return if json {
+            Err(ScpError::RateLimited(wait))
+        } else {
+            Ok(login_page("limited"))
+        };
+    }
+    // Argon2 takes tens of milliseconds of CPU: off the async worker.
+    let st = state.clone();
+    let (user, pass) = (b.username.clone(), b.password);
+    let user = web::block(move || {
+        let users = st.users.lock().map_err(|e| e.to_string())?;
+        Ok::<_, String>(users.verify(&user, &pass).cloned())
+    })
+    .await
+    .map_err(|e| ScpError::Internal(e.to_string()))?
+    .map_err(ScpError::Internal)?;
+    let Some(user) = user else {
+        state.limiter.failed(&keys);
+        state.metrics.login_failures.inc();
+        log::info!("failed login for {:?} from {ip}", b.username);
+        return if json {
+            Ok(HttpResponse::Unauthorized()
+                .json(json!({"status": "ERROR", "error": GENERIC_LOGIN_ERROR})))
+        } else {
+            Ok(login_page("invalid"))
+        };
+    };
+    state.limiter.succeeded(keys[1]);
+    let (id, csrf) = state
+        .sessions
+        .create(&user.username, &user.roles)
+        .map_err(|e| ScpError::Internal(e.to_string()))?;
+    state.metrics.logins.inc();
+    log::info!("{} logged in from {ip}", user.username);
+    let cookie = session_cookie(&req, &state, id);
+    Ok(if json {
+        HttpResponse::Ok().cookie(cookie).json(json!({
+            "status": "OK", "user": user.username, "roles": user.roles, "csrf": csrf,
+        }))
+    } else {
+        HttpResponse::SeeOther()
+            .cookie(cookie)
+            .insert_header((header::LOCATION, next))
+            .finish()
+    })
+}
+
+async fn logout(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
+    require(&req, &state, Need::ViewerWrite)?;
+    if let Some((id, s)) = current(&req, &state) {
+        state.sessions.remove(&id);
+        state.metrics.logouts.inc();
+        log::info!("{} logged out", s.username);
+    }
+    let mut gone = session_cookie(&req, &state, String::new());
+    gone.make_removal();
+    Ok(HttpResponse::Ok()
+        .cookie(gone)
+        .json(json!({"status": "OK"})))
+}
+
+/// A WDS token for the session's user: their roles, the configured topics, the short TTL.
+pub fn issue_token(state: &ScpState, s: &Session) -> Result<(String, i64), ScpError> {
+    let topics = crate::wds::topic_list(&state.settings.token_topics);
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let roles: Vec<&str> = s.roles.iter().map(String::as_str).collect();
+    let now = token::now_secs();
+    let claims = Claims::new(
+        &s.username,
+        &roles,
+        &topics,
+        now,
+        state.settings.token_ttl_secs.max(1) as i64,
+    );
+    let t =
+        token::sign(&claims, &state.token_secret).map_err(|e| ScpError::Internal(e.to_string()))?;
+    state.metrics.tokens.inc();
+    Ok((t, claims.exp))
+}
+
+async fn session(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
+    let s = require(&req, &state, Need::Viewer)?;
+    Ok(HttpResponse::Ok().json(json!({"user": s.username, "roles": s.roles, "csrf": s.csrf})))
+}
+
+async fn new_token(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
+    let s = require(&req, &state, Need::ViewerWrite)?;
+    let (t, exp) = issue_token(&state, &s)?;
+    Ok(HttpResponse::Ok().json(json!({"token": t, "expires_at": exp})))
+}
+
+async fn get_layouts(
+    req: HttpRequest,
+    state: web::Data<ScpState>,
+) -> Result<HttpResponse, ScpError> {
+    let s = require(&req, &state, Need::Viewer)?;
+    Ok(HttpResponse::Ok().json(state.layouts.load(&s.username)?))
+}
+
+async fn put_layouts(
+    req: HttpRequest,
+    state: web::Data<ScpState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ScpError> {
+    let s = require(&req, &state, Need::ViewerWrite)?;
+    let layouts = Layouts::parse(&body)?;
+    state.layouts.save(&s.username, &layouts)?;
+    Ok(HttpResponse::Ok().json(layouts))
+}
+
+async fn export_layouts(
+    req: HttpRequest,
+    state: web::Data<ScpState>,
+) -> Result<HttpResponse, ScpError> {
+    let s = require(&req, &state, Need::Viewer)?;
+    let doc = state
+        .layouts
+        .load(&s.username)?
+        .export(chrono::Utc::now().timestamp_millis());
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"tickwire-layouts.json\"",
+        ))
+        .json(doc))
+}
+
+async fn import_layouts(
+    req: HttpRequest,
+    state: web::Data<ScpState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ScpError> {
+    let s = require(&req, &state, Need::ViewerWrite)?;
+    let mut layouts = state.layouts.load(&s.username)?;
+    let n = layouts.import(&body)?;
+    state.layouts.save(&s.username, &layouts)?;
+    log::info!("{} imported {n} layouts", s.username);
+    Ok(HttpResponse::Ok().json(layouts))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login", web::post().to(login))
+        .route("/logout", web::post().to(logout))
+        .route("/api/session", web::get().to(session))
+        .route("/api/token", web::post().to(new_token))
+        .route("/api/layouts", web::get().to(get_layouts))
+        .route("/api/layouts", web::put().to(put_layouts))
+        .route("/api/layouts/export", web::get().to(export_layouts))
+        .route("/api/layouts/import", web::post().to(import_layouts));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/ops")), "/ops");
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}

@@ -1,0 +1,298 @@
+//! The control plane (SCP): login, short-lived WDS tokens, the dashboard, and runtime control.
+//!
+//! - [`users`]: the users file (argon2id hashes, roles viewer/admin, admin bootstrap).
+//! - [`sessions`]: browser sessions (cookie + CSRF token) and the login rate limiter.
+//! - [`auth`]: login, logout, the session and token routes, and the checks every route uses.
+//! - [`layouts`]: dashboard layouts saved per user, with the reference's export format.
+//! - [`control`]: the node registry and the control API over the nodes' admin routes.
+//! - [`pages`]: the dashboard's pages and static assets, embedded in the binary.
+//! - [`node`]: `tickwire-scp`'s settings and wiring.
+//!
+//! The same [`ScpState`] and [`configure`] serve the distributed SCP and embedded mode; only
+//! the node directory differs (Redis registry vs. the one in-process node).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use serde_json::json;
+
+pub mod auth;
+pub mod control;
+pub mod layouts;
+pub mod node;
+pub mod pages;
+pub mod sessions;
+pub mod users;
+
+use crate::metrics::{Counter, Registry};
+use control::Directory;
+use layouts::LayoutStore;
+use sessions::{LoginLimiter, Sessions};
+use users::{Bootstrap, Users};
+
+/// When the session cookie carries `Secure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CookieSecure {
+    /// When the request came over HTTPS (directly or per `X-Forwarded-Proto`/`Forwarded`).
+    Auto,
+    Always,
+    Never,
+}
+
+/// Control-plane settings shared by `tickwire-scp` and embedded mode.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ScpSettings {
+    /// Directory of the users file (`users.json`) and the saved layouts (`layouts/`).
+    #[arg(
+        long = "scp-data-dir",
+        env = "SCP_DATA_DIR",
+        default_value = ".tickwire"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Username of the admin created on a first run (no users file yet).
+    #[arg(
+        long = "scp-admin-user",
+        env = "SCP_ADMIN_USER",
+        default_value = "admin"
+    )]
+    pub admin_user: String,
+
+    /// Password of that admin; empty: a random one, printed once.
+    #[arg(
+        long = "scp-admin-password",
+        env = "SCP_ADMIN_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub admin_password: String,
+
+    /// Session idle timeout (seconds): a session unused this long needs a new login.
+    #[arg(
+        long = "scp-session-idle-secs",
+        env = "SCP_SESSION_IDLE_SECS",
+        default_value_t = 3600
+    )]
+    pub session_idle_secs: u64,
+
+    /// Session lifetime (seconds), however active.
+    #[arg(
+        long = "scp-session-lifetime-secs",
+        env = "SCP_SESSION_LIFETIME_SECS",
+        default_value_t = 43_200
+    )]
+    pub session_lifetime_secs: u64,
+
+    /// When the session cookie is marked `Secure`.
+    #[arg(long = "scp-cookie-secure", env = "SCP_COOKIE_SECURE", value_enum, default_value_t = CookieSecure::Auto)]
+    pub cookie_secure: CookieSecure,
+
+    /// Failed logins allowed per client address and per username within the window.
+    #[arg(
+        long = "scp-login-max-failures",
+        env = "SCP_LOGIN_MAX_FAILURES",
+        default_value_t = 5
+    )]
+    pub login_max_failures: usize,
+
+    /// Login rate-limit window (seconds).
+    #[arg(
+        long = "scp-login-window-secs",
+        env = "SCP_LOGIN_WINDOW_SECS",
+        default_value_t = 300
+    )]
+    pub login_window_secs: u64,
+
+    /// Lifetime of a WDS token (seconds); the dashboard renews it before it runs out.
+    #[arg(
+        long = "scp-token-ttl-secs",
+        env = "SCP_TOKEN_TTL_SECS",
+        default_value_t = 300
+    )]
+    pub token_ttl_secs: u64,
+
+    /// Topic patterns granted in WDS tokens (comma list).
+    #[arg(long = "scp-token-topics", env = "SCP_TOKEN_TOPICS", default_value = crate::wds::DEFAULT_TOPICS)]
+    pub token_topics: String,
+
+    /// WDS URL the browser connects to (v2, e.g. `wss://wds.example.com/ws/v2`); empty: the
+    /// page's own host at `/ws/v2` (embedded mode, or WDS behind the same proxy).
+    #[arg(long = "scp-wds-url", env = "SCP_WDS_URL", default_value = "")]
+    pub wds_url: String,
+}
+
+/// Why an SCP request failed; every one renders as `{"status":"ERROR","error":…}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ScpError {
+    #[error("login required")]
+    Unauthenticated,
+    #[error("this needs the {0} role")]
+    Forbidden(&'static str),
+    #[error("missing or wrong CSRF token")]
+    Csrf,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("too many failed logins; try again in {0} s")]
+    RateLimited(u64),
+    #[error("no such node: {0}")]
+    NoNode(String),
+    #[error("node unreachable: {0}")]
+    Upstream(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ResponseError for ScpError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ScpError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ScpError::Forbidden(_) | ScpError::Csrf => StatusCode::FORBIDDEN,
+            ScpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ScpError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ScpError::NoNode(_) => StatusCode::NOT_FOUND,
+            ScpError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ScpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status_code());
+        if let ScpError::RateLimited(secs) = self {
+            r.insert_header(("retry-after", secs.to_string()));
+        }
+        r.json(json!({"status": "ERROR", "error": self.to_string()}))
+    }
+}
+
+impl From<layouts::LayoutError> for ScpError {
+    fn from(e: layouts::LayoutError) -> Self {
+        match e {
+            layouts::LayoutError::Invalid(m) => ScpError::BadRequest(m),
+            layouts::LayoutError::Io(e) => ScpError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Counters of the control plane.
+pub struct ScpMetrics {
+    pub logins: Counter,
+    pub login_failures: Counter,
+    pub login_limited: Counter,
+    pub logouts: Counter,
+    pub tokens: Counter,
+    pub denied: Counter,
+    pub control_calls: Counter,
+    pub control_errors: Counter,
+}
+
+impl ScpMetrics {
+    fn new(r: &Registry) -> Self {
+        ScpMetrics {
+            logins: r.counter("tickwire_scp_logins_total", "Successful logins", &[]),
+            login_failures: r.counter(
+                "tickwire_scp_login_failures_total",
+                "Logins refused: unknown user or wrong password",
+                &[],
+            ),
+            login_limited: r.counter(
+                "tickwire_scp_login_rate_limited_total",
+                "Logins refused by the rate limit",
+                &[],
+            ),
+            logouts: r.counter("tickwire_scp_logouts_total", "Logouts", &[]),
+            tokens: r.counter("tickwire_scp_tokens_issued_total", "WDS tokens issued", &[]),
+            denied: r.counter(
+                "tickwire_scp_denied_total",
+                "Requests refused: no session, missing role or bad CSRF token",
+                &[],
+            ),
+            control_calls: r.counter(
+                "tickwire_scp_control_calls_total",
+                "Calls to node admin routes",
+                &[],
+            ),
+            control_errors: r.counter(
+                "tickwire_scp_control_errors_total",
+                "Node admin calls that failed (unreachable or timed out)",
+                &[],
+            ),
+        }
+    }
+}
+
+/// Everything the SCP routes share.
+pub struct ScpState {
+    pub settings: ScpSettings,
+    pub users: Mutex<Users>,
+    pub sessions: Sessions,
+    pub limiter: LoginLimiter,
+    pub layouts: LayoutStore,
+    /// Signs WDS tokens; the WDS verifies with the same secret.
+    pub token_secret: Vec<u8>,
+    pub directory: Directory,
+    /// Bearer token for the nodes' admin routes.
+    pub admin_token: String,
+    pub metrics: ScpMetrics,
+}
+
+impl ScpState {
+    /// Opens the users file (bootstrapping the admin on a first run) and sets up the rest.
+    pub fn new(
+        settings: ScpSettings,
+        token_secret: &str,
+        directory: Directory,
+        admin_token: &str,
+        registry: &Registry,
+    ) -> Result<(ScpState, Bootstrap), users::UsersError> {
+        let (users, boot) = Users::open(
+            &settings.data_dir.join("users.json"),
+            &settings.admin_user,
+            &settings.admin_password,
+        )?;
+        let state = ScpState {
+            sessions: Sessions::new(
+                Duration::from_secs(settings.session_idle_secs.max(1)),
+                Duration::from_secs(settings.session_lifetime_secs.max(1)),
+            ),
+            limiter: LoginLimiter::new(
+                settings.login_max_failures,
+                Duration::from_secs(settings.login_window_secs.max(1)),
+            ),
+            layouts: LayoutStore::new(settings.data_dir.join("layouts")),
+            users: Mutex::new(users),
+            token_secret: token_secret.as_bytes().to_vec(),
+            directory,
+            admin_token: admin_token.to_string(),
+            metrics: ScpMetrics::new(registry),
+            settings,
+        };
+        Ok((state, boot))
+    }
+}
+
+/// Logs what a first run did about the admin: the generated password is shown this once.
+pub fn log_bootstrap(boot: &Bootstrap, data_dir: &std::path::Path) {
+    match boot {
+        Bootstrap::Existing => {}
+        Bootstrap::FromEnv(user) => log::info!(
+            "created admin user `{user}` with the password from SCP_ADMIN_PASSWORD ({})",
+            data_dir.join("users.json").display()
+        ),
+        Bootstrap::Generated { username, password } => log::warn!(
+            "first run: created admin user `{username}` with password `{password}`. It is shown \
+             only this once; only its hash is kept in {}",
+            data_dir.join("users.json").display()
+        ),
+    }
+}
+
+/// Mounts every SCP route; the app holds `web::Data<ScpState>`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(layouts::MAX_BYTES + 1024))
+        .configure(pages::configure)
+        .configure(auth::configure)
+        .configure(control::configure);
+}

@@ -1,0 +1,319 @@
+//! Local users: a JSON file of usernames, argon2id password hashes and roles.
+//!
+//! The file is the source of truth and is small, so it is read once at start and rewritten
+//! whole (write to a temporary file, then rename) when a user is added. On a first run with
+//! no file the admin is bootstrapped: from `SCP_ADMIN_PASSWORD` when set, otherwise with a
+//! random password that is returned once so the caller can print it; only its hash is kept.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::{Deserialize, Serialize};
+
+/// The two roles. An admin can do everything a viewer can.
+pub const VIEWER: &str = "viewer";
+pub const ADMIN: &str = "admin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("users file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("users file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("password hashing: {0}")]
+    Hash(String),
+    #[error("unknown role `{0}` (viewer or admin)")]
+    Role(String),
+    #[error("username must be 1-64 characters of letters, digits, `.`, `_` or `-`")]
+    Username,
+    #[error("password must be at least 8 characters")]
+    WeakPassword,
+}
+
+/// One user as stored in the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == ADMIN)
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct UsersFile {
+    users: Vec<User>,
+}
+
+/// The users, by name, and where they are kept.
+pub struct Users {
+    path: PathBuf,
+    users: BTreeMap<String, User>,
+    /// Verified against when the username is unknown, so a miss costs what a hit costs and
+    /// response times do not tell which usernames exist.
+    decoy: String,
+}
+
+/// What [`Users::open`] did about the admin on this run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The file already had users; nothing created.
+    Existing,
+    /// Created from the configured password.
+    FromEnv(String),
+    /// Created with this random password: print it once, it is not stored anywhere.
+    Generated { username: String, password: String },
+}
+
+pub fn valid_username(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// An argon2id PHC string for `password`, with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, UsersError> {
+    let salt_bytes =
+        crate::token::random_bytes::<16>().map_err(|e| UsersError::Hash(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| UsersError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| UsersError::Hash(e.to_string()))
+}
+
+fn verify_hash(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Roles as given (comma list), checked; `admin` implies `viewer`.
+pub fn parse_roles(roles: &str) -> Result<Vec<String>, UsersError> {
+    let mut out = vec![VIEWER.to_string()];
+    for r in roles.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        match r {
+            VIEWER => {}
+            ADMIN => out.push(ADMIN.to_string()),
+            other => return Err(UsersError::Role(other.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+impl Users {
+    /// Reads `path`; when it is missing or has no users, creates it with `admin_user` as the
+    /// admin, its password from `admin_password` or made up.
+    pub fn open(
+        path: &Path,
+        admin_user: &str,
+        admin_password: &str,
+    ) -> Result<(Users, Bootstrap), UsersError> {
+        let io = |source| UsersError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file: UsersFile = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| UsersError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => UsersFile::default(),
+            Err(e) => return Err(io(e)),
+        };
+        let mut users = Users {
+            path: path.to_path_buf(),
+            users: file
+                .users
+                .into_iter()
+                .map(|u| (u.username.clone(), u))
+                .collect(),
+            decoy: hash_password("decoy password, never valid")?,
+        };
+        if !users.users.is_empty() {
+            return Ok((users, Bootstrap::Existing));
+        }
+        let (password, how) = if admin_password.is_empty() {
+            let password: String = crate::token::random_hex().map_err(io)?[..20].to_string();
+            (
+                password.clone(),
+                Bootstrap::Generated {
+                    username: admin_user.to_string(),
+                    password,
+                },
+            )
+        } else {
+            (
+                admin_password.to_string(),
+                Bootstrap::FromEnv(admin_user.to_string()),
+            )
+        };
+        users.add(admin_user, &password, "admin")?;
+        Ok((users, how))
+    }
+
+    /// Adds (or replaces) a user and rewrites the file.
+    pub fn add(&mut self, username: &str, password: &str, roles: &str) -> Result<(), UsersError> {
+        if !valid_username(username) {
+            return Err(UsersError::Username);
+        }
+        if password.chars().count() < 8 {
+            return Err(UsersError::WeakPassword);
+        }
+        let user = User {
+            username: username.to_string(),
+            password_hash: hash_password(password)?,
+            roles: parse_roles(roles)?,
+        };
+        self.users.insert(username.to_string(), user);
+        self.save()
+    }
+
+    fn save(&self) -> Result<(), UsersError> {
+        let io = |source| UsersError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = UsersFile {
+            users: self.users.values().cloned().collect(),
+        };
+        let body = serde_json::to_vec_pretty(&file).map_err(|source| UsersError::Parse {
+            path: self.path.clone(),
+            source,
+        })?;
+        let tmp = self.path.with_extension("json.tmp");
+        write_private(&tmp, &body).map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)
+    }
+
+    /// The user when `password` is theirs. Unknown users cost one hash check too.
+    pub fn verify(&self, username: &str, password: &str) -> Option<&User> {
+        match self.users.get(username) {
+            Some(u) if verify_hash(&u.password_hash, password) => Some(u),
+            Some(_) => None,
+            None => {
+                verify_hash(&self.decoy, password);
+                None
+            }
+        }
+    }
+
+    pub fn get(&self, username: &str) -> Option<&User> {
+        self.users.get(username)
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+/// `tickwire-scp add-user`: adds a user to the configured users file (bootstrapping the
+/// admin first when the file is new, as a server start would).
+pub fn add_to_file(
+    settings: &super::ScpSettings,
+    username: &str,
+    password: &str,
+    roles: &str,
+) -> Result<(), UsersError> {
+    let (mut users, boot) = Users::open(
+        &settings.data_dir.join("users.json"),
+        &settings.admin_user,
+        &settings.admin_password,
+    )?;
+    super::log_bootstrap(&boot, &settings.data_dir);
+    users.add(username, password, roles)
+}
+
+/// Writes a file only its owner can read: it holds password hashes.
+fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(body)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tickwire-users-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("users.json")
+    }
+
+    #[test]
+    fn first_run_generates_an_admin_once_and_verifies_passwords() {
+        let path = temp_path("gen");
+        let (users, boot) = Users::open(&path, "admin", "").unwrap();
+        let Bootstrap::Generated { username, password } = boot else {
+            panic!("expected a generated admin, got {boot:?}");
+        };
+        assert_eq!(username, "admin");
+        assert!(users.verify("admin", &password).unwrap().is_admin());
+        assert!(users.verify("admin", "wrong password").is_none());
+        assert!(users.verify("nobody", &password).is_none());
+        // The file holds a hash, never the password.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("$argon2id$") && !text.contains(&password));
+        // Second run: nothing generated, same users.
+        let (again, boot) = Users::open(&path, "admin", "other-password").unwrap();
+        assert_eq!(boot, Bootstrap::Existing);
+        assert!(again.verify("admin", &password).is_some());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn admin_from_env_and_added_viewers() {
+        let path = temp_path("env");
+        let (mut users, boot) = Users::open(&path, "root", "correct horse").unwrap();
+        assert_eq!(boot, Bootstrap::FromEnv("root".into()));
+        users.add("alice", "alice-password", "viewer").unwrap();
+        let alice = users.verify("alice", "alice-password").unwrap();
+        assert_eq!(alice.roles, vec!["viewer"]);
+        assert!(matches!(
+            users.add("bob", "short", "viewer"),
+            Err(UsersError::WeakPassword)
+        ));
+        assert!(matches!(
+            users.add("bad name", "long enough", "viewer"),
+            Err(UsersError::Username)
+        ));
+        assert!(matches!(
+            users.add("carol", "long enough", "root"),
+            Err(UsersError::Role(_))
+        ));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}
