@@ -43,7 +43,18 @@ impl Directory {
     /// Every live node, by role then id.
     pub async fn list(&self) -> Result<Vec<NodeRecord>, ScpError> {
         let (pool, prefix) = match self {
-            Directory::Static(nodes) => return Ok(nodes.clone()),
+            // The in-process node is alive whenever this code runs.
+            Directory::Static(nodes) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                return Ok(nodes
+                    .iter()
+                    .cloned()
+                    .map(|n| NodeRecord {
+                        heartbeat_ms: now,
+                        ..n
+                    })
+                    .collect());
+            }
             Directory::Redis { pool, prefix } => (pool, prefix),
         };
         let upstream = |e: String| ScpError::Upstream(format!("node registry: {e}"));

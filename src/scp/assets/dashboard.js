@@ -1,0 +1,378 @@
+// tickwire dashboard: widgets on a 12-column grid, all fed by one WDS v2 socket.
+//
+// Layouts are saved per user on the server (PUT /api/layouts, autosaved 2 s after a change)
+// in the reference web app's shape, so its exports import unchanged. Link groups: a row
+// click in a scanner or alert widget sets its colour group's ticker (a second click clears
+// it); the quote, daily-range and chart widgets of that colour follow.
+'use strict';
+
+(() => {
+  const { api, el, fmt } = TW;
+  const COLORS = ['red', 'orange', 'yellow', 'green', 'blue', 'violet', 'pink', 'cyan', 'white'];
+  const MAX_ROWS = 50;
+
+  // ---- link groups -------------------------------------------------------------------
+  const groups = {}; // colour -> ticker
+  const followers = new Set(); // widgets that follow a group's ticker
+
+  function pick(widget, symbol) {
+    const c = widget.item.linkColor;
+    if (!c) { widget.selected = symbol; return; }
+    groups[c] = groups[c] === symbol ? null : symbol;
+    for (const f of followers) if (f.item.linkColor === c) f.setTicker(groups[c]);
+    for (const w of widgets) if (w.item.linkColor === c && w.markSelected) w.markSelected(groups[c]);
+  }
+
+  // ---- widgets -------------------------------------------------------------------------
+  const SCANNER_COLUMNS = [
+    ['symbol', 'Symbol', v => v],
+    ['close', 'Price', fmt.price],
+    ['change', 'Change', fmt.price],
+    ['pct_change', 'Change %', fmt.pct],
+    ['pct_change_since_open', 'Chg % (Open)', fmt.pct],
+    ['accumulated_volume', 'Volume', fmt.num],
+    ['free_float', 'Float', fmt.num],
+    ['relative_volume', 'Rel. Vol.', fmt.ratio],
+    ['avg_volume', 'Avg Vol', fmt.num],
+    ['prev_day_close', 'PD Close', fmt.price],
+    ['aggregate_vwap', 'VWAP', fmt.price],
+  ];
+
+  function scanner(key, defaultSort) {
+    return (w, body) => {
+      let rows = [];
+      let sort = { col: defaultSort, desc: true };
+      const thead = el('tr');
+      const tbody = el('tbody');
+      const asOf = el('div', { class: 'as-of' }, 'waiting for data…');
+      for (const [col, label] of SCANNER_COLUMNS) {
+        thead.append(el('th', {
+          'data-col': col,
+          onclick: () => { sort = { col, desc: sort.col === col ? !sort.desc : true }; render(); },
+        }, label));
+      }
+      body.append(asOf, el('div', { class: 'scroll' }, el('table', { class: 'data scanner' }, el('thead', {}, thead), tbody)));
+      function render() {
+        const sorted = rows.slice().sort((a, b) => {
+          const x = a[sort.col], y = b[sort.col];
+          const c = (typeof x === 'string' || typeof y === 'string') ? String(x).localeCompare(String(y)) : (x ?? -Infinity) - (y ?? -Infinity);
+          return sort.desc ? -c : c;
+        }).slice(0, MAX_ROWS);
+        for (const th of thead.children) th.className = th.dataset.col === sort.col ? (sort.desc ? 'sorted desc' : 'sorted asc') : '';
+        // Replaced whole on every update: a shrinking list leaves no stale rows behind.
+        tbody.replaceChildren(...sorted.map(r => {
+          const tr = el('tr', { 'data-symbol': r.symbol, onclick: () => pick(w, r.symbol) },
+            ...SCANNER_COLUMNS.map(([col, , f]) => el('td', { class: col === 'symbol' ? 'sym' : 'num' + (typeof r[col] === 'number' && col.includes('change') ? (r[col] > 0 ? ' up' : r[col] < 0 ? ' down' : '') : '') }, f(r[col]))));
+          if (groups[w.item.linkColor] === r.symbol) tr.classList.add('selected');
+          return tr;
+        }));
+      }
+      w.markSelected = () => render();
+      w.unsubs.push(TW.wds.subscribe(key, m => {
+        rows = Array.isArray(m.data) ? m.data : [];
+        body.dataset.updates = String(Number(body.dataset.updates || 0) + 1);
+        asOf.textContent = rows.length + ' symbols · updated ' + new Date().toLocaleTimeString();
+        render();
+      }));
+    };
+  }
+
+  function card(fields) {
+    return el('dl', { class: 'card' }, ...fields.flatMap(([k, v, cls]) => [el('dt', {}, k), el('dd', { class: cls || '' }, v)]));
+  }
+
+  function cls(v) { return v > 0 ? 'up' : v < 0 ? 'down' : ''; }
+
+  // A widget showing one ticker's value topic (`{prefix}{SYM}`), following its link group.
+  function follower(prefix, render) {
+    return (w, body) => {
+      const content = el('div', { class: 'ticker-body' }, el('p', { class: 'hint' }, 'Click a ticker in a linked widget, or type one above.'));
+      body.append(content);
+      let unsub = null;
+      w.setTicker = sym => {
+        if (unsub) { unsub(); unsub = null; }
+        w.tickerInput.value = sym || '';
+        if (!sym) { content.replaceChildren(el('p', { class: 'hint' }, 'No ticker selected.')); return; }
+        content.replaceChildren(el('p', { class: 'hint' }, 'Loading ' + sym + '…'));
+        unsub = TW.wds.subscribe(prefix + sym, m => { if (m.data) content.replaceChildren(render(m.data, m)); });
+      };
+      w.unsubs.push(() => unsub && unsub());
+      followers.add(w);
+      w.unsubs.push(() => followers.delete(w));
+    };
+  }
+
+  const quote = follower('quote:', d => el('div', {},
+    el('div', { class: 'quote-head' },
+      el('span', { class: 'q-sym' }, d.symbol),
+      el('span', { class: 'q-price' }, fmt.price(d.close)),
+      el('span', { class: 'q-chg ' + cls(d.change) }, fmt.price(d.change) + ' (' + fmt.pct(d.pct_change) + ')')),
+    card([
+      ['Since open', fmt.pct(d.pct_change_since_open), cls(d.pct_change_since_open)],
+      ['Day open', fmt.price(d.official_open_price)],
+      ['VWAP', fmt.price(d.aggregate_vwap)],
+      ['Volume', fmt.num(d.accumulated_volume)],
+      ['Rel. volume', fmt.ratio(d.relative_volume)],
+      ['Avg volume', fmt.num(d.avg_volume)],
+      ['Float', fmt.num(d.free_float)],
+      ['PD close', fmt.price(d.prev_day_close)],
+      ['PD volume', fmt.num(d.prev_day_volume)],
+      ['PD VWAP', fmt.price(d.prev_day_vwap)],
+      ['As of', fmt.time(d.end_timestamp)],
+    ])));
+
+  const dailyRange = follower('daily_range:', d => el('div', {},
+    el('div', { class: 'quote-head' },
+      el('span', { class: 'q-sym' }, d.symbol),
+      el('span', { class: 'q-price' }, fmt.price(d.close)),
+      el('span', { class: 'q-chg ' + cls(d.pct_change) }, fmt.pct(d.pct_change))),
+    el('table', { class: 'data range' },
+      el('thead', {}, el('tr', {}, el('th', {}, 'Session'), el('th', {}, 'High'), el('th', {}, 'Low'))),
+      el('tbody', {},
+        el('tr', {}, el('td', {}, 'Pre-market'), el('td', { class: 'num' }, fmt.price(d.pre_market_high)), el('td', { class: 'num' }, fmt.price(d.pre_market_low))),
+        el('tr', {}, el('td', {}, 'Regular'), el('td', { class: 'num' }, fmt.price(d.regular_session_high)), el('td', { class: 'num' }, fmt.price(d.regular_session_low))),
+        el('tr', {}, el('td', {}, 'After-hours'), el('td', { class: 'num' }, fmt.price(d.after_hours_high)), el('td', { class: 'num' }, fmt.price(d.after_hours_low))),
+        el('tr', {}, el('td', {}, 'Previous day'), el('td', { class: 'num' }, fmt.price(d.prev_day_high)), el('td', { class: 'num' }, fmt.price(d.prev_day_low))))),
+    el('div', { class: 'as-of' }, 'as of ' + fmt.time(d.end_timestamp))));
+
+  function rangeAlerts(w, body) {
+    const cap = (w.item.settings && w.item.settings.maxEvents) || 100;
+    let alerts = [];
+    const tbody = el('tbody');
+    body.append(el('div', { class: 'scroll' }, el('table', { class: 'data alerts' },
+      el('thead', {}, el('tr', {}, ...['Time', 'Symbol', 'Alert', 'Session', 'Alert $', 'Prev $', 'Change %', 'Volume', 'Note'].map(h => el('th', {}, h)))),
+      tbody)));
+    function render() {
+      tbody.replaceChildren(...alerts.map(a => el('tr', { 'data-symbol': a.symbol, class: groups[w.item.linkColor] === a.symbol ? 'selected' : '', onclick: () => pick(w, a.symbol) },
+        el('td', {}, fmt.time(a.timestamp)),
+        el('td', { class: 'sym' }, a.symbol),
+        el('td', { class: a.direction === 'high' ? 'up' : 'down' }, a.direction === 'high' ? 'HOD' : 'LOD'),
+        el('td', {}, a.session),
+        el('td', { class: 'num' }, fmt.price(a.price)),
+        el('td', { class: 'num' }, fmt.price(a.previous)),
+        el('td', { class: 'num ' + cls(a.pct_change) }, fmt.pct(a.pct_change)),
+        el('td', { class: 'num' }, fmt.num(a.accumulated_volume)),
+        el('td', {}, a.note || ''))));
+    }
+    w.markSelected = () => render();
+    const add = m => {
+      const items = m.type === 'snapshot' ? (Array.isArray(m.data) ? m.data : []) : [m.data];
+      alerts = alerts.concat(items.filter(a => a && a.symbol))
+        .sort((a, b) => (b.timestamp || 0) - (a.timestamp || 0)).slice(0, cap);
+      render();
+    };
+    for (const k of ['daily_range_hod_alert', 'daily_range_lod_alert']) w.unsubs.push(TW.wds.subscribe(k, add));
+  }
+
+  function chart(w, body) {
+    const holder = el('div', { class: 'chart' });
+    const label = el('div', { class: 'as-of' }, 'Click a ticker in a linked widget, or type one above.');
+    body.append(label, holder);
+    let points = new Map(); // bar end (s) -> [close, high, low]
+    let plot = null;
+    let unsub = null;
+    let sym = null;
+    function size() { return { width: Math.max(200, holder.clientWidth), height: Math.max(120, holder.clientHeight) }; }
+    function draw() {
+      const xs = [...points.keys()].sort((a, b) => a - b).slice(-2000);
+      const data = [xs, xs.map(x => points.get(x)[0]), xs.map(x => points.get(x)[1]), xs.map(x => points.get(x)[2])];
+      if (!plot) {
+        plot = new uPlot({
+          ...size(),
+          tzDate: ts => uPlot.tzDate(new Date(ts * 1e3), 'America/New_York'),
+          legend: { show: true },
+          series: [{}, { label: 'Close', stroke: '#4aa3ff', width: 2 }, { label: 'High', stroke: 'rgba(80,200,120,0.6)' }, { label: 'Low', stroke: 'rgba(240,90,90,0.6)' }],
+          axes: [{ stroke: '#aaa', grid: { stroke: '#333' } }, { stroke: '#aaa', grid: { stroke: '#333' } }],
+        }, data, holder);
+      } else {
+        plot.setData(data);
+      }
+      label.textContent = sym + ' · ' + xs.length + ' bars' + (xs.length ? ' · last ' + fmt.price(data[1][data[1].length - 1]) : '');
+      holder.dataset.points = String(xs.length);
+    }
+    w.setTicker = s => {
+      if (unsub) { unsub(); unsub = null; }
+      sym = s; points = new Map();
+      w.tickerInput.value = s || '';
+      if (plot) { plot.destroy(); plot = null; }
+      holder.dataset.points = '0';
+      if (!s) { label.textContent = 'No ticker selected.'; return; }
+      label.textContent = 'Waiting for ' + s + ' aggregates…';
+      unsub = TW.wds.subscribe('stocks:agg:' + s, m => {
+        const b = m.data;
+        if (!b || b.close === undefined || !b.end_timestamp) return;
+        points.set(Math.round(b.end_timestamp / 1000), [b.close, b.high, b.low]);
+        draw();
+      });
+    };
+    const ro = new ResizeObserver(() => plot && plot.setSize(size()));
+    ro.observe(holder);
+    w.unsubs.push(() => { ro.disconnect(); if (unsub) unsub(); if (plot) plot.destroy(); });
+    followers.add(w);
+    w.unsubs.push(() => followers.delete(w));
+  }
+
+  const TYPES = {
+    'top-gainers': { label: 'Top Gainers', make: scanner('scanners:top_gainers', 'pct_change_since_open') },
+    'top-gappers': { label: 'Top Gappers', make: scanner('scanners:top_gappers', 'pct_change') },
+    'top-volume': { label: 'Top Volume', make: scanner('scanners:top_volume', 'relative_volume') },
+    'quote': { label: 'Quote', make: quote, follows: true },
+    'daily-range': { label: 'Daily Range', make: dailyRange, follows: true },
+    'range-alerts': { label: 'Range Alerts (HOD/LOD)', make: rangeAlerts },
+    'candlestick-chart': { label: 'Price Chart', make: chart, follows: true },
+  };
+  // Type names saved by the reference web app that these widgets stand in for.
+  const ALIASES = { 'enhanced-quote': 'daily-range', 'enhanced-quote-v3': 'daily-range', 'enhanced-quote-v4': 'daily-range', 'tv-lite-chart': 'candlestick-chart' };
+
+  // ---- layout --------------------------------------------------------------------------
+  let doc = { savedLayouts: {}, defaultLayoutName: null };
+  let current = null;
+  let widgets = [];
+  let saveTimer = null;
+  const grid = document.getElementById('grid');
+
+  function defaultLayout() {
+    const item = (n, type, x, y, w, h) => ({ i: 'widget-' + n, type, x, y, w, h, linkColor: 'red' });
+    return {
+      layout: [
+        item(1, 'top-gainers', 0, 0, 6, 11), item(2, 'top-gappers', 6, 0, 6, 11),
+        item(3, 'quote', 0, 11, 3, 11), item(4, 'daily-range', 3, 11, 3, 11), item(5, 'candlestick-chart', 6, 11, 6, 11),
+        item(6, 'top-volume', 0, 22, 6, 11), item(7, 'range-alerts', 6, 22, 6, 11),
+      ],
+      widgetCounter: 7, dashboardColNum: 12, created: Date.now(), modified: Date.now(), description: 'tickwire default',
+    };
+  }
+
+  function layout() { return doc.savedLayouts[current]; }
+
+  function changed() {
+    const l = layout();
+    l.layout = widgets.map(w => w.item);
+    l.modified = Date.now();
+    clearTimeout(saveTimer);
+    saveTimer = setTimeout(save, 2000);
+  }
+
+  async function save() {
+    clearTimeout(saveTimer); saveTimer = null;
+    try { doc = await api('PUT', '/api/layouts', doc); } catch (e) { console.warn('layout not saved:', e.message); }
+  }
+
+  // Leaving the page with an autosave still pending: send it anyway (keepalive outlives the page).
+  addEventListener('pagehide', () => {
+    if (!saveTimer) return;
+    clearTimeout(saveTimer); saveTimer = null;
+    fetch('/api/layouts', { method: 'PUT', keepalive: true, credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': TW.cfg.csrf }, body: JSON.stringify(doc) });
+  });
+
+  function place(w) {
+    const it = w.item;
+    w.el.style.gridColumn = (it.x + 1) + ' / span ' + Math.max(1, it.w);
+    w.el.style.gridRow = (it.y + 1) + ' / span ' + Math.max(2, it.h);
+  }
+
+  function mount(item) {
+    const type = TYPES[item.type] ? item.type : ALIASES[item.type];
+    const spec = TYPES[type];
+    const w = { item, unsubs: [] };
+    const linkSel = el('select', { class: 'link', title: 'Link group', onchange: () => {
+      item.linkColor = linkSel.value || undefined;
+      w.el.dataset.link = linkSel.value;
+      if (w.setTicker && item.linkColor) w.setTicker(groups[item.linkColor] || null);
+      changed();
+    } }, el('option', { value: '' }, '–'), ...COLORS.map(c => el('option', { value: c }, c)));
+    linkSel.value = item.linkColor || '';
+    const nudge = (field, d) => () => { item[field] = Math.max(field === 'w' ? 1 : field === 'h' ? 2 : 0, Math.min(field === 'x' ? 11 : 200, item[field] + d)); place(w); changed(); };
+    const edit = el('span', { class: 'edit' },
+      el('button', { title: 'Left', onclick: nudge('x', -1) }, '←'), el('button', { title: 'Right', onclick: nudge('x', 1) }, '→'),
+      el('button', { title: 'Up', onclick: nudge('y', -1) }, '↑'), el('button', { title: 'Down', onclick: nudge('y', 1) }, '↓'),
+      el('button', { title: 'Narrower', onclick: nudge('w', -1) }, '⇤'), el('button', { title: 'Wider', onclick: nudge('w', 1) }, '⇥'),
+      el('button', { title: 'Shorter', onclick: nudge('h', -1) }, '⤒'), el('button', { title: 'Taller', onclick: nudge('h', 1) }, '⤓'),
+      el('button', { title: 'Remove', class: 'remove', onclick: () => remove(w) }, '✕'));
+    w.tickerInput = el('input', { class: 'ticker', placeholder: 'ticker', size: 6, onchange: () => {
+      const s = w.tickerInput.value.trim().toUpperCase() || null;
+      if (item.linkColor) { groups[item.linkColor] = s; for (const f of followers) if (f.item.linkColor === item.linkColor) f.setTicker(s); } else if (w.setTicker) w.setTicker(s);
+    } });
+    const head = el('header', {}, el('span', { class: 'title' }, item.userLabel || (spec ? spec.label : item.type)),
+      spec && spec.follows ? w.tickerInput : null, el('span', { class: 'spacer' }), linkSel, edit);
+    const body = el('div', { class: 'body' });
+    w.el = el('section', { class: 'widget', 'data-type': type || item.type, 'data-id': item.i, 'data-link': item.linkColor || '' }, head, body);
+    place(w);
+    grid.append(w.el);
+    if (spec) spec.make(w, body);
+    else body.append(el('p', { class: 'hint' }, 'Widget type "' + item.type + '" is not available here; it is kept in the layout.'));
+    if (w.setTicker && item.linkColor && groups[item.linkColor]) w.setTicker(groups[item.linkColor]);
+    widgets.push(w);
+    return w;
+  }
+
+  function remove(w) {
+    for (const u of w.unsubs) u();
+    w.el.remove();
+    widgets = widgets.filter(x => x !== w);
+    changed();
+  }
+
+  function show(name) {
+    for (const w of widgets) for (const u of w.unsubs) u();
+    widgets = [];
+    grid.replaceChildren();
+    current = name;
+    for (const item of layout().layout) mount(item);
+    refreshSelect();
+  }
+
+  function refreshSelect() {
+    const sel = document.getElementById('layout-select');
+    sel.replaceChildren(...Object.keys(doc.savedLayouts).map(n => el('option', { value: n }, n + (n === doc.defaultLayoutName ? ' (default)' : ''))));
+    sel.value = current;
+  }
+
+  async function load() {
+    doc = await api('GET', '/api/layouts');
+    if (!doc.savedLayouts || Object.keys(doc.savedLayouts).length === 0) {
+      doc = { savedLayouts: { Default: defaultLayout() }, defaultLayoutName: 'Default' };
+      await save();
+    }
+    const name = (doc.defaultLayoutName && doc.savedLayouts[doc.defaultLayoutName]) ? doc.defaultLayoutName
+      : doc.savedLayouts.__autosave__ ? '__autosave__' : Object.keys(doc.savedLayouts)[0];
+    show(name);
+  }
+
+  function setupToolbar() {
+    const typeSel = document.getElementById('widget-type');
+    typeSel.replaceChildren(...Object.entries(TYPES).map(([t, s]) => el('option', { value: t }, s.label)));
+    document.getElementById('widget-add').addEventListener('click', () => {
+      const l = layout();
+      l.widgetCounter = (l.widgetCounter || widgets.length) + 1;
+      const bottom = widgets.reduce((m, w) => Math.max(m, w.item.y + w.item.h), 0);
+      mount({ i: 'widget-' + l.widgetCounter, type: typeSel.value, x: 0, y: bottom, w: 6, h: 11, linkColor: 'red' });
+      changed();
+    });
+    document.getElementById('layout-select').addEventListener('change', e => show(e.target.value));
+    document.getElementById('layout-save-as').addEventListener('click', () => {
+      const name = (prompt('Name of the new layout') || '').trim();
+      if (!name) return;
+      doc.savedLayouts[name] = JSON.parse(JSON.stringify({ ...layout(), created: Date.now(), modified: Date.now() }));
+      show(name);
+      save();
+    });
+    document.getElementById('layout-default').addEventListener('click', () => { doc.defaultLayoutName = current; refreshSelect(); save(); });
+    document.getElementById('layout-import').addEventListener('change', async e => {
+      const f = e.target.files[0];
+      if (!f) return;
+      try {
+        doc = await api('POST', '/api/layouts/import', await f.text());
+        show(doc.defaultLayoutName && doc.savedLayouts[doc.defaultLayoutName] ? doc.defaultLayoutName : current);
+      } catch (err) { alert('Import failed: ' + err.message); }
+      e.target.value = '';
+    });
+    if (TW.cfg.roles.includes('admin')) document.getElementById('ops-link').hidden = false;
+  }
+
+  TW.setupHeader();
+  TW.wds = new TW.Wds(TW.connIndicator('conn'));
+  setupToolbar();
+  load().catch(e => console.error('layouts:', e));
+})();

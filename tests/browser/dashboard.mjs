@@ -1,0 +1,127 @@
+// Browser test of the dashboard in headless Chromium (playwright-core), against a running
+// embedded `tickwire` (tests/browser.rs starts it and sets the environment):
+//   TW_URL, TW_ADMIN_USER, TW_ADMIN_PASSWORD, TW_VIEWER_USER, TW_VIEWER_PASSWORD,
+//   TW_SHOTS (screenshot directory), CHROMIUM (executable).
+// Every wait is on a condition with a generous deadline, never a fixed sleep.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const env = k => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
+const url = env('TW_URL');
+const shots = env('TW_SHOTS');
+mkdirSync(shots, { recursive: true });
+const DEADLINE = 60_000;
+
+function step(name) { console.log(`browser test: ${name}`); }
+
+// Polls an async condition (run in Node) until it holds, failing after the deadline.
+async function until(what, f) {
+  const end = Date.now() + DEADLINE;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise(r => setTimeout(r, 200));
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM'),
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+let page;
+try {
+  const context = await browser.newContext({ viewport: { width: 1600, height: 1200 } });
+  page = await context.newPage();
+  page.setDefaultTimeout(DEADLINE);
+  const errors = [];
+  page.on('pageerror', e => errors.push(e.message));
+
+  step('an anonymous visit lands on the login page');
+  await page.goto(url + '/');
+  await page.waitForURL(/\/login/);
+  await page.screenshot({ path: `${shots}/01-login.png` });
+
+  step('a wrong password gets the generic error');
+  await page.fill('#username', env('TW_ADMIN_USER'));
+  await page.fill('#password', 'not-the-password');
+  await page.click('#login-submit');
+  await page.waitForSelector('#login-error:has-text("Invalid username or password")');
+
+  step('log in as admin');
+  await page.fill('#username', env('TW_ADMIN_USER'));
+  await page.fill('#password', env('TW_ADMIN_PASSWORD'));
+  await page.click('#login-submit');
+  await page.waitForURL(u => !u.pathname.startsWith('/login'));
+  await page.waitForSelector('#conn[data-state="live"]');
+
+  step('scanner rows appear and update');
+  const gainers = '.widget[data-type="top-gainers"]';
+  await page.waitForSelector(`${gainers} tbody tr[data-symbol]`);
+  const updates = async () => Number(await page.getAttribute(`${gainers} .body`, 'data-updates'));
+  const first = await updates();
+  await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel).dataset.updates) > n,
+    [`${gainers} .body`, first]);
+  for (const t of ['top-gappers', 'top-volume']) await page.waitForSelector(`.widget[data-type="${t}"] tbody tr[data-symbol]`);
+
+  step('sorting a scanner by a column header');
+  await page.click(`${gainers} th[data-col="symbol"]`);
+  await page.waitForSelector(`${gainers} th[data-col="symbol"].sorted`);
+
+  step('clicking a ticker fills the linked quote, daily range and chart');
+  const sym = await page.getAttribute(`${gainers} tbody tr[data-symbol]`, 'data-symbol');
+  await page.click(`${gainers} tbody tr[data-symbol="${sym}"]`);
+  await page.waitForSelector(`.widget[data-type="quote"] .q-sym:text-is("${sym}")`);
+  await page.waitForSelector(`.widget[data-type="daily-range"] .q-sym:text-is("${sym}")`);
+  await page.waitForFunction(() => {
+    const c = document.querySelector('.widget[data-type="candlestick-chart"] .chart');
+    return c && Number(c.dataset.points) >= 2 && c.querySelector('canvas');
+  });
+  await page.waitForSelector('.widget[data-type="range-alerts"] tbody tr[data-symbol]');
+  await page.screenshot({ path: `${shots}/02-dashboard.png` });
+
+  step('the layout is saved on the server and survives a reload');
+  await page.selectOption('#widget-type', 'quote');
+  await page.click('#widget-add');
+  const count = await page.locator('.widget').count();
+  await until('the layout with the new widget is saved', () => page.evaluate(async n => {
+    const d = await (await fetch('/api/layouts')).json();
+    return d.savedLayouts[d.defaultLayoutName].layout.length === n;
+  }, count));
+  await page.reload();
+  await page.waitForFunction(n => document.querySelectorAll('.widget').length === n, count);
+
+  step('the operations page plots node rates');
+  await page.goto(url + '/ops');
+  await page.waitForFunction(() => {
+    const cell = document.querySelector('#nodes tbody tr td.rate-events');
+    return cell && /^[0-9]/.test(cell.textContent) && Number(document.querySelector('#plot-events').dataset.points) >= 3;
+  });
+  await page.waitForSelector('#plot-events canvas');
+  await page.screenshot({ path: `${shots}/03-operations.png` });
+
+  step('logout revokes access');
+  await page.click('#logout');
+  await page.waitForURL(/\/login/);
+  const after = await page.evaluate(async () => (await fetch('/api/token', { method: 'POST' })).status);
+  if (after !== 401) throw new Error(`token after logout: HTTP ${after}, expected 401`);
+  await page.goto(url + '/');
+  await page.waitForURL(/\/login/);
+
+  step('a viewer sees the dashboard but not the operations page');
+  await page.fill('#username', env('TW_VIEWER_USER'));
+  await page.fill('#password', env('TW_VIEWER_PASSWORD'));
+  await page.click('#login-submit');
+  await page.waitForSelector('#conn[data-state="live"]');
+  if (await page.isVisible('#ops-link')) throw new Error('a viewer sees the operations link');
+  const ops = await page.goto(url + '/ops');
+  if (ops.status() !== 403) throw new Error(`viewer /ops: HTTP ${ops.status()}, expected 403`);
+
+  if (errors.length) throw new Error('page errors: ' + errors.join('; '));
+  console.log('browser test: all steps passed');
+} catch (e) {
+  if (page) await page.screenshot({ path: `${shots}/failure.png` }).catch(() => {});
+  console.error('browser test FAILED:', e.message);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
