@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README; .ci/run calls it): makes sure RabbitMQ and Redis are up,
-# then runs formatting, lints, every Rust test, and the official-client compatibility check.
+# installs Chromium and playwright-core for the browser tests when missing, then runs
+# formatting, lints, every Rust test, and the official-client compatibility check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,22 @@ ensure_service() {
 ensure_service Redis 6379 30 "apt-get install redis-server" \
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 ensure_service RabbitMQ 5672 120 "apt-get install rabbitmq-server" rabbitmq-server -detached
+
+# The browser tests (tests/browser.rs) drive Debian's Chromium with playwright-core.
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+    echo "test.sh: installing Chromium (Debian package chromium)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get install -y -q chromium >/dev/null 2>&1 ||
+        { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; } || {
+        echo "ERROR: could not install Chromium; install the chromium package (or set CHROMIUM)" >&2
+        exit 1
+    }
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    command -v npm >/dev/null || { echo "ERROR: npm (Node.js) is needed for the browser tests" >&2; exit 1; }
+    echo "test.sh: installing playwright-core"
+    npm ci --prefix tests/browser --no-audit --no-fund >/dev/null
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

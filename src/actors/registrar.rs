@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use deadpool_redis::{redis, Pool};
 use serde::{Deserialize, Serialize};
 
@@ -122,5 +122,46 @@ impl Actor for Registrar {
         );
         self.beat(ctx);
         ctx.run_interval(self.every, |act, ctx| act.beat(ctx));
+    }
+}
+
+/// Clean shutdown: removes this node from the registry now (instead of after its TTL) and
+/// stops the heartbeats.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Deregister;
+
+impl actix::Handler<Deregister> for Registrar {
+    type Result = actix::ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Deregister, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.handled();
+        let key = node_key(&self.prefix, &self.record.id);
+        let pool = self.pool.clone();
+        Box::pin(
+            async move {
+                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                if let Err(e) = res {
+                    act.errors.inc();
+                    log::warn!("node registry: could not deregister ({e}); the entry expires");
+                }
+                ctx.stop();
+            }),
+        )
+    }
+}
+
+/// Deregisters a node's registrar, if it has one (what every node's `stop` calls).
+pub async fn deregister(registrar: &Option<actix::Addr<Registrar>>) {
+    if let Some(r) = registrar {
+        let _ = r.send(Deregister).await;
     }
 }

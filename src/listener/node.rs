@@ -168,7 +168,7 @@ pub struct ListenerNode {
     /// One per market.
     pub listeners: Vec<Addr<Listener>>,
     http: NodeHttp,
-    _registrar: Option<Addr<crate::actors::registrar::Registrar>>,
+    registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
 
 impl ListenerNode {
@@ -181,6 +181,7 @@ impl ListenerNode {
     }
 
     pub async fn stop(self) {
+        crate::actors::registrar::deregister(&self.registrar).await;
         for l in &self.listeners {
             l.do_send(Control::Stop);
         }
@@ -717,13 +718,13 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
             .configure(configure_control);
     })?;
     log::info!("listener node: admin on port {port}");
-    let _registrar = args.node_registry.start("listener", port, &registry);
+    let registrar = args.node_registry.start("listener", port, &registry);
     Ok(ListenerNode {
         port,
         registry,
         listeners,
         http,
-        _registrar,
+        registrar,
     })
 }
 

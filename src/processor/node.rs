@@ -275,7 +275,7 @@ pub struct ProcessorNode {
     http: NodeHttp,
     shard_manager: Addr<ShardManager>,
     boards: Addr<BoardPublisher>,
-    _registrar: Option<Addr<crate::actors::registrar::Registrar>>,
+    registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
 
 impl ProcessorNode {
@@ -289,6 +289,7 @@ impl ProcessorNode {
 
     /// Stops serving and hands its shards over (leases released at once).
     pub async fn stop(self) {
+        crate::actors::registrar::deregister(&self.registrar).await;
         let _ = self
             .shard_manager
             .send(crate::actors::shard_manager::Stop)
@@ -425,7 +426,7 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
             .route("/control/pool", web::put().to(set_pool));
     })?;
     log::info!("processor node {id}: {shards} shards, admin on port {port}");
-    let _registrar = args.node_registry.start("processor", port, &registry);
+    let registrar = args.node_registry.start("processor", port, &registry);
     Ok(ProcessorNode {
         port,
         registry,
@@ -433,7 +434,7 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
         http,
         shard_manager,
         boards: pipeline.boards.clone(),
-        _registrar,
+        registrar,
     })
 }
 

@@ -59,7 +59,7 @@ pub struct ScpNode {
     pub port: u16,
     pub registry: Arc<Registry>,
     http: NodeHttp,
-    _registrar: Option<Addr<crate::actors::registrar::Registrar>>,
+    registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
 
 impl ScpNode {
@@ -68,6 +68,7 @@ impl ScpNode {
     }
 
     pub async fn stop(&self) {
+        crate::actors::registrar::deregister(&self.registrar).await;
         self.http.stop().await;
     }
 }
@@ -129,13 +130,13 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
             .configure(admin::configure)
             .configure(super::configure);
     })?;
-    let _registrar = args.node_registry.start("scp", port, &registry);
+    let registrar = args.node_registry.start("scp", port, &registry);
     log::info!("control plane on port {port}: dashboard at http://HOST:{port}/");
     Ok(ScpNode {
         port,
         registry,
         http,
-        _registrar,
+        registrar,
     })
 }
 

@@ -258,7 +258,7 @@ pub struct WdsNode {
     pub port: u16,
     pub registry: Arc<Registry>,
     http: NodeHttp,
-    _registrar: Option<Addr<crate::actors::registrar::Registrar>>,
+    registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
 
 impl WdsNode {
@@ -275,6 +275,7 @@ impl WdsNode {
     }
 
     pub async fn stop(&self) {
+        crate::actors::registrar::deregister(&self.registrar).await;
         self.http.stop().await;
     }
 }
@@ -405,12 +406,12 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
             "OFF"
         }
     );
-    let _registrar = args.node_registry.start("wds", port, &registry);
+    let registrar = args.node_registry.start("wds", port, &registry);
     Ok(WdsNode {
         port,
         registry,
         http,
-        _registrar,
+        registrar,
     })
 }
 

@@ -1,0 +1,709 @@
+//! Control-plane integration tests: in-process `tickwire-scp` nodes on port 0.
+//!
+//! - Login, wrong password, the rate limit, cookie flags, CSRF, sessions that expire, logout,
+//!   token claims and expiry, the dashboard page, layouts with bad bodies, export and import.
+//! - The control API against real nodes (simulator, listener on RabbitMQ, WDS on Redis) that
+//!   register in a per-test Redis registry: node list, stats, listener control, WDS session
+//!   counts, stale nodes dropping out, and the role checks on every control route.
+
+mod common;
+
+use std::net::TcpListener;
+
+use clap::Parser;
+use serde_json::{json, Value};
+
+use common::*;
+use tickwire::scp::node::{self, ScpArgs, ScpNode};
+use tickwire::token;
+
+const SECRET: &str = "scp-test-secret";
+const ADMIN_TOKEN: &str = "scp-test-admin-token";
+const ADMIN_PW: &str = "admin-password-1";
+const VIEWER_PW: &str = "viewer-password-1";
+
+fn scp_args(name: &str, registry_url: &str, prefix: &str) -> ScpArgs {
+    let mut a = ScpArgs::try_parse_from(["tickwire-scp"]).expect("defaults");
+    a.token_secret = SECRET.into();
+    a.common.admin_token = ADMIN_TOKEN.into();
+    a.node_registry.registry_url = registry_url.into();
+    a.node_registry.registry_prefix = prefix.into();
+    a.node_registry.heartbeat_secs = 1;
+    a.node_registry.admin_url = String::new();
+    a.settings.data_dir = temp_dir(name);
+    a.settings.admin_password = ADMIN_PW.into();
+    a
+}
+
+/// Starts an SCP and adds a viewer to its users file first.
+fn start_scp(a: ScpArgs) -> ScpNode {
+    let (mut users, _) = tickwire::scp::users::Users::open(
+        &a.settings.data_dir.join("users.json"),
+        "admin",
+        ADMIN_PW,
+    )
+    .expect("users file");
+    users.add("viewer", VIEWER_PW, "viewer").expect("viewer");
+    drop(users);
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    node::start(a, http).expect("SCP starts")
+}
+
+/// Polls `f` until it yields a value; reaching the deadline fails the test.
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A browser stand-in: keeps the session cookie and the CSRF token.
+struct Web {
+    base: String,
+    cookie: Option<String>,
+    csrf: String,
+}
+
+struct Reply {
+    status: u16,
+    headers: awc::http::header::HeaderMap,
+    body: Value,
+    text: String,
+}
+
+impl Web {
+    fn new(node: &ScpNode) -> Web {
+        Web {
+            base: node.url(""),
+            cookie: None,
+            csrf: String::new(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let client = awc::Client::builder().disable_redirects().finish();
+        let url = format!("{}{path}", self.base);
+        let mut req = client.request(method.parse().expect("method"), &url);
+        if let Some(c) = &self.cookie {
+            req = req.insert_header(("cookie", c.clone()));
+        }
+        if !self.csrf.is_empty() {
+            req = req.insert_header(("x-csrf-token", self.csrf.clone()));
+        }
+        for (k, v) in extra {
+            req = req.insert_header((*k, *v));
+        }
+        let mut resp = match body {
+            Some(b) => {
+                req.insert_header(("content-type", "application/json"))
+                    .send_body(b.to_string())
+                    .await
+            }
+            None => req.send().await,
+        }
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let bytes = resp.body().limit(1 << 24).await.expect("body");
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        Reply {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None, &[]).await
+    }
+
+    async fn login(&mut self, user: &str, password: &str) -> Reply {
+        let body = json!({"username": user, "password": password}).to_string();
+        let r = self.send("POST", "/login", Some(&body), &[]).await;
+        if r.status == 200 {
+            let set = r.headers.get("set-cookie").expect("a session cookie");
+            let cookie = set.to_str().expect("ascii");
+            self.cookie = Some(cookie.split(';').next().unwrap_or_default().to_string());
+            self.csrf = r.body["csrf"].as_str().unwrap_or_default().to_string();
+        }
+        r
+    }
+}
+
+#[actix_web::test]
+async fn login_sessions_tokens_layouts_and_csrf() {
+    let scp = start_scp(scp_args("scp_login", "", "unused:"));
+    let mut web = Web::new(&scp);
+
+    // Anonymous: pages go to the login page, APIs answer 401.
+    let r = web.get("/").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers.get("location").unwrap(), "/login?next=%2F");
+    assert_eq!(web.get("/api/session").await.status, 401);
+    let page = web.get("/login").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("name=\"password\""));
+
+    // Wrong password and unknown user: the same generic answer.
+    let wrong = web.login("admin", "nope-nope").await;
+    let unknown = web.login("nobody", "nope-nope").await;
+    assert_eq!((wrong.status, unknown.status), (401, 401));
+    assert_eq!(wrong.body, unknown.body);
+    assert_eq!(wrong.body["error"], "invalid username or password");
+    // A malformed body is a 400 with a reason.
+    let bad = web.send("POST", "/login", Some("{\"user\":1}"), &[]).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body["error"].as_str().unwrap().contains("username"));
+
+    // Login: HttpOnly, SameSite=Strict; Secure only over HTTPS (auto).
+    let ok = web.login("admin", ADMIN_PW).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(ok.body["roles"], json!(["viewer", "admin"]));
+    let cookie = ok
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let mut tls = Web::new(&scp);
+    let body = json!({"username": "viewer", "password": VIEWER_PW}).to_string();
+    let r = tls
+        .send(
+            "POST",
+            "/login",
+            Some(&body),
+            &[("x-forwarded-proto", "https")],
+        )
+        .await;
+    assert!(r
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("Secure"));
+    tls.cookie = None;
+
+    assert_eq!(web.get("/api/session").await.body["user"], "admin");
+
+    // CSRF: a token request without the header, or from another origin, is refused.
+    let csrf = std::mem::take(&mut web.csrf);
+    assert_eq!(web.send("POST", "/api/token", None, &[]).await.status, 403);
+    web.csrf = csrf;
+    let cross = web
+        .send(
+            "POST",
+            "/api/token",
+            None,
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(cross.status, 403);
+
+    // The token: the user's subject and roles, the configured topics, the short lifetime.
+    let t = web.send("POST", "/api/token", None, &[]).await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    let tok = t.body["token"].as_str().unwrap();
+    let now = token::now_secs();
+    let claims = token::verify(tok, SECRET.as_bytes(), now).expect("valid token");
+    assert_eq!(claims.sub, "admin");
+    assert_eq!(claims.roles, vec!["viewer", "admin"]);
+    assert_eq!(
+        claims.topics,
+        tickwire::wds::topic_list(tickwire::wds::DEFAULT_TOPICS)
+    );
+    assert_eq!(claims.exp - claims.iat, 300);
+    assert!(matches!(
+        token::verify(tok, SECRET.as_bytes(), claims.exp + 1),
+        Err(token::TokenError::Expired)
+    ));
+    assert!(token::verify(tok, b"another secret", now).is_err());
+
+    // The dashboard page carries a token in its (escaped) config, under a strict CSP.
+    let page = web.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page
+        .text
+        .contains("name=\"tickwire-config\" content=\"{&quot;"));
+    assert!(page.text.contains("&quot;user&quot;:&quot;admin&quot;"));
+    assert!(page.text.contains("&quot;token&quot;:&quot;ey"));
+    let csp = page
+        .headers
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("script-src 'self'"));
+    assert_eq!(web.get("/assets/dashboard.js").await.status, 200);
+    assert_eq!(web.get("/assets/nope.js").await.status, 404);
+    assert_eq!(web.get("/ops").await.status, 200);
+
+    // Layouts: bad bodies get reasons; a saved layout exports and imports.
+    let r = web
+        .send("PUT", "/api/layouts", Some("{not json"), &[])
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a layouts document"));
+    let bad = json!({"savedLayouts": {"a": {"layout": [{"x": -1, "y": 0, "w": 1, "h": 1, "i": "w1", "type": "quote"}]}}});
+    let r = web
+        .send("PUT", "/api/layouts", Some(&bad.to_string()), &[])
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body["error"].as_str().unwrap().contains("`x`"),
+        "{}",
+        r.text
+    );
+    let good = json!({"savedLayouts": {"main": {"layout": [{"x": 0, "y": 0, "w": 6, "h": 11, "i": "widget-1", "type": "quote", "linkColor": "red"}], "widgetCounter": 1}}, "defaultLayoutName": "main"});
+    assert_eq!(
+        web.send("PUT", "/api/layouts", Some(&good.to_string()), &[])
+            .await
+            .status,
+        200
+    );
+    let export = web.get("/api/layouts/export").await;
+    assert_eq!(export.body["version"], 1);
+    assert_eq!(export.body["defaultLayout"], "main");
+    let mut other = export.body.clone();
+    other["layouts"] = json!({"second": {"layout": []}});
+    let merged = web
+        .send("POST", "/api/layouts/import", Some(&other.to_string()), &[])
+        .await;
+    assert_eq!(merged.status, 200, "{}", merged.text);
+    let names: Vec<&String> = merged.body["savedLayouts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(names, ["main", "second"]);
+    let r = web
+        .send(
+            "POST",
+            "/api/layouts/import",
+            Some(r#"{"version":7,"layouts":{}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+
+    // A viewer: the dashboard yes, the operations page and control routes no.
+    let mut viewer = Web::new(&scp);
+    assert_eq!(viewer.login("viewer", VIEWER_PW).await.status, 200);
+    assert_eq!(viewer.get("/").await.status, 200);
+    assert_eq!(viewer.get("/ops").await.status, 403);
+
+    // Logout ends the session server-side.
+    assert_eq!(web.send("POST", "/logout", None, &[]).await.status, 200);
+    assert_eq!(web.get("/api/session").await.status, 401);
+    assert_eq!(web.send("POST", "/api/token", None, &[]).await.status, 401);
+    assert!(scp.registry.value("tickwire_scp_logins_total", &[]) >= Some(3));
+    assert!(scp.registry.value("tickwire_scp_login_failures_total", &[]) >= Some(2));
+    scp.stop().await;
+}
+
+#[actix_web::test]
+async fn login_rate_limit_and_session_expiry() {
+    let mut a = scp_args("scp_limits", "", "unused:");
+    a.settings.login_max_failures = 3;
+    let scp = start_scp(a);
+    let mut web = Web::new(&scp);
+    for _ in 0..3 {
+        assert_eq!(web.login("admin", "wrong-password").await.status, 401);
+    }
+    // Over the allowance even the right password waits, with Retry-After.
+    let r = web.login("admin", ADMIN_PW).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.headers.get("retry-after").is_some());
+    assert_eq!(
+        scp.registry
+            .value("tickwire_scp_login_rate_limited_total", &[]),
+        Some(1)
+    );
+    // The form variant goes back to the login page with the reason.
+    let form = awc::Client::builder()
+        .disable_redirects()
+        .finish()
+        .post(scp.url("/login"))
+        .insert_header(("content-type", "application/x-www-form-urlencoded"))
+        .send_body("username=viewer&password=x&next=%2F")
+        .await
+        .expect("form post");
+    assert_eq!(form.status().as_u16(), 303);
+    assert!(form
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("error=limited"));
+
+    // This address is now limited for every user, so the expiry part uses a fresh SCP.
+    scp.stop().await;
+
+    // A session past its lifetime has expired: back to the login page. (Idle expiry is the
+    // unit test's: polling here would keep an idle clock running.)
+    let mut a = scp_args("scp_expiry", "", "unused:");
+    a.settings.session_lifetime_secs = 1;
+    let scp = start_scp(a);
+    let mut web = Web::new(&scp);
+    assert_eq!(web.login("viewer", VIEWER_PW).await.status, 200);
+    wait_until_async("the session expires", || {
+        let w = &web;
+        async move { w.get("/api/session").await.status == 401 }
+    })
+    .await;
+    let r = web.get("/").await;
+    assert_eq!(r.status, 303);
+    assert!(r
+        .headers
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("/login"));
+    scp.stop().await;
+}
+
+#[derive(Parser)]
+struct ListenerCli {
+    #[command(flatten)]
+    a: tickwire::listener::node::ListenerArgs,
+}
+
+#[actix_web::test]
+async fn control_api_over_registered_nodes() {
+    let redis = common::redis::redis_url();
+    common::rabbit::rabbit_url(); // fails clearly when RabbitMQ is down
+    let prefix = common::redis::unique_prefix("scp_nodes");
+    let qprefix = common::rabbit::unique_prefix("scp");
+    let sim = start_sim(sim_args());
+
+    // A listener node and a WDS node, both registering under this test's prefix.
+    let lhttp = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let lport = lhttp.local_addr().unwrap().port();
+    let (feed, rest, ladmin) = (
+        format!("127.0.0.1:{}", sim.port),
+        format!("http://127.0.0.1:{}", sim.port),
+        format!("http://127.0.0.1:{lport}"),
+    );
+    let argv = [
+        "tickwire-listener",
+        "--massive-api-key",
+        "demo",
+        "--massive-feed",
+        &feed,
+        "--massive-secure",
+        "false",
+        "--massive-rest-url",
+        &rest,
+        "--rabbitmq-url",
+        &common::rabbit::rabbit_url(),
+        "--queue-prefix",
+        &qprefix,
+        "--shards",
+        "1",
+        "--lease",
+        "false",
+        "--massive-subscriptions",
+        "A.*",
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--node-registry-url",
+        &redis,
+        "--node-registry-prefix",
+        &prefix,
+        "--node-heartbeat-secs",
+        "1",
+        "--node-admin-url",
+        &ladmin,
+    ];
+    let listener = tickwire::listener::node::start(ListenerCli::parse_from(argv).a, lhttp)
+        .expect("listener starts");
+
+    let whttp = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let wport = whttp.local_addr().unwrap().port();
+    let mut wa = tickwire::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
+    wa.wdc.url = redis.clone();
+    wa.results_prefix = format!("{prefix}wdc:");
+    wa.settings.token_secret = SECRET.into();
+    wa.common.admin_token = ADMIN_TOKEN.into();
+    wa.node_registry.registry_url = redis.clone();
+    wa.node_registry.registry_prefix = prefix.clone();
+    wa.node_registry.heartbeat_secs = 1;
+    wa.node_registry.admin_url = format!("http://127.0.0.1:{wport}");
+    wa.workers = 1;
+    let wds = tickwire::wds::node::start(wa, whttp).expect("WDS starts");
+
+    let mut sa = scp_args("scp_control", &redis, &prefix);
+    sa.settings.token_topics = "*".into();
+    let scp = start_scp(sa);
+    let mut admin = Web::new(&scp);
+    assert_eq!(admin.login("admin", ADMIN_PW).await.status, 200);
+    let mut viewer = Web::new(&scp);
+    assert_eq!(viewer.login("viewer", VIEWER_PW).await.status, 200);
+    let anonymous = Web::new(&scp);
+
+    // The registry lists every node with its role, version and admin URL.
+    let nodes = until("listener, WDS and SCP registered", || {
+        let a = &admin;
+        async move {
+            let n = a.get("/api/control/nodes").await.body["nodes"].clone();
+            (n.as_array().map_or(0, Vec::len) == 3).then_some(n)
+        }
+    })
+    .await;
+    let id_of = |role: &str| {
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} node in {nodes}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (lid, wid) = (id_of("listener"), id_of("wds"));
+    id_of("scp");
+    let lnode = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == lid.as_str())
+        .unwrap();
+    assert_eq!(lnode["admin_url"], ladmin);
+    assert_eq!(lnode["version"], env!("CARGO_PKG_VERSION"));
+
+    // Every control route: 401 without a session, 403 for a viewer (and no effect).
+    let routes: Vec<(&str, String, Option<&str>)> = vec![
+        ("GET", "/api/control/nodes".into(), None),
+        ("GET", "/api/control/stats".into(), None),
+        ("GET", "/api/control/wds".into(), None),
+        ("GET", format!("/api/control/nodes/{lid}/stats"), None),
+        (
+            "POST",
+            format!("/api/control/nodes/{lid}/listener/stop"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/api/control/nodes/{lid}/listener/start"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/api/control/nodes/{lid}/listener/restart"),
+            None,
+        ),
+        (
+            "PUT",
+            format!("/api/control/nodes/{lid}/listener/subscriptions"),
+            Some("[\"T.*\"]"),
+        ),
+        (
+            "PUT",
+            format!("/api/control/nodes/{lid}/listener/feed?feed=x.example"),
+            None,
+        ),
+        (
+            "PUT",
+            format!("/api/control/nodes/{lid}/listener/market?to=crypto"),
+            None,
+        ),
+        (
+            "PUT",
+            format!("/api/control/nodes/{lid}/pool"),
+            Some("{\"max_shards\":1}"),
+        ),
+    ];
+    for (method, path, body) in &routes {
+        assert_eq!(
+            anonymous.send(method, path, *body, &[]).await.status,
+            401,
+            "{method} {path}"
+        );
+        assert_eq!(
+            viewer.send(method, path, *body, &[]).await.status,
+            403,
+            "{method} {path}"
+        );
+    }
+
+    // Aggregated stats: every node answers through the SCP (awc + admin token).
+    let stats = admin.get("/api/control/stats").await;
+    assert_eq!(stats.status, 200);
+    let all = stats.body["nodes"].as_array().unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|n| n["ok"] == true), "{}", stats.text);
+
+    // Listener control: stop, then start again; the node's state follows.
+    let stats_path = format!("/api/control/nodes/{lid}/stats");
+    let listener_state = |want_streaming: bool| {
+        let (a, p) = (&admin, &stats_path);
+        async move {
+            let s = a.get(p).await.body["node"]["stocks"]["state"].clone();
+            ((s == "streaming") == want_streaming).then_some(s)
+        }
+    };
+    until("the listener streams", || listener_state(true)).await;
+    let r = admin
+        .send(
+            "POST",
+            &format!("/api/control/nodes/{lid}/listener/stop"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    until("the listener stops", || listener_state(false)).await;
+    let r = admin
+        .send(
+            "POST",
+            &format!("/api/control/nodes/{lid}/listener/start"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    until("the listener streams again", || listener_state(true)).await;
+
+    // Bad requests: the SCP's own reasons, and the node's passed through.
+    let r = admin
+        .send(
+            "POST",
+            &format!("/api/control/nodes/{lid}/listener/explode"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = admin
+        .send(
+            "PUT",
+            &format!("/api/control/nodes/{lid}/listener/subscriptions"),
+            Some("[\"XX.*\"]"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.body["error"].as_str().unwrap().contains("XX"),
+        "{}",
+        r.text
+    );
+    let r = admin
+        .send(
+            "PUT",
+            &format!("/api/control/nodes/{lid}/pool"),
+            Some("{\"max_shards\":\"two\"}"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["error"].as_str().unwrap().contains("max_shards"));
+    let r = admin
+        .send(
+            "PUT",
+            &format!("/api/control/nodes/{lid}/pool"),
+            Some("{\"max_shards\":1}"),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        r.status, 400,
+        "pool size is a processor setting: {}",
+        r.text
+    );
+    assert_eq!(admin.get("/api/control/nodes/nope/stats").await.status, 404);
+
+    // WDS session counts: a client with an SCP-issued token shows up.
+    let t = admin.send("POST", "/api/token", None, &[]).await;
+    let tok = t.body["token"].as_str().unwrap().to_string();
+    let mut ws = Client::connect(&format!("ws://127.0.0.1:{wport}/ws/v2?token={tok}")).await;
+    assert_eq!(ws.next_json().await["type"], "welcome");
+    let w = admin.get("/api/control/wds").await;
+    assert_eq!(w.body["total_sessions"], 1, "{}", w.text);
+    assert_eq!(w.body["nodes"][0]["id"], wid.as_str());
+
+    // A stopped node leaves the registry at once.
+    wds.stop().await;
+    wait_until_async("the stopped WDS drops out", || {
+        let a = &admin;
+        async move {
+            let n = a.get("/api/control/nodes").await.body["nodes"].clone();
+            n.as_array().is_some_and(|n| n.len() == 2)
+        }
+    })
+    .await;
+
+    // A node that dies without deregistering drops out when its heartbeat TTL runs out.
+    let ghost = tickwire::actors::registrar::NodeRecord {
+        id: "ghost".into(),
+        role: "processor".into(),
+        version: "0".into(),
+        admin_url: "http://127.0.0.1:9".into(),
+        started_ms: 0,
+        heartbeat_ms: 0,
+    };
+    let key = tickwire::actors::registrar::node_key(&prefix, "ghost");
+    let mut conn = common::redis::connection().await;
+    deadpool_redis::redis::cmd("SET")
+        .arg(&key)
+        .arg(serde_json::to_string(&ghost).unwrap())
+        .arg("PX")
+        .arg(1500)
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("SET");
+    let listed = |want: bool| {
+        let a = &admin;
+        async move {
+            let n = a.get("/api/control/nodes").await.body["nodes"].clone();
+            let has = n
+                .as_array()
+                .is_some_and(|n| n.iter().any(|x| x["id"] == "ghost"));
+            (has == want).then_some(())
+        }
+    };
+    until("the ghost is listed", || listed(true)).await;
+    // Its admin routes are unreachable: the stats say so instead of failing the whole call.
+    let stats = admin.get("/api/control/stats").await;
+    let g = stats.body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"]["id"] == "ghost")
+        .cloned();
+    if let Some(g) = g {
+        assert_eq!(g["ok"], false);
+    }
+    until("the ghost's entry expires", || listed(false)).await;
+
+    listener.stop().await;
+    scp.stop().await;
+    sim.stop().await;
+    common::rabbit::delete_pipeline_queues(&qprefix, 1).await;
+    common::redis::cleanup(&prefix).await;
+}
