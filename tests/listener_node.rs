@@ -3,50 +3,9 @@
 
 mod common;
 
-use clap::Parser;
 use common::rabbit::{delete_pipeline_queues, rabbit_url};
 use common::*;
-use tickwire::listener::node::{self, ListenerArgs};
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    a: ListenerArgs,
-}
-
-/// Listener flags pointing at the simulator on `sim_port` and the local RabbitMQ, plus `extra`.
-fn node_args(
-    sim_port: u16,
-    key: &str,
-    qprefix: &str,
-    shards: &str,
-    extra: &[&str],
-) -> ListenerArgs {
-    let (feed, rest, amqp) = (
-        format!("127.0.0.1:{sim_port}"),
-        format!("http://127.0.0.1:{sim_port}"),
-        rabbit_url(),
-    );
-    let mut argv = vec![
-        "tickwire-listener",
-        "--massive-api-key",
-        key,
-        "--massive-feed",
-        &feed,
-        "--massive-secure",
-        "false",
-        "--massive-rest-url",
-        &rest,
-        "--rabbitmq-url",
-        &amqp,
-        "--queue-prefix",
-        qprefix,
-        "--shards",
-        shards,
-    ];
-    argv.extend_from_slice(extra);
-    Cli::parse_from(argv).a
-}
+use tickwire::listener::node;
 
 async fn send(
     method: &str,
@@ -93,7 +52,7 @@ async fn node_ready_stats_control_and_record() {
         "--record",
         rec,
     ];
-    let args = node_args(sim.port, "demo", &qprefix, "2", &extra);
+    let args = listener_args(sim.port, "demo", &qprefix, "2", &extra);
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let n = node::start(args, http).expect("node starts");
 
@@ -274,7 +233,7 @@ async fn one_connection_per_market_in_one_process() {
         "--admin-token",
         "t0k",
     ];
-    let args = node_args(sim.port, "demo", &qprefix, "1", &extra);
+    let args = listener_args(sim.port, "demo", &qprefix, "1", &extra);
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let n = node::start(args, http).expect("node starts");
     let url = n.url("/ready");
@@ -345,7 +304,7 @@ async fn a_refused_key_is_unhealthy_and_stops_cleanly() {
     rabbit_url(); // fails clearly when RabbitMQ is down
     let qprefix = common::rabbit::unique_prefix("badkey");
     let sim = start_sim(sim_args());
-    let args = node_args(sim.port, "wrong", &qprefix, "1", &["--lease", "false"]);
+    let args = listener_args(sim.port, "wrong", &qprefix, "1", &["--lease", "false"]);
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let n = node::start(args, http).expect("node starts");
     let url = n.url("/ready");

@@ -386,12 +386,6 @@ async fn login_rate_limit_and_session_expiry() {
     scp.stop().await;
 }
 
-#[derive(Parser)]
-struct ListenerCli {
-    #[command(flatten)]
-    a: tickwire::listener::node::ListenerArgs,
-}
-
 #[actix_web::test]
 async fn control_api_over_registered_nodes() {
     let redis = common::redis::redis_url();
@@ -403,27 +397,8 @@ async fn control_api_over_registered_nodes() {
     // A listener node and a WDS node, both registering under this test's prefix.
     let lhttp = TcpListener::bind("127.0.0.1:0").expect("bind");
     let lport = lhttp.local_addr().unwrap().port();
-    let (feed, rest, ladmin) = (
-        format!("127.0.0.1:{}", sim.port),
-        format!("http://127.0.0.1:{}", sim.port),
-        format!("http://127.0.0.1:{lport}"),
-    );
-    let argv = [
-        "tickwire-listener",
-        "--massive-api-key",
-        "demo",
-        "--massive-feed",
-        &feed,
-        "--massive-secure",
-        "false",
-        "--massive-rest-url",
-        &rest,
-        "--rabbitmq-url",
-        &common::rabbit::rabbit_url(),
-        "--queue-prefix",
-        &qprefix,
-        "--shards",
-        "1",
+    let ladmin = format!("http://127.0.0.1:{lport}");
+    let extra = [
         "--lease",
         "false",
         "--massive-subscriptions",
@@ -439,8 +414,8 @@ async fn control_api_over_registered_nodes() {
         "--node-admin-url",
         &ladmin,
     ];
-    let listener = tickwire::listener::node::start(ListenerCli::parse_from(argv).a, lhttp)
-        .expect("listener starts");
+    let largs = listener_args(sim.port, "demo", &qprefix, "1", &extra);
+    let listener = tickwire::listener::node::start(largs, lhttp).expect("listener starts");
 
     let whttp = TcpListener::bind("127.0.0.1:0").expect("bind");
     let wport = whttp.local_addr().unwrap().port();

@@ -34,6 +34,46 @@ pub fn sim_args() -> SimArgs {
     a
 }
 
+#[derive(clap::Parser)]
+struct ListenerCli {
+    #[command(flatten)]
+    a: tickwire::listener::node::ListenerArgs,
+}
+
+/// Listener flags pointing at the simulator on `sim_port` and the local RabbitMQ, plus `extra`.
+pub fn listener_args(
+    sim_port: u16,
+    key: &str,
+    qprefix: &str,
+    shards: &str,
+    extra: &[&str],
+) -> tickwire::listener::node::ListenerArgs {
+    let (feed, rest, amqp) = (
+        format!("127.0.0.1:{sim_port}"),
+        format!("http://127.0.0.1:{sim_port}"),
+        rabbit::rabbit_url(),
+    );
+    let mut argv = vec![
+        "tickwire-listener",
+        "--massive-api-key",
+        key,
+        "--massive-feed",
+        &feed,
+        "--massive-secure",
+        "false",
+        "--massive-rest-url",
+        &rest,
+        "--rabbitmq-url",
+        &amqp,
+        "--queue-prefix",
+        qprefix,
+        "--shards",
+        shards,
+    ];
+    argv.extend_from_slice(extra);
+    <ListenerCli as clap::Parser>::parse_from(argv).a
+}
+
 /// A fresh, empty directory under the system temp dir for one test.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("tickwire-test-{}-{name}", std::process::id()));
