@@ -87,7 +87,7 @@ pub struct Processor {
     state: ShardState,
     results: Store,
     store: Store,
-    enricher: Option<actix::Recipient<Enrich>>,
+    enricher: Option<super::Mailbox<Enrich>>,
     metrics: ActorMetrics,
     c: Counters,
     writing_checkpoint: bool,
@@ -98,7 +98,7 @@ impl Processor {
         cfg: ProcessorConfig,
         results: Store,
         store: Store,
-        enricher: Option<actix::Recipient<Enrich>>,
+        enricher: Option<super::Mailbox<Enrich>>,
         registry: &Registry,
     ) -> Self {
         let shard = cfg.shard.to_string();

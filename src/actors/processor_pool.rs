@@ -30,7 +30,7 @@ impl ProcessorPool {
         threads: usize,
         results: &Store,
         store: &Store,
-        enricher: Option<actix::Recipient<Enrich>>,
+        enricher: Option<super::Mailbox<Enrich>>,
         registry: &std::sync::Arc<Registry>,
     ) -> Self {
         let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();

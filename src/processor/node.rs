@@ -181,7 +181,7 @@ pub fn start_pipeline(
     let shards = shards.max(1);
     let api_key = args.key.resolve();
     let enricher = (args.enrichment && !api_key.is_empty()).then(|| {
-        Enricher::new(
+        let e = Enricher::new(
             EnricherConfig {
                 rest_url: args.rest_url.clone(),
                 api_key: api_key.clone(),
@@ -194,9 +194,10 @@ pub fn start_pipeline(
             },
             state.clone(),
             registry,
-        )
-        .start()
-        .recipient()
+        );
+        // Through a Mailbox, so the enricher's backlog shows as its mailbox depth.
+        let metrics = e.metrics();
+        crate::actors::Mailbox::of(&e.start(), metrics)
     });
     if args.enrichment && api_key.is_empty() {
         log::warn!("no Massive API key: REST enrichment is off");
