@@ -88,6 +88,7 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
     args.pipeline.rest_url = sim.http_url("");
     args.pipeline.key.api_key = "demo".into();
     args.pipeline.top_trades = true;
+    args.common.admin_token = "t0k".into();
     let a = start_node(args.clone());
     let b = start_node(args.clone());
     wait_until("two nodes share the four shards", || {
@@ -298,6 +299,30 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
         b.registry.value("tickwire_boards_leader", &[]) == Some(1)
     })
     .await;
+
+    // The pool size at run time: capped, B hands shards over; uncapped, it takes them back.
+    let put_pool = |body: &'static str, token: &'static str| {
+        let url = b.url("/control/pool");
+        async move {
+            let resp = awc::Client::new()
+                .put(url)
+                .insert_header(("authorization", format!("Bearer {token}")))
+                .send_body(body)
+                .await
+                .expect("PUT /control/pool");
+            resp.status().as_u16()
+        }
+    };
+    assert_eq!(put_pool(r#"{"max_shards":1}"#, "wrong").await, 401);
+    assert_eq!(put_pool(r#"{"max_shards":"one"}"#, "t0k").await, 400);
+    assert_eq!(put_pool(r#"{"max_shards":1}"#, "t0k").await, 200);
+    wait_until("B keeps one shard", || held(&b) == 1).await;
+    assert_eq!(
+        get_json(&b.url("/stats"), None).await.1["node"]["max_shards"],
+        1
+    );
+    assert_eq!(put_pool(r#"{"max_shards":null}"#, "t0k").await, 200);
+    wait_until("B takes every shard again", || held(&b) == 4).await;
 
     b.stop().await;
     sim.stop().await;
