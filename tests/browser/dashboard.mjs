@@ -63,6 +63,22 @@ try {
     [`${gainers} .body`, first]);
   for (const t of ['top-gappers', 'top-volume']) await page.waitForSelector(`.widget[data-type="${t}"] tbody tr[data-symbol]`);
 
+  step('a dropped socket reconnects with backoff, resubscribes, and updates resume');
+  await page.evaluate(() => {
+    window.__states = [];
+    const conn = document.getElementById('conn');
+    new MutationObserver(() => window.__states.push(conn.dataset.state))
+      .observe(conn, { attributes: true, attributeFilter: ['data-state'] });
+    TW.wds.ws.close();
+  });
+  await until('the socket goes through reconnecting back to live', () => page.evaluate(() => {
+    const s = window.__states;
+    return s.includes('reconnecting') && s[s.length - 1] === 'live';
+  }));
+  const resumed = await updates();
+  await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel).dataset.updates) > n,
+    [`${gainers} .body`, resumed]);
+
   step('sorting a scanner by a column header');
   await page.click(`${gainers} th[data-col="symbol"]`);
   await page.waitForSelector(`${gainers} th[data-col="symbol"].sorted`);
