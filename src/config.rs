@@ -80,54 +80,14 @@ pub struct NodeRegistryArgs {
     pub heartbeat_secs: u64,
 }
 
-impl NodeRegistryArgs {
-    /// Starts the node's [`Registrar`](crate::actors::registrar::Registrar), unless the
-    /// registry is switched off. `role` names the node kind, `port` its admin port.
-    pub fn start(
-        &self,
-        role: &str,
-        port: u16,
-        registry: &crate::metrics::Registry,
-    ) -> Option<actix::Addr<crate::actors::registrar::Registrar>> {
-        use crate::actors::registrar::{NodeRecord, Registrar};
-        use actix::Actor;
-        if self.registry_url.is_empty() {
-            return None;
-        }
-        let pool = match crate::actors::cache_writer::redis_pool(&self.registry_url) {
-            Ok(p) => p,
-            Err(e) => {
-                log::error!("node registry disabled: {e}");
-                return None;
-            }
-        };
-        let host = hostname();
-        let admin_url = if self.admin_url.is_empty() {
-            format!("http://{host}:{port}")
-        } else {
-            self.admin_url.trim_end_matches('/').to_string()
-        };
-        let now = chrono::Utc::now().timestamp_millis();
-        let record = NodeRecord {
-            id: format!("{role}-{host}-{}", std::process::id()),
-            role: role.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            admin_url,
-            started_ms: now,
-            heartbeat_ms: now,
-        };
-        let every = std::time::Duration::from_secs(self.heartbeat_secs.max(1));
-        Some(Registrar::new(pool, &self.registry_prefix, record, every, registry).start())
-    }
-}
-
-/// This machine's host name (containers: the container's), for node ids and default URLs.
-pub fn hostname() -> String {
+/// This machine's host name (containers: the container's), for node ids and default URLs;
+/// `fallback` when it cannot be read.
+pub fn hostname_or(fallback: &str) -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+        .unwrap_or_else(|| fallback.into())
 }
 
 /// How to reach Massive (or the simulator).

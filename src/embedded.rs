@@ -200,15 +200,7 @@ pub fn start(
         secure,
         registry.clone(),
     ));
-    let now = chrono::Utc::now().timestamp_millis();
-    let me = NodeRecord {
-        id: "embedded".into(),
-        role: "embedded".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        admin_url: format!("http://127.0.0.1:{port}"),
-        started_ms: now,
-        heartbeat_ms: now,
-    };
+    let me = NodeRecord::new("embedded", "embedded", &format!("http://127.0.0.1:{port}"));
     let (scp, bootstrap) = ScpState::new(
         args.scp.clone(),
         &args.wds.token_secret,

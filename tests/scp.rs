@@ -634,14 +634,8 @@ async fn control_api_over_registered_nodes() {
     .await;
 
     // A node that dies without deregistering drops out when its heartbeat TTL runs out.
-    let ghost = tickwire::actors::registrar::NodeRecord {
-        id: "ghost".into(),
-        role: "processor".into(),
-        version: "0".into(),
-        admin_url: "http://127.0.0.1:9".into(),
-        started_ms: 0,
-        heartbeat_ms: 0,
-    };
+    let ghost =
+        tickwire::actors::registrar::NodeRecord::new("ghost", "processor", "http://127.0.0.1:9");
     let key = tickwire::actors::registrar::node_key(&prefix, "ghost");
     let mut conn = common::redis::connection().await;
     deadpool_redis::redis::cmd("SET")

@@ -11,6 +11,7 @@ use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFutu
 use deadpool_redis::{redis, Pool};
 use serde::{Deserialize, Serialize};
 
+use crate::config::NodeRegistryArgs;
 use crate::metrics::{ActorMetrics, Counter, Registry};
 
 /// What a node tells the control plane about itself.
@@ -26,6 +27,50 @@ pub struct NodeRecord {
     pub started_ms: i64,
     /// Time of the last heartbeat (epoch ms).
     pub heartbeat_ms: i64,
+}
+
+impl NodeRecord {
+    /// A record for a node starting now.
+    pub fn new(id: &str, role: &str, admin_url: &str) -> Self {
+        let now = chrono::Utc::now().timestamp_millis();
+        NodeRecord {
+            id: id.to_string(),
+            role: role.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            admin_url: admin_url.trim_end_matches('/').to_string(),
+            started_ms: now,
+            heartbeat_ms: now,
+        }
+    }
+}
+
+/// Starts a node's registrar from its [`NodeRegistryArgs`], unless the registry is switched
+/// off: `id` is the node's identity (as in its leases), `role` its kind, `port` its admin port.
+pub fn start(
+    args: &NodeRegistryArgs,
+    id: &str,
+    role: &str,
+    port: u16,
+    registry: &Registry,
+) -> Option<actix::Addr<Registrar>> {
+    if args.registry_url.is_empty() {
+        return None;
+    }
+    let pool = match crate::actors::cache_writer::redis_pool(&args.registry_url) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("node registry disabled: {e}");
+            return None;
+        }
+    };
+    let admin_url = if args.admin_url.is_empty() {
+        format!("http://{}:{port}", crate::config::hostname_or("localhost"))
+    } else {
+        args.admin_url.clone()
+    };
+    let record = NodeRecord::new(id, role, &admin_url);
+    let every = Duration::from_secs(args.heartbeat_secs.max(1));
+    Some(Registrar::new(pool, &args.registry_prefix, record, every, registry).start())
 }
 
 /// The registry key of a node.

@@ -49,7 +49,7 @@ pub struct ShardManager {
     released: Counter,
     errors: Counter,
     held_view: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
-    max_view: std::sync::Arc<std::sync::Mutex<Option<u16>>>,
+    max_gauge: Gauge,
 }
 
 impl ShardManager {
@@ -78,15 +78,18 @@ impl ShardManager {
                 "Store errors while managing shard leases",
                 &[],
             ),
-            max_view: std::sync::Arc::new(std::sync::Mutex::new(cfg.max_shards)),
+            max_gauge: {
+                let g = registry.gauge(
+                    "tickwire_shards_max",
+                    "Operator's cap on this node's shards (0: its fair share)",
+                    &[],
+                );
+                g.set(i64::from(cfg.max_shards.unwrap_or(0)));
+                g
+            },
             held_view: Default::default(),
             cfg,
         }
-    }
-
-    /// The configured cap, for `/stats`.
-    pub fn max_view(&self) -> std::sync::Arc<std::sync::Mutex<Option<u16>>> {
-        self.max_view.clone()
     }
 
     /// The shards held, for `/stats`.
@@ -203,9 +206,7 @@ impl actix::Handler<SetMaxShards> for ShardManager {
                 .map_or("fair share".to_string(), |n| format!("at most {n} shards"))
         );
         self.cfg.max_shards = msg.0;
-        if let Ok(mut m) = self.max_view.lock() {
-            *m = msg.0;
-        }
+        self.max_gauge.set(i64::from(msg.0.unwrap_or(0)));
     }
 }
 

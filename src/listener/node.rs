@@ -603,7 +603,11 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
                 LeaseConfig {
                     redis_url: args.redis_url.clone(),
                     key: lease_key(&args.redis_prefix, &api_key, market.path()),
-                    holder: format!("{}-{}", crate::config::hostname(), std::process::id()),
+                    holder: format!(
+                        "{}-{}",
+                        crate::config::hostname_or("listener"),
+                        std::process::id()
+                    ),
                     ttl: Duration::from_millis(args.lease_ttl_ms.max(1000)),
                     market: market.path().to_string(),
                 },
@@ -718,7 +722,9 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
             .configure(configure_control);
     })?;
     log::info!("listener node: admin on port {port}");
-    let registrar = args.node_registry.start("listener", port, &registry);
+    let id = crate::processor::node::node_id("listener");
+    let registrar =
+        crate::actors::registrar::start(&args.node_registry, &id, "listener", port, &registry);
     Ok(ListenerNode {
         port,
         registry,

@@ -159,9 +159,7 @@ pub struct Pipeline {
 
 /// A node's identity in leases and registries.
 pub fn node_id(role: &str) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| role.to_string());
+    let host = crate::config::hostname_or(role);
     static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     // Several nodes may share a process in tests: a sequence keeps them apart.
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -343,7 +341,6 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
         &registry,
     );
     let held = manager.held_view();
-    let max_view = manager.max_view();
     let shard_manager = manager.start();
 
     let mut admin_state = AdminState::new("Market Data Processor", registry.clone()).with_identity(
@@ -405,12 +402,11 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
     let (r, id2) = (registry.clone(), id.clone());
     admin_state = admin_state.with_info(Arc::new(move || {
         let (r, held, id) = (r.clone(), held.clone(), id2.clone());
-        let max = max_view.lock().ok().and_then(|m| *m);
         Box::pin(async move {
             json!({
                 "node_id": id,
                 "pool_size": n,
-                "max_shards": max,
+                "max_shards": r.value("tickwire_shards_max", &[]).filter(|m| *m > 0),
                 "shards_held": held.lock().map(|h| h.clone()).unwrap_or_default(),
                 "processor_nodes": r.value("tickwire_processor_nodes", &[]),
                 "roles": {"leaderboard_publisher": r.value("tickwire_boards_leader", &[]) == Some(1)},
@@ -427,7 +423,8 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
             .route("/control/pool", web::put().to(set_pool));
     })?;
     log::info!("processor node {id}: {shards} shards, admin on port {port}");
-    let registrar = args.node_registry.start("processor", port, &registry);
+    let registrar =
+        crate::actors::registrar::start(&args.node_registry, &id, "processor", port, &registry);
     Ok(ProcessorNode {
         port,
         registry,
@@ -446,6 +443,14 @@ struct PoolBody {
     max_shards: Option<u16>,
 }
 
+/// Parses a `PUT /control/pool` body into the cap (`None`: fair share), or the reason it is
+/// malformed. The control plane checks bodies with it before calling a node.
+pub fn parse_pool_body(body: &[u8]) -> Result<Option<u16>, String> {
+    serde_json::from_slice::<PoolBody>(body)
+        .map(|b| b.max_shards.filter(|n| *n > 0))
+        .map_err(|e| format!("expected {{\"max_shards\": n or null}}: {e}"))
+}
+
 /// Sets the processor pool size (admin token required).
 async fn set_pool(
     req: actix_web::HttpRequest,
@@ -456,16 +461,13 @@ async fn set_pool(
     if let Err(e) = admin.authorize(&req) {
         return actix_web::ResponseError::error_response(&e);
     }
-    let body: PoolBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
+    let max = match parse_pool_body(&body) {
+        Ok(max) => max,
         Err(e) => {
-            return actix_web::HttpResponse::BadRequest().json(json!({
-                "status": "ERROR",
-                "error": format!("expected {{\"max_shards\": n or null}}: {e}"),
-            }))
+            return actix_web::HttpResponse::BadRequest()
+                .json(json!({"status": "ERROR", "error": e}))
         }
     };
-    let max = body.max_shards.filter(|n| *n > 0);
     manager.do_send(crate::actors::shard_manager::SetMaxShards(max));
     actix_web::HttpResponse::Ok().json(json!({"status": "OK", "max_shards": max}))
 }

@@ -123,12 +123,6 @@ struct LoginBody {
     next: Option<String>,
 }
 
-fn redirect(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, to))
-        .finish()
-}
-
 async fn login(
     req: HttpRequest,
     state: web::Data<ScpState>,
@@ -156,11 +150,7 @@ async fn login(
         .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
     let keys = [format!("ip:{ip}"), format!("user:{}", b.username)];
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let login_page = |error: &str| {
-        let q = serde_urlencoded::to_string([("error", error), ("next", next.as_str())])
-            .unwrap_or_default();
-        redirect(&format!("/login?{q}"))
-    };
+    let login_page = |error: &str| super::pages::to_login(&next, Some(error));
     if let Err(wait) = state.limiter.check(&keys) {
         state.metrics.login_limited.inc();
         log::warn!("login rate limit hit for {} from {ip}", b.username);
@@ -173,13 +163,9 @@ async fn login(
     // Argon2 takes tens of milliseconds of CPU: off the async worker.
     let st = state.clone();
     let (user, pass) = (b.username.clone(), b.password);
-    let user = web::block(move || {
-        let users = st.users.lock().map_err(|e| e.to_string())?;
-        Ok::<_, String>(users.verify(&user, &pass).cloned())
-    })
-    .await
-    .map_err(|e| ScpError::Internal(e.to_string()))?
-    .map_err(ScpError::Internal)?;
+    let user = web::block(move || st.users.verify(&user, &pass).cloned())
+        .await
+        .map_err(|e| ScpError::Internal(e.to_string()))?;
     let Some(user) = user else {
         state.limiter.failed(&keys);
         state.metrics.login_failures.inc();
@@ -212,12 +198,12 @@ async fn login(
 }
 
 async fn logout(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
-    require(&req, &state, Need::ViewerWrite)?;
-    if let Some((id, s)) = current(&req, &state) {
-        state.sessions.remove(&id);
-        state.metrics.logouts.inc();
-        log::info!("{} logged out", s.username);
+    let s = require(&req, &state, Need::ViewerWrite)?;
+    if let Some(id) = req.cookie(SESSION_COOKIE) {
+        state.sessions.remove(id.value());
     }
+    state.metrics.logouts.inc();
+    log::info!("{} logged out", s.username);
     let mut gone = session_cookie(&req, &state, String::new());
     gone.make_removal();
     Ok(HttpResponse::Ok()

@@ -101,12 +101,29 @@ impl Directory {
         Ok(nodes)
     }
 
+    /// One node by id: a single GET of its registry key (no scan).
     async fn find(&self, id: &str) -> Result<NodeRecord, ScpError> {
-        self.list()
-            .await?
-            .into_iter()
-            .find(|n| n.id == id)
-            .ok_or_else(|| ScpError::NoNode(id.to_string()))
+        let no_node = || ScpError::NoNode(id.to_string());
+        let (pool, prefix) = match self {
+            Directory::Static(_) => {
+                return self
+                    .list()
+                    .await?
+                    .into_iter()
+                    .find(|n| n.id == id)
+                    .ok_or_else(no_node)
+            }
+            Directory::Redis { pool, prefix } => (pool, prefix),
+        };
+        let upstream = |e: String| ScpError::Upstream(format!("node registry: {e}"));
+        let mut conn = pool.get().await.map_err(|e| upstream(e.to_string()))?;
+        let value: Option<String> = redis::cmd("GET")
+            .arg(crate::actors::registrar::node_key(prefix, id))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| upstream(e.to_string()))?;
+        let value = value.ok_or_else(no_node)?;
+        serde_json::from_str(&value).map_err(|e| upstream(format!("malformed entry for {id}: {e}")))
     }
 }
 
@@ -272,12 +289,6 @@ async fn listener_setting(
     ))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PoolBody {
-    max_shards: Option<u16>,
-}
-
 async fn pool_size(
     req: HttpRequest,
     state: web::Data<ScpState>,
@@ -285,13 +296,11 @@ async fn pool_size(
     body: web::Bytes,
 ) -> Result<HttpResponse, ScpError> {
     require(&req, &state, Need::AdminWrite)?;
-    let parsed: PoolBody = serde_json::from_slice(&body).map_err(|e| {
-        ScpError::BadRequest(format!("expected {{\"max_shards\": n or null}}: {e}"))
-    })?;
+    let max = crate::processor::node::parse_pool_body(&body).map_err(ScpError::BadRequest)?;
     let node = state.directory.find(&id).await?;
     expect_role(&node, &["processor"], "the pool size")?;
-    log::info!("processor pool size on {id}: {:?}", parsed.max_shards);
-    let body = web::Bytes::from(json!({"max_shards": parsed.max_shards}).to_string());
+    log::info!("processor pool size on {id}: {max:?}");
+    let body = web::Bytes::from(json!({ "max_shards": max }).to_string());
     Ok(pass_through(
         call_node(&state, &node, Method::PUT, "/control/pool", body).await?,
     ))

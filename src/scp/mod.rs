@@ -12,7 +12,6 @@
 //! the node directory differs (Redis registry vs. the one in-process node).
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -226,7 +225,8 @@ impl ScpMetrics {
 /// Everything the SCP routes share.
 pub struct ScpState {
     pub settings: ScpSettings,
-    pub users: Mutex<Users>,
+    /// Read only while serving: `add-user` edits the file, and a restart loads it.
+    pub users: Users,
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
     pub layouts: LayoutStore,
@@ -262,7 +262,7 @@ impl ScpState {
                 Duration::from_secs(settings.login_window_secs.max(1)),
             ),
             layouts: LayoutStore::new(settings.data_dir.join("layouts")),
-            users: Mutex::new(users),
+            users,
             token_secret: token_secret.as_bytes().to_vec(),
             directory,
             admin_token: admin_token.to_string(),

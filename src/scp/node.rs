@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::control::Directory;
 use super::{log_bootstrap, ScpSettings, ScpState};
+use crate::actors::registrar;
 use crate::admin::{self, AdminState, NodeHttp};
 use crate::config::{CommonArgs, NodeRegistryArgs};
 use crate::metrics::Registry;
@@ -88,7 +89,7 @@ pub fn admin_state(
         )
         .with_info(Arc::new(move || {
             let sessions = scp.sessions.count();
-            let users = scp.users.lock().map(|u| u.len()).unwrap_or(0);
+            let users = scp.users.len();
             Box::pin(async move { json!({"browser_sessions": sessions, "users": users}) })
         }))
 }
@@ -130,7 +131,8 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
             .configure(admin::configure)
             .configure(super::configure);
     })?;
-    let registrar = args.node_registry.start("scp", port, &registry);
+    let id = crate::processor::node::node_id("scp");
+    let registrar = registrar::start(&args.node_registry, &id, "scp", port, &registry);
     log::info!("control plane on port {port}: dashboard at http://HOST:{port}/");
     Ok(ScpNode {
         port,

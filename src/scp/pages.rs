@@ -78,7 +78,8 @@ fn page(body: String) -> HttpResponse {
         .body(body)
 }
 
-fn to_login(next: &str, error: Option<&str>) -> HttpResponse {
+/// A redirect to the login page, back to `next` afterwards, with an error to show.
+pub(super) fn to_login(next: &str, error: Option<&str>) -> HttpResponse {
     let mut q = vec![("next", next)];
     if let Some(e) = error {
         q.push(("error", e));

@@ -363,13 +363,14 @@ pub fn admin_state(
 /// Starts a distributed WDS node serving on `http`.
 pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
     let registry = Registry::new();
+    let id = node_id("wds");
     let port = http.local_addr()?.port();
     let (_, store) =
         CacheWriter::start_store(CacheWriterConfig::new(&args.wdc.url, "wdc"), &registry)?;
     let hub = Hub::new(
         HubConfig {
             results_prefix: args.results_prefix.clone(),
-            node_id: node_id("wds"),
+            node_id: id.clone(),
             redis_url: Some(args.wdc.url.clone()),
         },
         store.clone(),
@@ -406,7 +407,8 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
             "OFF"
         }
     );
-    let registrar = args.node_registry.start("wds", port, &registry);
+    let registrar =
+        crate::actors::registrar::start(&args.node_registry, &id, "wds", port, &registry);
     Ok(WdsNode {
         port,
         registry,

@@ -17,7 +17,7 @@
 
   function pick(widget, symbol) {
     const c = widget.item.linkColor;
-    if (!c) { widget.selected = symbol; return; }
+    if (!c) return; // not linked: nothing follows it
     groups[c] = groups[c] === symbol ? null : symbol;
     for (const f of followers) if (f.item.linkColor === c) f.setTicker(groups[c]);
     for (const w of widgets) if (w.item.linkColor === c && w.markSelected) w.markSelected(groups[c]);
