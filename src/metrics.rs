@@ -92,6 +92,19 @@ impl Histogram {
             .fetch_add((v * 1000.0) as u64, Ordering::Relaxed);
     }
 
+    /// A new histogram holding the observations of all of `parts` (same bounds).
+    pub fn merged(bounds: &[f64], parts: &[Histogram]) -> Histogram {
+        let h = Histogram::new(bounds);
+        for p in parts {
+            for (mine, theirs) in h.0.counts.iter().zip(&p.0.counts) {
+                mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            h.0.sum_milli
+                .fetch_add(p.0.sum_milli.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        h
+    }
+
     pub fn count(&self) -> u64 {
         self.0
             .counts

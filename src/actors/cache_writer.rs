@@ -159,6 +159,7 @@ pub struct CacheWriter {
     pending_gauge: Gauge,
     connected: Gauge,
     hop: Histogram,
+    round_trip: Histogram,
 }
 
 impl CacheWriter {
@@ -219,6 +220,11 @@ impl CacheWriter {
             hop: registry.histogram(
                 "tickwire_cache_hop_latency_ms",
                 "Listener receive to Redis publish of a result (ms)",
+                &l,
+            ),
+            round_trip: registry.histogram(
+                "tickwire_cache_pipeline_ms",
+                "Time from sending a pipeline to its reply (ms)",
                 &l,
             ),
             cfg,
@@ -322,15 +328,17 @@ impl CacheWriter {
             for w in &batch {
                 add_to_pipeline(&mut p, w);
             }
+            let sent = Instant::now();
             let res = match pool.get().await {
                 Ok(mut conn) => p.query_async::<()>(&mut *conn).await.map_err(cmd_err),
                 Err(e) => Err(pool_err(e)),
             };
-            (batch, res)
+            (batch, res, sent.elapsed())
         };
-        ctx.spawn(fut.into_actor(self).map(|(batch, res), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|(batch, res, took), act, ctx| {
             act.in_flight = false;
             act.pipelines.inc();
+            act.round_trip.observe(took.as_secs_f64() * 1000.0);
             match res {
                 Ok(()) => {
                     if act.connected.get() == 0 && act.backoff > Duration::ZERO {

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use super::enricher::{Enrich, Enriched};
 use super::router::EventBatch;
 use crate::massive::frame::parse_element;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
 use crate::processor::calendar::TradingCalendar;
 use crate::processor::shard::{Checkpoint, ShardConfig, ShardState};
 use crate::store::{CacheWrite, Store, Write};
@@ -80,6 +80,8 @@ struct Counters {
     checkpoint_errors: Counter,
     symbols: Gauge,
     lag: Gauge,
+    /// Listener receive to this processor taking the batch: the queue part of the hop.
+    queue_latency: Histogram,
 }
 
 pub struct Processor {
@@ -133,6 +135,11 @@ impl Processor {
                 lag: registry.gauge(
                     "tickwire_processor_lag_ms",
                     "Processing time minus listener receive time of the last batch (ms)",
+                    &l,
+                ),
+                queue_latency: registry.histogram(
+                    "tickwire_processor_queue_latency_ms",
+                    "Listener receive to the processor taking the batch (ms)",
                     &l,
                 ),
             },
@@ -270,6 +277,8 @@ impl Handler<EventBatch> for Processor {
 
     fn handle(&mut self, batch: EventBatch, ctx: &mut Context<Self>) {
         self.metrics.received();
+        let lag = chrono::Utc::now().timestamp_millis() - batch.received_at_ms;
+        self.c.queue_latency.observe(lag as f64);
         let mut out = Vec::with_capacity(batch.events.len() * 2);
         let mut enrich = Vec::new();
         for (i, raw) in batch.events.iter().enumerate() {
@@ -299,9 +308,7 @@ impl Handler<EventBatch> for Processor {
         }
         self.c.events.add(batch.events.len() as u64);
         self.c.symbols.set(self.state.symbols() as i64);
-        self.c
-            .lag
-            .set(chrono::Utc::now().timestamp_millis() - batch.received_at_ms);
+        self.c.lag.set(lag);
         if !out.is_empty() {
             self.metrics.messages_out.inc();
             self.results.write.do_send(Write(out));

@@ -18,7 +18,7 @@ use crate::actors::listener::{self, Control, ListenerConfig, MAX_FRAME_BYTES};
 use crate::actors::publisher::PublisherConfig;
 use crate::config::parse_subscriptions;
 use crate::massive::Market;
-use crate::metrics::Registry;
+use crate::metrics::{Histogram, Registry, LATENCY_BOUNDS_MS};
 use crate::processor::node::{self, ProcessorArgs, ProcessorNode};
 use crate::sim::SimArgs;
 
@@ -30,6 +30,8 @@ pub struct ProcessorBench {
     pub events: u64,
     pub rate: f64,
     pub seconds: f64,
+    /// Listener subscriptions (`A.*,T.*,Q.*`).
+    pub subscriptions: String,
     pub rabbitmq_url: String,
     pub redis_url: String,
 }
@@ -46,7 +48,15 @@ pub struct ProcessorFigures {
     pub latency_rate: f64,
     pub latency_samples: u64,
     pub hop_p50_ms: Option<f64>,
+    pub hop_p90_ms: Option<f64>,
     pub hop_p99_ms: Option<f64>,
+    pub hop_p999_ms: Option<f64>,
+    /// The queue part of the hop: listener receive to the processor taking the batch.
+    pub queue_p50_ms: Option<f64>,
+    pub queue_p99_ms: Option<f64>,
+    /// Redis pipeline round trips of the results writer.
+    pub pipeline_p50_ms: Option<f64>,
+    pub pipeline_p99_ms: Option<f64>,
 }
 
 fn sum(r: &Registry, name: &str) -> u64 {
@@ -101,7 +111,7 @@ fn listen(
         url: sim.ws_url("stocks"),
         api_key: "demo".into(),
         market: Market::Stocks,
-        subscriptions: parse_subscriptions("A.*,T.*,Q.*")?.0,
+        subscriptions: parse_subscriptions(&b.subscriptions)?.0,
         ping_every: Duration::from_secs(5),
         dead_after: Duration::from_secs(60),
         backoff_initial: Duration::from_millis(100),
@@ -170,6 +180,23 @@ pub async fn run(b: ProcessorBench) -> Result<ProcessorFigures, String> {
         "Listener receive to Redis publish of a result (ms)",
         &[("store", "results")],
     );
+    let shards: Vec<String> = (0..SHARDS).map(|s| s.to_string()).collect();
+    let queue: Vec<Histogram> = shards
+        .iter()
+        .map(|s| {
+            r.histogram(
+                "tickwire_processor_queue_latency_ms",
+                "Listener receive to the processor taking the batch (ms)",
+                &[("shard", s.as_str())],
+            )
+        })
+        .collect();
+    let queue = Histogram::merged(LATENCY_BOUNDS_MS, &queue);
+    let rt = r.histogram(
+        "tickwire_cache_pipeline_ms",
+        "Time from sending a pipeline to its reply (ms)",
+        &[("store", "results")],
+    );
     let figures = ProcessorFigures {
         events: published,
         drain_seconds: drain,
@@ -181,7 +208,13 @@ pub async fn run(b: ProcessorBench) -> Result<ProcessorFigures, String> {
         latency_rate: b.rate,
         latency_samples: hist.count(),
         hop_p50_ms: hist.quantile(0.5),
+        hop_p90_ms: hist.quantile(0.9),
         hop_p99_ms: hist.quantile(0.99),
+        hop_p999_ms: hist.quantile(0.999),
+        queue_p50_ms: queue.quantile(0.5),
+        queue_p99_ms: queue.quantile(0.99),
+        pipeline_p50_ms: rt.quantile(0.5),
+        pipeline_p99_ms: rt.quantile(0.99),
     };
     n.stop().await;
     s.stop().await;

@@ -93,6 +93,9 @@ enum Cmd {
         /// Length of the latency phase.
         #[arg(long, default_value_t = 20.0)]
         seconds: f64,
+        /// Channels the listener subscribes to in both phases.
+        #[arg(long, default_value = "A.*,T.*,Q.*")]
+        subscriptions: String,
         #[arg(
             long,
             env = "RABBITMQ_URL",
@@ -158,6 +161,7 @@ fn main() {
             events,
             rate,
             seconds,
+            subscriptions,
             rabbitmq_url,
             redis_url,
         } => {
@@ -165,6 +169,7 @@ fn main() {
                 events,
                 rate,
                 seconds,
+                subscriptions,
                 rabbitmq_url,
                 redis_url,
             };
