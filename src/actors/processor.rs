@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use super::enricher::{Enrich, Enriched};
 use super::router::EventBatch;
-use crate::massive::frame::parse_element;
+use crate::massive::frame::parse_event;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
 use crate::processor::calendar::TradingCalendar;
 use crate::processor::shard::{Checkpoint, ShardConfig, ShardState};
@@ -282,9 +282,10 @@ impl Handler<EventBatch> for Processor {
         let mut out = Vec::with_capacity(batch.events.len() * 2);
         let mut enrich = Vec::new();
         for (i, raw) in batch.events.iter().enumerate() {
-            let decoded = serde_json::from_slice::<&serde_json::value::RawValue>(raw)
+            // One typed pass: the envelope decode already cut the element out.
+            let decoded = std::str::from_utf8(raw)
                 .map_err(|e| e.to_string())
-                .and_then(|rv| parse_element(batch.market, i, rv).map_err(|e| e.to_string()));
+                .and_then(|json| parse_event(batch.market, i, json).map_err(|e| e.to_string()));
             match decoded {
                 Ok(ev) => {
                     let o = self.state.apply(&ev, raw, batch.received_at_ms, &mut out);

@@ -4,7 +4,9 @@
 //! - [`route_frame`] reads only `ev` and the ticker of each element, borrowing from the frame
 //!   without building events. The listener uses it to pick a queue and shard while keeping the
 //!   original element bytes (`raw`) to forward unchanged.
-//! - [`parse_frame`] builds full [`Event`]s for consumers.
+//! - [`parse_frame`] builds full [`Event`]s for consumers; [`parse_event`] decodes one element
+//!   already cut out (the processor's path: the queue envelope did the cutting), in one typed
+//!   pass when `ev` leads the object as Massive writes it.
 //!
 //! One bad element never costs the frame: it becomes an [`ElementError`] naming its index, its
 //! `ev` when readable, and what was wrong, and the other elements go through.
@@ -223,15 +225,41 @@ pub fn route_frame(frame: &[u8]) -> Result<Vec<Result<RouteEntry<'_>, ElementErr
 
 /// Decodes one element of a frame received on `market`.
 pub fn parse_element(market: Market, index: usize, raw: &RawValue) -> Result<Event, ElementError> {
-    let route = route_element(index, raw)?;
+    parse_event(market, index, raw.get())
+}
+
+/// `ev` read off the front of an element as Massive writes it (`{"ev":"T",...`), without a
+/// JSON pass; `None` for any other layout (whitespace, another key first, an escape), which
+/// then takes the full route read.
+fn sniff_ev(json: &str) -> Option<&str> {
+    let rest = json.strip_prefix("{\"ev\":\"")?;
+    let end = rest.find(['"', '\\'])?;
+    (rest.as_bytes()[end] == b'"').then(|| &rest[..end])
+}
+
+/// Decodes one event whose JSON text is `json` (an element already cut out of its frame or
+/// envelope). Massive's own layout decodes in a single typed pass; anything else is first
+/// read for `ev` like the route path does. Whatever `json` holds, the answer is an event or
+/// an error: every path checks the whole text.
+pub fn parse_event(market: Market, index: usize, json: &str) -> Result<Event, ElementError> {
+    let ev: Cow<'_, str> = match sniff_ev(json) {
+        Some(ev) => Cow::Borrowed(ev),
+        None => {
+            let raw: &RawValue = serde_json::from_str(json).map_err(|e| ElementError {
+                index,
+                ev: None,
+                reason: format!("not an event object: {e}"),
+            })?;
+            Cow::Owned(route_element(index, raw)?.ev.into_owned())
+        }
+    };
     let fail = |e: serde_json::Error| ElementError {
         index,
-        ev: Some(route.ev.to_string()),
+        ev: Some(ev.to_string()),
         reason: e.to_string(),
     };
-    let json = raw.get();
     // Only stocks shapes are modelled; T/Q/A/AM of other markets differ and stay raw.
-    let event = match (market, route.ev.as_ref()) {
+    let event = match (market, ev.as_ref()) {
         (_, "status") => Event::Status(serde_json::from_str(json).map_err(fail)?),
         (_, "FMV") => Event::Fmv(serde_json::from_str(json).map_err(fail)?),
         (Market::Stocks, "T") => Event::Trade(serde_json::from_str(json).map_err(fail)?),
@@ -244,7 +272,7 @@ pub fn parse_element(market: Market, index: usize, raw: &RawValue) -> Result<Eve
             market: m,
             ev: ev.to_string(),
             known: m.knows_channel(ev),
-            raw: raw.to_owned(),
+            raw: RawValue::from_string(json.to_string()).map_err(fail)?,
         }),
     };
     Ok(event)
@@ -272,6 +300,41 @@ pub fn parse_frame(market: Market, frame: &[u8]) -> Result<ParsedFrame, FrameErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_event_sniffs_massive_layout_and_falls_back() {
+        let m = Market::Stocks;
+        let t = r#"{"ev":"T","sym":"AAPL","i":"1","x":4,"p":1.5,"s":10,"t":1,"q":1,"z":3}"#;
+        assert!(matches!(parse_event(m, 0, t), Ok(Event::Trade(_))));
+        // Another key first, or whitespace: same event through the route read.
+        let spaced = r#"{ "sym":"AAPL", "ev":"T","i":"1","x":4,"p":1.5,"s":10,"t":1,"q":1,"z":3}"#;
+        assert!(matches!(parse_event(m, 0, spaced), Ok(Event::Trade(_))));
+        let other = r#"{"ev":"XQ","sym":"A"}"#;
+        match parse_event(m, 0, other) {
+            Ok(Event::Other(o)) => assert_eq!((o.ev.as_str(), o.raw.get()), ("XQ", other)),
+            e => panic!("{e:?}"),
+        }
+        for bad in [
+            r#"{"ev":"XQ","sym":"A"} trailing"#,
+            r#"{"ev":"XQ","#,
+            r#"{"ev":"T","sym":"AAPL"}"#,
+            r#"{"sym":"AAPL"}"#,
+            "[]",
+            "",
+        ] {
+            let e = parse_event(m, 3, bad).expect_err(bad);
+            assert_eq!(e.index, 3, "{bad}");
+        }
+        let e = parse_event(m, 0, r#"{"ev":"T","sym":"AAPL"}"#).unwrap_err();
+        assert_eq!(e.ev.as_deref(), Some("T"));
+        // An escaped `ev` is read properly, not sniffed.
+        let e = parse_event(m, 0, r#"{"ev":"\u0054","sym":"AAPL"}"#).unwrap_err();
+        assert_eq!(e.ev.as_deref(), Some("T"));
+        assert!(matches!(
+            parse_event(m, 0, r#"{"ev":"T\u0051"}"#),
+            Ok(Event::Other(o)) if o.ev == "TQ"
+        ));
+    }
 
     #[test]
     fn route_reads_every_symbol_key() {
