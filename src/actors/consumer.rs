@@ -10,6 +10,10 @@
 //!   rehydrated before their first message (the processor's mailbox is FIFO).
 //! - On broker loss every consumption stops, the connection is rebuilt with backoff, and the
 //!   assigned shards are consumed (and rehydrated) again.
+//! - One queue's consumption can end while the connection lives (its channel closed by a
+//!   channel error, the queue deleted, the consumer cancelled by the broker). Only that queue
+//!   is consumed again, on a new channel, with a growing delay if it keeps failing; it is
+//!   re-declared first, so a deleted queue comes back. The other queues never pause.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -17,12 +21,14 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use lapin::options::{BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{
+    BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 
 use super::processor::{Processor, Rehydrate};
-use super::publisher::{declare_topology, queue_name};
+use super::publisher::{declare_topology, queue_arguments, queue_name};
 use super::router::EventBatch;
 use super::Mailbox;
 use crate::listener::backoff::Backoff;
@@ -46,12 +52,23 @@ pub struct ConsumerConfig {
 #[rtype(result = "()")]
 pub struct Assign(pub BTreeSet<u16>);
 
-/// A consumption loop ended (broker loss or cancel); `generation` tells stale ones apart.
+/// A queue's consumption loop ended (broker loss, channel error, cancel); `id` tells a loop
+/// that was replaced or released apart from the live one.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Ended {
-    generation: u64,
+    id: u64,
+    shard: u16,
+    kind: QueueKind,
     error: Option<String>,
+}
+
+/// One consumed queue.
+struct QueueSlot {
+    /// Identifies its consumption loop (unique for the consumer's life).
+    id: u64,
+    /// None while the channel is being opened.
+    channel: Option<Channel>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +105,7 @@ struct Counters {
     rejected: Counter,
     connects: Counter,
     connect_errors: Counter,
+    queue_restarts: Counter,
     connected: Gauge,
     consuming: Gauge,
 }
@@ -99,9 +117,11 @@ pub struct QueueConsumer {
     assigned: BTreeSet<u16>,
     conn: Option<std::sync::Arc<Connection>>,
     connecting: bool,
-    /// Open channels by shard (all five queue types of the shard).
-    channels: HashMap<u16, Vec<Channel>>,
-    generation: u64,
+    /// The queues being consumed, by (shard, type).
+    queues: HashMap<(u16, QueueKind), QueueSlot>,
+    next_id: u64,
+    /// Consecutive restarts of a queue that keeps ending while the connection lives.
+    restarts: HashMap<(u16, QueueKind), u32>,
     backoff: Backoff,
     metrics: ActorMetrics,
     c: std::sync::Arc<Counters>,
@@ -124,8 +144,9 @@ impl QueueConsumer {
             assigned: BTreeSet::new(),
             conn: None,
             connecting: false,
-            channels: HashMap::new(),
-            generation: 0,
+            queues: HashMap::new(),
+            next_id: 0,
+            restarts: HashMap::new(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10), 7),
             metrics: ActorMetrics::new(registry, Self::NAME),
             c: std::sync::Arc::new(Counters {
@@ -144,6 +165,10 @@ impl QueueConsumer {
                 connect_errors: c(
                     "tickwire_consumer_connect_errors_total",
                     "Failed attempts to connect to RabbitMQ",
+                ),
+                queue_restarts: c(
+                    "tickwire_consumer_queue_restarts_total",
+                    "Queues consumed again after their consumption ended on a live connection",
                 ),
                 connected: registry.gauge(
                     "tickwire_consumer_connected",
@@ -194,93 +219,127 @@ impl QueueConsumer {
     }
 
     fn start_shard(&mut self, shard: u16, ctx: &mut Context<Self>) {
-        let Some(conn) = &self.conn else {
+        if self.conn.is_none() {
+            return;
+        }
+        if let Some(p) = self.rehydrate.get(usize::from(shard)) {
+            p.do_send(Rehydrate);
+        }
+        for kind in QueueKind::ALL {
+            self.start_queue(shard, kind, ctx);
+        }
+    }
+
+    fn start_queue(&mut self, shard: u16, kind: QueueKind, ctx: &mut Context<Self>) {
+        let Some(conn) = self.conn.clone() else {
             return;
         };
         let Some(processor) = self.processors.get(usize::from(shard)).cloned() else {
             log::warn!("no processor for shard {shard}");
             return;
         };
-        if let Some(p) = self.rehydrate.get(usize::from(shard)) {
-            p.do_send(Rehydrate);
-        }
-        let conn_channels = conn.clone();
-        let (cfg, me, generation, c) = (
-            self.cfg.clone(),
-            ctx.address(),
-            self.generation,
-            self.c.clone(),
-        );
+        self.next_id += 1;
+        let id = self.next_id;
+        self.queues
+            .insert((shard, kind), QueueSlot { id, channel: None });
+        let (cfg, me, c) = (self.cfg.clone(), ctx.address(), self.c.clone());
         let fut = async move {
-            let mut channels = Vec::new();
-            for kind in QueueKind::ALL {
-                let ch = conn_channels.create_channel().await?;
-                ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
-                    .await?;
-                let queue = queue_name(&cfg.queue_prefix, kind, shard);
-                let consumer = ch
-                    .basic_consume(
-                        queue.clone().into(),
-                        format!("tickwire-{queue}").into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                actix::spawn(consume(
-                    consumer,
-                    kind,
-                    shard,
-                    cfg.prefetch,
-                    processor.clone(),
-                    c.clone(),
-                    me.clone(),
-                    generation,
-                ));
-                channels.push(ch);
-            }
-            Ok::<_, lapin::Error>(channels)
+            let ch = conn.create_channel().await?;
+            ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
+                .await?;
+            let queue = queue_name(&cfg.queue_prefix, kind, shard);
+            // Idempotent; brings back a queue deleted under a running consumer.
+            ch.queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::default(),
+                queue_arguments(cfg.message_ttl_ms),
+            )
+            .await?;
+            let consumer = ch
+                .basic_consume(
+                    queue.clone().into(),
+                    format!("tickwire-{queue}").into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            let end = Ended {
+                id,
+                shard,
+                kind,
+                error: None,
+            };
+            actix::spawn(consume(consumer, cfg.prefetch, processor, c, me, end));
+            Ok::<_, lapin::Error>(ch)
         };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(channels) => {
-                if act.assigned.contains(&shard) && act.generation == generation {
-                    act.channels.insert(shard, channels);
-                    act.c
-                        .consuming
-                        .set(act.channels.values().map(Vec::len).sum::<usize>() as i64);
-                } else {
-                    // Unassigned (or reconnected) while starting: undo.
-                    for ch in channels {
-                        actix::spawn(async move {
-                            let _ = ch.close(200, "unassigned".into()).await;
-                        });
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            let live = act.queues.get(&(shard, kind)).is_some_and(|q| q.id == id);
+            match res {
+                Ok(ch) if live => {
+                    act.restarts.remove(&(shard, kind));
+                    if let Some(q) = act.queues.get_mut(&(shard, kind)) {
+                        q.channel = Some(ch);
                     }
+                    act.count_queues();
                 }
-            }
-            Err(e) => {
-                log::warn!("could not consume shard {shard}: {e}");
-                act.link_lost(ctx);
+                // Released (or the connection replaced) while starting: undo.
+                Ok(ch) => close(ch, "released"),
+                Err(e) if live => {
+                    log::warn!("could not consume {}.{shard}: {e}", kind.name());
+                    act.queue_ended(shard, kind, ctx);
+                }
+                Err(_) => {}
             }
         }));
     }
 
-    fn stop_shard(&mut self, shard: u16) {
-        for ch in self.channels.remove(&shard).unwrap_or_default() {
-            // Closing the channel returns its unacked messages to the queue for the next owner.
-            actix::spawn(async move {
-                let _ = ch.close(200, "shard released".into()).await;
-            });
+    /// The live consumption of one queue ended: consume it again, or everything again if the
+    /// connection went with it.
+    fn queue_ended(&mut self, shard: u16, kind: QueueKind, ctx: &mut Context<Self>) {
+        self.queues.remove(&(shard, kind));
+        self.count_queues();
+        if !self.conn.as_ref().is_some_and(|c| c.status().connected()) {
+            self.link_lost(ctx);
+            return;
         }
-        self.c
-            .consuming
-            .set(self.channels.values().map(Vec::len).sum::<usize>() as i64);
+        let n = self.restarts.entry((shard, kind)).or_insert(0);
+        let delay = Duration::from_millis(200) * 2u32.pow((*n).min(7));
+        *n += 1;
+        self.c.queue_restarts.inc();
+        log::warn!(
+            "{}.{shard} is no longer consumed; consuming it again in {delay:?}",
+            kind.name()
+        );
+        ctx.run_later(delay, move |act, ctx| {
+            if act.assigned.contains(&shard) && !act.queues.contains_key(&(shard, kind)) {
+                act.start_queue(shard, kind, ctx);
+            }
+        });
+    }
+
+    fn count_queues(&self) {
+        let n = self.queues.values().filter(|q| q.channel.is_some()).count();
+        self.c.consuming.set(n as i64);
+    }
+
+    fn stop_shard(&mut self, shard: u16) {
+        for kind in QueueKind::ALL {
+            // Closing the channel returns its unacked messages to the queue for the next owner.
+            if let Some(ch) = self.queues.remove(&(shard, kind)).and_then(|q| q.channel) {
+                close(ch, "shard released");
+            }
+            self.restarts.remove(&(shard, kind));
+        }
+        self.count_queues();
     }
 
     fn link_lost(&mut self, ctx: &mut Context<Self>) {
         if self.conn.take().is_none() {
             return;
         }
-        self.generation += 1;
-        self.channels.clear();
+        // The channels went with the connection; their loops' ends no longer match a slot.
+        self.queues.clear();
+        self.restarts.clear();
         self.c.consuming.set(0);
         self.c.connected.set(0);
         let delay = self.backoff.next_delay();
@@ -289,18 +348,23 @@ impl QueueConsumer {
     }
 }
 
-/// One queue's loop: decode, hand over in order (up to `prefetch` at once), ack when handled.
-#[allow(clippy::too_many_arguments)]
+fn close(ch: Channel, why: &'static str) {
+    actix::spawn(async move {
+        let _ = ch.close(200, why.into()).await;
+    });
+}
+
+/// One queue's loop: decode, hand over in order (up to `prefetch` at once), ack when handled;
+/// reports `end` (with the error, if any) when the stream stops.
 async fn consume(
     mut consumer: lapin::Consumer,
-    kind: QueueKind,
-    shard: u16,
     prefetch: u16,
     processor: Mailbox<EventBatch>,
     c: std::sync::Arc<Counters>,
     me: Addr<QueueConsumer>,
-    generation: u64,
+    mut end: Ended,
 ) {
+    let (kind, shard) = (end.kind, end.shard);
     let mut in_flight = FuturesOrdered::new();
     let mut error = None;
     loop {
@@ -338,7 +402,8 @@ async fn consume(
         }
     }
     while in_flight.next().await.is_some() {}
-    me.do_send(Ended { generation, error });
+    end.error = error;
+    me.do_send(end);
 }
 
 impl Actor for QueueConsumer {
@@ -373,14 +438,18 @@ impl Handler<Ended> for QueueConsumer {
 
     fn handle(&mut self, msg: Ended, ctx: &mut Context<Self>) {
         self.metrics.handled();
-        if msg.generation != self.generation {
-            return;
+        let key = (msg.shard, msg.kind);
+        if self.queues.get(&key).map(|q| q.id) != Some(msg.id) {
+            return; // released or replaced: its end was asked for
         }
-        if let Some(e) = msg.error {
-            log::warn!("a queue consumer ended: {e}");
-            self.link_lost(ctx);
-        } else if self.conn.as_ref().is_some_and(|c| !c.status().connected()) {
-            self.link_lost(ctx);
+        match &msg.error {
+            Some(e) => log::warn!("consuming {}.{} failed: {e}", msg.kind.name(), msg.shard),
+            None => log::warn!(
+                "consuming {}.{} ended (channel closed or consumer cancelled)",
+                msg.kind.name(),
+                msg.shard
+            ),
         }
+        self.queue_ended(msg.shard, msg.kind, ctx);
     }
 }
