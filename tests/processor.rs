@@ -474,3 +474,235 @@ async fn enrichment_under_429_retries_then_gives_up_without_harm() {
         sim.stop().await;
     }
 }
+
+/// Consumers on a processor node's queue, read off the broker (None if the queue is gone).
+async fn consumers_on(ch: &lapin::Channel, queue: &str) -> Option<u32> {
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await
+    .ok()
+    .map(|q| q.consumer_count())
+}
+
+#[actix_web::test]
+async fn one_lost_queue_is_consumed_again_without_touching_the_others() {
+    use tickwire::actors::publisher::queue_name;
+    use tickwire::listener::routing::QueueKind;
+    let qp = common::rabbit::unique_prefix("proc-queue");
+    let kp = common::redis::unique_prefix("proc-queue");
+    let mut sim = sim_args();
+    sim.tickers = 40;
+    sim.rate = 500.0;
+    let sim = start_sim(sim);
+    let mut args = processor_args(&qp, &kp);
+    args.pipeline.enrichment = false;
+    let node = start_node(args);
+    let r = node.registry.clone();
+    let all = i64::from(SHARDS) * QueueKind::ALL.len() as i64;
+    let queues = || r.value("tickwire_consumer_queues", &[]).unwrap_or(0);
+    wait_until("every queue is consumed", || queues() == all).await;
+    let registry = Registry::new();
+    let listener = start_listener(sim.ws_url("stocks"), &qp, &registry);
+    let messages = || {
+        r.value("tickwire_consumer_messages_total", &[])
+            .unwrap_or(0)
+    };
+    wait_until("messages are consumed", || messages() > 0).await;
+
+    // The broker cancels one consumer: its queue is deleted under it.
+    let (_conn, ch) = common::rabbit::channel().await;
+    let quotes0 = queue_name(&qp, QueueKind::Quotes, 0);
+    ch.queue_delete(quotes0.as_str().into(), Default::default())
+        .await
+        .expect("delete the queue");
+    let restarts = || {
+        r.value("tickwire_consumer_queue_restarts_total", &[])
+            .unwrap_or(0)
+    };
+    wait_until("the lost queue is noticed", || restarts() >= 1).await;
+    wait_until("every queue is consumed again", || queues() == all).await;
+    // Back on the broker (re-declared) with its consumer; no new connection was made.
+    wait_until_async("the queue has its consumer again", || {
+        let (ch, q) = (ch.clone(), quotes0.clone());
+        async move { consumers_on(&ch, &q).await == Some(1) }
+    })
+    .await;
+    assert_eq!(r.value("tickwire_consumer_connects_total", &[]), Some(1));
+    for kind in QueueKind::ALL {
+        for shard in 0..SHARDS {
+            let q = queue_name(&qp, kind, shard);
+            assert_eq!(consumers_on(&ch, &q).await, Some(1), "{q}");
+        }
+    }
+    // Quotes of shard 0 flow again.
+    let before = messages();
+    wait_until("messages flow after the restart", || {
+        messages() > before + 50
+    })
+    .await;
+
+    listener.do_send(listener::Control::Stop);
+    node.stop().await;
+    sim.stop().await;
+    delete_pipeline_queues(&qp, SHARDS).await;
+    cleanup(&kp).await;
+}
+
+/// REST calls seen by [`slow_rest_proxy`], by path and query (the key stripped).
+type Calls = std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>;
+
+/// A REST front for the simulator that counts every call and answers slowly, so that two
+/// nodes asking for the same ticker really overlap.
+fn slow_rest_proxy(upstream: String, delay: Duration) -> (String, Calls) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let calls: Calls = Default::default();
+    let seen = calls.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = HttpServer::new(move || {
+        let (seen, upstream) = (seen.clone(), upstream.clone());
+        App::new().default_service(web::to(move |req: HttpRequest| {
+            let (seen, upstream) = (seen.clone(), upstream.clone());
+            async move {
+                let pq = req.uri().path_and_query().map_or("", |p| p.as_str());
+                let without_key: String = pq
+                    .split(['?', '&'])
+                    .filter(|p| !p.starts_with("apiKey="))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                *seen.lock().unwrap().entry(without_key).or_default() += 1;
+                tokio::time::sleep(delay).await;
+                let mut resp = awc::Client::new()
+                    .get(format!("{upstream}{pq}"))
+                    .send()
+                    .await
+                    .expect("the simulator answers");
+                let body = resp.body().await.expect("body");
+                let mut out = HttpResponse::build(resp.status());
+                if let Some(ct) = resp.headers().get("content-type") {
+                    out.insert_header(("content-type", ct.clone()));
+                }
+                out.body(body)
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listen")
+    .run();
+    actix_web::rt::spawn(server);
+    (url, calls)
+}
+
+/// Collects enrichment answers.
+struct Answers(std::sync::Arc<std::sync::Mutex<Vec<tickwire::actors::enricher::Enriched>>>);
+
+impl actix::Actor for Answers {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<tickwire::actors::enricher::Enriched> for Answers {
+    type Result = ();
+    fn handle(&mut self, msg: tickwire::actors::enricher::Enriched, _: &mut Self::Context) {
+        self.0.lock().unwrap().push(msg);
+    }
+}
+
+#[actix_web::test]
+async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
+    use actix::Actor;
+    use tickwire::actors::cache_writer::{CacheWriter, CacheWriterConfig};
+    use tickwire::actors::enricher::{Enrich, Enricher, EnricherConfig};
+    let kp = common::redis::unique_prefix("enrich-lock");
+    let sim = start_sim(sim_args());
+    let (rest, calls) = slow_rest_proxy(sim.http_url(""), Duration::from_millis(150));
+    let day = chrono::Utc::now().date_naive();
+    // Known tickers and one the market does not have (negative cache).
+    let tickers = ["NVDA", "META", "TSLA", "AAPL", "MSFT", "ZZZQX"];
+    let mut nodes = Vec::new();
+    for holder in ["node-a", "node-b"] {
+        let registry = Registry::new();
+        let (_, state) =
+            CacheWriter::start_store(CacheWriterConfig::new(&redis_url(), "state"), &registry)
+                .expect("state store");
+        let enricher = Enricher::new(
+            EnricherConfig {
+                rest_url: rest.clone(),
+                api_key: "demo".into(),
+                prefix: kp.clone(),
+                concurrency: 4,
+                holder: holder.into(),
+                lock_ttl: Duration::from_secs(30),
+                retries: 2,
+                failure_memo: Duration::from_secs(60),
+            },
+            state,
+            &registry,
+        )
+        .start();
+        let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reply = Answers(answers.clone()).start().recipient();
+        nodes.push((enricher, answers, reply, registry));
+    }
+    // Both nodes ask for every ticker at the same moment.
+    for sym in tickers {
+        for (enricher, _, reply, _) in &nodes {
+            enricher.do_send(Enrich {
+                symbol: sym.into(),
+                day,
+                reply: reply.clone(),
+            });
+        }
+    }
+    wait_until("both nodes have every answer", || {
+        nodes
+            .iter()
+            .all(|(_, a, _, _)| a.lock().unwrap().len() == tickers.len())
+    })
+    .await;
+
+    // Every REST value was fetched by one node only: three per ticker in all.
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3 * tickers.len(), "{calls:#?}");
+    assert!(calls.values().all(|n| *n == 1), "{calls:#?}");
+    let made: i64 = nodes
+        .iter()
+        .map(|(_, _, _, r)| {
+            r.value("tickwire_enrich_rest_calls_total", &[])
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(made, 3 * tickers.len() as i64);
+    // The node that waited took the holder's values from the cache.
+    let hits: i64 = nodes
+        .iter()
+        .map(|(_, _, _, r)| {
+            r.value("tickwire_enrich_cache_hits_total", &[])
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(hits, tickers.len() as i64);
+    // Both nodes hold the same answers, and the unknown ticker is a (cached) "no data".
+    let by_symbol = |i: usize| -> BTreeMap<String, String> {
+        nodes[i]
+            .1
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| (e.symbol.clone(), format!("{:?}", e.enrichment)))
+            .collect()
+    };
+    assert_eq!(by_symbol(0), by_symbol(1));
+    let a = by_symbol(0);
+    assert!(a.values().all(|e| e.starts_with("Some(")), "{a:#?}");
+    assert!(a["NVDA"].contains("prev_day: Some"), "{}", a["NVDA"]);
+    assert!(a["ZZZQX"].contains("prev_day: None"), "{}", a["ZZZQX"]);
+    sim.stop().await;
+    cleanup(&kp).await;
+}

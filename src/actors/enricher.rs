@@ -280,6 +280,11 @@ async fn fetch_locked(
     keys: &[String],
 ) -> Result<Enrichment, FetchError> {
     let mut vals = store.get(keys.to_vec()).await?;
+    // The previous holder may have filled it between our last look and our lock.
+    if let Some(e) = enrichment::from_cache(&vals) {
+        counters.cache_hits.inc();
+        return Ok(e);
+    }
     for (i, kind) in Kind::ALL.iter().enumerate() {
         if vals[i].is_some() {
             continue;
