@@ -107,7 +107,7 @@ fn pool_err(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// Appends the commands of one write to a pipeline (reference-system.md §3.1).
-fn add_to_pipeline(p: &mut Pipeline, w: &CacheWrite) {
+pub(crate) fn add_to_pipeline(p: &mut Pipeline, w: &CacheWrite) {
     match w.op {
         WriteOp::Set { ttl_secs: 0 } => {
             p.cmd("SET").arg(&w.key).arg(&w.value[..]).ignore();

@@ -6,6 +6,8 @@
 //! - [`bench_sim`]: the simulator end to end: an in-process server and one real WebSocket
 //!   client reading as fast as it can, route-parsing every frame as the listener will.
 //! - [`wds`]: widget data service deliveries and held connections, over [`wsclient`].
+//! - [`processor`], [`listener`]: the distributed pipeline's stages; [`redis`]: the cost of
+//!   one results pipeline, client against server.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,7 @@ use crate::sim::SimArgs;
 
 pub mod listener;
 pub mod processor;
+pub mod redis;
 pub mod wds;
 pub mod wsclient;
 

@@ -82,6 +82,18 @@ enum Cmd {
         #[arg(long)]
         replay: bool,
     },
+    /// One results pipeline (MULTI/EXEC of SETEX + PUBLISH per value): wall time per write
+    /// against Redis's own execution time per write.
+    RedisPipeline {
+        #[arg(long, default_value_t = 2000)]
+        writes: usize,
+        #[arg(long, default_value_t = 600)]
+        value_bytes: usize,
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
+        redis_url: String,
+    },
     /// RabbitMQ -> processor -> Redis: drain throughput, round trips, hop latency at a rate.
     Processor {
         /// Events queued (A.* + T.* + Q.*) before the processor drains them.
@@ -157,6 +169,14 @@ fn main() {
             };
             run_async("listener", bench::listener::run(b));
         }
+        Cmd::RedisPipeline {
+            writes,
+            value_bytes,
+            rounds,
+            redis_url,
+        } => run_async("redis-pipeline", async move {
+            bench::redis::run(&redis_url, writes, value_bytes, rounds).await
+        }),
         Cmd::Processor {
             events,
             rate,

@@ -1,0 +1,92 @@
+//! `tickwire-bench redis-pipeline`: what one results pipeline costs, client and server.
+//!
+//! Sends MULTI/EXEC pipelines of `writes` published values (SETEX + PUBLISH each, exactly as
+//! the cache writer builds them) and reports the best and median wall time per pipeline and
+//! per write, next to Redis's own execution time per write (`INFO commandstats` before and
+//! after). The gap between the two is the client's share: encoding, the socket and reading
+//! the replies.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use deadpool_redis::redis;
+use serde::Serialize;
+
+use crate::actors::cache_writer::{add_to_pipeline, redis_pool};
+use crate::store::CacheWrite;
+
+#[derive(Debug, Serialize)]
+pub struct PipelineFigures {
+    pub writes: usize,
+    pub value_bytes: usize,
+    pub rounds: usize,
+    pub best_ms: f64,
+    pub median_ms: f64,
+    pub median_us_per_write: f64,
+    /// Redis's execution time per write (SETEX + PUBLISH + the MULTI/EXEC share).
+    pub server_us_per_write: f64,
+}
+
+/// Total `usec` of the commands in `INFO commandstats`.
+async fn server_usec(conn: &mut deadpool_redis::Connection) -> Result<u64, String> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut **conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(info
+        .lines()
+        // EXEC's time is the time of the commands it ran, already counted under their names.
+        .filter(|l| !l.starts_with("cmdstat_exec:"))
+        .filter_map(|l| l.split(",usec=").nth(1))
+        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .sum())
+}
+
+pub async fn run(
+    url: &str,
+    writes: usize,
+    value_bytes: usize,
+    rounds: usize,
+) -> Result<PipelineFigures, String> {
+    let pool = redis_pool(url).map_err(|e| e.to_string())?;
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let prefix = format!("bench-pipe-{}:", std::process::id());
+    let value = Bytes::from(vec![b'x'; value_bytes]);
+    let batch: Vec<CacheWrite> = (0..writes)
+        .map(|i| CacheWrite::value(format!("{prefix}quote:SYM{i}"), value.clone(), 600, 1))
+        .collect();
+    let rounds = rounds.max(1);
+    let mut took: Vec<Duration> = Vec::with_capacity(rounds);
+    let before = server_usec(&mut conn).await?;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let mut p = redis::pipe();
+        p.atomic();
+        for w in &batch {
+            add_to_pipeline(&mut p, w);
+        }
+        p.query_async::<()>(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        took.push(t.elapsed());
+    }
+    let server = server_usec(&mut conn).await?.saturating_sub(before);
+    let keys: Vec<String> = batch.iter().map(|w| w.key.clone()).collect();
+    for chunk in keys.chunks(500) {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query_async(&mut *conn).await;
+    }
+    took.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let median = took[took.len() / 2];
+    let total_writes = (writes * rounds).max(1) as f64;
+    Ok(PipelineFigures {
+        writes,
+        value_bytes,
+        rounds,
+        best_ms: ms(took[0]),
+        median_ms: ms(median),
+        median_us_per_write: ms(median) * 1000.0 / writes.max(1) as f64,
+        server_us_per_write: server as f64 / total_writes,
+    })
+}
