@@ -671,22 +671,18 @@ async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 3 * tickers.len(), "{calls:#?}");
     assert!(calls.values().all(|n| *n == 1), "{calls:#?}");
-    let made: i64 = nodes
-        .iter()
-        .map(|(_, _, _, r)| {
-            r.value("tickwire_enrich_rest_calls_total", &[])
-                .unwrap_or(0)
-        })
-        .sum();
-    assert_eq!(made, 3 * tickers.len() as i64);
+    let total = |counter: &str| -> i64 {
+        nodes
+            .iter()
+            .map(|(_, _, _, r)| r.value(counter, &[]).unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(
+        total("tickwire_enrich_rest_calls_total"),
+        3 * tickers.len() as i64
+    );
     // The node that waited took the holder's values from the cache.
-    let hits: i64 = nodes
-        .iter()
-        .map(|(_, _, _, r)| {
-            r.value("tickwire_enrich_cache_hits_total", &[])
-                .unwrap_or(0)
-        })
-        .sum();
+    let hits = total("tickwire_enrich_cache_hits_total");
     assert_eq!(hits, tickers.len() as i64);
     // Both nodes hold the same answers, and the unknown ticker is a (cached) "no data".
     let by_symbol = |i: usize| -> BTreeMap<String, String> {
