@@ -90,6 +90,14 @@ pub fn hostname_or(fallback: &str) -> String {
         .unwrap_or_else(|| fallback.into())
 }
 
+/// A node's identity in leases and registries: host, process and a sequence (several nodes
+/// may share a process in tests and embedded mode; the sequence keeps them apart).
+pub fn node_id(role: &str) -> String {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{}-{n}", hostname_or(role), std::process::id())
+}
+
 /// How to reach Massive (or the simulator).
 /// The Massive API key (listener, processor REST, embedded mode).
 #[derive(Debug, Clone, Args)]

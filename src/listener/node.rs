@@ -722,7 +722,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
             .configure(configure_control);
     })?;
     log::info!("listener node: admin on port {port}");
-    let id = crate::processor::node::node_id("listener");
+    let id = crate::config::node_id("listener");
     let registrar =
         crate::actors::registrar::start(&args.node_registry, &id, "listener", port, &registry);
     Ok(ListenerNode {

@@ -27,7 +27,7 @@ use crate::actors::processor::{Processor, ProcessorConfig};
 use crate::actors::processor_pool::ProcessorPool;
 use crate::actors::shard_manager::{ShardManager, ShardManagerConfig};
 use crate::admin::{self, AdminState, FnCheck, NodeHttp};
-use crate::config::{BrokerArgs, CommonArgs};
+use crate::config::{node_id, BrokerArgs, CommonArgs};
 use crate::metrics::Registry;
 use crate::store::Store;
 
@@ -155,15 +155,6 @@ pub struct Pipeline {
     pub pool_metrics: crate::metrics::ActorMetrics,
     pub boards: Addr<BoardPublisher>,
     pub shards: u16,
-}
-
-/// A node's identity in leases and registries.
-pub fn node_id(role: &str) -> String {
-    let host = crate::config::hostname_or(role);
-    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    // Several nodes may share a process in tests: a sequence keeps them apart.
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{host}-{}-{n}", std::process::id())
 }
 
 /// Starts processors for `shards` shards plus the enricher, market status and the

@@ -131,7 +131,7 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
             .configure(admin::configure)
             .configure(super::configure);
     })?;
-    let id = crate::processor::node::node_id("scp");
+    let id = crate::config::node_id("scp");
     let registrar = registrar::start(&args.node_registry, &id, "scp", port, &registry);
     log::info!("control plane on port {port}: dashboard at http://HOST:{port}/");
     Ok(ScpNode {

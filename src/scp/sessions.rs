@@ -10,8 +10,14 @@
 //! password gets more than the allowance.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// Nothing panics while holding these maps, but if something ever did, the map is still
+/// consistent: carry on with it rather than log everyone out or switch the limiter off.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// What a valid session cookie stands for.
 #[derive(Debug, Clone)]
@@ -61,18 +67,17 @@ impl Sessions {
             created: now,
             last_seen: now,
         };
-        if let Ok(mut map) = self.map.lock() {
-            // Dropping the dead here keeps the map bounded without a sweeper task.
-            map.retain(|_, s| self.live(s, now));
-            map.insert(id.clone(), session);
-        }
+        let mut map = lock(&self.map);
+        // Dropping the dead here keeps the map bounded without a sweeper task.
+        map.retain(|_, s| self.live(s, now));
+        map.insert(id.clone(), session);
         Ok((id, csrf))
     }
 
     /// The live session behind `id`, its idle clock restarted; an expired one is dropped.
     pub fn touch(&self, id: &str) -> Option<Session> {
         let now = Instant::now();
-        let mut map = self.map.lock().ok()?;
+        let mut map = lock(&self.map);
         let live = map.get(id).map(|s| self.live(s, now))?;
         if !live {
             map.remove(id);
@@ -85,16 +90,16 @@ impl Sessions {
 
     /// Ends the session (logout).
     pub fn remove(&self, id: &str) -> Option<Session> {
-        self.map.lock().ok()?.remove(id)
+        lock(&self.map).remove(id)
     }
 
     /// Live sessions, for `/stats`.
     pub fn count(&self) -> usize {
         let now = Instant::now();
-        self.map
-            .lock()
-            .map(|m| m.values().filter(|s| self.live(s, now)).count())
-            .unwrap_or(0)
+        lock(&self.map)
+            .values()
+            .filter(|s| self.live(s, now))
+            .count()
     }
 }
 
@@ -117,9 +122,7 @@ impl LoginLimiter {
     /// `Err(seconds to wait)` when any of `keys` has used up its failures in the window.
     pub fn check(&self, keys: &[&str]) -> Result<(), u64> {
         let now = Instant::now();
-        let Ok(mut map) = self.failures.lock() else {
-            return Ok(());
-        };
+        let mut map = lock(&self.failures);
         let mut wait = Duration::ZERO;
         for k in keys {
             if let Some(q) = map.get_mut(*k) {
@@ -145,25 +148,22 @@ impl LoginLimiter {
 
     pub fn failed(&self, keys: &[&str]) {
         let now = Instant::now();
-        if let Ok(mut map) = self.failures.lock() {
-            if map.len() > 100_000 {
-                // A flood of distinct keys: forget the stale ones rather than grow forever.
-                map.retain(|_, q| {
-                    q.back()
-                        .is_some_and(|t| now.duration_since(*t) < self.window)
-                });
-            }
-            for k in keys {
-                map.entry((*k).to_string()).or_default().push_back(now);
-            }
+        let mut map = lock(&self.failures);
+        if map.len() > 100_000 {
+            // A flood of distinct keys: forget the stale ones rather than grow forever.
+            map.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) < self.window)
+            });
+        }
+        for k in keys {
+            map.entry((*k).to_string()).or_default().push_back(now);
         }
     }
 
     /// A successful login clears the username's failures (the address's stay).
     pub fn succeeded(&self, username_key: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(username_key);
-        }
+        lock(&self.failures).remove(username_key);
     }
 }
 

@@ -15,9 +15,9 @@ use crate::actors::hub::{GetFigures, Hub, HubConfig};
 use crate::actors::memory_store::{MemoryStore, Subscribe};
 use crate::actors::ws_session;
 use crate::admin::{self, AdminState, FnCheck, NodeHttp};
+use crate::config::node_id;
 use crate::config::CommonArgs;
 use crate::metrics::Registry;
-use crate::processor::node::node_id;
 use crate::store::Store;
 use crate::wds::{Auth, Limits, SessionMetrics, WdsState};
 
