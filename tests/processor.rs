@@ -440,6 +440,73 @@ async fn cache_writer_recovers_after_a_redis_restart() {
     wait_until_async("writes resume", || value_is("after")).await;
 }
 
+/// The writer's own connection honours the URL (password, database), and a command that
+/// fails inside a pipeline is counted while the rest of the pipeline still lands.
+#[actix_web::test]
+async fn cache_writer_authenticates_selects_its_database_and_counts_failed_commands() {
+    let server = PrivateRedis::start_with(&["--requirepass", "s3cret"]);
+    let url = format!("redis://:s3cret@127.0.0.1:{}/2", server.port);
+    let registry = Registry::new();
+    let (_, store) = tickwire::actors::cache_writer::CacheWriter::start_store(
+        tickwire::actors::cache_writer::CacheWriterConfig::new(&url, "results"),
+        &registry,
+    )
+    .expect("writer");
+    let counter = |name: &str| registry.value(name, &[("store", "results")]).unwrap_or(0);
+    wait_until("the writer reaches Redis", || {
+        counter("tickwire_cache_connected") == 1
+    })
+    .await;
+    let pool = tickwire::actors::cache_writer::redis_pool(&url).expect("pool");
+    let mut conn = pool.get().await.expect("authenticated connection");
+    // A string where the next pipeline pushes onto a list: LPUSH and LTRIM fail WRONGTYPE.
+    let _: () = redis::cmd("SET")
+        .arg("alerts")
+        .arg("not a list")
+        .query_async(&mut *conn)
+        .await
+        .expect("SET");
+    let value = |k: &str, v: &str| {
+        tickwire::store::CacheWrite::value(k.into(), bytes::Bytes::from(v.to_string()), 60, 0)
+    };
+    let push = tickwire::store::CacheWrite::push(
+        "alerts".into(),
+        bytes::Bytes::from_static(b"{}"),
+        10,
+        60,
+        0,
+    );
+    store.write.do_send(tickwire::store::Write(vec![
+        value("first", "1"),
+        push,
+        value("last", "2"),
+    ]));
+    wait_until("the failed commands are counted", || {
+        counter("tickwire_cache_errors_total") == 2
+    })
+    .await;
+    assert_eq!(get(&mut conn, "first").await.as_deref(), Some("1"));
+    assert_eq!(get(&mut conn, "last").await.as_deref(), Some("2"));
+    assert_eq!(
+        get(&mut conn, "alerts").await.as_deref(),
+        Some("not a list")
+    );
+    // Database 2, as the URL says, not the default 0.
+    let _: () = redis::cmd("SELECT")
+        .arg(0)
+        .query_async(&mut *conn)
+        .await
+        .expect("SELECT 0");
+    assert_eq!(get(&mut conn, "first").await, None);
+    let _: () = redis::cmd("SELECT")
+        .arg(2)
+        .query_async(&mut *conn)
+        .await
+        .expect("SELECT 2");
+    assert_eq!(counter("tickwire_cache_writes_total"), 3);
+    assert_eq!(counter("tickwire_cache_connected"), 1);
+}
+
 #[actix_web::test]
 async fn enrichment_under_429_retries_then_gives_up_without_harm() {
     let mut args = embedded_args("enrichment_429");

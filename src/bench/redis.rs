@@ -4,7 +4,8 @@
 //! the cache writer builds them) and reports the best and median wall time per pipeline and
 //! per write, next to Redis's own execution time per write (`INFO commandstats` before and
 //! after). The gap between the two is the client's share: encoding, the socket and reading
-//! the replies.
+//! the replies. `--redis-rs` sends the same pipelines through redis-rs instead of the
+//! writer's own connection, for the before/after comparison.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use bytes::Bytes;
 use deadpool_redis::redis;
 use serde::Serialize;
 
-use crate::actors::cache_writer::{add_to_pipeline, redis_pool};
+use crate::actors::cache_writer::resp::{Connection, Endpoint};
+use crate::actors::cache_writer::{add_to_pipeline, redis_pool, transaction};
 use crate::store::CacheWrite;
 
 #[derive(Debug, Serialize)]
@@ -20,6 +22,7 @@ pub struct PipelineFigures {
     pub writes: usize,
     pub value_bytes: usize,
     pub rounds: usize,
+    pub client: &'static str,
     pub best_ms: f64,
     pub median_ms: f64,
     pub median_us_per_write: f64,
@@ -48,6 +51,7 @@ pub async fn run(
     writes: usize,
     value_bytes: usize,
     rounds: usize,
+    redis_rs: bool,
 ) -> Result<PipelineFigures, String> {
     let pool = redis_pool(url).map_err(|e| e.to_string())?;
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
@@ -58,17 +62,31 @@ pub async fn run(
         .collect();
     let rounds = rounds.max(1);
     let mut took: Vec<Duration> = Vec::with_capacity(rounds);
+    let endpoint = Endpoint::parse(url).map_err(|e| e.to_string())?;
+    let mut own = Connection::connect(&endpoint)
+        .await
+        .map_err(|e| e.to_string())?;
     let before = server_usec(&mut conn).await?;
     for _ in 0..rounds {
         let t = Instant::now();
-        let mut p = redis::pipe();
-        p.atomic();
-        for w in &batch {
-            add_to_pipeline(&mut p, w);
+        if redis_rs {
+            let mut p = redis::pipe();
+            p.atomic();
+            for w in &batch {
+                add_to_pipeline(&mut p, w);
+            }
+            p.query_async::<()>(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        } else {
+            let report = own
+                .exec(transaction(&batch, None))
+                .await
+                .map_err(|e| e.to_string())?;
+            if report.failed > 0 {
+                return Err(format!("commands failed: {:?}", report.first_error));
+            }
         }
-        p.query_async::<()>(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
         took.push(t.elapsed());
     }
     let server = server_usec(&mut conn).await?.saturating_sub(before);
@@ -84,6 +102,7 @@ pub async fn run(
         writes,
         value_bytes,
         rounds,
+        client: if redis_rs { "redis-rs" } else { "resp" },
         best_ms: ms(took[0]),
         median_ms: ms(median),
         median_us_per_write: ms(median) * 1000.0 / writes.max(1) as f64,

@@ -91,6 +91,9 @@ enum Cmd {
         value_bytes: usize,
         #[arg(long, default_value_t = 50)]
         rounds: usize,
+        /// Send through redis-rs, as the writer did before its own RESP connection (to compare).
+        #[arg(long)]
+        redis_rs: bool,
         #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
         redis_url: String,
     },
@@ -173,9 +176,10 @@ fn main() {
             writes,
             value_bytes,
             rounds,
+            redis_rs,
             redis_url,
         } => run_async("redis-pipeline", async move {
-            bench::redis::run(&redis_url, writes, value_bytes, rounds).await
+            bench::redis::run(&redis_url, writes, value_bytes, rounds, redis_rs).await
         }),
         Cmd::Processor {
             events,

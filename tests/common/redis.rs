@@ -56,17 +56,27 @@ pub async fn cleanup(prefix: &str) {
 /// A throw-away `redis-server` of the test's own on a free port, to kill and restart.
 pub struct PrivateRedis {
     pub port: u16,
+    /// More `redis-server` options (say `--requirepass`), kept for restarts.
+    options: Vec<String>,
     child: Option<std::process::Child>,
 }
 
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(options: &[&str]) -> PrivateRedis {
         redis_url();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("local addr").port()
         };
-        let mut r = PrivateRedis { port, child: None };
+        let mut r = PrivateRedis {
+            port,
+            options: options.iter().map(|o| o.to_string()).collect(),
+            child: None,
+        };
         r.restart();
         r
     }
@@ -88,6 +98,7 @@ impl PrivateRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(&self.options)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test.sh needs it too)");

@@ -11,6 +11,12 @@
 //! the next attempt waits a growing backoff, pending writes stay bounded (the newest value per
 //! key still replaces the older; list pushes past the bound are dropped and counted), and the
 //! pool reconnects on its own when Redis is back.
+//!
+//! The results pipelines go over the writer's own connection ([`resp`]), which encodes them
+//! straight into one buffer and checks the replies without building them into values; the
+//! awaited calls (`Put`, `Get`, the locks and snapshots) use redis-rs through deadpool.
+
+pub mod resp;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -19,6 +25,7 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, ResponseFutur
 use bytes::Bytes;
 use deadpool_redis::redis::{self, Pipeline};
 use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use resp::{Connection, Endpoint, RespError, Transaction};
 
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
 use crate::store::{
@@ -106,39 +113,93 @@ fn pool_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// Appends the commands of one write to a pipeline (reference-system.md §3.1).
-pub(crate) fn add_to_pipeline(p: &mut Pipeline, w: &CacheWrite) {
+/// Hands each command of one write, as its words, to `f` (reference-system.md §3.1). The one
+/// statement of the write contract on Redis, whichever client sends it.
+pub(crate) fn for_each_command(w: &CacheWrite, mut f: impl FnMut(&[&[u8]])) {
+    let (key, value) = (w.key.as_bytes(), &w.value[..]);
+    let mut ttl = itoa::Buffer::new();
     match w.op {
-        WriteOp::Set { ttl_secs: 0 } => {
-            p.cmd("SET").arg(&w.key).arg(&w.value[..]).ignore();
-        }
-        WriteOp::Set { ttl_secs } => {
-            p.cmd("SETEX")
-                .arg(&w.key)
-                .arg(ttl_secs)
-                .arg(&w.value[..])
-                .ignore();
-        }
+        WriteOp::Set { ttl_secs: 0 } => f(&[b"SET", key, value]),
+        WriteOp::Set { ttl_secs } => f(&[b"SETEX", key, ttl.format(ttl_secs).as_bytes(), value]),
         WriteOp::Push { cap, ttl_secs } => {
-            p.cmd("LPUSH").arg(&w.key).arg(&w.value[..]).ignore();
-            p.cmd("LTRIM")
-                .arg(&w.key)
-                .arg(0)
-                .arg(cap.max(1) as i64 - 1)
-                .ignore();
+            f(&[b"LPUSH", key, value]);
+            let mut stop = itoa::Buffer::new();
+            f(&[b"LTRIM", key, b"0", stop.format(cap.max(1) - 1).as_bytes()]);
             if ttl_secs > 0 {
-                p.cmd("EXPIRE").arg(&w.key).arg(ttl_secs).ignore();
+                f(&[b"EXPIRE", key, ttl.format(ttl_secs).as_bytes()]);
             }
         }
     }
     if w.publish {
-        p.cmd("PUBLISH").arg(&w.key).arg(&w.value[..]).ignore();
+        f(&[b"PUBLISH", key, value]);
+    }
+}
+
+/// Appends the commands of one write to a redis-rs pipeline.
+pub(crate) fn add_to_pipeline(p: &mut Pipeline, w: &CacheWrite) {
+    for_each_command(w, |words| {
+        let mut c = redis::Cmd::new();
+        for word in words {
+            c.arg(*word);
+        }
+        p.add_command(c).ignore();
+    });
+}
+
+/// One results pipeline: MULTI, the timing announcement, every write's commands (EXEC is
+/// added when it is sent).
+pub(crate) fn transaction(batch: &[CacheWrite], timing_channel: Option<&str>) -> Transaction {
+    let mut tx = Transaction::new();
+    if let Some((channel, stamps)) = timing_channel.zip(timing_payload(batch)) {
+        tx.command(&[b"PUBLISH", channel.as_bytes(), &stamps[..]]);
+    }
+    for w in batch {
+        for_each_command(w, |words| tx.command(words));
+    }
+    tx
+}
+
+const FAILED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a pipeline may take before the connection is given up as hung.
+const PIPELINE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Sends one transaction over `conn`, or a fresh connection when there is none; gives back
+/// the connection if it is still good.
+async fn send(
+    conn: Option<Connection>,
+    endpoint: &Endpoint,
+    tx: Transaction,
+) -> Result<(Connection, resp::TxReport), StoreError> {
+    let mut conn = match conn {
+        Some(c) => c,
+        None => tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(endpoint))
+            .await
+            .map_err(|_| pool_err("connect timed out"))?
+            .map_err(pool_err)?,
+    };
+    match tokio::time::timeout(PIPELINE_TIMEOUT, conn.exec(tx)).await {
+        Ok(Ok(report)) => Ok((conn, report)),
+        Ok(Err(e @ RespError::Refused(_))) => Err(cmd_err(e)),
+        Ok(Err(e)) => Err(pool_err(e)),
+        Err(_) => Err(pool_err(format!(
+            "no reply within {PIPELINE_TIMEOUT:?}, connection dropped"
+        ))),
     }
 }
 
 pub struct CacheWriter {
     cfg: CacheWriterConfig,
     pool: Pool,
+    /// The results pipelines' own connection ([`resp`]): taken by the pipeline in flight,
+    /// given back if still good, opened again by the next pipeline if not.
+    endpoint: Endpoint,
+    conn: Option<Connection>,
+    /// Commands that ran and failed inside transactions, not yet logged (logged at most
+    /// every [`FAILED_LOG_EVERY`], so a key of the wrong type cannot flood the log).
+    failed_unlogged: u64,
+    failed_logged_at: Option<Instant>,
     /// Waiting writes in arrival order; a coalesced one leaves a `None` behind.
     pending: Vec<Option<CacheWrite>>,
     /// Key -> position of its waiting string value, counted from the first write ever queued
@@ -167,9 +228,17 @@ impl CacheWriter {
 
     pub fn new(cfg: CacheWriterConfig, registry: &Registry) -> Result<Self, CacheWriterError> {
         let pool = redis_pool(&cfg.url)?;
+        let endpoint = Endpoint::parse(&cfg.url).map_err(|e| CacheWriterError::Config {
+            url: cfg.url.clone(),
+            reason: e.to_string(),
+        })?;
         let l = [("store", cfg.name.as_str())];
         Ok(CacheWriter {
             pool,
+            endpoint,
+            conn: None,
+            failed_unlogged: 0,
+            failed_logged_at: None,
             pending: Vec::new(),
             pending_sets: HashMap::new(),
             drained: 0,
@@ -268,6 +337,28 @@ impl CacheWriter {
         }));
     }
 
+    /// Counts (and now and then logs) the commands of a transaction that ran but failed.
+    fn command_failures(&mut self, report: &resp::TxReport) {
+        if report.failed == 0 {
+            return;
+        }
+        self.errors.add(report.failed as u64);
+        self.failed_unlogged += report.failed as u64;
+        let due = self
+            .failed_logged_at
+            .is_none_or(|t| t.elapsed() >= FAILED_LOG_EVERY);
+        if due {
+            log::warn!(
+                "Redis ({}): {} commands failed since last reported, e.g. {}",
+                self.cfg.name,
+                self.failed_unlogged,
+                report.first_error.as_deref().unwrap_or("?")
+            );
+            self.failed_unlogged = 0;
+            self.failed_logged_at = Some(Instant::now());
+        }
+    }
+
     fn enqueue(&mut self, w: CacheWrite) {
         if matches!(w.op, WriteOp::Set { .. }) {
             if let Some(&pos) = self.pending_sets.get(&w.key) {
@@ -314,25 +405,14 @@ impl CacheWriter {
             return;
         }
         self.in_flight = true;
-        let pool = self.pool.clone();
-        let timing = self.cfg.timing_channel.clone();
+        // MULTI/EXEC: a reader's atomic snapshot (store::Snapshot) then never sees a SET whose
+        // PUBLISH is still to come, which is what lets the WDS join snapshot and stream with
+        // no duplicate.
+        let tx = transaction(&batch, self.cfg.timing_channel.as_deref());
+        let (conn, endpoint) = (self.conn.take(), self.endpoint.clone());
         let fut = async move {
-            let mut p = redis::pipe();
-            // MULTI/EXEC: a reader's atomic snapshot (store::Snapshot) then never sees a SET
-            // whose PUBLISH is still to come, which is what lets the WDS join snapshot and
-            // stream with no duplicate.
-            p.atomic();
-            if let Some((channel, stamps)) = timing.zip(timing_payload(&batch)) {
-                p.cmd("PUBLISH").arg(channel).arg(stamps).ignore();
-            }
-            for w in &batch {
-                add_to_pipeline(&mut p, w);
-            }
             let sent = Instant::now();
-            let res = match pool.get().await {
-                Ok(mut conn) => p.query_async::<()>(&mut *conn).await.map_err(cmd_err),
-                Err(e) => Err(pool_err(e)),
-            };
+            let res = send(conn, &endpoint, tx).await;
             (batch, res, sent.elapsed())
         };
         ctx.spawn(fut.into_actor(self).map(|(batch, res, took), act, ctx| {
@@ -340,7 +420,9 @@ impl CacheWriter {
             act.pipelines.inc();
             act.round_trip.observe(took.as_secs_f64() * 1000.0);
             match res {
-                Ok(()) => {
+                Ok((conn, report)) => {
+                    act.conn = Some(conn);
+                    act.command_failures(&report);
                     if act.connected.get() == 0 && act.backoff > Duration::ZERO {
                         log::info!("Redis ({}) is writable again", act.cfg.name);
                     }
