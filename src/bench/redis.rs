@@ -2,10 +2,14 @@
 //!
 //! Sends MULTI/EXEC pipelines of `writes` published values (SETEX + PUBLISH each, exactly as
 //! the cache writer builds them) and reports the best and median wall time per pipeline and
-//! per write, next to Redis's own execution time per write (`INFO commandstats` before and
-//! after). The gap between the two is the client's share: encoding, the socket and reading
-//! the replies. `--redis-rs` sends the same pipelines through redis-rs instead of the
-//! writer's own connection, for the before/after comparison.
+//! per write, next to three costs per write:
+//! - Redis's command execution (`INFO commandstats`): the commands alone;
+//! - Redis's CPU time (`INFO cpu`): that plus reading and parsing the requests and writing
+//!   the replies, which commandstats leaves out and which turns out to be most of it;
+//! - this process's CPU time (`/proc/self/stat`): encoding, the socket, reading replies.
+//!
+//! `--redis-rs` sends the same pipelines through redis-rs instead of the writer's own
+//! connection, for the before/after comparison.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,38 @@ pub struct PipelineFigures {
     pub median_us_per_write: f64,
     /// Redis's execution time per write (SETEX + PUBLISH + the MULTI/EXEC share).
     pub server_us_per_write: f64,
+    /// Redis's CPU time per write, its I/O and request parsing included.
+    pub server_cpu_us_per_write: f64,
+    /// This process's CPU time per write (the client's whole share, kernel included).
+    pub client_cpu_us_per_write: f64,
+}
+
+/// Redis's CPU seconds so far (`used_cpu_user + used_cpu_sys` of `INFO cpu`).
+async fn server_cpu(conn: &mut deadpool_redis::Connection) -> Result<f64, String> {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut **conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(info
+        .lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum())
+}
+
+/// This process's CPU seconds so far (utime + stime of `/proc/self/stat`, in the kernel's
+/// USER_HZ ticks, 100 a second on Linux); 0 where there is no such file.
+fn own_cpu() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Total `usec` of the commands in `INFO commandstats`.
@@ -67,6 +103,7 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?;
     let before = server_usec(&mut conn).await?;
+    let cpu_before = (server_cpu(&mut conn).await?, own_cpu());
     for _ in 0..rounds {
         let t = Instant::now();
         if redis_rs {
@@ -90,6 +127,8 @@ pub async fn run(
         took.push(t.elapsed());
     }
     let server = server_usec(&mut conn).await?.saturating_sub(before);
+    let server_cpu = server_cpu(&mut conn).await? - cpu_before.0;
+    let client_cpu = own_cpu() - cpu_before.1;
     let keys: Vec<String> = batch.iter().map(|w| w.key.clone()).collect();
     for chunk in keys.chunks(500) {
         let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query_async(&mut *conn).await;
@@ -107,5 +146,7 @@ pub async fn run(
         median_ms: ms(median),
         median_us_per_write: ms(median) * 1000.0 / writes.max(1) as f64,
         server_us_per_write: server as f64 / total_writes,
+        server_cpu_us_per_write: server_cpu * 1e6 / total_writes,
+        client_cpu_us_per_write: client_cpu * 1e6 / total_writes,
     })
 }
