@@ -38,14 +38,19 @@ pub struct PipelineFigures {
     pub client_cpu_us_per_write: f64,
 }
 
-/// Redis's CPU seconds so far (`used_cpu_user + used_cpu_sys` of `INFO cpu`).
-async fn server_cpu(conn: &mut deadpool_redis::Connection) -> Result<f64, String> {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
+/// One section of `INFO`.
+async fn info(conn: &mut deadpool_redis::Connection, section: &str) -> Result<String, String> {
+    redis::cmd("INFO")
+        .arg(section)
         .query_async(&mut **conn)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(info
+        .map_err(|e| e.to_string())
+}
+
+/// Redis's CPU seconds so far (`used_cpu_user + used_cpu_sys` of `INFO cpu`).
+async fn server_cpu(conn: &mut deadpool_redis::Connection) -> Result<f64, String> {
+    Ok(info(conn, "cpu")
+        .await?
         .lines()
         .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
         .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
@@ -68,12 +73,8 @@ fn own_cpu() -> f64 {
 
 /// Total `usec` of the commands in `INFO commandstats`.
 async fn server_usec(conn: &mut deadpool_redis::Connection) -> Result<u64, String> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut **conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(info
+    Ok(info(conn, "commandstats")
+        .await?
         .lines()
         // EXEC's time is the time of the commands it ran, already counted under their names.
         .filter(|l| !l.starts_with("cmdstat_exec:"))
