@@ -488,6 +488,10 @@ mod tests {
             (ep.addr, ep.password, ep.db),
             (Addr::Tcp("127.0.0.1".into(), 6379), None, 0)
         );
+        let ep = Endpoint::parse("redis+unix:///run/redis.sock?db=2").unwrap();
+        assert_eq!((ep.addr, ep.db), (Addr::Unix("/run/redis.sock".into()), 2));
         assert!(Endpoint::parse("http://x").is_err());
+        // No TLS client is built in: refused at start, not at the first write.
+        assert!(Endpoint::parse("rediss://127.0.0.1").is_err());
     }
 }
