@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""What MULTI/EXEC costs Redis per results write (docs/benchmarks.md).
+
+Pipes 100 pipelines of 2,000 SETEX + PUBLISH (600-byte values, as the results writer sends
+them) into Redis with `redis-cli --pipe`, once inside MULTI/EXEC and once without, and prints
+Redis's CPU time per write for each, read from `INFO cpu` before and after. The keys live
+under a per-run prefix and are deleted afterwards.
+
+Usage: python3 scripts/redis-multi-cost.py [redis-cli options, e.g. -p 6379]
+"""
+
+import os
+import subprocess
+import sys
+
+CLI = ["redis-cli", *sys.argv[1:]]
+PIPELINES, WRITES, VALUE = 100, 2000, "x" * 600
+PREFIX = f"multi-cost-{os.getpid()}:"
+
+
+def command(*words):
+    out = [f"*{len(words)}\r\n"]
+    for w in words:
+        out.append(f"${len(w.encode())}\r\n{w}\r\n")
+    return "".join(out)
+
+
+def redis_cpu():
+    info = subprocess.run(CLI + ["info", "cpu"], capture_output=True, text=True, check=True)
+    fields = dict(
+        line.split(":", 1) for line in info.stdout.splitlines() if line.startswith("used_cpu_")
+    )
+    return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
+
+def run(atomic):
+    parts = []
+    for _ in range(PIPELINES):
+        if atomic:
+            parts.append(command("MULTI"))
+        for i in range(WRITES):
+            key = f"{PREFIX}quote:SYM{i}"
+            parts.append(command("SETEX", key, "600", VALUE))
+            parts.append(command("PUBLISH", key, VALUE))
+        if atomic:
+            parts.append(command("EXEC"))
+    before = redis_cpu()
+    subprocess.run(CLI + ["--pipe"], input="".join(parts), text=True, check=True,
+                   stdout=subprocess.DEVNULL)
+    return (redis_cpu() - before) * 1e6 / (PIPELINES * WRITES)
+
+
+def main():
+    try:
+        for atomic in (True, False):
+            label = "MULTI/EXEC" if atomic else "plain"
+            print(f"{label}: {run(atomic):.2f} us of Redis CPU per write")
+    finally:
+        keys = [f"{PREFIX}quote:SYM{i}" for i in range(WRITES)]
+        for i in range(0, len(keys), 500):
+            subprocess.run(CLI + ["del", *keys[i:i + 500]], stdout=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    main()
