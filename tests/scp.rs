@@ -386,6 +386,62 @@ async fn login_rate_limit_and_session_expiry() {
     scp.stop().await;
 }
 
+/// `add-user`, a removed user and a changed role apply at the next request, with no
+/// restart; a broken users file leaves the last good users in place.
+#[actix_web::test]
+async fn users_file_changes_apply_without_a_restart() {
+    let a = scp_args("scp_users_reload", "", "unused:");
+    let path = a.settings.data_dir.join("users.json");
+    let scp = start_scp(a);
+    let counter = |name: &str| scp.registry.value(name, &[]).unwrap_or(0);
+    let mut carol = Web::new(&scp);
+    assert_eq!(carol.login("carol", "carol-password-1").await.status, 401);
+
+    // Added while the SCP runs, as `tickwire-scp add-user` does: logs in at once.
+    let (mut users, _) =
+        tickwire::scp::users::Users::open(&path, "admin", ADMIN_PW).expect("users file");
+    users
+        .add("carol", "carol-password-1", "admin")
+        .expect("add");
+    let r = carol.login("carol", "carol-password-1").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        carol.get("/api/session").await.body["roles"],
+        json!(["viewer", "admin"])
+    );
+    assert_ne!(carol.get("/api/control/nodes").await.status, 403);
+
+    // Demoted: the same session loses the admin role on its next request.
+    users
+        .add("carol", "carol-password-1", "viewer")
+        .expect("demote");
+    assert_eq!(
+        carol.get("/api/session").await.body["roles"],
+        json!(["viewer"])
+    );
+    assert_eq!(carol.get("/api/control/nodes").await.status, 403);
+
+    // Half an edit: the last good users stay, and the failure is counted.
+    let good = std::fs::read(&path).expect("users file");
+    std::fs::write(&path, b"{\"users\": [").expect("break the file");
+    let mut viewer = Web::new(&scp);
+    assert_eq!(viewer.login("viewer", VIEWER_PW).await.status, 200);
+    assert_eq!(counter("tickwire_scp_users_reload_errors_total"), 1);
+
+    // Removed from the file: the session ends and the password no longer works.
+    let mut file: Value = serde_json::from_slice(&good).expect("json");
+    file["users"]
+        .as_array_mut()
+        .expect("users")
+        .retain(|u| u["username"] != "carol");
+    std::fs::write(&path, serde_json::to_vec(&file).expect("json")).expect("write");
+    assert_eq!(carol.get("/api/session").await.status, 401);
+    assert_eq!(carol.login("carol", "carol-password-1").await.status, 401);
+    assert_eq!(viewer.get("/api/session").await.status, 200);
+    assert!(counter("tickwire_scp_users_reloaded_total") >= 3);
+    scp.stop().await;
+}
+
 #[actix_web::test]
 async fn control_api_over_registered_nodes() {
     let redis = common::redis::redis_url();

@@ -58,7 +58,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The caller's live session, if any.
 pub fn current(req: &HttpRequest, state: &ScpState) -> Option<(String, Session)> {
     let id = req.cookie(SESSION_COOKIE)?.value().to_string();
-    let s = state.sessions.touch(&id)?;
+    let mut s = state.sessions.touch(&id)?;
+    // The users file has the last word: a user removed from it is logged out, and a
+    // changed role applies from this request on.
+    match state.user(&s.username) {
+        Some(u) => s.roles = u.roles,
+        None => {
+            state.sessions.remove(&id);
+            log::info!("{} is no longer a user: session ended", s.username);
+            return None;
+        }
+    }
     Some((id, s))
 }
 
@@ -163,7 +173,7 @@ async fn login(
     // Argon2 takes tens of milliseconds of CPU: off the async worker.
     let st = state.clone();
     let (user, pass) = (b.username.clone(), b.password);
-    let user = web::block(move || st.users.verify(&user, &pass).cloned())
+    let user = web::block(move || st.verify_user(&user, &pass))
         .await
         .map_err(|e| ScpError::Internal(e.to_string()))?;
     let Some(user) = user else {

@@ -12,6 +12,7 @@
 //! the node directory differs (Redis registry vs. the one in-process node).
 
 use std::path::PathBuf;
+use std::sync::{RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -185,6 +186,8 @@ pub struct ScpMetrics {
     pub denied: Counter,
     pub control_calls: Counter,
     pub control_errors: Counter,
+    pub users_reloaded: Counter,
+    pub users_reload_errors: Counter,
 }
 
 impl ScpMetrics {
@@ -202,6 +205,16 @@ impl ScpMetrics {
                 &[],
             ),
             logouts: r.counter("tickwire_scp_logouts_total", "Logouts", &[]),
+            users_reloaded: r.counter(
+                "tickwire_scp_users_reloaded_total",
+                "Times the users file was read again after it changed",
+                &[],
+            ),
+            users_reload_errors: r.counter(
+                "tickwire_scp_users_reload_errors_total",
+                "Changed users files that could not be read (the last good users stay)",
+                &[],
+            ),
             tokens: r.counter("tickwire_scp_tokens_issued_total", "WDS tokens issued", &[]),
             denied: r.counter(
                 "tickwire_scp_denied_total",
@@ -225,8 +238,8 @@ impl ScpMetrics {
 /// Everything the SCP routes share.
 pub struct ScpState {
     pub settings: ScpSettings,
-    /// Read only while serving: `add-user` edits the file, and a restart loads it.
-    pub users: Users,
+    /// Read again when the file changes (see [`ScpState::user`]).
+    users: RwLock<Users>,
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
     pub layouts: LayoutStore,
@@ -262,7 +275,7 @@ impl ScpState {
                 Duration::from_secs(settings.login_window_secs.max(1)),
             ),
             layouts: LayoutStore::new(settings.data_dir.join("layouts")),
-            users,
+            users: RwLock::new(users),
             token_secret: token_secret.as_bytes().to_vec(),
             directory,
             admin_token: admin_token.to_string(),
@@ -270,6 +283,52 @@ impl ScpState {
             settings,
         };
         Ok((state, boot))
+    }
+
+    fn read_users(&self) -> RwLockReadGuard<'_, Users> {
+        // Users are replaced whole by a reload; a panic elsewhere cannot leave them half made.
+        self.users.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the users file again if it changed on disk since it was last read: one `stat`
+    /// per call. So `add-user`, a removed user or a changed role applies at that user's
+    /// next login or request, with no restart.
+    fn refresh_users(&self) {
+        if !self.read_users().changed_on_disk() {
+            return;
+        }
+        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        if !users.changed_on_disk() {
+            return; // another request just read it
+        }
+        match users.reload() {
+            Ok(()) => {
+                self.metrics.users_reloaded.inc();
+                log::info!("users file changed: {} users now", users.len());
+            }
+            Err(e) => {
+                self.metrics.users_reload_errors.inc();
+                log::warn!(
+                    "users file changed but cannot be read, keeping the last good users: {e}"
+                );
+            }
+        }
+    }
+
+    /// The user as the users file has them now.
+    pub fn user(&self, username: &str) -> Option<users::User> {
+        self.refresh_users();
+        self.read_users().get(username).cloned()
+    }
+
+    /// The user when `password` is theirs (argon2: call it off the async workers).
+    pub fn verify_user(&self, username: &str, password: &str) -> Option<users::User> {
+        self.refresh_users();
+        self.read_users().verify(username, password).cloned()
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.read_users().len()
     }
 }
 

@@ -89,7 +89,7 @@ pub fn admin_state(
         )
         .with_info(Arc::new(move || {
             let sessions = scp.sessions.count();
-            let users = scp.users.len();
+            let users = scp.user_count();
             Box::pin(async move { json!({"browser_sessions": sessions, "users": users}) })
         }))
 }

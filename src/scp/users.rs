@@ -1,12 +1,15 @@
 //! Local users: a JSON file of usernames, argon2id password hashes and roles.
 //!
-//! The file is the source of truth and is small, so it is read once at start and rewritten
-//! whole (write to a temporary file, then rename) when a user is added. On a first run with
+//! The file is the source of truth and is small, so it is read at start, read again whenever
+//! it has changed on disk (checked on each login and session use: `add-user`, or an edit,
+//! applies without a restart), and rewritten whole (write to a temporary file, then rename)
+//! when a user is added. On a first run with
 //! no file the admin is bootstrapped: from `SCP_ADMIN_PASSWORD` when set, otherwise with a
 //! random password that is returned once so the caller can print it; only its hash is kept.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -61,6 +64,8 @@ struct UsersFile {
 pub struct Users {
     path: PathBuf,
     users: BTreeMap<String, User>,
+    /// The file as last read or written: a different one on disk means it changed.
+    seen: Option<FileVersion>,
     /// Verified against when the username is unknown, so a miss costs what a hit costs and
     /// response times do not tell which usernames exist.
     decoy: String,
@@ -118,6 +123,48 @@ pub fn parse_roles(roles: &str) -> Result<Vec<String>, UsersError> {
     Ok(out)
 }
 
+/// What tells one version of the file from another: a rewrite renames a new file into
+/// place (a new inode), an edit in place changes the time or the length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileVersion {
+    inode: u64,
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+fn file_version(path: &Path) -> Option<FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileVersion {
+        inode: m.ino(),
+        modified: m.modified().ok(),
+        len: m.len(),
+    })
+}
+
+fn read_file(path: &Path) -> Result<Option<UsersFile>, UsersError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| UsersError::Parse {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(UsersError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn by_name(file: UsersFile) -> BTreeMap<String, User> {
+    file.users
+        .into_iter()
+        .map(|u| (u.username.clone(), u))
+        .collect()
+}
+
 impl Users {
     /// Reads `path`; when it is missing or has no users, creates it with `admin_user` as the
     /// admin, its password from `admin_password` or made up.
@@ -130,21 +177,12 @@ impl Users {
             path: path.to_path_buf(),
             source,
         };
-        let file: UsersFile = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| UsersError::Parse {
-                path: path.to_path_buf(),
-                source,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => UsersFile::default(),
-            Err(e) => return Err(io(e)),
-        };
+        let seen = file_version(path);
+        let file = read_file(path)?.unwrap_or_default();
         let mut users = Users {
             path: path.to_path_buf(),
-            users: file
-                .users
-                .into_iter()
-                .map(|u| (u.username.clone(), u))
-                .collect(),
+            users: by_name(file),
+            seen,
             decoy: hash_password("decoy password, never valid")?,
         };
         if !users.users.is_empty() {
@@ -186,7 +224,25 @@ impl Users {
         self.save()
     }
 
-    fn save(&self) -> Result<(), UsersError> {
+    /// Whether the file on disk is no longer the one last read or written.
+    pub fn changed_on_disk(&self) -> bool {
+        file_version(&self.path) != self.seen
+    }
+
+    /// Reads the file again. On an error (a missing file, half an edit) the users stay as
+    /// they were, and this version of the file counts as seen, so that it is not retried on
+    /// every request; the next change to the file is read again.
+    pub fn reload(&mut self) -> Result<(), UsersError> {
+        self.seen = file_version(&self.path);
+        let file = read_file(&self.path)?.ok_or_else(|| UsersError::Io {
+            path: self.path.clone(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })?;
+        self.users = by_name(file);
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<(), UsersError> {
         let io = |source| UsersError::Io {
             path: self.path.clone(),
             source,
@@ -203,7 +259,9 @@ impl Users {
         })?;
         let tmp = self.path.with_extension("json.tmp");
         write_private(&tmp, &body).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        self.seen = file_version(&self.path);
+        Ok(())
     }
 
     /// The user when `password` is theirs. Unknown users cost one hash check too.
