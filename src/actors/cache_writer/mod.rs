@@ -10,7 +10,8 @@
 //! Redis being away never blocks the processors: a failed pipeline is counted and dropped,
 //! the next attempt waits a growing backoff, pending writes stay bounded (the newest value per
 //! key still replaces the older; list pushes past the bound are dropped and counted), and the
-//! pool reconnects on its own when Redis is back.
+//! next pipeline after a failure opens a new connection, so writing resumes when Redis is
+//! back.
 //!
 //! The results pipelines go over the writer's own connection ([`resp`]), which encodes them
 //! straight into one buffer and checks the replies without building them into values; the
