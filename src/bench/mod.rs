@@ -7,7 +7,8 @@
 //!   client reading as fast as it can, route-parsing every frame as the listener will.
 //! - [`wds`]: widget data service deliveries and held connections, over [`wsclient`].
 //! - [`processor`], [`listener`]: the distributed pipeline's stages; [`redis`]: the cost of
-//!   one results pipeline, client against server.
+//!   one results pipeline, client against server; [`analyzers`]: the processor's CPU per
+//!   event type, alone.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use crate::sim::clock::from_et;
 use crate::sim::market::{MarketConfig, SyntheticMarket};
 use crate::sim::SimArgs;
 
+pub mod analyzers;
 pub mod listener;
 pub mod processor;
 pub mod redis;

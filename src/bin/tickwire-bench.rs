@@ -26,6 +26,16 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// The processor's analyzers alone: decode + apply per event type (no queue, no Redis).
+    Analyzers {
+        #[arg(long, default_value_t = 2000)]
+        tickers: usize,
+        /// Simulated seconds of regular session.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// The synthetic market's generation + encoding ceiling (no network).
     Market {
         #[arg(long, default_value_t = 1_000_000.0)]
@@ -151,6 +161,15 @@ fn main() {
             let corpus = bench::parse_corpus(events, per_frame);
             for t in bench::bench_parse(&corpus, rounds) {
                 print(&t);
+            }
+        }
+        Cmd::Analyzers {
+            tickers,
+            seconds,
+            rounds,
+        } => {
+            for c in bench::analyzers::run(tickers, seconds, rounds) {
+                print(&c);
             }
         }
         Cmd::Market { rate, seconds } => print(&bench::bench_market(rate, seconds)),
