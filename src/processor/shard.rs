@@ -165,7 +165,7 @@ impl ShardState {
                 body,
             }) => out.push(CacheWrite::value(
                 self.key(&key),
-                Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+                Bytes::from(body),
                 ttl_secs,
                 received_at_ms,
             )),
