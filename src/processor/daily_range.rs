@@ -128,9 +128,15 @@ impl DailyRange {
 
     /// `daily_range:{SYM}`: the quote plus the six session fields (null when unseen).
     pub fn state_json(&self, q: &Quote) -> Vec<u8> {
-        let mut out = Vec::with_capacity(800);
-        out.push(b'{');
-        q.write_fields(&mut out);
+        self.state_json_from(&q.to_json())
+    }
+
+    /// [`DailyRange::state_json`] from the quote's JSON object, already written for
+    /// `quote:{SYM}`: every bar needs both, and this writes the quote's fields once.
+    pub fn state_json_from(&self, quote_json: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(quote_json.len() + 200);
+        // The quote's object without its closing brace; the range's fields follow.
+        out.extend_from_slice(quote_json.strip_suffix(b"}").unwrap_or(b"{"));
         let opt = |out: &mut Vec<u8>, name: &str, x: Option<f64>| {
             out.extend_from_slice(b",\"");
             out.extend_from_slice(name.as_bytes());

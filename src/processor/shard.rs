@@ -385,15 +385,17 @@ fn value_writes(
     out: &mut Vec<CacheWrite>,
 ) {
     let sym = &quote.symbol;
+    let quote_json = quote.to_json();
+    let range_json = range.state_json_from(&quote_json);
     out.push(CacheWrite::value(
         format!("{prefix}quote:{sym}"),
-        Bytes::from(quote.to_json()),
+        Bytes::from(quote_json),
         VALUE_TTL_SECS,
         at,
     ));
     out.push(CacheWrite::value(
         format!("{prefix}daily_range:{sym}"),
-        Bytes::from(range.state_json(quote)),
+        Bytes::from(range_json),
         VALUE_TTL_SECS,
         at,
     ));
