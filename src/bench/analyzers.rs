@@ -17,7 +17,6 @@ use serde::Serialize;
 use crate::massive::frame::parse_event;
 use crate::massive::Market;
 use crate::processor::shard::{ShardConfig, ShardState};
-use crate::sim::clock::from_et;
 use crate::sim::market::{MarketConfig, SyntheticMarket};
 
 /// The cost of one event type.
@@ -33,12 +32,7 @@ pub struct AnalyzerCost {
 
 /// `seconds` of simulated regular session, events grouped by type, raw JSON beside each.
 fn corpus(tickers: usize, seconds: u64) -> BTreeMap<String, Vec<Bytes>> {
-    let start = from_et(
-        chrono::NaiveDate::from_ymd_opt(2026, 3, 4)
-            .and_then(|d| d.and_hms_opt(10, 0, 0))
-            .unwrap_or_default(),
-    )
-    .timestamp_millis();
+    let start = super::busy_start_ms();
     let cfg = MarketConfig {
         tickers,
         rate: 10_000.0,

@@ -29,14 +29,20 @@ pub mod redis;
 pub mod wds;
 pub mod wsclient;
 
-/// Frames of `per_frame` events from the synthetic market at a busy regular-session time.
-pub fn parse_corpus(events: usize, per_frame: usize) -> Vec<Vec<u8>> {
-    let start = from_et(
+/// A busy regular-session moment (Wednesday 2026-03-04, 10:00 ET) where the benchmarks'
+/// synthetic markets start, so that every benchmark sees the same mix of events.
+pub fn busy_start_ms() -> i64 {
+    from_et(
         chrono::NaiveDate::from_ymd_opt(2026, 3, 4)
             .and_then(|d| d.and_hms_opt(10, 0, 0))
             .unwrap_or_default(),
     )
-    .timestamp_millis();
+    .timestamp_millis()
+}
+
+/// Frames of `per_frame` events from the synthetic market at a busy regular-session time.
+pub fn parse_corpus(events: usize, per_frame: usize) -> Vec<Vec<u8>> {
+    let start = busy_start_ms();
     let cfg = MarketConfig {
         rate: 1_000_000.0,
         ..MarketConfig::default()
@@ -115,12 +121,7 @@ pub fn bench_parse(corpus: &[Vec<u8>], rounds: usize) -> Vec<Throughput> {
 
 /// Generates and encodes `seconds` of market at `rate` as fast as possible.
 pub fn bench_market(rate: f64, wall_seconds: f64) -> Throughput {
-    let start = from_et(
-        chrono::NaiveDate::from_ymd_opt(2026, 3, 4)
-            .and_then(|d| d.and_hms_opt(10, 0, 0))
-            .unwrap_or_default(),
-    )
-    .timestamp_millis();
+    let start = busy_start_ms();
     let mut market = SyntheticMarket::new(
         MarketConfig {
             rate,
