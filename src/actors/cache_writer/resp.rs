@@ -144,6 +144,8 @@ fn number(line: &[u8]) -> Result<i64, RespError> {
         .ok_or_else(|| RespError::Protocol(format!("bad length {:?}", text(line))))
 }
 
+const MAX_BULK: i64 = 512 * 1024 * 1024;
+
 /// Reads the reply at the front of `buf`: `None` until it is complete, else the reply and
 /// the bytes it took.
 fn parse(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, RespError> {
@@ -167,7 +169,9 @@ fn parse(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, RespError> {
         }
         b'$' => match number(line)? {
             -1 => Reply::Nil,
-            len if len >= 0 => {
+            // Redis's own ceiling (`proto-max-bulk-len`, 512 MB): a longer length is corrupt
+            // input, not a reason to wait for more bytes.
+            len @ 0..=MAX_BULK => {
                 let end = after + len as usize + 2;
                 if buf.len() < end {
                     return Ok(None);
@@ -417,6 +421,7 @@ mod tests {
             b"$x\r\n",
             b"$3\r\nabcde",
             b"*-2\r\n",
+            b"$9223372036854775807\r\n",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
