@@ -391,18 +391,19 @@ async fn login_rate_limit_and_session_expiry() {
 #[actix_web::test]
 async fn users_file_changes_apply_without_a_restart() {
     let a = scp_args("scp_users_reload", "", "unused:");
-    let path = a.settings.data_dir.join("users.json");
+    let settings = a.settings.clone();
+    let path = settings.data_dir.join("users.json");
     let scp = start_scp(a);
+    let add_user = |name: &str, roles: &str| {
+        tickwire::scp::users::add_to_file(&settings, name, "carol-password-1", roles)
+            .expect("add-user")
+    };
     let counter = |name: &str| scp.registry.value(name, &[]).unwrap_or(0);
     let mut carol = Web::new(&scp);
     assert_eq!(carol.login("carol", "carol-password-1").await.status, 401);
 
-    // Added while the SCP runs, as `tickwire-scp add-user` does: logs in at once.
-    let (mut users, _) =
-        tickwire::scp::users::Users::open(&path, "admin", ADMIN_PW).expect("users file");
-    users
-        .add("carol", "carol-password-1", "admin")
-        .expect("add");
+    // Added while the SCP runs, through what `tickwire-scp add-user` calls: logs in at once.
+    add_user("carol", "admin");
     let r = carol.login("carol", "carol-password-1").await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
@@ -412,9 +413,7 @@ async fn users_file_changes_apply_without_a_restart() {
     assert_ne!(carol.get("/api/control/nodes").await.status, 403);
 
     // Demoted: the same session loses the admin role on its next request.
-    users
-        .add("carol", "carol-password-1", "viewer")
-        .expect("demote");
+    add_user("carol", "viewer");
     assert_eq!(
         carol.get("/api/session").await.body["roles"],
         json!(["viewer"])

@@ -61,8 +61,8 @@ pub fn current(req: &HttpRequest, state: &ScpState) -> Option<(String, Session)>
     let mut s = state.sessions.touch(&id)?;
     // The users file has the last word: a user removed from it is logged out, and a
     // changed role applies from this request on.
-    match state.user(&s.username) {
-        Some(u) => s.roles = u.roles,
+    match state.roles(&s.username) {
+        Some(roles) => s.roles = roles,
         None => {
             state.sessions.remove(&id);
             log::info!("{} is no longer a user: session ended", s.username);

@@ -238,7 +238,7 @@ impl ScpMetrics {
 /// Everything the SCP routes share.
 pub struct ScpState {
     pub settings: ScpSettings,
-    /// Read again when the file changes (see [`ScpState::user`]).
+    /// Read again when the file changes (see [`ScpState::roles`]).
     users: RwLock<Users>,
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
@@ -315,16 +315,18 @@ impl ScpState {
         }
     }
 
-    /// The user as the users file has them now.
-    pub fn user(&self, username: &str) -> Option<users::User> {
+    /// The user's roles as the users file has them now; `None` for no such user.
+    pub fn roles(&self, username: &str) -> Option<Vec<String>> {
         self.refresh_users();
-        self.read_users().get(username).cloned()
+        self.read_users().get(username).map(|u| u.roles.clone())
     }
 
-    /// The user when `password` is theirs (argon2: call it off the async workers).
+    /// The user when `password` is theirs (argon2: call it off the async workers). The hash
+    /// check runs after the lock is released, so a reload never waits on a login.
     pub fn verify_user(&self, username: &str, password: &str) -> Option<users::User> {
         self.refresh_users();
-        self.read_users().verify(username, password).cloned()
+        let check = self.read_users().login_check(username);
+        check.verify(password)
     }
 
     pub fn user_count(&self) -> usize {

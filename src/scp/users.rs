@@ -3,9 +3,9 @@
 //! The file is the source of truth and is small, so it is read at start, read again whenever
 //! it has changed on disk (checked on each login and session use: `add-user`, or an edit,
 //! applies without a restart), and rewritten whole (write to a temporary file, then rename)
-//! when a user is added. On a first run with
-//! no file the admin is bootstrapped: from `SCP_ADMIN_PASSWORD` when set, otherwise with a
-//! random password that is returned once so the caller can print it; only its hash is kept.
+//! when a user is added. On a first run with no file the admin is bootstrapped: from
+//! `SCP_ADMIN_PASSWORD` when set, otherwise with a random password that is returned once so
+//! the caller can print it; only its hash is kept.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -121,6 +121,21 @@ pub fn parse_roles(roles: &str) -> Result<Vec<String>, UsersError> {
         }
     }
     Ok(out)
+}
+
+/// A user's hash (or, for an unknown name, the decoy's) and the user it lets in.
+pub struct LoginCheck {
+    hash: String,
+    user: Option<User>,
+}
+
+impl LoginCheck {
+    /// Argon2: tens of milliseconds of CPU, so never on an async worker.
+    pub fn verify(self, password: &str) -> Option<User> {
+        // Always one hash check, so a miss costs what a hit costs.
+        let ok = verify_hash(&self.hash, password);
+        self.user.filter(|_| ok)
+    }
 }
 
 /// What tells one version of the file from another: a rewrite renames a new file into
@@ -265,14 +280,22 @@ impl Users {
     }
 
     /// The user when `password` is theirs. Unknown users cost one hash check too.
-    pub fn verify(&self, username: &str, password: &str) -> Option<&User> {
+    pub fn verify(&self, username: &str, password: &str) -> Option<User> {
+        self.login_check(username).verify(password)
+    }
+
+    /// What a login checks its password against, taken out of the users so that the slow
+    /// hash check can run without holding whatever guards them.
+    pub fn login_check(&self, username: &str) -> LoginCheck {
         match self.users.get(username) {
-            Some(u) if verify_hash(&u.password_hash, password) => Some(u),
-            Some(_) => None,
-            None => {
-                verify_hash(&self.decoy, password);
-                None
-            }
+            Some(u) => LoginCheck {
+                hash: u.password_hash.clone(),
+                user: Some(u.clone()),
+            },
+            None => LoginCheck {
+                hash: self.decoy.clone(),
+                user: None,
+            },
         }
     }
 
