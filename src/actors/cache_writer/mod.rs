@@ -17,9 +17,10 @@
 //! straight into one buffer and checks the replies without building them into values; the
 //! awaited calls (`Put`, `Get`, the locks and snapshots) use redis-rs through deadpool.
 
-pub mod resp;
+pub(crate) mod resp;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
@@ -195,7 +196,8 @@ pub struct CacheWriter {
     pool: Pool,
     /// The results pipelines' own connection ([`resp`]): taken by the pipeline in flight,
     /// given back if still good, opened again by the next pipeline if not.
-    endpoint: Endpoint,
+    /// Shared with each pipeline's future, which needs it only to reconnect.
+    endpoint: Arc<Endpoint>,
     conn: Option<Connection>,
     /// Commands that ran and failed inside transactions, not yet logged (logged at most
     /// every [`FAILED_LOG_EVERY`], so a key of the wrong type cannot flood the log).
@@ -229,10 +231,13 @@ impl CacheWriter {
 
     pub fn new(cfg: CacheWriterConfig, registry: &Registry) -> Result<Self, CacheWriterError> {
         let pool = redis_pool(&cfg.url)?;
-        let endpoint = Endpoint::parse(&cfg.url).map_err(|e| CacheWriterError::Config {
-            url: cfg.url.clone(),
-            reason: e.to_string(),
-        })?;
+        let endpoint =
+            Endpoint::parse(&cfg.url)
+                .map(Arc::new)
+                .map_err(|e| CacheWriterError::Config {
+                    url: cfg.url.clone(),
+                    reason: e.to_string(),
+                })?;
         let l = [("store", cfg.name.as_str())];
         Ok(CacheWriter {
             pool,
@@ -410,7 +415,7 @@ impl CacheWriter {
         // PUBLISH is still to come, which is what lets the WDS join snapshot and stream with
         // no duplicate.
         let tx = transaction(&batch, self.cfg.timing_channel.as_deref());
-        let (conn, endpoint) = (self.conn.take(), self.endpoint.clone());
+        let (conn, endpoint) = (self.conn.take(), Arc::clone(&self.endpoint));
         let fut = async move {
             let sent = Instant::now();
             let res = send(conn, &endpoint, tx).await;

@@ -1,12 +1,13 @@
 //! The results writer's own Redis connection: MULTI/EXEC pipelines encoded straight into one
 //! buffer, and their replies checked without being built into values.
 //!
-//! Why not redis-rs here, when it serves every other Redis call: `tickwire-bench
-//! redis-pipeline` showed about three quarters of a results pipeline's wall time spent in the
-//! client (a `Cmd` per command, copies of every value, a parsed `Value` for each of the
-//! 2 × N replies), and only a quarter in Redis. A results pipeline needs nothing back but
-//! "did each command succeed", so this writes RESP (the Redis protocol) directly and walks
-//! the replies in place.
+//! Why not redis-rs here, when it serves every other Redis call: redis-rs builds a `Cmd` per
+//! command, copies every value and parses a `Value` for each of the 2 × N replies, while a
+//! results pipeline needs nothing back but "did each command succeed". Writing RESP (the
+//! Redis protocol) directly and walking the replies in place takes less than half the
+//! client CPU per write (`tickwire-bench redis-pipeline`, docs/benchmarks.md). It also
+//! reports a command that failed inside EXEC as one failed command; redis-rs failed the
+//! whole pipeline.
 //!
 //! The connection speaks RESP2 and sends nothing but what the writer asks for (plus `AUTH`
 //! and `SELECT` from the URL), so the only replies it can meet are RESP2's five kinds.
@@ -90,12 +91,6 @@ pub struct Transaction {
     commands: usize,
 }
 
-impl Default for Transaction {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Transaction {
     pub fn new() -> Self {
         let mut out = Vec::with_capacity(64 * 1024);
@@ -106,10 +101,6 @@ impl Transaction {
     pub fn command(&mut self, args: &[&[u8]]) {
         encode(&mut self.out, args);
         self.commands += 1;
-    }
-
-    pub fn commands(&self) -> usize {
-        self.commands
     }
 }
 
