@@ -19,7 +19,6 @@ use bytes::Bytes;
 
 use super::enricher::{Enrich, Enriched};
 use super::router::EventBatch;
-use crate::massive::frame::parse_event;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
 use crate::processor::calendar::TradingCalendar;
 use crate::processor::shard::{Checkpoint, ShardConfig, ShardState};
@@ -283,12 +282,11 @@ impl Handler<EventBatch> for Processor {
         let mut enrich = Vec::new();
         for (i, raw) in batch.events.iter().enumerate() {
             // One typed pass: the envelope decode already cut the element out.
-            let decoded = std::str::from_utf8(raw)
-                .map_err(|e| e.to_string())
-                .and_then(|json| parse_event(batch.market, i, json).map_err(|e| e.to_string()));
-            match decoded {
-                Ok(ev) => {
-                    let o = self.state.apply(&ev, raw, batch.received_at_ms, &mut out);
+            match self
+                .state
+                .apply_raw(batch.market, i, raw, batch.received_at_ms, &mut out)
+            {
+                Ok(o) => {
                     self.c.stale.add(o.stale);
                     self.c.alerts.add(o.alerts);
                     enrich.extend(o.enrich);
@@ -302,8 +300,6 @@ impl Handler<EventBatch> for Processor {
                     }
                     self.c.decode_errors.inc();
                     self.metrics.errors.inc();
-                    self.state
-                        .apply_undecodable(raw, batch.received_at_ms, &mut out);
                 }
             }
         }

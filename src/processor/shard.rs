@@ -25,6 +25,8 @@ use super::quote::{Bar, Enrichment, Quote};
 use super::raw::{self, RawOut, RawRoutes};
 use super::top_trades::{Stats, TopTrades};
 use crate::massive::events::{Aggregate, Event};
+use crate::massive::frame::parse_event;
+use crate::massive::Market;
 use crate::store::CacheWrite;
 
 /// TTL of `quote:*`, `daily_range:*` and `scanners:*` (4 days).
@@ -181,13 +183,32 @@ impl ShardState {
         outcome
     }
 
-    /// An event the processor could not decode but whose route is `unknown`: kept raw.
-    pub fn apply_undecodable(
+    /// One event as the listener forwarded it (`index` is its place in the batch, for error
+    /// messages): decoded in one typed pass, then applied. An event that does not decode is
+    /// kept raw where the `unknown` route is on, and the error says why, for the caller to
+    /// count and log.
+    pub fn apply_raw(
         &mut self,
+        market: Market,
+        index: usize,
         raw: &Bytes,
         received_at_ms: i64,
         out: &mut Vec<CacheWrite>,
-    ) {
+    ) -> Result<Outcome, String> {
+        let decoded = std::str::from_utf8(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|json| parse_event(market, index, json).map_err(|e| e.to_string()));
+        match decoded {
+            Ok(ev) => Ok(self.apply(&ev, raw, received_at_ms, out)),
+            Err(e) => {
+                self.apply_undecodable(raw, received_at_ms, out);
+                Err(e)
+            }
+        }
+    }
+
+    /// An event the processor could not decode but whose route is `unknown`: kept raw.
+    fn apply_undecodable(&mut self, raw: &Bytes, received_at_ms: i64, out: &mut Vec<CacheWrite>) {
         if self.cfg.raw.unknown {
             out.push(CacheWrite::push(
                 self.key("unknown"),
@@ -416,7 +437,6 @@ mod tests {
     use super::*;
     use crate::clock;
     use crate::massive::frame::parse_element;
-    use crate::massive::Market;
     use crate::processor::leaderboard::rank;
     use crate::processor::quote::{PrevDay, F};
     use crate::store::WriteOp;
@@ -456,6 +476,23 @@ mod tests {
 
     fn json_of(w: &CacheWrite) -> serde_json::Value {
         serde_json::from_slice(&w.value).unwrap()
+    }
+
+    #[test]
+    fn an_undecodable_event_is_an_error_and_kept_raw_where_unknown_is_on() {
+        let raw = Bytes::from_static(br#"{"ev":"Q","sym":5}"#);
+        let mut on = ShardState::new(ShardConfig {
+            raw: "unknown".parse().unwrap(),
+            ..ShardConfig::default()
+        });
+        let mut out = Vec::new();
+        assert!(on.apply_raw(Market::Stocks, 0, &raw, 7, &mut out).is_err());
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].key.as_str(), &out[0].value), ("unknown", &raw));
+        let mut off = ShardState::new(ShardConfig::default());
+        out.clear();
+        assert!(off.apply_raw(Market::Stocks, 0, &raw, 7, &mut out).is_err());
+        assert!(out.is_empty());
     }
 
     #[test]
