@@ -264,22 +264,27 @@ mod tests {
     #[test]
     fn bodies_are_the_bytes_the_value_maps_wrote() {
         use serde_json::json;
-        let old = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
-        let full = [
+        // As text, so that a failure shows where the bytes part.
+        let same = |new: Vec<u8>, old: serde_json::Value| {
+            let old = serde_json::to_vec(&old).unwrap();
+            assert_eq!(
+                String::from_utf8(new).unwrap(),
+                String::from_utf8(old).unwrap()
+            );
+        };
+        for j in [
             r#"{"ev":"A","sym":"X","v":10,"av":1000,"op":9.5,"vw":9.9,"o":9.8,"c":10.1,"h":10.25,"l":9.75,"a":9.95,"z":7,"s":1,"e":2,"otc":true}"#,
             r#"{"ev":"A","sym":"X","v":1.5,"o":1,"c":2,"h":3,"l":0.5,"s":1,"e":2}"#,
-        ];
-        for j in full {
+        ] {
             let Event::SecondAgg(a) = ev(j) else { panic!() };
-            let want = old(json!({
-                "event_type": "A", "symbol": a.sym, "volume": a.v.0, "accumulated_volume": a.av.map(|v| v.0),
-                "official_open_price": a.op, "vwap": a.vw, "open": a.o, "close": a.c, "high": a.h,
-                "low": a.l, "aggregate_vwap": a.a, "average_size": a.z.map(|z| z.0),
-                "start_timestamp": a.s.0, "end_timestamp": a.e.0, "otc": a.otc.unwrap_or(false),
-            }));
-            assert_eq!(
-                String::from_utf8(agg_body("A", &a)).unwrap(),
-                String::from_utf8(want).unwrap()
+            same(
+                agg_body("A", &a),
+                json!({
+                    "event_type": "A", "symbol": a.sym, "volume": a.v.0, "accumulated_volume": a.av.map(|v| v.0),
+                    "official_open_price": a.op, "vwap": a.vw, "open": a.o, "close": a.c, "high": a.h,
+                    "low": a.l, "aggregate_vwap": a.a, "average_size": a.z.map(|z| z.0),
+                    "start_timestamp": a.s.0, "end_timestamp": a.e.0, "otc": a.otc.unwrap_or(false),
+                }),
             );
         }
         for j in [
@@ -287,14 +292,13 @@ mod tests {
             r#"{"ev":"T","sym":"X","p":10,"s":1,"t":5}"#,
         ] {
             let Event::Trade(t) = ev(j) else { panic!() };
-            let want = old(json!({
-                "event_type": "T", "symbol": t.sym, "exchange": t.x, "id": t.i, "tape": t.z,
-                "price": t.p, "size": t.size(), "conditions": t.c, "timestamp": t.t.0,
-                "sequence_number": t.q, "trf_id": t.trfi, "trf_timestamp": t.trft.map(|x| x.0),
-            }));
-            assert_eq!(
-                String::from_utf8(trade_body(&t)).unwrap(),
-                String::from_utf8(want).unwrap()
+            same(
+                trade_body(&t),
+                json!({
+                    "event_type": "T", "symbol": t.sym, "exchange": t.x, "id": t.i, "tape": t.z,
+                    "price": t.p, "size": t.size(), "conditions": t.c, "timestamp": t.t.0,
+                    "sequence_number": t.q, "trf_id": t.trfi, "trf_timestamp": t.trft.map(|x| x.0),
+                }),
             );
         }
         for j in [
@@ -302,15 +306,14 @@ mod tests {
             r#"{"ev":"Q","sym":"X","bp":1,"ap":2,"t":5}"#,
         ] {
             let Event::Quote(q) = ev(j) else { panic!() };
-            let want = old(json!({
-                "event_type": "Q", "symbol": q.sym, "bid_exchange_id": q.bx, "bid_price": q.bp,
-                "bid_size": q.bs.0, "ask_exchange_id": q.ax, "ask_price": q.ap, "ask_size": q.as_.0,
-                "condition": q.c, "indicators": q.i, "timestamp": q.t.0, "sequence_number": q.q,
-                "tape": q.z,
-            }));
-            assert_eq!(
-                String::from_utf8(quote_body(&q)).unwrap(),
-                String::from_utf8(want).unwrap()
+            same(
+                quote_body(&q),
+                json!({
+                    "event_type": "Q", "symbol": q.sym, "bid_exchange_id": q.bx, "bid_price": q.bp,
+                    "bid_size": q.bs.0, "ask_exchange_id": q.ax, "ask_price": q.ap, "ask_size": q.as_.0,
+                    "condition": q.c, "indicators": q.i, "timestamp": q.t.0, "sequence_number": q.q,
+                    "tape": q.z,
+                }),
             );
         }
         for j in [
@@ -318,13 +321,12 @@ mod tests {
             r#"{"ev":"LULD","T":"X","h":2,"l":1,"t":1601316752683746000}"#,
         ] {
             let Event::Luld(l) = ev(j) else { panic!() };
-            let want = old(json!({
-                "event_type": "LULD", "symbol": l.sym, "high_price": l.h, "low_price": l.l,
-                "indicators": l.i, "tape": l.z, "timestamp": l.t.0, "sequence_number": l.q,
-            }));
-            assert_eq!(
-                String::from_utf8(luld_body(&l)).unwrap(),
-                String::from_utf8(want).unwrap()
+            same(
+                luld_body(&l),
+                json!({
+                    "event_type": "LULD", "symbol": l.sym, "high_price": l.h, "low_price": l.l,
+                    "indicators": l.i, "tape": l.z, "timestamp": l.t.0, "sequence_number": l.q,
+                }),
             );
         }
     }
