@@ -274,6 +274,16 @@ impl Registry {
         }
     }
 
+    /// The histogram registered under `name` and `labels`, if any; registers nothing (for
+    /// readers such as the benchmarks, which must not restate a metric's help text).
+    pub fn find_histogram(&self, name: &str, labels: &[(&str, &str)]) -> Option<Histogram> {
+        let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        match families.get(name)?.series.get(&render_labels(labels))? {
+            Handle::Histogram(h) => Some(h.clone()),
+            _ => None,
+        }
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn render_prometheus(&self) -> String {
         let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
@@ -435,6 +445,27 @@ mod tests {
         assert!(text.contains("tickwire_hop_ms_bucket{stage=\"x\",le=\"+Inf\"} 100\n"));
         assert!(text.contains("tickwire_hop_ms_count{stage=\"x\"} 100\n"));
         assert_eq!(r.snapshot()["tickwire_hop_ms{stage=\"x\"}"]["p50"], 1.0);
+    }
+
+    #[test]
+    fn find_histogram_reads_without_registering() {
+        let r = Registry::new();
+        let h = r.histogram("tickwire_hop_ms", "hop", &[("stage", "x")]);
+        let found = r
+            .find_histogram("tickwire_hop_ms", &[("stage", "x")])
+            .unwrap();
+        found.observe(1.0);
+        assert_eq!(h.count(), 1, "the same histogram, not a copy");
+        assert!(r
+            .find_histogram("tickwire_hop_ms", &[("stage", "y")])
+            .is_none());
+        assert!(r.find_histogram("tickwire_nope_ms", &[]).is_none());
+        r.counter("tickwire_count_total", "c", &[]);
+        assert!(r.find_histogram("tickwire_count_total", &[]).is_none());
+        assert!(
+            !r.render_prometheus().contains("stage=\"y\""),
+            "nothing registered"
+        );
     }
 
     #[test]
