@@ -2,8 +2,9 @@
 //!
 //! This starts the binary on free ports with a prepared users file (an admin and a viewer)
 //! and runs `tests/browser/dashboard.mjs` (playwright-core) against it: login, live
-//! scanners, ticker linking into quote/daily range/chart, the saved layout, the operations
-//! page, logout, and the viewer's limits. Screenshots go to `target/screenshots/`.
+//! scanners, a dropped socket reconnecting, the WDS token renewed on the open socket,
+//! ticker linking into quote/daily range/chart, the saved layout, the operations page,
+//! logout, and the viewer's limits. Screenshots go to `target/screenshots/`.
 //! `scripts/test.sh` installs Chromium and playwright-core; missing ones fail the test with
 //! the command to install them.
 
@@ -53,6 +54,8 @@ async fn dashboard_in_headless_chromium() {
         .env("SERVER_IP", "127.0.0.1")
         .env("SCP_DATA_DIR", &data)
         .env("SIM_TICKERS", "120")
+        // Short WDS tokens, so that the in-band renewal is exercised within the test.
+        .env("SCP_TOKEN_TTL_SECS", "15")
         .env("LOG_LEVEL", "warn")
         .spawn()
         .expect("start tickwire");

@@ -9,6 +9,7 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use actix_http::ws::Frame;
 use clap::Parser;
 use deadpool_redis::redis;
 use serde_json::{json, Value};
@@ -736,5 +737,144 @@ async fn a_silent_client_is_closed_as_idle() {
         counter(&node, "tickwire_wds_closed_total", &[("reason", "idle")]),
         1
     );
+    node.stop().await;
+}
+
+/// The next frame that is not a ping or pong: a v1 session must see its close frame with no
+/// text before it (its web app would take any unsolicited frame for data).
+async fn close_without_text(c: &mut Client) -> Option<(u16, String)> {
+    loop {
+        match c.next_frame().await {
+            Some(Frame::Ping(_)) | Some(Frame::Pong(_)) => continue,
+            Some(Frame::Close(r)) => {
+                return r.map(|r| (u16::from(r.code), r.description.unwrap_or_default()))
+            }
+            other => panic!("expected the close frame, got {other:?}"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_session_ends_when_its_token_expires() {
+    let prefix = unique_prefix("wds-expiry");
+    let node = start(args(&redis_url(), &prefix)).await;
+
+    // v2, token at the handshake: a `token_expired` error, then the close.
+    let mut c = ws(&node, &format!("/ws/v2?token={}", token(&["*"], 2))).await;
+    assert_eq!(c.next_json().await["type"], "welcome");
+    let e = until_json(&mut c, "the expiry error", |v| v["type"] == "error").await;
+    assert_eq!(e["code"], "token_expired", "{e}");
+    assert_eq!(c.close_reason().await, Some((1008, "token expired".into())));
+
+    // v1, token in the first frame: only the close frame.
+    let mut c = ws(&node, "/ws").await;
+    c.send(&format!(
+        r#"{{"action":"auth","api_key":"{}"}}"#,
+        token(&["*"], 2)
+    ))
+    .await;
+    assert_eq!(c.next_text().await, r#"{"status":"authorized"}"#);
+    assert_eq!(
+        close_without_text(&mut c).await,
+        Some((1008, "token expired".into()))
+    );
+
+    assert_eq!(
+        counter(
+            &node,
+            "tickwire_wds_closed_total",
+            &[("reason", "token_expired")]
+        ),
+        2
+    );
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn renewing_the_token_in_band_keeps_the_session() {
+    let prefix = unique_prefix("wds-renew");
+    let node = start(args(&redis_url(), &prefix)).await;
+    let mut conn = connection().await;
+    let keep = format!("{prefix}r:keep");
+
+    // v2: subscribed to two topics under a short token; the renewal grants only one of them.
+    let first = Claims::new("tester", &["viewer"], &["r:*"], token::now_secs(), 2);
+    let mut c = ws(&node, "/ws/v2").await;
+    c.send(&format!(
+        r#"{{"type":"auth","token":"{}"}}"#,
+        token::sign(&first, SECRET.as_bytes()).expect("sign")
+    ))
+    .await;
+    assert_eq!(c.next_json().await["type"], "welcome");
+    for t in ["r:keep", "r:lost"] {
+        c.send(&format!(r#"{{"type":"subscribe","topic":"{t}"}}"#))
+            .await;
+        until_json(&mut c, "subscribed", |v| v["type"] == "subscribed").await;
+    }
+    c.send(&format!(
+        r#"{{"type":"auth","token":"{}"}}"#,
+        token(&["r:keep"], 600)
+    ))
+    .await;
+    let e = until_json(&mut c, "the dropped topic", |v| v["type"] == "error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["topic"].as_str()),
+        (Some("forbidden"), Some("r:lost"))
+    );
+    let w = until_json(&mut c, "the renewal's welcome", |v| v["type"] == "welcome").await;
+    assert!(w["expires_at"].as_i64() > Some(first.exp), "{w}");
+
+    // v1: a second `auth` renews too.
+    let mut v1 = ws(&node, "/ws").await;
+    v1.send(&format!(
+        r#"{{"action":"auth","api_key":"{}"}}"#,
+        token(&["*"], 2)
+    ))
+    .await;
+    assert_eq!(v1.next_text().await, r#"{"status":"authorized"}"#);
+    v1.send(&format!(
+        r#"{{"action":"auth","api_key":"{}"}}"#,
+        token(&["*"], 600)
+    ))
+    .await;
+    assert_eq!(v1.next_text().await, r#"{"status":"authorized"}"#);
+
+    // Past the first tokens' expiry both sessions still answer, and v2 still delivers.
+    wait_until("the first tokens have expired", || {
+        token::now_secs() > first.exp + 1
+    })
+    .await;
+    set(&mut conn, &keep, r#"{"n":1}"#).await;
+    let u = until_json(&mut c, "the update", |v| v["type"] == "update").await;
+    assert_eq!(
+        (u["topic"].as_str(), &u["data"]),
+        (Some("r:keep"), &json!({"n":1}))
+    );
+    v1.send(r#"{"action":"get","cache":"r:keep"}"#).await;
+    assert_eq!(v1.next_text().await, r#"{"cache":"r:keep","data":{"n":1}}"#);
+    assert_eq!(counter(&node, "tickwire_wds_token_renewals_total", &[]), 2);
+
+    // A token for someone else is not a renewal: refused, and the socket closes.
+    let other = Claims::new("mallory", &["viewer"], &["*"], token::now_secs(), 600);
+    c.send(&format!(
+        r#"{{"type":"auth","token":"{}"}}"#,
+        token::sign(&other, SECRET.as_bytes()).expect("sign")
+    ))
+    .await;
+    let e = until_json(&mut c, "the refusal", |v| v["type"] == "error").await;
+    assert_eq!(e["code"], "unauthorized");
+    let (code, reason) = c.close_reason().await.expect("a close frame");
+    assert_eq!(code, 1008);
+    assert!(reason.contains("mallory"), "{reason}");
+    assert_eq!(
+        counter(
+            &node,
+            "tickwire_wds_auth_failures_total",
+            &[("reason", "other_subject")]
+        ),
+        1
+    );
+
+    cleanup(&prefix).await;
     node.stop().await;
 }

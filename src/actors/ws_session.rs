@@ -11,10 +11,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, StreamHandler, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, SpawnHandle, StreamHandler,
+    WrapFuture,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -33,7 +34,11 @@ static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 const DRAIN_BATCH: usize = 256;
 
 /// Longest wait for the upstream subscription before a subscribe is acknowledged anyway.
-const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Longest single wait of the expiry timer: a token valid for years is looked at again once a
+/// day rather than trusting one monotonic timer to line up with the wall clock that long.
+const EXPIRY_CHECK_MAX: Duration = Duration::from_secs(86_400);
 
 pub struct WsSession {
     id: SessionId,
@@ -47,6 +52,8 @@ pub struct WsSession {
     last_seen: Instant,
     rate: RateLimit,
     violations: u32,
+    /// Fires when the token runs out; re-armed by every renewal.
+    expiry: Option<SpawnHandle>,
 }
 
 impl WsSession {
@@ -62,6 +69,7 @@ impl WsSession {
             last_seen: Instant::now(),
             rate,
             violations: 0,
+            expiry: None,
         }
     }
 
@@ -240,28 +248,117 @@ impl WsSession {
     }
 
     /// An `auth` frame: welcome (v2) or `authorized` (v1); a bad token closes the socket.
+    /// On a session that already holds a token it is a renewal: same subject required, the
+    /// subscriptions stay (those the new token no longer grants are dropped), and the expiry
+    /// moves to the new token's.
     fn authenticate(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        match token::verify(token, &self.state.auth.secret, token::now_secs()) {
-            Ok(claims) => {
-                self.set_claims(claims);
-                if self.v2 {
-                    self.welcome(ctx);
-                } else {
-                    ctx.text(v1::AUTHORIZED);
-                }
+        let claims = match token::verify(token, &self.state.auth.secret, token::now_secs()) {
+            Ok(c) => c,
+            Err(e) => return self.refuse_auth(auth_reason(&e), &e.to_string(), ctx),
+        };
+        let renewal = self.claims.as_ref().map(|held| held.sub.clone());
+        if let Some(held) = &renewal {
+            if *held != claims.sub {
+                let msg = format!("token is for {}, this session is {held}", claims.sub);
+                return self.refuse_auth("other_subject", &msg, ctx);
             }
-            Err(e) => self.refuse_auth(e, ctx),
+        }
+        self.set_claims(claims);
+        if renewal.is_some() {
+            self.metrics().renewals.inc();
+            self.drop_ungranted(ctx);
+        }
+        self.arm_expiry(ctx);
+        if self.v2 {
+            self.welcome(ctx);
+        } else {
+            ctx.text(v1::AUTHORIZED);
         }
     }
 
-    fn refuse_auth(&mut self, e: TokenError, ctx: &mut ws::WebsocketContext<Self>) {
-        SessionMetrics::count(&self.metrics().auth_failures, auth_reason(&e));
+    fn refuse_auth(
+        &mut self,
+        reason: &'static str,
+        msg: &str,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        SessionMetrics::count(&self.metrics().auth_failures, reason);
         if self.v2 {
-            ctx.text(v2::error("unauthorized", &e.to_string(), None, None));
+            ctx.text(v2::error("unauthorized", msg, None, None));
         } else {
             ctx.text(v1::INVALID_KEY);
         }
-        self.close(ctx, "auth", &e.to_string());
+        self.close(ctx, "auth", msg);
+    }
+
+    /// After a renewal: leaves the topics the new token does not grant, telling the client
+    /// about each (it asked for them under the old token, so they must not end silently).
+    fn drop_ungranted(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let lost: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|t| self.refusal(t).is_some())
+            .cloned()
+            .collect();
+        if lost.is_empty() {
+            return;
+        }
+        for topic in &lost {
+            self.topics.remove(topic);
+            SessionMetrics::count(&self.metrics().violations, "forbidden");
+            let msg = format!("topic {topic} is not granted by the renewed token: unsubscribed");
+            ctx.text(if self.v2 {
+                v2::error("forbidden", &msg, Some(topic), None)
+            } else {
+                v1::error(&msg)
+            });
+        }
+        let feeds = lost.iter().map(|t| self.feed(t)).collect();
+        self.state.hub.do_send(Leave {
+            session: self.id,
+            feeds,
+        });
+    }
+
+    /// (Re)starts the timer that ends the session when its token runs out. With auth off
+    /// a token sent anyway is not enforced: nothing required it in the first place.
+    fn arm_expiry(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(h) = self.expiry.take() {
+            ctx.cancel_future(h);
+        }
+        let Some(exp) = self.claims.as_ref().map(|c| c.exp) else {
+            return;
+        };
+        if !self.state.auth.required {
+            return;
+        }
+        let left = u64::try_from(exp - token::now_secs()).unwrap_or(0);
+        let wait = Duration::from_secs(left).min(EXPIRY_CHECK_MAX);
+        self.expiry = Some(ctx.run_later(wait, |act, ctx| {
+            act.expiry = None;
+            act.expiry_due(ctx);
+        }));
+    }
+
+    fn expiry_due(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let expired = self
+            .claims
+            .as_ref()
+            .is_some_and(|c| c.exp <= token::now_secs());
+        if !expired {
+            // Woken early (a long-lived token's daily check): wait again.
+            return self.arm_expiry(ctx);
+        }
+        if self.v2 {
+            ctx.text(v2::error(
+                "token_expired",
+                "token expired: renew it with an auth frame before expires_at",
+                None,
+                None,
+            ));
+        }
+        // v1 gets only the close frame: its web app takes any unsolicited frame for data.
+        self.close(ctx, "token_expired", "token expired");
     }
 
     fn subscribe(
@@ -393,6 +490,7 @@ impl Actor for WsSession {
         ));
         self.metrics().open.inc();
         self.metrics().opened.inc();
+        self.arm_expiry(ctx);
         if self.authorized() {
             self.metrics().authorized.inc();
             if self.v2 {

@@ -91,6 +91,8 @@ pub struct SessionMetrics {
     pub auth_failures: HashMap<&'static str, Counter>,
     pub violations: HashMap<&'static str, Counter>,
     pub closed: HashMap<&'static str, Counter>,
+    /// Tokens replaced in-band before they ran out.
+    pub renewals: Counter,
 }
 
 fn labelled(
@@ -107,7 +109,14 @@ fn labelled(
 }
 
 /// Why a session was closed by the server.
-pub const CLOSE_REASONS: &[&str] = &["violations", "idle", "auth_timeout", "auth", "slow"];
+pub const CLOSE_REASONS: &[&str] = &[
+    "violations",
+    "idle",
+    "auth_timeout",
+    "auth",
+    "slow",
+    "token_expired",
+];
 pub const VIOLATIONS: &[&str] = &[
     "frame_size",
     "rate",
@@ -117,7 +126,13 @@ pub const VIOLATIONS: &[&str] = &[
     "binary",
     "unknown",
 ];
-pub const AUTH_FAILURES: &[&str] = &["missing", "malformed", "bad_signature", "expired"];
+pub const AUTH_FAILURES: &[&str] = &[
+    "missing",
+    "malformed",
+    "bad_signature",
+    "expired",
+    "other_subject",
+];
 
 impl SessionMetrics {
     pub fn new(r: &Registry) -> Self {
@@ -161,6 +176,11 @@ impl SessionMetrics {
                 "Sessions closed by the server",
                 "reason",
                 CLOSE_REASONS,
+            ),
+            renewals: r.counter(
+                "tickwire_wds_token_renewals_total",
+                "Tokens renewed in-band by an auth frame on an authenticated session",
+                &[],
             ),
         }
     }

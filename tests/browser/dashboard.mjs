@@ -79,6 +79,16 @@ try {
   await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel).dataset.updates) > n,
     [`${gainers} .body`, resumed]);
 
+  step('the WDS token is renewed on the open socket before it runs out');
+  // tests/browser.rs issues 15 s tokens: without the renewal the WDS would close this socket.
+  const before = await page.evaluate(() => ({ opens: TW.wds.opens, renewals: TW.wds.renewals, exp: TW.wds.tokenExp }));
+  await until('a renewal, and the old token past its expiry', () => page.evaluate(b =>
+    TW.wds.renewals > b.renewals && Date.now() / 1000 > b.exp + 1, before));
+  const renewed = await page.evaluate(() => ({ opens: TW.wds.opens, state: TW.wds.current }));
+  if (renewed.opens !== before.opens || renewed.state !== 'live') {
+    throw new Error(`the socket did not survive its token: ${JSON.stringify({ before, renewed })}`);
+  }
+
   step('sorting a scanner by a column header');
   await page.click(`${gainers} th[data-col="symbol"]`);
   await page.waitForSelector(`${gainers} th[data-col="symbol"].sorted`);

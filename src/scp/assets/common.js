@@ -68,7 +68,9 @@ const TW = (() => {
   }
 
   // One v2 socket for every widget. subscribe() is refcounted per topic; after a reconnect
-  // every topic is subscribed again and its snapshot brings the widgets up to date.
+  // every topic is subscribed again and its snapshot brings the widgets up to date. The WDS
+  // closes a socket when its token runs out, so a fresh token is sent on the open socket
+  // (an in-band renewal) before that; after logout the renewal fails and the socket ends.
   class Wds {
     constructor(onState) {
       this.onState = onState;
@@ -76,6 +78,9 @@ const TW = (() => {
       this.token = cfg.token;
       this.tokenExp = cfg.tokenExpiresAt;
       this.attempt = 0;
+      this.opens = 0;     // sockets opened (the browser test reads these two)
+      this.renewals = 0;  // tokens renewed on an open socket
+      this.renewTimer = null;
       this.closed = false;
       this.state('connecting');
       this.open();
@@ -89,7 +94,7 @@ const TW = (() => {
     }
 
     async freshToken() {
-      // A token is only checked when a socket opens; renew one that is about to run out.
+      // A new socket starts with a token that has more than 30 s left.
       if (this.tokenExp - Date.now() / 1000 > 30) return;
       const t = await api('POST', '/api/token');
       this.token = t.token; this.tokenExp = t.expires_at;
@@ -100,9 +105,10 @@ const TW = (() => {
       if (this.closed) return;
       const ws = new WebSocket(this.url());
       this.ws = ws;
+      this.opens += 1;
       ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token: this.token }));
       ws.onmessage = ev => this.message(JSON.parse(ev.data));
-      ws.onclose = () => { if (this.ws === ws) this.retry(); };
+      ws.onclose = () => { if (this.ws === ws) { clearTimeout(this.renewTimer); this.retry(); } };
       ws.onerror = () => { /* onclose follows */ };
     }
 
@@ -116,9 +122,30 @@ const TW = (() => {
       setTimeout(() => this.open(), delay);
     }
 
+    // Renews a third of the token's remaining life before it ends, at most 30 s before.
+    scheduleRenewal(expiresAt) {
+      clearTimeout(this.renewTimer);
+      if (!expiresAt) return; // auth off: nothing expires
+      const left = expiresAt - Date.now() / 1000;
+      const wait = Math.max(0, left - Math.min(30, left / 3));
+      this.renewTimer = setTimeout(() => this.renew(), wait * 1000);
+    }
+
+    async renew() {
+      const ws = this.ws;
+      let t;
+      // A 401 (logged out) has already sent the page to the login form; anything else: the
+      // socket closes at expiry and the reconnect fetches a token again.
+      try { t = await api('POST', '/api/token'); } catch (_) { return; }
+      this.token = t.token; this.tokenExp = t.expires_at;
+      if (ws === this.ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'auth', token: t.token }));
+    }
+
     message(m) {
       switch (m.type) {
         case 'welcome':
+          this.scheduleRenewal(m.expires_at);
+          if (this.current === 'live') { this.renewals += 1; break; } // a renewal: topics stay
           this.attempt = 0;
           this.state('live');
           for (const topic of this.topics.keys()) this.send({ type: 'subscribe', topic });
@@ -131,7 +158,7 @@ const TW = (() => {
         }
         case 'error':
           console.warn('wds error', m.code, m.message, m.topic || '');
-          if (m.code === 'unauthorized') this.tokenExp = 0;
+          if (m.code === 'unauthorized' || m.code === 'token_expired') this.tokenExp = 0;
           break;
         default:
           break;
@@ -156,7 +183,7 @@ const TW = (() => {
       if (hs.size === 0) { this.topics.delete(topic); this.send({ type: 'unsubscribe', topic }); }
     }
 
-    close() { this.closed = true; if (this.ws) this.ws.close(); this.state('offline'); }
+    close() { this.closed = true; clearTimeout(this.renewTimer); if (this.ws) this.ws.close(); this.state('offline'); }
   }
 
   function connIndicator(id) {
