@@ -77,6 +77,8 @@ pub enum EmbeddedError {
     Sim(#[from] SimError),
     #[error("subscriptions: {0}")]
     Subscriptions(String),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error(transparent)]
     Wds(#[from] WdsError),
     #[error(transparent)]
@@ -202,6 +204,11 @@ pub fn start(
         registry.clone(),
     ));
     let me = NodeRecord::new("embedded", "embedded", &format!("http://127.0.0.1:{port}"));
+    if args.scp.sessions == crate::scp::SessionsIn::Redis {
+        return Err(EmbeddedError::Config(
+            "SCP_SESSIONS=redis: embedded mode has no Redis; its sessions stay in memory".into(),
+        ));
+    }
     let (scp, bootstrap) = ScpState::new(
         args.scp.clone(),
         &args.wds.token_secret,

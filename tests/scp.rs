@@ -731,3 +731,104 @@ async fn control_api_over_registered_nodes() {
     common::rabbit::delete_pipeline_queues(&qprefix, 1).await;
     common::redis::cleanup(&prefix).await;
 }
+
+/// The keys a test left under `prefix` in the shared Redis.
+async fn keys_under(prefix: &str) -> Vec<String> {
+    let mut conn = common::redis::connection().await;
+    deadpool_redis::redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut *conn)
+        .await
+        .expect("KEYS")
+}
+
+/// With the node registry in Redis, sessions are kept there: two replicas share them, a
+/// restart keeps them, logout on one ends them on the other, the lifetime still holds, no
+/// session id is stored in clear, and a Redis outage answers 503 rather than "log in".
+#[actix_web::test]
+async fn sessions_in_redis_are_shared_by_replicas_and_survive_a_restart() {
+    let prefix = common::redis::unique_prefix("scp-sessions");
+    let redis = common::redis::redis_url();
+    let a_args = scp_args("scp_sessions", &redis, &prefix);
+    let a = start_scp(a_args.clone());
+    let b = start_scp(a_args.clone());
+
+    let mut on_a = Web::new(&a);
+    assert_eq!(on_a.login("viewer", VIEWER_PW).await.status, 200);
+    let cookie = on_a.cookie.clone().expect("cookie");
+    let mut on_b = Web::new(&b);
+    on_b.cookie = Some(cookie.clone());
+    on_b.csrf = on_a.csrf.clone();
+    let r = on_b.get("/api/session").await;
+    assert_eq!(
+        (r.status, r.body["user"].as_str()),
+        (200, Some("viewer")),
+        "{}",
+        r.text
+    );
+    let (_, stats) = get_json(&a.url("/stats"), None).await;
+    assert_eq!(stats["node"]["sessions_store"], "redis");
+    assert_eq!(stats["node"]["browser_sessions"], 1);
+    let id = cookie.split_once('=').expect("name=value").1.to_string();
+    let keys = keys_under(&format!("{prefix}scp:sessions:")).await;
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| !k.contains(&id)),
+        "{keys:?}"
+    );
+
+    // A restart of A keeps the session.
+    a.stop().await;
+    let a = start_scp(a_args.clone());
+    let mut again = Web::new(&a);
+    again.cookie = Some(cookie.clone());
+    assert_eq!(again.get("/api/session").await.status, 200);
+
+    // Logout on B ends it on A too, and leaves nothing behind.
+    assert_eq!(on_b.send("POST", "/logout", None, &[]).await.status, 200);
+    assert_eq!(again.get("/api/session").await.status, 401);
+    assert_eq!(
+        keys_under(&format!("{prefix}scp:sessions:")).await,
+        Vec::<String>::new()
+    );
+    a.stop().await;
+    b.stop().await;
+
+    // The absolute lifetime holds in Redis as in memory.
+    let mut short = a_args.clone();
+    short.settings.session_lifetime_secs = 1;
+    let c = start_scp(short);
+    let mut web = Web::new(&c);
+    assert_eq!(web.login("viewer", VIEWER_PW).await.status, 200);
+    wait_until_async("the session outlives its lifetime", || {
+        let w = &web;
+        async move { w.get("/api/session").await.status == 401 }
+    })
+    .await;
+    c.stop().await;
+    common::redis::cleanup(&prefix).await;
+
+    // Redis away: 503 with the reason, counted; not a silent logout.
+    let mut private = common::redis::PrivateRedis::start();
+    let d = start_scp(scp_args("scp_sessions_outage", &private.url(), &prefix));
+    let mut web = Web::new(&d);
+    // The private server may still be starting: the first logins can get 503.
+    let start = std::time::Instant::now();
+    while web.login("viewer", VIEWER_PW).await.status != 200 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no login once the private Redis is up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    private.kill();
+    let r = web.get("/api/session").await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("session store unavailable"), "{}", r.text);
+    assert!(
+        d.registry
+            .value("tickwire_scp_session_store_errors_total", &[])
+            .unwrap_or(0)
+            >= 1
+    );
+    d.stop().await;
+}

@@ -55,27 +55,34 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The caller's live session, if any.
-pub fn current(req: &HttpRequest, state: &ScpState) -> Option<(String, Session)> {
-    let id = req.cookie(SESSION_COOKIE)?.value().to_string();
-    let mut s = state.sessions.touch(&id)?;
+/// The caller's live session, if any; an error when the session store cannot be read.
+pub async fn current(req: &HttpRequest, state: &ScpState) -> Result<Option<Session>, ScpError> {
+    let Some(id) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) else {
+        return Ok(None);
+    };
+    let touched = state.sessions.touch(&id).await;
+    let Some(mut s) = touched.map_err(|e| state.store_failed(e))? else {
+        return Ok(None);
+    };
     // The users file has the last word: a user removed from it is logged out, and a
     // changed role applies from this request on.
     match state.roles(&s.username) {
         Some(roles) => s.roles = roles,
         None => {
-            state.sessions.remove(&id);
+            let removed = state.sessions.remove(&id).await;
+            removed.map_err(|e| state.store_failed(e))?;
             log::info!("{} is no longer a user: session ended", s.username);
-            return None;
+            return Ok(None);
         }
     }
-    Some((id, s))
+    Ok(Some(s))
 }
 
 /// The caller's session when it may do what `need` says; counts every refusal.
-pub fn require(req: &HttpRequest, state: &ScpState, need: Need) -> Result<Session, ScpError> {
+pub async fn require(req: &HttpRequest, state: &ScpState, need: Need) -> Result<Session, ScpError> {
+    let s = current(req, state).await?;
     let result = (|| {
-        let (_, s) = current(req, state).ok_or(ScpError::Unauthenticated)?;
+        let s = s.ok_or(ScpError::Unauthenticated)?;
         if matches!(need, Need::Admin | Need::AdminWrite) && !s.has_role(ADMIN) {
             return Err(ScpError::Forbidden(ADMIN));
         }
@@ -188,10 +195,8 @@ async fn login(
         };
     };
     state.limiter.succeeded(keys[1]);
-    let (id, csrf) = state
-        .sessions
-        .create(&user.username, &user.roles)
-        .map_err(|e| ScpError::Internal(e.to_string()))?;
+    let created = state.sessions.create(&user.username, &user.roles).await;
+    let (id, csrf) = created.map_err(|e| state.store_failed(e))?;
     state.metrics.logins.inc();
     log::info!("{} logged in from {ip}", user.username);
     let cookie = session_cookie(&req, &state, id);
@@ -208,9 +213,10 @@ async fn login(
 }
 
 async fn logout(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
-    let s = require(&req, &state, Need::ViewerWrite)?;
+    let s = require(&req, &state, Need::ViewerWrite).await?;
     if let Some(id) = req.cookie(SESSION_COOKIE) {
-        state.sessions.remove(id.value());
+        let removed = state.sessions.remove(id.value()).await;
+        removed.map_err(|e| state.store_failed(e))?;
     }
     state.metrics.logouts.inc();
     log::info!("{} logged out", s.username);
@@ -241,12 +247,12 @@ pub fn issue_token(state: &ScpState, s: &Session) -> Result<(String, i64), ScpEr
 }
 
 async fn session(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
-    let s = require(&req, &state, Need::Viewer)?;
+    let s = require(&req, &state, Need::Viewer).await?;
     Ok(HttpResponse::Ok().json(json!({"user": s.username, "roles": s.roles, "csrf": s.csrf})))
 }
 
 async fn new_token(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
-    let s = require(&req, &state, Need::ViewerWrite)?;
+    let s = require(&req, &state, Need::ViewerWrite).await?;
     let (t, exp) = issue_token(&state, &s)?;
     Ok(HttpResponse::Ok().json(json!({"token": t, "expires_at": exp})))
 }
@@ -255,7 +261,7 @@ async fn get_layouts(
     req: HttpRequest,
     state: web::Data<ScpState>,
 ) -> Result<HttpResponse, ScpError> {
-    let s = require(&req, &state, Need::Viewer)?;
+    let s = require(&req, &state, Need::Viewer).await?;
     Ok(HttpResponse::Ok().json(state.layouts.load(&s.username)?))
 }
 
@@ -264,7 +270,7 @@ async fn put_layouts(
     state: web::Data<ScpState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScpError> {
-    let s = require(&req, &state, Need::ViewerWrite)?;
+    let s = require(&req, &state, Need::ViewerWrite).await?;
     let layouts = Layouts::parse(&body)?;
     state.layouts.save(&s.username, &layouts)?;
     Ok(HttpResponse::Ok().json(layouts))
@@ -274,7 +280,7 @@ async fn export_layouts(
     req: HttpRequest,
     state: web::Data<ScpState>,
 ) -> Result<HttpResponse, ScpError> {
-    let s = require(&req, &state, Need::Viewer)?;
+    let s = require(&req, &state, Need::Viewer).await?;
     let doc = state
         .layouts
         .load(&s.username)?
@@ -292,7 +298,7 @@ async fn import_layouts(
     state: web::Data<ScpState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScpError> {
-    let s = require(&req, &state, Need::ViewerWrite)?;
+    let s = require(&req, &state, Need::ViewerWrite).await?;
     let mut layouts = state.layouts.load(&s.username)?;
     let n = layouts.import(&body)?;
     state.layouts.save(&s.username, &layouts)?;

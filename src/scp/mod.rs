@@ -42,6 +42,17 @@ pub enum CookieSecure {
     Never,
 }
 
+/// Where browser sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SessionsIn {
+    /// Redis when the node registry is configured (`NODE_REGISTRY_URL`), else memory.
+    Auto,
+    /// This process: a restart logs everyone out; several replicas need sticky sessions.
+    Memory,
+    /// The node registry's Redis: sessions survive restarts and every replica sees them.
+    Redis,
+}
+
 /// Control-plane settings shared by `tickwire-scp` and embedded mode.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ScpSettings {
@@ -85,6 +96,11 @@ pub struct ScpSettings {
         default_value_t = 43_200
     )]
     pub session_lifetime_secs: u64,
+
+    /// Where browser sessions live: `memory`, `redis` (the node registry's Redis), or
+    /// `auto` (redis when `NODE_REGISTRY_URL` is set).
+    #[arg(long = "scp-sessions", env = "SCP_SESSIONS", value_enum, default_value_t = SessionsIn::Auto)]
+    pub sessions: SessionsIn,
 
     /// When the session cookie is marked `Secure`.
     #[arg(long = "scp-cookie-secure", env = "SCP_COOKIE_SECURE", value_enum, default_value_t = CookieSecure::Auto)]
@@ -141,6 +157,8 @@ pub enum ScpError {
     NoNode(String),
     #[error("node unreachable: {0}")]
     Upstream(String),
+    #[error("{0}")]
+    Unavailable(sessions::SessionError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -154,6 +172,7 @@ impl ResponseError for ScpError {
             ScpError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ScpError::NoNode(_) => StatusCode::NOT_FOUND,
             ScpError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ScpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ScpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -188,6 +207,7 @@ pub struct ScpMetrics {
     pub control_errors: Counter,
     pub users_reloaded: Counter,
     pub users_reload_errors: Counter,
+    pub session_store_errors: Counter,
 }
 
 impl ScpMetrics {
@@ -213,6 +233,11 @@ impl ScpMetrics {
             users_reload_errors: r.counter(
                 "tickwire_scp_users_reload_errors_total",
                 "Changed users files that could not be read (the last good users stay)",
+                &[],
+            ),
+            session_store_errors: r.counter(
+                "tickwire_scp_session_store_errors_total",
+                "Requests answered 503 because the session store (Redis) failed",
                 &[],
             ),
             tokens: r.counter("tickwire_scp_tokens_issued_total", "WDS tokens issued", &[]),
@@ -265,11 +290,18 @@ impl ScpState {
             &settings.admin_user,
             &settings.admin_password,
         )?;
+        let idle = Duration::from_secs(settings.session_idle_secs.max(1));
+        let lifetime = Duration::from_secs(settings.session_lifetime_secs.max(1));
+        let sessions = match (&directory, settings.sessions) {
+            (Directory::Redis { pool, prefix }, SessionsIn::Auto | SessionsIn::Redis) => {
+                let prefix = format!("{prefix}scp:sessions:");
+                Sessions::in_redis(pool.clone(), prefix, idle, lifetime)
+            }
+            // `redis` without a registry is refused before this (node::start, embedded).
+            _ => Sessions::in_memory(idle, lifetime),
+        };
         let state = ScpState {
-            sessions: Sessions::new(
-                Duration::from_secs(settings.session_idle_secs.max(1)),
-                Duration::from_secs(settings.session_lifetime_secs.max(1)),
-            ),
+            sessions,
             limiter: LoginLimiter::new(
                 settings.login_max_failures,
                 Duration::from_secs(settings.login_window_secs.max(1)),
@@ -327,6 +359,13 @@ impl ScpState {
         self.refresh_users();
         let check = self.read_users().login_check(username);
         check.verify(password)
+    }
+
+    /// A session store failure as the request's answer (503), logged and counted.
+    pub fn store_failed(&self, e: sessions::SessionError) -> ScpError {
+        self.metrics.session_store_errors.inc();
+        log::warn!("{e}");
+        ScpError::Unavailable(e)
     }
 
     pub fn user_count(&self) -> usize {

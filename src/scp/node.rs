@@ -88,9 +88,16 @@ pub fn admin_state(
             &common.admin_token,
         )
         .with_info(Arc::new(move || {
-            let sessions = scp.sessions.count();
-            let users = scp.user_count();
-            Box::pin(async move { json!({"browser_sessions": sessions, "users": users}) })
+            let scp = scp.clone();
+            Box::pin(async move {
+                // A store that cannot be read shows as null, not as zero sessions.
+                let sessions = scp.sessions.count().await.ok();
+                json!({
+                    "browser_sessions": sessions,
+                    "sessions_store": scp.sessions.store_name(),
+                    "users": scp.user_count(),
+                })
+            })
         }))
 }
 
@@ -103,6 +110,14 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
     }
     if args.common.admin_token.is_empty() {
         log::warn!("ADMIN_TOKEN is empty: the nodes will refuse every control call");
+    }
+    if args.settings.sessions == super::SessionsIn::Redis
+        && args.node_registry.registry_url.is_empty()
+    {
+        return Err(ScpNodeError::Config(
+            "SCP_SESSIONS=redis keeps sessions in the node registry's Redis: set NODE_REGISTRY_URL"
+                .into(),
+        ));
     }
     let registry = Registry::new();
     let port = http.local_addr()?.port();
@@ -123,6 +138,7 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
         &registry,
     )?;
     log_bootstrap(&boot, &args.settings.data_dir);
+    log::info!("browser sessions kept in {}", state.sessions.store_name());
     let scp = web::Data::new(state);
     let admin_data = web::Data::new(admin_state(&args.common, &registry, &scp));
     let http = NodeHttp::serve_with_workers(http, 2, move |cfg| {

@@ -104,7 +104,8 @@ async fn login_page(req: HttpRequest, state: web::Data<ScpState>) -> HttpRespons
             next: None,
         });
     let next = super::auth::safe_next(q.next.as_deref());
-    if current(&req, &state).is_some() {
+    // With the session store away, show the form: logging in will say what is wrong.
+    if matches!(current(&req, &state).await, Ok(Some(_))) {
         return HttpResponse::SeeOther()
             .insert_header((header::LOCATION, next))
             .finish();
@@ -138,7 +139,7 @@ fn config_json(state: &ScpState, s: &super::sessions::Session) -> Result<String,
 }
 
 async fn dashboard(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
-    let Some((_, s)) = current(&req, &state) else {
+    let Some(s) = current(&req, &state).await? else {
         return Ok(to_login("/", None));
     };
     let cfg = config_json(&state, &s)?;
@@ -148,7 +149,7 @@ async fn dashboard(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpR
 }
 
 async fn ops(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
-    let Some((_, s)) = current(&req, &state) else {
+    let Some(s) = current(&req, &state).await? else {
         return Ok(to_login("/ops", None));
     };
     if !s.has_role(ADMIN) {

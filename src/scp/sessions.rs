@@ -1,17 +1,24 @@
-//! Browser sessions and the login rate limiter, both in memory.
+//! Browser sessions and the login rate limiter.
 //!
 //! A session is a random id in an HttpOnly cookie mapped to the user, their roles and a CSRF
 //! token; it ends on logout, after an idle period, or after an absolute lifetime, whichever
-//! comes first. Kept in the SCP process: a restart logs everyone out, which is acceptable
-//! for a control plane (several SCP replicas need sticky sessions; docs/operations.md).
+//! comes first. Sessions live in this process (embedded mode, a single SCP) or in Redis
+//! (`SCP_SESSIONS`, the node registry's Redis). In Redis they survive an SCP restart and
+//! every replica sees them, so replicas behind a load balancer need no sticky sessions.
+//! There a session is stored under the SHA-256 of its id: whoever can read Redis learns no
+//! cookie.
 //!
 //! The limiter counts failed logins per client address and per username in a sliding window,
 //! so neither one address guessing many passwords nor many addresses guessing one user's
-//! password gets more than the allowance.
+//! password gets more than the allowance. It stays per process (see docs/operations.md).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use deadpool_redis::{redis, Pool};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Nothing panics while holding these maps, but if something ever did, the map is still
 /// consistent: carry on with it rather than log everyone out or switch the limiter off.
@@ -20,14 +27,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What a valid session cookie stands for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub username: String,
     pub roles: Vec<String>,
     /// Sent back in `X-CSRF-Token` on every state-changing request.
     pub csrf: String,
-    created: Instant,
-    last_seen: Instant,
 }
 
 impl Session {
@@ -36,71 +41,255 @@ impl Session {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session store unavailable: {0}")]
+    Store(#[from] deadpool_redis::PoolError),
+    #[error("session store unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("no randomness for a session id: {0}")]
+    Random(#[from] std::io::Error),
+    #[error("session encoding: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// A session in memory, with its clocks.
+struct Entry {
+    session: Session,
+    created: Instant,
+    last_seen: Instant,
+}
+
+/// A session in Redis: the session and when it was created (epoch seconds), for the
+/// absolute lifetime; Redis's TTL is the idle clock.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    session: Session,
+    created: i64,
+}
+
+enum Backend {
+    Memory(Mutex<HashMap<String, Entry>>),
+    /// `{prefix}{sha256(id)}` holds a [`Stored`] with the idle TTL; `{prefix}index` is a
+    /// sorted set of the hashes scored by when they lapse, so counting needs no SCAN.
+    Redis {
+        pool: Pool,
+        prefix: String,
+    },
+}
+
 pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+    backend: Backend,
     idle: Duration,
     lifetime: Duration,
 }
 
+fn epoch_secs() -> i64 {
+    crate::token::now_secs()
+}
+
 impl Sessions {
-    pub fn new(idle: Duration, lifetime: Duration) -> Self {
+    pub fn in_memory(idle: Duration, lifetime: Duration) -> Self {
         Sessions {
-            map: Mutex::new(HashMap::new()),
+            backend: Backend::Memory(Mutex::new(HashMap::new())),
             idle,
             lifetime,
         }
     }
 
-    fn live(&self, s: &Session, now: Instant) -> bool {
-        now.duration_since(s.last_seen) < self.idle && now.duration_since(s.created) < self.lifetime
+    /// Sessions in Redis under `prefix` (the node registry's prefix plus `scp:sessions:`).
+    pub fn in_redis(pool: Pool, prefix: String, idle: Duration, lifetime: Duration) -> Self {
+        Sessions {
+            backend: Backend::Redis { pool, prefix },
+            idle,
+            lifetime,
+        }
+    }
+
+    /// `memory` or `redis`, for the log and `/stats`.
+    pub fn store_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis { .. } => "redis",
+        }
+    }
+
+    fn live(&self, e: &Entry, now: Instant) -> bool {
+        now.duration_since(e.last_seen) < self.idle && now.duration_since(e.created) < self.lifetime
+    }
+
+    fn idle_secs(&self) -> u64 {
+        self.idle.as_secs().max(1)
     }
 
     /// A new session for the user: (session id, CSRF token).
-    pub fn create(&self, username: &str, roles: &[String]) -> std::io::Result<(String, String)> {
+    pub async fn create(
+        &self,
+        username: &str,
+        roles: &[String],
+    ) -> Result<(String, String), SessionError> {
         let id = crate::token::random_hex()?;
         let csrf = crate::token::random_hex()?;
-        let now = Instant::now();
         let session = Session {
             username: username.to_string(),
             roles: roles.to_vec(),
             csrf: csrf.clone(),
-            created: now,
-            last_seen: now,
         };
-        let mut map = lock(&self.map);
-        // Dropping the dead here keeps the map bounded without a sweeper task.
-        map.retain(|_, s| self.live(s, now));
-        map.insert(id.clone(), session);
+        match &self.backend {
+            Backend::Memory(map) => {
+                let now = Instant::now();
+                let mut map = lock(map);
+                // Dropping the dead here keeps the map bounded without a sweeper task.
+                map.retain(|_, e| self.live(e, now));
+                let entry = Entry {
+                    session,
+                    created: now,
+                    last_seen: now,
+                };
+                map.insert(id.clone(), entry);
+            }
+            Backend::Redis { pool, prefix } => {
+                let now = epoch_secs();
+                let value = serde_json::to_string(&Stored {
+                    session,
+                    created: now,
+                })?;
+                let hash = hashed(&id);
+                let mut conn = pool.get().await?;
+                let _: () = redis::pipe()
+                    .cmd("SET")
+                    .arg(format!("{prefix}{hash}"))
+                    .arg(value)
+                    .arg("EX")
+                    .arg(self.idle_secs())
+                    .ignore()
+                    .cmd("ZADD")
+                    .arg(format!("{prefix}index"))
+                    .arg(now + self.idle_secs() as i64)
+                    .arg(&hash)
+                    .ignore()
+                    .query_async(&mut *conn)
+                    .await?;
+            }
+        }
         Ok((id, csrf))
     }
 
     /// The live session behind `id`, its idle clock restarted; an expired one is dropped.
-    pub fn touch(&self, id: &str) -> Option<Session> {
-        let now = Instant::now();
-        let mut map = lock(&self.map);
-        let live = map.get(id).map(|s| self.live(s, now))?;
-        if !live {
-            map.remove(id);
-            return None;
+    pub async fn touch(&self, id: &str) -> Result<Option<Session>, SessionError> {
+        match &self.backend {
+            Backend::Memory(map) => {
+                let now = Instant::now();
+                let mut map = lock(map);
+                let Some(live) = map.get(id).map(|e| self.live(e, now)) else {
+                    return Ok(None);
+                };
+                if !live {
+                    map.remove(id);
+                    return Ok(None);
+                }
+                Ok(map.get_mut(id).map(|e| {
+                    e.last_seen = now;
+                    e.session.clone()
+                }))
+            }
+            Backend::Redis { pool, prefix } => {
+                let now = epoch_secs();
+                let hash = hashed(id);
+                let mut conn = pool.get().await?;
+                // One round trip: read and restart the idle clock (GETEX, Redis 6.2+), and
+                // move the index entry along (XX: never re-add one already gone).
+                let (value,): (Option<String>,) = redis::pipe()
+                    .cmd("GETEX")
+                    .arg(format!("{prefix}{hash}"))
+                    .arg("EX")
+                    .arg(self.idle_secs())
+                    .cmd("ZADD")
+                    .arg(format!("{prefix}index"))
+                    .arg("XX")
+                    .arg(now + self.idle_secs() as i64)
+                    .arg(&hash)
+                    .ignore()
+                    .query_async(&mut *conn)
+                    .await?;
+                let Some(value) = value else {
+                    return Ok(None);
+                };
+                let stored = match serde_json::from_str::<Stored>(&value) {
+                    Ok(s) if now - s.created < self.lifetime.as_secs() as i64 => {
+                        return Ok(Some(s.session))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(e),
+                };
+                // Past its lifetime, or not a session at all (someone else's key): gone.
+                if let Some(e) = stored {
+                    log::warn!("session entry in Redis is unreadable, dropped: {e}");
+                }
+                drop(conn);
+                self.remove(id).await?;
+                Ok(None)
+            }
         }
-        let s = map.get_mut(id)?;
-        s.last_seen = now;
-        Some(s.clone())
     }
 
     /// Ends the session (logout).
-    pub fn remove(&self, id: &str) -> Option<Session> {
-        lock(&self.map).remove(id)
+    pub async fn remove(&self, id: &str) -> Result<(), SessionError> {
+        match &self.backend {
+            Backend::Memory(map) => {
+                lock(map).remove(id);
+            }
+            Backend::Redis { pool, prefix } => {
+                let hash = hashed(id);
+                let mut conn = pool.get().await?;
+                let _: () = redis::pipe()
+                    .cmd("DEL")
+                    .arg(format!("{prefix}{hash}"))
+                    .ignore()
+                    .cmd("ZREM")
+                    .arg(format!("{prefix}index"))
+                    .arg(&hash)
+                    .ignore()
+                    .query_async(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
-    /// Live sessions, for `/stats`.
-    pub fn count(&self) -> usize {
-        let now = Instant::now();
-        lock(&self.map)
-            .values()
-            .filter(|s| self.live(s, now))
-            .count()
+    /// Live sessions (in Redis: of every replica), for `/stats`.
+    pub async fn count(&self) -> Result<usize, SessionError> {
+        match &self.backend {
+            Backend::Memory(map) => {
+                let now = Instant::now();
+                Ok(lock(map).values().filter(|e| self.live(e, now)).count())
+            }
+            Backend::Redis { pool, prefix } => {
+                let index = format!("{prefix}index");
+                let mut conn = pool.get().await?;
+                let (n,): (usize,) = redis::pipe()
+                    .cmd("ZREMRANGEBYSCORE")
+                    .arg(&index)
+                    .arg("-inf")
+                    .arg(epoch_secs())
+                    .ignore()
+                    .cmd("ZCARD")
+                    .arg(&index)
+                    .query_async(&mut *conn)
+                    .await?;
+                Ok(n)
+            }
+        }
     }
+}
+
+/// What a session is stored under in Redis.
+fn hashed(id: &str) -> String {
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Failed logins per key (an address or a username) in a sliding window.
@@ -171,24 +360,45 @@ impl LoginLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sessions_expire_when_idle_and_end_on_logout() {
-        let sessions = Sessions::new(Duration::from_secs(60), Duration::from_secs(600));
-        let (id, csrf) = sessions.create("alice", &["viewer".into()]).unwrap();
-        let s = sessions.touch(&id).unwrap();
+    #[actix_web::test]
+    async fn sessions_expire_when_idle_and_end_on_logout() {
+        let sessions = Sessions::in_memory(Duration::from_secs(60), Duration::from_secs(600));
+        let (id, csrf) = sessions.create("alice", &["viewer".into()]).await.unwrap();
+        let s = sessions.touch(&id).await.unwrap().unwrap();
         assert_eq!(
             (s.username.as_str(), s.csrf.as_str()),
             ("alice", csrf.as_str())
         );
         assert!(s.has_role("viewer") && !s.has_role("admin"));
-        assert_eq!(sessions.count(), 1);
-        assert!(sessions.remove(&id).is_some());
-        assert!(sessions.touch(&id).is_none());
+        assert_eq!(sessions.count().await.unwrap(), 1);
+        sessions.remove(&id).await.unwrap();
+        assert!(sessions.touch(&id).await.unwrap().is_none());
 
-        let expired = Sessions::new(Duration::ZERO, Duration::from_secs(600));
-        let (id, _) = expired.create("bob", &[]).unwrap();
-        assert!(expired.touch(&id).is_none());
-        assert_eq!(expired.count(), 0);
+        let expired = Sessions::in_memory(Duration::ZERO, Duration::from_secs(600));
+        let (id, _) = expired.create("bob", &[]).await.unwrap();
+        assert!(expired.touch(&id).await.unwrap().is_none());
+        assert_eq!(expired.count().await.unwrap(), 0);
+    }
+
+    #[test]
+    fn a_stored_session_is_flat_json_keyed_by_the_ids_hash() {
+        let stored = Stored {
+            session: Session {
+                username: "ann".into(),
+                roles: vec!["viewer".into()],
+                csrf: "c".into(),
+            },
+            created: 1_764_000_000,
+        };
+        assert_eq!(
+            serde_json::to_string(&stored).unwrap(),
+            r#"{"username":"ann","roles":["viewer"],"csrf":"c","created":1764000000}"#
+        );
+        // The SHA-256 of "abc": the id itself never reaches Redis.
+        assert_eq!(
+            hashed("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
