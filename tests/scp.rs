@@ -832,3 +832,29 @@ async fn sessions_in_redis_are_shared_by_replicas_and_survive_a_restart() {
     );
     d.stop().await;
 }
+
+/// With sessions in Redis the login allowance is shared too: failures on one replica count
+/// on the other, so N replicas do not allow N times the attempts.
+#[actix_web::test]
+async fn login_failures_count_across_replicas_in_redis() {
+    let prefix = common::redis::unique_prefix("scp-limiter");
+    let mut args = scp_args("scp_limiter", &common::redis::redis_url(), &prefix);
+    args.settings.login_max_failures = 3;
+    let a = start_scp(args.clone());
+    let b = start_scp(args);
+    let (mut on_a, mut on_b) = (Web::new(&a), Web::new(&b));
+    assert_eq!(on_a.login("viewer", "wrong-1").await.status, 401);
+    assert_eq!(on_b.login("viewer", "wrong-2").await.status, 401);
+    assert_eq!(on_a.login("viewer", "wrong-3").await.status, 401);
+    let r = on_b.login("viewer", VIEWER_PW).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.headers.get("retry-after").is_some());
+    let keys = keys_under(&format!("{prefix}scp:login_failures:")).await;
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| !k.contains("viewer")),
+        "failure keys are hashed: {keys:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+    common::redis::cleanup(&prefix).await;
+}

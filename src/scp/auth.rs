@@ -168,7 +168,8 @@ async fn login(
     let keys = [format!("ip:{ip}"), format!("user:{}", b.username)];
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let login_page = |error: &str| super::pages::to_login(&next, Some(error));
-    if let Err(wait) = state.limiter.check(&keys) {
+    let limited = state.limiter.check(&keys).await;
+    if let Some(wait) = limited.map_err(|e| state.store_failed(e))? {
         state.metrics.login_limited.inc();
         log::warn!("login rate limit hit for {} from {ip}", b.username);
         return if json {
@@ -184,7 +185,8 @@ async fn login(
         .await
         .map_err(|e| ScpError::Internal(e.to_string()))?;
     let Some(user) = user else {
-        state.limiter.failed(&keys);
+        let counted = state.limiter.failed(&keys).await;
+        counted.map_err(|e| state.store_failed(e))?;
         state.metrics.login_failures.inc();
         log::info!("failed login for {:?} from {ip}", b.username);
         return if json {
@@ -194,7 +196,8 @@ async fn login(
             Ok(login_page("invalid"))
         };
     };
-    state.limiter.succeeded(keys[1]);
+    let cleared = state.limiter.succeeded(keys[1]).await;
+    cleared.map_err(|e| state.store_failed(e))?;
     let created = state.sessions.create(&user.username, &user.roles).await;
     let (id, csrf) = created.map_err(|e| state.store_failed(e))?;
     state.metrics.logins.inc();

@@ -292,20 +292,34 @@ impl ScpState {
         )?;
         let idle = Duration::from_secs(settings.session_idle_secs.max(1));
         let lifetime = Duration::from_secs(settings.session_lifetime_secs.max(1));
-        let sessions = match (&directory, settings.sessions) {
-            (Directory::Redis { pool, prefix }, SessionsIn::Auto | SessionsIn::Redis) => {
-                let prefix = format!("{prefix}scp:sessions:");
-                Sessions::in_redis(pool.clone(), prefix, idle, lifetime)
-            }
+        let (max_failures, window) = (
+            settings.login_max_failures,
+            Duration::from_secs(settings.login_window_secs.max(1)),
+        );
+        let (sessions, limiter) = match (&directory, settings.sessions) {
+            (Directory::Redis { pool, prefix }, SessionsIn::Auto | SessionsIn::Redis) => (
+                Sessions::in_redis(
+                    pool.clone(),
+                    format!("{prefix}scp:sessions:"),
+                    idle,
+                    lifetime,
+                ),
+                LoginLimiter::in_redis(
+                    pool.clone(),
+                    format!("{prefix}scp:login_failures:"),
+                    max_failures,
+                    window,
+                ),
+            ),
             // `redis` without a registry is refused before this (node::start, embedded).
-            _ => Sessions::in_memory(idle, lifetime),
+            _ => (
+                Sessions::in_memory(idle, lifetime),
+                LoginLimiter::in_memory(max_failures, window),
+            ),
         };
         let state = ScpState {
             sessions,
-            limiter: LoginLimiter::new(
-                settings.login_max_failures,
-                Duration::from_secs(settings.login_window_secs.max(1)),
-            ),
+            limiter,
             layouts: LayoutStore::new(settings.data_dir.join("layouts")),
             users: RwLock::new(users),
             token_secret: token_secret.as_bytes().to_vec(),
