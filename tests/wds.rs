@@ -740,6 +740,13 @@ async fn a_silent_client_is_closed_as_idle() {
     node.stop().await;
 }
 
+/// Sends a v1 `auth` frame with `token` and expects `authorized`.
+async fn v1_authorize(c: &mut Client, token: &str) {
+    c.send(&format!(r#"{{"action":"auth","api_key":"{token}"}}"#))
+        .await;
+    assert_eq!(c.next_text().await, r#"{"status":"authorized"}"#);
+}
+
 /// The next frame that is not a ping or pong: a v1 session must see its close frame with no
 /// text before it (its web app would take any unsolicited frame for data).
 async fn close_without_text(c: &mut Client) -> Option<(u16, String)> {
@@ -768,12 +775,7 @@ async fn a_session_ends_when_its_token_expires() {
 
     // v1, token in the first frame: only the close frame.
     let mut c = ws(&node, "/ws").await;
-    c.send(&format!(
-        r#"{{"action":"auth","api_key":"{}"}}"#,
-        token(&["*"], 2)
-    ))
-    .await;
-    assert_eq!(c.next_text().await, r#"{"status":"authorized"}"#);
+    v1_authorize(&mut c, &token(&["*"], 2)).await;
     assert_eq!(
         close_without_text(&mut c).await,
         Some((1008, "token expired".into()))
@@ -826,18 +828,8 @@ async fn renewing_the_token_in_band_keeps_the_session() {
 
     // v1: a second `auth` renews too.
     let mut v1 = ws(&node, "/ws").await;
-    v1.send(&format!(
-        r#"{{"action":"auth","api_key":"{}"}}"#,
-        token(&["*"], 2)
-    ))
-    .await;
-    assert_eq!(v1.next_text().await, r#"{"status":"authorized"}"#);
-    v1.send(&format!(
-        r#"{{"action":"auth","api_key":"{}"}}"#,
-        token(&["*"], 600)
-    ))
-    .await;
-    assert_eq!(v1.next_text().await, r#"{"status":"authorized"}"#);
+    v1_authorize(&mut v1, &token(&["*"], 2)).await;
+    v1_authorize(&mut v1, &token(&["*"], 600)).await;
 
     // Past the first tokens' expiry both sessions still answer, and v2 still delivers.
     wait_until("the first tokens have expired", || {

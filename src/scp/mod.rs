@@ -1,7 +1,8 @@
 //! The control plane (SCP): login, short-lived WDS tokens, the dashboard, and runtime control.
 //!
 //! - [`users`]: the users file (argon2id hashes, roles viewer/admin, admin bootstrap).
-//! - [`sessions`]: browser sessions (cookie + CSRF token) and the login rate limiter.
+//! - [`sessions`]: browser sessions (cookie + CSRF token) and the login rate limiter, in
+//!   memory or in Redis.
 //! - [`auth`]: login, logout, the session and token routes, and the checks every route uses.
 //! - [`layouts`]: dashboard layouts saved per user, with the reference's export format.
 //! - [`control`]: the node registry and the control API over the nodes' admin routes.
@@ -97,8 +98,8 @@ pub struct ScpSettings {
     )]
     pub session_lifetime_secs: u64,
 
-    /// Where browser sessions live: `memory`, `redis` (the node registry's Redis), or
-    /// `auto` (redis when `NODE_REGISTRY_URL` is set).
+    /// Where browser sessions and the login-failure counts live: `memory`, `redis` (the node
+    /// registry's Redis), or `auto` (redis when `NODE_REGISTRY_URL` is set).
     #[arg(long = "scp-sessions", env = "SCP_SESSIONS", value_enum, default_value_t = SessionsIn::Auto)]
     pub sessions: SessionsIn,
 
