@@ -256,9 +256,11 @@ impl TxReplies {
                         }
                         _ => 0,
                     };
-                    match left - 1 + more {
-                        0 => Stage::Done,
-                        rest => Stage::Results(rest),
+                    // Array lengths come off the wire: a corrupt one must not overflow.
+                    match (left - 1).checked_add(more) {
+                        Some(0) => Stage::Done,
+                        Some(rest) => Stage::Results(rest),
+                        None => return Err(RespError::Protocol(format!("array length {more}"))),
                     }
                 }
                 (stage, reply) => {
@@ -489,5 +491,64 @@ mod tests {
         assert!(Endpoint::parse("http://x").is_err());
         // No TLS client is built in: refused at start, not at the first write.
         assert!(Endpoint::parse("rediss://127.0.0.1").is_err());
+    }
+
+    /// Pieces of replies, whole and broken, so that random sequences reach every stage.
+    const PIECES: &[&[u8]] = &[
+        b"+OK\r\n",
+        b"+QUEUED\r\n",
+        b"-ERR x\r\n",
+        b":1\r\n",
+        b"$3\r\nabc\r\n",
+        b"$-1\r\n",
+        b"*0\r\n",
+        b"*2\r\n",
+        b"*-1\r\n",
+        b"*9223372036854775807\r\n",
+        b"$536870912\r\n",
+        b"$5\r\nab",
+        b"\r\n",
+        b"\n",
+        b"x",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+        /// Whatever arrives, in whatever chunks, the reply walker answers or refuses; it never
+        /// panics, never takes more bytes than it was given, and stops at the first error.
+        #[test]
+        fn any_reply_bytes_are_walked_or_refused_never_a_panic(
+            commands in 0usize..6,
+            queued in proptest::bool::ANY,
+            picks in proptest::collection::vec(0usize..PIECES.len(), 0..40),
+            chunk in 1usize..24,
+        ) {
+            // Half the cases start with a well-formed MULTI and QUEUED replies, so that the
+            // random part lands inside EXEC's reply.
+            let mut wire = Vec::new();
+            if queued {
+                wire.extend_from_slice(b"+OK\r\n");
+                for _ in 0..commands {
+                    wire.extend_from_slice(b"+QUEUED\r\n");
+                }
+            }
+            wire.extend(picks.iter().flat_map(|&i| PIECES[i].iter().copied()));
+            let mut tx = TxReplies::new(commands);
+            let mut buf = Vec::new();
+            for piece in wire.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                match tx.feed(&buf) {
+                    Ok(used) => {
+                        proptest::prop_assert!(used <= buf.len());
+                        buf.drain(..used);
+                    }
+                    Err(_) => break,
+                }
+                if tx.done() {
+                    break;
+                }
+            }
+        }
     }
 }
