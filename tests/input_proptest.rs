@@ -1,10 +1,16 @@
-//! Property tests of the frame parser: whatever arrives, it returns a value or an error and
-//! never panics, and the route-only and full paths agree on what they saw.
+//! Property tests of the parsers of outside input: whatever arrives, each returns a value or
+//! an error and never panics.
+//!
+//! - Massive frames: the route-only and full paths agree on what they saw.
+//! - WDS client frames, v1 and v2.
+//! - Access tokens: a token changed anywhere is refused.
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tickwire::massive::frame::route_frame;
 use tickwire::massive::{parse_frame, Market};
+use tickwire::token::{self, Claims};
+use tickwire::wds::protocol::{parse_v1, parse_v2};
 
 fn arb_scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -94,5 +100,69 @@ proptest! {
         b.truncate(cut.min(b.len()));
         let _ = parse_frame(Market::Stocks, &b);
         let _ = route_frame(&b);
+    }
+}
+
+/// Objects that look like WDS client frames: a known or random `action` (v1) and `type` (v2)
+/// and the fields requests carry, with arbitrary values.
+fn arb_client_frame() -> impl Strategy<Value = Value> {
+    let verb = prop::sample::select(vec![
+        "auth",
+        "subscribe",
+        "unsubscribe",
+        "get",
+        "ping",
+        "nope",
+        "",
+    ]);
+    let keys = prop::sample::subsequence(
+        vec!["feed", "topic", "cache", "limit", "api_key", "token", "id"],
+        0..7,
+    );
+    (verb, keys, prop::collection::vec(arb_value(), 7)).prop_map(|(verb, keys, vals)| {
+        let mut m = serde_json::Map::new();
+        m.insert("action".into(), json!(verb));
+        m.insert("type".into(), json!(verb));
+        for (k, v) in keys.into_iter().zip(vals) {
+            m.insert(k.to_string(), v);
+        }
+        Value::Object(m)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn client_frames_parse_or_refuse(frame in arb_client_frame(), text in "\\PC{0,64}") {
+        let json = frame.to_string();
+        for t in [json.as_str(), text.as_str()] {
+            let _ = parse_v1(t);
+            let _ = parse_v2(t);
+        }
+    }
+}
+
+/// Exhaustive rather than sampled: every position, every printable character. Only the
+/// untouched token passes (base64's unused trailing bits are refused too).
+#[test]
+fn a_token_changed_anywhere_is_refused() {
+    let secret = b"proptest-secret";
+    let now = token::now_secs();
+    let claims = Claims::new("ann", &["viewer"], &["quote:*"], now, 600);
+    let good = token::sign(&claims, secret).expect("sign");
+    assert!(token::verify(&good, secret, now).is_ok());
+    for i in 0..good.len() {
+        for c in b' '..=b'~' {
+            let mut bytes = good.clone().into_bytes();
+            bytes[i] = c;
+            let changed = String::from_utf8(bytes).expect("ASCII");
+            if changed != good {
+                assert!(
+                    token::verify(&changed, secret, now).is_err(),
+                    "accepted: {changed}"
+                );
+            }
+        }
     }
 }
