@@ -273,6 +273,12 @@ impl NodeHttp {
     pub async fn stop(&self) {
         self.handle.stop(false).await;
     }
+
+    /// Stops accepting, lets open connections finish (at most the one-second shutdown
+    /// timeout), then stops.
+    pub async fn stop_gracefully(&self) {
+        self.handle.stop(true).await;
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM: what every node's `run` waits for before stopping its actors.

@@ -870,3 +870,27 @@ async fn renewing_the_token_in_band_keeps_the_session() {
     cleanup(&prefix).await;
     node.stop().await;
 }
+
+#[actix_web::test]
+async fn stopping_the_node_closes_every_session_with_going_away() {
+    let prefix = unique_prefix("wds-away");
+    let node = start(args(&redis_url(), &prefix)).await;
+    let mut v2 = ws(&node, &format!("/ws/v2?token={}", token(&["*"], 600))).await;
+    assert_eq!(v2.next_json().await["type"], "welcome");
+    v2.send(r#"{"type":"subscribe","topic":"r:x"}"#).await;
+    until_json(&mut v2, "subscribed", |v| v["type"] == "subscribed").await;
+    let mut v1 = ws(&node, "/ws").await;
+    v1_authorize(&mut v1, &token(&["*"], 600)).await;
+
+    let away = Some((1001, "server shutting down".to_string()));
+    let (_, r2, r1) = tokio::join!(node.stop(), v2.close_reason(), v1.close_reason());
+    assert_eq!((r2, r1), (away.clone(), away));
+    assert_eq!(
+        counter(
+            &node,
+            "tickwire_wds_closed_total",
+            &[("reason", "shutdown")]
+        ),
+        2
+    );
+}

@@ -490,6 +490,8 @@ impl Actor for WsSession {
         ));
         self.metrics().open.inc();
         self.metrics().opened.inc();
+        self.state
+            .session_started(self.id, ctx.address().recipient());
         self.arm_expiry(ctx);
         if self.authorized() {
             self.metrics().authorized.inc();
@@ -514,6 +516,7 @@ impl Actor for WsSession {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.state.session_stopped(self.id);
         if let Some(o) = &self.outbox {
             o.close("session ended");
         }
@@ -528,6 +531,24 @@ impl Actor for WsSession {
         if self.authorized() {
             self.metrics().authorized.dec();
         }
+    }
+}
+
+/// The node is stopping: close with 1001 so that the client reconnects at once (to another
+/// replica) rather than finding out from a dead socket.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct GoingAway;
+
+impl Handler<GoingAway> for WsSession {
+    type Result = ();
+    fn handle(&mut self, _: GoingAway, ctx: &mut Self::Context) {
+        SessionMetrics::count(&self.metrics().closed, "shutdown");
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Away,
+            description: Some("server shutting down".into()),
+        }));
+        ctx.stop();
     }
 }
 

@@ -14,11 +14,13 @@
 //! - [`node`]: `tickwire-wds` wiring (flags, admin HTTP) and the embedded-mode mount.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix::Addr;
+use actix::{Addr, Recipient};
 
-use crate::actors::hub::Hub;
+use crate::actors::hub::{Hub, SessionId};
+use crate::actors::ws_session::GoingAway;
 use crate::metrics::{Counter, Gauge, Registry};
 use crate::store::{glob_match, Store};
 
@@ -116,6 +118,7 @@ pub const CLOSE_REASONS: &[&str] = &[
     "auth",
     "slow",
     "token_expired",
+    "shutdown",
 ];
 pub const VIOLATIONS: &[&str] = &[
     "frame_size",
@@ -204,6 +207,8 @@ pub struct WdsState {
     /// Topic patterns this node serves at all (`WDS_ALLOWED_TOPICS`), tokens aside.
     pub allowed: Vec<String>,
     pub metrics: SessionMetrics,
+    /// Every open session, so that a stopping node can say goodbye to each.
+    pub sessions: Mutex<HashMap<SessionId, Recipient<GoingAway>>>,
 }
 
 impl WdsState {
@@ -212,6 +217,37 @@ impl WdsState {
         self.allowed
             .iter()
             .any(|p| glob_match(p.as_bytes(), topic.as_bytes()))
+    }
+
+    fn open_sessions(&self) -> MutexGuard<'_, HashMap<SessionId, Recipient<GoingAway>>> {
+        // Inserts and removes only: a panic elsewhere cannot leave the map half changed.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn session_started(&self, id: SessionId, to: Recipient<GoingAway>) {
+        self.open_sessions().insert(id, to);
+    }
+
+    pub fn session_stopped(&self, id: SessionId) {
+        self.open_sessions().remove(&id);
+    }
+
+    /// Asks every open session to close with 1001 (the node is stopping) and waits, at most
+    /// `wait`, until they have: clients then reconnect at once, to another replica, instead
+    /// of finding out from a dead socket.
+    pub async fn going_away(&self, wait: Duration) {
+        let sessions: Vec<_> = self.open_sessions().values().cloned().collect();
+        if sessions.is_empty() {
+            return;
+        }
+        log::info!("closing {} sessions: the node is stopping", sessions.len());
+        for s in &sessions {
+            s.do_send(GoingAway);
+        }
+        let start = Instant::now();
+        while !self.open_sessions().is_empty() && start.elapsed() < wait {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

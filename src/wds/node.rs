@@ -225,6 +225,7 @@ fn wds_state(
         results_prefix: results_prefix.to_string(),
         allowed: crate::wds::topic_list(&settings.allowed_topics),
         metrics: SessionMetrics::new(registry),
+        sessions: Default::default(),
     }))
 }
 
@@ -257,6 +258,7 @@ pub fn start_embedded(
 pub struct WdsNode {
     pub port: u16,
     pub registry: Arc<Registry>,
+    state: web::Data<WdsState>,
     http: NodeHttp,
     registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
@@ -274,11 +276,18 @@ impl WdsNode {
         self.http.wait().await
     }
 
+    /// Leaves the registry, closes every session with 1001 `server shutting down` (so that
+    /// clients reconnect at once), then stops serving.
     pub async fn stop(&self) {
         crate::actors::registrar::deregister(&self.registrar).await;
-        self.http.stop().await;
+        self.state.going_away(GOING_AWAY_WAIT).await;
+        // Graceful, so that the close frames just queued reach the clients.
+        self.http.stop_gracefully().await;
     }
 }
+
+/// Longest wait for the sessions to close when the node stops.
+const GOING_AWAY_WAIT: Duration = Duration::from_secs(5);
 
 /// The admin state of a WDS: the reference health body, honest readiness, hub figures.
 pub fn admin_state(
@@ -412,6 +421,7 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
     Ok(WdsNode {
         port,
         registry,
+        state,
         http,
         registrar,
     })

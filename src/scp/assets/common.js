@@ -108,7 +108,12 @@ const TW = (() => {
       this.opens += 1;
       ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token: this.token }));
       ws.onmessage = ev => this.message(JSON.parse(ev.data));
-      ws.onclose = () => { if (this.ws === ws) { clearTimeout(this.renewTimer); this.retry(); } };
+      ws.onclose = ev => {
+        if (this.ws !== ws) return;
+        clearTimeout(this.renewTimer);
+        if (ev.code === 1001) this.attempt = 0; // the WDS is stopping: straight to another one
+        this.retry();
+      };
       ws.onerror = () => { /* onclose follows */ };
     }
 
