@@ -858,3 +858,34 @@ async fn login_failures_count_across_replicas_in_redis() {
     b.stop().await;
     common::redis::cleanup(&prefix).await;
 }
+
+/// `tickwire-scp remove-user` and `list-users` on the file a running SCP serves: the removed
+/// user's session ends at its next request; the last admin stays.
+#[actix_web::test]
+async fn remove_user_ends_their_sessions_and_keeps_the_last_admin() {
+    use tickwire::scp::users::{self, UsersError};
+    let a = scp_args("scp_remove_user", "", "unused:");
+    let settings = a.settings.clone();
+    let scp = start_scp(a);
+    let mut viewer = Web::new(&scp);
+    assert_eq!(viewer.login("viewer", VIEWER_PW).await.status, 200);
+
+    let listed = users::list_file(&settings).expect("list-users");
+    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["admin", "viewer"]);
+
+    users::remove_from_file(&settings, "viewer").expect("remove-user");
+    assert_eq!(viewer.get("/api/session").await.status, 401);
+    assert_eq!(viewer.login("viewer", VIEWER_PW).await.status, 401);
+    assert!(matches!(
+        users::remove_from_file(&settings, "admin"),
+        Err(UsersError::LastAdmin(_))
+    ));
+    assert!(matches!(
+        users::remove_from_file(&settings, "viewer"),
+        Err(UsersError::NoSuchUser(_))
+    ));
+    let mut admin = Web::new(&scp);
+    assert_eq!(admin.login("admin", ADMIN_PW).await.status, 200);
+    scp.stop().await;
+}

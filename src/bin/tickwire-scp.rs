@@ -1,5 +1,7 @@
 //! `tickwire-scp`: the control plane. Login, WDS tokens, the dashboard and the control API;
-//! `tickwire-scp add-user NAME [--admin]` adds a user (password read from stdin).
+//! `tickwire-scp add-user NAME [--admin]` adds a user (password read from stdin),
+//! `remove-user NAME` removes one, `list-users` lists them. A running SCP picks the change up
+//! at the next request.
 
 use std::process::ExitCode;
 
@@ -27,6 +29,11 @@ enum Command {
         #[arg(long)]
         admin: bool,
     },
+    /// Removes a user from the users file; their sessions end at their next request. The
+    /// last admin cannot be removed.
+    RemoveUser { username: String },
+    /// Lists the users and their roles.
+    ListUsers,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +58,24 @@ fn main() -> ExitCode {
             if result.is_ok() {
                 println!("user {username} saved");
             }
+            tickwire::config::exit_code(result)
+        }
+        Some(Command::RemoveUser { username }) => {
+            let result = tickwire::scp::users::remove_from_file(&cli.args.settings, &username)
+                .map_err(|e| e.to_string());
+            if result.is_ok() {
+                println!("user {username} removed");
+            }
+            tickwire::config::exit_code(result)
+        }
+        Some(Command::ListUsers) => {
+            let result = tickwire::scp::users::list_file(&cli.args.settings)
+                .map(|users| {
+                    for (name, roles) in users {
+                        println!("{name}\t{}", roles.join(","));
+                    }
+                })
+                .map_err(|e| e.to_string());
             tickwire::config::exit_code(result)
         }
     }

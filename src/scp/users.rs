@@ -3,7 +3,8 @@
 //! The file is the source of truth and is small, so it is read at start, read again whenever
 //! it has changed on disk (checked on each login and session use: `add-user`, or an edit,
 //! applies without a restart), and rewritten whole (write to a temporary file, then rename)
-//! when a user is added. On a first run with no file the admin is bootstrapped: from
+//! when a user is added or removed. The last admin can be neither removed nor demoted, so the
+//! control plane always has someone who can run it. On a first run with no file the admin is bootstrapped: from
 //! `SCP_ADMIN_PASSWORD` when set, otherwise with a random password that is returned once so
 //! the caller can print it; only its hash is kept.
 
@@ -39,6 +40,10 @@ pub enum UsersError {
     Username,
     #[error("password must be at least 8 characters")]
     WeakPassword,
+    #[error("no user `{0}`")]
+    NoSuchUser(String),
+    #[error("`{0}` is the last admin: add another admin first")]
+    LastAdmin(String),
 }
 
 /// One user as stored in the file.
@@ -235,8 +240,39 @@ impl Users {
             password_hash: hash_password(password)?,
             roles: parse_roles(roles)?,
         };
+        if !user.is_admin() {
+            self.keep_an_admin(username)?;
+        }
         self.users.insert(username.to_string(), user);
         self.save()
+    }
+
+    /// Removes a user and rewrites the file; their sessions end at their next request.
+    pub fn remove(&mut self, username: &str) -> Result<(), UsersError> {
+        if !self.users.contains_key(username) {
+            return Err(UsersError::NoSuchUser(username.to_string()));
+        }
+        self.keep_an_admin(username)?;
+        self.users.remove(username);
+        self.save()
+    }
+
+    /// Refuses to let `username` stop being an admin when no other admin is left.
+    fn keep_an_admin(&self, username: &str) -> Result<(), UsersError> {
+        let was_admin = self.users.get(username).is_some_and(User::is_admin);
+        let others = self
+            .users
+            .values()
+            .any(|u| u.is_admin() && u.username != username);
+        if was_admin && !others {
+            return Err(UsersError::LastAdmin(username.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Every user, by name.
+    pub fn list(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
     }
 
     /// Whether the file on disk is no longer the one last read or written.
@@ -329,6 +365,34 @@ pub fn add_to_file(
     users.add(username, password, roles)
 }
 
+/// Reads the configured users file, which must exist: removing or listing users never
+/// bootstraps an admin.
+fn open_existing(settings: &super::ScpSettings) -> Result<Users, UsersError> {
+    let path = settings.data_dir.join("users.json");
+    let mut users = Users {
+        path: path.clone(),
+        users: BTreeMap::new(),
+        seen: None,
+        // No logins go through these users: no decoy hash to compute.
+        decoy: String::new(),
+    };
+    users.reload()?;
+    Ok(users)
+}
+
+/// `tickwire-scp remove-user`: removes a user from the configured users file.
+pub fn remove_from_file(settings: &super::ScpSettings, username: &str) -> Result<(), UsersError> {
+    open_existing(settings)?.remove(username)
+}
+
+/// `tickwire-scp list-users`: each user and their roles.
+pub fn list_file(settings: &super::ScpSettings) -> Result<Vec<(String, Vec<String>)>, UsersError> {
+    Ok(open_existing(settings)?
+        .list()
+        .map(|u| (u.username.clone(), u.roles.clone()))
+        .collect())
+}
+
 /// Writes a file only its owner can read: it holds password hashes.
 fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -395,6 +459,33 @@ mod tests {
             users.add("carol", "long enough", "root"),
             Err(UsersError::Role(_))
         ));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn users_are_removed_but_never_the_last_admin() {
+        let path = temp_path("remove");
+        let (mut users, _) = Users::open(&path, "root", "correct horse").unwrap();
+        users.add("alice", "alice-password", "viewer").unwrap();
+        assert!(matches!(
+            users.remove("root"),
+            Err(UsersError::LastAdmin(_))
+        ));
+        assert!(matches!(
+            users.add("root", "correct horse", "viewer"),
+            Err(UsersError::LastAdmin(_))
+        ));
+        assert!(matches!(
+            users.remove("nobody"),
+            Err(UsersError::NoSuchUser(_))
+        ));
+        users.remove("alice").unwrap();
+        users.add("bob", "bob-password", "admin").unwrap();
+        users.remove("root").unwrap();
+        // What the file now holds, read as `list-users` reads it.
+        let (again, _) = Users::open(&path, "root", "correct horse").unwrap();
+        let names: Vec<&str> = again.list().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, vec!["bob"]);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }
