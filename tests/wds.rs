@@ -890,7 +890,7 @@ async fn stopping_the_node_closes_every_session_with_going_away() {
     v1_authorize(&mut v1, &token(&["*"], 600)).await;
 
     let away = Some((1001, "server shutting down".to_string()));
-    let (_, r2, r1) = tokio::join!(node.stop(), v2.close_reason(), v1.close_reason());
+    let (_, r2, r1) = tokio::join!(node.drain(), v2.close_reason(), v1.close_reason());
     assert_eq!((r2, r1), (away.clone(), away));
     assert_eq!(
         counter(
@@ -900,4 +900,21 @@ async fn stopping_the_node_closes_every_session_with_going_away() {
         ),
         2
     );
+
+    // Drained: not ready, and new clients are sent elsewhere.
+    let (status, ready) = get_json(&node.url("/ready"), None).await;
+    assert_eq!(status, 503, "{ready}");
+    let serving = ready["checks"]["serving"].as_str().unwrap_or("");
+    assert!(serving.contains("stopping"), "{ready}");
+    let url = node.ws_url(&format!("/ws/v2?token={}", token(&["*"], 600)));
+    assert_eq!(Client::try_connect(&url, &[]).await.err(), Some(503));
+    assert_eq!(
+        counter(
+            &node,
+            "tickwire_wds_refused_total",
+            &[("reason", "stopping")]
+        ),
+        1
+    );
+    node.stop().await;
 }

@@ -615,6 +615,13 @@ async fn entry(
     v2: bool,
 ) -> Result<HttpResponse, actix_web::Error> {
     let limits = &state.limits;
+    if state.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        SessionMetrics::count(&state.metrics.refused, "stopping");
+        return Ok(refuse(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "this node is stopping",
+        ));
+    }
     if state.metrics.open.get() >= limits.max_sessions as i64 {
         SessionMetrics::count(&state.metrics.refused, "sessions");
         return Ok(refuse(

@@ -13,7 +13,8 @@
 //! - [`upstream`]: the Redis pub/sub connection the hub commands.
 //! - [`node`]: `tickwire-wds` wiring (flags, admin HTTP) and the embedded-mode mount.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -157,7 +158,7 @@ impl SessionMetrics {
                 "tickwire_wds_refused_total",
                 "Handshakes refused",
                 "reason",
-                &["sessions", "token"],
+                &["sessions", "token", "stopping"],
             ),
             auth_failures: labelled(
                 r,
@@ -209,6 +210,9 @@ pub struct WdsState {
     pub metrics: SessionMetrics,
     /// Every open session, so that a stopping node can say goodbye to each.
     pub sessions: Mutex<HashMap<SessionId, Recipient<GoingAway>>>,
+    /// Set when the node starts stopping: new handshakes are refused (503) and `/ready`
+    /// fails, so a load balancer sends clients elsewhere.
+    pub stopping: AtomicBool,
 }
 
 impl WdsState {
@@ -236,16 +240,27 @@ impl WdsState {
     /// `wait`, until they have: clients then reconnect at once, to another replica, instead
     /// of finding out from a dead socket.
     pub async fn going_away(&self, wait: Duration) {
-        let sessions: Vec<_> = self.open_sessions().values().cloned().collect();
-        if sessions.is_empty() {
-            return;
-        }
-        log::info!("closing {} sessions: the node is stopping", sessions.len());
-        for s in &sessions {
-            s.do_send(GoingAway);
-        }
+        self.stopping.store(true, Ordering::SeqCst);
         let start = Instant::now();
-        while !self.open_sessions().is_empty() && start.elapsed() < wait {
+        let mut told = HashSet::new();
+        loop {
+            // Sessions whose handshake raced the flag register late: tell them too.
+            let new: Vec<_> = self
+                .open_sessions()
+                .iter()
+                .filter(|(id, _)| !told.contains(*id))
+                .map(|(id, to)| (*id, to.clone()))
+                .collect();
+            if told.is_empty() && !new.is_empty() {
+                log::info!("closing {} sessions: the node is stopping", new.len());
+            }
+            for (id, to) in new {
+                to.do_send(GoingAway);
+                told.insert(id);
+            }
+            if self.open_sessions().is_empty() || start.elapsed() >= wait {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

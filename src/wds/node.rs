@@ -226,6 +226,7 @@ fn wds_state(
         allowed: crate::wds::topic_list(&settings.allowed_topics),
         metrics: SessionMetrics::new(registry),
         sessions: Default::default(),
+        stopping: Default::default(),
     }))
 }
 
@@ -276,11 +277,17 @@ impl WdsNode {
         self.http.wait().await
     }
 
-    /// Leaves the registry, closes every session with 1001 `server shutting down` (so that
-    /// clients reconnect at once), then stops serving.
-    pub async fn stop(&self) {
+    /// Leaves the registry, refuses new sessions and fails `/ready`, and closes every
+    /// session with 1001 `server shutting down` (so that clients reconnect at once,
+    /// elsewhere). The HTTP server still answers: [`WdsNode::stop`] ends it.
+    pub async fn drain(&self) {
         crate::actors::registrar::deregister(&self.registrar).await;
         self.state.going_away(GOING_AWAY_WAIT).await;
+    }
+
+    /// [`WdsNode::drain`], then stops serving.
+    pub async fn stop(&self) {
+        self.drain().await;
         // Graceful, so that the close frames just queued reach the clients.
         self.http.stop_gracefully().await;
     }
@@ -300,6 +307,14 @@ pub fn admin_state(
         &common.image_version,
         &common.admin_token,
     );
+    let wds = state.clone();
+    admin_state = admin_state.with_check(FnCheck::new("serving", move || {
+        if wds.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            Err("stopping: sessions are being closed".into())
+        } else {
+            Ok(())
+        }
+    }));
     let r = registry.clone();
     admin_state = admin_state.with_check(FnCheck::new("pubsub", move || {
         match r.value("tickwire_wds_upstream_connected", &[]) {
