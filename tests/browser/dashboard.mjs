@@ -62,6 +62,8 @@ try {
   await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel).dataset.updates) > n,
     [`${gainers} .body`, first]);
   for (const t of ['top-gappers', 'top-volume']) await page.waitForSelector(`.widget[data-type="${t}"] tbody tr[data-symbol]`);
+  // Live updates every second: the widget's freshness dot is green.
+  await page.waitForSelector('.widget[data-type="top-gainers"] .fresh[data-fresh="green"]');
 
   step('a dropped socket reconnects with backoff, resubscribes, and updates resume');
   await page.evaluate(() => {

@@ -3,7 +3,10 @@
 // Layouts are saved per user on the server (PUT /api/layouts, autosaved 2 s after a change)
 // in the reference web app's shape, so its exports import unchanged. Link groups: a row
 // click in a scanner or alert widget sets its colour group's ticker (a second click clears
-// it); the quote, daily-range and chart widgets of that colour follow.
+// it); the quote, daily-range and chart widgets of that colour follow. Each widget's dot
+// tells how fresh it is, as in the reference: green when an update came within 5 s, yellow
+// within 60 s, red when older (or only a cached snapshot so far), blinking while the
+// socket reconnects.
 'use strict';
 
 (() => {
@@ -68,7 +71,7 @@
         }));
       }
       w.markSelected = () => render();
-      w.unsubs.push(TW.wds.subscribe(key, m => {
+      w.unsubs.push(w.subscribe(key, m => {
         rows = Array.isArray(m.data) ? m.data : [];
         body.dataset.updates = String(Number(body.dataset.updates || 0) + 1);
         asOf.textContent = rows.length + ' symbols · updated ' + new Date().toLocaleTimeString();
@@ -91,10 +94,11 @@
       let unsub = null;
       w.setTicker = sym => {
         if (unsub) { unsub(); unsub = null; }
+        w.lastUpdate = 0; // another ticker: its freshness starts over
         w.tickerInput.value = sym || '';
         if (!sym) { content.replaceChildren(el('p', { class: 'hint' }, 'No ticker selected.')); return; }
         content.replaceChildren(el('p', { class: 'hint' }, 'Loading ' + sym + '…'));
-        unsub = TW.wds.subscribe(prefix + sym, m => { if (m.data) content.replaceChildren(render(m.data, m)); });
+        unsub = w.subscribe(prefix + sym, m => { if (m.data) content.replaceChildren(render(m.data, m)); });
       };
       w.unsubs.push(() => unsub && unsub());
       followers.add(w);
@@ -161,7 +165,7 @@
         .sort((a, b) => (b.timestamp || 0) - (a.timestamp || 0)).slice(0, cap);
       render();
     };
-    for (const k of ['daily_range_hod_alert', 'daily_range_lod_alert']) w.unsubs.push(TW.wds.subscribe(k, add));
+    for (const k of ['daily_range_hod_alert', 'daily_range_lod_alert']) w.unsubs.push(w.subscribe(k, add));
   }
 
   function chart(w, body) {
@@ -192,13 +196,14 @@
     }
     w.setTicker = s => {
       if (unsub) { unsub(); unsub = null; }
+      w.lastUpdate = 0;
       sym = s; points = new Map();
       w.tickerInput.value = s || '';
       if (plot) { plot.destroy(); plot = null; }
       holder.dataset.points = '0';
       if (!s) { label.textContent = 'No ticker selected.'; return; }
       label.textContent = 'Waiting for ' + s + ' aggregates…';
-      unsub = TW.wds.subscribe('stocks:agg:' + s, m => {
+      unsub = w.subscribe('stocks:agg:' + s, m => {
         const b = m.data;
         if (!b || b.close === undefined || !b.end_timestamp) return;
         points.set(Math.round(b.end_timestamp / 1000), [b.close, b.high, b.low]);
@@ -275,7 +280,15 @@
   function mount(item) {
     const type = TYPES[item.type] ? item.type : ALIASES[item.type];
     const spec = TYPES[type];
-    const w = { item, unsubs: [] };
+    const w = { item, unsubs: [], lastUpdate: 0 };
+    // Every subscription goes through here, so the freshness dot sees every live update.
+    w.subscribe = (topic, handler) => TW.wds.subscribe(topic, m => {
+      if (m.type === 'update') w.lastUpdate = Date.now();
+      if (m.type === 'snapshot' && m.data !== null && !w.lastUpdate) w.lastUpdate = -1;
+      handler(m);
+      showFreshness(w);
+    });
+    w.fresh = el('span', { class: 'fresh', 'data-fresh': 'none', title: 'no data yet' });
     const linkSel = el('select', { class: 'link', title: 'Link group', onchange: () => {
       item.linkColor = linkSel.value || undefined;
       w.el.dataset.link = linkSel.value;
@@ -294,7 +307,7 @@
       const s = w.tickerInput.value.trim().toUpperCase() || null;
       if (item.linkColor) { groups[item.linkColor] = s; for (const f of followers) if (f.item.linkColor === item.linkColor) f.setTicker(s); } else if (w.setTicker) w.setTicker(s);
     } });
-    const head = el('header', {}, el('span', { class: 'title' }, item.userLabel || (spec ? spec.label : item.type)),
+    const head = el('header', {}, w.fresh, el('span', { class: 'title' }, item.userLabel || (spec ? spec.label : item.type)),
       spec && spec.follows ? w.tickerInput : null, el('span', { class: 'spacer' }), linkSel, edit);
     const body = el('div', { class: 'body' });
     w.el = el('section', { class: 'widget', 'data-type': type || item.type, 'data-id': item.i, 'data-link': item.linkColor || '' }, head, body);
@@ -306,6 +319,23 @@
     widgets.push(w);
     return w;
   }
+
+  // none: nothing yet; red: only a cached snapshot, or the last update is over 60 s old.
+  function showFreshness(w) {
+    let state = 'none';
+    let title = 'no data yet';
+    if (w.lastUpdate === -1) {
+      state = 'red'; title = 'cached value only: no live update yet';
+    } else if (w.lastUpdate > 0) {
+      const age = (Date.now() - w.lastUpdate) / 1000;
+      state = age < 5 ? 'green' : age < 60 ? 'yellow' : 'red';
+      title = 'last update ' + Math.round(age) + ' s ago';
+    }
+    if (w.fresh.dataset.fresh !== state) w.fresh.dataset.fresh = state;
+    w.fresh.title = title;
+    w.fresh.classList.toggle('reconnecting', TW.wds.current !== 'live');
+  }
+  setInterval(() => { for (const w of widgets) showFreshness(w); }, 1000);
 
   function remove(w) {
     for (const u of w.unsubs) u();
