@@ -57,6 +57,9 @@ pub struct WdsFigures {
     pub server_cpu_seconds: f64,
     pub server_dropped: i64,
     pub server_slow_closed: i64,
+    /// SIGTERM to exit with the clients still connected: the node refuses new sessions,
+    /// closes every one with 1001, then stops (`None` when it did not exit within 30 s).
+    pub server_stop_seconds: Option<f64>,
 }
 
 const SECRET: &str = "bench-secret";
@@ -70,6 +73,26 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// Sends SIGTERM, as an orchestrator would, and times the way out.
+    async fn terminate(&mut self) -> Option<f64> {
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        if !sent.is_ok_and(|s| s.success()) {
+            return None;
+        }
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return Some(started.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+}
+
 fn counter(stats: &serde_json::Value, name: &str) -> i64 {
     stats["counters"][name].as_i64().unwrap_or(0)
 }
@@ -77,7 +100,7 @@ fn counter(stats: &serde_json::Value, name: &str) -> i64 {
 pub async fn run(b: WdsBench) -> Result<WdsFigures, String> {
     let port = free_port()?;
     let prefix = format!("tw-bench-wds:{}:", std::process::id());
-    let server = Server(
+    let mut server = Server(
         Command::new(sibling("tickwire-wds")?)
             .env("SERVER_PORT", port.to_string())
             .env("SERVER_IP", "127.0.0.1")
@@ -217,6 +240,7 @@ pub async fn run(b: WdsBench) -> Result<WdsFigures, String> {
     let elapsed = last.1.duration_since(pub_start).as_secs_f64().max(1e-3);
     let server_stats = stats(port).await.unwrap_or_default();
     let cpu = cpu_seconds(pid) - cpu_before;
+    let server_stop_seconds = server.terminate().await;
     for r in readers {
         r.abort();
     }
@@ -251,6 +275,7 @@ pub async fn run(b: WdsBench) -> Result<WdsFigures, String> {
         server_cpu_seconds: cpu,
         server_dropped: counter(&server_stats, "tickwire_wds_dropped_total"),
         server_slow_closed: counter(&server_stats, "tickwire_wds_slow_clients_closed_total"),
+        server_stop_seconds,
     })
 }
 
