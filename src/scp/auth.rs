@@ -132,6 +132,16 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+/// The caller's address and the limiter's keys for a password check by `username`: the
+/// address and the username (see [`super::sessions::LoginLimiter`]).
+fn limiter_keys(req: &HttpRequest, username: &str) -> (String, [String; 2]) {
+    let ip = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+    let keys = [format!("ip:{ip}"), format!("user:{username}")];
+    (ip, keys)
+}
+
 #[derive(Deserialize)]
 struct LoginBody {
     username: String,
@@ -162,10 +172,7 @@ async fn login(
         return Err(ScpError::Csrf);
     }
     let next = safe_next(b.next.as_deref());
-    let ip = req
-        .peer_addr()
-        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
-    let keys = [format!("ip:{ip}"), format!("user:{}", b.username)];
+    let (ip, keys) = limiter_keys(&req, &b.username);
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let login_page = |error: &str| super::pages::to_login(&next, Some(error));
     let limited = state.limiter.check(&keys).await;
@@ -228,6 +235,53 @@ async fn logout(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResp
     Ok(HttpResponse::Ok()
         .cookie(gone)
         .json(json!({"status": "OK"})))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    current: String,
+    new: String,
+}
+
+/// The caller changes their own password. The current one is checked, off the async workers
+/// and counted against the same allowance as logins, so this is no side door for guessing.
+async fn change_password(
+    req: HttpRequest,
+    state: web::Data<ScpState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ScpError> {
+    let s = require(&req, &state, Need::ViewerWrite).await?;
+    let b: PasswordBody = serde_json::from_slice(&body)
+        .map_err(|e| ScpError::BadRequest(format!("expected current and new fields: {e}")))?;
+    super::users::check_password(&b.new).map_err(|e| ScpError::BadRequest(e.to_string()))?;
+    let (ip, keys) = limiter_keys(&req, &s.username);
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let limited = state.limiter.check(&keys).await;
+    if let Some(wait) = limited.map_err(|e| state.store_failed(e))? {
+        state.metrics.login_limited.inc();
+        return Err(ScpError::RateLimited(wait));
+    }
+    let (st, user) = (state.clone(), s.username.clone());
+    let checked = web::block(move || {
+        st.verify_user(&user, &b.current)
+            .map(|_| super::users::hash_password(&b.new))
+    })
+    .await
+    .map_err(|e| ScpError::Internal(e.to_string()))?;
+    let Some(hash) = checked else {
+        let counted = state.limiter.failed(&keys).await;
+        counted.map_err(|e| state.store_failed(e))?;
+        state.metrics.login_failures.inc();
+        log::info!("{} gave a wrong current password from {ip}", s.username);
+        return Err(ScpError::WrongPassword);
+    };
+    let hash = hash.map_err(|e| ScpError::Internal(e.to_string()))?;
+    state.set_password_hash(&s.username, hash)?;
+    let cleared = state.limiter.succeeded(keys[1]).await;
+    cleared.map_err(|e| state.store_failed(e))?;
+    state.metrics.password_changes.inc();
+    log::info!("{} changed their password", s.username);
+    Ok(HttpResponse::Ok().json(json!({"status": "OK"})))
 }
 
 /// A WDS token for the session's user: their roles, the configured topics, the short TTL.
@@ -314,6 +368,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(logout))
         .route("/api/session", web::get().to(session))
         .route("/api/token", web::post().to(new_token))
+        .route("/api/password", web::post().to(change_password))
         .route("/api/layouts", web::get().to(get_layouts))
         .route("/api/layouts", web::put().to(put_layouts))
         .route("/api/layouts/export", web::get().to(export_layouts))

@@ -154,6 +154,8 @@ pub enum ScpError {
     BadRequest(String),
     #[error("too many failed logins; try again in {0} s")]
     RateLimited(u64),
+    #[error("the current password is wrong")]
+    WrongPassword,
     #[error("no such node: {0}")]
     NoNode(String),
     #[error("node unreachable: {0}")]
@@ -168,7 +170,9 @@ impl ResponseError for ScpError {
     fn status_code(&self) -> StatusCode {
         match self {
             ScpError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ScpError::Forbidden(_) | ScpError::Csrf => StatusCode::FORBIDDEN,
+            ScpError::Forbidden(_) | ScpError::Csrf | ScpError::WrongPassword => {
+                StatusCode::FORBIDDEN
+            }
             ScpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ScpError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ScpError::NoNode(_) => StatusCode::NOT_FOUND,
@@ -209,6 +213,7 @@ pub struct ScpMetrics {
     pub users_reloaded: Counter,
     pub users_reload_errors: Counter,
     pub session_store_errors: Counter,
+    pub password_changes: Counter,
 }
 
 impl ScpMetrics {
@@ -234,6 +239,11 @@ impl ScpMetrics {
             users_reload_errors: r.counter(
                 "tickwire_scp_users_reload_errors_total",
                 "Changed users files that could not be read (the last good users stay)",
+                &[],
+            ),
+            password_changes: r.counter(
+                "tickwire_scp_password_changes_total",
+                "Users who changed their own password",
                 &[],
             ),
             session_store_errors: r.counter(
@@ -374,6 +384,15 @@ impl ScpState {
         self.refresh_users();
         let check = self.read_users().login_check(username);
         check.verify(password)
+    }
+
+    /// Sets `username`'s password hash (computed beforehand, off the async workers).
+    pub fn set_password_hash(&self, username: &str, hash: String) -> Result<(), ScpError> {
+        self.refresh_users();
+        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        users
+            .set_password_hash(username, hash)
+            .map_err(|e| ScpError::Internal(e.to_string()))
     }
 
     /// A session store failure as the request's answer (503), logged and counted.

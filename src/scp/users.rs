@@ -95,6 +95,14 @@ pub fn valid_username(name: &str) -> bool {
 }
 
 /// An argon2id PHC string for `password`, with a fresh random salt.
+/// The one password rule: at least 8 characters.
+pub fn check_password(password: &str) -> Result<(), UsersError> {
+    if password.chars().count() < 8 {
+        return Err(UsersError::WeakPassword);
+    }
+    Ok(())
+}
+
 pub fn hash_password(password: &str) -> Result<String, UsersError> {
     let salt_bytes =
         crate::token::random_bytes::<16>().map_err(|e| UsersError::Hash(e.to_string()))?;
@@ -232,9 +240,7 @@ impl Users {
         if !valid_username(username) {
             return Err(UsersError::Username);
         }
-        if password.chars().count() < 8 {
-            return Err(UsersError::WeakPassword);
-        }
+        check_password(password)?;
         let user = User {
             username: username.to_string(),
             password_hash: hash_password(password)?,
@@ -244,6 +250,17 @@ impl Users {
             self.keep_an_admin(username)?;
         }
         self.users.insert(username.to_string(), user);
+        self.save()
+    }
+
+    /// Replaces a user's password hash (made by [`hash_password`] beforehand, so that the
+    /// slow part runs before whatever guards the users is taken) and rewrites the file.
+    pub fn set_password_hash(&mut self, username: &str, hash: String) -> Result<(), UsersError> {
+        let user = self
+            .users
+            .get_mut(username)
+            .ok_or_else(|| UsersError::NoSuchUser(username.to_string()))?;
+        user.password_hash = hash;
         self.save()
     }
 

@@ -144,6 +144,23 @@ try {
   const ops = await page.goto(url + '/ops');
   if (ops.status() !== 403) throw new Error(`viewer /ops: HTTP ${ops.status()}, expected 403`);
 
+  step('the viewer changes their password and logs in with the new one');
+  await page.goto(url + '/');
+  await page.waitForSelector('#conn[data-state="live"]');
+  await page.click('#password-open');
+  await page.fill('#password-current', env('TW_VIEWER_PASSWORD'));
+  await page.fill('#password-new', 'a-new-viewer-password');
+  await page.fill('#password-repeat', 'a-new-viewer-password');
+  await page.click('#password-save');
+  await page.waitForSelector('#password-result:has-text("Password changed.")');
+  await page.click('#password-cancel');
+  await page.click('#logout');
+  await page.waitForURL(/\/login/);
+  await page.fill('#username', env('TW_VIEWER_USER'));
+  await page.fill('#password', 'a-new-viewer-password');
+  await page.click('#login-submit');
+  await page.waitForSelector('#conn[data-state="live"]');
+
   if (errors.length) throw new Error('page errors: ' + errors.join('; '));
   console.log('browser test: all steps passed');
 } catch (e) {

@@ -337,6 +337,34 @@
   }
   setInterval(() => { for (const w of widgets) showFreshness(w); }, 1000);
 
+  // The header's Password button: the user changes their own password (POST /api/password).
+  function setupPassword() {
+    const dialog = document.getElementById('password-dialog');
+    const field = id => document.getElementById(id);
+    const result = field('password-result');
+    field('password-open').addEventListener('click', () => {
+      field('password-form').reset();
+      result.textContent = '';
+      dialog.showModal();
+    });
+    field('password-cancel').addEventListener('click', () => dialog.close());
+    field('password-form').addEventListener('submit', async ev => {
+      ev.preventDefault();
+      if (field('password-new').value !== field('password-repeat').value) {
+        result.textContent = 'The new passwords differ.';
+        return;
+      }
+      result.textContent = 'Changing…';
+      try {
+        await api('POST', '/api/password', { current: field('password-current').value, new: field('password-new').value });
+        field('password-form').reset();
+        result.textContent = 'Password changed.';
+      } catch (e) {
+        result.textContent = e.message;
+      }
+    });
+  }
+
   function remove(w) {
     for (const u of w.unsubs) u();
     w.el.remove();
@@ -381,6 +409,7 @@
       changed();
     });
     document.getElementById('layout-select').addEventListener('change', e => show(e.target.value));
+    setupPassword();
     document.getElementById('layout-save-as').addEventListener('click', () => {
       const name = (prompt('Name of the new layout') || '').trim();
       if (!name) return;
