@@ -986,3 +986,32 @@ async fn users_change_their_own_password() {
     );
     scp.stop().await;
 }
+
+/// A password change logs the user's other sessions out and keeps the one that made it, with
+/// sessions in memory and in Redis alike.
+#[actix_web::test]
+async fn changing_the_password_ends_the_users_other_sessions() {
+    let prefix = common::redis::unique_prefix("scp-password-others");
+    for registry in [String::new(), common::redis::redis_url()] {
+        let scp = start_scp(scp_args("scp_password_others", &registry, &prefix));
+        let mut here = Web::new(&scp);
+        let mut elsewhere = Web::new(&scp);
+        let mut admin = Web::new(&scp);
+        assert_eq!(here.login("viewer", VIEWER_PW).await.status, 200);
+        assert_eq!(elsewhere.login("viewer", VIEWER_PW).await.status, 200);
+        assert_eq!(admin.login("admin", ADMIN_PW).await.status, 200);
+        let body = json!({"current": VIEWER_PW, "new": "viewer-password-9"}).to_string();
+        let r = here.send("POST", "/api/password", Some(&body), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(here.get("/api/session").await.status, 200, "{registry}");
+        assert_eq!(
+            elsewhere.get("/api/session").await.status,
+            401,
+            "{registry}"
+        );
+        // Other users' sessions are not touched.
+        assert_eq!(admin.get("/api/session").await.status, 200, "{registry}");
+        scp.stop().await;
+    }
+    common::redis::cleanup(&prefix).await;
+}

@@ -245,6 +245,7 @@ struct PasswordBody {
 
 /// The caller changes their own password. The current one is checked, off the async workers
 /// and counted against the same allowance as logins, so this is no side door for guessing.
+/// The user's other sessions end: whoever else knew the old password is logged out.
 async fn change_password(
     req: HttpRequest,
     state: web::Data<ScpState>,
@@ -279,8 +280,17 @@ async fn change_password(
     state.set_password_hash(&s.username, hash)?;
     let cleared = state.limiter.succeeded(keys[1]).await;
     cleared.map_err(|e| state.store_failed(e))?;
+    let current = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let ended = state
+        .sessions
+        .end_others(&s.username, current.as_deref().unwrap_or(""))
+        .await;
+    let ended = ended.map_err(|e| state.store_failed(e))?;
     state.metrics.password_changes.inc();
-    log::info!("{} changed their password", s.username);
+    log::info!(
+        "{} changed their password; {ended} other sessions ended",
+        s.username
+    );
     Ok(HttpResponse::Ok().json(json!({"status": "OK"})))
 }
 

@@ -73,7 +73,10 @@ struct Stored {
 enum Backend {
     Memory(Mutex<HashMap<String, Entry>>),
     /// `{prefix}{sha256(id)}` holds a [`Stored`] with the idle TTL; `{prefix}index` is a
-    /// sorted set of the hashes scored by when they lapse, so counting needs no SCAN.
+    /// sorted set of the hashes scored by when they lapse, so counting needs no SCAN;
+    /// `{prefix}user:{sha256(username)}` is the set of a user's session hashes, so that
+    /// they can be ended together (it may still name sessions that ended on their own:
+    /// deleting those again is harmless).
     Redis {
         pool: Pool,
         prefix: String,
@@ -157,6 +160,7 @@ impl Sessions {
                     created: now,
                 })?;
                 let hash = hashed(&id);
+                let user_key = format!("{prefix}user:{}", hashed(username));
                 let mut conn = pool.get().await?;
                 let _: () = redis::pipe()
                     .cmd("SET")
@@ -169,6 +173,14 @@ impl Sessions {
                     .arg(format!("{prefix}index"))
                     .arg(now + self.idle_secs() as i64)
                     .arg(&hash)
+                    .ignore()
+                    .cmd("SADD")
+                    .arg(&user_key)
+                    .arg(&hash)
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(&user_key)
+                    .arg(self.lifetime.as_secs().max(1))
                     .ignore()
                     .query_async(&mut *conn)
                     .await?;
@@ -257,6 +269,49 @@ impl Sessions {
             }
         }
         Ok(())
+    }
+
+    /// Ends every session of `username` but `keep` (a password change logs the other
+    /// devices out); returns how many were ended.
+    pub async fn end_others(&self, username: &str, keep: &str) -> Result<usize, SessionError> {
+        match &self.backend {
+            Backend::Memory(map) => {
+                let mut map = lock(map);
+                let before = map.len();
+                map.retain(|id, e| e.session.username != username || id == keep);
+                Ok(before - map.len())
+            }
+            Backend::Redis { pool, prefix } => {
+                let user_key = format!("{prefix}user:{}", hashed(username));
+                let keep = hashed(keep);
+                let mut conn = pool.get().await?;
+                let members: Vec<String> = redis::cmd("SMEMBERS")
+                    .arg(&user_key)
+                    .query_async(&mut *conn)
+                    .await?;
+                let others: Vec<&String> = members.iter().filter(|h| **h != keep).collect();
+                if others.is_empty() {
+                    return Ok(0);
+                }
+                let mut pipe = redis::pipe();
+                pipe.cmd("DEL");
+                for h in &others {
+                    pipe.arg(format!("{prefix}{h}"));
+                }
+                let pipe = pipe
+                    .cmd("ZREM")
+                    .arg(format!("{prefix}index"))
+                    .arg(&others)
+                    .ignore()
+                    .cmd("SREM")
+                    .arg(&user_key)
+                    .arg(&others)
+                    .ignore();
+                // DEL's count is of the sessions still alive: the ones actually ended.
+                let (ended,): (usize,) = pipe.query_async(&mut *conn).await?;
+                Ok(ended)
+            }
+        }
     }
 
     /// Live sessions (in Redis: of every replica), for `/stats`.
