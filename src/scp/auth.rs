@@ -69,7 +69,7 @@ pub async fn current(req: &HttpRequest, state: &ScpState) -> Result<Option<Sessi
     match state.roles(&s.username) {
         Some(roles) => s.roles = roles,
         None => {
-            let removed = state.sessions.remove(&id).await;
+            let removed = state.sessions.remove(&id, &s.username).await;
             removed.map_err(|e| state.store_failed(e))?;
             log::info!("{} is no longer a user: session ended", s.username);
             return Ok(None);
@@ -225,7 +225,7 @@ async fn login(
 async fn logout(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
     let s = require(&req, &state, Need::ViewerWrite).await?;
     if let Some(id) = req.cookie(SESSION_COOKIE) {
-        let removed = state.sessions.remove(id.value()).await;
+        let removed = state.sessions.remove(id.value(), &s.username).await;
         removed.map_err(|e| state.store_failed(e))?;
     }
     state.metrics.logouts.inc();

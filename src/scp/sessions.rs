@@ -229,26 +229,26 @@ impl Sessions {
                 let Some(value) = value else {
                     return Ok(None);
                 };
-                let stored = match serde_json::from_str::<Stored>(&value) {
+                // Past its lifetime, or not a session at all (someone else's key): gone.
+                let owner = match serde_json::from_str::<Stored>(&value) {
                     Ok(s) if now - s.created < self.lifetime.as_secs() as i64 => {
                         return Ok(Some(s.session))
                     }
-                    Ok(_) => None,
-                    Err(e) => Some(e),
+                    Ok(s) => s.session.username,
+                    Err(e) => {
+                        log::warn!("session entry in Redis is unreadable, dropped: {e}");
+                        String::new()
+                    }
                 };
-                // Past its lifetime, or not a session at all (someone else's key): gone.
-                if let Some(e) = stored {
-                    log::warn!("session entry in Redis is unreadable, dropped: {e}");
-                }
                 drop(conn);
-                self.remove(id).await?;
+                self.remove(id, &owner).await?;
                 Ok(None)
             }
         }
     }
 
-    /// Ends the session (logout).
-    pub async fn remove(&self, id: &str) -> Result<(), SessionError> {
+    /// Ends `username`'s session `id` (logout).
+    pub async fn remove(&self, id: &str, username: &str) -> Result<(), SessionError> {
         match &self.backend {
             Backend::Memory(map) => {
                 lock(map).remove(id);
@@ -262,6 +262,10 @@ impl Sessions {
                     .ignore()
                     .cmd("ZREM")
                     .arg(format!("{prefix}index"))
+                    .arg(&hash)
+                    .ignore()
+                    .cmd("SREM")
+                    .arg(format!("{prefix}user:{}", hashed(username)))
                     .arg(&hash)
                     .ignore()
                     .query_async(&mut *conn)
@@ -522,7 +526,7 @@ mod tests {
         );
         assert!(s.has_role("viewer") && !s.has_role("admin"));
         assert_eq!(sessions.count().await.unwrap(), 1);
-        sessions.remove(&id).await.unwrap();
+        sessions.remove(&id, "alice").await.unwrap();
         assert!(sessions.touch(&id).await.unwrap().is_none());
 
         let expired = Sessions::in_memory(Duration::ZERO, Duration::from_secs(600));
