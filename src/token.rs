@@ -133,10 +133,17 @@ pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
 
 /// 32 random bytes as 64 hex characters.
 pub fn random_hex() -> std::io::Result<String> {
-    Ok(random_bytes::<32>()?
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect())
+    Ok(hex(&random_bytes::<32>()?))
+}
+
+/// Bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 #[cfg(test)]

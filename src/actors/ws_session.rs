@@ -615,7 +615,7 @@ async fn entry(
     v2: bool,
 ) -> Result<HttpResponse, actix_web::Error> {
     let limits = &state.limits;
-    if state.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+    if state.is_stopping() {
         SessionMetrics::count(&state.metrics.refused, "stopping");
         return Ok(refuse(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         .and_then(|sim| Ok((sim, bind(cli.args.http_port)?)))
         .and_then(|(sim_http, http)| {
             actix_web::rt::System::new().block_on(async move {
-                let data_dir = cli.args.scp.data_dir.clone();
+                let users_file = cli.args.scp.users_file();
                 let e = embedded::start(cli.args, sim_http, http).map_err(|e| e.to_string())?;
                 match &e.sim {
                     Some(s) => log::info!(
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
                     Bootstrap::Existing => format!(
                         "log in with a user from {} (its admin's password was printed on \
                          the first run)",
-                        data_dir.join("users.json").display()
+                        users_file.display()
                     ),
                 };
                 log::info!("dashboard: http://127.0.0.1:{}/ : {login}", e.http.port);

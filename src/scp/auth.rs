@@ -175,9 +175,7 @@ async fn login(
     let (ip, keys) = limiter_keys(&req, &b.username);
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let login_page = |error: &str| super::pages::to_login(&next, Some(error));
-    let limited = state.limiter.check(&keys).await;
-    if let Some(wait) = limited.map_err(|e| state.store_failed(e))? {
-        state.metrics.login_limited.inc();
+    if let Some(wait) = state.over_allowance(&keys).await? {
         log::warn!("login rate limit hit for {} from {ip}", b.username);
         return if json {
             Err(ScpError::RateLimited(wait))
@@ -192,9 +190,7 @@ async fn login(
         .await
         .map_err(|e| ScpError::Internal(e.to_string()))?;
     let Some(user) = user else {
-        let counted = state.limiter.failed(&keys).await;
-        counted.map_err(|e| state.store_failed(e))?;
-        state.metrics.login_failures.inc();
+        state.wrong_password(&keys).await?;
         log::info!("failed login for {:?} from {ip}", b.username);
         return if json {
             Ok(HttpResponse::Unauthorized()
@@ -203,8 +199,7 @@ async fn login(
             Ok(login_page("invalid"))
         };
     };
-    let cleared = state.limiter.succeeded(keys[1]).await;
-    cleared.map_err(|e| state.store_failed(e))?;
+    state.right_password(keys[1]).await?;
     let created = state.sessions.create(&user.username, &user.roles).await;
     let (id, csrf) = created.map_err(|e| state.store_failed(e))?;
     state.metrics.logins.inc();
@@ -257,9 +252,7 @@ async fn change_password(
     super::users::check_password(&b.new).map_err(|e| ScpError::BadRequest(e.to_string()))?;
     let (ip, keys) = limiter_keys(&req, &s.username);
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let limited = state.limiter.check(&keys).await;
-    if let Some(wait) = limited.map_err(|e| state.store_failed(e))? {
-        state.metrics.login_limited.inc();
+    if let Some(wait) = state.over_allowance(&keys).await? {
         return Err(ScpError::RateLimited(wait));
     }
     let (st, user) = (state.clone(), s.username.clone());
@@ -270,16 +263,13 @@ async fn change_password(
     .await
     .map_err(|e| ScpError::Internal(e.to_string()))?;
     let Some(hash) = checked else {
-        let counted = state.limiter.failed(&keys).await;
-        counted.map_err(|e| state.store_failed(e))?;
-        state.metrics.login_failures.inc();
+        state.wrong_password(&keys).await?;
         log::info!("{} gave a wrong current password from {ip}", s.username);
         return Err(ScpError::WrongPassword);
     };
     let hash = hash.map_err(|e| ScpError::Internal(e.to_string()))?;
     state.set_password_hash(&s.username, hash)?;
-    let cleared = state.limiter.succeeded(keys[1]).await;
-    cleared.map_err(|e| state.store_failed(e))?;
+    state.right_password(keys[1]).await?;
     let current = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
     let ended = state
         .sessions

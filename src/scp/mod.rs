@@ -13,7 +13,7 @@
 //! the node directory differs (Redis registry vs. the one in-process node).
 
 use std::path::PathBuf;
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -139,6 +139,13 @@ pub struct ScpSettings {
     /// page's own host at `/ws/v2` (embedded mode, or WDS behind the same proxy).
     #[arg(long = "scp-wds-url", env = "SCP_WDS_URL", default_value = "")]
     pub wds_url: String,
+}
+
+impl ScpSettings {
+    /// The users file: `users.json` in the data directory.
+    pub fn users_file(&self) -> PathBuf {
+        self.data_dir.join("users.json")
+    }
 }
 
 /// Why an SCP request failed; every one renders as `{"status":"ERROR","error":…}`.
@@ -297,7 +304,7 @@ impl ScpState {
         registry: &Registry,
     ) -> Result<(ScpState, Bootstrap), users::UsersError> {
         let (users, boot) = Users::open(
-            &settings.data_dir.join("users.json"),
+            &settings.users_file(),
             &settings.admin_user,
             &settings.admin_password,
         )?;
@@ -342,9 +349,13 @@ impl ScpState {
         Ok((state, boot))
     }
 
+    // Users are replaced whole by a reload; a panic elsewhere cannot leave them half made.
     fn read_users(&self) -> RwLockReadGuard<'_, Users> {
-        // Users are replaced whole by a reload; a panic elsewhere cannot leave them half made.
         self.users.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_users(&self) -> RwLockWriteGuard<'_, Users> {
+        self.users.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads the users file again if it changed on disk since it was last read: one `stat`
@@ -354,7 +365,7 @@ impl ScpState {
         if !self.read_users().changed_on_disk() {
             return;
         }
-        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        let mut users = self.write_users();
         if !users.changed_on_disk() {
             return; // another request just read it
         }
@@ -389,10 +400,36 @@ impl ScpState {
     /// Sets `username`'s password hash (computed beforehand, off the async workers).
     pub fn set_password_hash(&self, username: &str, hash: String) -> Result<(), ScpError> {
         self.refresh_users();
-        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        let mut users = self.write_users();
         users
             .set_password_hash(username, hash)
             .map_err(|e| ScpError::Internal(e.to_string()))
+    }
+
+    /// `Some(seconds to wait)` when these limiter keys (address, username) have used up the
+    /// password allowance; such an attempt is counted.
+    pub async fn over_allowance(&self, keys: &[&str]) -> Result<Option<u64>, ScpError> {
+        let limited = self.limiter.check(keys).await;
+        let limited = limited.map_err(|e| self.store_failed(e))?;
+        if limited.is_some() {
+            self.metrics.login_limited.inc();
+        }
+        Ok(limited)
+    }
+
+    /// A wrong password (at login or as the current one): counted against the allowance of
+    /// every key, and as a failed login.
+    pub async fn wrong_password(&self, keys: &[&str]) -> Result<(), ScpError> {
+        let counted = self.limiter.failed(keys).await;
+        counted.map_err(|e| self.store_failed(e))?;
+        self.metrics.login_failures.inc();
+        Ok(())
+    }
+
+    /// A right password: the username's failures are forgotten (the address's stay).
+    pub async fn right_password(&self, username_key: &str) -> Result<(), ScpError> {
+        let cleared = self.limiter.succeeded(username_key).await;
+        cleared.map_err(|e| self.store_failed(e))
     }
 
     /// A session store failure as the request's answer (503), logged and counted.
@@ -408,17 +445,18 @@ impl ScpState {
 }
 
 /// Logs what a first run did about the admin: the generated password is shown this once.
-pub fn log_bootstrap(boot: &Bootstrap, data_dir: &std::path::Path) {
+pub fn log_bootstrap(boot: &Bootstrap, settings: &ScpSettings) {
+    let file = settings.users_file();
     match boot {
         Bootstrap::Existing => {}
         Bootstrap::FromEnv(user) => log::info!(
             "created admin user `{user}` with the password from SCP_ADMIN_PASSWORD ({})",
-            data_dir.join("users.json").display()
+            file.display()
         ),
         Bootstrap::Generated { username, password } => log::warn!(
             "first run: created admin user `{username}` with password `{password}`. It is shown \
              only this once; only its hash is kept in {}",
-            data_dir.join("users.json").display()
+            file.display()
         ),
     }
 }

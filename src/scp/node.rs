@@ -137,7 +137,7 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
         &args.common.admin_token,
         &registry,
     )?;
-    log_bootstrap(&boot, &args.settings.data_dir);
+    log_bootstrap(&boot, &args.settings);
     log::info!("browser sessions kept in {}", state.sessions.store_name());
     let scp = web::Data::new(state);
     let admin_data = web::Data::new(admin_state(&args.common, &registry, &scp));

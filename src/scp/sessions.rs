@@ -89,10 +89,6 @@ pub struct Sessions {
     lifetime: Duration,
 }
 
-fn epoch_secs() -> i64 {
-    crate::token::now_secs()
-}
-
 impl Sessions {
     pub fn in_memory(idle: Duration, lifetime: Duration) -> Self {
         Sessions {
@@ -154,23 +150,23 @@ impl Sessions {
                 map.insert(id.clone(), entry);
             }
             Backend::Redis { pool, prefix } => {
-                let now = epoch_secs();
+                let now = crate::token::now_secs();
                 let value = serde_json::to_string(&Stored {
                     session,
                     created: now,
                 })?;
                 let hash = hashed(&id);
-                let user_key = format!("{prefix}user:{}", hashed(username));
+                let user_key = user_key(prefix, username);
                 let mut conn = pool.get().await?;
                 let _: () = redis::pipe()
                     .cmd("SET")
-                    .arg(format!("{prefix}{hash}"))
+                    .arg(session_key(prefix, &hash))
                     .arg(value)
                     .arg("EX")
                     .arg(self.idle_secs())
                     .ignore()
                     .cmd("ZADD")
-                    .arg(format!("{prefix}index"))
+                    .arg(index_key(prefix))
                     .arg(now + self.idle_secs() as i64)
                     .arg(&hash)
                     .ignore()
@@ -208,18 +204,18 @@ impl Sessions {
                 }))
             }
             Backend::Redis { pool, prefix } => {
-                let now = epoch_secs();
+                let now = crate::token::now_secs();
                 let hash = hashed(id);
                 let mut conn = pool.get().await?;
                 // One round trip: read and restart the idle clock (GETEX, Redis 6.2+), and
                 // move the index entry along (XX: never re-add one already gone).
                 let (value,): (Option<String>,) = redis::pipe()
                     .cmd("GETEX")
-                    .arg(format!("{prefix}{hash}"))
+                    .arg(session_key(prefix, &hash))
                     .arg("EX")
                     .arg(self.idle_secs())
                     .cmd("ZADD")
-                    .arg(format!("{prefix}index"))
+                    .arg(index_key(prefix))
                     .arg("XX")
                     .arg(now + self.idle_secs() as i64)
                     .arg(&hash)
@@ -258,14 +254,14 @@ impl Sessions {
                 let mut conn = pool.get().await?;
                 let _: () = redis::pipe()
                     .cmd("DEL")
-                    .arg(format!("{prefix}{hash}"))
+                    .arg(session_key(prefix, &hash))
                     .ignore()
                     .cmd("ZREM")
-                    .arg(format!("{prefix}index"))
+                    .arg(index_key(prefix))
                     .arg(&hash)
                     .ignore()
                     .cmd("SREM")
-                    .arg(format!("{prefix}user:{}", hashed(username)))
+                    .arg(user_key(prefix, username))
                     .arg(&hash)
                     .ignore()
                     .query_async(&mut *conn)
@@ -286,7 +282,7 @@ impl Sessions {
                 Ok(before - map.len())
             }
             Backend::Redis { pool, prefix } => {
-                let user_key = format!("{prefix}user:{}", hashed(username));
+                let user_key = user_key(prefix, username);
                 let keep = hashed(keep);
                 let mut conn = pool.get().await?;
                 let members: Vec<String> = redis::cmd("SMEMBERS")
@@ -300,11 +296,11 @@ impl Sessions {
                 let mut pipe = redis::pipe();
                 pipe.cmd("DEL");
                 for h in &others {
-                    pipe.arg(format!("{prefix}{h}"));
+                    pipe.arg(session_key(prefix, h));
                 }
                 let pipe = pipe
                     .cmd("ZREM")
-                    .arg(format!("{prefix}index"))
+                    .arg(index_key(prefix))
                     .arg(&others)
                     .ignore()
                     .cmd("SREM")
@@ -326,13 +322,13 @@ impl Sessions {
                 Ok(lock(map).values().filter(|e| self.live(e, now)).count())
             }
             Backend::Redis { pool, prefix } => {
-                let index = format!("{prefix}index");
+                let index = index_key(prefix);
                 let mut conn = pool.get().await?;
                 let (n,): (usize,) = redis::pipe()
                     .cmd("ZREMRANGEBYSCORE")
                     .arg(&index)
                     .arg("-inf")
-                    .arg(epoch_secs())
+                    .arg(crate::token::now_secs())
                     .ignore()
                     .cmd("ZCARD")
                     .arg(&index)
@@ -344,12 +340,27 @@ impl Sessions {
     }
 }
 
-/// What a session is stored under in Redis.
-fn hashed(id: &str) -> String {
-    Sha256::digest(id.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// What an id or a name stands for in Redis keys: its SHA-256, so that reading Redis
+/// gives no cookie away and any username makes a plain key.
+fn hashed(text: &str) -> String {
+    crate::token::hex(&Sha256::digest(text.as_bytes()))
+}
+
+// The key layout of the Redis backends, stated once (see `Backend::Redis`).
+fn session_key(prefix: &str, hash: &str) -> String {
+    format!("{prefix}{hash}")
+}
+
+fn index_key(prefix: &str) -> String {
+    format!("{prefix}index")
+}
+
+fn user_key(prefix: &str, username: &str) -> String {
+    format!("{prefix}user:{}", hashed(username))
+}
+
+fn failures_key(prefix: &str, key: &str) -> String {
+    format!("{prefix}{}", hashed(key))
 }
 
 /// Failed logins per key (an address or a username) in a sliding window: in this process,
@@ -429,7 +440,7 @@ impl LoginLimiter {
                 let now = epoch_ms();
                 let mut conn = pool.get().await?;
                 for k in keys {
-                    let key = format!("{prefix}{}", hashed(k));
+                    let key = failures_key(prefix, k);
                     let (n, oldest): (usize, Vec<(String, i64)>) = redis::pipe()
                         .cmd("ZREMRANGEBYSCORE")
                         .arg(&key)
@@ -479,7 +490,7 @@ impl LoginLimiter {
                 let member = format!("{now}:{}", crate::token::random_hex()?);
                 let mut pipe = redis::pipe();
                 for k in keys {
-                    let key = format!("{prefix}{}", hashed(k));
+                    let key = failures_key(prefix, k);
                     pipe.cmd("ZADD").arg(&key).arg(now).arg(&member).ignore();
                     pipe.cmd("PEXPIRE")
                         .arg(&key)
@@ -502,7 +513,7 @@ impl LoginLimiter {
             LimiterBackend::Redis { pool, prefix } => {
                 let mut conn = pool.get().await?;
                 let _: () = redis::cmd("DEL")
-                    .arg(format!("{prefix}{}", hashed(username_key)))
+                    .arg(failures_key(prefix, username_key))
                     .query_async(&mut *conn)
                     .await?;
             }

@@ -4,9 +4,9 @@
 //! it has changed on disk (checked on each login and session use: `add-user`, or an edit,
 //! applies without a restart), and rewritten whole (write to a temporary file, then rename)
 //! when a user is added or removed. The last admin can be neither removed nor demoted, so the
-//! control plane always has someone who can run it. On a first run with no file the admin is bootstrapped: from
-//! `SCP_ADMIN_PASSWORD` when set, otherwise with a random password that is returned once so
-//! the caller can print it; only its hash is kept.
+//! control plane always has someone who can run it. On a first run with no file the admin
+//! is bootstrapped: from `SCP_ADMIN_PASSWORD` when set, otherwise with a random password
+//! that is returned once so the caller can print it; only its hash is kept.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -374,20 +374,19 @@ pub fn add_to_file(
     roles: &str,
 ) -> Result<(), UsersError> {
     let (mut users, boot) = Users::open(
-        &settings.data_dir.join("users.json"),
+        &settings.users_file(),
         &settings.admin_user,
         &settings.admin_password,
     )?;
-    super::log_bootstrap(&boot, &settings.data_dir);
+    super::log_bootstrap(&boot, settings);
     users.add(username, password, roles)
 }
 
 /// Reads the configured users file, which must exist: removing or listing users never
 /// bootstraps an admin.
 fn open_existing(settings: &super::ScpSettings) -> Result<Users, UsersError> {
-    let path = settings.data_dir.join("users.json");
     let mut users = Users {
-        path: path.clone(),
+        path: settings.users_file(),
         users: BTreeMap::new(),
         seen: None,
         // No logins go through these users: no decoy hash to compute.

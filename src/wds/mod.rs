@@ -209,10 +209,10 @@ pub struct WdsState {
     pub allowed: Vec<String>,
     pub metrics: SessionMetrics,
     /// Every open session, so that a stopping node can say goodbye to each.
-    pub sessions: Mutex<HashMap<SessionId, Recipient<GoingAway>>>,
+    sessions: Mutex<HashMap<SessionId, Recipient<GoingAway>>>,
     /// Set when the node starts stopping: new handshakes are refused (503) and `/ready`
     /// fails, so a load balancer sends clients elsewhere.
-    pub stopping: AtomicBool,
+    stopping: AtomicBool,
 }
 
 impl WdsState {
@@ -226,6 +226,11 @@ impl WdsState {
     fn open_sessions(&self) -> MutexGuard<'_, HashMap<SessionId, Recipient<GoingAway>>> {
         // Inserts and removes only: a panic elsewhere cannot leave the map half changed.
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether [`WdsState::going_away`] has begun: no new sessions.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     pub fn session_started(&self, id: SessionId, to: Recipient<GoingAway>) {

@@ -309,7 +309,7 @@ pub fn admin_state(
     );
     let wds = state.clone();
     admin_state = admin_state.with_check(FnCheck::new("serving", move || {
-        if wds.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        if wds.is_stopping() {
             Err("stopping: sessions are being closed".into())
         } else {
             Ok(())

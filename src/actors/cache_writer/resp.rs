@@ -493,6 +493,16 @@ mod tests {
         assert!(Endpoint::parse("rediss://127.0.0.1").is_err());
     }
 
+    #[test]
+    fn a_corrupt_nested_array_length_is_refused_not_overflowed() {
+        // The case the property test below found: arrays inside EXEC's reply whose lengths
+        // add up past usize.
+        let huge =
+            b"+OK\r\n*9223372036854775807\r\n*9223372036854775807\r\n*9223372036854775807\r\n";
+        let e = TxReplies::new(0).feed(huge).unwrap_err();
+        assert!(e.to_string().contains("array length"), "{e}");
+    }
+
     /// Pieces of replies, whole and broken, so that random sequences reach every stage.
     const PIECES: &[&[u8]] = &[
         b"+OK\r\n",

@@ -94,7 +94,7 @@
       let unsub = null;
       w.setTicker = sym => {
         if (unsub) { unsub(); unsub = null; }
-        w.lastUpdate = 0; // another ticker: its freshness starts over
+        w.resetFreshness(); // another ticker
         w.tickerInput.value = sym || '';
         if (!sym) { content.replaceChildren(el('p', { class: 'hint' }, 'No ticker selected.')); return; }
         content.replaceChildren(el('p', { class: 'hint' }, 'Loading ' + sym + '…'));
@@ -196,7 +196,7 @@
     }
     w.setTicker = s => {
       if (unsub) { unsub(); unsub = null; }
-      w.lastUpdate = 0;
+      w.resetFreshness();
       sym = s; points = new Map();
       w.tickerInput.value = s || '';
       if (plot) { plot.destroy(); plot = null; }
@@ -280,11 +280,14 @@
   function mount(item) {
     const type = TYPES[item.type] ? item.type : ALIASES[item.type];
     const spec = TYPES[type];
-    const w = { item, unsubs: [], lastUpdate: 0 };
+    // lastUpdate: when the last live update came (0: none yet); cached: a snapshot brought
+    // a stored value.
+    const w = { item, unsubs: [], lastUpdate: 0, cached: false };
+    w.resetFreshness = () => { w.lastUpdate = 0; w.cached = false; };
     // Every subscription goes through here, so the freshness dot sees every live update.
     w.subscribe = (topic, handler) => TW.wds.subscribe(topic, m => {
       if (m.type === 'update') w.lastUpdate = Date.now();
-      if (m.type === 'snapshot' && m.data !== null && !w.lastUpdate) w.lastUpdate = -1;
+      if (m.type === 'snapshot' && m.data !== null) w.cached = true;
       handler(m);
       showFreshness(w);
     });
@@ -324,12 +327,12 @@
   function showFreshness(w) {
     let state = 'none';
     let title = 'no data yet';
-    if (w.lastUpdate === -1) {
-      state = 'red'; title = 'cached value only: no live update yet';
-    } else if (w.lastUpdate > 0) {
+    if (w.lastUpdate > 0) {
       const age = (Date.now() - w.lastUpdate) / 1000;
       state = age < 5 ? 'green' : age < 60 ? 'yellow' : 'red';
       title = 'last update ' + Math.round(age) + ' s ago';
+    } else if (w.cached) {
+      state = 'red'; title = 'cached value only: no live update yet';
     }
     if (w.fresh.dataset.fresh !== state) w.fresh.dataset.fresh = state;
     w.fresh.title = title;
