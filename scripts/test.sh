@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README; .ci/run calls it): makes sure RabbitMQ and Redis are up,
-# installs Chromium and playwright-core for the browser tests when missing, then runs
-# formatting, lints, every Rust test, and the official-client compatibility check.
+# installs Chromium and playwright-core for the browser tests and promtool for the alert rules
+# when missing, then runs the alert-rule tests, formatting, lints, every Rust test, and the
+# official-client compatibility check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,10 +38,11 @@ ensure_service Redis 6379 30 "apt-get install redis-server" \
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 ensure_service RabbitMQ 5672 120 "apt-get install rabbitmq-server" rabbitmq-server -detached
 
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+
 # The browser tests (tests/browser.rs) drive Debian's Chromium with playwright-core.
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
     echo "test.sh: installing Chromium (Debian package chromium)"
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
     $SUDO apt-get install -y -q chromium >/dev/null 2>&1 ||
         { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; } || {
         echo "ERROR: could not install Chromium; install the chromium package (or set CHROMIUM)" >&2
@@ -53,6 +55,20 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
     npm ci --prefix tests/browser --no-audit --no-fund >/dev/null
 fi
 
+# The Prometheus alert rules (deploy/prometheus) are checked and unit-tested with promtool.
+if ! command -v promtool >/dev/null; then
+    echo "test.sh: installing promtool (Debian package prometheus)"
+    $SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 ||
+        { $SUDO apt-get update -q >/dev/null &&
+            $SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null; } || {
+        echo "ERROR: could not install promtool; install the prometheus package" >&2
+        exit 1
+    }
+fi
+
+echo "== promtool: Prometheus config and alert rules"
+promtool check config deploy/prometheus/prometheus.yml
+promtool test rules deploy/prometheus/alerts_test.yml
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
