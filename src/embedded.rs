@@ -31,6 +31,7 @@ use crate::listener::node::{configure_control, ControlState};
 use crate::massive::Market;
 use crate::metrics::Registry;
 use crate::processor::node::{start_pipeline, Pipeline, PipelineArgs};
+use crate::revocation::Revoker;
 use crate::scp::control::Directory;
 use crate::scp::users::Bootstrap;
 use crate::scp::{ScpSettings, ScpState};
@@ -209,13 +210,15 @@ pub fn start(
             "SCP_SESSIONS=redis: embedded mode has no Redis; its sessions stay in memory".into(),
         ));
     }
-    let (scp, bootstrap) = ScpState::new(
+    let (mut scp, bootstrap) = ScpState::new(
         args.scp.clone(),
         &args.wds.token_secret,
         Directory::Static(vec![me]),
         &args.sim.common.admin_token,
         &registry,
     )?;
+    // A logout here revokes straight into the WDS's list: no Redis in between.
+    scp.revoker = Some(Arc::new(Revoker::Memory(wds.revoked.clone())));
     let scp = actix_web::web::Data::new(scp);
     let http = NodeHttp::serve_with_workers(http, 2, move |cfg| {
         cfg.app_data(admin_data.clone())

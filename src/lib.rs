@@ -15,6 +15,7 @@
 //! - [`config`]: flag/env groups shared by the binaries.
 //! - [`wds`]: the widget data service (client protocols v1 and v2, limits, node wiring).
 //! - [`token`]: access tokens signed by the control plane and verified by the WDS.
+//! - [`revocation`]: tokens the control plane withdrew before they expire (logout, password).
 
 pub mod actors;
 pub mod admin;
@@ -26,6 +27,7 @@ pub mod listener;
 pub mod massive;
 pub mod metrics;
 pub mod processor;
+pub mod revocation;
 pub mod scp;
 pub mod sim;
 pub mod store;

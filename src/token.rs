@@ -32,6 +32,11 @@ pub struct Claims {
     pub iat: i64,
     /// Expiry, epoch seconds.
     pub exp: i64,
+    /// The control-plane browser session the token was issued to (a digest of its id, see
+    /// `scp::sessions::token_sid`), so that a logout can revoke exactly that session's
+    /// tokens ([`crate::revocation`]). Empty for tokens made outside a browser session.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sid: String,
 }
 
 impl Claims {
@@ -43,7 +48,14 @@ impl Claims {
             topics: topics.iter().map(|t| t.to_string()).collect(),
             iat: now,
             exp: now + ttl_secs,
+            sid: String::new(),
         }
+    }
+
+    /// The same claims, issued to browser session `sid`.
+    pub fn for_session(mut self, sid: &str) -> Self {
+        self.sid = sid.to_string();
+        self
     }
 
     /// Whether `topic` (an exact channel, or a pattern using `*`) lies inside one of the
@@ -71,6 +83,9 @@ pub enum TokenError {
     BadSignature,
     #[error("token expired")]
     Expired,
+    /// Valid, but the control plane has revoked it (a logout, a password change).
+    #[error("token revoked")]
+    Revoked,
     #[error("no token secret configured")]
     NoSecret,
 }

@@ -81,8 +81,12 @@ struct Reply {
 
 impl Web {
     fn new(node: &ScpNode) -> Web {
+        Web::at(node.url(""))
+    }
+
+    fn at(base: String) -> Web {
         Web {
-            base: node.url(""),
+            base,
             cookie: None,
             csrf: String::new(),
         }
@@ -1014,4 +1018,158 @@ async fn changing_the_password_ends_the_users_other_sessions() {
         scp.stop().await;
     }
     common::redis::cleanup(&prefix).await;
+}
+
+/// A WDS on Redis that reads this registry's revocations every 100 ms; its port.
+fn start_wds(redis: &str, prefix: &str) -> (tickwire::wds::node::WdsNode, u16) {
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = http.local_addr().expect("port").port();
+    let mut wa = tickwire::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
+    wa.wdc.url = redis.into();
+    wa.results_prefix = format!("{prefix}wdc:");
+    wa.settings.token_secret = SECRET.into();
+    wa.node_registry.registry_url = redis.into();
+    wa.node_registry.registry_prefix = prefix.into();
+    wa.node_registry.admin_url = format!("http://127.0.0.1:{port}");
+    wa.revocation_poll_ms = 100;
+    wa.workers = 1;
+    (
+        tickwire::wds::node::start(wa, http).expect("WDS starts"),
+        port,
+    )
+}
+
+impl Web {
+    /// A WDS socket opened with a token this session gets from `POST /api/token`.
+    async fn wds_socket(&self, port: u16) -> Client {
+        let t = self.send("POST", "/api/token", None, &[]).await;
+        assert_eq!(t.status, 200, "{}", t.text);
+        let tok = t.body["token"].as_str().expect("a token");
+        let mut ws = Client::connect(&format!("ws://127.0.0.1:{port}/ws/v2?token={tok}")).await;
+        assert_eq!(ws.next_json().await["type"], "welcome");
+        ws
+    }
+}
+
+/// The socket is still served: it answers a ping.
+async fn still_open(ws: &mut Client, who: &str) {
+    ws.send(r#"{"type":"ping"}"#).await;
+    loop {
+        let v = ws.next_json().await;
+        assert_ne!(v["type"], "error", "{who}: {v}");
+        if v["type"] == "pong" {
+            return;
+        }
+    }
+}
+
+/// The socket ends because its token was revoked.
+async fn revoked(ws: &mut Client, who: &str) {
+    loop {
+        let v = ws.next_json().await;
+        if v["type"] == "error" {
+            assert_eq!(v["code"], "token_revoked", "{who}: {v}");
+            break;
+        }
+    }
+    assert_eq!(
+        ws.close_reason().await,
+        Some((1008, "token revoked".into())),
+        "{who}"
+    );
+}
+
+#[actix_web::test]
+async fn logging_out_ends_the_sessions_wds_sockets_at_once() {
+    let redis = common::redis::redis_url();
+    let prefix = common::redis::unique_prefix("scp-revoke");
+    let (wds, port) = start_wds(&redis, &prefix);
+    let mut sa = scp_args("scp_revoke", &redis, &prefix);
+    sa.settings.token_topics = "*".into();
+    let settings = sa.settings.clone();
+    let scp = start_scp(sa);
+
+    // The viewer in three browsers, the admin in one, each with a WDS socket.
+    let (mut one, mut two, mut three, mut admin) = (
+        Web::new(&scp),
+        Web::new(&scp),
+        Web::new(&scp),
+        Web::new(&scp),
+    );
+    for (web, user, pw) in [
+        (&mut one, "viewer", VIEWER_PW),
+        (&mut two, "viewer", VIEWER_PW),
+        (&mut three, "viewer", VIEWER_PW),
+        (&mut admin, "admin", ADMIN_PW),
+    ] {
+        assert_eq!(web.login(user, pw).await.status, 200);
+    }
+    let mut ws_one = one.wds_socket(port).await;
+    let mut ws_two = two.wds_socket(port).await;
+    let mut ws_three = three.wds_socket(port).await;
+    let mut ws_admin = admin.wds_socket(port).await;
+
+    // The token names its browser session by a digest, never by the cookie.
+    let t = one.send("POST", "/api/token", None, &[]).await;
+    let claims = token::verify(
+        t.body["token"].as_str().expect("token"),
+        SECRET.as_bytes(),
+        token::now_secs(),
+    )
+    .expect("valid");
+    let cookie = one.cookie.clone().unwrap_or_default();
+    assert_eq!(claims.sid.len(), 32, "{claims:?}");
+    assert!(!cookie.contains(&claims.sid), "{claims:?}");
+
+    // A logout ends that browser's socket, long before its token would expire.
+    assert_eq!(one.send("POST", "/logout", None, &[]).await.status, 200);
+    revoked(&mut ws_one, "the browser that logged out").await;
+    still_open(&mut ws_two, "the viewer's other browser").await;
+    still_open(&mut ws_admin, "the admin").await;
+
+    // A password change ends the user's other browsers' sockets, not its own.
+    let body = json!({"current": VIEWER_PW, "new": "viewer-password-7"}).to_string();
+    let r = two.send("POST", "/api/password", Some(&body), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    revoked(&mut ws_three, "another browser after a password change").await;
+    still_open(&mut ws_two, "the browser that changed the password").await;
+
+    // Removing the user from the users file (as `tickwire-scp remove-user` does) ends the
+    // rest once the control plane reads the file again, at its next request.
+    tickwire::scp::users::remove_from_file(&settings, "viewer").expect("remove viewer");
+    assert_eq!(admin.get("/api/session").await.status, 200);
+    revoked(&mut ws_two, "a removed user").await;
+    still_open(&mut ws_admin, "the admin").await;
+
+    let figures = scp.registry.value("tickwire_scp_revocations_total", &[]);
+    assert_eq!(figures, Some(3));
+    scp.stop().await;
+    wds.stop().await;
+    common::redis::cleanup(&prefix).await;
+}
+
+#[actix_web::test]
+async fn in_embedded_mode_a_logout_ends_the_sessions_sockets_too() {
+    let mut a = embedded_args("scp_revoke_embedded");
+    a.sim.tickers = 20;
+    a.wds.token_secret = SECRET.into();
+    a.scp.admin_password = ADMIN_PW.into();
+    let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = tickwire::embedded::start(a, sim_http, http).expect("embedded starts");
+    let port = e.http.port;
+    let (mut gone, mut stays) = (
+        Web::at(format!("http://127.0.0.1:{port}")),
+        Web::at(format!("http://127.0.0.1:{port}")),
+    );
+    assert_eq!(gone.login("admin", ADMIN_PW).await.status, 200);
+    assert_eq!(stays.login("admin", ADMIN_PW).await.status, 200);
+    let mut ws_gone = gone.wds_socket(port).await;
+    let mut ws_stays = stays.wds_socket(port).await;
+    assert_eq!(gone.send("POST", "/logout", None, &[]).await.status, 200);
+    revoked(&mut ws_gone, "the browser that logged out").await;
+    still_open(&mut ws_stays, "the other browser").await;
+    if let Some(sim) = e.sim {
+        sim.stop().await;
+    }
 }

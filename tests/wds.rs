@@ -918,3 +918,114 @@ async fn stopping_the_node_closes_every_session_with_going_away() {
     );
     node.stop().await;
 }
+
+/// A token of `sub` issued to browser session `sid`.
+fn session_token(sub: &str, sid: &str) -> String {
+    let claims = Claims::new(sub, &["viewer"], &["*"], token::now_secs(), 600).for_session(sid);
+    token::sign(&claims, SECRET.as_bytes()).expect("sign")
+}
+
+#[actix_web::test]
+async fn a_revoked_token_ends_its_sessions_and_is_refused() {
+    let prefix = unique_prefix("wds-revoke");
+    let mut a = args(&redis_url(), &prefix);
+    // The control plane's revocations live under the node registry's prefix.
+    a.node_registry.registry_prefix = prefix.clone();
+    a.revocation_poll_ms = 100;
+    let node = start(a).await;
+
+    // alice has two browsers (s1, s2), bob one; s1 also has a v1 socket.
+    let mut s1 = ws(
+        &node,
+        &format!("/ws/v2?token={}", session_token("alice", "s1")),
+    )
+    .await;
+    assert_eq!(s1.next_json().await["type"], "welcome");
+    let mut s1_v1 = ws(&node, "/ws").await;
+    v1_authorize(&mut s1_v1, &session_token("alice", "s1")).await;
+    let mut s2 = ws(
+        &node,
+        &format!("/ws/v2?token={}", session_token("alice", "s2")),
+    )
+    .await;
+    assert_eq!(s2.next_json().await["type"], "welcome");
+    let mut bob = ws(
+        &node,
+        &format!("/ws/v2?token={}", session_token("bob", "s1")),
+    )
+    .await;
+    assert_eq!(bob.next_json().await["type"], "welcome");
+
+    // alice logs out of s1: the control plane records it in Redis, as tickwire-scp does.
+    let pool = tickwire::actors::cache_writer::redis_pool(&redis_url()).expect("pool");
+    let revoker = tickwire::revocation::Revoker::Redis {
+        pool,
+        key: tickwire::revocation::redis_key(&prefix),
+    };
+    let now = token::now_secs();
+    let logout = tickwire::revocation::Revocation::session("alice", "s1", now, 600);
+    revoker.revoke(logout).await.expect("revoke");
+
+    // Both of s1's sockets end; v2 is told why, v1 only gets the close frame.
+    let e = until_json(&mut s1, "the revocation error", |v| v["type"] == "error").await;
+    assert_eq!(e["code"], "token_revoked", "{e}");
+    assert_eq!(
+        s1.close_reason().await,
+        Some((1008, "token revoked".into()))
+    );
+    assert_eq!(
+        close_without_text(&mut s1_v1).await,
+        Some((1008, "token revoked".into()))
+    );
+    // alice's other browser and bob carry on.
+    for c in [&mut s2, &mut bob] {
+        c.send(r#"{"type":"ping"}"#).await;
+        until_json(c, "a pong", |v| v["type"] == "pong").await;
+    }
+    assert_eq!(
+        counter(
+            &node,
+            "tickwire_wds_closed_total",
+            &[("reason", "token_revoked")]
+        ),
+        2
+    );
+
+    // s1's token no longer opens a socket, at the handshake or in the first frame.
+    let url = node.ws_url(&format!("/ws/v2?token={}", session_token("alice", "s1")));
+    assert_eq!(Client::try_connect(&url, &[]).await.err(), Some(401));
+    let mut late = ws(&node, "/ws").await;
+    late.send(&format!(
+        r#"{{"action":"auth","api_key":"{}"}}"#,
+        session_token("alice", "s1")
+    ))
+    .await;
+    assert_eq!(late.next_text().await, r#"{"status":"invalid key"}"#);
+    assert_eq!(
+        counter(
+            &node,
+            "tickwire_wds_auth_failures_total",
+            &[("reason", "revoked")]
+        ),
+        2
+    );
+
+    // A password change on s2 ends every other session of alice's: a new s3 socket, opened
+    // before the change, goes; s2, which made the change, stays.
+    let mut s3 = ws(
+        &node,
+        &format!("/ws/v2?token={}", session_token("alice", "s3")),
+    )
+    .await;
+    assert_eq!(s3.next_json().await["type"], "welcome");
+    let now = token::now_secs();
+    let change = tickwire::revocation::Revocation::user("alice", Some("s2"), now, 600);
+    revoker.revoke(change).await.expect("revoke");
+    let e = until_json(&mut s3, "the revocation error", |v| v["type"] == "error").await;
+    assert_eq!(e["code"], "token_revoked", "{e}");
+    s2.send(r#"{"type":"ping"}"#).await;
+    until_json(&mut s2, "a pong", |v| v["type"] == "pong").await;
+
+    node.stop().await;
+    cleanup(&prefix).await;
+}

@@ -22,11 +22,12 @@ use actix_web_actors::ws;
 use serde_json::json;
 
 use crate::actors::hub::{Join, Leave, SessionId};
+use crate::revocation::Revocation;
 use crate::store::{StoreError, Stored};
 use crate::token::{self, Claims, TokenError};
 use crate::wds::outbox::{Outbox, Wake};
 use crate::wds::protocol::{self, v1, v2, Parsed, ProtocolError, Request};
-use crate::wds::{RateLimit, SessionMetrics, WdsState};
+use crate::wds::{OpenSession, RateLimit, SessionMetrics, WdsState};
 
 static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -123,6 +124,7 @@ impl WsSession {
     fn set_claims(&mut self, claims: Claims) {
         if !self.authorized() {
             self.metrics().authorized.inc();
+            self.state.session_authorized(self.id, &claims.sub);
         }
         self.claims = Some(claims);
     }
@@ -252,7 +254,7 @@ impl WsSession {
     /// subscriptions stay (those the new token no longer grants are dropped), and the expiry
     /// moves to the new token's.
     fn authenticate(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let claims = match token::verify(token, &self.state.auth.secret, token::now_secs()) {
+        let claims = match self.state.verify(token) {
             Ok(c) => c,
             Err(e) => return self.refuse_auth(auth_reason(&e), &e.to_string(), ctx),
         };
@@ -474,6 +476,7 @@ fn auth_reason(e: &TokenError) -> &'static str {
         TokenError::Missing => "missing",
         TokenError::BadSignature => "bad_signature",
         TokenError::Expired => "expired",
+        TokenError::Revoked => "revoked",
         TokenError::Malformed | TokenError::NoSecret => "malformed",
     }
 }
@@ -490,8 +493,14 @@ impl Actor for WsSession {
         ));
         self.metrics().open.inc();
         self.metrics().opened.inc();
-        self.state
-            .session_started(self.id, ctx.address().recipient());
+        self.state.session_started(
+            self.id,
+            OpenSession {
+                going_away: ctx.address().recipient(),
+                revoke: ctx.address().recipient(),
+                sub: self.claims.as_ref().map(|c| c.sub.clone()),
+            },
+        );
         self.arm_expiry(ctx);
         if self.authorized() {
             self.metrics().authorized.inc();
@@ -549,6 +558,31 @@ impl Handler<GoingAway> for WsSession {
             description: Some("server shutting down".into()),
         }));
         ctx.stop();
+    }
+}
+
+/// The control plane revoked some tokens ([`crate::revocation`]): a session holding one of
+/// them ends now rather than at its token's expiry. v2 is told why first; v1 gets only the
+/// close frame (its web app takes any unsolicited frame for data).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Revoke(pub Revocation);
+
+impl Handler<Revoke> for WsSession {
+    type Result = ();
+    fn handle(&mut self, Revoke(r): Revoke, ctx: &mut Self::Context) {
+        if !self.state.auth.required || !self.claims.as_ref().is_some_and(|c| r.covers(c)) {
+            return;
+        }
+        if self.v2 {
+            ctx.text(v2::error(
+                "token_revoked",
+                "token revoked: the user logged out or changed their password",
+                None,
+                None,
+            ));
+        }
+        self.close(ctx, "token_revoked", "token revoked");
     }
 }
 
@@ -630,19 +664,17 @@ async fn entry(
         ));
     }
     let claims = match handshake_token(&req) {
-        Some(t) if state.auth.required => {
-            match token::verify(&t, &state.auth.secret, token::now_secs()) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    SessionMetrics::count(&state.metrics.auth_failures, auth_reason(&e));
-                    SessionMetrics::count(&state.metrics.refused, "token");
-                    return Ok(refuse(
-                        actix_web::http::StatusCode::UNAUTHORIZED,
-                        &e.to_string(),
-                    ));
-                }
+        Some(t) if state.auth.required => match state.verify(&t) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                SessionMetrics::count(&state.metrics.auth_failures, auth_reason(&e));
+                SessionMetrics::count(&state.metrics.refused, "token");
+                return Ok(refuse(
+                    actix_web::http::StatusCode::UNAUTHORIZED,
+                    &e.to_string(),
+                ));
             }
-        }
+        },
         _ => None,
     };
     // Codec limit above the frame limit: a frame a little too big gets an error reply; one

@@ -19,6 +19,7 @@ use super::layouts::Layouts;
 use super::sessions::Session;
 use super::users::ADMIN;
 use super::{CookieSecure, ScpError, ScpState};
+use crate::revocation::Revocation;
 use crate::token::{self, Claims};
 
 pub const SESSION_COOKIE: &str = "tw_session";
@@ -64,6 +65,7 @@ pub async fn current(req: &HttpRequest, state: &ScpState) -> Result<Option<Sessi
     let Some(mut s) = touched.map_err(|e| state.store_failed(e))? else {
         return Ok(None);
     };
+    s.sid = super::sessions::token_sid(&id);
     // The users file has the last word: a user removed from it is logged out, and a
     // changed role applies from this request on.
     match state.roles(&s.username) {
@@ -225,6 +227,16 @@ async fn logout(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResp
     }
     state.metrics.logouts.inc();
     log::info!("{} logged out", s.username);
+    // The session's WDS sockets end too, not when their token expires.
+    let now = token::now_secs();
+    state
+        .revoke(Revocation::session(
+            &s.username,
+            &s.sid,
+            now,
+            state.token_ttl(),
+        ))
+        .await;
     let mut gone = session_cookie(&req, &state, String::new());
     gone.make_removal();
     Ok(HttpResponse::Ok()
@@ -276,6 +288,9 @@ async fn change_password(
         .end_others(&s.username, current.as_deref().unwrap_or(""))
         .await;
     let ended = ended.map_err(|e| state.store_failed(e))?;
+    let now = token::now_secs();
+    let others = Revocation::user(&s.username, Some(&s.sid), now, state.token_ttl());
+    state.revoke(others).await;
     state.metrics.password_changes.inc();
     log::info!(
         "{} changed their password; {ended} other sessions ended",
@@ -290,13 +305,8 @@ pub fn issue_token(state: &ScpState, s: &Session) -> Result<(String, i64), ScpEr
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let roles: Vec<&str> = s.roles.iter().map(String::as_str).collect();
     let now = token::now_secs();
-    let claims = Claims::new(
-        &s.username,
-        &roles,
-        &topics,
-        now,
-        state.settings.token_ttl_secs.max(1) as i64,
-    );
+    let claims =
+        Claims::new(&s.username, &roles, &topics, now, state.token_ttl()).for_session(&s.sid);
     let t =
         token::sign(&claims, &state.token_secret).map_err(|e| ScpError::Internal(e.to_string()))?;
     state.metrics.tokens.inc();

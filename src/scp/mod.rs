@@ -12,8 +12,9 @@
 //! The same [`ScpState`] and [`configure`] serve the distributed SCP and embedded mode; only
 //! the node directory differs (Redis registry vs. the one in-process node).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -29,6 +30,7 @@ pub mod sessions;
 pub mod users;
 
 use crate::metrics::{Counter, Registry};
+use crate::revocation::{Revocation, Revoker};
 use control::Directory;
 use layouts::LayoutStore;
 use sessions::{LoginLimiter, Sessions};
@@ -221,6 +223,8 @@ pub struct ScpMetrics {
     pub users_reload_errors: Counter,
     pub session_store_errors: Counter,
     pub password_changes: Counter,
+    pub revocations: Counter,
+    pub revocation_errors: Counter,
 }
 
 impl ScpMetrics {
@@ -251,6 +255,16 @@ impl ScpMetrics {
             password_changes: r.counter(
                 "tickwire_scp_password_changes_total",
                 "Users who changed their own password",
+                &[],
+            ),
+            revocations: r.counter(
+                "tickwire_scp_revocations_total",
+                "WDS token revocations recorded (logouts, password changes, changed users)",
+                &[],
+            ),
+            revocation_errors: r.counter(
+                "tickwire_scp_revocation_errors_total",
+                "Revocations that could not be recorded (their tokens run until they expire)",
                 &[],
             ),
             session_store_errors: r.counter(
@@ -292,6 +306,9 @@ pub struct ScpState {
     /// Bearer token for the nodes' admin routes.
     pub admin_token: String,
     pub metrics: ScpMetrics,
+    /// Where WDS token revocations go: the registry's Redis, or (embedded) the WDS's own
+    /// list; none with neither.
+    pub revoker: Option<Arc<Revoker>>,
 }
 
 impl ScpState {
@@ -335,7 +352,15 @@ impl ScpState {
                 LoginLimiter::in_memory(max_failures, window),
             ),
         };
+        let revoker = match &directory {
+            Directory::Redis { pool, prefix } => Some(Arc::new(Revoker::Redis {
+                pool: pool.clone(),
+                key: crate::revocation::redis_key(prefix),
+            })),
+            Directory::Static(_) => None,
+        };
         let state = ScpState {
+            revoker,
             sessions,
             limiter,
             layouts: LayoutStore::new(settings.data_dir.join("layouts")),
@@ -369,10 +394,21 @@ impl ScpState {
         if !users.changed_on_disk() {
             return; // another request just read it
         }
+        let before = users_by_name(&users);
         match users.reload() {
             Ok(()) => {
                 self.metrics.users_reloaded.inc();
                 log::info!("users file changed: {} users now", users.len());
+                // A user removed, or given other roles or another password, keeps no token
+                // issued before: their sockets end and their next token says what is true now.
+                let after = users_by_name(&users);
+                drop(users);
+                let now = crate::token::now_secs();
+                for (name, was) in before {
+                    if after.get(&name) != Some(&was) {
+                        self.revoke_later(Revocation::user(&name, None, now, self.token_ttl()));
+                    }
+                }
             }
             Err(e) => {
                 self.metrics.users_reload_errors.inc();
@@ -432,6 +468,41 @@ impl ScpState {
         cleared.map_err(|e| self.store_failed(e))
     }
 
+    /// Lifetime of the WDS tokens this node issues (seconds).
+    pub fn token_ttl(&self) -> i64 {
+        self.settings.token_ttl_secs.max(1) as i64
+    }
+
+    /// Records `r` for every WDS. A failure is logged and counted but fails nothing: the
+    /// logout or password change still happens, and the tokens end when they expire.
+    pub async fn revoke(&self, r: Revocation) {
+        if let Some(revoker) = &self.revoker {
+            let m = &self.metrics;
+            record_revocation(revoker, r, &m.revocations, &m.revocation_errors).await;
+        }
+    }
+
+    /// [`ScpState::revoke`] from code that cannot wait (the users file reload runs in sync
+    /// code, on a worker or off it): spawned on the current runtime.
+    fn revoke_later(&self, r: Revocation) {
+        let Some(revoker) = self.revoker.clone() else {
+            return;
+        };
+        let (ok, errors) = (
+            self.metrics.revocations.clone(),
+            self.metrics.revocation_errors.clone(),
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move { record_revocation(&revoker, r, &ok, &errors).await });
+            }
+            Err(_) => {
+                self.metrics.revocation_errors.inc();
+                log::warn!("could not revoke {}'s WDS tokens: no runtime", r.sub);
+            }
+        }
+    }
+
     /// A session store failure as the request's answer (503), logged and counted.
     pub fn store_failed(&self, e: sessions::SessionError) -> ScpError {
         self.metrics.session_store_errors.inc();
@@ -441,6 +512,30 @@ impl ScpState {
 
     pub fn user_count(&self) -> usize {
         self.read_users().len()
+    }
+}
+
+/// Each user's password hash and roles, to tell what a reload changed.
+fn users_by_name(users: &Users) -> HashMap<String, (String, Vec<String>)> {
+    users
+        .list()
+        .map(|u| {
+            (
+                u.username.clone(),
+                (u.password_hash.clone(), u.roles.clone()),
+            )
+        })
+        .collect()
+}
+
+async fn record_revocation(revoker: &Revoker, r: Revocation, ok: &Counter, errors: &Counter) {
+    let sub = r.sub.clone();
+    match revoker.revoke(r).await {
+        Ok(()) => ok.inc(),
+        Err(e) => {
+            errors.inc();
+            log::warn!("could not revoke {sub}'s WDS tokens (they run until they expire): {e}");
+        }
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Session {
     pub roles: Vec<String>,
     /// Sent back in `X-CSRF-Token` on every state-changing request.
     pub csrf: String,
+    /// What WDS tokens issued to this session carry as `sid` ([`token_sid`]): derived from
+    /// the cookie id when the session is read, never stored.
+    #[serde(skip)]
+    pub sid: String,
 }
 
 impl Session {
@@ -135,6 +139,7 @@ impl Sessions {
             username: username.to_string(),
             roles: roles.to_vec(),
             csrf: csrf.clone(),
+            sid: String::new(),
         };
         match &self.backend {
             Backend::Memory(map) => {
@@ -346,6 +351,16 @@ fn hashed(text: &str) -> String {
     crate::token::hex(&Sha256::digest(text.as_bytes()))
 }
 
+/// The `sid` of the WDS tokens issued to session `id`: a digest, so a token (which travels
+/// to the WDS and sits in the browser's memory) never carries the cookie, and another
+/// digest than the Redis key's, so it does not name the stored session either.
+pub fn token_sid(id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"tickwire wds sid\0");
+    h.update(id.as_bytes());
+    crate::token::hex(&h.finalize()[..16])
+}
+
 // The key layout of the Redis backends, stated once (see `Backend::Redis`).
 fn session_key(prefix: &str, hash: &str) -> String {
     format!("{prefix}{hash}")
@@ -553,6 +568,7 @@ mod tests {
                 username: "ann".into(),
                 roles: vec!["viewer".into()],
                 csrf: "c".into(),
+                sid: "not stored".into(),
             },
             created: 1_764_000_000,
         };

@@ -15,15 +15,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix::{Addr, Recipient};
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::actors::hub::{Hub, SessionId};
-use crate::actors::ws_session::GoingAway;
+use crate::actors::ws_session::{GoingAway, Revoke};
 use crate::metrics::{Counter, Gauge, Registry};
+use crate::revocation::{Revocation, RevocationList};
 use crate::store::{glob_match, Store};
+use crate::token::{self, Claims, TokenError};
 
 /// What a node serves by default: the client-facing keys of reference-system.md §4 and
 /// nothing else (no control keys, no internal state, no `*`), whoever asks.
@@ -119,6 +122,7 @@ pub const CLOSE_REASONS: &[&str] = &[
     "auth",
     "slow",
     "token_expired",
+    "token_revoked",
     "shutdown",
 ];
 pub const VIOLATIONS: &[&str] = &[
@@ -135,6 +139,7 @@ pub const AUTH_FAILURES: &[&str] = &[
     "malformed",
     "bad_signature",
     "expired",
+    "revoked",
     "other_subject",
 ];
 
@@ -208,14 +213,34 @@ pub struct WdsState {
     /// Topic patterns this node serves at all (`WDS_ALLOWED_TOPICS`), tokens aside.
     pub allowed: Vec<String>,
     pub metrics: SessionMetrics,
-    /// Every open session, so that a stopping node can say goodbye to each.
-    sessions: Mutex<HashMap<SessionId, Recipient<GoingAway>>>,
+    /// Tokens the control plane revoked before they expire ([`crate::revocation`]).
+    pub revoked: Arc<RevocationList>,
+    /// Every open session, so that a stopping node can say goodbye to each and a
+    /// revocation reaches the sessions of its user.
+    sessions: Mutex<HashMap<SessionId, OpenSession>>,
     /// Set when the node starts stopping: new handshakes are refused (503) and `/ready`
     /// fails, so a load balancer sends clients elsewhere.
     stopping: AtomicBool,
 }
 
+/// How the node reaches an open session.
+pub struct OpenSession {
+    pub going_away: Recipient<GoingAway>,
+    pub revoke: Recipient<Revoke>,
+    /// The token's subject, once the session has one.
+    pub sub: Option<String>,
+}
+
 impl WdsState {
+    /// Checks a client's token: signature, expiry, and that it is not revoked.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = token::verify(token, &self.auth.secret, token::now_secs())?;
+        if self.revoked.covers(&claims) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
     /// Whether `topic` (exact, or a pattern with `*`) lies inside what this node serves.
     pub fn serves(&self, topic: &str) -> bool {
         self.allowed
@@ -223,7 +248,7 @@ impl WdsState {
             .any(|p| glob_match(p.as_bytes(), topic.as_bytes()))
     }
 
-    fn open_sessions(&self) -> MutexGuard<'_, HashMap<SessionId, Recipient<GoingAway>>> {
+    fn open_sessions(&self) -> MutexGuard<'_, HashMap<SessionId, OpenSession>> {
         // Inserts and removes only: a panic elsewhere cannot leave the map half changed.
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -233,8 +258,48 @@ impl WdsState {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    pub fn session_started(&self, id: SessionId, to: Recipient<GoingAway>) {
-        self.open_sessions().insert(id, to);
+    pub fn session_started(&self, id: SessionId, session: OpenSession) {
+        self.open_sessions().insert(id, session);
+    }
+
+    /// The session authenticated as `sub` (a renewal keeps the subject).
+    pub fn session_authorized(&self, id: SessionId, sub: &str) {
+        if let Some(s) = self.open_sessions().get_mut(&id) {
+            s.sub = Some(sub.to_string());
+        }
+    }
+
+    /// Hands `r` to the open sessions of its user; each closes if its token is covered.
+    pub fn revoke_sessions(&self, r: &Revocation) {
+        for s in self.open_sessions().values() {
+            if s.sub.as_deref() == Some(r.sub.as_str()) {
+                s.revoke.do_send(Revoke(r.clone()));
+            }
+        }
+    }
+
+    /// Applies every revocation the list learns to the open sessions, for as long as the
+    /// state lives. Announcements missed under a burst are made up by re-checking them all.
+    pub fn watch_revocations(state: &Arc<WdsState>) {
+        let mut rx = state.revoked.subscribe();
+        let state = Arc::downgrade(state);
+        actix::spawn(async move {
+            loop {
+                let got = rx.recv().await;
+                let Some(state) = state.upgrade() else {
+                    return;
+                };
+                match got {
+                    Ok(r) => state.revoke_sessions(&r),
+                    Err(RecvError::Lagged(_)) => {
+                        for r in state.revoked.all() {
+                            state.revoke_sessions(&r);
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     pub fn session_stopped(&self, id: SessionId) {
@@ -254,7 +319,7 @@ impl WdsState {
                 .open_sessions()
                 .iter()
                 .filter(|(id, _)| !told.contains(*id))
-                .map(|(id, to)| (*id, to.clone()))
+                .map(|(id, s)| (*id, s.going_away.clone()))
                 .collect();
             if told.is_empty() && !new.is_empty() {
                 log::info!("closing {} sessions: the node is stopping", new.len());

@@ -18,6 +18,7 @@ use crate::admin::{self, AdminState, FnCheck, NodeHttp};
 use crate::config::node_id;
 use crate::config::CommonArgs;
 use crate::metrics::Registry;
+use crate::revocation::{self, RevocationList};
 use crate::store::Store;
 use crate::wds::{Auth, Limits, SessionMetrics, WdsState};
 
@@ -195,6 +196,11 @@ pub struct WdsArgs {
     #[arg(long, env = "WDC_KEY_PREFIX", default_value = "")]
     pub results_prefix: String,
 
+    /// How often to read the control plane's token revocations from the node registry's
+    /// Redis (ms): a logout ends its sockets within about this long.
+    #[arg(long, env = "WDS_REVOCATION_POLL_MS", default_value_t = 1000)]
+    pub revocation_poll_ms: u64,
+
     #[command(flatten)]
     pub settings: WdsSettings,
 }
@@ -217,7 +223,7 @@ fn wds_state(
     results_prefix: &str,
     registry: &Registry,
 ) -> Result<web::Data<WdsState>, WdsError> {
-    Ok(web::Data::new(WdsState {
+    let state = web::Data::new(WdsState {
         hub,
         store,
         auth: settings.auth()?,
@@ -225,9 +231,51 @@ fn wds_state(
         results_prefix: results_prefix.to_string(),
         allowed: crate::wds::topic_list(&settings.allowed_topics),
         metrics: SessionMetrics::new(registry),
+        revoked: RevocationList::new(),
         sessions: Default::default(),
         stopping: Default::default(),
-    }))
+    });
+    WdsState::watch_revocations(&state.clone().into_inner());
+    Ok(state)
+}
+
+/// Reads the control plane's revocations from the node registry's Redis into the node's
+/// list. Without a registry the control plane has nowhere to put them: say so.
+fn watch_registry_revocations(args: &WdsArgs, state: &WdsState, registry: &Registry) {
+    let url = &args.node_registry.registry_url;
+    let pool = if url.is_empty() {
+        Err("NODE_REGISTRY_URL is empty".to_string())
+    } else {
+        crate::actors::cache_writer::redis_pool(url).map_err(|e| e.to_string())
+    };
+    let pool = match pool {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!(
+                "token revocation off ({e}): a logout ends WDS access only when its token expires"
+            );
+            return;
+        }
+    };
+    let every = Duration::from_millis(args.revocation_poll_ms.max(50));
+    revocation::watch_redis(
+        &state.revoked,
+        pool,
+        revocation::redis_key(&args.node_registry.registry_prefix),
+        every,
+        revocation::WatchMetrics {
+            errors: registry.counter(
+                "tickwire_wds_revocation_errors_total",
+                "Failed reads of the control plane's token revocations",
+                &[],
+            ),
+            unreadable: registry.counter(
+                "tickwire_wds_revocations_unreadable_total",
+                "Revocation entries skipped because they could not be read",
+                &[],
+            ),
+        },
+    );
 }
 
 /// The WDS on the memory store (embedded mode): mount [`ws_session::configure`] with the
@@ -402,6 +450,7 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
     )
     .start();
     let state = wds_state(&args.settings, hub, store, &args.results_prefix, &registry)?;
+    watch_registry_revocations(&args, &state, &registry);
     let admin_data = web::Data::new(admin_state(&args.common, &registry, &state));
     let workers = if args.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
