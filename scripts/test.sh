@@ -55,7 +55,8 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
     npm ci --prefix tests/browser --no-audit --no-fund >/dev/null
 fi
 
-# The Prometheus alert rules (deploy/prometheus) are checked and unit-tested with promtool.
+# The Prometheus alert rules (deploy/prometheus) and the Grafana dashboard's queries
+# (deploy/grafana) are checked, and the rules unit-tested, with promtool.
 if ! command -v promtool >/dev/null; then
     echo "test.sh: installing promtool (Debian package prometheus)"
     $SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 ||
@@ -66,9 +67,8 @@ if ! command -v promtool >/dev/null; then
     }
 fi
 
-echo "== promtool: Prometheus config and alert rules"
-promtool check config deploy/prometheus/prometheus.yml
-promtool test rules deploy/prometheus/alerts_test.yml
+echo "== promtool: Prometheus config, alert rules, Grafana dashboard queries"
+scripts/check-deploy.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"

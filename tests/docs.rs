@@ -1,8 +1,8 @@
 //! The docs and the deploy files agree with the code: every setting the binaries read is in
 //! docs/configuration.md, every metric the nodes register is in docs/operations.md, and every
-//! metric the Prometheus alert rules use is one the nodes register. These lists drift silently
-//! otherwise: a new flag or counter is easy to forget in the docs, and an alert on a renamed
-//! metric never fires.
+//! metric the Prometheus alert rules and the Grafana dashboard use is one the nodes register.
+//! These lists drift silently otherwise: a new flag or counter is easy to forget in the docs,
+//! and an alert on a renamed metric never fires.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -151,12 +151,11 @@ fn every_metric_is_documented() {
     );
 }
 
-#[test]
-fn the_alert_rules_use_only_registered_metrics() {
-    let registered = registered_metrics();
-    let rules = read("deploy/prometheus/alerts.yml");
+/// The metrics a deploy file names (comment lines aside), histogram series by their base name.
+fn metrics_used_in(rel: &str) -> BTreeSet<String> {
+    let text = read(rel);
     let mut used = BTreeSet::new();
-    for line in rules.lines().filter(|l| !l.trim_start().starts_with('#')) {
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
         for name in words_from(line, "tickwire_") {
             // Histograms are exported as `_bucket`, `_count` and `_sum` series.
             let base = ["_bucket", "_count", "_sum"]
@@ -168,13 +167,29 @@ fn the_alert_rules_use_only_registered_metrics() {
     }
     assert!(
         used.len() > 20,
-        "found only {} metrics in the rules",
+        "found only {} metrics in {rel}",
         used.len()
     );
-    let unknown: Vec<_> = used.difference(&registered).collect();
+    used
+}
+
+#[test]
+fn the_alert_rules_use_only_registered_metrics() {
+    let used = metrics_used_in("deploy/prometheus/alerts.yml");
+    let unknown: Vec<_> = used.difference(&registered_metrics()).cloned().collect();
     assert!(
         unknown.is_empty(),
         "deploy/prometheus/alerts.yml uses metrics no node registers (such an alert never fires): {unknown:?}"
+    );
+}
+
+#[test]
+fn the_dashboard_uses_only_registered_metrics() {
+    let used = metrics_used_in("deploy/grafana/dashboards/tickwire.json");
+    let unknown: Vec<_> = used.difference(&registered_metrics()).cloned().collect();
+    assert!(
+        unknown.is_empty(),
+        "deploy/grafana/dashboards/tickwire.json plots metrics no node registers: {unknown:?}"
     );
 }
 

@@ -1173,3 +1173,48 @@ async fn in_embedded_mode_a_logout_ends_the_sessions_sockets_too() {
         sim.stop().await;
     }
 }
+
+#[actix_web::test]
+async fn a_password_reset_from_the_command_line_ends_sessions_and_sockets_at_once() {
+    let redis = common::redis::redis_url();
+    let prefix = common::redis::unique_prefix("scp-reset");
+    let (wds, port) = start_wds(&redis, &prefix);
+    let mut sa = scp_args("scp_reset", &redis, &prefix);
+    sa.settings.token_topics = "*".into();
+    let cli = sa.clone();
+    let scp = start_scp(sa);
+    let (mut viewer, mut admin) = (Web::new(&scp), Web::new(&scp));
+    assert_eq!(viewer.login("viewer", VIEWER_PW).await.status, 200);
+    assert_eq!(admin.login("admin", ADMIN_PW).await.status, 200);
+    let mut ws_viewer = viewer.wds_socket(port).await;
+    let mut ws_admin = admin.wds_socket(port).await;
+
+    // What `echo new-password | tickwire-scp add-user viewer` does: the file, then the rest.
+    let replaced = tickwire::scp::users::add_to_file(
+        &cli.settings,
+        "viewer",
+        "viewer-password-reset",
+        "viewer",
+    )
+    .expect("add-user");
+    assert!(replaced, "an existing user");
+    let done = actix_web::web::block(move || node::end_user_access(&cli, "viewer"))
+        .await
+        .expect("join");
+    assert_eq!(
+        done.as_deref(),
+        Ok("1 browser sessions ended and WDS tokens revoked")
+    );
+    assert_eq!(viewer.get("/api/session").await.status, 401);
+    revoked(&mut ws_viewer, "the reset user's socket").await;
+    assert_eq!(admin.get("/api/session").await.status, 200);
+    still_open(&mut ws_admin, "the admin").await;
+    assert_eq!(
+        viewer.login("viewer", "viewer-password-reset").await.status,
+        200
+    );
+
+    scp.stop().await;
+    wds.stop().await;
+    common::redis::cleanup(&prefix).await;
+}

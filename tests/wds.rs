@@ -1025,6 +1025,8 @@ async fn a_revoked_token_ends_its_sessions_and_is_refused() {
     assert_eq!(e["code"], "token_revoked", "{e}");
     s2.send(r#"{"type":"ping"}"#).await;
     until_json(&mut s2, "a pong", |v| v["type"] == "pong").await;
+    let (_, stats) = get_json(&node.url("/stats"), None).await;
+    assert_eq!(stats["node"]["revocations"], 2, "{stats}");
 
     node.stop().await;
     cleanup(&prefix).await;

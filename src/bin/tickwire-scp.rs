@@ -1,13 +1,14 @@
 //! `tickwire-scp`: the control plane. Login, WDS tokens, the dashboard and the control API;
 //! `tickwire-scp add-user NAME [--admin]` adds a user (password read from stdin),
 //! `remove-user NAME` removes one, `list-users` lists them. A running SCP picks the change up
-//! at the next request.
+//! at the next request; a replaced or removed user's sessions and WDS tokens end at once when
+//! the sessions are in the node registry's Redis.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tickwire::config::init_logging;
-use tickwire::scp::node::{run, ScpArgs};
+use tickwire::scp::node::{end_user_access, run, ScpArgs};
 
 /// tickwire control plane node.
 #[derive(Parser)]
@@ -36,6 +37,18 @@ enum Command {
     ListUsers,
 }
 
+/// Ends a replaced or removed user's sessions and tokens; the users file change stands
+/// either way, so a failure here is a warning.
+fn end_access(args: &ScpArgs, username: &str) {
+    match end_user_access(args, username) {
+        Ok(done) => println!("{done}"),
+        Err(e) => eprintln!(
+            "warning: could not end {username}'s sessions ({e}); they end at their next \
+             request if removed, and their WDS tokens when they expire"
+        ),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.args.common.log_level);
@@ -55,16 +68,20 @@ fn main() -> ExitCode {
                     )
                     .map_err(|e| e.to_string())
                 });
-            if result.is_ok() {
+            if let Ok(replaced) = result {
                 println!("user {username} saved");
+                if replaced {
+                    end_access(&cli.args, &username);
+                }
             }
-            tickwire::config::exit_code(result)
+            tickwire::config::exit_code(result.map(|_| ()))
         }
         Some(Command::RemoveUser { username }) => {
             let result = tickwire::scp::users::remove_from_file(&cli.args.settings, &username)
                 .map_err(|e| e.to_string());
             if result.is_ok() {
                 println!("user {username} removed");
+                end_access(&cli.args, &username);
             }
             tickwire::config::exit_code(result)
         }

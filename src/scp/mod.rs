@@ -333,15 +333,10 @@ impl ScpState {
         );
         let (sessions, limiter) = match (&directory, settings.sessions) {
             (Directory::Redis { pool, prefix }, SessionsIn::Auto | SessionsIn::Redis) => (
-                Sessions::in_redis(
-                    pool.clone(),
-                    format!("{prefix}scp:sessions:"),
-                    idle,
-                    lifetime,
-                ),
+                Sessions::in_redis(pool.clone(), sessions::redis_prefix(prefix), idle, lifetime),
                 LoginLimiter::in_redis(
                     pool.clone(),
-                    format!("{prefix}scp:login_failures:"),
+                    sessions::limiter_redis_prefix(prefix),
                     max_failures,
                     window,
                 ),
@@ -399,8 +394,9 @@ impl ScpState {
             Ok(()) => {
                 self.metrics.users_reloaded.inc();
                 log::info!("users file changed: {} users now", users.len());
-                // A user removed, or given other roles or another password, keeps no token
-                // issued before: their sockets end and their next token says what is true now.
+                // A user removed or given other roles keeps no WDS token issued before: their
+                // sockets end, and their next token says what is true now. (A new password
+                // is handled where it is set: `POST /api/password`, `tickwire-scp add-user`.)
                 let after = users_by_name(&users);
                 drop(users);
                 let now = crate::token::now_secs();
@@ -515,16 +511,11 @@ impl ScpState {
     }
 }
 
-/// Each user's password hash and roles, to tell what a reload changed.
-fn users_by_name(users: &Users) -> HashMap<String, (String, Vec<String>)> {
+/// Each user's roles, to tell what a reload changed.
+fn users_by_name(users: &Users) -> HashMap<String, Vec<String>> {
     users
         .list()
-        .map(|u| {
-            (
-                u.username.clone(),
-                (u.password_hash.clone(), u.roles.clone()),
-            )
-        })
+        .map(|u| (u.username.clone(), u.roles.clone()))
         .collect()
 }
 

@@ -101,6 +101,55 @@ pub fn admin_state(
         }))
 }
 
+/// What `tickwire-scp add-user` (replacing a user: a password reset) and `remove-user` do
+/// beyond the users file, where the browser sessions live in the node registry's Redis: end
+/// every session of the user and revoke their WDS tokens at once, so that whoever held the
+/// old password is out now, not at their next request or when a token expires. With sessions
+/// in an SCP's memory there is nothing this process can reach (restart the SCP to end them);
+/// the running SCP still revokes the tokens of a removed or re-roled user when it reads the
+/// file. Gives up after 5 s.
+pub fn end_user_access(args: &ScpArgs, username: &str) -> Result<String, String> {
+    let url = &args.node_registry.registry_url;
+    if url.is_empty() || args.settings.sessions == super::SessionsIn::Memory {
+        return Ok("sessions are in the SCP's memory: restart it to end them".into());
+    }
+    let pool = crate::actors::cache_writer::redis_pool(url).map_err(|e| e.to_string())?;
+    let prefix = &args.node_registry.registry_prefix;
+    let settings = &args.settings;
+    let sessions = super::sessions::Sessions::in_redis(
+        pool.clone(),
+        super::sessions::redis_prefix(prefix),
+        std::time::Duration::from_secs(settings.session_idle_secs.max(1)),
+        std::time::Duration::from_secs(settings.session_lifetime_secs.max(1)),
+    );
+    let revoker = crate::revocation::Revoker::Redis {
+        pool,
+        key: crate::revocation::redis_key(prefix),
+    };
+    let now = crate::token::now_secs();
+    let ttl = settings.token_ttl_secs.max(1) as i64;
+    let work = async {
+        let ended = sessions
+            .end_others(username, "")
+            .await
+            .map_err(|e| e.to_string())?;
+        let all = crate::revocation::Revocation::user(username, None, now, ttl);
+        revoker.revoke(all).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(format!(
+            "{ended} browser sessions ended and WDS tokens revoked"
+        ))
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), work)
+            .await
+            .map_err(|_| format!("no answer from {url} within 5 s"))?
+    })
+}
+
 /// Starts the control plane on `http`.
 pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> {
     if args.token_secret.is_empty() {

@@ -351,6 +351,16 @@ fn hashed(text: &str) -> String {
     crate::token::hex(&Sha256::digest(text.as_bytes()))
 }
 
+/// Where the sessions live in the node registry's Redis.
+pub fn redis_prefix(registry_prefix: &str) -> String {
+    format!("{registry_prefix}scp:sessions:")
+}
+
+/// Where the login limiter's counts live in the node registry's Redis.
+pub fn limiter_redis_prefix(registry_prefix: &str) -> String {
+    format!("{registry_prefix}scp:login_failures:")
+}
+
 /// The `sid` of the WDS tokens issued to session `id`: a digest, so a token (which travels
 /// to the WDS and sits in the browser's memory) never carries the cookie, and another
 /// digest than the Redis key's, so it does not name the stored session either.

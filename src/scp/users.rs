@@ -366,20 +366,23 @@ impl Users {
 }
 
 /// `tickwire-scp add-user`: adds a user to the configured users file (bootstrapping the
-/// admin first when the file is new, as a server start would).
+/// admin first when the file is new, as a server start would). `true` when it replaced an
+/// existing user (a password reset).
 pub fn add_to_file(
     settings: &super::ScpSettings,
     username: &str,
     password: &str,
     roles: &str,
-) -> Result<(), UsersError> {
+) -> Result<bool, UsersError> {
     let (mut users, boot) = Users::open(
         &settings.users_file(),
         &settings.admin_user,
         &settings.admin_password,
     )?;
     super::log_bootstrap(&boot, settings);
-    users.add(username, password, roles)
+    let existed = users.users.contains_key(username);
+    users.add(username, password, roles)?;
+    Ok(existed)
 }
 
 /// Reads the configured users file, which must exist: removing or listing users never

@@ -270,12 +270,16 @@ impl WdsState {
     }
 
     /// Hands `r` to the open sessions of its user; each closes if its token is covered.
-    pub fn revoke_sessions(&self, r: &Revocation) {
+    /// Returns how many were told.
+    pub fn revoke_sessions(&self, r: &Revocation) -> usize {
+        let mut told = 0;
         for s in self.open_sessions().values() {
             if s.sub.as_deref() == Some(r.sub.as_str()) {
                 s.revoke.do_send(Revoke(r.clone()));
+                told += 1;
             }
         }
+        told
     }
 
     /// Applies every revocation the list learns to the open sessions, for as long as the
@@ -290,8 +294,15 @@ impl WdsState {
                     return;
                 };
                 match got {
-                    Ok(r) => state.revoke_sessions(&r),
-                    Err(RecvError::Lagged(_)) => {
+                    Ok(r) => {
+                        let told = state.revoke_sessions(&r);
+                        log::info!(
+                            "tokens of {} revoked; {told} of their open sessions checked",
+                            r.sub
+                        );
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        log::warn!("{missed} revocations arrived faster than applied; re-checking every session");
                         for r in state.revoked.all() {
                             state.revoke_sessions(&r);
                         }

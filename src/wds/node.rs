@@ -417,6 +417,8 @@ pub fn admin_state(
                 "dropped": v("tickwire_wds_dropped_total"),
                 "slow_clients_closed": v("tickwire_wds_slow_clients_closed_total"),
                 "auth_required": s.auth.required,
+                // Live token revocations this node applies (logouts within a token lifetime).
+                "revocations": s.revoked.len(),
                 "limits": {
                     "max_frame_bytes": l.max_frame_bytes,
                     "max_topics": l.max_topics,

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Checks the deployment files that cannot run here (no Docker engine): the Prometheus config,
+# the alert rules and their unit tests, and every query of the Grafana dashboard, with
+# promtool. scripts/test.sh calls it; tests/docs.rs checks that the metric names they use are
+# ones the nodes register.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+promtool check config deploy/prometheus/prometheus.yml
+promtool test rules deploy/prometheus/alerts_test.yml
+
+# The dashboard's queries, each made a recording rule, so promtool parses every one.
+mkdir -p target
+python3 - > target/dashboard-queries.yml <<'PY'
+import json
+d = json.load(open("deploy/grafana/dashboards/tickwire.json"))
+print("groups:\n  - name: dashboard-queries\n    rules:")
+n = 0
+for p in d["panels"]:
+    for t in p.get("targets", []):
+        n += 1
+        print(f"      - record: dashboard_query_{n}\n        expr: {json.dumps(t['expr'])}")
+if n == 0:
+    raise SystemExit("the dashboard has no queries")
+PY
+promtool check rules target/dashboard-queries.yml
