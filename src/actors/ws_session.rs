@@ -351,16 +351,27 @@ impl WsSession {
             // Woken early (a long-lived token's daily check): wait again.
             return self.arm_expiry(ctx);
         }
+        self.token_ended(
+            ctx,
+            "token_expired",
+            "token expired: renew it with an auth frame before expires_at",
+        );
+    }
+
+    /// The session's token no longer counts (`why`: `token_expired`, `token_revoked`): v2 is
+    /// told why, then the socket closes with 1008 naming it. v1 gets only the close frame:
+    /// its web app takes any unsolicited frame for data.
+    fn token_ended(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        why: &'static str,
+        message: &str,
+    ) {
         if self.v2 {
-            ctx.text(v2::error(
-                "token_expired",
-                "token expired: renew it with an auth frame before expires_at",
-                None,
-                None,
-            ));
+            ctx.text(v2::error(why, message, None, None));
         }
-        // v1 gets only the close frame: its web app takes any unsolicited frame for data.
-        self.close(ctx, "token_expired", "token expired");
+        let reason = why.replace('_', " ");
+        self.close(ctx, why, &reason);
     }
 
     fn subscribe(
@@ -574,15 +585,11 @@ impl Handler<Revoke> for WsSession {
         if !self.state.auth.required || !self.claims.as_ref().is_some_and(|c| r.covers(c)) {
             return;
         }
-        if self.v2 {
-            ctx.text(v2::error(
-                "token_revoked",
-                "token revoked: the user logged out or changed their password",
-                None,
-                None,
-            ));
-        }
-        self.close(ctx, "token_revoked", "token revoked");
+        self.token_ended(
+            ctx,
+            "token_revoked",
+            "token revoked: the user logged out or changed their password",
+        );
     }
 }
 
