@@ -170,6 +170,21 @@ pub fn redis_key(registry_prefix: &str) -> String {
     format!("{registry_prefix}scp:revoked")
 }
 
+/// Adds a revocation (`ARGV[2]`, scored by its end `ARGV[1]`) to the set `KEYS[1]`, drops the
+/// entries over by `ARGV[3]` (now), and keeps the key's own expiry at its latest entry's end,
+/// so an idle deployment leaves nothing behind. One script, so that concurrent control planes
+/// cannot leave the key expiring before an entry (and so it runs on Redis 6.2, which has no
+/// `EXPIREAT ... GT`).
+const RECORD: &str = r#"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then
+  redis.call('EXPIREAT', KEYS[1], last[2])
+end
+return 1
+"#;
+
 /// Where the control plane records revocations.
 pub enum Revoker {
     /// The WDS's list in this process (embedded mode).
@@ -179,8 +194,7 @@ pub enum Revoker {
 }
 
 impl Revoker {
-    /// Records `r`; in Redis also drops the entries that are over and keeps the set's own
-    /// TTL at its newest entry's end, so an idle deployment leaves nothing behind.
+    /// Records `r` (in Redis with [`RECORD`]).
     pub async fn revoke(&self, r: Revocation) -> Result<(), RevocationError> {
         match self {
             Revoker::Memory(list) => {
@@ -189,29 +203,13 @@ impl Revoker {
             Revoker::Redis { pool, key } => {
                 let member = serde_json::to_string(&r)?;
                 let mut conn = pool.get().await?;
-                let _: () = redis::pipe()
-                    .atomic()
-                    .cmd("ZADD")
+                let _: () = redis::cmd("EVAL")
+                    .arg(RECORD)
+                    .arg(1)
                     .arg(key)
                     .arg(r.until)
                     .arg(&member)
-                    .ignore()
-                    .cmd("ZREMRANGEBYSCORE")
-                    .arg(key)
-                    .arg("-inf")
-                    .arg(format!("({}", token::now_secs()))
-                    .ignore()
-                    // NX for a new set, GT for a later end: the set outlives its last entry.
-                    .cmd("EXPIREAT")
-                    .arg(key)
-                    .arg(r.until)
-                    .arg("NX")
-                    .ignore()
-                    .cmd("EXPIREAT")
-                    .arg(key)
-                    .arg(r.until)
-                    .arg("GT")
-                    .ignore()
+                    .arg(token::now_secs())
                     .query_async(&mut *conn)
                     .await?;
             }

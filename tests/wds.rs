@@ -1031,3 +1031,58 @@ async fn a_revoked_token_ends_its_sessions_and_is_refused() {
     node.stop().await;
     cleanup(&prefix).await;
 }
+
+#[actix_web::test]
+async fn the_revocation_set_keeps_only_live_entries_and_expires_with_the_last() {
+    use tickwire::revocation::{redis_key, Revocation, Revoker};
+    let prefix = unique_prefix("wds-revocation-set");
+    let key = redis_key(&prefix);
+    let pool = tickwire::actors::cache_writer::redis_pool(&redis_url()).expect("pool");
+    let revoker = Revoker::Redis {
+        pool: pool.clone(),
+        key: key.clone(),
+    };
+    let mut conn = connection().await;
+    let now = token::now_secs();
+
+    // An entry already over leaves nothing behind.
+    let over = Revocation::session("ann", "s0", now - 1000, 300);
+    revoker.revoke(over).await.expect("revoke");
+    assert_eq!(key_ttl(&mut conn, &key).await, -2, "no key");
+
+    // The key lives as long as its latest entry, whatever order they come in.
+    let long = Revocation::session("ann", "s1", now, 600);
+    revoker.revoke(long.clone()).await.expect("revoke");
+    let short = Revocation::session("bob", "s2", now, 60);
+    revoker.revoke(short.clone()).await.expect("revoke");
+    let t = key_ttl(&mut conn, &key).await;
+    assert!((540..=600).contains(&t), "TTL {t}");
+    let unreadable = tickwire::metrics::Registry::new().counter("t_total", "t", &[]);
+    let mut live = tickwire::revocation::fetch(&pool, &key, &unreadable)
+        .await
+        .expect("fetch");
+    live.sort_by(|a, b| a.sub.cmp(&b.sub));
+    assert_eq!(live, vec![long, short]);
+
+    // A stranger's member is skipped and counted, not fatal.
+    let _: () = redis::cmd("ZADD")
+        .arg(&key)
+        .arg(now + 60)
+        .arg("not json")
+        .query_async(&mut *conn)
+        .await
+        .expect("ZADD");
+    let live = tickwire::revocation::fetch(&pool, &key, &unreadable)
+        .await
+        .expect("fetch");
+    assert_eq!((live.len(), unreadable.get()), (2, 1));
+    cleanup(&prefix).await;
+}
+
+async fn key_ttl(conn: &mut deadpool_redis::Connection, key: &str) -> i64 {
+    redis::cmd("TTL")
+        .arg(key)
+        .query_async(&mut **conn)
+        .await
+        .expect("TTL")
+}
