@@ -1086,3 +1086,48 @@ async fn key_ttl(conn: &mut deadpool_redis::Connection, key: &str) -> i64 {
         .await
         .expect("TTL")
 }
+
+#[actix_web::test]
+async fn revocations_resume_after_the_registry_redis_comes_back() {
+    use tickwire::revocation::{redis_key, Revocation, Revoker};
+    let mut registry = PrivateRedis::start();
+    let prefix = unique_prefix("wds-revoke-outage");
+    let mut a = args(&redis_url(), &prefix);
+    a.node_registry.registry_url = registry.url();
+    a.node_registry.registry_prefix = prefix.clone();
+    a.revocation_poll_ms = 100;
+    let node = start(a).await;
+    let mut c = ws(
+        &node,
+        &format!("/ws/v2?token={}", session_token("ann", "s1")),
+    )
+    .await;
+    assert_eq!(c.next_json().await["type"], "welcome");
+
+    // The registry goes away: failed reads are counted, the session is left alone.
+    registry.kill();
+    wait_until("failed revocation reads are counted", || {
+        counter(&node, "tickwire_wds_revocation_errors_total", &[]) >= 2
+    })
+    .await;
+    c.send(r#"{"type":"ping"}"#).await;
+    until_json(&mut c, "a pong", |v| v["type"] == "pong").await;
+
+    // Back (empty, as a restarted Redis with no persistence is): a logout recorded now
+    // reaches the session.
+    registry.restart();
+    let pool = tickwire::actors::cache_writer::redis_pool(&registry.url()).expect("pool");
+    let revoker = Revoker::Redis {
+        pool,
+        key: redis_key(&prefix),
+    };
+    let logout = Revocation::session("ann", "s1", token::now_secs(), 600);
+    wait_until_async("the restarted registry takes the revocation", || {
+        let (revoker, logout) = (&revoker, logout.clone());
+        async move { revoker.revoke(logout).await.is_ok() }
+    })
+    .await;
+    let e = until_json(&mut c, "the revocation error", |v| v["type"] == "error").await;
+    assert_eq!(e["code"], "token_revoked", "{e}");
+    node.stop().await;
+}
