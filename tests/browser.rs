@@ -4,7 +4,9 @@
 //! and runs `tests/browser/dashboard.mjs` (playwright-core) against it: login, live
 //! scanners, a dropped socket reconnecting, the WDS token renewed on the open socket,
 //! ticker linking into quote/daily range/chart, the saved layout, the operations page,
-//! logout, the viewer's limits, and the viewer changing their password. Screenshots go to `target/screenshots/`.
+//! logout, the viewer's limits, the viewer changing their password, and that change ending
+//! the viewer's other browser at once (its socket told `token_revoked`). Screenshots go to
+//! `target/screenshots/`.
 //! `scripts/test.sh` installs Chromium and playwright-core; missing ones fail the test with
 //! the command to install them.
 

@@ -161,6 +161,33 @@ try {
   await page.click('#login-submit');
   await page.waitForSelector('#conn[data-state="live"]');
 
+  step("a password change ends the user's other browser at once, its socket too");
+  const elsewhere = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const other = await elsewhere.newPage();
+  other.setDefaultTimeout(DEADLINE);
+  // The WDS tells a v2 client why before it closes: the frame proves the socket was ended by
+  // the revocation, not by a failed renewal later on.
+  let revoked = false;
+  other.on('websocket', ws => ws.on('framereceived', f => {
+    if (typeof f.payload === 'string' && f.payload.includes('"token_revoked"')) revoked = true;
+  }));
+  await other.goto(url + '/login');
+  await other.fill('#username', env('TW_VIEWER_USER'));
+  await other.fill('#password', 'a-new-viewer-password');
+  await other.click('#login-submit');
+  await other.waitForSelector('#conn[data-state="live"]');
+  await page.click('#password-open');
+  await page.fill('#password-current', 'a-new-viewer-password');
+  await page.fill('#password-new', 'a-third-viewer-password');
+  await page.fill('#password-repeat', 'a-third-viewer-password');
+  await page.click('#password-save');
+  await page.waitForSelector('#password-result:has-text("Password changed.")');
+  await page.click('#password-cancel');
+  await until('the other browser is told its token is revoked', async () => revoked);
+  await other.waitForURL(/\/login/);
+  await page.waitForSelector('#conn[data-state="live"]');
+  await elsewhere.close();
+
   if (errors.length) throw new Error('page errors: ' + errors.join('; '));
   console.log('browser test: all steps passed');
 } catch (e) {
