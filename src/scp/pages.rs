@@ -114,6 +114,9 @@ async fn login_page(req: HttpRequest, state: web::Data<ScpState>) -> HttpRespons
         Some("invalid") => "Invalid username or password.",
         Some("limited") => "Too many failed attempts. Wait a few minutes and try again.",
         Some("expired") => "Your session has ended. Please log in again.",
+        Some("revoked") => {
+            "You were signed out: your password was changed or your account was updated elsewhere."
+        }
         _ => "",
     };
     page(

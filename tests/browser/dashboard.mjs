@@ -184,7 +184,8 @@ try {
   await page.waitForSelector('#password-result:has-text("Password changed.")');
   await page.click('#password-cancel');
   await until('the other browser is told its token is revoked', async () => revoked);
-  await other.waitForURL(/\/login/);
+  await other.waitForURL(/\/login\?error=revoked/);
+  await other.waitForSelector('#login-error:has-text("You were signed out")');
   await page.waitForSelector('#conn[data-state="live"]');
   await elsewhere.close();
 

@@ -10,6 +10,10 @@ const TW = (() => {
     location.href = '/login?error=' + (reason || 'expired') + '&next=' + encodeURIComponent(location.pathname);
   }
 
+  // Set when the WDS said this session's token was revoked (a logout or password change
+  // elsewhere, a removed user): the login page then says why the session ended.
+  let revoked = false;
+
   // fetch with the CSRF header; a 401 means the session is gone: back to the login page.
   async function api(method, path, body) {
     const opts = { method, headers: { 'X-CSRF-Token': cfg.csrf }, credentials: 'same-origin' };
@@ -18,7 +22,7 @@ const TW = (() => {
       opts.body = typeof body === 'string' ? body : JSON.stringify(body);
     }
     const r = await fetch(path, opts);
-    if (r.status === 401) { toLogin('expired'); throw new Error('session ended'); }
+    if (r.status === 401) { toLogin(revoked ? 'revoked' : 'expired'); throw new Error('session ended'); }
     let data = null;
     try { data = await r.json(); } catch (_) { /* empty body */ }
     if (!r.ok) throw new Error((data && data.error) || ('HTTP ' + r.status));
@@ -164,6 +168,7 @@ const TW = (() => {
         case 'error':
           console.warn('wds error', m.code, m.message, m.topic || '');
           if (m.code === 'unauthorized' || m.code === 'token_expired') this.tokenExp = 0;
+          if (m.code === 'token_revoked') { revoked = true; this.tokenExp = 0; }
           break;
         default:
           break;
