@@ -266,6 +266,9 @@ impl WsSession {
             }
         }
         self.set_claims(claims);
+        if self.ended_if_revoked(ctx) {
+            return;
+        }
         if renewal.is_some() {
             self.metrics().renewals.inc();
             self.drop_ungranted(ctx);
@@ -356,6 +359,21 @@ impl WsSession {
             "token_expired",
             "token expired: renew it with an auth frame before expires_at",
         );
+    }
+
+    /// A revocation announced between the token check and the session's registration under
+    /// its subject reaches no session; so once registered, the session looks at the list
+    /// itself. `true` when that ended it.
+    fn ended_if_revoked(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        let revoked = self.state.auth.required
+            && self
+                .claims
+                .as_ref()
+                .is_some_and(|c| self.state.revoked.covers(c));
+        if revoked {
+            self.token_ended(ctx, "token_revoked", REVOKED);
+        }
+        revoked
     }
 
     /// The session's token no longer counts (`why`: `token_expired`, `token_revoked`): v2 is
@@ -518,6 +536,9 @@ impl Actor for WsSession {
             if self.v2 {
                 self.welcome(ctx);
             }
+            if self.ended_if_revoked(ctx) {
+                return;
+            }
         } else {
             ctx.run_later(limits.handshake_timeout, |act, ctx| {
                 if !act.authorized() {
@@ -585,13 +606,11 @@ impl Handler<Revoke> for WsSession {
         if !self.state.auth.required || !self.claims.as_ref().is_some_and(|c| r.covers(c)) {
             return;
         }
-        self.token_ended(
-            ctx,
-            "token_revoked",
-            "token revoked: the user logged out or changed their password",
-        );
+        self.token_ended(ctx, "token_revoked", REVOKED);
     }
 }
+
+const REVOKED: &str = "token revoked: the user logged out or changed their password";
 
 impl Handler<Wake> for WsSession {
     type Result = ();
