@@ -1197,7 +1197,7 @@ async fn a_password_reset_from_the_command_line_ends_sessions_and_sockets_at_onc
         "viewer",
     )
     .expect("add-user");
-    assert!(replaced, "an existing user");
+    assert!(replaced, "an existing user with another password");
     let done = actix_web::web::block(move || node::end_user_access(&cli, "viewer"))
         .await
         .expect("join");
@@ -1217,4 +1217,40 @@ async fn a_password_reset_from_the_command_line_ends_sessions_and_sockets_at_onc
     scp.stop().await;
     wds.stop().await;
     common::redis::cleanup(&prefix).await;
+}
+
+#[actix_web::test]
+async fn a_new_password_from_the_command_line_ends_sessions_kept_in_memory_too() {
+    let a = scp_args("scp_reset_memory", "", "unused:");
+    let settings = a.settings.clone();
+    let scp = start_scp(a);
+    let (mut viewer, mut admin) = (Web::new(&scp), Web::new(&scp));
+    assert_eq!(viewer.login("viewer", VIEWER_PW).await.status, 200);
+    assert_eq!(admin.login("admin", ADMIN_PW).await.status, 200);
+
+    // Another password: the running SCP ends the user's sessions when it reads the file.
+    let reset =
+        tickwire::scp::users::add_to_file(&settings, "viewer", "viewer-password-new", "viewer")
+            .expect("add-user");
+    assert!(reset, "another password");
+    assert_eq!(admin.get("/api/session").await.status, 200);
+    assert_eq!(viewer.get("/api/session").await.status, 401);
+    assert_eq!(
+        viewer.login("viewer", "viewer-password-new").await.status,
+        200
+    );
+
+    // The same password with other roles is a role change: the session stays.
+    let reset = tickwire::scp::users::add_to_file(
+        &settings,
+        "viewer",
+        "viewer-password-new",
+        "viewer,admin",
+    )
+    .expect("add-user");
+    assert!(!reset, "the same password");
+    let r = viewer.get("/api/session").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["roles"], json!(["viewer", "admin"]));
+    scp.stop().await;
 }

@@ -1,8 +1,8 @@
 //! `tickwire-scp`: the control plane. Login, WDS tokens, the dashboard and the control API;
 //! `tickwire-scp add-user NAME [--admin]` adds a user (password read from stdin),
 //! `remove-user NAME` removes one, `list-users` lists them. A running SCP picks the change up
-//! at the next request; a replaced or removed user's sessions and WDS tokens end at once when
-//! the sessions are in the node registry's Redis.
+//! at the next request; the sessions and WDS tokens of a user given another password, or
+//! removed, end at once when the sessions are in the node registry's Redis.
 
 use std::process::ExitCode;
 
@@ -37,8 +37,8 @@ enum Command {
     ListUsers,
 }
 
-/// Ends a replaced or removed user's sessions and tokens; the users file change stands
-/// either way, so a failure here is a warning.
+/// Ends the sessions and tokens of a user with another password or removed; the users
+/// file change stands either way, so a failure here is a warning.
 fn end_access(args: &ScpArgs, username: &str) {
     match end_user_access(args, username) {
         Ok(done) => println!("{done}"),
@@ -68,9 +68,9 @@ fn main() -> ExitCode {
                     )
                     .map_err(|e| e.to_string())
                 });
-            if let Ok(replaced) = result {
+            if let Ok(new_password) = result {
                 println!("user {username} saved");
-                if replaced {
+                if new_password {
                     end_access(&cli.args, &username);
                 }
             }

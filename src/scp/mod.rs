@@ -394,17 +394,9 @@ impl ScpState {
             Ok(()) => {
                 self.metrics.users_reloaded.inc();
                 log::info!("users file changed: {} users now", users.len());
-                // A user removed or given other roles keeps no WDS token issued before: their
-                // sockets end, and their next token says what is true now. (A new password
-                // is handled where it is set: `POST /api/password`, `tickwire-scp add-user`.)
                 let after = users_by_name(&users);
                 drop(users);
-                let now = crate::token::now_secs();
-                for (name, was) in before {
-                    if after.get(&name) != Some(&was) {
-                        self.revoke_later(Revocation::user(&name, None, now, self.token_ttl()));
-                    }
-                }
+                self.users_changed(before, after);
             }
             Err(e) => {
                 self.metrics.users_reload_errors.inc();
@@ -464,6 +456,31 @@ impl ScpState {
         cleared.map_err(|e| self.store_failed(e))
     }
 
+    /// What a reloaded users file means for the users it changed:
+    /// - removed or given other roles: no WDS token issued before counts (their sockets end,
+    ///   and their next token says what is true now);
+    /// - another password (`tickwire-scp add-user`, or an edit): with sessions in this
+    ///   process's memory, their sessions here end too, since the command cannot reach them.
+    ///   With sessions in Redis the command ends them itself, and this stays out of it: the
+    ///   change may be a replica's `POST /api/password`, whose own session must stay.
+    fn users_changed(&self, before: HashMap<String, UserFacts>, after: HashMap<String, UserFacts>) {
+        let now = crate::token::now_secs();
+        for (name, was) in before {
+            let is = after.get(&name);
+            let new_password = is.is_some_and(|is| is.password_hash != was.password_hash);
+            if new_password {
+                if let Some(ended) = self.sessions.end_all_in_memory(&name) {
+                    log::info!("{name} has another password: {ended} sessions ended");
+                    self.revoke_later(Revocation::user(&name, None, now, self.token_ttl()));
+                    continue;
+                }
+            }
+            if is.is_none_or(|is| is.roles != was.roles) {
+                self.revoke_later(Revocation::user(&name, None, now, self.token_ttl()));
+            }
+        }
+    }
+
     /// Lifetime of the WDS tokens this node issues (seconds).
     pub fn token_ttl(&self) -> i64 {
         self.settings.token_ttl_secs.max(1) as i64
@@ -511,11 +528,23 @@ impl ScpState {
     }
 }
 
-/// Each user's roles, to tell what a reload changed.
-fn users_by_name(users: &Users) -> HashMap<String, Vec<String>> {
+/// What a reload compares of each user.
+#[derive(PartialEq)]
+struct UserFacts {
+    password_hash: String,
+    roles: Vec<String>,
+}
+
+fn users_by_name(users: &Users) -> HashMap<String, UserFacts> {
     users
         .list()
-        .map(|u| (u.username.clone(), u.roles.clone()))
+        .map(|u| {
+            let facts = UserFacts {
+                password_hash: u.password_hash.clone(),
+                roles: u.roles.clone(),
+            };
+            (u.username.clone(), facts)
+        })
         .collect()
 }
 

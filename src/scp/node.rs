@@ -105,13 +105,14 @@ pub fn admin_state(
 /// beyond the users file, where the browser sessions live in the node registry's Redis: end
 /// every session of the user and revoke their WDS tokens at once, so that whoever held the
 /// old password is out now, not at their next request or when a token expires. With sessions
-/// in an SCP's memory there is nothing this process can reach (restart the SCP to end them);
-/// the running SCP still revokes the tokens of a removed or re-roled user when it reads the
-/// file. Gives up after 5 s.
+/// in an SCP's memory this process cannot reach them: the running SCP ends them (and revokes
+/// the tokens) when it reads the changed file. Gives up after 5 s.
 pub fn end_user_access(args: &ScpArgs, username: &str) -> Result<String, String> {
     let url = &args.node_registry.registry_url;
     if url.is_empty() || args.settings.sessions == super::SessionsIn::Memory {
-        return Ok("sessions are in the SCP's memory: restart it to end them".into());
+        return Ok(
+            "sessions are in the SCP's memory: it ends them when it reads the changed file".into(),
+        );
     }
     let pool = crate::actors::cache_writer::redis_pool(url).map_err(|e| e.to_string())?;
     let prefix = &args.node_registry.registry_prefix;

@@ -319,6 +319,21 @@ impl Sessions {
         }
     }
 
+    /// Ends every session of `username` held in this process's memory: how many, or `None`
+    /// with the sessions in Redis (the command that changed the user ends those). Sync, for
+    /// the users file reload.
+    pub fn end_all_in_memory(&self, username: &str) -> Option<usize> {
+        match &self.backend {
+            Backend::Memory(map) => {
+                let mut map = lock(map);
+                let before = map.len();
+                map.retain(|_, e| e.session.username != username);
+                Some(before - map.len())
+            }
+            Backend::Redis { .. } => None,
+        }
+    }
+
     /// Live sessions (in Redis: of every replica), for `/stats`.
     pub async fn count(&self) -> Result<usize, SessionError> {
         match &self.backend {

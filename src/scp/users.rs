@@ -236,21 +236,31 @@ impl Users {
     }
 
     /// Adds (or replaces) a user and rewrites the file.
-    pub fn add(&mut self, username: &str, password: &str, roles: &str) -> Result<(), UsersError> {
+    /// `true` when an existing user got another password. Given their current password,
+    /// a user keeps their hash: only the roles change, and so their sessions can stay.
+    pub fn add(&mut self, username: &str, password: &str, roles: &str) -> Result<bool, UsersError> {
         if !valid_username(username) {
             return Err(UsersError::Username);
         }
         check_password(password)?;
+        let (password_hash, new_password) = match self.users.get(username) {
+            Some(old) if verify_hash(&old.password_hash, password) => {
+                (old.password_hash.clone(), false)
+            }
+            Some(_) => (hash_password(password)?, true),
+            None => (hash_password(password)?, false),
+        };
         let user = User {
             username: username.to_string(),
-            password_hash: hash_password(password)?,
+            password_hash,
             roles: parse_roles(roles)?,
         };
         if !user.is_admin() {
             self.keep_an_admin(username)?;
         }
         self.users.insert(username.to_string(), user);
-        self.save()
+        self.save()?;
+        Ok(new_password)
     }
 
     /// Replaces a user's password hash (made by [`hash_password`] beforehand, so that the
@@ -366,8 +376,8 @@ impl Users {
 }
 
 /// `tickwire-scp add-user`: adds a user to the configured users file (bootstrapping the
-/// admin first when the file is new, as a server start would). `true` when it replaced an
-/// existing user (a password reset).
+/// admin first when the file is new, as a server start would). `true` when an existing user
+/// got another password (a password reset).
 pub fn add_to_file(
     settings: &super::ScpSettings,
     username: &str,
@@ -380,9 +390,7 @@ pub fn add_to_file(
         &settings.admin_password,
     )?;
     super::log_bootstrap(&boot, settings);
-    let existed = users.users.contains_key(username);
-    users.add(username, password, roles)?;
-    Ok(existed)
+    users.add(username, password, roles)
 }
 
 /// Reads the configured users file, which must exist: removing or listing users never
