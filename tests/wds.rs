@@ -934,15 +934,14 @@ async fn a_revoked_token_ends_its_sessions_and_is_refused() {
     a.revocation_poll_ms = 100;
     let node = start(a).await;
 
-    // alice has two browsers (s1, s2), bob one; s1 also has a v1 socket.
-    let mut s1 = ws(
-        &node,
-        &format!("/ws/v2?token={}", session_token("alice", "s1")),
-    )
-    .await;
+    // alice has two browsers (s1, s2), bob one; s1 also has a v1 socket. s1's token is kept:
+    // a token issued after the revocation would count (a new login), so the refusals below
+    // must use one issued before it.
+    let s1_token = session_token("alice", "s1");
+    let mut s1 = ws(&node, &format!("/ws/v2?token={s1_token}")).await;
     assert_eq!(s1.next_json().await["type"], "welcome");
     let mut s1_v1 = ws(&node, "/ws").await;
-    v1_authorize(&mut s1_v1, &session_token("alice", "s1")).await;
+    v1_authorize(&mut s1_v1, &s1_token).await;
     let mut s2 = ws(
         &node,
         &format!("/ws/v2?token={}", session_token("alice", "s2")),
@@ -992,14 +991,11 @@ async fn a_revoked_token_ends_its_sessions_and_is_refused() {
     );
 
     // s1's token no longer opens a socket, at the handshake or in the first frame.
-    let url = node.ws_url(&format!("/ws/v2?token={}", session_token("alice", "s1")));
+    let url = node.ws_url(&format!("/ws/v2?token={s1_token}"));
     assert_eq!(Client::try_connect(&url, &[]).await.err(), Some(401));
     let mut late = ws(&node, "/ws").await;
-    late.send(&format!(
-        r#"{{"action":"auth","api_key":"{}"}}"#,
-        session_token("alice", "s1")
-    ))
-    .await;
+    late.send(&format!(r#"{{"action":"auth","api_key":"{s1_token}"}}"#))
+        .await;
     assert_eq!(late.next_text().await, r#"{"status":"invalid key"}"#);
     assert_eq!(
         counter(
