@@ -1141,8 +1141,11 @@ async fn logging_out_ends_the_sessions_wds_sockets_at_once() {
     revoked(&mut ws_two, "a removed user").await;
     still_open(&mut ws_admin, "the admin").await;
 
-    let figures = scp.registry.value("tickwire_scp_revocations_total", &[]);
-    assert_eq!(figures, Some(3));
+    // Counted once Redis has answered, which may come a moment after the WDS has acted.
+    wait_until("three revocations counted", || {
+        scp.registry.value("tickwire_scp_revocations_total", &[]) == Some(3)
+    })
+    .await;
     scp.stop().await;
     wds.stop().await;
     common::redis::cleanup(&prefix).await;
