@@ -99,22 +99,23 @@ impl RevocationList {
     }
 
     /// Adds `r` unless it is known or already over; `true` when it is new (and then it is
-    /// announced to [`RevocationList::subscribe`]rs). Drops the entries that are over.
+    /// announced to [`RevocationList::subscribe`]rs). A new entry also drops the ones that
+    /// are over. A known one costs only a look at its user's entries: the Redis watcher hands
+    /// every live entry over again on each read.
     pub fn add(&self, r: Revocation) -> bool {
         let now = token::now_secs();
         if r.until < now {
             return false;
         }
         let mut entries = self.entries();
+        if entries.get(&r.sub).is_some_and(|list| list.contains(&r)) {
+            return false;
+        }
         entries.retain(|_, list| {
             list.retain(|e| e.until >= now);
             !list.is_empty()
         });
-        let list = entries.entry(r.sub.clone()).or_default();
-        if list.contains(&r) {
-            return false;
-        }
-        list.push(r.clone());
+        entries.entry(r.sub.clone()).or_default().push(r.clone());
         drop(entries);
         // No subscriber (no WDS in this process) is fine: the list alone refuses tokens.
         let _ = self.new.send(r);

@@ -92,6 +92,14 @@ impl Web {
         }
     }
 
+    /// A browser at `base` that has logged in as `user`.
+    async fn logged_in(base: String, user: &str, password: &str) -> Web {
+        let mut web = Web::at(base);
+        let r = web.login(user, password).await;
+        assert_eq!(r.status, 200, "{user} logs in: {}", r.text);
+        web
+    }
+
     async fn send(
         &self,
         method: &str,
@@ -1090,20 +1098,10 @@ async fn logging_out_ends_the_sessions_wds_sockets_at_once() {
     let scp = start_scp(sa);
 
     // The viewer in three browsers, the admin in one, each with a WDS socket.
-    let (mut one, mut two, mut three, mut admin) = (
-        Web::new(&scp),
-        Web::new(&scp),
-        Web::new(&scp),
-        Web::new(&scp),
-    );
-    for (web, user, pw) in [
-        (&mut one, "viewer", VIEWER_PW),
-        (&mut two, "viewer", VIEWER_PW),
-        (&mut three, "viewer", VIEWER_PW),
-        (&mut admin, "admin", ADMIN_PW),
-    ] {
-        assert_eq!(web.login(user, pw).await.status, 200);
-    }
+    let one = Web::logged_in(scp.url(""), "viewer", VIEWER_PW).await;
+    let two = Web::logged_in(scp.url(""), "viewer", VIEWER_PW).await;
+    let three = Web::logged_in(scp.url(""), "viewer", VIEWER_PW).await;
+    let admin = Web::logged_in(scp.url(""), "admin", ADMIN_PW).await;
     let mut ws_one = one.wds_socket(port).await;
     let mut ws_two = two.wds_socket(port).await;
     let mut ws_three = three.wds_socket(port).await;
@@ -1161,12 +1159,9 @@ async fn in_embedded_mode_a_logout_ends_the_sessions_sockets_too() {
     let http = TcpListener::bind("127.0.0.1:0").expect("bind");
     let e = tickwire::embedded::start(a, sim_http, http).expect("embedded starts");
     let port = e.http.port;
-    let (mut gone, mut stays) = (
-        Web::at(format!("http://127.0.0.1:{port}")),
-        Web::at(format!("http://127.0.0.1:{port}")),
-    );
-    assert_eq!(gone.login("admin", ADMIN_PW).await.status, 200);
-    assert_eq!(stays.login("admin", ADMIN_PW).await.status, 200);
+    let base = format!("http://127.0.0.1:{port}");
+    let gone = Web::logged_in(base.clone(), "admin", ADMIN_PW).await;
+    let stays = Web::logged_in(base, "admin", ADMIN_PW).await;
     let mut ws_gone = gone.wds_socket(port).await;
     let mut ws_stays = stays.wds_socket(port).await;
     assert_eq!(gone.send("POST", "/logout", None, &[]).await.status, 200);
@@ -1186,9 +1181,8 @@ async fn a_password_reset_from_the_command_line_ends_sessions_and_sockets_at_onc
     sa.settings.token_topics = "*".into();
     let cli = sa.clone();
     let scp = start_scp(sa);
-    let (mut viewer, mut admin) = (Web::new(&scp), Web::new(&scp));
-    assert_eq!(viewer.login("viewer", VIEWER_PW).await.status, 200);
-    assert_eq!(admin.login("admin", ADMIN_PW).await.status, 200);
+    let mut viewer = Web::logged_in(scp.url(""), "viewer", VIEWER_PW).await;
+    let admin = Web::logged_in(scp.url(""), "admin", ADMIN_PW).await;
     let mut ws_viewer = viewer.wds_socket(port).await;
     let mut ws_admin = admin.wds_socket(port).await;
 
@@ -1227,9 +1221,8 @@ async fn a_new_password_from_the_command_line_ends_sessions_kept_in_memory_too()
     let a = scp_args("scp_reset_memory", "", "unused:");
     let settings = a.settings.clone();
     let scp = start_scp(a);
-    let (mut viewer, mut admin) = (Web::new(&scp), Web::new(&scp));
-    assert_eq!(viewer.login("viewer", VIEWER_PW).await.status, 200);
-    assert_eq!(admin.login("admin", ADMIN_PW).await.status, 200);
+    let mut viewer = Web::logged_in(scp.url(""), "viewer", VIEWER_PW).await;
+    let admin = Web::logged_in(scp.url(""), "admin", ADMIN_PW).await;
 
     // Another password: the running SCP ends the user's sessions when it reads the file.
     let reset =

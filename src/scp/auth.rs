@@ -234,7 +234,7 @@ async fn logout(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResp
             &s.username,
             &s.sid,
             now,
-            state.token_ttl(),
+            state.settings.token_ttl(),
         ))
         .await;
     let mut gone = session_cookie(&req, &state, String::new());
@@ -289,7 +289,7 @@ async fn change_password(
         .await;
     let ended = ended.map_err(|e| state.store_failed(e))?;
     let now = token::now_secs();
-    let others = Revocation::user(&s.username, Some(&s.sid), now, state.token_ttl());
+    let others = Revocation::user(&s.username, Some(&s.sid), now, state.settings.token_ttl());
     state.revoke(others).await;
     state.metrics.password_changes.inc();
     log::info!(
@@ -305,8 +305,14 @@ pub fn issue_token(state: &ScpState, s: &Session) -> Result<(String, i64), ScpEr
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let roles: Vec<&str> = s.roles.iter().map(String::as_str).collect();
     let now = token::now_secs();
-    let claims =
-        Claims::new(&s.username, &roles, &topics, now, state.token_ttl()).for_session(&s.sid);
+    let claims = Claims::new(
+        &s.username,
+        &roles,
+        &topics,
+        now,
+        state.settings.token_ttl(),
+    )
+    .for_session(&s.sid);
     let t =
         token::sign(&claims, &state.token_secret).map_err(|e| ScpError::Internal(e.to_string()))?;
     state.metrics.tokens.inc();

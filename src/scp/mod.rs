@@ -148,6 +148,21 @@ impl ScpSettings {
     pub fn users_file(&self) -> PathBuf {
         self.data_dir.join("users.json")
     }
+
+    /// How long an unused browser session lives.
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs(self.session_idle_secs.max(1))
+    }
+
+    /// How long a browser session lives at most.
+    pub fn session_lifetime(&self) -> Duration {
+        Duration::from_secs(self.session_lifetime_secs.max(1))
+    }
+
+    /// Lifetime of the WDS tokens this node issues (seconds).
+    pub fn token_ttl(&self) -> i64 {
+        self.token_ttl_secs.max(1) as i64
+    }
 }
 
 /// Why an SCP request failed; every one renders as `{"status":"ERROR","error":…}`.
@@ -325,8 +340,7 @@ impl ScpState {
             &settings.admin_user,
             &settings.admin_password,
         )?;
-        let idle = Duration::from_secs(settings.session_idle_secs.max(1));
-        let lifetime = Duration::from_secs(settings.session_lifetime_secs.max(1));
+        let (idle, lifetime) = (settings.session_idle(), settings.session_lifetime());
         let (max_failures, window) = (
             settings.login_max_failures,
             Duration::from_secs(settings.login_window_secs.max(1)),
@@ -471,19 +485,24 @@ impl ScpState {
             if new_password {
                 if let Some(ended) = self.sessions.end_all_in_memory(&name) {
                     log::info!("{name} has another password: {ended} sessions ended");
-                    self.revoke_later(Revocation::user(&name, None, now, self.token_ttl()));
+                    self.revoke_later(Revocation::user(
+                        &name,
+                        None,
+                        now,
+                        self.settings.token_ttl(),
+                    ));
                     continue;
                 }
             }
             if is.is_none_or(|is| is.roles != was.roles) {
-                self.revoke_later(Revocation::user(&name, None, now, self.token_ttl()));
+                self.revoke_later(Revocation::user(
+                    &name,
+                    None,
+                    now,
+                    self.settings.token_ttl(),
+                ));
             }
         }
-    }
-
-    /// Lifetime of the WDS tokens this node issues (seconds).
-    pub fn token_ttl(&self) -> i64 {
-        self.settings.token_ttl_secs.max(1) as i64
     }
 
     /// Records `r` for every WDS. A failure is logged and counted but fails nothing: the

@@ -120,15 +120,15 @@ pub fn end_user_access(args: &ScpArgs, username: &str) -> Result<String, String>
     let sessions = super::sessions::Sessions::in_redis(
         pool.clone(),
         super::sessions::redis_prefix(prefix),
-        std::time::Duration::from_secs(settings.session_idle_secs.max(1)),
-        std::time::Duration::from_secs(settings.session_lifetime_secs.max(1)),
+        settings.session_idle(),
+        settings.session_lifetime(),
     );
     let revoker = crate::revocation::Revoker::Redis {
         pool,
         key: crate::revocation::redis_key(prefix),
     };
     let now = crate::token::now_secs();
-    let ttl = settings.token_ttl_secs.max(1) as i64;
+    let ttl = settings.token_ttl();
     let work = async {
         let ended = sessions
             .end_others(username, "")
