@@ -621,6 +621,105 @@ async fn one_lost_queue_is_consumed_again_without_touching_the_others() {
     cleanup(&kp).await;
 }
 
+/// Broker loss: the node's consumers go down with the link, `/ready` says why, connecting is
+/// retried while the broker is away, and once it is back every queue is consumed again and
+/// results reach Redis again.
+#[actix_web::test]
+async fn a_processor_node_consumes_again_after_losing_the_broker() {
+    use tickwire::listener::routing::QueueKind;
+    let qp = common::rabbit::unique_prefix("proc-broker");
+    let kp = common::redis::unique_prefix("proc-broker");
+    let proxy = common::rabbit::Proxy::start().await;
+    let mut sim = sim_args();
+    sim.tickers = 40;
+    sim.rate = 500.0;
+    let sim = start_sim(sim);
+    let mut args = processor_args(&qp, &kp);
+    args.pipeline.enrichment = false;
+    args.broker.rabbitmq_url = proxy.url();
+    let node = start_node(args);
+    let r = node.registry.clone();
+    let all = i64::from(SHARDS) * QueueKind::ALL.len() as i64;
+    let value = move |name: &str| r.value(name, &[]).unwrap_or(0);
+    let v = value.clone();
+    wait_until("every queue is consumed", || {
+        v("tickwire_consumer_queues") == all
+    })
+    .await;
+    // The listener publishes straight to the broker: only the processor loses it.
+    let registry = Registry::new();
+    let listener = start_listener(sim.ws_url("stocks"), &qp, &registry);
+    let v = value.clone();
+    wait_until("messages are consumed", || {
+        v("tickwire_consumer_messages_total") > 0
+    })
+    .await;
+    let ready = format!("http://127.0.0.1:{}/ready", node.port);
+    assert_eq!(get_json(&ready, None).await.0, 200);
+
+    proxy.cut();
+    let v = value.clone();
+    wait_until("the loss is noticed", || {
+        v("tickwire_consumer_connected") == 0 && v("tickwire_consumer_queues") == 0
+    })
+    .await;
+    let (status, body) = get_json(&ready, None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["broker"], "RabbitMQ not connected", "{body}");
+    let v = value.clone();
+    wait_until("connecting is retried while the broker is away", || {
+        v("tickwire_consumer_connect_errors_total") >= 1
+    })
+    .await;
+
+    proxy.restore();
+    let v = value.clone();
+    wait_until("every queue is consumed again", || {
+        v("tickwire_consumer_connected") == 1 && v("tickwire_consumer_queues") == all
+    })
+    .await;
+    assert!(value("tickwire_consumer_connects_total") >= 2);
+    let before = value("tickwire_consumer_messages_total");
+    let v = value.clone();
+    wait_until("messages flow again", || {
+        v("tickwire_consumer_messages_total") > before + 50
+    })
+    .await;
+    // And their results land: the quotes, deleted once written, are written again.
+    let quotes = format!("{kp}wdc:quote:*");
+    let keys = || {
+        let quotes = quotes.clone();
+        async move {
+            let mut c = redis_conn().await;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&quotes)
+                .query_async(&mut *c)
+                .await
+                .unwrap_or_default();
+            keys
+        }
+    };
+    wait_until_async("quotes are written", || async { !keys().await.is_empty() }).await;
+    let written = keys().await;
+    let mut c = redis_conn().await;
+    let _: () = redis::cmd("DEL")
+        .arg(&written)
+        .query_async(&mut *c)
+        .await
+        .expect("delete the quotes");
+    wait_until_async("quotes written after the reconnect", || async {
+        !keys().await.is_empty()
+    })
+    .await;
+    assert_eq!(get_json(&ready, None).await.0, 200);
+
+    listener.do_send(listener::Control::Stop);
+    node.stop().await;
+    sim.stop().await;
+    delete_pipeline_queues(&qp, SHARDS).await;
+    cleanup(&kp).await;
+}
+
 /// REST calls seen by [`slow_rest_proxy`], by path and query (the key stripped).
 type Calls = std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>;
 
