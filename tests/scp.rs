@@ -1250,3 +1250,69 @@ async fn a_new_password_from_the_command_line_ends_sessions_kept_in_memory_too()
     assert_eq!(r.body["roles"], json!(["viewer", "admin"]));
     scp.stop().await;
 }
+
+/// A password edited into the users file with no command to end anything (by hand, or
+/// `add-user` on a machine whose Redis the command cannot reach) still ends every session
+/// opened with the old one, on every replica, with its WDS sockets; and a password changed
+/// through the API on one replica keeps its own session when the other replica reads the
+/// new file.
+#[actix_web::test]
+async fn a_password_changed_in_the_users_file_ends_the_old_sessions_on_every_replica() {
+    let redis = common::redis::redis_url();
+    let prefix = common::redis::unique_prefix("scp-hand-edit");
+    let (wds, port) = start_wds(&redis, &prefix);
+    let mut sa = scp_args("scp_hand_edit", &redis, &prefix);
+    sa.settings.token_topics = "*".into();
+    let settings = sa.settings.clone();
+    let a = start_scp(sa.clone());
+    let b = start_scp(sa);
+
+    let on_a = Web::logged_in(a.url(""), "viewer", VIEWER_PW).await;
+    let on_b = Web::logged_in(b.url(""), "viewer", VIEWER_PW).await;
+    let admin = Web::logged_in(b.url(""), "admin", ADMIN_PW).await;
+    let mut ws_a = on_a.wds_socket(port).await;
+    let mut ws_b = on_b.wds_socket(port).await;
+    let mut ws_admin = admin.wds_socket(port).await;
+
+    // Another hash in the file, and nothing else: the first replica to read it ends both.
+    let edited = "viewer-password-edited";
+    let replaced =
+        tickwire::scp::users::add_to_file(&settings, "viewer", edited, "viewer").expect("the edit");
+    assert!(replaced, "another password");
+    assert_eq!(admin.get("/api/session").await.status, 200);
+    revoked(&mut ws_a, "the viewer's browser on A").await;
+    revoked(&mut ws_b, "the viewer's browser on B").await;
+    assert_eq!(on_a.get("/api/session").await.status, 401);
+    assert_eq!(on_b.get("/api/session").await.status, 401);
+    still_open(&mut ws_admin, "the admin").await;
+
+    // Through the API on A: B reads the new file, and the session that changed it stays.
+    // (Tokens issued in the second of a revocation are covered by it: the next second's are
+    // not.)
+    let revoked_at = token::now_secs();
+    wait_until("the second after the revocation", || {
+        token::now_secs() > revoked_at
+    })
+    .await;
+    let changer = Web::logged_in(a.url(""), "viewer", edited).await;
+    let other = Web::logged_in(b.url(""), "viewer", edited).await;
+    let mut ws_changer = changer.wds_socket(port).await;
+    let mut ws_other = other.wds_socket(port).await;
+    let body = json!({"current": edited, "new": "viewer-password-api"}).to_string();
+    let r = changer
+        .send("POST", "/api/password", Some(&body), &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut changer_on_b = Web::at(b.url(""));
+    changer_on_b.cookie = changer.cookie.clone();
+    let r = changer_on_b.get("/api/session").await;
+    assert_eq!(r.status, 200, "the changer's session on B: {}", r.text);
+    assert_eq!(other.get("/api/session").await.status, 401);
+    revoked(&mut ws_other, "the viewer's other browser").await;
+    still_open(&mut ws_changer, "the browser that changed the password").await;
+
+    a.stop().await;
+    b.stop().await;
+    wds.stop().await;
+    common::redis::cleanup(&prefix).await;
+}

@@ -66,18 +66,27 @@ pub async fn current(req: &HttpRequest, state: &ScpState) -> Result<Option<Sessi
         return Ok(None);
     };
     s.sid = super::sessions::token_sid(&id);
-    // The users file has the last word: a user removed from it is logged out, and a
+    // The users file has the last word: a user removed from it is logged out, a session
+    // opened with a password the user no longer has ends (with its WDS tokens), and a
     // changed role applies from this request on.
-    match state.roles(&s.username) {
-        Some(roles) => s.roles = roles,
-        None => {
-            let removed = state.sessions.remove(&id, &s.username).await;
-            removed.map_err(|e| state.store_failed(e))?;
-            log::info!("{} is no longer a user: session ended", s.username);
-            return Ok(None);
+    let (why, revoke) = match state.user_now(&s.username) {
+        // The reload revokes a removed user's tokens.
+        None => ("is no longer a user", false),
+        Some((_, pw)) if !s.pw.is_empty() && s.pw != pw => ("has another password", true),
+        Some((roles, _)) => {
+            s.roles = roles;
+            return Ok(Some(s));
         }
+    };
+    let removed = state.sessions.remove(&id, &s.username).await;
+    removed.map_err(|e| state.store_failed(e))?;
+    log::info!("{} {why}: session ended", s.username);
+    if revoke {
+        let ttl = state.settings.token_ttl();
+        let r = Revocation::session(&s.username, &s.sid, token::now_secs(), ttl);
+        state.revoke(r).await;
     }
-    Ok(Some(s))
+    Ok(None)
 }
 
 /// The caller's session when it may do what `need` says; counts every refusal.
@@ -202,7 +211,11 @@ async fn login(
         };
     };
     state.right_password(keys[1]).await?;
-    let created = state.sessions.create(&user.username, &user.roles).await;
+    let pw = super::users::fingerprint(&user.password_hash);
+    let created = state
+        .sessions
+        .create(&user.username, &user.roles, &pw)
+        .await;
     let (id, csrf) = created.map_err(|e| state.store_failed(e))?;
     state.metrics.logins.inc();
     log::info!("{} logged in from {ip}", user.username);
@@ -280,9 +293,20 @@ async fn change_password(
         return Err(ScpError::WrongPassword);
     };
     let hash = hash.map_err(|e| ScpError::Internal(e.to_string()))?;
-    state.set_password_hash(&s.username, hash)?;
-    state.right_password(keys[1]).await?;
+    // This session moves to the new password before the file has it, so that no replica
+    // reading the new file ends it ([`super::sessions`]); back again if the file says no.
     let current = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let (id, new_pw) = (
+        current.clone().unwrap_or_default(),
+        super::users::fingerprint(&hash),
+    );
+    let moved = state.sessions.rebind(&id, &new_pw).await;
+    moved.map_err(|e| state.store_failed(e))?;
+    if let Err(e) = state.set_password_hash(&s.username, hash) {
+        let _ = state.sessions.rebind(&id, &s.pw).await;
+        return Err(e);
+    }
+    state.right_password(keys[1]).await?;
     let ended = state
         .sessions
         .end_others(&s.username, current.as_deref().unwrap_or(""))

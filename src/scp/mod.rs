@@ -310,9 +310,10 @@ impl ScpMetrics {
 /// Everything the SCP routes share.
 pub struct ScpState {
     pub settings: ScpSettings,
-    /// Read again when the file changes (see [`ScpState::roles`]).
+    /// Read again when the file changes (see [`ScpState::user_now`]).
     users: RwLock<Users>,
-    pub sessions: Sessions,
+    /// Shared with the tasks a users file reload starts.
+    pub sessions: Arc<Sessions>,
     pub limiter: LoginLimiter,
     pub layouts: LayoutStore,
     /// Signs WDS tokens; the WDS verifies with the same secret.
@@ -370,7 +371,7 @@ impl ScpState {
         };
         let state = ScpState {
             revoker,
-            sessions,
+            sessions: Arc::new(sessions),
             limiter,
             layouts: LayoutStore::new(settings.data_dir.join("layouts")),
             users: RwLock::new(users),
@@ -421,10 +422,13 @@ impl ScpState {
         }
     }
 
-    /// The user's roles as the users file has them now; `None` for no such user.
-    pub fn roles(&self, username: &str) -> Option<Vec<String>> {
+    /// The user's roles and password fingerprint as the users file has them now; `None` for
+    /// no such user.
+    pub fn user_now(&self, username: &str) -> Option<(Vec<String>, String)> {
         self.refresh_users();
-        self.read_users().get(username).map(|u| u.roles.clone())
+        let users = self.read_users();
+        let u = users.get(username)?;
+        Some((u.roles.clone(), users::fingerprint(&u.password_hash)))
     }
 
     /// The user when `password` is theirs (argon2: call it off the async workers). The hash
@@ -471,28 +475,17 @@ impl ScpState {
     }
 
     /// What a reloaded users file means for the users it changed:
+    /// - another password (`tickwire-scp add-user`, `POST /api/password` on a replica, or an
+    ///   edit by hand): every session opened with the old one ends, with its WDS tokens. The
+    ///   session that changed it through the API was moved to the new one first, and stays.
     /// - removed or given other roles: no WDS token issued before counts (their sockets end,
-    ///   and their next token says what is true now);
-    /// - another password (`tickwire-scp add-user`, or an edit): with sessions in this
-    ///   process's memory, their sessions here end too, since the command cannot reach them.
-    ///   With sessions in Redis the command ends them itself, and this stays out of it: the
-    ///   change may be a replica's `POST /api/password`, whose own session must stay.
+    ///   and their next token says what is true now).
     fn users_changed(&self, before: HashMap<String, UserFacts>, after: HashMap<String, UserFacts>) {
         let now = crate::token::now_secs();
         for (name, was) in before {
             let is = after.get(&name);
-            let new_password = is.is_some_and(|is| is.password_hash != was.password_hash);
-            if new_password {
-                if let Some(ended) = self.sessions.end_all_in_memory(&name) {
-                    log::info!("{name} has another password: {ended} sessions ended");
-                    self.revoke_later(Revocation::user(
-                        &name,
-                        None,
-                        now,
-                        self.settings.token_ttl(),
-                    ));
-                    continue;
-                }
+            if let Some(is) = is.filter(|is| is.password_hash != was.password_hash) {
+                self.end_outdated_later(&name, users::fingerprint(&is.password_hash));
             }
             if is.is_none_or(|is| is.roles != was.roles) {
                 self.revoke_later(Revocation::user(
@@ -524,14 +517,64 @@ impl ScpState {
             self.metrics.revocations.clone(),
             self.metrics.revocation_errors.clone(),
         );
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move { record_revocation(&revoker, r, &ok, &errors).await });
+        let sub = r.sub.clone();
+        if !spawn(async move { record_revocation(&revoker, r, &ok, &errors).await }) {
+            self.metrics.revocation_errors.inc();
+            log::warn!("could not revoke {sub}'s WDS tokens: no runtime");
+        }
+    }
+
+    /// `name` has the password of fingerprint `pw` now: their sessions opened with another
+    /// one end (in Redis, on every replica), and so do those sessions' WDS tokens. Spawned,
+    /// like [`ScpState::revoke_later`]; a request that comes first is stopped by
+    /// [`auth::current`], which compares the fingerprints itself.
+    fn end_outdated_later(&self, name: &str, pw: String) {
+        let (sessions, revoker) = (self.sessions.clone(), self.revoker.clone());
+        let m = &self.metrics;
+        let (ok, errors, store_errors) = (
+            m.revocations.clone(),
+            m.revocation_errors.clone(),
+            m.session_store_errors.clone(),
+        );
+        let (name, ttl) = (name.to_string(), self.settings.token_ttl());
+        let task = async move {
+            let out = match sessions.end_outdated(&name, &pw).await {
+                Ok(out) => out,
+                Err(e) => {
+                    store_errors.inc();
+                    log::warn!("{name} has another password, but their sessions stay: {e}");
+                    return;
+                }
+            };
+            if out.ended.is_empty() {
+                return; // none, or another replica ended them
             }
-            Err(_) => {
-                self.metrics.revocation_errors.inc();
-                log::warn!("could not revoke {}'s WDS tokens: no runtime", r.sub);
+            log::info!(
+                "{name} has another password: {} sessions ended",
+                out.ended.len()
+            );
+            let Some(revoker) = revoker else {
+                return;
+            };
+            let now = crate::token::now_secs();
+            // One entry where it can say it all; one per ended session otherwise.
+            let entries = match out.kept.as_slice() {
+                [] => vec![Revocation::user(&name, None, now, ttl)],
+                [keep] => vec![Revocation::user(&name, Some(keep), now, ttl)],
+                _ => out
+                    .ended
+                    .iter()
+                    .filter(|sid| !sid.is_empty()) // stored before sids were
+                    .map(|sid| Revocation::session(&name, sid, now, ttl))
+                    .collect(),
+            };
+            for r in entries {
+                record_revocation(&revoker, r, &ok, &errors).await;
             }
+        };
+        if !spawn(task) {
+            self.metrics.session_store_errors.inc();
+            log::warn!("could not end the outdated sessions: no runtime");
         }
     }
 
@@ -565,6 +608,17 @@ fn users_by_name(users: &Users) -> HashMap<String, UserFacts> {
             (u.username.clone(), facts)
         })
         .collect()
+}
+
+/// Spawns `task` on the current runtime; false when there is none.
+fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> bool {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(task);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 async fn record_revocation(revoker: &Revoker, r: Revocation, ok: &Counter, errors: &Counter) {

@@ -8,6 +8,12 @@
 //! There a session is stored under the SHA-256 of its id: whoever can read Redis learns no
 //! cookie.
 //!
+//! Each session remembers which password it was opened with (a fingerprint of the user's
+//! hash, [`super::users::fingerprint`]). When the users file gives the user another hash, by
+//! whatever means, every session opened with the old one ends, on whichever replica looks
+//! first; the session that changed the password through the API moves to the new hash
+//! before the file is written, and stays.
+//!
 //! The limiter counts failed logins per client address and per username in a sliding window,
 //! so neither one address guessing many passwords nor many addresses guessing one user's
 //! password gets more than the allowance. It lives where the sessions do, so replicas
@@ -34,6 +40,10 @@ pub struct Session {
     pub roles: Vec<String>,
     /// Sent back in `X-CSRF-Token` on every state-changing request.
     pub csrf: String,
+    /// Fingerprint of the password hash the session was opened with (empty for a session
+    /// stored before fingerprints: it is taken as current until the password changes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pw: String,
     /// What WDS tokens issued to this session carry as `sid` ([`token_sid`]): derived from
     /// the cookie id when the session is read, never stored.
     #[serde(skip)]
@@ -66,12 +76,23 @@ struct Entry {
 }
 
 /// A session in Redis: the session and when it was created (epoch seconds), for the
-/// absolute lifetime; Redis's TTL is the idle clock.
+/// absolute lifetime; Redis's TTL is the idle clock. `token_sid` lets a replica that ends
+/// the session by its key revoke its WDS tokens (the key's hash cannot give it).
 #[derive(Serialize, Deserialize)]
 struct Stored {
     #[serde(flatten)]
     session: Session,
     created: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    token_sid: String,
+}
+
+/// The sessions of one user, after those opened with an old password ended: the `sid`s of
+/// the WDS tokens of each kind.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outdated {
+    pub ended: Vec<String>,
+    pub kept: Vec<String>,
 }
 
 enum Backend {
@@ -127,11 +148,13 @@ impl Sessions {
         self.idle.as_secs().max(1)
     }
 
-    /// A new session for the user: (session id, CSRF token).
+    /// A new session for the user, opened with the password of fingerprint `pw`: (session
+    /// id, CSRF token).
     pub async fn create(
         &self,
         username: &str,
         roles: &[String],
+        pw: &str,
     ) -> Result<(String, String), SessionError> {
         let id = crate::token::random_hex()?;
         let csrf = crate::token::random_hex()?;
@@ -139,6 +162,7 @@ impl Sessions {
             username: username.to_string(),
             roles: roles.to_vec(),
             csrf: csrf.clone(),
+            pw: pw.to_string(),
             sid: String::new(),
         };
         match &self.backend {
@@ -159,6 +183,7 @@ impl Sessions {
                 let value = serde_json::to_string(&Stored {
                     session,
                     created: now,
+                    token_sid: token_sid(&id),
                 })?;
                 let hash = hashed(&id);
                 let user_key = user_key(prefix, username);
@@ -319,19 +344,108 @@ impl Sessions {
         }
     }
 
-    /// Ends every session of `username` held in this process's memory: how many, or `None`
-    /// with the sessions in Redis (the command that changed the user ends those). Sync, for
-    /// the users file reload.
-    pub fn end_all_in_memory(&self, username: &str) -> Option<usize> {
+    /// Session `id` now stands for the password of fingerprint `pw` (its user is changing
+    /// it): done before the users file changes, so that no replica reading the new file
+    /// takes this session for one opened with the old password. Its idle clock runs on.
+    pub async fn rebind(&self, id: &str, pw: &str) -> Result<(), SessionError> {
         match &self.backend {
             Backend::Memory(map) => {
-                let mut map = lock(map);
-                let before = map.len();
-                map.retain(|_, e| e.session.username != username);
-                Some(before - map.len())
+                if let Some(e) = lock(map).get_mut(id) {
+                    e.session.pw = pw.to_string();
+                }
             }
-            Backend::Redis { .. } => None,
+            Backend::Redis { pool, prefix } => {
+                let key = session_key(prefix, &hashed(id));
+                let mut conn = pool.get().await?;
+                let value: Option<String> =
+                    redis::cmd("GET").arg(&key).query_async(&mut *conn).await?;
+                let Some(mut stored) = value.and_then(|v| serde_json::from_str::<Stored>(&v).ok())
+                else {
+                    return Ok(()); // ended meanwhile: nothing to move
+                };
+                stored.session.pw = pw.to_string();
+                stored.token_sid = token_sid(id);
+                // XX KEEPTTL: never bring back a session that ended meanwhile, nor reset its
+                // idle clock.
+                let _: () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(serde_json::to_string(&stored)?)
+                    .arg("XX")
+                    .arg("KEEPTTL")
+                    .query_async(&mut *conn)
+                    .await?;
+            }
         }
+        Ok(())
+    }
+
+    /// Ends every session of `username` not opened with the password of fingerprint `pw`
+    /// (the users file gave them another one). In Redis, of every replica; each session is
+    /// reported as ended by the one caller whose DEL removed it.
+    pub async fn end_outdated(&self, username: &str, pw: &str) -> Result<Outdated, SessionError> {
+        let mut out = Outdated::default();
+        match &self.backend {
+            Backend::Memory(map) => {
+                lock(map).retain(|id, e| {
+                    if e.session.username != username {
+                        return true;
+                    }
+                    let keep = e.session.pw == pw;
+                    let list = if keep { &mut out.kept } else { &mut out.ended };
+                    list.push(token_sid(id));
+                    keep
+                });
+            }
+            Backend::Redis { pool, prefix } => {
+                let user_key = user_key(prefix, username);
+                let mut conn = pool.get().await?;
+                let members: Vec<String> = redis::cmd("SMEMBERS")
+                    .arg(&user_key)
+                    .query_async(&mut *conn)
+                    .await?;
+                if members.is_empty() {
+                    return Ok(out);
+                }
+                let keys: Vec<String> = members.iter().map(|h| session_key(prefix, h)).collect();
+                let values: Vec<Option<String>> = redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut *conn)
+                    .await?;
+                // (hash, sid) of each session to end; a member whose session is gone or
+                // unreadable is only dropped from the user's set.
+                let mut end = Vec::new();
+                let mut gone = Vec::new();
+                for (hash, value) in members.iter().zip(values) {
+                    match value.and_then(|v| serde_json::from_str::<Stored>(&v).ok()) {
+                        Some(s) if s.session.pw == pw => out.kept.push(s.token_sid),
+                        Some(s) => end.push((hash, s.token_sid)),
+                        None => gone.push(hash),
+                    }
+                }
+                let mut pipe = redis::pipe();
+                for (hash, _) in &end {
+                    pipe.cmd("DEL").arg(session_key(prefix, hash));
+                }
+                let ended: Vec<&String> = end.iter().map(|(h, _)| *h).chain(gone).collect();
+                if !ended.is_empty() {
+                    pipe.cmd("ZREM")
+                        .arg(index_key(prefix))
+                        .arg(&ended)
+                        .ignore()
+                        .cmd("SREM")
+                        .arg(&user_key)
+                        .arg(&ended)
+                        .ignore();
+                }
+                let deleted: Vec<u8> = pipe.query_async(&mut *conn).await?;
+                for ((_, sid), n) in end.into_iter().zip(deleted) {
+                    if n == 1 {
+                        out.ended.push(sid);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Live sessions (in Redis: of every replica), for `/stats`.
@@ -569,7 +683,10 @@ mod tests {
     #[actix_web::test]
     async fn sessions_expire_when_idle_and_end_on_logout() {
         let sessions = Sessions::in_memory(Duration::from_secs(60), Duration::from_secs(600));
-        let (id, csrf) = sessions.create("alice", &["viewer".into()]).await.unwrap();
+        let (id, csrf) = sessions
+            .create("alice", &["viewer".into()], "fp1")
+            .await
+            .unwrap();
         let s = sessions.touch(&id).await.unwrap().unwrap();
         assert_eq!(
             (s.username.as_str(), s.csrf.as_str()),
@@ -581,7 +698,7 @@ mod tests {
         assert!(sessions.touch(&id).await.unwrap().is_none());
 
         let expired = Sessions::in_memory(Duration::ZERO, Duration::from_secs(600));
-        let (id, _) = expired.create("bob", &[]).await.unwrap();
+        let (id, _) = expired.create("bob", &[], "fp1").await.unwrap();
         assert!(expired.touch(&id).await.unwrap().is_none());
         assert_eq!(expired.count().await.unwrap(), 0);
     }
@@ -593,19 +710,57 @@ mod tests {
                 username: "ann".into(),
                 roles: vec!["viewer".into()],
                 csrf: "c".into(),
+                pw: "f1".into(),
                 sid: "not stored".into(),
             },
             created: 1_764_000_000,
+            token_sid: "t1".into(),
         };
         assert_eq!(
             serde_json::to_string(&stored).unwrap(),
-            r#"{"username":"ann","roles":["viewer"],"csrf":"c","created":1764000000}"#
+            r#"{"username":"ann","roles":["viewer"],"csrf":"c","pw":"f1","created":1764000000,"token_sid":"t1"}"#
         );
+
         // The SHA-256 of "abc": the id itself never reaches Redis.
         assert_eq!(
             hashed("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_session_stored_before_fingerprints_still_reads() {
+        let old = r#"{"username":"ann","roles":["viewer"],"csrf":"c","created":1764000000}"#;
+        let old: Stored = serde_json::from_str(old).unwrap();
+        assert_eq!(old.session.username, "ann");
+        assert_eq!((old.session.pw.as_str(), old.token_sid.as_str()), ("", ""));
+    }
+
+    #[actix_web::test]
+    async fn another_password_ends_the_sessions_opened_with_the_old_one() {
+        let sessions = Sessions::in_memory(Duration::from_secs(60), Duration::from_secs(600));
+        let (a1, _) = sessions.create("ann", &[], "old").await.unwrap();
+        let (a2, _) = sessions.create("ann", &[], "old").await.unwrap();
+        let (b, _) = sessions.create("bob", &[], "old").await.unwrap();
+        // a1 changes the password: it moves to the new one first.
+        sessions.rebind(&a1, "new").await.unwrap();
+        let out = sessions.end_outdated("ann", "new").await.unwrap();
+        assert_eq!(
+            out,
+            Outdated {
+                ended: vec![token_sid(&a2)],
+                kept: vec![token_sid(&a1)],
+            }
+        );
+        assert_eq!(sessions.touch(&a1).await.unwrap().unwrap().pw, "new");
+        assert!(sessions.touch(&a2).await.unwrap().is_none());
+        assert!(
+            sessions.touch(&b).await.unwrap().is_some(),
+            "another user's stays"
+        );
+        // Nothing left to end the second time round (another replica's reload).
+        let again = sessions.end_outdated("ann", "new").await.unwrap();
+        assert!(again.ended.is_empty());
     }
 
     #[actix_web::test]

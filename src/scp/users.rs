@@ -113,6 +113,14 @@ pub fn hash_password(password: &str) -> Result<String, UsersError> {
         .map_err(|e| UsersError::Hash(e.to_string()))
 }
 
+/// What a session remembers of the password it was opened with: a short digest of the
+/// user's hash (which is salted, so a new password, even the same one again, gives a new
+/// fingerprint). The hash itself stays in the users file.
+pub fn fingerprint(password_hash: &str) -> String {
+    use sha2::{Digest, Sha256};
+    crate::token::hex(&Sha256::digest(password_hash.as_bytes())[..8])
+}
+
 fn verify_hash(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)
         .map(|h| {
