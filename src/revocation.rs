@@ -42,6 +42,11 @@ pub struct Revocation {
     pub except_sid: Option<String>,
     /// Tokens issued at or before this (epoch seconds): later ones, from a new login, count.
     pub before: i64,
+    /// The same in epoch milliseconds (0 in an entry without it). Where both the entry and
+    /// the token carry milliseconds they decide, so a login in the second of a revocation
+    /// gets a token that counts.
+    #[serde(default, skip_serializing_if = "token::is_zero")]
+    pub before_ms: i64,
     /// When every token this covers has expired (epoch seconds): the entry can go.
     pub until: i64,
 }
@@ -54,6 +59,7 @@ impl Revocation {
             sid: Some(sid.to_string()),
             except_sid: None,
             before: now,
+            before_ms: 0,
             until: now + token_ttl,
         }
     }
@@ -65,14 +71,37 @@ impl Revocation {
             sid: None,
             except_sid: keep.map(str::to_string),
             before: now,
+            before_ms: 0,
             until: now + token_ttl,
         }
     }
 
+    /// [`Revocation::session`] as of this millisecond.
+    pub fn session_now(sub: &str, sid: &str, token_ttl: i64) -> Self {
+        let ms = token::now_ms();
+        Self::session(sub, sid, ms.div_euclid(1000), token_ttl).at_ms(ms)
+    }
+
+    /// [`Revocation::user`] as of this millisecond.
+    pub fn user_now(sub: &str, keep: Option<&str>, token_ttl: i64) -> Self {
+        let ms = token::now_ms();
+        Self::user(sub, keep, ms.div_euclid(1000), token_ttl).at_ms(ms)
+    }
+
+    fn at_ms(mut self, ms: i64) -> Self {
+        self.before_ms = ms;
+        self
+    }
+
     /// Whether a token with these claims is revoked by this entry.
     pub fn covers(&self, c: &Claims) -> bool {
+        let issued_before = if c.iat_ms > 0 && self.before_ms > 0 {
+            c.iat_ms <= self.before_ms
+        } else {
+            c.iat <= self.before
+        };
         c.sub == self.sub
-            && c.iat <= self.before
+            && issued_before
             && self.sid.as_ref().is_none_or(|s| *s == c.sid)
             && self.except_sid.as_ref().is_none_or(|s| *s != c.sid)
     }
@@ -350,6 +379,27 @@ mod tests {
         list.add(Revocation::session("carol", "s", now, 300));
         assert_eq!(list.all().len(), 1);
         assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn milliseconds_decide_where_both_sides_carry_them() {
+        let ms = 1_000_400;
+        let r = Revocation::session("alice", "s1", 1000, 300).at_ms(ms);
+        let at = |ms: i64| claims("alice", "s1", 0).issued_at_ms(ms);
+        assert!(r.covers(&at(ms - 1)));
+        assert!(r.covers(&at(ms)));
+        assert!(!r.covers(&at(ms + 1)), "issued after, in the same second");
+        // A token without milliseconds falls back to seconds: covered in that second.
+        assert!(r.covers(&claims("alice", "s1", 1000)));
+        // So does an entry without them.
+        let old = Revocation::session("alice", "s1", 1000, 300);
+        assert!(old.covers(&at(ms + 1)));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(r#""before_ms":1000400"#), "{json}");
+        assert_eq!(serde_json::from_str::<Revocation>(&json).unwrap(), r);
+        let now = Revocation::user_now("alice", None, 300);
+        assert_eq!(now.before, now.before_ms.div_euclid(1000));
+        assert_eq!(now.until, now.before + 300);
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct Claims {
     /// Issued at, epoch seconds.
     #[serde(default)]
     pub iat: i64,
+    /// Issued at, epoch milliseconds (0 in a token without it): lets a revocation tell a
+    /// token issued a moment after it, in the same second, from one issued before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub iat_ms: i64,
     /// Expiry, epoch seconds.
     pub exp: i64,
     /// The control-plane browser session the token was issued to (a digest of its id, see
@@ -47,9 +51,19 @@ impl Claims {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
             iat: now,
+            iat_ms: 0,
             exp: now + ttl_secs,
             sid: String::new(),
         }
+    }
+
+    /// The same claims issued at `ms` (epoch milliseconds); `iat` and `exp` move with it.
+    pub fn issued_at_ms(mut self, ms: i64) -> Self {
+        let ttl = self.exp - self.iat;
+        self.iat = ms.div_euclid(1000);
+        self.exp = self.iat + ttl;
+        self.iat_ms = ms;
+        self
     }
 
     /// The same claims, issued to browser session `sid`.
@@ -136,6 +150,14 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Claims, TokenError
 
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub(crate) fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// `N` bytes from the OS's random source: secrets, salts, session ids.

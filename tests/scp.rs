@@ -1316,3 +1316,75 @@ async fn a_password_changed_in_the_users_file_ends_the_old_sessions_on_every_rep
     wds.stop().await;
     common::redis::cleanup(&prefix).await;
 }
+
+/// Tokens and revocations carry milliseconds: logging in again in the very second of a
+/// revocation that covers every earlier token of the user (here a password change in
+/// another browser) gives a token the WDS takes. The scenario runs until the new token's
+/// second is the revocation's, so the case is really exercised.
+#[actix_web::test]
+async fn a_login_in_the_second_of_a_revocation_gets_a_token_that_counts() {
+    let redis = common::redis::redis_url();
+    let prefix = common::redis::unique_prefix("scp-same-second");
+    let (wds, port) = start_wds(&redis, &prefix);
+    let mut sa = scp_args("scp_same_second", &redis, &prefix);
+    sa.settings.token_topics = "*".into();
+    let scp = start_scp(sa);
+    let revoked_key = format!("{prefix}scp:revoked");
+    let mut password = VIEWER_PW.to_string();
+    let mut exercised = false;
+    for attempt in 0..20 {
+        let laptop = Web::logged_in(scp.url(""), "viewer", &password).await;
+        // Start early in a second, so the change and the new login likely share it.
+        wait_until("the start of a second", || {
+            token::now_ms().rem_euclid(1000) < 200
+        })
+        .await;
+        let new = format!("viewer-password-{attempt}");
+        let body = json!({"current": password, "new": new}).to_string();
+        let r = laptop.send("POST", "/api/password", Some(&body), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        password = new;
+        let phone = Web::logged_in(scp.url(""), "viewer", &password).await;
+        let t = phone.send("POST", "/api/token", None, &[]).await;
+        let tok = t.body["token"].as_str().expect("a token").to_string();
+        let claims = token::verify(&tok, SECRET.as_bytes(), token::now_secs()).expect("valid");
+        assert!(claims.iat_ms > 0, "{claims:?}");
+        // The WDS may read the revocation before or after the handshake: either way the
+        // token counts, and the socket stays.
+        let mut ws = Client::connect(&format!("ws://127.0.0.1:{port}/ws/v2?token={tok}")).await;
+        assert_eq!(ws.next_json().await["type"], "welcome");
+        let mut conn = common::redis::connection().await;
+        let entries: Vec<String> = deadpool_redis::redis::cmd("ZRANGE")
+            .arg(&revoked_key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut *conn)
+            .await
+            .expect("the revocations");
+        let latest = entries
+            .iter()
+            .filter_map(|e| serde_json::from_str::<tickwire::revocation::Revocation>(e).ok())
+            .map(|r| (r.before, r.before_ms))
+            .max()
+            .expect("the password change's revocation");
+        assert!(latest.1 > 0, "in milliseconds too: {entries:?}");
+        wait_until_async("the WDS has the revocation", || async {
+            get_json(&format!("http://127.0.0.1:{port}/stats"), None)
+                .await
+                .1["node"]["revocations"]
+                .as_u64()
+                .unwrap_or(0)
+                > attempt
+        })
+        .await;
+        still_open(&mut ws, "the phone's socket").await;
+        if claims.iat == latest.0 {
+            exercised = true;
+            break;
+        }
+    }
+    assert!(exercised, "no login fell in its revocation's second");
+    scp.stop().await;
+    wds.stop().await;
+    common::redis::cleanup(&prefix).await;
+}

@@ -83,7 +83,7 @@ pub async fn current(req: &HttpRequest, state: &ScpState) -> Result<Option<Sessi
     log::info!("{} {why}: session ended", s.username);
     if revoke {
         let ttl = state.settings.token_ttl();
-        let r = Revocation::session(&s.username, &s.sid, token::now_secs(), ttl);
+        let r = Revocation::session_now(&s.username, &s.sid, ttl);
         state.revoke(r).await;
     }
     Ok(None)
@@ -241,14 +241,9 @@ async fn logout(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResp
     state.metrics.logouts.inc();
     log::info!("{} logged out", s.username);
     // The session's WDS sockets end too, not when their token expires.
-    let now = token::now_secs();
+    let ttl = state.settings.token_ttl();
     state
-        .revoke(Revocation::session(
-            &s.username,
-            &s.sid,
-            now,
-            state.settings.token_ttl(),
-        ))
+        .revoke(Revocation::session_now(&s.username, &s.sid, ttl))
         .await;
     let mut gone = session_cookie(&req, &state, String::new());
     gone.make_removal();
@@ -312,8 +307,8 @@ async fn change_password(
         .end_others(&s.username, current.as_deref().unwrap_or(""))
         .await;
     let ended = ended.map_err(|e| state.store_failed(e))?;
-    let now = token::now_secs();
-    let others = Revocation::user(&s.username, Some(&s.sid), now, state.settings.token_ttl());
+    let ttl = state.settings.token_ttl();
+    let others = Revocation::user_now(&s.username, Some(&s.sid), ttl);
     state.revoke(others).await;
     state.metrics.password_changes.inc();
     log::info!(
@@ -328,15 +323,12 @@ pub fn issue_token(state: &ScpState, s: &Session) -> Result<(String, i64), ScpEr
     let topics = crate::wds::topic_list(&state.settings.token_topics);
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let roles: Vec<&str> = s.roles.iter().map(String::as_str).collect();
-    let now = token::now_secs();
-    let claims = Claims::new(
-        &s.username,
-        &roles,
-        &topics,
-        now,
-        state.settings.token_ttl(),
-    )
-    .for_session(&s.sid);
+    let ttl = state.settings.token_ttl();
+    // In milliseconds too, so that a revocation a moment before, in the same second, does
+    // not cover it.
+    let claims = Claims::new(&s.username, &roles, &topics, 0, ttl)
+        .issued_at_ms(token::now_ms())
+        .for_session(&s.sid);
     let t =
         token::sign(&claims, &state.token_secret).map_err(|e| ScpError::Internal(e.to_string()))?;
     state.metrics.tokens.inc();

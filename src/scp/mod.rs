@@ -481,19 +481,14 @@ impl ScpState {
     /// - removed or given other roles: no WDS token issued before counts (their sockets end,
     ///   and their next token says what is true now).
     fn users_changed(&self, before: HashMap<String, UserFacts>, after: HashMap<String, UserFacts>) {
-        let now = crate::token::now_secs();
         for (name, was) in before {
             let is = after.get(&name);
             if let Some(is) = is.filter(|is| is.password_hash != was.password_hash) {
                 self.end_outdated_later(&name, users::fingerprint(&is.password_hash));
             }
             if is.is_none_or(|is| is.roles != was.roles) {
-                self.revoke_later(Revocation::user(
-                    &name,
-                    None,
-                    now,
-                    self.settings.token_ttl(),
-                ));
+                let ttl = self.settings.token_ttl();
+                self.revoke_later(Revocation::user_now(&name, None, ttl));
             }
         }
     }
@@ -556,16 +551,15 @@ impl ScpState {
             let Some(revoker) = revoker else {
                 return;
             };
-            let now = crate::token::now_secs();
             // One entry where it can say it all; one per ended session otherwise.
             let entries = match out.kept.as_slice() {
-                [] => vec![Revocation::user(&name, None, now, ttl)],
-                [keep] => vec![Revocation::user(&name, Some(keep), now, ttl)],
+                [] => vec![Revocation::user_now(&name, None, ttl)],
+                [keep] => vec![Revocation::user_now(&name, Some(keep), ttl)],
                 _ => out
                     .ended
                     .iter()
                     .filter(|sid| !sid.is_empty()) // stored before sids were
-                    .map(|sid| Revocation::session(&name, sid, now, ttl))
+                    .map(|sid| Revocation::session_now(&name, sid, ttl))
                     .collect(),
             };
             for r in entries {

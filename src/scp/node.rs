@@ -127,14 +127,13 @@ pub fn end_user_access(args: &ScpArgs, username: &str) -> Result<String, String>
         pool,
         key: crate::revocation::redis_key(prefix),
     };
-    let now = crate::token::now_secs();
     let ttl = settings.token_ttl();
     let work = async {
         let ended = sessions
             .end_others(username, "")
             .await
             .map_err(|e| e.to_string())?;
-        let all = crate::revocation::Revocation::user(username, None, now, ttl);
+        let all = crate::revocation::Revocation::user_now(username, None, ttl);
         revoker.revoke(all).await.map_err(|e| e.to_string())?;
         Ok::<_, String>(format!(
             "{ended} browser sessions ended and WDS tokens revoked"
