@@ -71,6 +71,20 @@ fn start_listener(
     listener::start_publishing(cfg, publisher, registry).0
 }
 
+/// For the tests of how a node copes with its broker: unique queue and key prefixes, a
+/// small market (40 tickers, 500 events/s) and the node's settings, enrichment off.
+fn small_market(test: &str) -> (String, String, tickwire::sim::SimServer, ProcessorArgs) {
+    let qp = common::rabbit::unique_prefix(test);
+    let kp = common::redis::unique_prefix(test);
+    let mut sim = sim_args();
+    sim.tickers = 40;
+    sim.rate = 500.0;
+    let sim = start_sim(sim);
+    let mut args = processor_args(&qp, &kp);
+    args.pipeline.enrichment = false;
+    (qp, kp, sim, args)
+}
+
 fn held(n: &ProcessorNode) -> i64 {
     n.registry.value("tickwire_shards_held", &[]).unwrap_or(0)
 }
@@ -561,14 +575,7 @@ async fn consumers_on(ch: &lapin::Channel, queue: &str) -> Option<u32> {
 async fn one_lost_queue_is_consumed_again_without_touching_the_others() {
     use tickwire::actors::publisher::queue_name;
     use tickwire::listener::routing::QueueKind;
-    let qp = common::rabbit::unique_prefix("proc-queue");
-    let kp = common::redis::unique_prefix("proc-queue");
-    let mut sim = sim_args();
-    sim.tickers = 40;
-    sim.rate = 500.0;
-    let sim = start_sim(sim);
-    let mut args = processor_args(&qp, &kp);
-    args.pipeline.enrichment = false;
+    let (qp, kp, sim, args) = small_market("proc-queue");
     let node = start_node(args);
     let r = node.registry.clone();
     let all = i64::from(SHARDS) * QueueKind::ALL.len() as i64;
@@ -627,15 +634,8 @@ async fn one_lost_queue_is_consumed_again_without_touching_the_others() {
 #[actix_web::test]
 async fn a_processor_node_consumes_again_after_losing_the_broker() {
     use tickwire::listener::routing::QueueKind;
-    let qp = common::rabbit::unique_prefix("proc-broker");
-    let kp = common::redis::unique_prefix("proc-broker");
+    let (qp, kp, sim, mut args) = small_market("proc-broker");
     let proxy = common::rabbit::Proxy::start().await;
-    let mut sim = sim_args();
-    sim.tickers = 40;
-    sim.rate = 500.0;
-    let sim = start_sim(sim);
-    let mut args = processor_args(&qp, &kp);
-    args.pipeline.enrichment = false;
     args.broker.rabbitmq_url = proxy.url();
     let node = start_node(args);
     let r = node.registry.clone();
