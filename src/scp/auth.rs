@@ -65,6 +65,7 @@ pub async fn current(req: &HttpRequest, state: &ScpState) -> Result<Option<Sessi
     let Some(mut s) = touched.map_err(|e| state.store_failed(e))? else {
         return Ok(None);
     };
+    // From the id itself: a session stored before `sid` was has none.
     s.sid = super::sessions::token_sid(&id);
     // The users file has the last word: a user removed from it is logged out, a session
     // opened with a password the user no longer has ends (with its WDS tokens), and a
@@ -290,22 +291,19 @@ async fn change_password(
     let hash = hash.map_err(|e| ScpError::Internal(e.to_string()))?;
     // This session moves to the new password before the file has it, so that no replica
     // reading the new file ends it ([`super::sessions`]); back again if the file says no.
-    let current = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
-    let (id, new_pw) = (
-        current.clone().unwrap_or_default(),
-        super::users::fingerprint(&hash),
-    );
-    let moved = state.sessions.rebind(&id, &new_pw).await;
+    let id = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let id = id.unwrap_or_default();
+    let moved = state
+        .sessions
+        .rebind(&id, &super::users::fingerprint(&hash))
+        .await;
     moved.map_err(|e| state.store_failed(e))?;
     if let Err(e) = state.set_password_hash(&s.username, hash) {
         let _ = state.sessions.rebind(&id, &s.pw).await;
         return Err(e);
     }
     state.right_password(keys[1]).await?;
-    let ended = state
-        .sessions
-        .end_others(&s.username, current.as_deref().unwrap_or(""))
-        .await;
+    let ended = state.sessions.end_others(&s.username, &id).await;
     let ended = ended.map_err(|e| state.store_failed(e))?;
     let ttl = state.settings.token_ttl();
     let others = Revocation::user_now(&s.username, Some(&s.sid), ttl);

@@ -585,7 +585,6 @@ impl ScpState {
 }
 
 /// What a reload compares of each user.
-#[derive(PartialEq)]
 struct UserFacts {
     password_hash: String,
     roles: Vec<String>,

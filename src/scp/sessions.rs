@@ -44,9 +44,10 @@ pub struct Session {
     /// stored before fingerprints: it is taken as current until the password changes).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pw: String,
-    /// What WDS tokens issued to this session carry as `sid` ([`token_sid`]): derived from
-    /// the cookie id when the session is read, never stored.
-    #[serde(skip)]
+    /// What WDS tokens issued to this session carry as `sid` ([`token_sid`], a digest of the
+    /// cookie id). Stored so that a replica ending the session by its key can revoke its
+    /// tokens (the key's hash cannot give it); empty in a session stored before it was.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sid: String,
 }
 
@@ -76,15 +77,12 @@ struct Entry {
 }
 
 /// A session in Redis: the session and when it was created (epoch seconds), for the
-/// absolute lifetime; Redis's TTL is the idle clock. `token_sid` lets a replica that ends
-/// the session by its key revoke its WDS tokens (the key's hash cannot give it).
+/// absolute lifetime; Redis's TTL is the idle clock.
 #[derive(Serialize, Deserialize)]
 struct Stored {
     #[serde(flatten)]
     session: Session,
     created: i64,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    token_sid: String,
 }
 
 /// The sessions of one user, after those opened with an old password ended: the `sid`s of
@@ -163,7 +161,7 @@ impl Sessions {
             roles: roles.to_vec(),
             csrf: csrf.clone(),
             pw: pw.to_string(),
-            sid: String::new(),
+            sid: token_sid(&id),
         };
         match &self.backend {
             Backend::Memory(map) => {
@@ -183,7 +181,6 @@ impl Sessions {
                 let value = serde_json::to_string(&Stored {
                     session,
                     created: now,
-                    token_sid: token_sid(&id),
                 })?;
                 let hash = hashed(&id);
                 let user_key = user_key(prefix, username);
@@ -364,7 +361,7 @@ impl Sessions {
                     return Ok(()); // ended meanwhile: nothing to move
                 };
                 stored.session.pw = pw.to_string();
-                stored.token_sid = token_sid(id);
+                stored.session.sid = token_sid(id);
                 // XX KEEPTTL: never bring back a session that ended meanwhile, nor reset its
                 // idle clock.
                 let _: () = redis::cmd("SET")
@@ -386,13 +383,13 @@ impl Sessions {
         let mut out = Outdated::default();
         match &self.backend {
             Backend::Memory(map) => {
-                lock(map).retain(|id, e| {
+                lock(map).retain(|_, e| {
                     if e.session.username != username {
                         return true;
                     }
                     let keep = e.session.pw == pw;
                     let list = if keep { &mut out.kept } else { &mut out.ended };
-                    list.push(token_sid(id));
+                    list.push(e.session.sid.clone());
                     keep
                 });
             }
@@ -417,8 +414,8 @@ impl Sessions {
                 let mut gone = Vec::new();
                 for (hash, value) in members.iter().zip(values) {
                     match value.and_then(|v| serde_json::from_str::<Stored>(&v).ok()) {
-                        Some(s) if s.session.pw == pw => out.kept.push(s.token_sid),
-                        Some(s) => end.push((hash, s.token_sid)),
+                        Some(s) if s.session.pw == pw => out.kept.push(s.session.sid),
+                        Some(s) => end.push((hash, s.session.sid)),
                         None => gone.push(hash),
                     }
                 }
@@ -535,10 +532,6 @@ enum LimiterBackend {
     },
 }
 
-fn epoch_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 impl LoginLimiter {
     pub fn in_memory(max: usize, window: Duration) -> Self {
         Self::with(
@@ -591,7 +584,7 @@ impl LoginLimiter {
                 }
             }
             LimiterBackend::Redis { pool, prefix } => {
-                let now = epoch_ms();
+                let now = crate::token::now_ms();
                 let mut conn = pool.get().await?;
                 for k in keys {
                     let key = failures_key(prefix, k);
@@ -639,7 +632,7 @@ impl LoginLimiter {
                 }
             }
             LimiterBackend::Redis { pool, prefix } => {
-                let now = epoch_ms();
+                let now = crate::token::now_ms();
                 // Members must differ even for two failures in the same millisecond.
                 let member = format!("{now}:{}", crate::token::random_hex()?);
                 let mut pipe = redis::pipe();
@@ -711,14 +704,13 @@ mod tests {
                 roles: vec!["viewer".into()],
                 csrf: "c".into(),
                 pw: "f1".into(),
-                sid: "not stored".into(),
+                sid: "t1".into(),
             },
             created: 1_764_000_000,
-            token_sid: "t1".into(),
         };
         assert_eq!(
             serde_json::to_string(&stored).unwrap(),
-            r#"{"username":"ann","roles":["viewer"],"csrf":"c","pw":"f1","created":1764000000,"token_sid":"t1"}"#
+            r#"{"username":"ann","roles":["viewer"],"csrf":"c","pw":"f1","sid":"t1","created":1764000000}"#
         );
 
         // The SHA-256 of "abc": the id itself never reaches Redis.
@@ -733,7 +725,10 @@ mod tests {
         let old = r#"{"username":"ann","roles":["viewer"],"csrf":"c","created":1764000000}"#;
         let old: Stored = serde_json::from_str(old).unwrap();
         assert_eq!(old.session.username, "ann");
-        assert_eq!((old.session.pw.as_str(), old.token_sid.as_str()), ("", ""));
+        assert_eq!(
+            (old.session.pw.as_str(), old.session.sid.as_str()),
+            ("", "")
+        );
     }
 
     #[actix_web::test]
