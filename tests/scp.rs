@@ -1047,6 +1047,17 @@ fn start_wds(redis: &str, prefix: &str) -> (tickwire::wds::node::WdsNode, u16) {
     )
 }
 
+/// The revocation tests' setup: a unique registry prefix in Redis, a WDS on it (and its
+/// port), and settings for SCPs there whose tokens grant every topic.
+fn with_wds(name: &str) -> (String, tickwire::wds::node::WdsNode, u16, ScpArgs) {
+    let redis = common::redis::redis_url();
+    let prefix = common::redis::unique_prefix(name);
+    let (wds, port) = start_wds(&redis, &prefix);
+    let mut sa = scp_args(name, &redis, &prefix);
+    sa.settings.token_topics = "*".into();
+    (prefix, wds, port, sa)
+}
+
 impl Web {
     /// A WDS socket opened with a token this session gets from `POST /api/token`.
     async fn wds_socket(&self, port: u16) -> Client {
@@ -1089,11 +1100,7 @@ async fn revoked(ws: &mut Client, who: &str) {
 
 #[actix_web::test]
 async fn logging_out_ends_the_sessions_wds_sockets_at_once() {
-    let redis = common::redis::redis_url();
-    let prefix = common::redis::unique_prefix("scp-revoke");
-    let (wds, port) = start_wds(&redis, &prefix);
-    let mut sa = scp_args("scp_revoke", &redis, &prefix);
-    sa.settings.token_topics = "*".into();
+    let (prefix, wds, port, sa) = with_wds("scp_revoke");
     let settings = sa.settings.clone();
     let scp = start_scp(sa);
 
@@ -1174,11 +1181,7 @@ async fn in_embedded_mode_a_logout_ends_the_sessions_sockets_too() {
 
 #[actix_web::test]
 async fn a_password_reset_from_the_command_line_ends_sessions_and_sockets_at_once() {
-    let redis = common::redis::redis_url();
-    let prefix = common::redis::unique_prefix("scp-reset");
-    let (wds, port) = start_wds(&redis, &prefix);
-    let mut sa = scp_args("scp_reset", &redis, &prefix);
-    sa.settings.token_topics = "*".into();
+    let (prefix, wds, port, sa) = with_wds("scp_reset");
     let cli = sa.clone();
     let scp = start_scp(sa);
     let mut viewer = Web::logged_in(scp.url(""), "viewer", VIEWER_PW).await;
@@ -1258,11 +1261,7 @@ async fn a_new_password_from_the_command_line_ends_sessions_kept_in_memory_too()
 /// new file.
 #[actix_web::test]
 async fn a_password_changed_in_the_users_file_ends_the_old_sessions_on_every_replica() {
-    let redis = common::redis::redis_url();
-    let prefix = common::redis::unique_prefix("scp-hand-edit");
-    let (wds, port) = start_wds(&redis, &prefix);
-    let mut sa = scp_args("scp_hand_edit", &redis, &prefix);
-    sa.settings.token_topics = "*".into();
+    let (prefix, wds, port, sa) = with_wds("scp_hand_edit");
     let settings = sa.settings.clone();
     let a = start_scp(sa.clone());
     let b = start_scp(sa);
@@ -1316,11 +1315,7 @@ async fn a_password_changed_in_the_users_file_ends_the_old_sessions_on_every_rep
 /// second is the revocation's, so the case is really exercised.
 #[actix_web::test]
 async fn a_login_in_the_second_of_a_revocation_gets_a_token_that_counts() {
-    let redis = common::redis::redis_url();
-    let prefix = common::redis::unique_prefix("scp-same-second");
-    let (wds, port) = start_wds(&redis, &prefix);
-    let mut sa = scp_args("scp_same_second", &redis, &prefix);
-    sa.settings.token_topics = "*".into();
+    let (prefix, wds, port, sa) = with_wds("scp_same_second");
     let scp = start_scp(sa);
     let revoked_key = format!("{prefix}scp:revoked");
     let mut password = VIEWER_PW.to_string();
