@@ -277,4 +277,40 @@ mod tests {
         let back = ShardBoard::decode(&shard(1, 1, c.clone()).encode()).unwrap();
         assert_eq!(back.rows, c);
     }
+
+    #[test]
+    fn top_keeps_exactly_the_best_500_best_first() {
+        // More rows than the board holds, in no useful order: the selection must keep every
+        // one of the best 500 (not just some 500 near the top) and sort them.
+        let rows: Vec<Row> = (0..1501)
+            .map(|i| {
+                let v = ((i * 7919) % 1501) as f64;
+                row(&format!("S{i:04}"), v, v, v, false)
+            })
+            .collect();
+        for board in Board::ALL {
+            let got: Vec<f64> = top(board, &rows, false)
+                .iter()
+                .map(|&i| board.score(&rows[i].quote))
+                .collect();
+            let want: Vec<f64> = (1001..1501).rev().map(f64::from).collect();
+            assert_eq!(got, want, "{board:?}");
+        }
+    }
+
+    #[test]
+    fn a_gapper_or_gainer_needs_a_rise_not_just_no_fall() {
+        let rows = vec![
+            row("FLAT", 10.0, 0.0, 0.0, true),
+            row("UP", 10.0, 0.01, 0.01, true),
+        ];
+        for board in [Board::Gappers, Board::Gainers] {
+            let syms: Vec<&str> = top(board, &rows, true)
+                .iter()
+                .map(|&i| rows[i].quote.symbol.as_str())
+                .collect();
+            assert_eq!(syms, ["UP"], "{board:?}");
+        }
+        assert_eq!(top(Board::Volume, &rows, true).len(), 2);
+    }
 }
