@@ -222,4 +222,64 @@ mod tests {
         assert_eq!(StatusReport::parse(&body), Some(open));
         assert_eq!(StatusReport::parse(&serde_json::json!({})), None);
     }
+
+    #[test]
+    fn a_status_is_closed_only_when_the_market_and_both_flags_say_so() {
+        let parse = |v: serde_json::Value| StatusReport::parse(&v).map(|r| r.open);
+        use serde_json::json;
+        assert_eq!(parse(json!({"market": "open"})), Some(true));
+        assert_eq!(parse(json!({"market": "closed"})), Some(false));
+        let closed_flags = json!({"market": "closed", "earlyHours": false, "afterHours": false});
+        assert_eq!(parse(closed_flags), Some(false));
+        assert_eq!(
+            parse(json!({"market": "closed", "earlyHours": true})),
+            Some(true)
+        );
+        assert_eq!(
+            parse(json!({"market": "closed", "afterHours": true})),
+            Some(true)
+        );
+        // A flag that is not a boolean is no flag.
+        assert_eq!(
+            parse(json!({"market": "closed", "afterHours": "true"})),
+            Some(false)
+        );
+        assert_eq!(parse(json!({"market": 1})), None);
+    }
+
+    #[test]
+    fn later_reports_keep_what_a_day_turned_out_to_be() {
+        let mut c = TradingCalendar::default();
+        let closed = StatusReport { open: false };
+        let open = StatusReport { open: true };
+        let et = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        let friday = day("2025-11-28");
+        // Closed at 20:00 or later says nothing, like at night.
+        assert!(!c.observe(et("2025-11-28 20:00:00"), closed));
+        assert_eq!(c.kind(friday), Some(DayKind::Trading));
+        // A closed report in the morning of a day seen open is not an early close (that is
+        // only read from the afternoon) and not a holiday.
+        assert!(c.observe(et("2025-11-28 09:00:00"), open));
+        assert!(!c.observe(et("2025-11-28 10:00:00"), closed));
+        assert_eq!(c.kind(friday), Some(DayKind::Trading));
+        // Closed at 13:30: an early close, which neither another closed report nor the
+        // after-hours session's open report turns into a holiday or a full day.
+        assert!(c.observe(et("2025-11-28 13:30:00"), closed));
+        assert!(!c.observe(et("2025-11-28 14:00:00"), closed));
+        assert!(!c.observe(et("2025-11-28 16:00:00"), open));
+        assert_eq!(c.kind(friday), Some(DayKind::EarlyClose));
+    }
+
+    #[test]
+    fn the_calendar_keeps_sixty_days() {
+        let mut c = TradingCalendar::default();
+        let first = day("2026-01-01");
+        for i in 0..61 {
+            let d = first + Duration::days(i);
+            assert!(c.observe(d.and_time(hm(10, 0)), StatusReport { open: true }));
+        }
+        assert_eq!(c.days.len(), 60);
+        assert!(!c.days.contains_key(&first), "the oldest day goes first");
+        assert!(c.days.contains_key(&(first + Duration::days(1))));
+    }
 }
