@@ -242,6 +242,22 @@ mod tests {
     }
 
     #[test]
+    fn a_note_needs_a_strict_break_of_the_prior_extreme() {
+        let mut r = DailyRange::default();
+        r.observe(PreMarket, 10.0, 9.0);
+        r.observe(Regular, 9.8, 9.2);
+        // New regular extremes that only touch the pre-market ones: alerts, but no note.
+        let a = r.observe(Regular, 10.0, 9.0);
+        assert_eq!(a.len(), 2);
+        assert_eq!((a[0].note.as_str(), a[1].note.as_str()), ("", ""));
+        r.observe(AfterHours, 9.5, 9.5);
+        // Touching the regular high (10.0) breaks nothing there; the pre-market high is the
+        // same level, so no note either. Below the regular low only by touching: none.
+        let a = r.observe(AfterHours, 10.0, 9.0);
+        assert_eq!((a[0].note.as_str(), a[1].note.as_str()), ("", ""));
+    }
+
+    #[test]
     fn payload_shapes() {
         let mut r = DailyRange::default();
         r.observe(PreMarket, 10.0, 9.0);
