@@ -153,10 +153,17 @@ impl TradingCalendar {
 mod tests {
     use super::*;
 
-    fn ms(s: &str) -> i64 {
-        let et = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
-        clock::from_et(et).timestamp_millis()
+    /// An ET wall-clock time, `YYYY-MM-DD HH:MM:SS`.
+    fn et(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
     }
+
+    fn ms(s: &str) -> i64 {
+        clock::from_et(et(s)).timestamp_millis()
+    }
+
+    const OPEN: StatusReport = StatusReport { open: true };
+    const CLOSED: StatusReport = StatusReport { open: false };
 
     fn day(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -202,24 +209,21 @@ mod tests {
     #[test]
     fn market_status_marks_holidays_and_early_closes() {
         let mut c = TradingCalendar::default();
-        let closed = StatusReport { open: false };
-        let open = StatusReport { open: true };
-        let et = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
         // Closed at night says nothing.
-        assert!(!c.observe(et("2026-01-19 02:00:00"), closed));
+        assert!(!c.observe(et("2026-01-19 02:00:00"), CLOSED));
         // Closed at 10:00 on a Monday: a holiday (MLK day). Its events are closed-session and
         // the market day stays the previous Friday.
-        assert!(c.observe(et("2026-01-19 10:00:00"), closed));
+        assert!(c.observe(et("2026-01-19 10:00:00"), CLOSED));
         assert_eq!(c.session(ms("2026-01-19 10:00:00")), Session::Closed);
         assert_eq!(c.market_day(ms("2026-01-19 10:00:00")), day("2026-01-16"));
         // Open, then closed at 13:30: an early close.
-        assert!(c.observe(et("2025-11-28 10:00:00"), open));
-        assert!(c.observe(et("2025-11-28 13:30:00"), closed));
+        assert!(c.observe(et("2025-11-28 10:00:00"), OPEN));
+        assert!(c.observe(et("2025-11-28 13:30:00"), CLOSED));
         assert_eq!(c.session(ms("2025-11-28 12:59:00")), Session::Regular);
         assert_eq!(c.session(ms("2025-11-28 13:00:00")), Session::AfterHours);
         assert_eq!(c.session(ms("2025-11-28 17:00:00")), Session::Closed);
         let body = serde_json::json!({"market": "extended-hours", "earlyHours": true});
-        assert_eq!(StatusReport::parse(&body), Some(open));
+        assert_eq!(StatusReport::parse(&body), Some(OPEN));
         assert_eq!(StatusReport::parse(&serde_json::json!({})), None);
     }
 
@@ -250,23 +254,20 @@ mod tests {
     #[test]
     fn later_reports_keep_what_a_day_turned_out_to_be() {
         let mut c = TradingCalendar::default();
-        let closed = StatusReport { open: false };
-        let open = StatusReport { open: true };
-        let et = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
         let friday = day("2025-11-28");
         // Closed at 20:00 or later says nothing, like at night.
-        assert!(!c.observe(et("2025-11-28 20:00:00"), closed));
+        assert!(!c.observe(et("2025-11-28 20:00:00"), CLOSED));
         assert_eq!(c.kind(friday), Some(DayKind::Trading));
         // A closed report in the morning of a day seen open is not an early close (that is
         // only read from the afternoon) and not a holiday.
-        assert!(c.observe(et("2025-11-28 09:00:00"), open));
-        assert!(!c.observe(et("2025-11-28 10:00:00"), closed));
+        assert!(c.observe(et("2025-11-28 09:00:00"), OPEN));
+        assert!(!c.observe(et("2025-11-28 10:00:00"), CLOSED));
         assert_eq!(c.kind(friday), Some(DayKind::Trading));
         // Closed at 13:30: an early close, which neither another closed report nor the
         // after-hours session's open report turns into a holiday or a full day.
-        assert!(c.observe(et("2025-11-28 13:30:00"), closed));
-        assert!(!c.observe(et("2025-11-28 14:00:00"), closed));
-        assert!(!c.observe(et("2025-11-28 16:00:00"), open));
+        assert!(c.observe(et("2025-11-28 13:30:00"), CLOSED));
+        assert!(!c.observe(et("2025-11-28 14:00:00"), CLOSED));
+        assert!(!c.observe(et("2025-11-28 16:00:00"), OPEN));
         assert_eq!(c.kind(friday), Some(DayKind::EarlyClose));
     }
 
@@ -276,7 +277,7 @@ mod tests {
         let first = day("2026-01-01");
         for i in 0..61 {
             let d = first + Duration::days(i);
-            assert!(c.observe(d.and_time(hm(10, 0)), StatusReport { open: true }));
+            assert!(c.observe(d.and_time(hm(10, 0)), OPEN));
         }
         assert_eq!(c.days.len(), 60);
         assert!(!c.days.contains_key(&first), "the oldest day goes first");
