@@ -20,25 +20,26 @@ use std::time::Duration;
 use actix::Addr;
 use clap::Parser;
 
-use crate::actors::listener::{self, Listener, ListenerConfig, MAX_FRAME_BYTES};
-use crate::actors::memory_store::MemoryStore;
+use crate::actors::listener::connection::{self, Listener, ListenerConfig, MAX_FRAME_BYTES};
+use crate::actors::store::memory_store::MemoryStore;
 use crate::actors::registrar::NodeRecord;
-use crate::actors::{ws_session, Mailbox};
+use crate::actors::wds::session;
+use crate::actors::Mailbox;
 use crate::admin::{self, NodeHttp};
 use crate::config::node_id;
 use crate::config::parse_subscriptions;
-use crate::listener::node::{configure_control, ControlState};
+use crate::actors::listener::{configure_control, ControlState};
 use crate::massive::Market;
 use crate::metrics::Registry;
-use crate::processor::node::{start_pipeline, Pipeline, PipelineArgs};
+use crate::actors::processor::{start_pipeline, Pipeline, PipelineArgs};
 use crate::revocation::Revoker;
 use crate::scp::control::Directory;
 use crate::scp::users::Bootstrap;
 use crate::scp::{ScpSettings, ScpState};
-use crate::sim::{SimArgs, SimError, SimServer};
+use crate::actors::sim::{SimArgs, SimError, SimServer};
 use crate::store::Store;
 use crate::token;
-use crate::wds::node::{WdsError, WdsSettings};
+use crate::actors::wds::node::{WdsError, WdsSettings};
 
 /// `tickwire` settings: the simulator's and the pipeline's.
 #[derive(Parser, Debug, Clone)]
@@ -131,7 +132,7 @@ pub fn start(
     // A Massive key (flag, MASSIVE_API_KEY or POLYGON_API_KEY) means real Massive.
     let real_key = args.pipeline.key.resolve();
     let (sim, url, key) = if real_key.is_empty() {
-        let sim = crate::sim::start(args.sim.clone(), sim_http, false)?;
+        let sim = crate::actors::sim::start(args.sim.clone(), sim_http, false)?;
         let key = args
             .sim
             .api_keys
@@ -180,7 +181,7 @@ pub fn start(
         max_frame_bytes: MAX_FRAME_BYTES,
     };
     let out = Mailbox::of(&pipeline.pool, pipeline.pool_metrics.clone());
-    let (listener, _) = listener::start(cfg, shards, out, &registry);
+    let (listener, _) = connection::start(cfg, shards, out, &registry);
 
     // With no secret or admin token configured, they are made up for this run: only this
     // process signs and checks them.
@@ -191,8 +192,8 @@ pub fn start(
         args.sim.common.admin_token = token::random_hex()?;
     }
     let port = http.local_addr()?.port();
-    let wds = crate::wds::node::start_embedded(&args.wds, store.clone(), &store_addr, &registry)?;
-    let admin_data = actix_web::web::Data::new(crate::wds::node::admin_state(
+    let wds = crate::actors::wds::node::start_embedded(&args.wds, store.clone(), &store_addr, &registry)?;
+    let admin_data = actix_web::web::Data::new(crate::actors::wds::node::admin_state(
         &args.sim.common,
         &registry,
         &wds,
@@ -226,7 +227,7 @@ pub fn start(
             .app_data(control.clone())
             .app_data(scp.clone())
             .configure(admin::configure)
-            .configure(ws_session::configure)
+            .configure(session::configure)
             .configure(configure_control)
             .configure(crate::scp::configure);
     })?;

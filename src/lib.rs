@@ -19,17 +19,17 @@
 
 pub mod actors;
 pub mod admin;
+pub mod analyzers;
+pub mod backoff;
 pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod embedded;
-pub mod listener;
 pub mod massive;
 pub mod metrics;
-pub mod processor;
+pub mod queue;
 pub mod revocation;
+pub mod rng;
 pub mod scp;
-pub mod sim;
 pub mod store;
 pub mod token;
-pub mod wds;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use actix::{Actor, Arbiter, Context, Handler};
 use common::*;
-use tickwire::actors::lease::{lease_key, LeaseConfig, LeaseKeeper};
-use tickwire::actors::listener::{self, ListenerConfig};
-use tickwire::actors::router::EventBatch;
+use tickwire::actors::listener::lease::{lease_key, LeaseConfig, LeaseKeeper};
+use tickwire::actors::listener::connection::{self as listener, ListenerConfig};
+use tickwire::actors::listener::router::EventBatch;
 use tickwire::actors::Mailbox;
 use tickwire::metrics::{ActorMetrics, Registry};
 

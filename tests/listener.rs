@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use actix::{Actor, Context, Handler};
 use common::*;
-use tickwire::actors::listener::{self, ListenerConfig};
-use tickwire::actors::router::EventBatch;
+use tickwire::actors::listener::connection::{self as listener, ListenerConfig};
+use tickwire::actors::listener::router::EventBatch;
 use tickwire::actors::Mailbox;
-use tickwire::listener::routing::{shard_of, QueueKind};
+use tickwire::queue::{shard_of, QueueKind};
 use tickwire::metrics::{ActorMetrics, Registry};
 
 /// In-process sink standing in for the queue publisher.
@@ -255,7 +255,7 @@ async fn malformed_and_unknown_input_is_counted_and_the_connection_stays() {
 async fn truncated_frames_are_skipped_and_the_connection_stays() {
     let mut a = sim_args();
     a.malformed_every = 2;
-    a.malformed_mode = tickwire::sim::config::MalformedMode::Truncated;
+    a.malformed_mode = tickwire::actors::sim::config::MalformedMode::Truncated;
     let sim = start_sim(a);
     let registry = Registry::new();
     let (sink, _) = collector(&registry);

@@ -5,7 +5,7 @@ mod common;
 
 use common::rabbit::{delete_pipeline_queues, rabbit_url};
 use common::*;
-use tickwire::listener::node;
+use tickwire::actors::listener as node;
 
 async fn send(
     method: &str,
@@ -202,7 +202,7 @@ async fn node_ready_stats_control_and_record() {
     let text = std::fs::read_to_string(&record).unwrap();
     let complete: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
     let (frames, _) =
-        tickwire::sim::replay::parse_capture(&complete).expect("the capture is in replay format");
+        tickwire::actors::sim::replay::parse_capture(&complete).expect("the capture is in replay format");
     assert!(!frames.is_empty());
 
     n.stop().await;

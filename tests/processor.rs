@@ -14,11 +14,11 @@ use common::*;
 use deadpool_redis::redis;
 use futures_util::StreamExt;
 use serde_json::Value;
-use tickwire::actors::listener;
-use tickwire::actors::publisher::PublisherConfig;
+use tickwire::actors::listener::connection as listener;
+use tickwire::actors::listener::publisher::PublisherConfig;
 use tickwire::embedded;
 use tickwire::metrics::Registry;
-use tickwire::processor::node::{self, ProcessorArgs, ProcessorNode};
+use tickwire::actors::processor::{self as node, ProcessorArgs, ProcessorNode};
 use tickwire::store::Stored;
 
 const SHARDS: u16 = 4;
@@ -65,7 +65,7 @@ fn start_listener(
     sim_url: String,
     prefix: &str,
     registry: &std::sync::Arc<Registry>,
-) -> actix::Addr<tickwire::actors::listener::Listener> {
+) -> actix::Addr<tickwire::actors::listener::connection::Listener> {
     let publisher = PublisherConfig::new(&rabbit_url(), prefix, SHARDS, 5000);
     let cfg = listener_config(sim_url, "demo", "A.*,T.*,Q.*,LULD.*");
     listener::start_publishing(cfg, publisher, registry).0
@@ -73,7 +73,7 @@ fn start_listener(
 
 /// For the tests of how a node copes with its broker: unique queue and key prefixes, a
 /// small market (40 tickers, 500 events/s) and the node's settings, enrichment off.
-fn small_market(test: &str) -> (String, String, tickwire::sim::SimServer, ProcessorArgs) {
+fn small_market(test: &str) -> (String, String, tickwire::actors::sim::SimServer, ProcessorArgs) {
     let qp = common::rabbit::unique_prefix(test);
     let kp = common::redis::unique_prefix(test);
     let mut sim = sim_args();
@@ -199,9 +199,9 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
 
     // Bad input: a message that is not an envelope is rejected, counted, and harmless.
     let (_c, ch) = common::rabbit::channel().await;
-    let q = tickwire::actors::publisher::queue_name(
+    let q = tickwire::actors::listener::publisher::queue_name(
         &qp,
-        tickwire::listener::routing::QueueKind::Trades,
+        tickwire::queue::QueueKind::Trades,
         0,
     );
     ch.basic_publish(
@@ -225,7 +225,7 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
     .await;
 
     // Stop the feed; once every shard is quiet, the published board is exactly the quotes'.
-    listener.do_send(tickwire::actors::listener::Control::Stop);
+    listener.do_send(tickwire::actors::listener::connection::Control::Stop);
     let board_key = format!("{wdc}scanners:top_volume");
     wait_until_async("top volume matches the quotes", || {
         let (wdc, board_key) = (wdc.clone(), board_key.clone());
@@ -414,8 +414,8 @@ async fn cache_writer_recovers_after_a_redis_restart() {
     let mut server = PrivateRedis::start();
     let url = server.url();
     let registry = Registry::new();
-    let (_, store) = tickwire::actors::cache_writer::CacheWriter::start_store(
-        tickwire::actors::cache_writer::CacheWriterConfig::new(&url, "results"),
+    let (_, store) = tickwire::actors::store::cache_writer::CacheWriter::start_store(
+        tickwire::actors::store::cache_writer::CacheWriterConfig::new(&url, "results"),
         &registry,
     )
     .expect("writer");
@@ -461,8 +461,8 @@ async fn cache_writer_authenticates_selects_its_database_and_counts_failed_comma
     let server = PrivateRedis::start_with(&["--requirepass", "s3cret"]);
     let url = format!("redis://:s3cret@127.0.0.1:{}/2", server.port);
     let registry = Registry::new();
-    let (_, store) = tickwire::actors::cache_writer::CacheWriter::start_store(
-        tickwire::actors::cache_writer::CacheWriterConfig::new(&url, "results"),
+    let (_, store) = tickwire::actors::store::cache_writer::CacheWriter::start_store(
+        tickwire::actors::store::cache_writer::CacheWriterConfig::new(&url, "results"),
         &registry,
     )
     .expect("writer");
@@ -471,7 +471,7 @@ async fn cache_writer_authenticates_selects_its_database_and_counts_failed_comma
         counter("tickwire_cache_connected") == 1
     })
     .await;
-    let pool = tickwire::actors::cache_writer::redis_pool(&url).expect("pool");
+    let pool = tickwire::actors::store::cache_writer::redis_pool(&url).expect("pool");
     let mut conn = pool.get().await.expect("authenticated connection");
     // A string where the next pipeline pushes onto a list: LPUSH and LTRIM fail WRONGTYPE.
     let _: () = redis::cmd("SET")
@@ -573,8 +573,8 @@ async fn consumers_on(ch: &lapin::Channel, queue: &str) -> Option<u32> {
 
 #[actix_web::test]
 async fn one_lost_queue_is_consumed_again_without_touching_the_others() {
-    use tickwire::actors::publisher::queue_name;
-    use tickwire::listener::routing::QueueKind;
+    use tickwire::actors::listener::publisher::queue_name;
+    use tickwire::queue::QueueKind;
     let (qp, kp, sim, args) = small_market("proc-queue");
     let node = start_node(args);
     let r = node.registry.clone();
@@ -633,7 +633,7 @@ async fn one_lost_queue_is_consumed_again_without_touching_the_others() {
 /// results reach Redis again.
 #[actix_web::test]
 async fn a_processor_node_consumes_again_after_losing_the_broker() {
-    use tickwire::listener::routing::QueueKind;
+    use tickwire::queue::QueueKind;
     let (qp, kp, sim, mut args) = small_market("proc-broker");
     let proxy = common::rabbit::Proxy::start().await;
     args.broker.rabbitmq_url = proxy.url();
@@ -767,15 +767,15 @@ fn slow_rest_proxy(upstream: String, delay: Duration) -> (String, Calls) {
 }
 
 /// Collects enrichment answers.
-struct Answers(std::sync::Arc<std::sync::Mutex<Vec<tickwire::actors::enricher::Enriched>>>);
+struct Answers(std::sync::Arc<std::sync::Mutex<Vec<tickwire::actors::processor::enricher::Enriched>>>);
 
 impl actix::Actor for Answers {
     type Context = actix::Context<Self>;
 }
 
-impl actix::Handler<tickwire::actors::enricher::Enriched> for Answers {
+impl actix::Handler<tickwire::actors::processor::enricher::Enriched> for Answers {
     type Result = ();
-    fn handle(&mut self, msg: tickwire::actors::enricher::Enriched, _: &mut Self::Context) {
+    fn handle(&mut self, msg: tickwire::actors::processor::enricher::Enriched, _: &mut Self::Context) {
         self.0.lock().unwrap().push(msg);
     }
 }
@@ -783,8 +783,8 @@ impl actix::Handler<tickwire::actors::enricher::Enriched> for Answers {
 #[actix_web::test]
 async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
     use actix::Actor;
-    use tickwire::actors::cache_writer::{CacheWriter, CacheWriterConfig};
-    use tickwire::actors::enricher::{Enrich, Enricher, EnricherConfig};
+    use tickwire::actors::store::cache_writer::{CacheWriter, CacheWriterConfig};
+    use tickwire::actors::processor::enricher::{Enrich, Enricher, EnricherConfig};
     let kp = common::redis::unique_prefix("enrich-lock");
     let sim = start_sim(sim_args());
     let (rest, calls) = slow_rest_proxy(sim.http_url(""), Duration::from_millis(150));

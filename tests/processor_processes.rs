@@ -13,8 +13,8 @@ use serde_json::Value;
 use common::rabbit::{delete_pipeline_queues, rabbit_url};
 use common::redis::{cleanup, connection, redis_url};
 use common::*;
-use tickwire::actors::listener;
-use tickwire::actors::publisher::PublisherConfig;
+use tickwire::actors::listener::connection as listener;
+use tickwire::actors::listener::publisher::PublisherConfig;
 use tickwire::metrics::Registry;
 
 const SHARDS: u16 = 4;

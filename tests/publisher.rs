@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 
 use common::rabbit::*;
 use common::*;
-use tickwire::actors::listener;
-use tickwire::actors::publisher::{queue_arguments, queue_name, PublisherConfig};
-use tickwire::listener::envelope;
-use tickwire::listener::routing::{shard_of, QueueKind};
+use tickwire::actors::listener::connection as listener;
+use tickwire::actors::listener::publisher::{queue_arguments, queue_name, PublisherConfig};
+use tickwire::queue::envelope;
+use tickwire::queue::{shard_of, QueueKind};
 use tickwire::metrics::Registry;
 
 const SHARDS: u16 = 2;
@@ -31,7 +31,7 @@ fn pipeline(
     buffer: usize,
     confirms: bool,
     registry: &std::sync::Arc<Registry>,
-) -> std::sync::Arc<tickwire::actors::listener::ListenerHealth> {
+) -> std::sync::Arc<tickwire::actors::listener::connection::ListenerHealth> {
     let publisher = PublisherConfig {
         buffer_batches: buffer,
         confirms,

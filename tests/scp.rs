@@ -241,7 +241,7 @@ async fn login_sessions_tokens_layouts_and_csrf() {
     assert_eq!(claims.roles, vec!["viewer", "admin"]);
     assert_eq!(
         claims.topics,
-        tickwire::wds::topic_list(tickwire::wds::DEFAULT_TOPICS)
+        tickwire::actors::wds::topic_list(tickwire::actors::wds::DEFAULT_TOPICS)
     );
     assert_eq!(claims.exp - claims.iat, 300);
     assert!(matches!(
@@ -482,11 +482,11 @@ async fn control_api_over_registered_nodes() {
         &ladmin,
     ];
     let largs = listener_args(sim.port, "demo", &qprefix, "1", &extra);
-    let listener = tickwire::listener::node::start(largs, lhttp).expect("listener starts");
+    let listener = tickwire::actors::listener::start(largs, lhttp).expect("listener starts");
 
     let whttp = TcpListener::bind("127.0.0.1:0").expect("bind");
     let wport = whttp.local_addr().unwrap().port();
-    let mut wa = tickwire::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
+    let mut wa = tickwire::actors::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
     wa.wdc.url = redis.clone();
     wa.results_prefix = format!("{prefix}wdc:");
     wa.settings.token_secret = SECRET.into();
@@ -496,7 +496,7 @@ async fn control_api_over_registered_nodes() {
     wa.node_registry.heartbeat_secs = 1;
     wa.node_registry.admin_url = format!("http://127.0.0.1:{wport}");
     wa.workers = 1;
-    let wds = tickwire::wds::node::start(wa, whttp).expect("WDS starts");
+    let wds = tickwire::actors::wds::node::start(wa, whttp).expect("WDS starts");
 
     let mut sa = scp_args("scp_control", &redis, &prefix);
     sa.settings.token_topics = "*".into();
@@ -1029,10 +1029,10 @@ async fn changing_the_password_ends_the_users_other_sessions() {
 }
 
 /// A WDS on Redis that reads this registry's revocations every 100 ms; its port.
-fn start_wds(redis: &str, prefix: &str) -> (tickwire::wds::node::WdsNode, u16) {
+fn start_wds(redis: &str, prefix: &str) -> (tickwire::actors::wds::node::WdsNode, u16) {
     let http = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = http.local_addr().expect("port").port();
-    let mut wa = tickwire::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
+    let mut wa = tickwire::actors::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
     wa.wdc.url = redis.into();
     wa.results_prefix = format!("{prefix}wdc:");
     wa.settings.token_secret = SECRET.into();
@@ -1042,14 +1042,14 @@ fn start_wds(redis: &str, prefix: &str) -> (tickwire::wds::node::WdsNode, u16) {
     wa.revocation_poll_ms = 100;
     wa.workers = 1;
     (
-        tickwire::wds::node::start(wa, http).expect("WDS starts"),
+        tickwire::actors::wds::node::start(wa, http).expect("WDS starts"),
         port,
     )
 }
 
 /// The revocation tests' setup: a unique registry prefix in Redis, a WDS on it (and its
 /// port), and settings for SCPs there whose tokens grant every topic.
-fn with_wds(name: &str) -> (String, tickwire::wds::node::WdsNode, u16, ScpArgs) {
+fn with_wds(name: &str) -> (String, tickwire::actors::wds::node::WdsNode, u16, ScpArgs) {
     let redis = common::redis::redis_url();
     let prefix = common::redis::unique_prefix(name);
     let (wds, port) = start_wds(&redis, &prefix);

@@ -169,7 +169,7 @@ async fn whole_market_snapshot_grouped_daily_and_ranges_agree() {
     let today =
         NaiveDate::parse_from_str(&status["serverTime"].as_str().unwrap()[..10], "%Y-%m-%d")
             .unwrap();
-    let prev_day = tickwire::sim::clock::previous_trading_day(today);
+    let prev_day = tickwire::clock::previous_trading_day(today);
     let (_, grouped) = get_json(
         &sim.http_url(&format!(
             "/v2/aggs/grouped/locale/us/market/stocks/{prev_day}?apiKey=demo"

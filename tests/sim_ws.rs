@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use common::*;
 use tickwire::massive::{parse_frame, Event, Market};
-use tickwire::sim::config::{CloseMode, MalformedMode};
+use tickwire::actors::sim::config::{CloseMode, MalformedMode};
 
 #[actix_web::test]
 async fn bad_key_gets_auth_failed_then_close_1000() {
@@ -174,7 +174,7 @@ async fn invalid_json_is_answered_and_connection_survives() {
 #[actix_web::test]
 async fn acks_can_come_one_per_frame() {
     let mut a = sim_args();
-    a.ack_mode = tickwire::sim::config::AckMode::Single;
+    a.ack_mode = tickwire::actors::sim::config::AckMode::Single;
     let sim = start_sim(a);
     let mut c = Client::authed(&sim.ws_url("stocks"), "demo").await;
     c.send(r#"{"action":"subscribe","params":"A.AAPL,AM.AAPL"}"#)
@@ -369,7 +369,7 @@ async fn replay_sends_capture_elements_byte_for_byte() {
         "/tests/fixtures/capture-small.jsonl"
     ))
     .unwrap();
-    let (frames, _) = tickwire::sim::replay::parse_capture(&capture).unwrap();
+    let (frames, _) = tickwire::actors::sim::replay::parse_capture(&capture).unwrap();
     let expected: HashSet<Vec<u8>> = frames
         .iter()
         .flat_map(|f| f.events.iter().map(|e| e.json.to_vec()))

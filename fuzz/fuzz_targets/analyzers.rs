@@ -7,9 +7,9 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tickwire::massive::Market;
-use tickwire::processor::leaderboard::rank;
-use tickwire::processor::shard::{Checkpoint, ShardConfig, ShardState};
-use tickwire::processor::top_trades::widgets;
+use tickwire::analyzers::leaderboard::rank;
+use tickwire::analyzers::shard::{Checkpoint, ShardConfig, ShardState};
+use tickwire::analyzers::top_trades::widgets;
 
 fn json(b: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(b).is_ok()

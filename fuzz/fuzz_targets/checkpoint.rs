@@ -7,8 +7,8 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tickwire::massive::Market;
-use tickwire::processor::leaderboard::{rank, ShardBoard};
-use tickwire::processor::shard::{Checkpoint, ShardConfig, ShardState};
+use tickwire::analyzers::leaderboard::{rank, ShardBoard};
+use tickwire::analyzers::shard::{Checkpoint, ShardConfig, ShardState};
 
 const BAR: &str = r#"{"ev":"A","sym":"AAA","v":100,"av":5000,"op":10,"vw":10.2,"o":10.1,"c":10.3,"h":10.4,"l":10.0,"a":10.2,"z":10,"s":1772634600000,"e":1772634601000}"#;
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tickwire::wds::protocol::{parse_v1, parse_v2};
+use tickwire::actors::wds::protocol::{parse_v1, parse_v2};
 
 fuzz_target!(|text: &str| {
     let _ = parse_v1(text);

@@ -11,24 +11,12 @@ use actix::{Actor, Addr, Handler, Message, Recipient};
 
 use crate::metrics::ActorMetrics;
 
-pub mod board_publisher;
-pub mod cache_writer;
-pub mod consumer;
-pub mod enricher;
-pub mod hub;
-pub mod lease;
 pub mod listener;
-pub mod market_status;
-pub mod memory_store;
 pub mod processor;
-pub mod processor_pool;
-pub mod publisher;
-pub mod recorder;
 pub mod registrar;
-pub mod router;
-pub mod shard_manager;
 pub mod sim;
-pub mod ws_session;
+pub mod store;
+pub mod wds;
 
 /// A typed, instrumented handle to another actor.
 pub struct Mailbox<M: Message + Send>

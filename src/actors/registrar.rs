@@ -56,7 +56,7 @@ pub fn start(
     if args.registry_url.is_empty() {
         return None;
     }
-    let pool = match crate::actors::cache_writer::redis_pool(&args.registry_url) {
+    let pool = match crate::actors::store::cache_writer::redis_pool(&args.registry_url) {
         Ok(p) => p,
         Err(e) => {
             log::error!("node registry disabled: {e}");

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::massive::Market;
-use crate::processor::shard::{ShardConfig, ShardState};
-use crate::sim::market::{MarketConfig, SyntheticMarket};
+use crate::analyzers::shard::{ShardConfig, ShardState};
+use crate::actors::sim::market::{MarketConfig, SyntheticMarket};
 
 /// The cost of one event type.
 #[derive(Debug, Serialize)]

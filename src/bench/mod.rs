@@ -18,9 +18,9 @@ use serde::Serialize;
 use crate::massive::events::encode_frame;
 use crate::massive::frame::route_frame;
 use crate::massive::{parse_frame, Event, Market};
-use crate::sim::clock::from_et;
-use crate::sim::market::{MarketConfig, SyntheticMarket};
-use crate::sim::SimArgs;
+use crate::clock::from_et;
+use crate::actors::sim::market::{MarketConfig, SyntheticMarket};
+use crate::actors::sim::SimArgs;
 
 pub mod analyzers;
 pub mod listener;
@@ -195,9 +195,9 @@ pub async fn bench_sim(rate: f64, seconds: f64, batch_size: u32) -> Result<SimRu
     args.start_time = "10:00:00".into();
     args.client_buffer_bytes = 256 * 1024 * 1024;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let sim = crate::sim::start(args, listener, false).map_err(|e| e.to_string())?;
+    let sim = crate::actors::sim::start(args, listener, false).map_err(|e| e.to_string())?;
     let mut ws = subscribed_client(&sim.ws_url("stocks"), "demo").await?;
-    let generated = |sim: &crate::sim::SimServer| -> i64 {
+    let generated = |sim: &crate::actors::sim::SimServer| -> i64 {
         ["T", "Q", "A", "AM", "LULD", "NOI", "FMV"]
             .iter()
             .filter_map(|c| {

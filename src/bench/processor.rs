@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 
-use crate::actors::listener::{self, Control, ListenerConfig, MAX_FRAME_BYTES};
-use crate::actors::publisher::PublisherConfig;
+use crate::actors::listener::connection::{self as listener, Control, ListenerConfig, MAX_FRAME_BYTES};
+use crate::actors::listener::publisher::PublisherConfig;
 use crate::config::parse_subscriptions;
 use crate::massive::Market;
 use crate::metrics::{Histogram, Registry, LATENCY_BOUNDS_MS};
-use crate::processor::node::{self, ProcessorArgs, ProcessorNode};
-use crate::sim::SimArgs;
+use crate::actors::processor::{self as node, ProcessorArgs, ProcessorNode};
+use crate::actors::sim::SimArgs;
 
 const SHARDS: u16 = 4;
 const TTL_MS: u32 = 600_000;
@@ -87,19 +87,19 @@ fn start_node(args: ProcessorArgs) -> Result<ProcessorNode, String> {
     node::start(args, http).map_err(|e| e.to_string())
 }
 
-fn sim(rate: f64) -> Result<crate::sim::SimServer, String> {
+fn sim(rate: f64) -> Result<crate::actors::sim::SimServer, String> {
     let mut a = SimArgs::defaults();
     a.port = 0;
     a.rate = rate;
     a.tickers = 2000;
     a.start_time = "10:00:00".into();
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    crate::sim::start(a, l, false).map_err(|e| e.to_string())
+    crate::actors::sim::start(a, l, false).map_err(|e| e.to_string())
 }
 
 fn listen(
     b: &ProcessorBench,
-    sim: &crate::sim::SimServer,
+    sim: &crate::actors::sim::SimServer,
     prefix: &str,
     registry: &std::sync::Arc<Registry>,
 ) -> Result<actix::Addr<listener::Listener>, String> {
@@ -216,15 +216,15 @@ pub async fn run(b: ProcessorBench) -> Result<ProcessorFigures, String> {
     // Clean up queues and keys.
     if let Ok(conn) = lapin::Connection::connect(&b.rabbitmq_url, Default::default()).await {
         if let Ok(ch) = conn.create_channel().await {
-            for kind in crate::listener::routing::QueueKind::ALL {
+            for kind in crate::queue::QueueKind::ALL {
                 for shard in 0..SHARDS {
-                    let q = crate::actors::publisher::queue_name(&prefix, kind, shard);
+                    let q = crate::actors::listener::publisher::queue_name(&prefix, kind, shard);
                     let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
                 }
             }
         }
     }
-    if let Ok(pool) = crate::actors::cache_writer::redis_pool(&b.redis_url) {
+    if let Ok(pool) = crate::actors::store::cache_writer::redis_pool(&b.redis_url) {
         if let Ok(mut c) = pool.get().await {
             let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
                 .arg(format!("{prefix}*"))

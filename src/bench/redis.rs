@@ -17,8 +17,8 @@ use bytes::Bytes;
 use deadpool_redis::redis;
 use serde::Serialize;
 
-use crate::actors::cache_writer::resp::{Connection, Endpoint};
-use crate::actors::cache_writer::{add_to_pipeline, redis_pool, transaction};
+use crate::actors::store::cache_writer::resp::{Connection, Endpoint};
+use crate::actors::store::cache_writer::{add_to_pipeline, redis_pool, transaction};
 use crate::store::CacheWrite;
 
 #[derive(Debug, Serialize)]

@@ -151,7 +151,7 @@ fn run_async<T: serde::Serialize>(
 }
 
 fn main() {
-    tickwire::config::init_logging_with("warn", tickwire::sim::LOG_DIRECTIVES);
+    tickwire::config::init_logging_with("warn", tickwire::actors::sim::LOG_DIRECTIVES);
     match Cli::parse().cmd {
         Cmd::Parse {
             events,

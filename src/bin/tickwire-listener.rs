@@ -1,11 +1,11 @@
 //! `tickwire-listener`: the listener node. Parses flags/env and calls
-//! [`tickwire::listener::node::run`]; `tickwire-listener --help` documents every setting.
+//! [`tickwire::actors::listener::run`]; `tickwire-listener --help` documents every setting.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use tickwire::config::init_logging;
-use tickwire::listener::node::ListenerArgs;
+use tickwire::actors::listener::ListenerArgs;
 
 /// Holds the one Massive WebSocket per asset class and routes its events into RabbitMQ.
 #[derive(Parser)]
@@ -18,5 +18,5 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.args.common.log_level);
-    tickwire::config::exit_code(tickwire::listener::node::run(cli.args))
+    tickwire::config::exit_code(tickwire::actors::listener::run(cli.args))
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tickwire::config::init_logging;
-use tickwire::processor::node::{run, ProcessorArgs};
+use tickwire::actors::processor::{run, ProcessorArgs};
 
 /// tickwire processor node.
 #[derive(Parser)]

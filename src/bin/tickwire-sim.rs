@@ -1,13 +1,13 @@
 //! `tickwire-sim`: the Massive-compatible simulator (WebSocket + REST) on one port.
 //!
-//! Parses flags/env and calls [`tickwire::sim::run`]; all logic is in the library.
+//! Parses flags/env and calls [`tickwire::actors::sim::run`]; all logic is in the library.
 //! `tickwire-sim --help` documents every setting.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use tickwire::config::init_logging_with;
-use tickwire::sim::SimArgs;
+use tickwire::actors::sim::SimArgs;
 
 /// Massive-compatible market simulator: a seeded synthetic US-equities market (or a capture
 /// replay) over Massive's WebSocket protocol and REST hydration endpoints.
@@ -20,6 +20,6 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging_with(&cli.sim.common.log_level, tickwire::sim::LOG_DIRECTIVES);
-    tickwire::config::exit_code(tickwire::sim::run(cli.sim, |_| {}))
+    init_logging_with(&cli.sim.common.log_level, tickwire::actors::sim::LOG_DIRECTIVES);
+    tickwire::config::exit_code(tickwire::actors::sim::run(cli.sim, |_| {}))
 }

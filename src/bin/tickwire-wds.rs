@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tickwire::config::init_logging;
-use tickwire::wds::node::{run, WdsArgs};
+use tickwire::actors::wds::node::{run, WdsArgs};
 
 /// tickwire widget data service node.
 #[derive(Parser)]

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     embedded::fast_market_defaults(&mut cli.args, &matches);
     init_logging_with(
         &cli.args.sim.common.log_level,
-        tickwire::sim::LOG_DIRECTIVES,
+        tickwire::actors::sim::LOG_DIRECTIVES,
     );
     let ip = cli.args.sim.common.server_ip;
     let bind =

@@ -318,7 +318,7 @@ async fn change_password(
 
 /// A WDS token for the session's user: their roles, the configured topics, the short TTL.
 pub fn issue_token(state: &ScpState, s: &Session) -> Result<(String, i64), ScpError> {
-    let topics = crate::wds::topic_list(&state.settings.token_topics);
+    let topics = crate::actors::wds::topic_list(&state.settings.token_topics);
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let roles: Vec<&str> = s.roles.iter().map(String::as_str).collect();
     let ttl = state.settings.token_ttl();

@@ -296,7 +296,7 @@ async fn pool_size(
     body: web::Bytes,
 ) -> Result<HttpResponse, ScpError> {
     require(&req, &state, Need::AdminWrite).await?;
-    let max = crate::processor::node::parse_pool_body(&body).map_err(ScpError::BadRequest)?;
+    let max = crate::actors::processor::parse_pool_body(&body).map_err(ScpError::BadRequest)?;
     let node = state.directory.find(&id).await?;
     expect_role(&node, &["processor"], "the pool size")?;
     log::info!("processor pool size on {id}: {max:?}");

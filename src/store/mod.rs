@@ -1,7 +1,7 @@
 //! The cache contract: what analyzers hand to a store, and the messages every store answers.
 //!
-//! Two actors implement it: [`CacheWriter`](crate::actors::cache_writer::CacheWriter) on Redis
-//! (distributed mode) and [`MemoryStore`](crate::actors::memory_store::MemoryStore) in memory
+//! Two actors implement it: [`CacheWriter`](crate::actors::store::cache_writer::CacheWriter) on Redis
+//! (distributed mode) and [`MemoryStore`](crate::actors::store::memory_store::MemoryStore) in memory
 //! (embedded mode). Components hold a [`Store`] (recipients of these messages), so the
 //! backend is chosen once, at wiring time.
 //!

@@ -11,7 +11,7 @@ use actix_http::ws::{Codec, Frame, Message};
 use awc::BoxedSocket;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tickwire::sim::{SimArgs, SimServer};
+use tickwire::actors::sim::{SimArgs, SimServer};
 
 pub mod rabbit;
 pub mod redis;
@@ -27,7 +27,7 @@ pub fn sim_args() -> SimArgs {
     a.workers = 1;
     a.start_time = "10:00:00".into();
     a.rate = 5000.0;
-    a.api_keys = tickwire::sim::auth::parse_key_specs(
+    a.api_keys = tickwire::actors::sim::auth::parse_key_specs(
         "demo,second,stocksonly:stocks,fxonly:forex,nonoi::NOI",
     )
     .expect("key specs");
@@ -37,7 +37,7 @@ pub fn sim_args() -> SimArgs {
 #[derive(clap::Parser)]
 struct ListenerCli {
     #[command(flatten)]
-    a: tickwire::listener::node::ListenerArgs,
+    a: tickwire::actors::listener::ListenerArgs,
 }
 
 /// Listener flags pointing at the simulator on `sim_port` and the local RabbitMQ, plus `extra`.
@@ -47,7 +47,7 @@ pub fn listener_args(
     qprefix: &str,
     shards: &str,
     extra: &[&str],
-) -> tickwire::listener::node::ListenerArgs {
+) -> tickwire::actors::listener::ListenerArgs {
     let (feed, rest, amqp) = (
         format!("127.0.0.1:{sim_port}"),
         format!("http://127.0.0.1:{sim_port}"),
@@ -91,9 +91,9 @@ pub fn embedded_args(name: &str) -> tickwire::embedded::EmbeddedArgs {
 }
 
 pub fn start_sim(args: SimArgs) -> SimServer {
-    tickwire::config::init_logging_with("warn", tickwire::sim::LOG_DIRECTIVES);
+    tickwire::config::init_logging_with("warn", tickwire::actors::sim::LOG_DIRECTIVES);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    tickwire::sim::start(args, listener, false).expect("simulator starts")
+    tickwire::actors::sim::start(args, listener, false).expect("simulator starts")
 }
 
 /// How a connection ended.
@@ -308,8 +308,8 @@ pub fn listener_config(
     url: String,
     key: &str,
     subs: &str,
-) -> tickwire::actors::listener::ListenerConfig {
-    tickwire::actors::listener::ListenerConfig {
+) -> tickwire::actors::listener::connection::ListenerConfig {
+    tickwire::actors::listener::connection::ListenerConfig {
         url,
         api_key: key.into(),
         market: tickwire::massive::Market::Stocks,
@@ -323,7 +323,7 @@ pub fn listener_config(
         start_idle: false,
         rest_url: None,
         closed_poll: Duration::from_millis(100),
-        max_frame_bytes: tickwire::actors::listener::MAX_FRAME_BYTES,
+        max_frame_bytes: tickwire::actors::listener::connection::MAX_FRAME_BYTES,
     }
 }
 

@@ -124,8 +124,8 @@ impl Drop for Proxy {
 
 /// Deletes every shard queue the publisher declares under `prefix`.
 pub async fn delete_pipeline_queues(prefix: &str, shards: u16) {
-    use tickwire::actors::publisher::queue_name;
-    use tickwire::listener::routing::QueueKind;
+    use tickwire::actors::listener::publisher::queue_name;
+    use tickwire::queue::QueueKind;
     let names: Vec<String> = QueueKind::ALL
         .iter()
         .flat_map(|k| (0..shards).map(move |s| queue_name(prefix, *k, s)))

@@ -18,11 +18,11 @@ use serde_json::Value;
 
 use crate::massive::Market;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
-use crate::sim::clock::MarketClock;
-use crate::sim::filter::EncodedEvent;
-use crate::sim::market::{SimEvent, SyntheticMarket, STOCK_CHANNELS};
-use crate::sim::replay::Replayer;
-use crate::sim::rest::{self, RestError, RestQuery};
+use crate::clock::MarketClock;
+use crate::actors::sim::filter::EncodedEvent;
+use crate::actors::sim::market::{SimEvent, SyntheticMarket, STOCK_CHANNELS};
+use crate::actors::sim::replay::Replayer;
+use crate::actors::sim::rest::{self, RestError, RestQuery};
 
 /// One tick's events for one market, shared by all sessions.
 #[derive(Debug)]

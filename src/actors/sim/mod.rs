@@ -1,4 +1,6 @@
-//! The simulator's actors.
+//! The simulator node (`tickwire-sim`): a Massive-compatible server with a seeded synthetic
+//! market (or a capture replay), Massive's WebSocket protocol and REST hydration endpoints on
+//! one port.
 //!
 //! - [`feed::Feed`]: owns the synthetic market (or a replay), ticks every flush interval and
 //!   broadcasts encoded events to sessions; answers REST queries from market state.
@@ -6,7 +8,26 @@
 //!   connection past the limit, as Massive does.
 //! - [`session::SimSession`]: one client WebSocket: auth, subscriptions, frame batching,
 //!   bounded outbound buffer, fault injection.
+//! - [`market`], [`replay`]: what the feed plays; [`filter`]: a client's subscriptions;
+//!   [`rest`]: the REST answers; [`wsio`]: the WebSocket upgrade the sessions drive;
+//!   [`auth`], [`config`]: keys and flags; [`server`]: wiring.
 
+pub mod auth;
+pub mod config;
 pub mod feed;
+pub mod filter;
+pub mod market;
 pub mod registry;
+pub mod replay;
+pub mod rest;
+pub mod server;
 pub mod session;
+pub mod wsio;
+
+pub use config::SimArgs;
+
+/// Log directives for processes that run the simulator: its deliberate aborts (slow
+/// consumers, drop faults, auth failures in abort mode) would otherwise log as actix-http
+/// errors. They are counted in `tickwire_sim_*` metrics instead.
+pub const LOG_DIRECTIVES: &[&str] = &["actix_http::h1::dispatcher=off"];
+pub use server::{run, start, SimError, SimServer};

@@ -14,7 +14,7 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture}
 use deadpool_redis::redis;
 use deadpool_redis::{Config, Pool, Runtime};
 
-use super::listener::Control;
+use super::connection::Control;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 
 /// Renews only if the lease is still ours.

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::sim::rng::Rng;
+use crate::rng::Rng;
 
 #[derive(Debug, Clone)]
 pub struct Backoff {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{self, KeySpec};
-use super::clock::{self, Session};
+use crate::clock::{self, Session};
 use super::config::KeySpecs;
 use super::market::SyntheticMarket;
 use crate::actors::sim::feed::Query;

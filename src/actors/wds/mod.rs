@@ -6,8 +6,8 @@
 //! [`protocol`] v1 at `/ws` (the reference web app's, byte for byte) and v2 at `/ws/v2`
 //! (multiplexed, sequenced, with snapshot-then-stream).
 //!
-//! - [`Hub`](crate::actors::hub::Hub): one upstream pub/sub connection per node, fanned out.
-//! - [`WsSession`](crate::actors::ws_session::WsSession): one per client (all the
+//! - [`Hub`](crate::actors::wds::hub::Hub): one upstream pub/sub connection per node, fanned out.
+//! - [`WsSession`](crate::actors::wds::session::WsSession): one per client (all the
 //!   actix-web-actors code lives in that one module, so it could move to actix-ws).
 //! - [`outbox`]: each session's bounded, coalescing outbound buffer.
 //! - [`upstream`]: the Redis pub/sub connection the hub commands.
@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use actix::{Addr, Recipient};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::actors::hub::{Hub, SessionId};
-use crate::actors::ws_session::{GoingAway, Revoke};
+use crate::actors::wds::hub::{Hub, SessionId};
+use crate::actors::wds::session::{GoingAway, Revoke};
 use crate::metrics::{Counter, Gauge, Registry};
 use crate::revocation::{Revocation, RevocationList};
 use crate::store::{glob_match, Store};
@@ -33,9 +33,11 @@ use crate::token::{self, Claims, TokenError};
 pub const DEFAULT_TOPICS: &str = "scanners:*,quote:*,daily_range:*,daily_range_hod_alert,\
 daily_range_lod_alert,stocks:*,unknown,tta:*,news:*";
 
+pub mod hub;
 pub mod node;
 pub mod outbox;
 pub mod protocol;
+pub mod session;
 pub mod upstream;
 
 /// Per-session and per-node limits (docs/configuration.md lists their flags).

@@ -14,7 +14,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use chrono::Utc;
 use serde_json::json;
 
-use super::clock::{self, MarketClock};
+use crate::clock::{self, MarketClock};
 use super::config::SimArgs;
 use super::market::{MarketConfig, SyntheticMarket};
 use super::replay::{load_capture, ReplayError, Replayer};

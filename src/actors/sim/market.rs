@@ -20,8 +20,8 @@ use std::collections::{HashMap, VecDeque};
 use chrono::{Duration, NaiveDate, NaiveTime};
 use serde_json::{json, Value};
 
-use super::clock::{self, Session};
-use super::rng::{hash_unit, Rng};
+use crate::clock::{self, Session};
+use crate::rng::{hash_unit, Rng};
 use crate::massive::values::{DecimalStr, LenientNum, StrOrInt, TsMillis, TsNanos};
 use crate::massive::{Aggregate, Event, Fmv, Luld, Noi, Quote, Trade};
 
@@ -951,7 +951,7 @@ fn set_nbbo(st: &mut TickerState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::clock::from_et;
+    use crate::clock::from_et;
     use chrono::NaiveDateTime;
 
     fn at(s: &str) -> i64 {

@@ -8,9 +8,9 @@
 use actix::{Actor, Addr, Arbiter, Context, Handler};
 
 use super::enricher::Enrich;
-use super::processor::{CalendarUpdate, Processor, ProcessorConfig};
-use super::router::EventBatch;
-use super::Mailbox;
+use super::shard::{CalendarUpdate, Processor, ProcessorConfig};
+use crate::actors::listener::router::EventBatch;
+use crate::actors::Mailbox;
 use crate::metrics::{ActorMetrics, Registry};
 use crate::store::Store;
 
@@ -30,7 +30,7 @@ impl ProcessorPool {
         threads: usize,
         results: &Store,
         store: &Store,
-        enricher: Option<super::Mailbox<Enrich>>,
+        enricher: Option<crate::actors::Mailbox<Enrich>>,
         registry: &std::sync::Arc<Registry>,
     ) -> Self {
         let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();

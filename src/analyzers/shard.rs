@@ -22,7 +22,7 @@ use super::calendar::{TradingCalendar, OPEN_AFTER_DAY_START_MS};
 use super::daily_range::{DailyRange, Direction};
 use super::leaderboard::{shard_candidates, Row, ShardBoard};
 use super::quote::{Bar, Enrichment, Quote};
-use super::raw::{self, RawOut, RawRoutes};
+use super::raw_routes::{self, RawOut, RawRoutes};
 use super::top_trades::{Stats, TopTrades};
 use crate::massive::events::{Aggregate, Event};
 use crate::massive::frame::parse_event;
@@ -160,7 +160,7 @@ impl ShardState {
             }
             _ => {}
         }
-        match raw::route(&self.cfg.raw, ev) {
+        match raw_routes::route(&self.cfg.raw, ev) {
             Some(RawOut::Value {
                 key,
                 ttl_secs,
@@ -174,7 +174,7 @@ impl ShardState {
             Some(RawOut::Unknown) => out.push(CacheWrite::push(
                 self.key("unknown"),
                 raw.clone(),
-                raw::UNKNOWN_CAP,
+                raw_routes::UNKNOWN_CAP,
                 86_400,
                 received_at_ms,
             )),
@@ -213,7 +213,7 @@ impl ShardState {
             out.push(CacheWrite::push(
                 self.key("unknown"),
                 raw.clone(),
-                raw::UNKNOWN_CAP,
+                raw_routes::UNKNOWN_CAP,
                 86_400,
                 received_at_ms,
             ));
@@ -437,8 +437,8 @@ mod tests {
     use super::*;
     use crate::clock;
     use crate::massive::frame::parse_element;
-    use crate::processor::leaderboard::rank;
-    use crate::processor::quote::{PrevDay, F};
+    use crate::analyzers::leaderboard::rank;
+    use crate::analyzers::quote::{PrevDay, F};
     use crate::store::WriteOp;
     use chrono::NaiveDateTime;
 

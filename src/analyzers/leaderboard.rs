@@ -160,7 +160,7 @@ fn board_json(rows: &[Row], order: &[usize]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::processor::quote::N;
+    use crate::analyzers::quote::N;
 
     fn row(sym: &str, av: f64, gap: f64, gain: f64, regular_open: bool) -> Row {
         let mut v = [0.0; N];

@@ -18,6 +18,12 @@
 //! lease per market; `?market=` picks one connection, without it a route applies to all.
 //! All are idempotent; a bad value is refused with 400 and the reason, nothing changes.
 
+pub mod connection;
+pub mod lease;
+pub mod publisher;
+pub mod recorder;
+pub mod router;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -29,10 +35,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::actors::lease::{lease_key, LeaseConfig, LeaseKeeper};
-use crate::actors::listener::{self, Control, Describe, Listener, ListenerConfig, Reconfigure};
-use crate::actors::publisher::{PublisherConfig, QueuePublisher};
-use crate::actors::recorder::Recorder;
+use crate::actors::listener::lease::{lease_key, LeaseConfig, LeaseKeeper};
+use connection::{Control, Describe, Listener, ListenerConfig, Reconfigure};
+use crate::actors::listener::publisher::{PublisherConfig, QueuePublisher};
+use crate::actors::listener::recorder::Recorder;
 use crate::actors::Mailbox;
 use crate::admin::{self, AdminState, FnCheck, NodeHttp};
 use crate::config::{parse_subscriptions, BrokerArgs, CommonArgs, MassiveArgs};
@@ -135,7 +141,7 @@ pub struct ListenerArgs {
     pub closed_poll_secs: u64,
 
     /// Frames larger than this many bytes are counted and skipped (Massive's stay below ~1 MB).
-    #[arg(long, env = "MASSIVE_MAX_FRAME_BYTES", default_value_t = crate::actors::listener::MAX_FRAME_BYTES)]
+    #[arg(long, env = "MASSIVE_MAX_FRAME_BYTES", default_value_t = crate::actors::listener::connection::MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
 
     /// Seconds between pings to Massive.
@@ -156,7 +162,7 @@ pub enum NodeError {
     #[error("cannot open the capture file: {0}")]
     Record(std::io::Error),
     #[error(transparent)]
-    Lease(#[from] crate::actors::lease::LeaseError),
+    Lease(#[from] crate::actors::listener::lease::LeaseError),
     #[error("cannot serve HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -572,7 +578,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
             closed_poll: Duration::from_secs(args.closed_poll_secs.max(1)),
             max_frame_bytes: args.max_frame_bytes.max(1024),
         };
-        let (listener, health) = listener::start_with(
+        let (listener, health) = connection::start_with(
             cfg,
             args.shards.max(1),
             Mailbox::of(&publisher, publisher_metrics.clone()),

@@ -10,17 +10,17 @@ use actix::{Actor, Addr};
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::actors::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
-use crate::actors::hub::{GetFigures, Hub, HubConfig};
-use crate::actors::memory_store::{MemoryStore, Subscribe};
-use crate::actors::ws_session;
+use super::session;
+use crate::actors::store::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
+use crate::actors::wds::hub::{GetFigures, Hub, HubConfig};
+use crate::actors::store::memory_store::{MemoryStore, Subscribe};
 use crate::admin::{self, AdminState, FnCheck, NodeHttp};
 use crate::config::node_id;
 use crate::config::CommonArgs;
 use crate::metrics::Registry;
 use crate::revocation::{self, RevocationList};
 use crate::store::Store;
-use crate::wds::{Auth, Limits, SessionMetrics, WdsState};
+use crate::actors::wds::{Auth, Limits, SessionMetrics, WdsState};
 
 /// Session settings shared by `tickwire-wds` and embedded mode.
 #[derive(clap::Args, Debug, Clone)]
@@ -43,7 +43,7 @@ pub struct WdsSettings {
 
     /// Topic patterns this node serves at all, tokens aside (comma list, `*` wildcard).
     #[arg(long = "wds-allowed-topics", id = "wds_allowed_topics", env = "WDS_ALLOWED_TOPICS",
-          default_value = crate::wds::DEFAULT_TOPICS)]
+          default_value = crate::actors::wds::DEFAULT_TOPICS)]
     pub allowed_topics: String,
 
     /// Largest client frame (bytes).
@@ -229,7 +229,7 @@ fn wds_state(
         auth: settings.auth()?,
         limits: settings.limits(),
         results_prefix: results_prefix.to_string(),
-        allowed: crate::wds::topic_list(&settings.allowed_topics),
+        allowed: crate::actors::wds::topic_list(&settings.allowed_topics),
         metrics: SessionMetrics::new(registry),
         revoked: RevocationList::new(),
         sessions: Default::default(),
@@ -246,7 +246,7 @@ fn watch_registry_revocations(args: &WdsArgs, state: &WdsState, registry: &Regis
     let pool = if url.is_empty() {
         Err("NODE_REGISTRY_URL is empty".to_string())
     } else {
-        crate::actors::cache_writer::redis_pool(url).map_err(|e| e.to_string())
+        crate::actors::store::cache_writer::redis_pool(url).map_err(|e| e.to_string())
     };
     let pool = match pool {
         Ok(p) => p,
@@ -278,7 +278,7 @@ fn watch_registry_revocations(args: &WdsArgs, state: &WdsState, registry: &Regis
     );
 }
 
-/// The WDS on the memory store (embedded mode): mount [`ws_session::configure`] with the
+/// The WDS on the memory store (embedded mode): mount [`session::configure`] with the
 /// returned state on the embedded HTTP server.
 pub fn start_embedded(
     settings: &WdsSettings,
@@ -464,7 +464,7 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
         cfg.app_data(admin_data.clone())
             .app_data(wds.clone())
             .configure(admin::configure)
-            .configure(ws_session::configure)
+            .configure(session::configure)
             .route(
                 "/",
                 web::get().to(|| async {

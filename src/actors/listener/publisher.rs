@@ -5,7 +5,7 @@
 //!   `halts`, `unknown`) S shard queues `<prefix><type>.<shard>` with `x-message-ttl`
 //!   (`MARKET_DATA_MESSAGE_TTL`, 5000 ms) and `x-single-active-consumer` (one active consumer
 //!   per shard keeps per-symbol order, with failover). Messages are non-persistent.
-//! - One AMQP message per (frame, queue, shard): the [envelope](crate::listener::envelope).
+//! - One AMQP message per (frame, queue, shard): the [envelope](crate::queue::envelope).
 //! - Batches wait in a bounded buffer. When it is full (RabbitMQ slow or down) the OLDEST batch
 //!   is dropped and counted per queue: fresh data beats old data, and the socket is never
 //!   blocked. Up to `max_in_flight` publishes run at once; none is awaited on its own.
@@ -21,9 +21,9 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 use super::router::EventBatch;
-use crate::listener::backoff::Backoff;
-use crate::listener::envelope;
-use crate::listener::routing::QueueKind;
+use crate::backoff::Backoff;
+use crate::queue::envelope;
+use crate::queue::QueueKind;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 
 /// Publisher settings.

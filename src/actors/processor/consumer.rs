@@ -27,13 +27,13 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 
-use super::processor::{Processor, Rehydrate};
-use super::publisher::{declare_topology, queue_arguments, queue_name};
-use super::router::EventBatch;
-use super::Mailbox;
-use crate::listener::backoff::Backoff;
-use crate::listener::envelope;
-use crate::listener::routing::QueueKind;
+use super::shard::{Processor, Rehydrate};
+use crate::actors::listener::publisher::{declare_topology, queue_arguments, queue_name};
+use crate::actors::listener::router::EventBatch;
+use crate::actors::Mailbox;
+use crate::backoff::Backoff;
+use crate::queue::envelope;
+use crate::queue::QueueKind;
 use crate::massive::Market;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 

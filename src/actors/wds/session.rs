@@ -21,13 +21,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use serde_json::json;
 
-use crate::actors::hub::{Join, Leave, SessionId};
+use crate::actors::wds::hub::{Join, Leave, SessionId};
 use crate::revocation::Revocation;
 use crate::store::{StoreError, Stored};
 use crate::token::{self, Claims, TokenError};
-use crate::wds::outbox::{Outbox, Wake};
-use crate::wds::protocol::{self, v1, v2, Parsed, ProtocolError, Request};
-use crate::wds::{OpenSession, RateLimit, SessionMetrics, WdsState};
+use crate::actors::wds::outbox::{Outbox, Wake};
+use crate::actors::wds::protocol::{self, v1, v2, Parsed, ProtocolError, Request};
+use crate::actors::wds::{OpenSession, RateLimit, SessionMetrics, WdsState};
 
 static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 

@@ -3,8 +3,8 @@
 //!
 //! - **Refcounted interest.** The first session to want a feed (an exact channel, or a
 //!   pattern with `*`) makes the hub SUBSCRIBE / PSUBSCRIBE; the last to leave makes it
-//!   unsubscribe. Upstream is Redis pub/sub ([`crate::wds::upstream`], resubscribed after a
-//!   reconnect) or, in embedded mode, the [`MemoryStore`](super::memory_store::MemoryStore),
+//!   unsubscribe. Upstream is Redis pub/sub ([`crate::actors::wds::upstream`], resubscribed after a
+//!   reconnect) or, in embedded mode, the [`MemoryStore`](crate::actors::store::memory_store::MemoryStore),
 //!   to which the hub subscribes once for everything and matches locally.
 //! - **Shared frames.** Each message is turned into its v1 frame (the payload verbatim) and
 //!   its v2 frame (topic, per-topic sequence number, receive time) once, and every session
@@ -29,12 +29,12 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::actors::memory_store::Published;
+use crate::actors::store::memory_store::Published;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
 use crate::store::{glob_match, Snapshot, Store, StoreError, Stored};
-use crate::wds::outbox::{Frame, Outbox, Pushed};
-use crate::wds::protocol::{self, v2};
-use crate::wds::upstream::{UpCmd, UpEvent};
+use crate::actors::wds::outbox::{Frame, Outbox, Pushed};
+use crate::actors::wds::protocol::{self, v2};
+use crate::actors::wds::upstream::{UpCmd, UpEvent};
 
 pub type SessionId = u64;
 
@@ -759,7 +759,7 @@ impl Actor for Hub {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(url) = self.cfg.redis_url.clone() {
-            let up = crate::wds::upstream::spawn(url, ctx.address().recipient());
+            let up = crate::actors::wds::upstream::spawn(url, ctx.address().recipient());
             // Marker and timing channels first, before any snapshot can be asked for.
             for c in [self.marker_channel.clone(), self.timing_channel.clone()] {
                 let _ = up.send(UpCmd::Subscribe(c));

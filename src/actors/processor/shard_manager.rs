@@ -17,7 +17,7 @@ use actix::{
 };
 
 use super::consumer::Assign;
-use super::processor::{Flush, Processor};
+use super::shard::{Flush, Processor};
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::store::{Store, StoreError};
 

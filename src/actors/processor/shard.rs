@@ -18,10 +18,10 @@ use actix::{
 use bytes::Bytes;
 
 use super::enricher::{Enrich, Enriched};
-use super::router::EventBatch;
+use crate::actors::listener::router::EventBatch;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
-use crate::processor::calendar::TradingCalendar;
-use crate::processor::shard::{Checkpoint, ShardConfig, ShardState};
+use crate::analyzers::calendar::TradingCalendar;
+use crate::analyzers::shard::{Checkpoint, ShardConfig, ShardState};
 use crate::store::{CacheWrite, Store, Write};
 
 /// How long checkpoints are kept: long enough for any takeover, bounded if shards shrink.
@@ -88,7 +88,7 @@ pub struct Processor {
     state: ShardState,
     results: Store,
     store: Store,
-    enricher: Option<super::Mailbox<Enrich>>,
+    enricher: Option<crate::actors::Mailbox<Enrich>>,
     metrics: ActorMetrics,
     c: Counters,
     writing_checkpoint: bool,
@@ -99,7 +99,7 @@ impl Processor {
         cfg: ProcessorConfig,
         results: Store,
         store: Store,
-        enricher: Option<super::Mailbox<Enrich>>,
+        enricher: Option<crate::actors::Mailbox<Enrich>>,
         registry: &Registry,
     ) -> Self {
         let shard = cfg.shard.to_string();

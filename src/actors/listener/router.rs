@@ -7,8 +7,8 @@
 use actix::{Actor, Context, Handler, Message};
 use bytes::Bytes;
 
-use super::Mailbox;
-use crate::listener::routing::{route, QueueKind};
+use crate::actors::Mailbox;
+use crate::queue::{route, QueueKind};
 use crate::massive::Market;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 

@@ -31,8 +31,8 @@ use futures_util::stream::SplitSink;
 use futures_util::StreamExt;
 
 use super::router::RawFrame;
-use super::Mailbox;
-use crate::listener::backoff::Backoff;
+use crate::actors::Mailbox;
+use crate::backoff::Backoff;
 use crate::massive::control::{ClientMessage, Topic};
 use crate::massive::frame::route_frame;
 use crate::massive::{Market, Status, StatusKind};

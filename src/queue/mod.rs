@@ -7,6 +7,8 @@
 
 use bytes::Bytes;
 
+pub mod envelope;
+
 use crate::massive::frame::{route_frame, ElementError, FrameError};
 
 /// The queues the listener publishes to.

@@ -7,6 +7,14 @@
 //! what only the distributed node has: Redis cache writers, the RabbitMQ consumer, the shard
 //! manager, and admin HTTP.
 
+pub mod board_publisher;
+pub mod consumer;
+pub mod enricher;
+pub mod market_status;
+pub mod pool;
+pub mod shard;
+pub mod shard_manager;
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +24,16 @@ use actix_web::web;
 use clap::Parser;
 use serde_json::json;
 
-use super::raw::RawRoutes;
-use super::shard::ShardConfig;
-use crate::actors::board_publisher::{BoardPublisher, BoardPublisherConfig};
-use crate::actors::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
-use crate::actors::consumer::{ConsumerConfig, QueueConsumer};
-use crate::actors::enricher::{Enricher, EnricherConfig};
-use crate::actors::market_status::MarketStatus;
-use crate::actors::processor::{Processor, ProcessorConfig};
-use crate::actors::processor_pool::ProcessorPool;
-use crate::actors::shard_manager::{ShardManager, ShardManagerConfig};
+use crate::analyzers::raw_routes::RawRoutes;
+use crate::analyzers::shard::ShardConfig;
+use crate::actors::processor::board_publisher::{BoardPublisher, BoardPublisherConfig};
+use crate::actors::store::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
+use crate::actors::processor::consumer::{ConsumerConfig, QueueConsumer};
+use crate::actors::processor::enricher::{Enricher, EnricherConfig};
+use crate::actors::processor::market_status::MarketStatus;
+use crate::actors::processor::shard::{Processor, ProcessorConfig};
+use crate::actors::processor::pool::ProcessorPool;
+use crate::actors::processor::shard_manager::{ShardManager, ShardManagerConfig};
 use crate::admin::{self, AdminState, FnCheck, NodeHttp};
 use crate::config::{node_id, BrokerArgs, CommonArgs};
 use crate::metrics::Registry;
@@ -151,7 +159,7 @@ pub struct PipelineArgs {
 pub struct Pipeline {
     pub pool: Addr<ProcessorPool>,
     pub processors: Vec<Addr<Processor>>,
-    pool_mailboxes: Vec<crate::actors::Mailbox<crate::actors::router::EventBatch>>,
+    pool_mailboxes: Vec<crate::actors::Mailbox<crate::actors::listener::router::EventBatch>>,
     pub pool_metrics: crate::metrics::ActorMetrics,
     pub boards: Addr<BoardPublisher>,
     pub shards: u16,
@@ -282,9 +290,9 @@ impl ProcessorNode {
         crate::actors::registrar::deregister(&self.registrar).await;
         let _ = self
             .shard_manager
-            .send(crate::actors::shard_manager::Stop)
+            .send(crate::actors::processor::shard_manager::Stop)
             .await;
-        let _ = self.boards.send(crate::actors::board_publisher::Stop).await;
+        let _ = self.boards.send(crate::actors::processor::board_publisher::Stop).await;
         self.http.stop().await;
     }
 }
@@ -459,7 +467,7 @@ async fn set_pool(
                 .json(json!({"status": "ERROR", "error": e}))
         }
     };
-    manager.do_send(crate::actors::shard_manager::SetMaxShards(max));
+    manager.do_send(crate::actors::processor::shard_manager::SetMaxShards(max));
     actix_web::HttpResponse::Ok().json(json!({"status": "OK", "max_shards": max}))
 }
 

@@ -13,11 +13,11 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use bytes::Bytes;
 
-use super::processor::{board_key, trades_key};
+use super::shard::{board_key, trades_key};
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
-use crate::processor::leaderboard::{self, Board, ShardBoard};
-use crate::processor::shard::VALUE_TTL_SECS;
-use crate::processor::top_trades::{self, Stats};
+use crate::analyzers::leaderboard::{self, Board, ShardBoard};
+use crate::analyzers::shard::VALUE_TTL_SECS;
+use crate::analyzers::top_trades::{self, Stats};
 use crate::store::{CacheWrite, Store, Write};
 
 #[derive(Debug, Clone)]
