@@ -21,25 +21,25 @@ use actix::Addr;
 use clap::Parser;
 
 use crate::actors::listener::connection::{self, Listener, ListenerConfig, MAX_FRAME_BYTES};
+use crate::actors::listener::{configure_control, ControlState};
+use crate::actors::processor::{start_pipeline, Pipeline, PipelineArgs};
+use crate::actors::sim::{SimArgs, SimError, SimServer};
 use crate::actors::store::memory_store::MemoryStore;
-use crate::actors::registrar::NodeRecord;
+use crate::actors::wds::node::{WdsError, WdsSettings};
 use crate::actors::wds::session;
-use crate::actors::Mailbox;
 use crate::admin::{self, NodeHttp};
 use crate::config::node_id;
 use crate::config::parse_subscriptions;
-use crate::actors::listener::{configure_control, ControlState};
 use crate::massive::Market;
 use crate::metrics::Registry;
-use crate::actors::processor::{start_pipeline, Pipeline, PipelineArgs};
+use crate::nodes::NodeRecord;
+use crate::recipient::CountedRecipient;
 use crate::revocation::Revoker;
 use crate::scp::control::Directory;
 use crate::scp::users::Bootstrap;
 use crate::scp::{ScpSettings, ScpState};
-use crate::actors::sim::{SimArgs, SimError, SimServer};
 use crate::store::Store;
 use crate::token;
-use crate::actors::wds::node::{WdsError, WdsSettings};
 
 /// `tickwire` settings: the simulator's and the pipeline's.
 #[derive(Parser, Debug, Clone)]
@@ -180,7 +180,7 @@ pub fn start(
         closed_poll: Duration::from_secs(60),
         max_frame_bytes: MAX_FRAME_BYTES,
     };
-    let out = Mailbox::of(&pipeline.pool, pipeline.pool_metrics.clone());
+    let out = CountedRecipient::of(&pipeline.pool, pipeline.pool_metrics.clone());
     let (listener, _) = connection::start(cfg, shards, out, &registry);
 
     // With no secret or admin token configured, they are made up for this run: only this
@@ -192,7 +192,8 @@ pub fn start(
         args.sim.common.admin_token = token::random_hex()?;
     }
     let port = http.local_addr()?.port();
-    let wds = crate::actors::wds::node::start_embedded(&args.wds, store.clone(), &store_addr, &registry)?;
+    let wds =
+        crate::actors::wds::node::start_embedded(&args.wds, store.clone(), &store_addr, &registry)?;
     let admin_data = actix_web::web::Data::new(crate::actors::wds::node::admin_state(
         &args.sim.common,
         &registry,

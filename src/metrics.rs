@@ -400,7 +400,7 @@ impl ActorMetrics {
     }
 
     /// For messages that arrive from a plain `Addr` (control, queries), not through a
-    /// [`Mailbox`](crate::actors::Mailbox): counted in, not in the depth.
+    /// [`CountedRecipient`](crate::recipient::CountedRecipient): counted in, not in the depth.
     pub fn handled(&self) {
         self.messages_in.inc();
     }

@@ -17,6 +17,20 @@ use crate::store::glob_match;
 /// `{"alg":"HS256","typ":"JWT"}`, base64url: the only header accepted.
 const HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
+/// The topics a WDS serves and the control plane grants by default: the client-facing keys of reference-system.md §4 and
+/// nothing else (no control keys, no internal state, no `*`), whoever asks.
+pub const DEFAULT_TOPICS: &str = "scanners:*,quote:*,daily_range:*,daily_range_hod_alert,\
+daily_range_lod_alert,stocks:*,unknown,tta:*,news:*";
+
+/// A comma list of topic patterns.
+pub fn topic_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// What a token grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {

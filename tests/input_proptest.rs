@@ -9,15 +9,15 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use tickwire::massive::frame::route_frame;
-use tickwire::massive::{parse_frame, Market};
+use tickwire::actors::wds::protocol::{parse_v1, parse_v2};
 use tickwire::analyzers::leaderboard::{rank, ShardBoard};
 use tickwire::analyzers::quote::{Enrichment, PrevDay};
 use tickwire::analyzers::shard::{Checkpoint, ShardConfig, ShardState};
 use tickwire::analyzers::top_trades::widgets;
+use tickwire::massive::frame::route_frame;
+use tickwire::massive::{parse_frame, Market};
 use tickwire::store::CacheWrite;
 use tickwire::token::{self, Claims};
-use tickwire::actors::wds::protocol::{parse_v1, parse_v2};
 
 fn arb_scalar() -> impl Strategy<Value = Value> {
     prop_oneof![

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use actix::{Actor, Arbiter, Context, Handler};
 use common::*;
-use tickwire::actors::listener::lease::{lease_key, LeaseConfig, LeaseKeeper};
 use tickwire::actors::listener::connection::{self as listener, ListenerConfig};
-use tickwire::actors::listener::router::EventBatch;
-use tickwire::actors::Mailbox;
+use tickwire::actors::listener::lease::{lease_key, LeaseConfig, LeaseKeeper};
 use tickwire::metrics::{ActorMetrics, Registry};
+use tickwire::queue::EventBatch;
+use tickwire::recipient::CountedRecipient;
 
 struct Discard(ActorMetrics);
 
@@ -40,7 +40,7 @@ fn replica(name: &str, ws_url: String, lease_key: String) -> (Arbiter, Arc<Regis
             start_idle: true,
             ..listener_config(ws_url, "demo", "A.*")
         };
-        let (listener, _) = listener::start(cfg, 1, Mailbox::of(&sink, m), &r);
+        let (listener, _) = listener::start(cfg, 1, CountedRecipient::of(&sink, m), &r);
         let lease = LeaseKeeper::new(
             LeaseConfig {
                 redis_url: redis,

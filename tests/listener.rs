@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use actix::{Actor, Context, Handler};
 use common::*;
 use tickwire::actors::listener::connection::{self as listener, ListenerConfig};
-use tickwire::actors::listener::router::EventBatch;
-use tickwire::actors::Mailbox;
-use tickwire::queue::{shard_of, QueueKind};
 use tickwire::metrics::{ActorMetrics, Registry};
+use tickwire::queue::EventBatch;
+use tickwire::queue::{shard_of, QueueKind};
+use tickwire::recipient::CountedRecipient;
 
 /// In-process sink standing in for the queue publisher.
 struct Collector {
@@ -37,7 +37,7 @@ fn config(url: String, key: &str, subs: &str) -> ListenerConfig {
     listener_config(url, key, subs)
 }
 
-fn collector(registry: &Registry) -> (Mailbox<EventBatch>, Arc<Mutex<Vec<EventBatch>>>) {
+fn collector(registry: &Registry) -> (CountedRecipient<EventBatch>, Arc<Mutex<Vec<EventBatch>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let metrics = ActorMetrics::new(registry, "collector");
     let addr = Collector {
@@ -45,7 +45,7 @@ fn collector(registry: &Registry) -> (Mailbox<EventBatch>, Arc<Mutex<Vec<EventBa
         metrics: metrics.clone(),
     }
     .start();
-    (Mailbox::of(&addr, metrics), got)
+    (CountedRecipient::of(&addr, metrics), got)
 }
 
 #[actix_web::test]

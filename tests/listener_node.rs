@@ -201,8 +201,8 @@ async fn node_ready_stats_control_and_record() {
     .await;
     let text = std::fs::read_to_string(&record).unwrap();
     let complete: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
-    let (frames, _) =
-        tickwire::actors::sim::replay::parse_capture(&complete).expect("the capture is in replay format");
+    let (frames, _) = tickwire::actors::sim::replay::parse_capture(&complete)
+        .expect("the capture is in replay format");
     assert!(!frames.is_empty());
 
     n.stop().await;

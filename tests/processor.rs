@@ -16,9 +16,9 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tickwire::actors::listener::connection as listener;
 use tickwire::actors::listener::publisher::PublisherConfig;
+use tickwire::actors::processor::{self as node, ProcessorArgs, ProcessorNode};
 use tickwire::embedded;
 use tickwire::metrics::Registry;
-use tickwire::actors::processor::{self as node, ProcessorArgs, ProcessorNode};
 use tickwire::store::Stored;
 
 const SHARDS: u16 = 4;
@@ -73,7 +73,14 @@ fn start_listener(
 
 /// For the tests of how a node copes with its broker: unique queue and key prefixes, a
 /// small market (40 tickers, 500 events/s) and the node's settings, enrichment off.
-fn small_market(test: &str) -> (String, String, tickwire::actors::sim::SimServer, ProcessorArgs) {
+fn small_market(
+    test: &str,
+) -> (
+    String,
+    String,
+    tickwire::actors::sim::SimServer,
+    ProcessorArgs,
+) {
     let qp = common::rabbit::unique_prefix(test);
     let kp = common::redis::unique_prefix(test);
     let mut sim = sim_args();
@@ -199,11 +206,7 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
 
     // Bad input: a message that is not an envelope is rejected, counted, and harmless.
     let (_c, ch) = common::rabbit::channel().await;
-    let q = tickwire::actors::listener::publisher::queue_name(
-        &qp,
-        tickwire::queue::QueueKind::Trades,
-        0,
-    );
+    let q = tickwire::queue::topology::queue_name(&qp, tickwire::queue::QueueKind::Trades, 0);
     ch.basic_publish(
         "".into(),
         q.as_str().into(),
@@ -471,7 +474,7 @@ async fn cache_writer_authenticates_selects_its_database_and_counts_failed_comma
         counter("tickwire_cache_connected") == 1
     })
     .await;
-    let pool = tickwire::actors::store::cache_writer::redis_pool(&url).expect("pool");
+    let pool = tickwire::redis_pool::open(&url).expect("pool");
     let mut conn = pool.get().await.expect("authenticated connection");
     // A string where the next pipeline pushes onto a list: LPUSH and LTRIM fail WRONGTYPE.
     let _: () = redis::cmd("SET")
@@ -573,7 +576,7 @@ async fn consumers_on(ch: &lapin::Channel, queue: &str) -> Option<u32> {
 
 #[actix_web::test]
 async fn one_lost_queue_is_consumed_again_without_touching_the_others() {
-    use tickwire::actors::listener::publisher::queue_name;
+    use tickwire::queue::topology::queue_name;
     use tickwire::queue::QueueKind;
     let (qp, kp, sim, args) = small_market("proc-queue");
     let node = start_node(args);
@@ -767,7 +770,9 @@ fn slow_rest_proxy(upstream: String, delay: Duration) -> (String, Calls) {
 }
 
 /// Collects enrichment answers.
-struct Answers(std::sync::Arc<std::sync::Mutex<Vec<tickwire::actors::processor::enricher::Enriched>>>);
+struct Answers(
+    std::sync::Arc<std::sync::Mutex<Vec<tickwire::actors::processor::enricher::Enriched>>>,
+);
 
 impl actix::Actor for Answers {
     type Context = actix::Context<Self>;
@@ -775,7 +780,11 @@ impl actix::Actor for Answers {
 
 impl actix::Handler<tickwire::actors::processor::enricher::Enriched> for Answers {
     type Result = ();
-    fn handle(&mut self, msg: tickwire::actors::processor::enricher::Enriched, _: &mut Self::Context) {
+    fn handle(
+        &mut self,
+        msg: tickwire::actors::processor::enricher::Enriched,
+        _: &mut Self::Context,
+    ) {
         self.0.lock().unwrap().push(msg);
     }
 }
@@ -783,8 +792,8 @@ impl actix::Handler<tickwire::actors::processor::enricher::Enriched> for Answers
 #[actix_web::test]
 async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
     use actix::Actor;
-    use tickwire::actors::store::cache_writer::{CacheWriter, CacheWriterConfig};
     use tickwire::actors::processor::enricher::{Enrich, Enricher, EnricherConfig};
+    use tickwire::actors::store::cache_writer::{CacheWriter, CacheWriterConfig};
     let kp = common::redis::unique_prefix("enrich-lock");
     let sim = start_sim(sim_args());
     let (rest, calls) = slow_rest_proxy(sim.http_url(""), Duration::from_millis(150));

@@ -10,10 +10,11 @@ use std::sync::atomic::Ordering;
 use common::rabbit::*;
 use common::*;
 use tickwire::actors::listener::connection as listener;
-use tickwire::actors::listener::publisher::{queue_arguments, queue_name, PublisherConfig};
-use tickwire::queue::envelope;
-use tickwire::queue::{shard_of, QueueKind};
+use tickwire::actors::listener::publisher::PublisherConfig;
 use tickwire::metrics::Registry;
+use tickwire::queue::envelope;
+use tickwire::queue::topology::{queue_arguments, queue_name};
+use tickwire::queue::{shard_of, QueueKind};
 
 const SHARDS: u16 = 2;
 

@@ -241,7 +241,7 @@ async fn login_sessions_tokens_layouts_and_csrf() {
     assert_eq!(claims.roles, vec!["viewer", "admin"]);
     assert_eq!(
         claims.topics,
-        tickwire::actors::wds::topic_list(tickwire::actors::wds::DEFAULT_TOPICS)
+        tickwire::token::topic_list(tickwire::token::DEFAULT_TOPICS)
     );
     assert_eq!(claims.exp - claims.iat, 300);
     assert!(matches!(
@@ -486,7 +486,8 @@ async fn control_api_over_registered_nodes() {
 
     let whttp = TcpListener::bind("127.0.0.1:0").expect("bind");
     let wport = whttp.local_addr().unwrap().port();
-    let mut wa = tickwire::actors::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
+    let mut wa =
+        tickwire::actors::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
     wa.wdc.url = redis.clone();
     wa.results_prefix = format!("{prefix}wdc:");
     wa.settings.token_secret = SECRET.into();
@@ -701,9 +702,8 @@ async fn control_api_over_registered_nodes() {
     .await;
 
     // A node that dies without deregistering drops out when its heartbeat TTL runs out.
-    let ghost =
-        tickwire::actors::registrar::NodeRecord::new("ghost", "processor", "http://127.0.0.1:9");
-    let key = tickwire::actors::registrar::node_key(&prefix, "ghost");
+    let ghost = tickwire::nodes::NodeRecord::new("ghost", "processor", "http://127.0.0.1:9");
+    let key = tickwire::nodes::node_key(&prefix, "ghost");
     let mut conn = common::redis::connection().await;
     deadpool_redis::redis::cmd("SET")
         .arg(&key)
@@ -1032,7 +1032,8 @@ async fn changing_the_password_ends_the_users_other_sessions() {
 fn start_wds(redis: &str, prefix: &str) -> (tickwire::actors::wds::node::WdsNode, u16) {
     let http = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = http.local_addr().expect("port").port();
-    let mut wa = tickwire::actors::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
+    let mut wa =
+        tickwire::actors::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
     wa.wdc.url = redis.into();
     wa.results_prefix = format!("{prefix}wdc:");
     wa.settings.token_secret = SECRET.into();

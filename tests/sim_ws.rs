@@ -7,8 +7,8 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use tickwire::massive::{parse_frame, Event, Market};
 use tickwire::actors::sim::config::{CloseMode, MalformedMode};
+use tickwire::massive::{parse_frame, Event, Market};
 
 #[actix_web::test]
 async fn bad_key_gets_auth_failed_then_close_1000() {

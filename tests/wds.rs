@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 
 use common::redis::{cleanup, connection, redis_url, unique_prefix, PrivateRedis};
 use common::*;
+use tickwire::actors::wds::node::{self, WdsArgs, WdsNode};
 use tickwire::bench::wsclient::{self, WsClient};
 use tickwire::token::{self, Claims};
-use tickwire::actors::wds::node::{self, WdsArgs, WdsNode};
 
 const SECRET: &str = "wds-test-secret";
 
@@ -289,7 +289,7 @@ async fn every_auth_refusal() {
     a.settings.auth_enabled = false;
     a.settings.token_secret.clear();
     // Even then it serves only the client-facing keys (the default WDS_ALLOWED_TOPICS).
-    a.settings.allowed_topics = tickwire::actors::wds::DEFAULT_TOPICS.into();
+    a.settings.allowed_topics = tickwire::token::DEFAULT_TOPICS.into();
     let open = start(a).await;
     let mut c = ws(&open, "/ws").await;
     c.send(r#"{"action":"auth","api_key":"whatever"}"#).await;
@@ -956,7 +956,7 @@ async fn a_revoked_token_ends_its_sessions_and_is_refused() {
     assert_eq!(bob.next_json().await["type"], "welcome");
 
     // alice logs out of s1: the control plane records it in Redis, as tickwire-scp does.
-    let pool = tickwire::actors::store::cache_writer::redis_pool(&redis_url()).expect("pool");
+    let pool = tickwire::redis_pool::open(&redis_url()).expect("pool");
     let revoker = tickwire::revocation::Revoker::Redis {
         pool,
         key: tickwire::revocation::redis_key(&prefix),
@@ -1033,7 +1033,7 @@ async fn the_revocation_set_keeps_only_live_entries_and_expires_with_the_last() 
     use tickwire::revocation::{redis_key, Revocation, Revoker};
     let prefix = unique_prefix("wds-revocation-set");
     let key = redis_key(&prefix);
-    let pool = tickwire::actors::store::cache_writer::redis_pool(&redis_url()).expect("pool");
+    let pool = tickwire::redis_pool::open(&redis_url()).expect("pool");
     let revoker = Revoker::Redis {
         pool: pool.clone(),
         key: key.clone(),
@@ -1112,7 +1112,7 @@ async fn revocations_resume_after_the_registry_redis_comes_back() {
     // Back (empty, as a restarted Redis with no persistence is): a logout recorded now
     // reaches the session.
     registry.restart();
-    let pool = tickwire::actors::store::cache_writer::redis_pool(&registry.url()).expect("pool");
+    let pool = tickwire::redis_pool::open(&registry.url()).expect("pool");
     let revoker = Revoker::Redis {
         pool,
         key: redis_key(&prefix),

@@ -9,40 +9,10 @@ use std::time::Duration;
 
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use deadpool_redis::{redis, Pool};
-use serde::{Deserialize, Serialize};
 
 use crate::config::NodeRegistryArgs;
 use crate::metrics::{ActorMetrics, Counter, Registry};
-
-/// What a node tells the control plane about itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct NodeRecord {
-    /// Unique per process (role, host, pid).
-    pub id: String,
-    /// `listener`, `processor`, `wds` or `embedded`.
-    pub role: String,
-    pub version: String,
-    /// Where the control plane reaches the node's admin routes.
-    pub admin_url: String,
-    pub started_ms: i64,
-    /// Time of the last heartbeat (epoch ms).
-    pub heartbeat_ms: i64,
-}
-
-impl NodeRecord {
-    /// A record for a node starting now.
-    pub fn new(id: &str, role: &str, admin_url: &str) -> Self {
-        let now = chrono::Utc::now().timestamp_millis();
-        NodeRecord {
-            id: id.to_string(),
-            role: role.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            admin_url: admin_url.trim_end_matches('/').to_string(),
-            started_ms: now,
-            heartbeat_ms: now,
-        }
-    }
-}
+use crate::nodes::{node_key, NodeRecord};
 
 /// Starts a node's registrar from its [`NodeRegistryArgs`], unless the registry is switched
 /// off: `id` is the node's identity (as in its leases), `role` its kind, `port` its admin port.
@@ -56,7 +26,7 @@ pub fn start(
     if args.registry_url.is_empty() {
         return None;
     }
-    let pool = match crate::actors::store::cache_writer::redis_pool(&args.registry_url) {
+    let pool = match crate::redis_pool::open(&args.registry_url) {
         Ok(p) => p,
         Err(e) => {
             log::error!("node registry disabled: {e}");
@@ -71,11 +41,6 @@ pub fn start(
     let record = NodeRecord::new(id, role, &admin_url);
     let every = Duration::from_secs(args.heartbeat_secs.max(1));
     Some(Registrar::new(pool, &args.registry_prefix, record, every, registry).start())
-}
-
-/// The registry key of a node.
-pub fn node_key(prefix: &str, id: &str) -> String {
-    format!("{prefix}nodes:{id}")
 }
 
 pub struct Registrar {

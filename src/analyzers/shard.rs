@@ -435,10 +435,10 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock;
-    use crate::massive::frame::parse_element;
     use crate::analyzers::leaderboard::rank;
     use crate::analyzers::quote::{PrevDay, F};
+    use crate::clock;
+    use crate::massive::frame::parse_element;
     use crate::store::WriteOp;
     use chrono::NaiveDateTime;
 

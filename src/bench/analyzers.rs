@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::massive::Market;
-use crate::analyzers::shard::{ShardConfig, ShardState};
 use crate::actors::sim::market::{MarketConfig, SyntheticMarket};
+use crate::analyzers::shard::{ShardConfig, ShardState};
+use crate::massive::Market;
 
 /// The cost of one event type.
 #[derive(Debug, Serialize)]

@@ -263,7 +263,7 @@ async fn capture(port: u16, events: usize) -> Result<Vec<bytes::Bytes>, String> 
 }
 
 async fn delete_queues(url: &str, prefix: &str, shards: u16) {
-    use crate::actors::listener::publisher::queue_name;
+    use crate::queue::topology::queue_name;
     use crate::queue::QueueKind;
     let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await
     else {

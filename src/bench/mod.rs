@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::actors::sim::market::{MarketConfig, SyntheticMarket};
+use crate::actors::sim::SimArgs;
+use crate::clock::from_et;
 use crate::massive::events::encode_frame;
 use crate::massive::frame::route_frame;
 use crate::massive::{parse_frame, Event, Market};
-use crate::clock::from_et;
-use crate::actors::sim::market::{MarketConfig, SyntheticMarket};
-use crate::actors::sim::SimArgs;
 
 pub mod analyzers;
 pub mod listener;

@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 
-use crate::actors::listener::connection::{self as listener, Control, ListenerConfig, MAX_FRAME_BYTES};
+use crate::actors::listener::connection::{
+    self as listener, Control, ListenerConfig, MAX_FRAME_BYTES,
+};
 use crate::actors::listener::publisher::PublisherConfig;
+use crate::actors::processor::{self as node, ProcessorArgs, ProcessorNode};
+use crate::actors::sim::SimArgs;
 use crate::config::parse_subscriptions;
 use crate::massive::Market;
 use crate::metrics::{Histogram, Registry, LATENCY_BOUNDS_MS};
-use crate::actors::processor::{self as node, ProcessorArgs, ProcessorNode};
-use crate::actors::sim::SimArgs;
 
 const SHARDS: u16 = 4;
 const TTL_MS: u32 = 600_000;
@@ -218,13 +220,13 @@ pub async fn run(b: ProcessorBench) -> Result<ProcessorFigures, String> {
         if let Ok(ch) = conn.create_channel().await {
             for kind in crate::queue::QueueKind::ALL {
                 for shard in 0..SHARDS {
-                    let q = crate::actors::listener::publisher::queue_name(&prefix, kind, shard);
+                    let q = crate::queue::topology::queue_name(&prefix, kind, shard);
                     let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
                 }
             }
         }
     }
-    if let Ok(pool) = crate::actors::store::cache_writer::redis_pool(&b.redis_url) {
+    if let Ok(pool) = crate::redis_pool::open(&b.redis_url) {
         if let Ok(mut c) = pool.get().await {
             let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
                 .arg(format!("{prefix}*"))

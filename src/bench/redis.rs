@@ -18,7 +18,8 @@ use deadpool_redis::redis;
 use serde::Serialize;
 
 use crate::actors::store::cache_writer::resp::{Connection, Endpoint};
-use crate::actors::store::cache_writer::{add_to_pipeline, redis_pool, transaction};
+use crate::actors::store::cache_writer::{add_to_pipeline, transaction};
+use crate::redis_pool;
 use crate::store::CacheWrite;
 
 #[derive(Debug, Serialize)]
@@ -90,7 +91,7 @@ pub async fn run(
     rounds: usize,
     redis_rs: bool,
 ) -> Result<PipelineFigures, String> {
-    let pool = redis_pool(url).map_err(|e| e.to_string())?;
+    let pool = redis_pool::open(url).map_err(|e| e.to_string())?;
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
     let prefix = format!("bench-pipe-{}:", std::process::id());
     let value = Bytes::from(vec![b'x'; value_bytes]);

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tickwire::config::init_logging;
 use tickwire::actors::listener::ListenerArgs;
+use tickwire::config::init_logging;
 
 /// Holds the one Massive WebSocket per asset class and routes its events into RabbitMQ.
 #[derive(Parser)]

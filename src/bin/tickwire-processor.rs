@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tickwire::config::init_logging;
 use tickwire::actors::processor::{run, ProcessorArgs};
+use tickwire::config::init_logging;
 
 /// tickwire processor node.
 #[derive(Parser)]

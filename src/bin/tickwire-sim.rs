@@ -6,8 +6,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tickwire::config::init_logging_with;
 use tickwire::actors::sim::SimArgs;
+use tickwire::config::init_logging_with;
 
 /// Massive-compatible market simulator: a seeded synthetic US-equities market (or a capture
 /// replay) over Massive's WebSocket protocol and REST hydration endpoints.
@@ -20,6 +20,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging_with(&cli.sim.common.log_level, tickwire::actors::sim::LOG_DIRECTIVES);
+    init_logging_with(
+        &cli.sim.common.log_level,
+        tickwire::actors::sim::LOG_DIRECTIVES,
+    );
     tickwire::config::exit_code(tickwire::actors::sim::run(cli.sim, |_| {}))
 }

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tickwire::config::init_logging;
 use tickwire::actors::wds::node::{run, WdsArgs};
+use tickwire::config::init_logging;
 
 /// tickwire widget data service node.
 #[derive(Parser)]

@@ -1,4 +1,5 @@
-//! The message the listener puts on a queue: one per (frame, queue, shard).
+//! The message the listener puts on a queue: one per (frame, queue, shard), and the batch
+//! a consumer reads back from it.
 //!
 //! `{"received_at":<epoch ms>,"asset_class":"stocks","events":[<original event objects>]}`
 //!
@@ -11,6 +12,9 @@ use std::fmt::Write as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use super::{EventBatch, QueueKind};
+use crate::massive::Market;
 
 /// Content type of the JSON envelope (named in the AMQP message properties).
 pub const CONTENT_TYPE: &str = "application/json";
@@ -47,6 +51,36 @@ pub struct Envelope<'a> {
 
 pub fn decode(body: &[u8]) -> Result<Envelope<'_>, serde_json::Error> {
     serde_json::from_slice(body)
+}
+
+#[derive(Debug, thiserror::Error)]
+/// Why a queue message is not a batch (it would fail again on any node: reject it).
+pub enum DecodeError {
+    #[error("not a queue envelope: {0}")]
+    Envelope(#[from] serde_json::Error),
+    #[error("unknown asset class {0:?}")]
+    Market(String),
+}
+
+/// Reads a queue message into a batch whose events are zero-copy slices of the body.
+pub fn decode_batch(kind: QueueKind, shard: u16, body: Bytes) -> Result<EventBatch, DecodeError> {
+    let env = decode(&body)?;
+    let market: Market = env
+        .asset_class
+        .parse()
+        .map_err(|_| DecodeError::Market(env.asset_class.clone()))?;
+    let events = env
+        .events
+        .iter()
+        .map(|raw| body.slice_ref(raw.get().as_bytes()))
+        .collect();
+    Ok(EventBatch {
+        queue: kind,
+        shard,
+        received_at_ms: env.received_at,
+        market,
+        events,
+    })
 }
 
 #[cfg(test)]

@@ -5,11 +5,14 @@
 //! dropped). Each queue has S shards; a symbol always lands on the same shard (FNV-1a of the
 //! ticker), so the one consumer of a shard sees each symbol's events in order.
 
+use actix::Message;
 use bytes::Bytes;
 
-pub mod envelope;
-
 use crate::massive::frame::{route_frame, ElementError, FrameError};
+use crate::massive::Market;
+
+pub mod envelope;
+pub mod topology;
 
 /// The queues the listener publishes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,6 +58,17 @@ impl QueueKind {
             _ => QueueKind::Unknown,
         }
     }
+}
+
+/// The events of one frame for one (queue, shard), in frame order.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct EventBatch {
+    pub queue: QueueKind,
+    pub shard: u16,
+    pub received_at_ms: i64,
+    pub market: Market,
+    pub events: Vec<Bytes>,
 }
 
 /// Stable shard of a symbol: FNV-1a, the same on every node and version.

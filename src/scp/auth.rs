@@ -186,7 +186,7 @@ async fn login(
     let next = safe_next(b.next.as_deref());
     let (ip, keys) = limiter_keys(&req, &b.username);
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let login_page = |error: &str| super::pages::to_login(&next, Some(error));
+    let login_page = |error: &str| to_login(&next, Some(error));
     if let Some(wait) = state.over_allowance(&keys).await? {
         log::warn!("login rate limit hit for {} from {ip}", b.username);
         return if json {
@@ -318,7 +318,7 @@ async fn change_password(
 
 /// A WDS token for the session's user: their roles, the configured topics, the short TTL.
 pub fn issue_token(state: &ScpState, s: &Session) -> Result<(String, i64), ScpError> {
-    let topics = crate::actors::wds::topic_list(&state.settings.token_topics);
+    let topics = crate::token::topic_list(&state.settings.token_topics);
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let roles: Vec<&str> = s.roles.iter().map(String::as_str).collect();
     let ttl = state.settings.token_ttl();
@@ -403,6 +403,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/layouts", web::put().to(put_layouts))
         .route("/api/layouts/export", web::get().to(export_layouts))
         .route("/api/layouts/import", web::post().to(import_layouts));
+}
+
+/// A redirect to the login page, back to `next` afterwards, with an error to show.
+pub(super) fn to_login(next: &str, error: Option<&str>) -> HttpResponse {
+    let mut q = vec![("next", next)];
+    if let Some(e) = error {
+        q.push(("error", e));
+    }
+    let q = serde_urlencoded::to_string(q).unwrap_or_default();
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/login?{q}")))
+        .finish()
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::auth::{require, Need};
 use super::{ScpError, ScpState};
-use crate::actors::registrar::NodeRecord;
+use crate::nodes::NodeRecord;
 
 /// Where the SCP finds nodes.
 pub enum Directory {
@@ -118,7 +118,7 @@ impl Directory {
         let upstream = |e: String| ScpError::Upstream(format!("node registry: {e}"));
         let mut conn = pool.get().await.map_err(|e| upstream(e.to_string()))?;
         let value: Option<String> = redis::cmd("GET")
-            .arg(crate::actors::registrar::node_key(prefix, id))
+            .arg(crate::nodes::node_key(prefix, id))
             .query_async(&mut conn)
             .await
             .map_err(|e| upstream(e.to_string()))?;
@@ -296,7 +296,7 @@ async fn pool_size(
     body: web::Bytes,
 ) -> Result<HttpResponse, ScpError> {
     require(&req, &state, Need::AdminWrite).await?;
-    let max = crate::actors::processor::parse_pool_body(&body).map_err(ScpError::BadRequest)?;
+    let max = crate::nodes::parse_pool_body(&body).map_err(ScpError::BadRequest)?;
     let node = state.directory.find(&id).await?;
     expect_role(&node, &["processor"], "the pool size")?;
     log::info!("processor pool size on {id}: {max:?}");

@@ -134,7 +134,7 @@ pub struct ScpSettings {
     pub token_ttl_secs: u64,
 
     /// Topic patterns granted in WDS tokens (comma list).
-    #[arg(long = "scp-token-topics", env = "SCP_TOKEN_TOPICS", default_value = crate::actors::wds::DEFAULT_TOPICS)]
+    #[arg(long = "scp-token-topics", env = "SCP_TOKEN_TOPICS", default_value = crate::token::DEFAULT_TOPICS)]
     pub token_topics: String,
 
     /// WDS URL the browser connects to (v2, e.g. `wss://wds.example.com/ws/v2`); empty: the

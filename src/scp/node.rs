@@ -114,7 +114,7 @@ pub fn end_user_access(args: &ScpArgs, username: &str) -> Result<String, String>
             "sessions are in the SCP's memory: it ends them when it reads the changed file".into(),
         );
     }
-    let pool = crate::actors::store::cache_writer::redis_pool(url).map_err(|e| e.to_string())?;
+    let pool = crate::redis_pool::open(url).map_err(|e| e.to_string())?;
     let prefix = &args.node_registry.registry_prefix;
     let settings = &args.settings;
     let sessions = super::sessions::Sessions::in_redis(
@@ -174,7 +174,7 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
         Directory::Static(Vec::new())
     } else {
         Directory::Redis {
-            pool: crate::actors::store::cache_writer::redis_pool(&args.node_registry.registry_url)
+            pool: crate::redis_pool::open(&args.node_registry.registry_url)
                 .map_err(|e| ScpNodeError::Config(e.to_string()))?,
             prefix: args.node_registry.registry_prefix.clone(),
         }

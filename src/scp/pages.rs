@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::auth::{current, issue_token};
+use super::auth::{current, issue_token, to_login};
 use super::users::ADMIN;
 use super::{ScpError, ScpState};
 
@@ -76,18 +76,6 @@ fn page(body: String) -> HttpResponse {
         .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(body)
-}
-
-/// A redirect to the login page, back to `next` afterwards, with an error to show.
-pub(super) fn to_login(next: &str, error: Option<&str>) -> HttpResponse {
-    let mut q = vec![("next", next)];
-    if let Some(e) = error {
-        q.push(("error", e));
-    }
-    let q = serde_urlencoded::to_string(q).unwrap_or_default();
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, format!("/login?{q}")))
-        .finish()
 }
 
 #[derive(serde::Deserialize)]

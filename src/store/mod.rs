@@ -16,8 +16,8 @@ use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Handler, Message, Recipient};
 use bytes::Bytes;
 
-use crate::actors::Mailbox;
 use crate::metrics::ActorMetrics;
+use crate::recipient::CountedRecipient;
 
 /// How a value is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +202,7 @@ pub const RELEASE_LUA: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then
 /// A handle on a store, whichever actor is behind it.
 #[derive(Clone)]
 pub struct Store {
-    pub write: Mailbox<Write>,
+    pub write: CountedRecipient<Write>,
     pub put: Recipient<Put>,
     pub get: Recipient<Get>,
     pub read: Recipient<Read>,
@@ -235,7 +235,7 @@ impl Store {
             + ToEnvelope<A, Release>,
     {
         Store {
-            write: Mailbox::of(addr, metrics),
+            write: CountedRecipient::of(addr, metrics),
             put: addr.clone().recipient(),
             get: addr.clone().recipient(),
             read: addr.clone().recipient(),

@@ -124,7 +124,7 @@ impl Drop for Proxy {
 
 /// Deletes every shard queue the publisher declares under `prefix`.
 pub async fn delete_pipeline_queues(prefix: &str, shards: u16) {
-    use tickwire::actors::listener::publisher::queue_name;
+    use tickwire::queue::topology::queue_name;
     use tickwire::queue::QueueKind;
     let names: Vec<String> = QueueKind::ALL
         .iter()

@@ -31,12 +31,12 @@ use futures_util::stream::SplitSink;
 use futures_util::StreamExt;
 
 use super::router::RawFrame;
-use crate::actors::Mailbox;
 use crate::backoff::Backoff;
 use crate::massive::control::{ClientMessage, Topic};
 use crate::massive::frame::route_frame;
 use crate::massive::{Market, Status, StatusKind};
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+use crate::recipient::CountedRecipient;
 
 /// Largest frame routed (Massive's frames stay below ~1 MB); larger ones are counted and
 /// skipped, and the connection stays.
@@ -108,8 +108,8 @@ type WsSink = SinkWrite<WsMessage, SplitSink<Framed<BoxedSocket, Codec>, WsMessa
 
 pub struct Listener {
     cfg: ListenerConfig,
-    router: Mailbox<RawFrame>,
-    recorder: Option<Mailbox<RawFrame>>,
+    router: CountedRecipient<RawFrame>,
+    recorder: Option<CountedRecipient<RawFrame>>,
     health: Arc<ListenerHealth>,
     m: ListenerMetrics,
     backoff: Backoff,
@@ -125,7 +125,7 @@ pub struct Listener {
 pub fn start(
     cfg: ListenerConfig,
     shards: u16,
-    out: Mailbox<super::router::EventBatch>,
+    out: CountedRecipient<crate::queue::EventBatch>,
     registry: &Arc<Registry>,
 ) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
     start_with(cfg, shards, out, None, registry)
@@ -135,15 +135,15 @@ pub fn start(
 pub fn start_with(
     cfg: ListenerConfig,
     shards: u16,
-    out: Mailbox<super::router::EventBatch>,
-    recorder: Option<Mailbox<RawFrame>>,
+    out: CountedRecipient<crate::queue::EventBatch>,
+    recorder: Option<CountedRecipient<RawFrame>>,
     registry: &Arc<Registry>,
 ) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
     use actix::Actor as _;
     let router = super::router::Router::new(shards, out, registry);
     let router_metrics = router.metrics();
     let router = router.start();
-    let mut listener = Listener::new(cfg, Mailbox::of(&router, router_metrics), registry);
+    let mut listener = Listener::new(cfg, CountedRecipient::of(&router, router_metrics), registry);
     if let Some(r) = recorder {
         listener = listener.with_recorder(r);
     }
@@ -163,13 +163,22 @@ pub fn start_publishing(
     let publisher = super::publisher::QueuePublisher::new(publisher, registry);
     let metrics = publisher.metrics();
     let publisher = publisher.start();
-    start(cfg, shards, Mailbox::of(&publisher, metrics), registry)
+    start(
+        cfg,
+        shards,
+        CountedRecipient::of(&publisher, metrics),
+        registry,
+    )
 }
 
 impl Listener {
     pub const NAME: &'static str = "listener";
 
-    pub fn new(cfg: ListenerConfig, router: Mailbox<RawFrame>, registry: &Registry) -> Self {
+    pub fn new(
+        cfg: ListenerConfig,
+        router: CountedRecipient<RawFrame>,
+        registry: &Registry,
+    ) -> Self {
         let market = cfg.market.path();
         let l = [("market", market)];
         let c = |name: &str, help: &str| registry.counter(name, help, &l);
@@ -250,7 +259,7 @@ impl Listener {
     }
 
     /// Also send every raw frame to `recorder` (`--record`).
-    pub fn with_recorder(mut self, recorder: Mailbox<RawFrame>) -> Self {
+    pub fn with_recorder(mut self, recorder: CountedRecipient<RawFrame>) -> Self {
         self.recorder = Some(recorder);
         self
     }

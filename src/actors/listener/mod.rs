@@ -36,15 +36,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::actors::listener::lease::{lease_key, LeaseConfig, LeaseKeeper};
-use connection::{Control, Describe, Listener, ListenerConfig, Reconfigure};
 use crate::actors::listener::publisher::{PublisherConfig, QueuePublisher};
 use crate::actors::listener::recorder::Recorder;
-use crate::actors::Mailbox;
 use crate::admin::{self, AdminState, FnCheck, NodeHttp};
 use crate::config::{parse_subscriptions, BrokerArgs, CommonArgs, MassiveArgs};
 use crate::massive::control::Topic;
 use crate::massive::Market;
 use crate::metrics::Registry;
+use crate::recipient::CountedRecipient;
+use connection::{Control, Describe, Listener, ListenerConfig, Reconfigure};
 
 /// Every setting of `tickwire-listener`.
 #[derive(Debug, Clone, clap::Args)]
@@ -542,7 +542,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
             let r = Recorder::create(path, &registry).map_err(NodeError::Record)?;
             let m = r.metrics();
             log::info!("recording raw frames to {}", path.display());
-            Some(Mailbox::of(&r.start(), m))
+            Some(CountedRecipient::of(&r.start(), m))
         }
         None => None,
     };
@@ -581,7 +581,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         let (listener, health) = connection::start_with(
             cfg,
             args.shards.max(1),
-            Mailbox::of(&publisher, publisher_metrics.clone()),
+            CountedRecipient::of(&publisher, publisher_metrics.clone()),
             recorder.clone(),
             &registry,
         );

@@ -1,10 +1,8 @@
 //! QueuePublisher actor (lapin): puts event batches on RabbitMQ without ever holding up the
 //! listener.
 //!
-//! - Topology is declared at connect: for each queue type (`aggregate`, `trades`, `quotes`,
-//!   `halts`, `unknown`) S shard queues `<prefix><type>.<shard>` with `x-message-ttl`
-//!   (`MARKET_DATA_MESSAGE_TTL`, 5000 ms) and `x-single-active-consumer` (one active consumer
-//!   per shard keeps per-symbol order, with failover). Messages are non-persistent.
+//! - The [topology](crate::queue::topology) is declared at connect. Messages are
+//!   non-persistent.
 //! - One AMQP message per (frame, queue, shard): the [envelope](crate::queue::envelope).
 //! - Batches wait in a bounded buffer. When it is full (RabbitMQ slow or down) the OLDEST batch
 //!   is dropped and counted per queue: fresh data beats old data, and the socket is never
@@ -16,15 +14,14 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
-use super::router::EventBatch;
 use crate::backoff::Backoff;
-use crate::queue::envelope;
-use crate::queue::QueueKind;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+use crate::queue::envelope;
+use crate::queue::topology::{declare_topology, queue_name};
+use crate::queue::{EventBatch, QueueKind};
 
 /// Publisher settings.
 #[derive(Debug, Clone)]
@@ -59,40 +56,6 @@ impl PublisherConfig {
             coalesce_max_events: 500,
         }
     }
-}
-
-/// The queue name of (kind, shard).
-pub fn queue_name(prefix: &str, kind: QueueKind, shard: u16) -> String {
-    format!("{prefix}{}.{shard}", kind.name())
-}
-
-/// Queue arguments every declarer must use identically (else PRECONDITION_FAILED).
-pub fn queue_arguments(ttl_ms: u32) -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl_ms));
-    args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-    args
-}
-
-/// Declares every shard queue of every type.
-pub async fn declare_topology(
-    channel: &Channel,
-    prefix: &str,
-    shards: u16,
-    ttl_ms: u32,
-) -> Result<(), lapin::Error> {
-    for kind in QueueKind::ALL {
-        for shard in 0..shards.max(1) {
-            channel
-                .queue_declare(
-                    queue_name(prefix, kind, shard).into(),
-                    QueueDeclareOptions::default(),
-                    queue_arguments(ttl_ms),
-                )
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 async fn open(cfg: PublisherConfig) -> Result<(Connection, Channel), lapin::Error> {

@@ -7,10 +7,10 @@
 use actix::{Actor, Context, Handler, Message};
 use bytes::Bytes;
 
-use crate::actors::Mailbox;
-use crate::queue::{route, QueueKind};
 use crate::massive::Market;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+use crate::queue::{route, EventBatch, QueueKind};
+use crate::recipient::CountedRecipient;
 
 /// A frame as read off the Massive socket.
 #[derive(Message, Debug, Clone)]
@@ -22,20 +22,9 @@ pub struct RawFrame {
     pub market: Market,
 }
 
-/// The events of one frame for one (queue, shard), in frame order.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct EventBatch {
-    pub queue: QueueKind,
-    pub shard: u16,
-    pub received_at_ms: i64,
-    pub market: Market,
-    pub events: Vec<Bytes>,
-}
-
 pub struct Router {
     shards: u16,
-    out: Mailbox<EventBatch>,
+    out: CountedRecipient<EventBatch>,
     metrics: ActorMetrics,
     events: Vec<Counter>,
     bad_elements: Counter,
@@ -47,7 +36,11 @@ pub struct Router {
 impl Router {
     pub const NAME: &'static str = "router";
 
-    pub fn new(shards: u16, out: Mailbox<EventBatch>, registry: &std::sync::Arc<Registry>) -> Self {
+    pub fn new(
+        shards: u16,
+        out: CountedRecipient<EventBatch>,
+        registry: &std::sync::Arc<Registry>,
+    ) -> Self {
         Router {
             shards: shards.max(1),
             out,

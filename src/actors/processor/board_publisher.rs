@@ -14,10 +14,10 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use bytes::Bytes;
 
 use super::shard::{board_key, trades_key};
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::analyzers::leaderboard::{self, Board, ShardBoard};
 use crate::analyzers::shard::VALUE_TTL_SECS;
 use crate::analyzers::top_trades::{self, Stats};
+use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::store::{CacheWrite, Store, Write};
 
 #[derive(Debug, Clone)]

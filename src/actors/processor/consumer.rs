@@ -21,21 +21,17 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use lapin::options::{
-    BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 
 use super::shard::{Processor, Rehydrate};
-use crate::actors::listener::publisher::{declare_topology, queue_arguments, queue_name};
-use crate::actors::listener::router::EventBatch;
-use crate::actors::Mailbox;
 use crate::backoff::Backoff;
-use crate::queue::envelope;
-use crate::queue::QueueKind;
-use crate::massive::Market;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+use crate::queue::envelope;
+use crate::queue::topology::{declare_queue, declare_topology, queue_name};
+use crate::queue::{EventBatch, QueueKind};
+use crate::recipient::CountedRecipient;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -71,35 +67,6 @@ struct QueueSlot {
     channel: Option<Channel>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("not a queue envelope: {0}")]
-    Envelope(#[from] serde_json::Error),
-    #[error("unknown asset class {0:?}")]
-    Market(String),
-}
-
-/// Reads a queue message into a batch whose events are zero-copy slices of the body.
-pub fn decode(kind: QueueKind, shard: u16, body: Bytes) -> Result<EventBatch, DecodeError> {
-    let env = envelope::decode(&body)?;
-    let market: Market = env
-        .asset_class
-        .parse()
-        .map_err(|_| DecodeError::Market(env.asset_class.clone()))?;
-    let events = env
-        .events
-        .iter()
-        .map(|raw| body.slice_ref(raw.get().as_bytes()))
-        .collect();
-    Ok(EventBatch {
-        queue: kind,
-        shard,
-        received_at_ms: env.received_at,
-        market,
-        events,
-    })
-}
-
 struct Counters {
     messages: Counter,
     rejected: Counter,
@@ -112,7 +79,7 @@ struct Counters {
 
 pub struct QueueConsumer {
     cfg: ConsumerConfig,
-    processors: Vec<Mailbox<EventBatch>>,
+    processors: Vec<CountedRecipient<EventBatch>>,
     rehydrate: Vec<Addr<Processor>>,
     assigned: BTreeSet<u16>,
     conn: Option<std::sync::Arc<Connection>>,
@@ -132,7 +99,7 @@ impl QueueConsumer {
 
     pub fn new(
         cfg: ConsumerConfig,
-        processors: Vec<Mailbox<EventBatch>>,
+        processors: Vec<CountedRecipient<EventBatch>>,
         rehydrate: Vec<Addr<Processor>>,
         registry: &Registry,
     ) -> Self {
@@ -249,12 +216,7 @@ impl QueueConsumer {
                 .await?;
             let queue = queue_name(&cfg.queue_prefix, kind, shard);
             // Idempotent; brings back a queue deleted under a running consumer.
-            ch.queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions::default(),
-                queue_arguments(cfg.message_ttl_ms),
-            )
-            .await?;
+            declare_queue(&ch, &cfg.queue_prefix, kind, shard, cfg.message_ttl_ms).await?;
             let consumer = ch
                 .basic_consume(
                     queue.clone().into(),
@@ -359,7 +321,7 @@ fn close(ch: Channel, why: &'static str) {
 async fn consume(
     mut consumer: lapin::Consumer,
     prefetch: u16,
-    processor: Mailbox<EventBatch>,
+    processor: CountedRecipient<EventBatch>,
     c: std::sync::Arc<Counters>,
     me: Addr<QueueConsumer>,
     mut end: Ended,
@@ -379,7 +341,7 @@ async fn consume(
                     }
                     None => break,
                 };
-                match decode(kind, shard, Bytes::from(d.data)) {
+                match envelope::decode_batch(kind, shard, Bytes::from(d.data)) {
                     Ok(batch) => {
                         let send = processor.send(batch);
                         let (acker, c) = (d.acker, c.clone());

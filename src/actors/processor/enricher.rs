@@ -22,9 +22,9 @@ use actix::{
 use bytes::Bytes;
 use chrono::NaiveDate;
 
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::analyzers::enrichment::{self, Kind, NEGATIVE_TTL_SECS, NONE};
 use crate::analyzers::quote::Enrichment;
+use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::store::{CacheWrite, Store};
 
 /// Fetch `symbol`'s enrichment for market day `day`; the answer goes to `reply`.

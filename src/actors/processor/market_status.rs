@@ -10,9 +10,9 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
 
 use super::shard::CalendarUpdate;
+use crate::analyzers::calendar::{StatusReport, TradingCalendar};
 use crate::clock;
 use crate::metrics::{Counter, Registry};
-use crate::analyzers::calendar::{StatusReport, TradingCalendar};
 
 pub struct MarketStatus {
     url: String,

@@ -24,17 +24,17 @@ use actix_web::web;
 use clap::Parser;
 use serde_json::json;
 
-use crate::analyzers::raw_routes::RawRoutes;
-use crate::analyzers::shard::ShardConfig;
 use crate::actors::processor::board_publisher::{BoardPublisher, BoardPublisherConfig};
-use crate::actors::store::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
 use crate::actors::processor::consumer::{ConsumerConfig, QueueConsumer};
 use crate::actors::processor::enricher::{Enricher, EnricherConfig};
 use crate::actors::processor::market_status::MarketStatus;
-use crate::actors::processor::shard::{Processor, ProcessorConfig};
 use crate::actors::processor::pool::ProcessorPool;
+use crate::actors::processor::shard::{Processor, ProcessorConfig};
 use crate::actors::processor::shard_manager::{ShardManager, ShardManagerConfig};
+use crate::actors::store::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
 use crate::admin::{self, AdminState, FnCheck, NodeHttp};
+use crate::analyzers::raw_routes::RawRoutes;
+use crate::analyzers::shard::ShardConfig;
 use crate::config::{node_id, BrokerArgs, CommonArgs};
 use crate::metrics::Registry;
 use crate::store::Store;
@@ -159,7 +159,7 @@ pub struct PipelineArgs {
 pub struct Pipeline {
     pub pool: Addr<ProcessorPool>,
     pub processors: Vec<Addr<Processor>>,
-    pool_mailboxes: Vec<crate::actors::Mailbox<crate::actors::listener::router::EventBatch>>,
+    pool_mailboxes: Vec<crate::recipient::CountedRecipient<crate::queue::EventBatch>>,
     pub pool_metrics: crate::metrics::ActorMetrics,
     pub boards: Addr<BoardPublisher>,
     pub shards: u16,
@@ -192,9 +192,9 @@ pub fn start_pipeline(
             state.clone(),
             registry,
         );
-        // Through a Mailbox, so the enricher's backlog shows as its mailbox depth.
+        // Through a CountedRecipient, so the enricher's backlog shows as its mailbox depth.
         let metrics = e.metrics();
-        crate::actors::Mailbox::of(&e.start(), metrics)
+        crate::recipient::CountedRecipient::of(&e.start(), metrics)
     });
     if args.enrichment && api_key.is_empty() {
         log::warn!("no Massive API key: REST enrichment is off");
@@ -292,7 +292,10 @@ impl ProcessorNode {
             .shard_manager
             .send(crate::actors::processor::shard_manager::Stop)
             .await;
-        let _ = self.boards.send(crate::actors::processor::board_publisher::Stop).await;
+        let _ = self
+            .boards
+            .send(crate::actors::processor::board_publisher::Stop)
+            .await;
         self.http.stop().await;
     }
 }
@@ -435,21 +438,6 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
     })
 }
 
-/// `PUT /control/pool` body: `{"max_shards": n}`, `null` or 0 for the node's fair share.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PoolBody {
-    max_shards: Option<u16>,
-}
-
-/// Parses a `PUT /control/pool` body into the cap (`None`: fair share), or the reason it is
-/// malformed. The control plane checks bodies with it before calling a node.
-pub fn parse_pool_body(body: &[u8]) -> Result<Option<u16>, String> {
-    serde_json::from_slice::<PoolBody>(body)
-        .map(|b| b.max_shards.filter(|n| *n > 0))
-        .map_err(|e| format!("expected {{\"max_shards\": n or null}}: {e}"))
-}
-
 /// Sets the processor pool size (admin token required).
 async fn set_pool(
     req: actix_web::HttpRequest,
@@ -460,7 +448,7 @@ async fn set_pool(
     if let Err(e) = admin.authorize(&req) {
         return actix_web::ResponseError::error_response(&e);
     }
-    let max = match parse_pool_body(&body) {
+    let max = match crate::nodes::parse_pool_body(&body) {
         Ok(max) => max,
         Err(e) => {
             return actix_web::HttpResponse::BadRequest()

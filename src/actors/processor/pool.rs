@@ -9,14 +9,14 @@ use actix::{Actor, Addr, Arbiter, Context, Handler};
 
 use super::enricher::Enrich;
 use super::shard::{CalendarUpdate, Processor, ProcessorConfig};
-use crate::actors::listener::router::EventBatch;
-use crate::actors::Mailbox;
 use crate::metrics::{ActorMetrics, Registry};
+use crate::queue::EventBatch;
+use crate::recipient::CountedRecipient;
 use crate::store::Store;
 
 pub struct ProcessorPool {
     processors: Vec<Addr<Processor>>,
-    mailboxes: Vec<Mailbox<EventBatch>>,
+    mailboxes: Vec<CountedRecipient<EventBatch>>,
     metrics: ActorMetrics,
     _arbiters: Vec<Arbiter>,
 }
@@ -30,7 +30,7 @@ impl ProcessorPool {
         threads: usize,
         results: &Store,
         store: &Store,
-        enricher: Option<crate::actors::Mailbox<Enrich>>,
+        enricher: Option<crate::recipient::CountedRecipient<Enrich>>,
         registry: &std::sync::Arc<Registry>,
     ) -> Self {
         let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
@@ -46,7 +46,7 @@ impl ProcessorPool {
             );
             let metrics = p.metrics();
             let addr = Processor::start_in_arbiter(&arbiters[i % arbiters.len()].handle(), |_| p);
-            mailboxes.push(Mailbox::of(&addr, metrics));
+            mailboxes.push(CountedRecipient::of(&addr, metrics));
             processors.push(addr);
         }
         ProcessorPool {
@@ -62,7 +62,7 @@ impl ProcessorPool {
     }
 
     /// One mailbox per shard, in shard order.
-    pub fn mailboxes(&self) -> Vec<Mailbox<EventBatch>> {
+    pub fn mailboxes(&self) -> Vec<CountedRecipient<EventBatch>> {
         self.mailboxes.clone()
     }
 

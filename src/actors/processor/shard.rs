@@ -18,10 +18,10 @@ use actix::{
 use bytes::Bytes;
 
 use super::enricher::{Enrich, Enriched};
-use crate::actors::listener::router::EventBatch;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
 use crate::analyzers::calendar::TradingCalendar;
 use crate::analyzers::shard::{Checkpoint, ShardConfig, ShardState};
+use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
+use crate::queue::EventBatch;
 use crate::store::{CacheWrite, Store, Write};
 
 /// How long checkpoints are kept: long enough for any takeover, bounded if shards shrink.
@@ -88,7 +88,7 @@ pub struct Processor {
     state: ShardState,
     results: Store,
     store: Store,
-    enricher: Option<crate::actors::Mailbox<Enrich>>,
+    enricher: Option<crate::recipient::CountedRecipient<Enrich>>,
     metrics: ActorMetrics,
     c: Counters,
     writing_checkpoint: bool,
@@ -99,7 +99,7 @@ impl Processor {
         cfg: ProcessorConfig,
         results: Store,
         store: Store,
-        enricher: Option<crate::actors::Mailbox<Enrich>>,
+        enricher: Option<crate::recipient::CountedRecipient<Enrich>>,
         registry: &Registry,
     ) -> Self {
         let shard = cfg.shard.to_string();

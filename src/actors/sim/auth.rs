@@ -4,8 +4,6 @@ use std::collections::BTreeSet;
 
 use crate::massive::Market;
 
-use super::config::KeySpecs;
-
 /// `auth_success` message.
 pub const AUTHENTICATED: &str = "authenticated";
 /// `auth_failed` message for an unknown key.
@@ -79,6 +77,10 @@ pub fn parse_key_specs(s: &str) -> Result<KeySpecs, String> {
     }
     Ok(KeySpecs(out))
 }
+
+/// Parsed `--api-keys`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpecs(pub Vec<KeySpec>);
 
 impl KeySpecs {
     pub fn find(&self, key: &str) -> Option<&KeySpec> {

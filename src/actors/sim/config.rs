@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::auth::{parse_key_specs, KeySpec};
+use super::auth::{parse_key_specs, KeySpecs};
 use crate::config::CommonArgs;
 
 /// How the simulator ends a connection it is done with.
@@ -182,10 +182,6 @@ pub struct SimArgs {
     #[arg(long, env = "SIM_REST_RATE_LIMIT", default_value_t = 0)]
     pub rest_rate_limit: u32,
 }
-
-/// Parsed `--api-keys`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeySpecs(pub Vec<KeySpec>);
 
 impl SimArgs {
     /// Defaults for tests and the embedded mode (as if no flag or env var were given).

@@ -16,13 +16,13 @@ use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::massive::Market;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
-use crate::clock::MarketClock;
 use crate::actors::sim::filter::EncodedEvent;
 use crate::actors::sim::market::{SimEvent, SyntheticMarket, STOCK_CHANNELS};
 use crate::actors::sim::replay::Replayer;
-use crate::actors::sim::rest::{self, RestError, RestQuery};
+use crate::actors::sim::rest::{self, Query, RestError};
+use crate::clock::MarketClock;
+use crate::massive::Market;
+use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 
 /// One tick's events for one market, shared by all sessions.
 #[derive(Debug)]
@@ -52,11 +52,6 @@ pub struct Detach {
     pub id: u64,
 }
 
-/// A REST question about the market.
-#[derive(Message)]
-#[rtype(result = "Result<Value, RestError>")]
-pub struct Query(pub RestQuery);
-
 /// Feed timing and faults.
 #[derive(Debug, Clone)]
 pub struct FeedSettings {
@@ -67,7 +62,7 @@ pub struct FeedSettings {
 
 struct FeedMetrics {
     actor: ActorMetrics,
-    /// Mailbox metrics of the sessions the feed sends to (depth is counted at the sender).
+    /// CountedRecipient metrics of the sessions the feed sends to (depth is counted at the sender).
     sessions_actor: ActorMetrics,
     events: Vec<Counter>,
     replayed: Counter,

@@ -21,9 +21,9 @@ use chrono::{Duration, NaiveDate, NaiveTime};
 use serde_json::{json, Value};
 
 use crate::clock::{self, Session};
-use crate::rng::{hash_unit, Rng};
 use crate::massive::values::{DecimalStr, LenientNum, StrOrInt, TsMillis, TsNanos};
 use crate::massive::{Aggregate, Event, Fmv, Luld, Noi, Quote, Trade};
+use crate::rng::{hash_unit, Rng};
 
 /// Channel index of each stocks event the market produces (for fast subscription filters).
 pub const CH_T: u8 = 0;

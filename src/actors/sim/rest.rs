@@ -15,14 +15,17 @@ use chrono::{NaiveDate, SecondsFormat};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{self, KeySpec};
-use crate::clock::{self, Session};
-use super::config::KeySpecs;
+use super::auth::{self, KeySpec, KeySpecs};
 use super::market::SyntheticMarket;
-use crate::actors::sim::feed::Query;
-use crate::actors::Mailbox;
+use crate::clock::{self, Session};
 use crate::massive::Market;
 use crate::metrics::{Counter, Registry};
+use crate::recipient::CountedRecipient;
+
+/// A REST question for the feed actor, which owns the market.
+#[derive(actix::Message)]
+#[rtype(result = "Result<Value, RestError>")]
+pub struct Query(pub RestQuery);
 
 /// A question for the market, answered by the feed actor.
 #[derive(Debug, Clone)]
@@ -211,7 +214,7 @@ pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, 
 /// Shared state of the REST handlers.
 pub struct RestState {
     pub keys: KeySpecs,
-    pub feed: Mailbox<Query>,
+    pub feed: CountedRecipient<Query>,
     pub rate_limit_per_min: u32,
     windows: Mutex<HashMap<String, (Instant, u32)>>,
     request_ids: AtomicU64,
@@ -221,7 +224,7 @@ pub struct RestState {
 impl RestState {
     pub fn new(
         keys: KeySpecs,
-        feed: Mailbox<Query>,
+        feed: CountedRecipient<Query>,
         rate_limit_per_min: u32,
         registry: Arc<Registry>,
     ) -> Self {

@@ -14,7 +14,6 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::clock::{self, MarketClock};
 use super::config::SimArgs;
 use super::market::{MarketConfig, SyntheticMarket};
 use super::replay::{load_capture, ReplayError, Replayer};
@@ -23,10 +22,11 @@ use super::wsio;
 use crate::actors::sim::feed::{Feed, FeedSettings};
 use crate::actors::sim::registry::ConnectionRegistry;
 use crate::actors::sim::session::{SessionLinks, SessionMetrics, SessionSettings, SimSession};
-use crate::actors::Mailbox;
 use crate::admin::{self, AdminState, FnCheck};
+use crate::clock::{self, MarketClock};
 use crate::massive::Market;
 use crate::metrics::{ActorMetrics, Registry};
+use crate::recipient::CountedRecipient;
 
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -182,10 +182,10 @@ pub fn start(
     let conn_registry = conn_registry.start();
 
     let links = SessionLinks {
-        attach: Mailbox::of(&feed, feed_metrics.clone()),
-        detach: Mailbox::of(&feed, feed_metrics.clone()),
-        register: Mailbox::of(&conn_registry, registry_metrics.clone()),
-        unregister: Mailbox::of(&conn_registry, registry_metrics),
+        attach: CountedRecipient::of(&feed, feed_metrics.clone()),
+        detach: CountedRecipient::of(&feed, feed_metrics.clone()),
+        register: CountedRecipient::of(&conn_registry, registry_metrics.clone()),
+        unregister: CountedRecipient::of(&conn_registry, registry_metrics),
     };
     let settings = Arc::new(SessionSettings {
         keys: args.api_keys.clone(),
@@ -210,7 +210,7 @@ pub fn start(
     });
     let rest_state = web::Data::new(RestState::new(
         args.api_keys.clone(),
-        Mailbox::of(&feed, feed_metrics),
+        CountedRecipient::of(&feed, feed_metrics),
         args.rest_rate_limit,
         registry.clone(),
     ));

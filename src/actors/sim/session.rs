@@ -22,15 +22,16 @@ use bytes::{BufMut, BytesMut};
 
 use super::feed::{Attach, Detach, FeedBatch};
 use super::registry::{Evict, Register, Unregister};
-use crate::actors::Mailbox;
+use crate::actors::sim::auth;
+use crate::actors::sim::auth::KeySpecs;
+use crate::actors::sim::config::{AckMode, CloseMode, MalformedMode, SlowConsumerMode};
+use crate::actors::sim::filter::SubscriptionSet;
+use crate::actors::sim::wsio::{self, Frame, Outbound, ProtocolError};
 use crate::massive::control::{parse_topics, ClientMessage, Topic};
 use crate::massive::events::encode_frame as encode_events;
 use crate::massive::{Event, Market, Status};
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
-use crate::actors::sim::auth;
-use crate::actors::sim::config::{AckMode, CloseMode, KeySpecs, MalformedMode, SlowConsumerMode};
-use crate::actors::sim::filter::SubscriptionSet;
-use crate::actors::sim::wsio::{self, Frame, Outbound, ProtocolError};
+use crate::recipient::CountedRecipient;
 
 /// Connection-level settings shared by all sessions.
 #[derive(Debug, Clone)]
@@ -154,10 +155,10 @@ impl SessionMetrics {
 /// Where a session reports to.
 #[derive(Clone)]
 pub struct SessionLinks {
-    pub attach: Mailbox<Attach>,
-    pub detach: Mailbox<Detach>,
-    pub register: Mailbox<Register>,
-    pub unregister: Mailbox<Unregister>,
+    pub attach: CountedRecipient<Attach>,
+    pub detach: CountedRecipient<Detach>,
+    pub register: CountedRecipient<Register>,
+    pub unregister: CountedRecipient<Unregister>,
 }
 
 pub struct SimSession {

@@ -11,8 +11,8 @@
 //! - [`inbound`] decodes client frames from the request payload.
 //! - [`encode_frame`] writes an unmasked server frame (text, close, pong).
 //!
-//! The handshake and frame decoder come from actix-web-actors and actix-http; all of their
-//! use by the simulator is in this file.
+//! The handshake check and frame decoder come from actix-http; all of their use by the
+//! simulator is in this file. (actix-web-actors stays with the WDS sessions alone.)
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use actix_codec::Decoder;
-use actix_http::ws::Codec;
+use actix_http::ws::{self, Codec, HandshakeError};
 pub use actix_http::ws::{Frame, ProtocolError};
-use actix_web::{web, HttpRequest, HttpResponseBuilder};
-use actix_web_actors::ws;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
@@ -67,8 +67,18 @@ pub fn close_frame(code: u16) -> Bytes {
 }
 
 /// Validates the upgrade request and returns the 101 response builder.
-pub fn handshake(req: &HttpRequest) -> Result<HttpResponseBuilder, ws::HandshakeError> {
-    ws::handshake(req)
+pub fn handshake(req: &HttpRequest) -> Result<HttpResponseBuilder, HandshakeError> {
+    ws::verify_handshake(req.head())?;
+    let key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(HandshakeError::BadWebsocketKey)?;
+    let accept = header::HeaderValue::from_bytes(&ws::hash_key(key.as_bytes()))
+        .map_err(|_| HandshakeError::BadWebsocketKey)?;
+    let mut res = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
+    res.upgrade("websocket")
+        .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept));
+    Ok(res)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

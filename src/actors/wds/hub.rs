@@ -30,11 +30,11 @@ use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actors::store::memory_store::Published;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
-use crate::store::{glob_match, Snapshot, Store, StoreError, Stored};
 use crate::actors::wds::outbox::{Frame, Outbox, Pushed};
 use crate::actors::wds::protocol::{self, v2};
 use crate::actors::wds::upstream::{UpCmd, UpEvent};
+use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
+use crate::store::{glob_match, Snapshot, Store, StoreError, Stored};
 
 pub type SessionId = u64;
 

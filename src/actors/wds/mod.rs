@@ -22,16 +22,10 @@ use actix::{Addr, Recipient};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::actors::wds::hub::{Hub, SessionId};
-use crate::actors::wds::session::{GoingAway, Revoke};
 use crate::metrics::{Counter, Gauge, Registry};
 use crate::revocation::{Revocation, RevocationList};
 use crate::store::{glob_match, Store};
 use crate::token::{self, Claims, TokenError};
-
-/// What a node serves by default: the client-facing keys of reference-system.md §4 and
-/// nothing else (no control keys, no internal state, no `*`), whoever asks.
-pub const DEFAULT_TOPICS: &str = "scanners:*,quote:*,daily_range:*,daily_range_hod_alert,\
-daily_range_lod_alert,stocks:*,unknown,tta:*,news:*";
 
 pub mod hub;
 pub mod node;
@@ -225,6 +219,19 @@ pub struct WdsState {
     stopping: AtomicBool,
 }
 
+/// The node is stopping: close with 1001 so that the client reconnects at once (to another
+/// replica) rather than finding out from a dead socket.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct GoingAway;
+
+/// The control plane revoked some tokens ([`crate::revocation`]): a session holding one of
+/// them ends now rather than at its token's expiry. v2 is told why first; v1 gets only the
+/// close frame (its web app takes any unsolicited frame for data).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Revoke(pub Revocation);
+
 /// How the node reaches an open session.
 pub struct OpenSession {
     pub going_away: Recipient<GoingAway>,
@@ -347,15 +354,6 @@ impl WdsState {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// A comma list of topic patterns.
-pub fn topic_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// A token bucket: `rate` requests per second, bursts up to `rate`.

@@ -12,15 +12,15 @@ use serde_json::json;
 
 use super::session;
 use crate::actors::store::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
-use crate::actors::wds::hub::{GetFigures, Hub, HubConfig};
 use crate::actors::store::memory_store::{MemoryStore, Subscribe};
+use crate::actors::wds::hub::{GetFigures, Hub, HubConfig};
+use crate::actors::wds::{Auth, Limits, SessionMetrics, WdsState};
 use crate::admin::{self, AdminState, FnCheck, NodeHttp};
 use crate::config::node_id;
 use crate::config::CommonArgs;
 use crate::metrics::Registry;
 use crate::revocation::{self, RevocationList};
 use crate::store::Store;
-use crate::actors::wds::{Auth, Limits, SessionMetrics, WdsState};
 
 /// Session settings shared by `tickwire-wds` and embedded mode.
 #[derive(clap::Args, Debug, Clone)]
@@ -43,7 +43,7 @@ pub struct WdsSettings {
 
     /// Topic patterns this node serves at all, tokens aside (comma list, `*` wildcard).
     #[arg(long = "wds-allowed-topics", id = "wds_allowed_topics", env = "WDS_ALLOWED_TOPICS",
-          default_value = crate::actors::wds::DEFAULT_TOPICS)]
+          default_value = crate::token::DEFAULT_TOPICS)]
     pub allowed_topics: String,
 
     /// Largest client frame (bytes).
@@ -229,7 +229,7 @@ fn wds_state(
         auth: settings.auth()?,
         limits: settings.limits(),
         results_prefix: results_prefix.to_string(),
-        allowed: crate::actors::wds::topic_list(&settings.allowed_topics),
+        allowed: crate::token::topic_list(&settings.allowed_topics),
         metrics: SessionMetrics::new(registry),
         revoked: RevocationList::new(),
         sessions: Default::default(),
@@ -246,7 +246,7 @@ fn watch_registry_revocations(args: &WdsArgs, state: &WdsState, registry: &Regis
     let pool = if url.is_empty() {
         Err("NODE_REGISTRY_URL is empty".to_string())
     } else {
-        crate::actors::store::cache_writer::redis_pool(url).map_err(|e| e.to_string())
+        crate::redis_pool::open(url).map_err(|e| e.to_string())
     };
     let pool = match pool {
         Ok(p) => p,

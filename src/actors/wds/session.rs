@@ -22,12 +22,11 @@ use actix_web_actors::ws;
 use serde_json::json;
 
 use crate::actors::wds::hub::{Join, Leave, SessionId};
-use crate::revocation::Revocation;
-use crate::store::{StoreError, Stored};
-use crate::token::{self, Claims, TokenError};
 use crate::actors::wds::outbox::{Outbox, Wake};
 use crate::actors::wds::protocol::{self, v1, v2, Parsed, ProtocolError, Request};
-use crate::actors::wds::{OpenSession, RateLimit, SessionMetrics, WdsState};
+use crate::actors::wds::{GoingAway, OpenSession, RateLimit, Revoke, SessionMetrics, WdsState};
+use crate::store::{StoreError, Stored};
+use crate::token::{self, Claims, TokenError};
 
 static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -575,12 +574,6 @@ impl Actor for WsSession {
     }
 }
 
-/// The node is stopping: close with 1001 so that the client reconnects at once (to another
-/// replica) rather than finding out from a dead socket.
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct GoingAway;
-
 impl Handler<GoingAway> for WsSession {
     type Result = ();
     fn handle(&mut self, _: GoingAway, ctx: &mut Self::Context) {
@@ -592,13 +585,6 @@ impl Handler<GoingAway> for WsSession {
         ctx.stop();
     }
 }
-
-/// The control plane revoked some tokens ([`crate::revocation`]): a session holding one of
-/// them ends now rather than at its token's expiry. v2 is told why first; v1 gets only the
-/// close frame (its web app takes any unsolicited frame for data).
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct Revoke(pub Revocation);
 
 impl Handler<Revoke> for WsSession {
     type Result = ();

@@ -26,10 +26,11 @@ use std::time::{Duration, Instant};
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
 use bytes::Bytes;
 use deadpool_redis::redis::{self, Pipeline};
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::Pool;
 use resp::{Connection, Endpoint, RespError, Transaction};
 
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
+use crate::redis_pool::{self, RedisUrlError};
 use crate::store::{
     lrange_stop, Acquire, CacheWrite, Get, Members, Put, Read, Release, Snapshot, Store,
     StoreError, Stored, Write, WriteOp, ACQUIRE_LUA, RELEASE_LUA, SNAPSHOT_LUA,
@@ -37,8 +38,8 @@ use crate::store::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheWriterError {
-    #[error("invalid Redis URL {url:?}: {reason}")]
-    Config { url: String, reason: String },
+    #[error(transparent)]
+    Config(#[from] RedisUrlError),
 }
 
 #[derive(Debug, Clone)]
@@ -85,26 +86,6 @@ fn timing_payload(batch: &[CacheWrite]) -> Option<Vec<u8>> {
     } else {
         serde_json::to_vec(&stamps).ok()
     }
-}
-
-/// A deadpool pool with short timeouts, so a dead Redis fails fast instead of hanging callers.
-pub fn redis_pool(url: &str) -> Result<Pool, CacheWriterError> {
-    let mut cfg = Config::from_url(url);
-    let t = Some(Duration::from_secs(3));
-    cfg.pool = Some(PoolConfig {
-        max_size: 16,
-        timeouts: Timeouts {
-            wait: t,
-            create: t,
-            recycle: t,
-        },
-        ..PoolConfig::default()
-    });
-    cfg.create_pool(Some(Runtime::Tokio1))
-        .map_err(|e| CacheWriterError::Config {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })
 }
 
 fn cmd_err(e: impl std::fmt::Display) -> StoreError {
@@ -230,14 +211,13 @@ impl CacheWriter {
     pub const NAME: &'static str = "cache_writer";
 
     pub fn new(cfg: CacheWriterConfig, registry: &Registry) -> Result<Self, CacheWriterError> {
-        let pool = redis_pool(&cfg.url)?;
-        let endpoint =
-            Endpoint::parse(&cfg.url)
-                .map(Arc::new)
-                .map_err(|e| CacheWriterError::Config {
-                    url: cfg.url.clone(),
-                    reason: e.to_string(),
-                })?;
+        let pool = redis_pool::open(&cfg.url)?;
+        let endpoint = Endpoint::parse(&cfg.url)
+            .map(Arc::new)
+            .map_err(|e| RedisUrlError {
+                url: cfg.url.clone(),
+                reason: e.to_string(),
+            })?;
         let l = [("store", cfg.name.as_str())];
         Ok(CacheWriter {
             pool,
