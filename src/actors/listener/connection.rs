@@ -41,6 +41,10 @@ use crate::recipient::CountedRecipient;
 /// Largest frame routed (Massive's frames stay below ~1 MB); larger ones are counted and
 /// skipped, and the connection stays.
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// A connection that streamed this long was healthy: its end starts the backoff over.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// After `max_connections` (another process holds the key: not transient) wait this long.
+const MAX_CONNECTIONS_COOLDOWN: Duration = Duration::from_secs(60);
 /// What the WebSocket decoder accepts at all.
 const DECODER_FRAME_LIMIT: usize = 64 * 1024 * 1024;
 
@@ -236,7 +240,9 @@ impl Listener {
                 &l,
             ),
         };
-        let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, 0x7157);
+        let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max)
+            .with_factor(1.5)
+            .with_stable_after(STABLE_AFTER);
         let idle = cfg.start_idle;
         Listener {
             cfg,
@@ -450,7 +456,7 @@ impl Supervised for Listener {
             .map_or(Duration::ZERO, |t| t.elapsed());
         self.backoff.connection_ended(lived);
         self.next_delay = if std::mem::take(&mut self.cooldown) {
-            self.backoff.max_connections_cooldown
+            MAX_CONNECTIONS_COOLDOWN
         } else {
             self.backoff.next_delay()
         };

@@ -165,7 +165,7 @@ impl QueuePublisher {
             link: Link::Down,
             buffer: VecDeque::new(),
             in_flight: 0,
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10), 0x9B),
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             m,
         }
     }
@@ -188,7 +188,7 @@ impl QueuePublisher {
                 );
                 act.m.connects.inc();
                 act.m.connected.set(1);
-                act.backoff.connection_ended(Duration::from_secs(3600));
+                act.backoff.reset();
                 act.link = Link::Up(Box::new(Open { conn, channel }));
                 act.pump(ctx);
             }

@@ -87,8 +87,8 @@ pub struct QueueConsumer {
     /// The queues being consumed, by (shard, type).
     queues: HashMap<(u16, QueueKind), QueueSlot>,
     next_id: u64,
-    /// Consecutive restarts of a queue that keeps ending while the connection lives.
-    restarts: HashMap<(u16, QueueKind), u32>,
+    /// The delays of queues that keep ending while the connection lives.
+    restarts: HashMap<(u16, QueueKind), Backoff>,
     backoff: Backoff,
     metrics: ActorMetrics,
     c: std::sync::Arc<Counters>,
@@ -114,7 +114,7 @@ impl QueueConsumer {
             queues: HashMap::new(),
             next_id: 0,
             restarts: HashMap::new(),
-            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10), 7),
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
             metrics: ActorMetrics::new(registry, Self::NAME),
             c: std::sync::Arc::new(Counters {
                 messages: c(
@@ -167,7 +167,7 @@ impl QueueConsumer {
                     log::info!("consumer connected to RabbitMQ");
                     act.c.connects.inc();
                     act.c.connected.set(1);
-                    act.backoff.connection_ended(Duration::from_secs(3600));
+                    act.backoff.reset();
                     act.conn = Some(std::sync::Arc::new(conn));
                     for shard in act.assigned.clone() {
                         act.start_shard(shard, ctx);
@@ -264,9 +264,11 @@ impl QueueConsumer {
             self.link_lost(ctx);
             return;
         }
-        let n = self.restarts.entry((shard, kind)).or_insert(0);
-        let delay = Duration::from_millis(200) * 2u32.pow((*n).min(7));
-        *n += 1;
+        let delay = self
+            .restarts
+            .entry((shard, kind))
+            .or_insert_with(|| Backoff::new(Duration::from_millis(200), Duration::from_secs(25)))
+            .next_delay();
         self.c.queue_restarts.inc();
         log::warn!(
             "{}.{shard} is no longer consumed; consuming it again in {delay:?}",

@@ -24,6 +24,7 @@ use chrono::NaiveDate;
 
 use crate::analyzers::enrichment::{self, Kind, NEGATIVE_TTL_SECS, NONE};
 use crate::analyzers::quote::Enrichment;
+use crate::backoff::Backoff;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::store::{CacheWrite, Store};
 
@@ -320,7 +321,7 @@ async fn rest_value(
         cfg.rest_url.trim_end_matches('/'),
         cfg.api_key
     );
-    let mut attempt = 0;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         counters.calls.inc();
         let res = client.get(&url).send().await;
@@ -354,11 +355,10 @@ async fn rest_value(
                 reason: e.to_string(),
             },
         };
-        if attempt >= cfg.retries {
+        if backoff.attempts() >= cfg.retries {
             return Err(err);
         }
         counters.retries.inc();
-        tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
-        attempt += 1;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }

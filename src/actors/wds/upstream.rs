@@ -16,6 +16,8 @@ use deadpool_redis::redis;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::backoff::Backoff;
+
 /// What the hub asks of the connection.
 #[derive(Debug, Clone)]
 pub enum UpCmd {
@@ -55,11 +57,11 @@ pub fn spawn(url: String, hub: Recipient<UpEvent>) -> mpsc::UnboundedSender<UpCm
 async fn run(url: String, hub: Recipient<UpEvent>, mut rx: mpsc::UnboundedReceiver<UpCmd>) {
     let mut channels = BTreeSet::new();
     let mut patterns = BTreeSet::new();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         match connect(&url, &channels, &patterns).await {
             Ok(pubsub) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 hub.do_send(UpEvent::Connected);
                 let reason = serve(pubsub, &hub, &mut rx, &mut channels, &mut patterns).await;
                 match reason {
@@ -70,7 +72,7 @@ async fn run(url: String, hub: Recipient<UpEvent>, mut rx: mpsc::UnboundedReceiv
             Err(e) => hub.do_send(UpEvent::Disconnected(e.to_string())),
         }
         // Commands that arrive while away only change what is wanted.
-        let sleep = tokio::time::sleep(backoff);
+        let sleep = tokio::time::sleep(backoff.next_delay());
         tokio::pin!(sleep);
         loop {
             tokio::select! {
@@ -81,7 +83,6 @@ async fn run(url: String, hub: Recipient<UpEvent>, mut rx: mpsc::UnboundedReceiv
                 },
             }
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -29,6 +29,7 @@ use deadpool_redis::redis::{self, Pipeline};
 use deadpool_redis::Pool;
 use resp::{Connection, Endpoint, RespError, Transaction};
 
+use crate::backoff::Backoff;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
 use crate::redis_pool::{self, RedisUrlError};
 use crate::store::{
@@ -193,7 +194,7 @@ pub struct CacheWriter {
     drained: usize,
     in_flight: bool,
     retry_at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     metrics: ActorMetrics,
     writes: Counter,
     publishes: Counter,
@@ -230,7 +231,7 @@ impl CacheWriter {
             drained: 0,
             in_flight: false,
             retry_at: None,
-            backoff: Duration::ZERO,
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             metrics: ActorMetrics::new(registry, &format!("{}_{}", Self::NAME, cfg.name)),
             writes: registry.counter(
                 "tickwire_cache_writes_total",
@@ -409,11 +410,11 @@ impl CacheWriter {
                 Ok((conn, report)) => {
                     act.conn = Some(conn);
                     act.command_failures(&report);
-                    if act.connected.get() == 0 && act.backoff > Duration::ZERO {
+                    if act.connected.get() == 0 && act.backoff.attempts() > 0 {
                         log::info!("Redis ({}) is writable again", act.cfg.name);
                     }
                     act.connected.set(1);
-                    act.backoff = Duration::ZERO;
+                    act.backoff.reset();
                     act.retry_at = None;
                     let now = chrono::Utc::now().timestamp_millis();
                     for w in &batch {
@@ -427,7 +428,7 @@ impl CacheWriter {
                     }
                 }
                 Err(e) => {
-                    if act.connected.get() == 1 || act.backoff.is_zero() {
+                    if act.connected.get() == 1 || act.backoff.attempts() == 0 {
                         log::warn!(
                             "Redis ({}) write failed, {} writes dropped: {e}",
                             act.cfg.name,
@@ -438,10 +439,9 @@ impl CacheWriter {
                     act.errors.inc();
                     act.metrics.errors.inc();
                     act.dropped.add(batch.len() as u64);
-                    act.backoff =
-                        (act.backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-                    act.retry_at = Some(Instant::now() + act.backoff);
-                    ctx.run_later(act.backoff, |act, ctx| act.flush(ctx));
+                    let delay = act.backoff.next_delay();
+                    act.retry_at = Some(Instant::now() + delay);
+                    ctx.run_later(delay, |act, ctx| act.flush(ctx));
                 }
             }
             act.flush(ctx);
