@@ -21,7 +21,8 @@ use actix::Addr;
 use clap::Parser;
 
 use crate::actors::listener::connection::{self, Listener, ListenerConfig, MAX_FRAME_BYTES};
-use crate::actors::listener::{configure_control, ControlState};
+use crate::actors::listener::metrics::ConnectionFigures;
+use crate::actors::listener::{configure_control, ControlState, MarketLink};
 use crate::actors::processor::{start_pipeline, Pipeline, PipelineArgs};
 use crate::actors::sim::{SimArgs, SimError, SimServer};
 use crate::actors::store::memory_store::MemoryStore;
@@ -181,7 +182,7 @@ pub fn start(
         max_frame_bytes: MAX_FRAME_BYTES,
     };
     let out = CountedRecipient::of(&pipeline.pool, pipeline.pool_metrics.clone());
-    let (listener, _) = connection::start(cfg, shards, out, &registry);
+    let (listener, health) = connection::start(cfg, shards, out, &registry);
 
     // With no secret or admin token configured, they are made up for this run: only this
     // process signs and checks them.
@@ -199,13 +200,14 @@ pub fn start(
         &registry,
         &wds,
     ));
-    let control = actix_web::web::Data::new(ControlState::single(
-        Market::Stocks,
-        listener.clone(),
-        admin_data.clone(),
-        secure,
-        registry.clone(),
-    ));
+    let link = MarketLink {
+        market: Market::Stocks,
+        listener: listener.clone(),
+        health,
+        connection: ConnectionFigures::for_market(&registry, Market::Stocks),
+        lease: None,
+    };
+    let control = actix_web::web::Data::new(ControlState::single(link, admin_data.clone(), secure));
     let me = NodeRecord::new("embedded", "embedded", &format!("http://127.0.0.1:{port}"));
     if args.scp.sessions == crate::scp::SessionsIn::Redis {
         return Err(EmbeddedError::Config(

@@ -355,6 +355,154 @@ impl Registry {
     }
 }
 
+/// Something a node counts: registered under a name, a help text and labels.
+pub trait Figure: Clone {
+    fn register(r: &Registry, name: &str, help: &str, labels: &[(&str, &str)]) -> Self;
+}
+
+impl Figure for Counter {
+    fn register(r: &Registry, name: &str, help: &str, labels: &[(&str, &str)]) -> Self {
+        r.counter(name, help, labels)
+    }
+}
+
+impl Figure for Gauge {
+    fn register(r: &Registry, name: &str, help: &str, labels: &[(&str, &str)]) -> Self {
+        r.gauge(name, help, labels)
+    }
+}
+
+impl Figure for Histogram {
+    fn register(r: &Registry, name: &str, help: &str, labels: &[(&str, &str)]) -> Self {
+        r.histogram(name, help, labels)
+    }
+}
+
+/// An actor's standard figures, "registered" under the actor's name (its `actor` label).
+impl Figure for ActorMetrics {
+    fn register(r: &Registry, actor: &str, _: &str, _: &[(&str, &str)]) -> Self {
+        ActorMetrics::new(r, actor)
+    }
+}
+
+/// One metric with one more label, a series per value (`status="auth_failed"`, ...), the
+/// values fixed at registration so the label stays bounded.
+#[derive(Debug, Clone)]
+pub struct Labeled<F> {
+    series: Vec<(&'static str, F)>,
+}
+
+impl<F: Figure> Labeled<F> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn register(
+        r: &Registry,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        label: &str,
+        values: &[&'static str],
+    ) -> Self {
+        let series = values
+            .iter()
+            .map(|v| {
+                let mut l = labels.to_vec();
+                l.push((label, v));
+                (*v, F::register(r, name, help, &l))
+            })
+            .collect();
+        Labeled { series }
+    }
+
+    /// The series of `value` (None for a value not registered).
+    pub fn get(&self, value: &str) -> Option<&F> {
+        self.series
+            .iter()
+            .find(|(v, _)| *v == value)
+            .map(|(_, f)| f)
+    }
+
+    /// The series of the `i`th value given at registration.
+    pub fn at(&self, i: usize) -> Option<&F> {
+        self.series.get(i).map(|(_, f)| f)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &F)> {
+        self.series.iter().map(|(v, f)| (*v, f))
+    }
+}
+
+impl Labeled<Counter> {
+    /// Counts one for `value`; a value outside the registered ones is not counted.
+    pub fn inc(&self, value: &str) {
+        if let Some(c) = self.get(value) {
+            c.inc();
+        }
+    }
+}
+
+/// Declares a set of figures registered together: a struct of handles whose every field is
+/// named once, with its metric name, and explained once, by its doc comment (the help text).
+///
+/// ```ignore
+/// figures! {
+///     /// The queue consumer's figures.
+///     pub struct ConsumerFigures {
+///         /// Queue messages handled and acked
+///         pub messages: Counter = "example_messages_total";
+///         /// Status messages, by status
+///         pub status: Counter = "example_status_total", by "status" in &["ok", "error"];
+///     }
+/// }
+/// let f = ConsumerFigures::register(&registry, &[("market", "stocks")]);
+/// ```
+///
+/// A field with `by LABEL in VALUES` is a [`Labeled`] family; an [`ActorMetrics`] field
+/// names the actor instead of a metric.
+#[macro_export]
+macro_rules! figures {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $(
+                $(#[doc = $help:literal])+
+                $fvis:vis $field:ident : $kind:ty = $metric:literal $(, by $label:literal in $values:expr)? ;
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        $vis struct $name {
+            $(
+                $(#[doc = $help])+
+                $fvis $field: $crate::figures!(@ty $kind $(, $label)?),
+            )*
+        }
+
+        impl $name {
+            /// Registers every figure of the set, each with `labels`.
+            #[allow(dead_code)]
+            $vis fn register(r: &$crate::metrics::Registry, labels: &[(&str, &str)]) -> Self {
+                $name {
+                    $(
+                        $field: $crate::figures!(
+                            @reg r, labels, $kind, $metric, concat!($($help),+).trim()
+                            $(, $label, $values)?
+                        ),
+                    )*
+                }
+            }
+        }
+    };
+    (@ty $kind:ty) => { $kind };
+    (@ty $kind:ty, $label:literal) => { $crate::metrics::Labeled<$kind> };
+    (@reg $r:ident, $labels:ident, $kind:ty, $metric:literal, $help:expr) => {
+        <$kind as $crate::metrics::Figure>::register($r, $metric, $help, $labels)
+    };
+    (@reg $r:ident, $labels:ident, $kind:ty, $metric:literal, $help:expr, $label:literal, $values:expr) => {
+        $crate::metrics::Labeled::<$kind>::register($r, $metric, $help, $labels, $label, $values)
+    };
+}
+
 /// The standard figures of one actor: mailbox depth, messages in and out, errors.
 ///
 /// actix does not expose a mailbox's length, so depth is counted at both ends: the sender
@@ -480,5 +628,40 @@ mod tests {
         assert_eq!(actors["feed"]["mailbox_depth"], 1);
         assert_eq!(actors["feed"]["messages_in"], 1);
         assert_eq!(actors["feed"]["errors"], 1);
+    }
+
+    crate::figures! {
+        /// A set for the test.
+        struct TestFigures {
+            /// The test actor's messages
+            actor: ActorMetrics = "tester";
+            /// Things counted,
+            /// over two lines
+            things: Counter = "tickwire_test_things_total";
+            /// Outcomes, by outcome
+            outcomes: Counter = "tickwire_test_outcomes_total", by "outcome" in &["ok", "error"];
+        }
+    }
+
+    #[test]
+    fn a_figure_set_registers_each_figure_once_with_its_doc_as_help() {
+        let r = Registry::new();
+        let f = TestFigures::register(&r, &[("market", "stocks")]);
+        f.things.inc();
+        f.outcomes.inc("error");
+        f.outcomes.inc("not registered");
+        f.actor.errors.inc();
+        let text = r.render_prometheus();
+        assert!(text.contains("# HELP tickwire_test_things_total Things counted, over two lines\n"));
+        assert!(text.contains("tickwire_test_things_total{market=\"stocks\"} 1\n"));
+        assert!(
+            text.contains("tickwire_test_outcomes_total{market=\"stocks\",outcome=\"error\"} 1\n")
+        );
+        assert!(text.contains("tickwire_test_outcomes_total{market=\"stocks\",outcome=\"ok\"} 0\n"));
+        assert_eq!(r.actors()["tester"]["errors"], 1);
+        assert_eq!(f.outcomes.at(1).map(Counter::get), Some(1));
+        assert!(f.outcomes.at(2).is_none());
+        let again = TestFigures::register(&r, &[("market", "stocks")]);
+        assert_eq!(again.things.get(), 1, "the same series, not a second one");
     }
 }

@@ -11,6 +11,7 @@ use actix::{Actor, Arbiter, Context, Handler};
 use common::*;
 use tickwire::actors::listener::connection::{self as listener, ListenerConfig};
 use tickwire::actors::listener::lease::{lease_key, LeaseConfig, LeaseKeeper};
+use tickwire::actors::listener::metrics::LeaseFigures;
 use tickwire::metrics::{ActorMetrics, Registry};
 use tickwire::queue::EventBatch;
 use tickwire::recipient::CountedRecipient;
@@ -50,7 +51,7 @@ fn replica(name: &str, ws_url: String, lease_key: String) -> (Arbiter, Arc<Regis
                 market: "stocks".into(),
             },
             listener.recipient(),
-            &r,
+            LeaseFigures::for_market(&r, "stocks"),
         )
         .expect("lease keeper");
         lease.start();

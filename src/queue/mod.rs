@@ -38,7 +38,7 @@ impl QueueKind {
         self as usize
     }
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             QueueKind::Aggregate => "aggregate",
             QueueKind::Trades => "trades",

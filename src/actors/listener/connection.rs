@@ -30,12 +30,15 @@ use bytes::Bytes;
 use futures_util::stream::SplitSink;
 use futures_util::StreamExt;
 
-use super::router::RawFrame;
+use super::metrics::{ConnectionFigures, FrameLag, PublisherFigures, RouterFigures};
+use super::publisher::{PublisherConfig, QueuePublisher};
+use super::router::{RawFrame, Router};
 use crate::backoff::Backoff;
 use crate::massive::control::{ClientMessage, Topic};
 use crate::massive::frame::route_frame;
 use crate::massive::{Market, Status, StatusKind};
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+use crate::metrics::Registry;
+use crate::queue::EventBatch;
 use crate::recipient::CountedRecipient;
 
 /// Largest frame routed (Massive's frames stay below ~1 MB); larger ones are counted and
@@ -82,30 +85,19 @@ pub struct ListenerHealth {
 }
 
 impl ListenerHealth {
+    /// The last error seen (connect, protocol, auth), for the readiness reason.
+    pub fn last_error(&self) -> String {
+        self.last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
+    }
+
     fn set_error(&self, e: impl Into<String>) {
         if let Ok(mut g) = self.last_error.lock() {
             *g = e.into();
         }
     }
-}
-
-struct ListenerMetrics {
-    actor: ActorMetrics,
-    connected: Gauge,
-    connects: Counter,
-    connect_errors: Counter,
-    reconnects: Counter,
-    frames_in: Counter,
-    bytes_in: Counter,
-    auth_failed: Counter,
-    max_connections: Counter,
-    acks: Counter,
-    status_errors: Counter,
-    dead_peer: Counter,
-    closed_polls: Counter,
-    status_errors_rest: Counter,
-    oversize: Counter,
-    last_frame_ms: Gauge,
 }
 
 type WsSink = SinkWrite<WsMessage, SplitSink<Framed<BoxedSocket, Codec>, WsMessage>>;
@@ -115,7 +107,7 @@ pub struct Listener {
     router: CountedRecipient<RawFrame>,
     recorder: Option<CountedRecipient<RawFrame>>,
     health: Arc<ListenerHealth>,
-    m: ListenerMetrics,
+    m: ConnectionFigures,
     backoff: Backoff,
     sink: Option<WsSink>,
     connected_at: Option<Instant>,
@@ -129,7 +121,7 @@ pub struct Listener {
 pub fn start(
     cfg: ListenerConfig,
     shards: u16,
-    out: CountedRecipient<crate::queue::EventBatch>,
+    out: CountedRecipient<EventBatch>,
     registry: &Arc<Registry>,
 ) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
     start_with(cfg, shards, out, None, registry)
@@ -139,15 +131,16 @@ pub fn start(
 pub fn start_with(
     cfg: ListenerConfig,
     shards: u16,
-    out: CountedRecipient<crate::queue::EventBatch>,
+    out: CountedRecipient<EventBatch>,
     recorder: Option<CountedRecipient<RawFrame>>,
     registry: &Arc<Registry>,
 ) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
     use actix::Actor as _;
-    let router = super::router::Router::new(shards, out, registry);
-    let router_metrics = router.metrics();
-    let router = router.start();
-    let mut listener = Listener::new(cfg, CountedRecipient::of(&router, router_metrics), registry);
+    let figures = RouterFigures::register(registry, &[]);
+    let counted = figures.actor.clone();
+    let router = Router::new(shards, out, figures, FrameLag::new(registry)).start();
+    let figures = ConnectionFigures::for_market(registry, cfg.market);
+    let mut listener = Listener::new(cfg, CountedRecipient::of(&router, counted), figures);
     if let Some(r) = recorder {
         listener = listener.with_recorder(r);
     }
@@ -159,87 +152,28 @@ pub fn start_with(
 /// the publisher's queues are: the distributed listener's wiring for one market.
 pub fn start_publishing(
     cfg: ListenerConfig,
-    publisher: super::publisher::PublisherConfig,
+    publisher: PublisherConfig,
     registry: &Arc<Registry>,
 ) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
     use actix::Actor as _;
     let shards = publisher.shards;
-    let publisher = super::publisher::QueuePublisher::new(publisher, registry);
-    let metrics = publisher.metrics();
-    let publisher = publisher.start();
+    let figures = PublisherFigures::register(registry, &[]);
+    let counted = figures.actor.clone();
+    let publisher = QueuePublisher::new(publisher, figures).start();
     start(
         cfg,
         shards,
-        CountedRecipient::of(&publisher, metrics),
+        CountedRecipient::of(&publisher, counted),
         registry,
     )
 }
 
 impl Listener {
-    pub const NAME: &'static str = "listener";
-
     pub fn new(
         cfg: ListenerConfig,
         router: CountedRecipient<RawFrame>,
-        registry: &Registry,
+        m: ConnectionFigures,
     ) -> Self {
-        let market = cfg.market.path();
-        let l = [("market", market)];
-        let c = |name: &str, help: &str| registry.counter(name, help, &l);
-        let status = |s: &str| {
-            registry.counter(
-                "tickwire_listener_status_total",
-                "Status messages from Massive, by status",
-                &[("market", market), ("status", s)],
-            )
-        };
-        let m = ListenerMetrics {
-            actor: ActorMetrics::new(registry, Self::NAME),
-            connected: registry.gauge(
-                "tickwire_listener_connected",
-                "1 while the Massive socket is open",
-                &l,
-            ),
-            connects: c(
-                "tickwire_listener_connects_total",
-                "Successful WebSocket connects",
-            ),
-            connect_errors: c(
-                "tickwire_listener_connect_errors_total",
-                "Failed connect attempts (DNS, TCP, TLS, HTTP)",
-            ),
-            reconnects: c(
-                "tickwire_listener_reconnects_total",
-                "Supervisor restarts after a disconnect or error",
-            ),
-            frames_in: c("tickwire_listener_frames_total", "Frames read from Massive"),
-            bytes_in: c("tickwire_listener_bytes_total", "Bytes read from Massive"),
-            auth_failed: status("auth_failed"),
-            max_connections: status("max_connections"),
-            acks: status("success"),
-            status_errors: status("error"),
-            dead_peer: c(
-                "tickwire_listener_dead_peer_total",
-                "Connections ended for silence past the liveness limit",
-            ),
-            closed_polls: c(
-                "tickwire_listener_market_closed_polls_total",
-                "Market-status checks that found the market closed (no connect)",
-            ),
-            status_errors_rest: c(
-                "tickwire_listener_market_status_errors_total",
-                "Market-status checks that failed (connected anyway)",
-            ),
-            oversize: c(
-                "tickwire_listener_oversize_frames_total",
-                "Frames over the size limit, counted and skipped",
-            ),
-            last_frame_ms: registry.gauge(
-                "tickwire_listener_last_frame_ms",
-                "When the last frame was read (epoch ms)",
-                &l,
-            ),
-        };
         let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max)
             .with_factor(1.5)
             .with_stable_after(STABLE_AFTER);
@@ -307,19 +241,12 @@ impl Listener {
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok(state) if state == "closed" => {
-                if act.m.closed_polls.get() == 0 {
-                    log::info!(
-                        "market closed: polling market status every {:?} instead of connecting",
-                        act.cfg.closed_poll
-                    );
-                }
-                act.m.closed_polls.inc();
+                act.m.market_closed(act.cfg.closed_poll);
                 ctx.run_later(act.cfg.closed_poll, |act, ctx| act.connect_when_open(ctx));
             }
             Ok(_) => act.connect(ctx),
             Err(e) => {
-                act.m.status_errors_rest.inc();
-                log::warn!("market status check failed ({e}); connecting anyway");
+                act.m.market_status_failed(&e);
                 act.connect(ctx);
             }
         }));
@@ -357,9 +284,8 @@ impl Listener {
                 }
             }
             Err(e) => {
-                act.m.connect_errors.inc();
                 act.health.set_error(format!("connect: {e}"));
-                log::warn!("connect to {} failed: {e}", act.cfg.url);
+                act.m.connect_failed(&act.cfg.url, &e.to_string());
                 ctx.stop();
             }
         }));
@@ -387,29 +313,18 @@ impl Listener {
                 }
                 StatusKind::AuthFailed => {
                     // Fatal for this key: going idle avoids a reconnect storm.
-                    self.m.auth_failed.inc();
-                    log::error!(
-                        "Massive refused the API key on /{}: {text}",
-                        self.cfg.market
-                    );
+                    self.m.auth_failed(self.cfg.market, &text);
                     self.health.fatal.store(true, Ordering::Relaxed);
                     self.health.set_error(format!("auth_failed: {text}"));
                     ctx.stop();
                 }
                 StatusKind::MaxConnections => {
-                    self.m.max_connections.inc();
-                    log::error!(
-                        "max_connections: another process holds this key on /{}: {text}",
-                        self.cfg.market
-                    );
+                    self.m.max_connections(self.cfg.market, &text);
                     self.health.set_error(format!("max_connections: {text}"));
                     self.cooldown = true;
                 }
-                StatusKind::Success => self.m.acks.inc(),
-                StatusKind::Error => {
-                    self.m.status_errors.inc();
-                    log::warn!("Massive error status on /{}: {text}", self.cfg.market);
-                }
+                StatusKind::Success => self.m.status.inc("success"),
+                StatusKind::Error => self.m.error_status(self.cfg.market, &text),
                 _ => log::debug!("status {}: {text}", status.status),
             }
         }
@@ -417,11 +332,7 @@ impl Listener {
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.last_seen.elapsed() > self.cfg.dead_after {
-            self.m.dead_peer.inc();
-            log::warn!(
-                "no frame from Massive for {:?}: declaring the connection dead",
-                self.cfg.dead_after
-            );
+            self.m.dead_peer(self.cfg.dead_after);
             ctx.stop();
             return;
         }
@@ -483,12 +394,7 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
                 self.m.bytes_in.add(bytes.len() as u64);
                 self.m.last_frame_ms.set(received_at_ms);
                 if bytes.len() > self.cfg.max_frame_bytes {
-                    self.m.oversize.inc();
-                    log::warn!(
-                        "skipping a {} byte frame (limit {})",
-                        bytes.len(),
-                        self.cfg.max_frame_bytes
-                    );
+                    self.m.oversize(bytes.len(), self.cfg.max_frame_bytes);
                     return;
                 }
                 // Status frames are small and rare; a substring test keeps data frames cheap.
@@ -517,9 +423,8 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
             }
             Ok(_) => {}
             Err(e) => {
-                self.m.actor.errors.inc();
                 self.health.set_error(format!("protocol: {e}"));
-                log::warn!("WebSocket error from Massive: {e}");
+                self.m.protocol_error(&e.to_string());
                 ctx.stop();
             }
         }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
 use deadpool_redis::redis;
-use deadpool_redis::{Config, Pool, Runtime};
+use deadpool_redis::Pool;
 
 use super::connection::Control;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+use super::metrics::LeaseFigures;
 
 /// Renews only if the lease is still ours.
 const RENEW: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -56,57 +56,25 @@ pub struct LeaseKeeper {
     listener: Recipient<Control>,
     held_until: Option<Instant>,
     busy: bool,
-    metrics: ActorMetrics,
-    held: Gauge,
-    acquired: Counter,
-    lost: Counter,
-    errors: Counter,
+    m: LeaseFigures,
     holder_seen: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl LeaseKeeper {
-    pub const NAME: &'static str = "lease";
-
     pub fn new(
         cfg: LeaseConfig,
         listener: Recipient<Control>,
-        registry: &Registry,
+        m: LeaseFigures,
     ) -> Result<Self, LeaseError> {
-        let pool = Config::from_url(cfg.redis_url.clone())
-            .create_pool(Some(Runtime::Tokio1))
+        let pool = crate::redis_pool::open(&cfg.redis_url)
             .map_err(|e| LeaseError::Config(e.to_string()))?;
-        let l = [("market", cfg.market.as_str())];
-        let held = registry.gauge(
-            "tickwire_lease_held",
-            "1 while this replica holds the Massive connection lease",
-            &l,
-        );
-        let acquired = registry.counter(
-            "tickwire_lease_acquired_total",
-            "Times this replica took the lease",
-            &l,
-        );
-        let lost = registry.counter(
-            "tickwire_lease_lost_total",
-            "Times this replica lost or gave up the lease",
-            &l,
-        );
-        let errors = registry.counter(
-            "tickwire_lease_errors_total",
-            "Redis errors while acquiring or renewing",
-            &l,
-        );
         Ok(LeaseKeeper {
             cfg,
             pool,
             listener,
             held_until: None,
             busy: false,
-            metrics: ActorMetrics::new(registry, Self::NAME),
-            held,
-            acquired,
-            lost,
-            errors,
+            m,
             holder_seen: Default::default(),
         })
     }
@@ -170,8 +138,8 @@ impl LeaseKeeper {
                             act.cfg.key,
                             act.cfg.holder
                         );
-                        act.acquired.inc();
-                        act.held.set(1);
+                        act.m.acquired.inc();
+                        act.m.held.set(1);
                         act.listener.do_send(Control::Start);
                     }
                     act.held_until = Some(started + act.cfg.ttl);
@@ -185,8 +153,8 @@ impl LeaseKeeper {
                     act.set_holder(holder);
                 }
                 Err(e) => {
-                    act.errors.inc();
-                    act.metrics.errors.inc();
+                    act.m.errors.inc();
+                    act.m.actor.errors.inc();
                     log::warn!("lease check failed: {e}");
                     if act.held_until.is_some_and(|t| Instant::now() >= t) {
                         log::warn!(
@@ -207,8 +175,8 @@ impl LeaseKeeper {
     }
 
     fn give_up(&mut self) {
-        self.lost.inc();
-        self.held.set(0);
+        self.m.lost.inc();
+        self.m.held.set(0);
         self.listener.do_send(Control::Stop);
     }
 }

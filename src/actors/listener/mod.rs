@@ -19,32 +19,36 @@
 //! All are idempotent; a bad value is refused with 400 and the reason, nothing changes.
 
 pub mod connection;
+pub mod control;
 pub mod lease;
+pub mod metrics;
 pub mod publisher;
 pub mod recorder;
 pub mod router;
+pub mod status;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use actix_web::web;
 
-use crate::actors::listener::lease::{lease_key, LeaseConfig, LeaseKeeper};
-use crate::actors::listener::publisher::{PublisherConfig, QueuePublisher};
-use crate::actors::listener::recorder::Recorder;
-use crate::admin::{self, AdminState, FnCheck, NodeHttp};
-use crate::config::{parse_subscriptions, BrokerArgs, CommonArgs, MassiveArgs};
-use crate::massive::control::Topic;
+use crate::admin::{AdminState, NodeHttp};
+use crate::config::{BrokerArgs, CommonArgs, MassiveArgs};
 use crate::massive::Market;
 use crate::metrics::Registry;
 use crate::recipient::CountedRecipient;
-use connection::{Control, Describe, Listener, ListenerConfig, Reconfigure};
+use connection::{Control, Listener, ListenerConfig};
+pub use control::{configure_control, ControlState, MarketLink};
+use lease::{lease_key, LeaseConfig, LeaseKeeper};
+use metrics::{
+    ConnectionFigures, LeaseFigures, LeaseView, ListenerFigures, PublisherFigures, RecorderFigures,
+    RouterFigures,
+};
+use publisher::{PublisherConfig, QueuePublisher};
+use recorder::Recorder;
 
 /// Every setting of `tickwire-listener`.
 #[derive(Debug, Clone, clap::Args)]
@@ -195,443 +199,107 @@ impl ListenerNode {
     }
 }
 
-/// One market's connection: its listener, health and (with a lease) who holds the lease.
-#[derive(Clone)]
-struct MarketLink {
-    market: Market,
-    listener: Addr<Listener>,
-    holder: Option<Arc<std::sync::Mutex<String>>>,
-}
-
-/// The listener control routes (`/control/*`); the app holds a [`ControlState`].
-pub fn configure_control(cfg: &mut web::ServiceConfig) {
-    cfg.route("/control/subscriptions", web::put().to(set_subscriptions))
-        .route("/control/feed", web::put().to(set_feed))
-        .route("/control/market", web::put().to(set_market))
-        .route("/control/{cmd}", web::post().to(control));
-}
-
-/// What the control routes act on: the node's listeners, one per market.
-pub struct ControlState {
-    links: Vec<MarketLink>,
-    admin: web::Data<AdminState>,
-    secure: bool,
-    /// With a lease, only the holder may connect: start/restart on a standby is refused.
-    lease: bool,
-    registry: Arc<Registry>,
-}
-
-impl ControlState {
-    /// Control of a single listener with no lease (embedded mode).
-    pub fn single(
-        market: Market,
-        listener: Addr<Listener>,
-        admin: web::Data<AdminState>,
-        secure: bool,
-        registry: Arc<Registry>,
-    ) -> Self {
-        ControlState {
-            links: vec![MarketLink {
-                market,
-                listener,
-                holder: None,
-            }],
-            admin,
-            secure,
-            lease: false,
-            registry,
+impl ListenerArgs {
+    fn publisher(&self) -> PublisherConfig {
+        PublisherConfig {
+            url: self.broker.rabbitmq_url.clone(),
+            message_ttl_ms: self.broker.message_ttl_ms,
+            shards: self.shards.max(1),
+            queue_prefix: self.queue_prefix.clone(),
+            buffer_batches: self.publish_buffer,
+            max_in_flight: self.publish_in_flight.max(1),
+            confirms: self.publisher_confirms,
+            coalesce_max_events: self.publish_coalesce,
         }
     }
 
-    /// The links a request addresses: `?market=` or, without it, all of them.
-    fn targets(&self, req: &HttpRequest) -> Result<Vec<MarketLink>, String> {
-        let q =
-            web::Query::<MarketParam>::from_query(req.query_string()).map_err(|e| e.to_string())?;
-        match q.market.as_deref() {
-            None => Ok(self.links.clone()),
-            Some(m) => {
-                let m: Market = m
-                    .parse()
-                    .map_err(|e: crate::massive::MarketError| e.to_string())?;
-                let found: Vec<MarketLink> = self
-                    .links
-                    .iter()
-                    .filter(|l| l.market == m)
-                    .cloned()
-                    .collect();
-                if found.is_empty() {
-                    Err(format!("this node does not run /{m}"))
-                } else {
-                    Ok(found)
-                }
-            }
+    fn connection(&self, market: Market, api_key: &str) -> ListenerConfig {
+        ListenerConfig {
+            url: self.massive.ws_url(market),
+            api_key: api_key.to_string(),
+            market,
+            subscriptions: self.massive.subscriptions_for(market),
+            ping_every: Duration::from_secs(self.ping_secs.max(1)),
+            dead_after: Duration::from_secs(self.dead_after_secs.max(2)),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            start_idle: self.lease || !self.auto_start,
+            rest_url: self.poll_when_closed.then(|| self.rest_url.clone()),
+            closed_poll: Duration::from_secs(self.closed_poll_secs.max(1)),
+            max_frame_bytes: self.max_frame_bytes.max(1024),
         }
     }
 
-    fn lease_held(&self, market: Market) -> bool {
-        self.registry
-            .value("tickwire_lease_held", &[("market", market.path())])
-            == Some(1)
-    }
-}
-
-#[derive(Deserialize)]
-struct FeedParam {
-    feed: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct MarketParam {
-    market: Option<String>,
-}
-
-fn bad(reason: impl Into<String>) -> HttpResponse {
-    HttpResponse::BadRequest().json(json!({"status": "ERROR", "error": reason.into()}))
-}
-
-fn ok() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "OK"}))
-}
-
-async fn control(
-    req: HttpRequest,
-    s: web::Data<ControlState>,
-    path: web::Path<String>,
-) -> HttpResponse {
-    if let Err(e) = s.admin.authorize(&req) {
-        return actix_web::ResponseError::error_response(&e);
-    }
-    let cmd = match path.as_str() {
-        "start" => Control::Start,
-        "stop" => Control::Stop,
-        "restart" => Control::Restart,
-        other => {
-            return bad(format!(
-                "unknown control {other:?}: use start, stop or restart"
-            ))
-        }
-    };
-    let targets = match s.targets(&req) {
-        Ok(t) => t,
-        Err(reason) => return bad(reason),
-    };
-    if s.lease && cmd != Control::Stop {
-        if let Some(l) = targets.iter().find(|l| !s.lease_held(l.market)) {
-            return HttpResponse::Conflict().json(json!({"status": "ERROR",
-                "error": format!("standby on /{}: another replica holds the Massive connection lease", l.market)}));
+    fn lease(&self, market: Market, api_key: &str) -> LeaseConfig {
+        LeaseConfig {
+            redis_url: self.redis_url.clone(),
+            key: lease_key(&self.redis_prefix, api_key, market.path()),
+            holder: format!(
+                "{}-{}",
+                crate::config::hostname_or("listener"),
+                std::process::id()
+            ),
+            ttl: Duration::from_millis(self.lease_ttl_ms.max(1000)),
+            market: market.path().to_string(),
         }
     }
-    for l in targets {
-        l.listener.do_send(cmd);
-    }
-    ok()
 }
 
-/// Parses a subscriptions body and checks every channel exists on `market`.
-pub fn validate_subscriptions(body: &str, market: Market) -> Result<Vec<Topic>, String> {
-    let subs = parse_subscriptions(body)?.0;
-    if let Some(t) = subs.iter().find(|t| !market.knows_channel(&t.channel)) {
-        return Err(format!(
-            "channel {:?} does not exist on /{market}",
-            t.channel
-        ));
-    }
-    Ok(subs)
-}
-
-/// Splits `body`'s topics over `markets` by channel; every topic must fit one of them and
-/// every market must keep at least one topic.
-pub fn split_subscriptions(
-    body: &str,
-    markets: &[Market],
-) -> Result<Vec<(Market, Vec<Topic>)>, String> {
-    let subs = parse_subscriptions(body)?.0;
-    if let Some(t) = subs
-        .iter()
-        .find(|t| !markets.iter().any(|m| m.knows_channel(&t.channel)))
-    {
-        let names: Vec<&str> = markets.iter().map(|m| m.path()).collect();
-        return Err(format!(
-            "channel {:?} does not exist on /{}",
-            t.channel,
-            names.join(", /")
-        ));
-    }
-    markets
-        .iter()
-        .map(|m| {
-            let mine: Vec<Topic> = subs
-                .iter()
-                .filter(|t| m.knows_channel(&t.channel))
-                .cloned()
-                .collect();
-            if mine.is_empty() {
-                Err(format!("no subscription fits /{m}"))
-            } else {
-                Ok((*m, mine))
-            }
-        })
-        .collect()
-}
-
-async fn set_subscriptions(
-    req: HttpRequest,
-    s: web::Data<ControlState>,
-    body: String,
-) -> HttpResponse {
-    if let Err(e) = s.admin.authorize(&req) {
-        return actix_web::ResponseError::error_response(&e);
-    }
-    let targets = match s.targets(&req) {
-        Ok(t) => t,
-        Err(reason) => return bad(reason),
-    };
-    let markets: Vec<Market> = targets.iter().map(|l| l.market).collect();
-    match split_subscriptions(&body, &markets) {
-        Ok(per_market) => {
-            for (m, subs) in per_market {
-                for l in targets.iter().filter(|l| l.market == m) {
-                    l.listener.do_send(Reconfigure {
-                        subscriptions: Some(subs.clone()),
-                        ..Reconfigure::default()
-                    });
-                }
-            }
-            ok()
-        }
-        Err(e) => bad(e),
-    }
-}
-
-async fn set_feed(
-    req: HttpRequest,
-    s: web::Data<ControlState>,
-    q: web::Query<FeedParam>,
-) -> HttpResponse {
-    if let Err(e) = s.admin.authorize(&req) {
-        return actix_web::ResponseError::error_response(&e);
-    }
-    let Some(feed) = q
-        .feed
-        .as_deref()
-        .map(str::trim)
-        .filter(|f| !f.is_empty() && !f.contains('/'))
-    else {
-        return bad("feed must be a host[:port], e.g. socket.massive.com");
-    };
-    let targets = match s.targets(&req) {
-        Ok(t) => t,
-        Err(reason) => return bad(reason),
-    };
-    let scheme = if s.secure { "wss" } else { "ws" };
-    for l in targets {
-        let url = format!("{scheme}://{feed}/{}", l.market);
-        l.listener.do_send(Reconfigure {
-            url: Some(url),
-            ..Reconfigure::default()
-        });
-    }
-    ok()
-}
-
-/// `PUT /control/market?to=MARKET` (or `?market=` on a single-market node): moves one
-/// connection to another market; its subscriptions must fit the new market.
-async fn set_market(req: HttpRequest, s: web::Data<ControlState>) -> HttpResponse {
-    if let Err(e) = s.admin.authorize(&req) {
-        return actix_web::ResponseError::error_response(&e);
-    }
-    #[derive(Deserialize)]
-    struct Q {
-        market: Option<String>,
-        to: Option<String>,
-    }
-    let Ok(q) = web::Query::<Q>::from_query(req.query_string()) else {
-        return bad("bad query");
-    };
-    // Reference form: ?market=NEW on a node with one connection.
-    let (from, to) = match (&q.to, &q.market, s.links.len()) {
-        (Some(to), from, _) => (from.clone(), to.clone()),
-        (None, Some(to), 1) => (None, to.clone()),
-        (None, _, _) => {
-            return bad(
-                "name the new market: ?to=MARKET (and ?market=CURRENT on a multi-market node)",
-            )
-        }
-    };
-    let to: Market = match to.parse() {
-        Ok(m) => m,
-        Err(e) => return bad(format!("{e}")),
-    };
-    let link = match from {
-        Some(f) => match f
-            .parse::<Market>()
-            .ok()
-            .and_then(|f| s.links.iter().find(|l| l.market == f))
-        {
-            Some(l) => l.clone(),
-            None => return bad(format!("this node does not run /{f}")),
-        },
-        None if s.links.len() == 1 => s.links[0].clone(),
-        None => return bad("this node runs several markets: say which with ?market=CURRENT"),
-    };
-    let desc = match link.listener.send(Describe).await {
-        Ok(d) => d,
-        Err(e) => {
-            return HttpResponse::ServiceUnavailable()
-                .json(json!({"status":"ERROR","error": e.to_string()}))
-        }
-    };
-    let subs: Vec<String> = desc["subscriptions"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Err(e) = validate_subscriptions(&subs.join(","), to) {
-        return bad(format!(
-            "current subscriptions do not fit /{to}: {e}; change them first"
-        ));
-    }
-    let url = desc["feed"].as_str().unwrap_or("");
-    let base = url.rsplit_once("://").map_or(url, |(_, rest)| rest);
-    let host = base.split('/').next().unwrap_or(base);
-    let scheme = if s.secure { "wss" } else { "ws" };
-    link.listener.do_send(Reconfigure {
-        url: Some(format!("{scheme}://{host}/{to}")),
-        market: Some(to),
-        ..Reconfigure::default()
-    });
-    ok()
-}
-
-/// Starts the node on `http` (port 0 in tests) inside the current actix System.
+/// Starts the node on `http` (port 0 in tests) inside the current actix System: the
+/// publisher, then per market a supervised listener (with its router) and, with a lease,
+/// its lease keeper; then admin HTTP and the control routes.
 pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, NodeError> {
     let api_key = args.massive.key.resolve();
     if api_key.is_empty() {
         return Err(NodeError::NoApiKey);
     }
     let markets = args.massive.markets.0.clone();
-    for m in &markets {
-        if args.massive.subscriptions_for(*m).is_empty() {
-            return Err(NodeError::NoSubscriptions(m.path().to_string()));
-        }
+    if let Some(m) = markets
+        .iter()
+        .find(|m| args.massive.subscriptions_for(**m).is_empty())
+    {
+        return Err(NodeError::NoSubscriptions(m.path().to_string()));
     }
     let registry = Registry::new();
     let port = http.local_addr()?.port();
 
-    let publisher = QueuePublisher::new(
-        PublisherConfig {
-            url: args.broker.rabbitmq_url.clone(),
-            message_ttl_ms: args.broker.message_ttl_ms,
-            shards: args.shards.max(1),
-            queue_prefix: args.queue_prefix.clone(),
-            buffer_batches: args.publish_buffer,
-            max_in_flight: args.publish_in_flight.max(1),
-            confirms: args.publisher_confirms,
-            coalesce_max_events: args.publish_coalesce,
-        },
-        &registry,
-    );
-    let publisher_metrics = publisher.metrics();
-    let publisher = publisher.start();
-
+    let figures = ListenerFigures {
+        publisher: PublisherFigures::register(&registry, &[]),
+        router: RouterFigures::register(&registry, &[]),
+    };
+    let publisher = QueuePublisher::new(args.publisher(), figures.publisher.clone()).start();
+    let publisher = CountedRecipient::of(&publisher, figures.publisher.actor.clone());
     let recorder = match &args.record {
         Some(path) => {
-            let r = Recorder::create(path, &registry).map_err(NodeError::Record)?;
-            let m = r.metrics();
+            let f = RecorderFigures::register(&registry, &[]);
+            let r = Recorder::create(path, f.clone()).map_err(NodeError::Record)?;
             log::info!("recording raw frames to {}", path.display());
-            Some(CountedRecipient::of(&r.start(), m))
+            Some(CountedRecipient::of(&r.start(), f.actor))
         }
         None => None,
     };
 
-    let mut admin_state = AdminState::new("Massive Data Listener", registry.clone()).with_identity(
-        &args.common.container_image,
-        &args.common.image_version,
-        &args.common.admin_token,
-    );
-    let r = registry.clone();
-    admin_state = admin_state.with_check(FnCheck::new("broker", move || {
-        if r.value("tickwire_publisher_connected", &[]) == Some(1) {
-            Ok(())
-        } else {
-            Err("RabbitMQ not connected".into())
-        }
-    }));
-
     // One supervised listener (and lease) per market: one connection per (key, market).
     let mut links = Vec::new();
     for market in markets {
-        let cfg = ListenerConfig {
-            url: args.massive.ws_url(market),
-            api_key: api_key.clone(),
-            market,
-            subscriptions: args.massive.subscriptions_for(market),
-            ping_every: Duration::from_secs(args.ping_secs.max(1)),
-            dead_after: Duration::from_secs(args.dead_after_secs.max(2)),
-            backoff_initial: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(60),
-            start_idle: args.lease || !args.auto_start,
-            rest_url: args.poll_when_closed.then(|| args.rest_url.clone()),
-            closed_poll: Duration::from_secs(args.closed_poll_secs.max(1)),
-            max_frame_bytes: args.max_frame_bytes.max(1024),
-        };
+        let cfg = args.connection(market, &api_key);
         let (listener, health) = connection::start_with(
             cfg,
             args.shards.max(1),
-            CountedRecipient::of(&publisher, publisher_metrics.clone()),
+            publisher.clone(),
             recorder.clone(),
             &registry,
         );
-        admin_state =
-            admin_state.with_check(FnCheck::new(format!("massive:{market}"), move || {
-                if health.fatal.load(Ordering::Relaxed) {
-                    Err(format!(
-                        "auth failed: {}",
-                        health
-                            .last_error
-                            .lock()
-                            .map(|e| e.clone())
-                            .unwrap_or_default()
-                    ))
-                } else if !health.connected.load(Ordering::Relaxed) {
-                    Err("not connected to Massive".into())
-                } else if !health.authenticated.load(Ordering::Relaxed) {
-                    Err("connected, not authenticated".into())
-                } else {
-                    Ok(())
-                }
-            }));
-        let holder = if args.lease {
+        let lease = if args.lease {
+            let f = LeaseFigures::for_market(&registry, market.path());
             let keeper = LeaseKeeper::new(
-                LeaseConfig {
-                    redis_url: args.redis_url.clone(),
-                    key: lease_key(&args.redis_prefix, &api_key, market.path()),
-                    holder: format!(
-                        "{}-{}",
-                        crate::config::hostname_or("listener"),
-                        std::process::id()
-                    ),
-                    ttl: Duration::from_millis(args.lease_ttl_ms.max(1000)),
-                    market: market.path().to_string(),
-                },
+                args.lease(market, &api_key),
                 listener.clone().recipient(),
-                &registry,
+                f.clone(),
             )?;
             let holder = keeper.holder_handle();
             keeper.start();
-            let r = registry.clone();
-            admin_state =
-                admin_state.with_check(FnCheck::new(format!("lease:{market}"), move || {
-                    if r.value("tickwire_lease_held", &[("market", market.path())]) == Some(1) {
-                        Ok(())
-                    } else {
-                        Err("standby: another replica holds the lease".into())
-                    }
-                }));
-            Some(holder)
+            Some(LeaseView { figures: f, holder })
         } else {
             None
         };
@@ -639,92 +307,30 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         links.push(MarketLink {
             market,
             listener,
-            holder,
+            health,
+            connection: ConnectionFigures::for_market(&registry, market),
+            lease,
         });
     }
 
-    // The reference MDL /health body (operators' exporters read these fields), for the first
-    // market; unhealthy (503) when RabbitMQ is down, or auto-start is on and a key was refused.
-    let (health_links, r, auto_start) = (links.clone(), registry.clone(), args.auto_start);
-    admin_state = admin_state.with_health(Arc::new(move || {
-        let (links, r) = (health_links.clone(), r.clone());
-        Box::pin(async move {
-            let v = |name: &str, labels: &[(&str, &str)]| r.value(name, labels).unwrap_or(0);
-            let broker_up = v("tickwire_publisher_connected", &[]) == 1;
-            let mut fatal = false;
-            let mut first = json!({});
-            for (n, l) in links.iter().enumerate() {
-                let d = l.listener.send(Describe).await.unwrap_or_else(|_| json!({}));
-                fatal |= d["state"] == "auth_failed";
-                if n == 0 {
-                    first = d;
-                }
-            }
-            let market = links.first().map_or("stocks", |l| l.market.path());
-            let m = [("market", market)];
-            let q = |queue: &str| v("tickwire_router_events_total", &[("queue", queue)]);
-            let last = v("tickwire_listener_last_frame_ms", &m);
-            let mut extra = serde_json::Map::new();
-            extra.insert("auto-start".into(), json!(auto_start));
-            extra.insert(
-                "mdq_connection_status".into(),
-                json!({
-                    "connected": broker_up,
-                    "last_message_time": if last > 0 { json!(last as f64 / 1000.0) } else { json!(null) },
-                    "messages_received": v("tickwire_listener_frames_total", &m),
-                    "trades": q("trades"), "aggregate": q("aggregate"), "quotes": q("quotes"),
-                    "halts": q("halts"), "unknown": q("unknown"),
-                    "unsupported_messages": v("tickwire_router_skipped_elements_total", &[]),
-                    "reconnect_attempts": v("tickwire_publisher_connect_errors_total", &[]),
-                }),
-            );
-            extra.insert(
-                "mdl_connection_status".into(),
-                json!({
-                    "connected": first["state"] == "streaming" || first["state"] == "connected",
-                    "healthy": first["state"] == "streaming",
-                    "feed": first["feed"], "market": market,
-                    "reconnects": v("tickwire_listener_reconnects_total", &m),
-                    "subscriptions": first["subscriptions"],
-                }),
-            );
-            (broker_up && !(auto_start && fatal), extra)
-        })
-    }));
-    let info_links = links.clone();
-    admin_state = admin_state.with_info(Arc::new(move || {
-        let links = info_links.clone();
-        Box::pin(async move {
-            let mut node = serde_json::Map::new();
-            for l in links {
-                let mut v = l
-                    .listener
-                    .send(Describe)
-                    .await
-                    .unwrap_or_else(|e| json!({"error": e.to_string()}));
-                v["lease_holder"] = match &l.holder {
-                    Some(h) => json!(h.lock().map(|s| s.clone()).unwrap_or_default()),
-                    None => json!(null),
-                };
-                node.insert(l.market.path().to_string(), v);
-            }
-            serde_json::Value::Object(node)
-        })
-    }));
-    let admin_data = web::Data::new(admin_state);
+    let admin = AdminState::new("Massive Data Listener", registry.clone()).with_identity(
+        &args.common.container_image,
+        &args.common.image_version,
+        &args.common.admin_token,
+    );
+    let admin = web::Data::new(status::report(
+        admin,
+        figures,
+        links.clone(),
+        args.auto_start,
+    ));
     let listeners = links.iter().map(|l| l.listener.clone()).collect();
-    let control_data = web::Data::new(ControlState {
-        links,
-        admin: admin_data.clone(),
-        secure: args.massive.secure,
-        lease: args.lease,
-        registry: registry.clone(),
-    });
+    let control = web::Data::new(ControlState::new(links, admin.clone(), args.massive.secure));
     let http = NodeHttp::serve(http, move |cfg| {
-        cfg.app_data(admin_data.clone())
-            .app_data(control_data.clone())
+        cfg.app_data(admin.clone())
+            .app_data(control.clone())
             .app_data(web::PayloadConfig::new(1 << 20))
-            .configure(admin::configure)
+            .configure(crate::admin::configure)
             .configure(configure_control);
     })?;
     log::info!("listener node: admin on port {port}");

@@ -17,11 +17,11 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
+use super::metrics::PublisherFigures;
 use crate::backoff::Backoff;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::queue::envelope;
 use crate::queue::topology::{declare_topology, queue_name};
-use crate::queue::{EventBatch, QueueKind};
+use crate::queue::EventBatch;
 
 /// Publisher settings.
 #[derive(Debug, Clone)]
@@ -70,20 +70,6 @@ async fn open(cfg: PublisherConfig) -> Result<(Connection, Channel), lapin::Erro
     Ok((conn, channel))
 }
 
-struct PublisherMetrics {
-    actor: ActorMetrics,
-    connected: Gauge,
-    buffered: Gauge,
-    in_flight: Gauge,
-    connects: Counter,
-    connect_errors: Counter,
-    published: Vec<Counter>,
-    dropped: Vec<Counter>,
-    failed: Vec<Counter>,
-    coalesced: Counter,
-    events: Vec<Counter>,
-}
-
 /// An open broker connection and its publishing channel.
 struct Open {
     conn: Connection,
@@ -102,64 +88,11 @@ pub struct QueuePublisher {
     buffer: VecDeque<EventBatch>,
     in_flight: usize,
     backoff: Backoff,
-    m: PublisherMetrics,
+    m: PublisherFigures,
 }
 
 impl QueuePublisher {
-    pub const NAME: &'static str = "queue_publisher";
-
-    pub fn new(cfg: PublisherConfig, registry: &Registry) -> Self {
-        let per_queue = |name: &str, help: &str| -> Vec<Counter> {
-            QueueKind::ALL
-                .iter()
-                .map(|q| registry.counter(name, help, &[("queue", q.name())]))
-                .collect()
-        };
-        let m = PublisherMetrics {
-            actor: ActorMetrics::new(registry, Self::NAME),
-            connected: registry.gauge(
-                "tickwire_publisher_connected",
-                "1 while connected to RabbitMQ",
-                &[],
-            ),
-            buffered: registry.gauge(
-                "tickwire_publisher_buffered_batches",
-                "Batches waiting for RabbitMQ",
-                &[],
-            ),
-            in_flight: registry.gauge("tickwire_publisher_in_flight", "Publishes under way", &[]),
-            connects: registry.counter(
-                "tickwire_publisher_connects_total",
-                "Connections to RabbitMQ",
-                &[],
-            ),
-            connect_errors: registry.counter(
-                "tickwire_publisher_connect_errors_total",
-                "Failed RabbitMQ connects",
-                &[],
-            ),
-            published: per_queue(
-                "tickwire_publisher_messages_total",
-                "Messages published, by queue",
-            ),
-            dropped: per_queue(
-                "tickwire_publisher_dropped_batches_total",
-                "Oldest batches dropped from the full buffer, by queue",
-            ),
-            failed: per_queue(
-                "tickwire_publisher_failed_total",
-                "Publishes that failed (lost), by queue",
-            ),
-            events: per_queue(
-                "tickwire_publisher_events_total",
-                "Events in published messages, by queue",
-            ),
-            coalesced: registry.counter(
-                "tickwire_publisher_coalesced_batches_total",
-                "Waiting batches merged into an earlier message of the same queue and shard",
-                &[],
-            ),
-        };
+    pub fn new(cfg: PublisherConfig, m: PublisherFigures) -> Self {
         QueuePublisher {
             cfg,
             link: Link::Down,
@@ -168,10 +101,6 @@ impl QueuePublisher {
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             m,
         }
-    }
-
-    pub fn metrics(&self) -> ActorMetrics {
-        self.m.actor.clone()
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -193,9 +122,8 @@ impl QueuePublisher {
                 act.pump(ctx);
             }
             Err(e) => {
-                act.m.connect_errors.inc();
                 let delay = act.backoff.next_delay();
-                log::warn!("RabbitMQ connect failed ({e}); retrying in {delay:?}");
+                act.m.connect_failed(&e.to_string(), delay);
                 act.link = Link::Down;
                 ctx.run_later(delay, |act, ctx| act.connect(ctx));
             }
@@ -254,15 +182,9 @@ impl QueuePublisher {
             ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
                 act.in_flight -= 1;
                 match res {
-                    Ok(()) => {
-                        act.m.published[queue.index()].inc();
-                        act.m.events[queue.index()].add(n_events);
-                        act.m.actor.messages_out.inc();
-                    }
+                    Ok(()) => act.m.published(queue, n_events),
                     Err(e) => {
-                        act.m.failed[queue.index()].inc();
-                        act.m.actor.errors.inc();
-                        log::warn!("publish to {} failed: {e}", queue.name());
+                        act.m.publish_failed(queue, &e.to_string());
                         act.mark_down(ctx);
                     }
                 }
@@ -329,16 +251,7 @@ impl Handler<EventBatch> for QueuePublisher {
         self.m.actor.received();
         if self.buffer.len() >= self.cfg.buffer_batches.max(1) {
             if let Some(old) = self.buffer.pop_front() {
-                let n = self.m.dropped[old.queue.index()].get();
-                self.m.dropped[old.queue.index()].inc();
-                // Log the first drop and then every 10,000th, not every one.
-                if n % 10_000 == 0 {
-                    log::warn!(
-                        "publish buffer full: dropping oldest batches ({} dropped on {})",
-                        n + 1,
-                        old.queue.name()
-                    );
-                }
+                self.m.dropped_oldest(old.queue);
             }
         }
         self.buffer.push_back(msg);

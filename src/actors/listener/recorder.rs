@@ -13,38 +13,20 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, Handler};
 use serde_json::value::RawValue;
 
+use super::metrics::RecorderFigures;
 use super::router::RawFrame;
-use crate::metrics::{ActorMetrics, Counter, Registry};
 
 pub struct Recorder {
     out: BufWriter<File>,
-    metrics: ActorMetrics,
-    written: Counter,
-    skipped: Counter,
+    m: RecorderFigures,
 }
 
 impl Recorder {
-    pub const NAME: &'static str = "recorder";
-
-    pub fn create(path: &Path, registry: &Registry) -> std::io::Result<Self> {
+    pub fn create(path: &Path, m: RecorderFigures) -> std::io::Result<Self> {
         Ok(Recorder {
             out: BufWriter::with_capacity(1 << 20, File::create(path)?),
-            metrics: ActorMetrics::new(registry, Self::NAME),
-            written: registry.counter(
-                "tickwire_recorder_frames_total",
-                "Frames written to the capture file",
-                &[],
-            ),
-            skipped: registry.counter(
-                "tickwire_recorder_skipped_total",
-                "Frames not recorded (not valid JSON)",
-                &[],
-            ),
+            m,
         })
-    }
-
-    pub fn metrics(&self) -> ActorMetrics {
-        self.metrics.clone()
     }
 }
 
@@ -54,7 +36,7 @@ impl Actor for Recorder {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(Duration::from_secs(1), |act, _| {
             if let Err(e) = act.out.flush() {
-                act.metrics.errors.inc();
+                act.m.actor.errors.inc();
                 log::warn!("capture flush failed: {e}");
             }
         });
@@ -69,9 +51,9 @@ impl Handler<RawFrame> for Recorder {
     type Result = ();
 
     fn handle(&mut self, msg: RawFrame, _: &mut Context<Self>) {
-        self.metrics.received();
+        self.m.actor.received();
         if serde_json::from_slice::<&RawValue>(&msg.bytes).is_err() {
-            self.skipped.inc();
+            self.m.skipped.inc();
             return;
         }
         let r = write!(
@@ -83,9 +65,9 @@ impl Handler<RawFrame> for Recorder {
         .and_then(|_| self.out.write_all(&msg.bytes))
         .and_then(|_| self.out.write_all(b"}\n"));
         match r {
-            Ok(()) => self.written.inc(),
+            Ok(()) => self.m.written.inc(),
             Err(e) => {
-                self.metrics.errors.inc();
+                self.m.actor.errors.inc();
                 log::warn!("capture write failed: {e}");
             }
         }

@@ -7,9 +7,9 @@
 use actix::{Actor, Context, Handler, Message};
 use bytes::Bytes;
 
+use super::metrics::{FrameLag, RouterFigures};
 use crate::massive::Market;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
-use crate::queue::{route, EventBatch, QueueKind};
+use crate::queue::{route, EventBatch};
 use crate::recipient::CountedRecipient;
 
 /// A frame as read off the Massive socket.
@@ -25,68 +25,23 @@ pub struct RawFrame {
 pub struct Router {
     shards: u16,
     out: CountedRecipient<EventBatch>,
-    metrics: ActorMetrics,
-    events: Vec<Counter>,
-    bad_elements: Counter,
-    bad_frames: Counter,
-    frame_lag: Vec<(Market, Gauge)>,
-    registry: std::sync::Arc<Registry>,
+    figures: RouterFigures,
+    frame_lag: FrameLag,
 }
 
 impl Router {
-    pub const NAME: &'static str = "router";
-
     pub fn new(
         shards: u16,
         out: CountedRecipient<EventBatch>,
-        registry: &std::sync::Arc<Registry>,
+        figures: RouterFigures,
+        frame_lag: FrameLag,
     ) -> Self {
         Router {
             shards: shards.max(1),
             out,
-            metrics: ActorMetrics::new(registry, Self::NAME),
-            events: QueueKind::ALL
-                .iter()
-                .map(|q| {
-                    registry.counter(
-                        "tickwire_router_events_total",
-                        "Events routed, by queue",
-                        &[("queue", q.name())],
-                    )
-                })
-                .collect(),
-            bad_elements: registry.counter(
-                "tickwire_router_skipped_elements_total",
-                "Frame elements skipped because they could not be read (no ev, not an object)",
-                &[],
-            ),
-            bad_frames: registry.counter(
-                "tickwire_router_skipped_frames_total",
-                "Frames skipped because they were not a JSON array",
-                &[],
-            ),
-            frame_lag: Vec::new(),
-            registry: registry.clone(),
+            figures,
+            frame_lag,
         }
-    }
-
-    pub fn metrics(&self) -> ActorMetrics {
-        self.metrics.clone()
-    }
-
-    /// Receive time minus the newest event time of the last frame, per market (registered on
-    /// first use: the registry is locked once per market, not per frame).
-    fn lag_gauge(&mut self, market: Market) -> &Gauge {
-        if let Some(pos) = self.frame_lag.iter().position(|(m, _)| *m == market) {
-            return &self.frame_lag[pos].1;
-        }
-        let g = self.registry.gauge(
-            "tickwire_router_frame_lag_ms",
-            "Receive time minus the newest event time of the last frame (ms)",
-            &[("market", market.path())],
-        );
-        self.frame_lag.push((market, g));
-        &self.frame_lag[self.frame_lag.len() - 1].1
     }
 }
 
@@ -98,38 +53,22 @@ impl Handler<RawFrame> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: RawFrame, _: &mut Context<Self>) {
-        self.metrics.received();
+        self.figures.actor.received();
         let routed = match route(&msg.bytes, self.shards) {
             Ok(r) => r,
-            Err(e) => {
-                // Count every one; log the first and then every 1,000th, not a storm.
-                if self.bad_frames.get() % 1000 == 0 {
-                    log::warn!(
-                        "skipping a frame of {} bytes: {e} ({} skipped so far)",
-                        msg.bytes.len(),
-                        self.bad_frames.get() + 1
-                    );
-                }
-                self.bad_frames.inc();
-                self.metrics.errors.inc();
-                return;
-            }
+            Err(e) => return self.figures.frame_skipped(msg.bytes.len(), &e),
         };
         if let Some(newest) = routed.newest_ms {
-            let lag = msg.received_at_ms - newest;
-            self.lag_gauge(msg.market).set(lag);
+            self.frame_lag
+                .of(msg.market)
+                .set(msg.received_at_ms - newest);
         }
-        if !routed.bad.is_empty() {
-            self.bad_elements.add(routed.bad.len() as u64);
-            log::debug!(
-                "skipped {} unreadable elements, first: {}",
-                routed.bad.len(),
-                routed.bad[0]
-            );
-        }
+        self.figures.elements_skipped(&routed.bad);
         for g in routed.groups {
-            self.events[g.queue.index()].add(g.events.len() as u64);
-            self.metrics.messages_out.inc();
+            if let Some(c) = self.figures.events.at(g.queue.index()) {
+                c.add(g.events.len() as u64);
+            }
+            self.figures.actor.messages_out.inc();
             self.out.do_send(EventBatch {
                 queue: g.queue,
                 shard: g.shard,
