@@ -34,7 +34,6 @@ use crate::config::parse_subscriptions;
 use crate::massive::Market;
 use crate::metrics::Registry;
 use crate::nodes::NodeRecord;
-use crate::recipient::CountedRecipient;
 use crate::revocation::Revoker;
 use crate::scp::control::Directory;
 use crate::scp::users::Bootstrap;
@@ -181,7 +180,7 @@ pub fn start(
         closed_poll: Duration::from_secs(60),
         max_frame_bytes: MAX_FRAME_BYTES,
     };
-    let out = CountedRecipient::of(&pipeline.pool, pipeline.pool_metrics.clone());
+    let out = pipeline.input();
     let (listener, health) = connection::start(cfg, shards, out, &registry);
 
     // With no secret or admin token configured, they are made up for this run: only this

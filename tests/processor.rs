@@ -793,6 +793,7 @@ impl actix::Handler<tickwire::actors::processor::enricher::Enriched> for Answers
 async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
     use actix::Actor;
     use tickwire::actors::processor::enricher::{Enrich, Enricher, EnricherConfig};
+    use tickwire::actors::processor::metrics::EnricherFigures;
     use tickwire::actors::store::cache_writer::{CacheWriter, CacheWriterConfig};
     let kp = common::redis::unique_prefix("enrich-lock");
     let sim = start_sim(sim_args());
@@ -818,7 +819,7 @@ async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
                 failure_memo: Duration::from_secs(60),
             },
             state,
-            &registry,
+            EnricherFigures::register(&registry, &[]),
         )
         .start();
         let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

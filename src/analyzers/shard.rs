@@ -82,7 +82,7 @@ pub struct Checkpoint {
     pub symbols: Vec<(String, SymbolState)>,
 }
 
-enum Enrich {
+enum EnrichState {
     Pending,
     Ready(Enrichment),
 }
@@ -101,7 +101,7 @@ pub struct ShardState {
     cfg: ShardConfig,
     pub calendar: TradingCalendar,
     symbols: HashMap<String, SymbolState>,
-    enrichment: HashMap<String, Enrich>,
+    enrichment: HashMap<String, EnrichState>,
     trades: TopTrades,
     day_ms: i64,
     clock_ms: i64,
@@ -272,10 +272,10 @@ impl ShardState {
             st.open = bar_open;
         }
         let en = match self.enrichment.get(&a.sym) {
-            Some(Enrich::Ready(e)) => Some(*e),
-            Some(Enrich::Pending) => None,
+            Some(EnrichState::Ready(e)) => Some(*e),
+            Some(EnrichState::Pending) => None,
             None => {
-                self.enrichment.insert(a.sym.clone(), Enrich::Pending);
+                self.enrichment.insert(a.sym.clone(), EnrichState::Pending);
                 outcome.enrich.push(a.sym.clone());
                 None
             }
@@ -307,7 +307,8 @@ impl ShardState {
 
     /// Enrichment arrived for `sym`: remembered, and its quote recomputed and re-sent.
     pub fn enriched(&mut self, sym: &str, en: Enrichment, out: &mut Vec<CacheWrite>) {
-        self.enrichment.insert(sym.to_string(), Enrich::Ready(en));
+        self.enrichment
+            .insert(sym.to_string(), EnrichState::Ready(en));
         let Some(st) = self.symbols.get_mut(sym) else {
             return;
         };
@@ -322,7 +323,7 @@ impl ShardState {
 
     /// Enrichment could not be fetched: asked again on the symbol's next bar.
     pub fn enrichment_failed(&mut self, sym: &str) {
-        if matches!(self.enrichment.get(sym), Some(Enrich::Pending)) {
+        if matches!(self.enrichment.get(sym), Some(EnrichState::Pending)) {
             self.enrichment.remove(sym);
         }
     }

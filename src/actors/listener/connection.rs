@@ -107,7 +107,7 @@ pub struct Listener {
     router: CountedRecipient<RawFrame>,
     recorder: Option<CountedRecipient<RawFrame>>,
     health: Arc<ListenerHealth>,
-    m: ConnectionFigures,
+    figures: ConnectionFigures,
     backoff: Backoff,
     sink: Option<WsSink>,
     connected_at: Option<Instant>,
@@ -172,7 +172,7 @@ impl Listener {
     pub fn new(
         cfg: ListenerConfig,
         router: CountedRecipient<RawFrame>,
-        m: ConnectionFigures,
+        figures: ConnectionFigures,
     ) -> Self {
         let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max)
             .with_factor(1.5)
@@ -183,7 +183,7 @@ impl Listener {
             router,
             recorder: None,
             health: Arc::new(ListenerHealth::default()),
-            m,
+            figures,
             backoff,
             sink: None,
             connected_at: None,
@@ -241,12 +241,12 @@ impl Listener {
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok(state) if state == "closed" => {
-                act.m.market_closed(act.cfg.closed_poll);
+                act.figures.market_closed(act.cfg.closed_poll);
                 ctx.run_later(act.cfg.closed_poll, |act, ctx| act.connect_when_open(ctx));
             }
             Ok(_) => act.connect(ctx),
             Err(e) => {
-                act.m.market_status_failed(&e);
+                act.figures.market_status_failed(&e);
                 act.connect(ctx);
             }
         }));
@@ -269,8 +269,8 @@ impl Listener {
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok((_, framed)) => {
-                act.m.connects.inc();
-                act.m.connected.set(1);
+                act.figures.connects.inc();
+                act.figures.connected.set(1);
                 act.health.connected.store(true, Ordering::Relaxed);
                 act.connected_at = Some(Instant::now());
                 act.last_seen = Instant::now();
@@ -285,7 +285,7 @@ impl Listener {
             }
             Err(e) => {
                 act.health.set_error(format!("connect: {e}"));
-                act.m.connect_failed(&act.cfg.url, &e.to_string());
+                act.figures.connect_failed(&act.cfg.url, &e.to_string());
                 ctx.stop();
             }
         }));
@@ -313,18 +313,18 @@ impl Listener {
                 }
                 StatusKind::AuthFailed => {
                     // Fatal for this key: going idle avoids a reconnect storm.
-                    self.m.auth_failed(self.cfg.market, &text);
+                    self.figures.auth_failed(self.cfg.market, &text);
                     self.health.fatal.store(true, Ordering::Relaxed);
                     self.health.set_error(format!("auth_failed: {text}"));
                     ctx.stop();
                 }
                 StatusKind::MaxConnections => {
-                    self.m.max_connections(self.cfg.market, &text);
+                    self.figures.max_connections(self.cfg.market, &text);
                     self.health.set_error(format!("max_connections: {text}"));
                     self.cooldown = true;
                 }
-                StatusKind::Success => self.m.status.inc("success"),
-                StatusKind::Error => self.m.error_status(self.cfg.market, &text),
+                StatusKind::Success => self.figures.status.inc("success"),
+                StatusKind::Error => self.figures.error_status(self.cfg.market, &text),
                 _ => log::debug!("status {}: {text}", status.status),
             }
         }
@@ -332,7 +332,7 @@ impl Listener {
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.last_seen.elapsed() > self.cfg.dead_after {
-            self.m.dead_peer(self.cfg.dead_after);
+            self.figures.dead_peer(self.cfg.dead_after);
             ctx.stop();
             return;
         }
@@ -356,8 +356,8 @@ impl Actor for Listener {
 
 impl Supervised for Listener {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        self.m.reconnects.inc();
-        self.m.connected.set(0);
+        self.figures.reconnects.inc();
+        self.figures.connected.set(0);
         self.health.connected.store(false, Ordering::Relaxed);
         self.health.authenticated.store(false, Ordering::Relaxed);
         self.sink = None;
@@ -390,18 +390,18 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
         match item {
             Ok(Frame::Text(bytes)) => {
                 let received_at_ms = chrono::Utc::now().timestamp_millis();
-                self.m.frames_in.inc();
-                self.m.bytes_in.add(bytes.len() as u64);
-                self.m.last_frame_ms.set(received_at_ms);
+                self.figures.frames_in.inc();
+                self.figures.bytes_in.add(bytes.len() as u64);
+                self.figures.last_frame_ms.set(received_at_ms);
                 if bytes.len() > self.cfg.max_frame_bytes {
-                    self.m.oversize(bytes.len(), self.cfg.max_frame_bytes);
+                    self.figures.oversize(bytes.len(), self.cfg.max_frame_bytes);
                     return;
                 }
                 // Status frames are small and rare; a substring test keeps data frames cheap.
                 if memchr::memmem::find(&bytes, b"\"status\"").is_some() {
                     self.on_statuses(&bytes, ctx);
                 }
-                self.m.actor.messages_out.inc();
+                self.figures.actor.messages_out.inc();
                 let frame = RawFrame {
                     bytes,
                     received_at_ms,
@@ -424,7 +424,7 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
             Ok(_) => {}
             Err(e) => {
                 self.health.set_error(format!("protocol: {e}"));
-                self.m.protocol_error(&e.to_string());
+                self.figures.protocol_error(&e.to_string());
                 ctx.stop();
             }
         }
@@ -450,7 +450,7 @@ impl Handler<Reconfigure> for Listener {
     type Result = ();
 
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Context<Self>) {
-        self.m.actor.handled();
+        self.figures.actor.handled();
         let before = (
             self.cfg.url.clone(),
             self.cfg.market,
@@ -523,7 +523,7 @@ impl Handler<Control> for Listener {
     type Result = ();
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
-        self.m.actor.handled();
+        self.figures.actor.handled();
         match msg {
             Control::Stop => {
                 self.idle = true;

@@ -56,7 +56,7 @@ pub struct LeaseKeeper {
     listener: Recipient<Control>,
     held_until: Option<Instant>,
     busy: bool,
-    m: LeaseFigures,
+    figures: LeaseFigures,
     holder_seen: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -64,7 +64,7 @@ impl LeaseKeeper {
     pub fn new(
         cfg: LeaseConfig,
         listener: Recipient<Control>,
-        m: LeaseFigures,
+        figures: LeaseFigures,
     ) -> Result<Self, LeaseError> {
         let pool = crate::redis_pool::open(&cfg.redis_url)
             .map_err(|e| LeaseError::Config(e.to_string()))?;
@@ -74,7 +74,7 @@ impl LeaseKeeper {
             listener,
             held_until: None,
             busy: false,
-            m,
+            figures,
             holder_seen: Default::default(),
         })
     }
@@ -138,8 +138,8 @@ impl LeaseKeeper {
                             act.cfg.key,
                             act.cfg.holder
                         );
-                        act.m.acquired.inc();
-                        act.m.held.set(1);
+                        act.figures.acquired.inc();
+                        act.figures.held.set(1);
                         act.listener.do_send(Control::Start);
                     }
                     act.held_until = Some(started + act.cfg.ttl);
@@ -153,8 +153,8 @@ impl LeaseKeeper {
                     act.set_holder(holder);
                 }
                 Err(e) => {
-                    act.m.errors.inc();
-                    act.m.actor.errors.inc();
+                    act.figures.errors.inc();
+                    act.figures.actor.errors.inc();
                     log::warn!("lease check failed: {e}");
                     if act.held_until.is_some_and(|t| Instant::now() >= t) {
                         log::warn!(
@@ -175,8 +175,8 @@ impl LeaseKeeper {
     }
 
     fn give_up(&mut self) {
-        self.m.lost.inc();
-        self.m.held.set(0);
+        self.figures.lost.inc();
+        self.figures.held.set(0);
         self.listener.do_send(Control::Stop);
     }
 }

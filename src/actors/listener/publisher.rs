@@ -88,18 +88,18 @@ pub struct QueuePublisher {
     buffer: VecDeque<EventBatch>,
     in_flight: usize,
     backoff: Backoff,
-    m: PublisherFigures,
+    figures: PublisherFigures,
 }
 
 impl QueuePublisher {
-    pub fn new(cfg: PublisherConfig, m: PublisherFigures) -> Self {
+    pub fn new(cfg: PublisherConfig, figures: PublisherFigures) -> Self {
         QueuePublisher {
             cfg,
             link: Link::Down,
             buffer: VecDeque::new(),
             in_flight: 0,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
-            m,
+            figures,
         }
     }
 
@@ -115,15 +115,15 @@ impl QueuePublisher {
                     "connected to RabbitMQ; {} shard queues per type declared",
                     act.cfg.shards
                 );
-                act.m.connects.inc();
-                act.m.connected.set(1);
+                act.figures.connects.inc();
+                act.figures.connected.set(1);
                 act.backoff.reset();
                 act.link = Link::Up(Box::new(Open { conn, channel }));
                 act.pump(ctx);
             }
             Err(e) => {
                 let delay = act.backoff.next_delay();
-                act.m.connect_failed(&e.to_string(), delay);
+                act.figures.connect_failed(&e.to_string(), delay);
                 act.link = Link::Down;
                 ctx.run_later(delay, |act, ctx| act.connect(ctx));
             }
@@ -137,7 +137,7 @@ impl QueuePublisher {
                 self.cfg.buffer_batches
             );
             self.link = Link::Down;
-            self.m.connected.set(0);
+            self.figures.connected.set(0);
             let delay = self.backoff.next_delay();
             ctx.run_later(delay, |act, ctx| act.connect(ctx));
         }
@@ -182,17 +182,17 @@ impl QueuePublisher {
             ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
                 act.in_flight -= 1;
                 match res {
-                    Ok(()) => act.m.published(queue, n_events),
+                    Ok(()) => act.figures.published(queue, n_events),
                     Err(e) => {
-                        act.m.publish_failed(queue, &e.to_string());
+                        act.figures.publish_failed(queue, &e.to_string());
                         act.mark_down(ctx);
                     }
                 }
                 act.pump(ctx);
             }));
         }
-        self.m.buffered.set(self.buffer.len() as i64);
-        self.m.in_flight.set(self.in_flight as i64);
+        self.figures.buffered.set(self.buffer.len() as i64);
+        self.figures.in_flight.set(self.in_flight as i64);
     }
 
     /// Folds batches for the same (queue, shard, market) that are waiting in the buffer into
@@ -217,7 +217,7 @@ impl QueuePublisher {
                 if let Some(b) = self.buffer.remove(i) {
                     batch.events.extend(b.events);
                     batch.received_at_ms = batch.received_at_ms.min(b.received_at_ms);
-                    self.m.coalesced.inc();
+                    self.figures.coalesced.inc();
                 }
             } else {
                 i += 1;
@@ -231,7 +231,7 @@ impl QueuePublisher {
                 self.mark_down(ctx);
             }
         }
-        self.m.buffered.set(self.buffer.len() as i64);
+        self.figures.buffered.set(self.buffer.len() as i64);
     }
 }
 
@@ -248,10 +248,10 @@ impl Handler<EventBatch> for QueuePublisher {
     type Result = ();
 
     fn handle(&mut self, msg: EventBatch, ctx: &mut Context<Self>) {
-        self.m.actor.received();
+        self.figures.actor.received();
         if self.buffer.len() >= self.cfg.buffer_batches.max(1) {
             if let Some(old) = self.buffer.pop_front() {
-                self.m.dropped_oldest(old.queue);
+                self.figures.dropped_oldest(old.queue);
             }
         }
         self.buffer.push_back(msg);

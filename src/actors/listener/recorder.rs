@@ -18,14 +18,14 @@ use super::router::RawFrame;
 
 pub struct Recorder {
     out: BufWriter<File>,
-    m: RecorderFigures,
+    figures: RecorderFigures,
 }
 
 impl Recorder {
-    pub fn create(path: &Path, m: RecorderFigures) -> std::io::Result<Self> {
+    pub fn create(path: &Path, figures: RecorderFigures) -> std::io::Result<Self> {
         Ok(Recorder {
             out: BufWriter::with_capacity(1 << 20, File::create(path)?),
-            m,
+            figures,
         })
     }
 }
@@ -36,7 +36,7 @@ impl Actor for Recorder {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(Duration::from_secs(1), |act, _| {
             if let Err(e) = act.out.flush() {
-                act.m.actor.errors.inc();
+                act.figures.actor.errors.inc();
                 log::warn!("capture flush failed: {e}");
             }
         });
@@ -51,9 +51,9 @@ impl Handler<RawFrame> for Recorder {
     type Result = ();
 
     fn handle(&mut self, msg: RawFrame, _: &mut Context<Self>) {
-        self.m.actor.received();
+        self.figures.actor.received();
         if serde_json::from_slice::<&RawValue>(&msg.bytes).is_err() {
-            self.m.skipped.inc();
+            self.figures.skipped.inc();
             return;
         }
         let r = write!(
@@ -65,9 +65,9 @@ impl Handler<RawFrame> for Recorder {
         .and_then(|_| self.out.write_all(&msg.bytes))
         .and_then(|_| self.out.write_all(b"}\n"));
         match r {
-            Ok(()) => self.m.written.inc(),
+            Ok(()) => self.figures.written.inc(),
             Err(e) => {
-                self.m.actor.errors.inc();
+                self.figures.actor.errors.inc();
                 log::warn!("capture write failed: {e}");
             }
         }

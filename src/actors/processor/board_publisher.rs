@@ -13,11 +13,11 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use bytes::Bytes;
 
+use super::metrics::BoardFigures;
 use super::shard::{board_key, trades_key};
 use crate::analyzers::leaderboard::{self, Board, ShardBoard};
 use crate::analyzers::shard::VALUE_TTL_SECS;
 use crate::analyzers::top_trades::{self, Stats};
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::store::{CacheWrite, Store, Write};
 
 #[derive(Debug, Clone)]
@@ -33,61 +33,32 @@ pub struct BoardPublisherConfig {
 
 pub struct BoardPublisher {
     cfg: BoardPublisherConfig,
-    results: Store,
-    store: Store,
+    /// Where the boards go (client-facing).
+    results_store: Store,
+    /// Where the shards' candidates and the publisher lease are.
+    state_store: Store,
     last: [Option<Bytes>; 3],
     leader: bool,
     busy: bool,
     ticks: u64,
-    metrics: ActorMetrics,
-    is_leader: Gauge,
-    published: Vec<Counter>,
-    errors: Counter,
-    unreadable: Counter,
+    figures: BoardFigures,
 }
 
 impl BoardPublisher {
-    pub const NAME: &'static str = "board_publisher";
-
     pub fn new(
         cfg: BoardPublisherConfig,
-        results: Store,
-        store: Store,
-        registry: &Registry,
+        results_store: Store,
+        state_store: Store,
+        figures: BoardFigures,
     ) -> Self {
         BoardPublisher {
-            results,
-            store,
+            results_store,
+            state_store,
             last: [None, None, None],
             leader: false,
             busy: false,
             ticks: 0,
-            metrics: ActorMetrics::new(registry, Self::NAME),
-            is_leader: registry.gauge(
-                "tickwire_boards_leader",
-                "1 while this node is the elected leaderboard publisher",
-                &[],
-            ),
-            published: Board::ALL
-                .iter()
-                .map(|b| {
-                    registry.counter(
-                        "tickwire_boards_published_total",
-                        "Leaderboards published (only when changed)",
-                        &[("board", b.key())],
-                    )
-                })
-                .collect(),
-            errors: registry.counter(
-                "tickwire_boards_errors_total",
-                "Lease or store errors of the leaderboard publisher",
-                &[],
-            ),
-            unreadable: registry.counter(
-                "tickwire_boards_unreadable_total",
-                "Shard candidates that could not be decoded",
-                &[],
-            ),
+            figures,
             cfg,
         }
     }
@@ -103,7 +74,7 @@ impl BoardPublisher {
         self.busy = true;
         self.ticks += 1;
         let trades_due = self.cfg.top_trades && self.ticks % 5 == 0;
-        let (store, cfg, lease) = (self.store.clone(), self.cfg.clone(), self.lease_key());
+        let (store, cfg, lease) = (self.state_store.clone(), self.cfg.clone(), self.lease_key());
         let fut = async move {
             let leader = store.acquire(&lease, &cfg.holder, cfg.every * 3).await?;
             if !leader {
@@ -135,14 +106,14 @@ impl BoardPublisher {
                         act.last = [None, None, None];
                     }
                     act.leader = leader;
-                    act.is_leader.set(i64::from(leader));
+                    act.figures.leader.set(i64::from(leader));
                     if leader {
                         act.publish(boards, trades);
                     }
                 }
                 Err(e) => {
-                    act.errors.inc();
-                    act.metrics.errors.inc();
+                    act.figures.errors.inc();
+                    act.figures.actor.errors.inc();
                     log::warn!("leaderboard publisher: {e}");
                 }
             }
@@ -156,7 +127,7 @@ impl BoardPublisher {
             .filter_map(|b| match ShardBoard::decode(&b) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    self.unreadable.inc();
+                    self.figures.unreadable.inc();
                     log::warn!("unreadable shard candidates skipped: {e}");
                     None
                 }
@@ -169,7 +140,9 @@ impl BoardPublisher {
             if self.last[i].as_ref() == Some(&json) {
                 continue;
             }
-            self.published[i].inc();
+            if let Some(c) = self.figures.published.at(i) {
+                c.inc();
+            }
             writes.push(CacheWrite::value(
                 format!("{}{}", self.cfg.results_prefix, Board::ALL[i].key()),
                 json.clone(),
@@ -183,7 +156,7 @@ impl BoardPublisher {
             for b in trades.into_iter().flatten() {
                 match rmp_serde::from_slice::<BTreeMap<String, Stats>>(&b) {
                     Ok(m) => all.extend(m),
-                    Err(_) => self.unreadable.inc(),
+                    Err(_) => self.figures.unreadable.inc(),
                 }
             }
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -196,8 +169,8 @@ impl BoardPublisher {
             }
         }
         if !writes.is_empty() {
-            self.metrics.messages_out.inc();
-            self.results.write.do_send(Write(writes));
+            self.figures.actor.messages_out.inc();
+            self.results_store.write.do_send(Write(writes));
         }
     }
 }
@@ -212,7 +185,7 @@ impl actix::Handler<Stop> for BoardPublisher {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         use actix::ActorContext;
-        self.metrics.handled();
+        self.figures.actor.handled();
         ctx.stop();
     }
 }
@@ -225,10 +198,10 @@ impl Actor for BoardPublisher {
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> actix::Running {
-        self.is_leader.set(0);
+        self.figures.leader.set(0);
         if self.leader {
             let (store, key, holder) = (
-                self.store.clone(),
+                self.state_store.clone(),
                 self.lease_key(),
                 self.cfg.holder.clone(),
             );

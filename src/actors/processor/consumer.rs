@@ -25,9 +25,9 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 
-use super::shard::{Processor, Rehydrate};
+use super::metrics::ConsumerFigures;
+use super::shard::{Rehydrate, ShardHandle};
 use crate::backoff::Backoff;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::queue::envelope;
 use crate::queue::topology::{declare_queue, declare_topology, queue_name};
 use crate::queue::{EventBatch, QueueKind};
@@ -67,20 +67,10 @@ struct QueueSlot {
     channel: Option<Channel>,
 }
 
-struct Counters {
-    messages: Counter,
-    rejected: Counter,
-    connects: Counter,
-    connect_errors: Counter,
-    queue_restarts: Counter,
-    connected: Gauge,
-    consuming: Gauge,
-}
-
 pub struct QueueConsumer {
     cfg: ConsumerConfig,
-    processors: Vec<CountedRecipient<EventBatch>>,
-    rehydrate: Vec<Addr<Processor>>,
+    /// Every shard's processor, in shard order.
+    shards: Vec<ShardHandle>,
     assigned: BTreeSet<u16>,
     conn: Option<std::sync::Arc<Connection>>,
     connecting: bool,
@@ -90,24 +80,14 @@ pub struct QueueConsumer {
     /// The delays of queues that keep ending while the connection lives.
     restarts: HashMap<(u16, QueueKind), Backoff>,
     backoff: Backoff,
-    metrics: ActorMetrics,
-    c: std::sync::Arc<Counters>,
+    figures: ConsumerFigures,
 }
 
 impl QueueConsumer {
-    pub const NAME: &'static str = "queue_consumer";
-
-    pub fn new(
-        cfg: ConsumerConfig,
-        processors: Vec<CountedRecipient<EventBatch>>,
-        rehydrate: Vec<Addr<Processor>>,
-        registry: &Registry,
-    ) -> Self {
-        let c = |n: &str, h: &str| registry.counter(n, h, &[]);
+    pub fn new(cfg: ConsumerConfig, shards: Vec<ShardHandle>, figures: ConsumerFigures) -> Self {
         QueueConsumer {
             cfg,
-            processors,
-            rehydrate,
+            shards,
             assigned: BTreeSet::new(),
             conn: None,
             connecting: false,
@@ -115,35 +95,7 @@ impl QueueConsumer {
             next_id: 0,
             restarts: HashMap::new(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
-            metrics: ActorMetrics::new(registry, Self::NAME),
-            c: std::sync::Arc::new(Counters {
-                messages: c(
-                    "tickwire_consumer_messages_total",
-                    "Queue messages handled and acked",
-                ),
-                rejected: c(
-                    "tickwire_consumer_rejected_total",
-                    "Queue messages rejected without requeue (not a readable envelope)",
-                ),
-                connects: c(
-                    "tickwire_consumer_connects_total",
-                    "Connections made to RabbitMQ",
-                ),
-                connect_errors: c(
-                    "tickwire_consumer_connect_errors_total",
-                    "Failed attempts to connect to RabbitMQ",
-                ),
-                queue_restarts: c(
-                    "tickwire_consumer_queue_restarts_total",
-                    "Queues consumed again after their consumption ended on a live connection",
-                ),
-                connected: registry.gauge(
-                    "tickwire_consumer_connected",
-                    "1 while connected to RabbitMQ",
-                    &[],
-                ),
-                consuming: registry.gauge("tickwire_consumer_queues", "Queues being consumed", &[]),
-            }),
+            figures,
         }
     }
 
@@ -165,8 +117,8 @@ impl QueueConsumer {
             match res {
                 Ok(conn) => {
                     log::info!("consumer connected to RabbitMQ");
-                    act.c.connects.inc();
-                    act.c.connected.set(1);
+                    act.figures.connects.inc();
+                    act.figures.connected.set(1);
                     act.backoff.reset();
                     act.conn = Some(std::sync::Arc::new(conn));
                     for shard in act.assigned.clone() {
@@ -174,11 +126,8 @@ impl QueueConsumer {
                     }
                 }
                 Err(e) => {
-                    act.c.connect_errors.inc();
                     let delay = act.backoff.next_delay();
-                    log::warn!(
-                        "consumer could not connect to RabbitMQ ({e}); retrying in {delay:?}"
-                    );
+                    act.figures.connect_failed(&e.to_string(), delay);
                     ctx.run_later(delay, |act, ctx| act.connect(ctx));
                 }
             }
@@ -189,8 +138,8 @@ impl QueueConsumer {
         if self.conn.is_none() {
             return;
         }
-        if let Some(p) = self.rehydrate.get(usize::from(shard)) {
-            p.do_send(Rehydrate);
+        if let Some(p) = self.shards.get(usize::from(shard)) {
+            p.rehydrate.do_send(Rehydrate);
         }
         for kind in QueueKind::ALL {
             self.start_queue(shard, kind, ctx);
@@ -201,7 +150,11 @@ impl QueueConsumer {
         let Some(conn) = self.conn.clone() else {
             return;
         };
-        let Some(processor) = self.processors.get(usize::from(shard)).cloned() else {
+        let Some(processor) = self
+            .shards
+            .get(usize::from(shard))
+            .map(|s| s.batches.clone())
+        else {
             log::warn!("no processor for shard {shard}");
             return;
         };
@@ -209,7 +162,7 @@ impl QueueConsumer {
         let id = self.next_id;
         self.queues
             .insert((shard, kind), QueueSlot { id, channel: None });
-        let (cfg, me, c) = (self.cfg.clone(), ctx.address(), self.c.clone());
+        let (cfg, me, c) = (self.cfg.clone(), ctx.address(), self.figures.clone());
         let fut = async move {
             let ch = conn.create_channel().await?;
             ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
@@ -269,11 +222,7 @@ impl QueueConsumer {
             .entry((shard, kind))
             .or_insert_with(|| Backoff::new(Duration::from_millis(200), Duration::from_secs(25)))
             .next_delay();
-        self.c.queue_restarts.inc();
-        log::warn!(
-            "{}.{shard} is no longer consumed; consuming it again in {delay:?}",
-            kind.name()
-        );
+        self.figures.queue_restarted(kind, shard, delay);
         ctx.run_later(delay, move |act, ctx| {
             if act.assigned.contains(&shard) && !act.queues.contains_key(&(shard, kind)) {
                 act.start_queue(shard, kind, ctx);
@@ -283,7 +232,7 @@ impl QueueConsumer {
 
     fn count_queues(&self) {
         let n = self.queues.values().filter(|q| q.channel.is_some()).count();
-        self.c.consuming.set(n as i64);
+        self.figures.queues.set(n as i64);
     }
 
     fn stop_shard(&mut self, shard: u16) {
@@ -304,8 +253,8 @@ impl QueueConsumer {
         // The channels went with the connection; their loops' ends no longer match a slot.
         self.queues.clear();
         self.restarts.clear();
-        self.c.consuming.set(0);
-        self.c.connected.set(0);
+        self.figures.queues.set(0);
+        self.figures.connected.set(0);
         let delay = self.backoff.next_delay();
         log::warn!("lost RabbitMQ; reconnecting in {delay:?}");
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
@@ -324,7 +273,7 @@ async fn consume(
     mut consumer: lapin::Consumer,
     prefetch: u16,
     processor: CountedRecipient<EventBatch>,
-    c: std::sync::Arc<Counters>,
+    c: ConsumerFigures,
     me: Addr<QueueConsumer>,
     mut end: Ended,
 ) {
@@ -355,10 +304,7 @@ async fn consume(
                         });
                     }
                     Err(e) => {
-                        if c.rejected.get() % 1000 == 0 {
-                            log::warn!("rejecting a message on {}.{shard}: {e}", kind.name());
-                        }
-                        c.rejected.inc();
+                        c.rejected(kind, shard, &e);
                         let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
                     }
                 }
@@ -382,7 +328,7 @@ impl Handler<Assign> for QueueConsumer {
     type Result = ();
 
     fn handle(&mut self, msg: Assign, ctx: &mut Context<Self>) {
-        self.metrics.handled();
+        self.figures.actor.handled();
         let removed: Vec<u16> = self.assigned.difference(&msg.0).copied().collect();
         let added: Vec<u16> = msg.0.difference(&self.assigned).copied().collect();
         self.assigned = msg.0;
@@ -401,7 +347,7 @@ impl Handler<Ended> for QueueConsumer {
     type Result = ();
 
     fn handle(&mut self, msg: Ended, ctx: &mut Context<Self>) {
-        self.metrics.handled();
+        self.figures.actor.handled();
         let key = (msg.shard, msg.kind);
         if self.queues.get(&key).map(|q| q.id) != Some(msg.id) {
             return; // released or replaced: its end was asked for

@@ -22,10 +22,10 @@ use actix::{
 use bytes::Bytes;
 use chrono::NaiveDate;
 
+use super::metrics::EnricherFigures;
 use crate::analyzers::enrichment::{self, Kind, NEGATIVE_TTL_SECS, NONE};
 use crate::analyzers::quote::Enrichment;
 use crate::backoff::Backoff;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::store::{CacheWrite, Store};
 
 /// Fetch `symbol`'s enrichment for market day `day`; the answer goes to `reply`.
@@ -74,14 +74,6 @@ enum FetchError {
     LockTimeout(String),
 }
 
-struct Counters {
-    calls: Counter,
-    retries: Counter,
-    cache_hits: Counter,
-    negative: Counter,
-    failures: Counter,
-}
-
 pub struct Enricher {
     cfg: EnricherConfig,
     store: Store,
@@ -91,9 +83,7 @@ pub struct Enricher {
     queue: VecDeque<(String, NaiveDate)>,
     active: usize,
     failed: HashMap<String, Instant>,
-    metrics: ActorMetrics,
-    counters: std::rc::Rc<Counters>,
-    queued: Gauge,
+    figures: EnricherFigures,
 }
 
 fn retryable(status: u16) -> bool {
@@ -101,10 +91,7 @@ fn retryable(status: u16) -> bool {
 }
 
 impl Enricher {
-    pub const NAME: &'static str = "enricher";
-
-    pub fn new(cfg: EnricherConfig, store: Store, registry: &Registry) -> Self {
-        let c = |n: &str, h: &str| registry.counter(n, h, &[]);
+    pub fn new(cfg: EnricherConfig, store: Store, figures: EnricherFigures) -> Self {
         Enricher {
             cfg,
             store,
@@ -115,39 +102,8 @@ impl Enricher {
             queue: VecDeque::new(),
             active: 0,
             failed: HashMap::new(),
-            metrics: ActorMetrics::new(registry, Self::NAME),
-            counters: std::rc::Rc::new(Counters {
-                calls: c(
-                    "tickwire_enrich_rest_calls_total",
-                    "Massive REST calls made for enrichment",
-                ),
-                retries: c(
-                    "tickwire_enrich_rest_retries_total",
-                    "REST calls retried after 413/429/499/5xx",
-                ),
-                cache_hits: c(
-                    "tickwire_enrich_cache_hits_total",
-                    "Tickers answered from the cache",
-                ),
-                negative: c(
-                    "tickwire_enrich_negative_total",
-                    "Values Massive had no data for (cached as 0)",
-                ),
-                failures: c(
-                    "tickwire_enrich_failures_total",
-                    "Tickers whose enrichment could not be fetched",
-                ),
-            }),
-            queued: registry.gauge(
-                "tickwire_enrich_queued",
-                "Tickers waiting for a fetch slot",
-                &[],
-            ),
+            figures,
         }
-    }
-
-    pub fn metrics(&self) -> ActorMetrics {
-        self.metrics.clone()
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
@@ -160,7 +116,7 @@ impl Enricher {
                 self.cfg.clone(),
                 self.store.clone(),
                 self.client.clone(),
-                self.counters.clone(),
+                self.figures.clone(),
                 sym.clone(),
                 day,
             );
@@ -169,9 +125,7 @@ impl Enricher {
                 let enrichment = match res {
                     Ok(e) => Some(e),
                     Err(e) => {
-                        act.counters.failures.inc();
-                        act.metrics.errors.inc();
-                        log::warn!("enrichment of {sym} failed: {e}");
+                        act.figures.failed(&sym, &e);
                         act.failed.insert(sym.clone(), Instant::now());
                         None
                     }
@@ -180,12 +134,12 @@ impl Enricher {
                 act.pump(ctx);
             }));
         }
-        self.queued.set(self.queue.len() as i64);
+        self.figures.queued.set(self.queue.len() as i64);
     }
 
     fn answer(&mut self, sym: &str, enrichment: Option<Enrichment>) {
         for r in self.waiting.remove(sym).unwrap_or_default() {
-            self.metrics.messages_out.inc();
+            self.figures.actor.messages_out.inc();
             r.do_send(Enriched {
                 symbol: sym.to_string(),
                 enrichment,
@@ -209,7 +163,7 @@ impl Handler<Enrich> for Enricher {
     type Result = ();
 
     fn handle(&mut self, msg: Enrich, ctx: &mut Context<Self>) {
-        self.metrics.received();
+        self.figures.actor.received();
         if self
             .failed
             .get(&msg.symbol)
@@ -238,7 +192,7 @@ async fn fetch(
     cfg: EnricherConfig,
     store: Store,
     client: awc::Client,
-    counters: std::rc::Rc<Counters>,
+    counters: EnricherFigures,
     sym: String,
     day: NaiveDate,
 ) -> Result<Enrichment, FetchError> {
@@ -275,7 +229,7 @@ async fn fetch_locked(
     cfg: &EnricherConfig,
     store: &Store,
     client: &awc::Client,
-    counters: &Counters,
+    counters: &EnricherFigures,
     sym: &str,
     day: NaiveDate,
     keys: &[String],
@@ -309,7 +263,7 @@ async fn fetch_locked(
 async fn rest_value(
     cfg: &EnricherConfig,
     client: &awc::Client,
-    counters: &Counters,
+    counters: &EnricherFigures,
     kind: Kind,
     sym: &str,
     day: NaiveDate,

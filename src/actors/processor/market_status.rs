@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
 
+use super::metrics::MarketStatusFigures;
 use super::shard::CalendarUpdate;
 use crate::analyzers::calendar::{StatusReport, TradingCalendar};
 use crate::clock;
-use crate::metrics::{Counter, Registry};
 
 pub struct MarketStatus {
     url: String,
@@ -20,8 +20,7 @@ pub struct MarketStatus {
     to: Recipient<CalendarUpdate>,
     calendar: TradingCalendar,
     client: awc::Client,
-    polls: Counter,
-    errors: Counter,
+    figures: MarketStatusFigures,
 }
 
 impl MarketStatus {
@@ -31,7 +30,7 @@ impl MarketStatus {
         api_key: &str,
         every: Duration,
         to: Recipient<CalendarUpdate>,
-        registry: &Registry,
+        figures: MarketStatusFigures,
     ) -> Self {
         MarketStatus {
             url: format!(
@@ -44,21 +43,12 @@ impl MarketStatus {
             client: awc::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .finish(),
-            polls: registry.counter(
-                "tickwire_market_status_polls_total",
-                "Market status calls",
-                &[],
-            ),
-            errors: registry.counter(
-                "tickwire_market_status_errors_total",
-                "Market status calls that failed or were unreadable",
-                &[],
-            ),
+            figures,
         }
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        self.polls.inc();
+        self.figures.polls.inc();
         let req = self.client.get(&self.url).send();
         let fut = async move {
             let mut resp = req.await.map_err(|e| e.to_string())?;
@@ -73,13 +63,13 @@ impl MarketStatus {
             let body = match res {
                 Ok(b) => b,
                 Err(e) => {
-                    act.errors.inc();
+                    act.figures.errors.inc();
                     log::warn!("market status: {e}");
                     return;
                 }
             };
             let Some(report) = StatusReport::parse(&body) else {
-                act.errors.inc();
+                act.figures.errors.inc();
                 log::warn!("market status: unreadable answer {body}");
                 return;
             };

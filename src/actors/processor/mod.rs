@@ -11,9 +11,11 @@ pub mod board_publisher;
 pub mod consumer;
 pub mod enricher;
 pub mod market_status;
+pub mod metrics;
 pub mod pool;
 pub mod shard;
 pub mod shard_manager;
+pub mod status;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -24,20 +26,27 @@ use actix_web::web;
 use clap::Parser;
 use serde_json::json;
 
-use crate::actors::processor::board_publisher::{BoardPublisher, BoardPublisherConfig};
-use crate::actors::processor::consumer::{ConsumerConfig, QueueConsumer};
-use crate::actors::processor::enricher::{Enricher, EnricherConfig};
-use crate::actors::processor::market_status::MarketStatus;
-use crate::actors::processor::pool::ProcessorPool;
-use crate::actors::processor::shard::{Processor, ProcessorConfig};
-use crate::actors::processor::shard_manager::{ShardManager, ShardManagerConfig};
 use crate::actors::store::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
-use crate::admin::{self, AdminState, FnCheck, NodeHttp};
+use crate::actors::store::metrics::CacheWriterFigures;
+use crate::admin::{self, AdminState, NodeHttp};
 use crate::analyzers::raw_routes::RawRoutes;
 use crate::analyzers::shard::ShardConfig;
 use crate::config::{node_id, BrokerArgs, CommonArgs};
 use crate::metrics::Registry;
+use crate::queue::EventBatch;
+use crate::recipient::CountedRecipient;
 use crate::store::Store;
+use board_publisher::{BoardPublisher, BoardPublisherConfig};
+use consumer::{ConsumerConfig, QueueConsumer};
+use enricher::{Enricher, EnricherConfig};
+use market_status::MarketStatus;
+use metrics::{
+    BoardFigures, ConsumerFigures, EnricherFigures, MarketStatusFigures, PoolFigures,
+    ProcessorFigures, ShardFigures, ShardManagerFigures,
+};
+use pool::ProcessorPool;
+use shard::{ProcessorConfig, ShardHandle};
+use shard_manager::{ShardManager, ShardManagerConfig};
 
 /// `tickwire-processor` settings.
 #[derive(Parser, Debug, Clone)]
@@ -158,11 +167,73 @@ pub struct PipelineArgs {
 /// The running pipeline.
 pub struct Pipeline {
     pub pool: Addr<ProcessorPool>,
-    pub processors: Vec<Addr<Processor>>,
-    pool_mailboxes: Vec<crate::recipient::CountedRecipient<crate::queue::EventBatch>>,
-    pub pool_metrics: crate::metrics::ActorMetrics,
+    /// Every shard's processor, in shard order.
+    pub shards: Vec<ShardHandle>,
+    pool_figures: PoolFigures,
     pub boards: Addr<BoardPublisher>,
-    pub shards: u16,
+    pub board_figures: BoardFigures,
+}
+
+impl Pipeline {
+    /// Where a router sends batches in embedded mode: the pool, which routes them by shard.
+    pub fn input(&self) -> CountedRecipient<EventBatch> {
+        CountedRecipient::of(&self.pool, self.pool_figures.actor.clone())
+    }
+
+    /// Each shard's figures, in shard order.
+    pub fn shard_figures(&self, registry: &Registry) -> Vec<ShardFigures> {
+        (0..self.shards.len() as u16)
+            .map(|s| ShardFigures::for_shard(registry, s).1)
+            .collect()
+    }
+}
+
+impl PipelineArgs {
+    fn enricher(&self, api_key: &str, holder: &str) -> EnricherConfig {
+        EnricherConfig {
+            rest_url: self.rest_url.clone(),
+            api_key: api_key.to_string(),
+            prefix: self.state_prefix.clone(),
+            concurrency: self.enrich_concurrency.max(1),
+            holder: holder.to_string(),
+            lock_ttl: Duration::from_secs(30),
+            retries: 3,
+            failure_memo: Duration::from_secs(60),
+        }
+    }
+
+    fn shard(&self, shard: u16) -> ProcessorConfig {
+        ProcessorConfig {
+            shard,
+            analyzers: ShardConfig {
+                results_prefix: self.results_prefix.clone(),
+                raw: self.raw_routes,
+                top_trades: self.top_trades,
+                alert_cap: self.alert_cap.max(1),
+            },
+            state_prefix: self.state_prefix.clone(),
+            checkpoint_every: Duration::from_secs(self.checkpoint_secs.max(1)),
+        }
+    }
+
+    fn boards(&self, shards: u16, holder: &str) -> BoardPublisherConfig {
+        BoardPublisherConfig {
+            shards,
+            state_prefix: self.state_prefix.clone(),
+            results_prefix: self.results_prefix.clone(),
+            holder: holder.to_string(),
+            every: Duration::from_secs(1),
+            top_trades: self.top_trades,
+        }
+    }
+
+    fn threads(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
 }
 
 /// Starts processors for `shards` shards plus the enricher, market status and the
@@ -171,89 +242,55 @@ pub fn start_pipeline(
     args: &PipelineArgs,
     shards: u16,
     holder: &str,
-    results: &Store,
-    state: &Store,
+    results_store: &Store,
+    state_store: &Store,
     registry: &Arc<Registry>,
 ) -> Pipeline {
     let shards = shards.max(1);
     let api_key = args.key.resolve();
-    let enricher = (args.enrichment && !api_key.is_empty()).then(|| {
-        let e = Enricher::new(
-            EnricherConfig {
-                rest_url: args.rest_url.clone(),
-                api_key: api_key.clone(),
-                prefix: args.state_prefix.clone(),
-                concurrency: args.enrich_concurrency.max(1),
-                holder: holder.to_string(),
-                lock_ttl: Duration::from_secs(30),
-                retries: 3,
-                failure_memo: Duration::from_secs(60),
-            },
-            state.clone(),
-            registry,
-        );
-        // Through a CountedRecipient, so the enricher's backlog shows as its mailbox depth.
-        let metrics = e.metrics();
-        crate::recipient::CountedRecipient::of(&e.start(), metrics)
-    });
     if args.enrichment && api_key.is_empty() {
         log::warn!("no Massive API key: REST enrichment is off");
     }
-    let analyzers = ShardConfig {
-        results_prefix: args.results_prefix.clone(),
-        raw: args.raw_routes,
-        top_trades: args.top_trades,
-        alert_cap: args.alert_cap.max(1),
-    };
-    let configs = (0..shards)
-        .map(|shard| ProcessorConfig {
-            shard,
-            analyzers: analyzers.clone(),
-            state_prefix: args.state_prefix.clone(),
-            checkpoint_every: Duration::from_secs(args.checkpoint_secs.max(1)),
-        })
-        .collect();
-    let threads = if args.threads == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    } else {
-        args.threads
-    };
-    let pool = ProcessorPool::new(configs, threads, results, state, enricher, registry);
-    let processors = pool.processors();
-    let pool_mailboxes = pool.mailboxes();
-    let pool_metrics = pool.metrics();
+    let enricher = (args.enrichment && !api_key.is_empty()).then(|| {
+        let f = EnricherFigures::register(registry, &[]);
+        let e = Enricher::new(
+            args.enricher(&api_key, holder),
+            state_store.clone(),
+            f.clone(),
+        );
+        // Counted, so the enricher's backlog shows as its mailbox depth.
+        CountedRecipient::of(&e.start(), f.actor)
+    });
+    let configs = (0..shards).map(|s| args.shard(s)).collect();
+    let pool = ProcessorPool::new(
+        configs,
+        args.threads(),
+        results_store,
+        state_store,
+        enricher,
+        registry,
+    );
+    let (shard_handles, pool_figures) = (pool.shards(), pool.figures());
     let pool = pool.start();
     if args.status_poll_secs > 0 && !api_key.is_empty() {
-        MarketStatus::new(
-            &args.rest_url,
-            &api_key,
-            Duration::from_secs(args.status_poll_secs),
-            pool.clone().recipient(),
-            registry,
-        )
-        .start();
+        let every = Duration::from_secs(args.status_poll_secs);
+        let f = MarketStatusFigures::register(registry, &[]);
+        MarketStatus::new(&args.rest_url, &api_key, every, pool.clone().recipient(), f).start();
     }
+    let board_figures = BoardFigures::register(registry, &[]);
     let boards = BoardPublisher::new(
-        BoardPublisherConfig {
-            shards,
-            state_prefix: args.state_prefix.clone(),
-            results_prefix: args.results_prefix.clone(),
-            holder: holder.to_string(),
-            every: Duration::from_secs(1),
-            top_trades: args.top_trades,
-        },
-        results.clone(),
-        state.clone(),
-        registry,
+        args.boards(shards, holder),
+        results_store.clone(),
+        state_store.clone(),
+        board_figures.clone(),
     )
     .start();
     Pipeline {
         pool,
-        processors,
-        pool_mailboxes,
-        pool_metrics,
+        shards: shard_handles,
+        pool_figures,
         boards,
-        shards,
+        board_figures,
     }
 }
 
@@ -288,34 +325,35 @@ impl ProcessorNode {
     /// Stops serving and hands its shards over (leases released at once).
     pub async fn stop(self) {
         crate::actors::registrar::deregister(&self.registrar).await;
-        let _ = self
-            .shard_manager
-            .send(crate::actors::processor::shard_manager::Stop)
-            .await;
-        let _ = self
-            .boards
-            .send(crate::actors::processor::board_publisher::Stop)
-            .await;
+        let _ = self.shard_manager.send(shard_manager::Stop).await;
+        let _ = self.boards.send(board_publisher::Stop).await;
         self.http.stop().await;
     }
 }
 
-/// Starts a distributed processor node serving admin HTTP on `http`.
+/// Starts a distributed processor node serving admin HTTP on `http`: the two Redis
+/// writers, the pipeline, the queue consumer and the shard manager that tells it which
+/// shards to consume.
 pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, ProcessorNodeError> {
     let registry = Registry::new();
     let port = http.local_addr()?.port();
     let id = node_id("processor");
-    let (_, results) = CacheWriter::start_store(
-        CacheWriterConfig::new(&args.wdc.url, "results")
-            .with_timing_channel(crate::store::timing_channel(&args.pipeline.results_prefix)),
-        &registry,
-    )?;
-    let (_, state) = CacheWriter::start_store(
-        CacheWriterConfig::new(&args.mdc_redis_url, "state"),
-        &registry,
-    )?;
+    let timing = crate::store::timing_channel(&args.pipeline.results_prefix);
+    let results_cfg = CacheWriterConfig::new(&args.wdc.url, "results").with_timing_channel(timing);
+    let (_, results_store) = CacheWriter::start_store(results_cfg, &registry)?;
+    let state_cfg = CacheWriterConfig::new(&args.mdc_redis_url, "state");
+    let (_, state_store) = CacheWriter::start_store(state_cfg, &registry)?;
     let shards = args.shards.max(1);
-    let pipeline = start_pipeline(&args.pipeline, shards, &id, &results, &state, &registry);
+    let pipeline = start_pipeline(
+        &args.pipeline,
+        shards,
+        &id,
+        &results_store,
+        &state_store,
+        &registry,
+    );
+
+    let consumer_figures = ConsumerFigures::register(&registry, &[]);
     let consumer = QueueConsumer::new(
         ConsumerConfig {
             url: args.broker.rabbitmq_url.clone(),
@@ -324,11 +362,11 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
             message_ttl_ms: args.broker.message_ttl_ms,
             prefetch: args.prefetch.max(1),
         },
-        pipeline.pool_mailboxes.clone(),
-        pipeline.processors.clone(),
-        &registry,
+        pipeline.shards.clone(),
+        consumer_figures.clone(),
     )
     .start();
+    let manager_figures = ShardManagerFigures::register(&registry, &[]);
     let manager = ShardManager::new(
         ShardManagerConfig {
             shards,
@@ -337,86 +375,33 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
             lease_ttl: Duration::from_millis(args.shard_lease_ttl_ms.max(900)),
             max_shards: (args.max_shards > 0).then_some(args.max_shards),
         },
-        state.clone(),
+        state_store.clone(),
         consumer.recipient(),
-        pipeline.processors.clone(),
-        &registry,
+        pipeline.shards.iter().map(|s| s.flush.clone()).collect(),
+        manager_figures.clone(),
     );
-    let held = manager.held_view();
+    let figures = ProcessorFigures {
+        consumer: consumer_figures,
+        shards: pipeline.shard_figures(&registry),
+        manager: manager_figures,
+        boards: pipeline.board_figures.clone(),
+        held: manager.held_view(),
+        results_store: CacheWriterFigures::for_store(&registry, "results").1,
+        state_store: CacheWriterFigures::for_store(&registry, "state").1,
+    };
     let shard_manager = manager.start();
 
-    let mut admin_state = AdminState::new("Market Data Processor", registry.clone()).with_identity(
+    let admin = AdminState::new("Market Data Processor", registry.clone()).with_identity(
         &args.common.container_image,
         &args.common.image_version,
         &args.common.admin_token,
     );
-    // (check, gauge, its labels, reason when down)
-    type Check = (
-        &'static str,
-        &'static str,
-        &'static [(&'static str, &'static str)],
-        &'static str,
-    );
-    let checks: [Check; 3] = [
-        (
-            "broker",
-            "tickwire_consumer_connected",
-            &[],
-            "RabbitMQ not connected",
-        ),
-        (
-            "redis:results",
-            "tickwire_cache_connected",
-            &[("store", "results")],
-            "results Redis unreachable",
-        ),
-        (
-            "redis:state",
-            "tickwire_cache_connected",
-            &[("store", "state")],
-            "state Redis unreachable",
-        ),
-    ];
-    for (check, gauge, labels, what) in checks {
-        let r = registry.clone();
-        admin_state = admin_state.with_check(FnCheck::new(check, move || {
-            if r.value(gauge, labels) == Some(1) {
-                Ok(())
-            } else {
-                Err(what.into())
-            }
-        }));
-    }
-    let (r, prefetch, n) = (registry.clone(), args.prefetch, shards);
-    admin_state = admin_state.with_health(Arc::new(move || {
-        let r = r.clone();
-        Box::pin(async move {
-            let mut extra = serde_json::Map::new();
-            let procs = shard_figures(&r, n);
-            extra.insert("parallelism".into(), json!(n));
-            extra.insert("prefetch_count".into(), json!(prefetch));
-            extra.insert("max_concurrency".into(), json!(prefetch));
-            extra.insert("processors".into(), json!(procs));
-            let up = r.value("tickwire_consumer_connected", &[]) == Some(1);
-            (up, extra)
-        })
-    }));
-    let (r, id2) = (registry.clone(), id.clone());
-    admin_state = admin_state.with_info(Arc::new(move || {
-        let (r, held, id) = (r.clone(), held.clone(), id2.clone());
-        Box::pin(async move {
-            json!({
-                "node_id": id,
-                "pool_size": n,
-                "max_shards": r.value("tickwire_shards_max", &[]).filter(|m| *m > 0),
-                "shards_held": held.lock().map(|h| h.clone()).unwrap_or_default(),
-                "processor_nodes": r.value("tickwire_processor_nodes", &[]),
-                "roles": {"leaderboard_publisher": r.value("tickwire_boards_leader", &[]) == Some(1)},
-                "shards": shard_figures(&r, n),
-            })
-        })
-    }));
-    let admin_data = web::Data::new(admin_state);
+    let report = status::Report {
+        id: id.clone(),
+        prefetch: args.prefetch,
+        shards,
+    };
+    let admin_data = web::Data::new(status::report(admin, figures, report));
     let pool_control = web::Data::new(shard_manager.clone());
     let http = NodeHttp::serve(http, move |cfg| {
         cfg.app_data(admin_data.clone())
@@ -455,30 +440,8 @@ async fn set_pool(
                 .json(json!({"status": "ERROR", "error": e}))
         }
     };
-    manager.do_send(crate::actors::processor::shard_manager::SetMaxShards(max));
+    manager.do_send(shard_manager::SetMaxShards(max));
     actix_web::HttpResponse::Ok().json(json!({"status": "OK", "max_shards": max}))
-}
-
-/// Per-shard figures for `/stats` and `/health` (`processors[]`, the reference's worker items).
-pub fn shard_figures(r: &Registry, shards: u16) -> Vec<serde_json::Value> {
-    (0..shards)
-        .map(|s| {
-            let s = s.to_string();
-            let l = [("shard", s.as_str())];
-            let v = |name: &str| r.value(name, &l).unwrap_or(0);
-            json!({
-                "name": format!("processor_{s}"),
-                "alive": true,
-                "processed": v("tickwire_processor_events_total"),
-                "decoding_errors": v("tickwire_processor_decode_errors_total"),
-                "stale": v("tickwire_processor_stale_total"),
-                "alerts": v("tickwire_processor_alerts_total"),
-                "symbols": v("tickwire_processor_symbols"),
-                "lag_ms": v("tickwire_processor_lag_ms"),
-                "rehydrated": v("tickwire_processor_rehydrated_symbols_total"),
-            })
-        })
-        .collect()
 }
 
 /// Binds the port and runs until SIGINT/SIGTERM; what `tickwire-processor`'s main calls.

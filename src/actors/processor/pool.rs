@@ -1,73 +1,66 @@
-//! ProcessorPool actor: starts one [`Processor`] per shard, spread over a few arbiters
+//! ProcessorPool actor: starts one [`ShardProcessor`] per shard, spread over a few arbiters
 //! (threads), and routes event batches to them by shard.
 //!
 //! In embedded mode the router sends its batches here directly; in distributed mode the queue
 //! consumers talk to the processors themselves (they need each batch's completion to ack) and
 //! the pool only owns them and relays calendar updates.
 
-use actix::{Actor, Addr, Arbiter, Context, Handler};
+use actix::{Actor, Arbiter, Context, Handler};
 
 use super::enricher::Enrich;
-use super::shard::{CalendarUpdate, Processor, ProcessorConfig};
-use crate::metrics::{ActorMetrics, Registry};
+use super::metrics::{PoolFigures, ShardFigures};
+use super::shard::{CalendarUpdate, ProcessorConfig, ShardHandle, ShardProcessor};
+use crate::metrics::Registry;
 use crate::queue::EventBatch;
 use crate::recipient::CountedRecipient;
 use crate::store::Store;
 
 pub struct ProcessorPool {
-    processors: Vec<Addr<Processor>>,
-    mailboxes: Vec<CountedRecipient<EventBatch>>,
-    metrics: ActorMetrics,
+    shards: Vec<ShardHandle>,
+    figures: PoolFigures,
     _arbiters: Vec<Arbiter>,
 }
 
 impl ProcessorPool {
-    pub const NAME: &'static str = "processor_pool";
-
-    /// Starts `configs.len()` processors on `threads` arbiters.
+    /// Starts `configs.len()` processors on `threads` arbiters; each shard's figures are
+    /// registered on `registry`.
     pub fn new(
         configs: Vec<ProcessorConfig>,
         threads: usize,
-        results: &Store,
-        store: &Store,
-        enricher: Option<crate::recipient::CountedRecipient<Enrich>>,
-        registry: &std::sync::Arc<Registry>,
+        results_store: &Store,
+        state_store: &Store,
+        enricher: Option<CountedRecipient<Enrich>>,
+        registry: &Registry,
     ) -> Self {
         let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
-        let mut processors = Vec::new();
-        let mut mailboxes = Vec::new();
+        let mut shards = Vec::new();
         for (i, cfg) in configs.into_iter().enumerate() {
-            let p = Processor::new(
+            let (actor, figures) = ShardFigures::for_shard(registry, cfg.shard);
+            let p = ShardProcessor::new(
                 cfg,
-                results.clone(),
-                store.clone(),
+                results_store.clone(),
+                state_store.clone(),
                 enricher.clone(),
-                registry,
+                (actor.clone(), figures),
             );
-            let metrics = p.metrics();
-            let addr = Processor::start_in_arbiter(&arbiters[i % arbiters.len()].handle(), |_| p);
-            mailboxes.push(CountedRecipient::of(&addr, metrics));
-            processors.push(addr);
+            let addr =
+                ShardProcessor::start_in_arbiter(&arbiters[i % arbiters.len()].handle(), |_| p);
+            shards.push(ShardHandle::of(&addr, actor));
         }
         ProcessorPool {
-            processors,
-            mailboxes,
-            metrics: ActorMetrics::new(registry, Self::NAME),
+            shards,
+            figures: PoolFigures::register(registry, &[]),
             _arbiters: arbiters,
         }
     }
 
-    pub fn processors(&self) -> Vec<Addr<Processor>> {
-        self.processors.clone()
+    /// Every shard's processor, in shard order.
+    pub fn shards(&self) -> Vec<ShardHandle> {
+        self.shards.clone()
     }
 
-    /// One mailbox per shard, in shard order.
-    pub fn mailboxes(&self) -> Vec<CountedRecipient<EventBatch>> {
-        self.mailboxes.clone()
-    }
-
-    pub fn metrics(&self) -> ActorMetrics {
-        self.metrics.clone()
+    pub fn figures(&self) -> PoolFigures {
+        self.figures.clone()
     }
 }
 
@@ -79,13 +72,13 @@ impl Handler<EventBatch> for ProcessorPool {
     type Result = ();
 
     fn handle(&mut self, msg: EventBatch, _: &mut Context<Self>) {
-        self.metrics.received();
-        let n = self.mailboxes.len();
+        self.figures.actor.received();
+        let n = self.shards.len();
         if n == 0 {
             return;
         }
-        self.metrics.messages_out.inc();
-        self.mailboxes[usize::from(msg.shard) % n].do_send(msg);
+        self.figures.actor.messages_out.inc();
+        self.shards[usize::from(msg.shard) % n].batches.do_send(msg);
     }
 }
 
@@ -93,9 +86,9 @@ impl Handler<CalendarUpdate> for ProcessorPool {
     type Result = ();
 
     fn handle(&mut self, msg: CalendarUpdate, _: &mut Context<Self>) {
-        self.metrics.handled();
-        for p in &self.processors {
-            p.do_send(msg.clone());
+        self.figures.actor.handled();
+        for s in &self.shards {
+            s.calendar.do_send(msg.clone());
         }
     }
 }

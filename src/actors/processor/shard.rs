@@ -1,4 +1,4 @@
-//! Processor actor: owns one shard's symbols and runs the analyzers on its events.
+//! ShardProcessor actor: owns one shard's symbols and runs the analyzers on its events.
 //!
 //! Every event of a symbol lands on the same processor (the listener shards by symbol), and an
 //! actor handles one message at a time, so per-symbol order holds with no locks. Results go to
@@ -13,15 +13,18 @@
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseActFuture, WrapFuture,
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient,
+    ResponseActFuture, WrapFuture,
 };
 use bytes::Bytes;
 
 use super::enricher::{Enrich, Enriched};
+use super::metrics::ShardFigures;
 use crate::analyzers::calendar::TradingCalendar;
 use crate::analyzers::shard::{Checkpoint, ShardConfig, ShardState};
-use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
+use crate::metrics::ActorMetrics;
 use crate::queue::EventBatch;
+use crate::recipient::CountedRecipient;
 use crate::store::{CacheWrite, Store, Write};
 
 /// How long checkpoints are kept: long enough for any takeover, bounded if shards shrink.
@@ -70,90 +73,63 @@ pub struct ProcessorConfig {
     pub checkpoint_every: Duration,
 }
 
-struct Counters {
-    events: Counter,
-    decode_errors: Counter,
-    stale: Counter,
-    alerts: Counter,
-    rehydrated: Counter,
-    checkpoint_errors: Counter,
-    symbols: Gauge,
-    lag: Gauge,
-    /// Listener receive to this processor taking the batch: the queue part of the hop.
-    queue_latency: Histogram,
+/// How the other actors reach one shard's processor: its events through a counted
+/// recipient, its controls as plain recipients, so none of them holds its address.
+#[derive(Clone)]
+pub struct ShardHandle {
+    pub batches: CountedRecipient<EventBatch>,
+    pub rehydrate: Recipient<Rehydrate>,
+    pub flush: Recipient<Flush>,
+    pub calendar: Recipient<CalendarUpdate>,
 }
 
-pub struct Processor {
+impl ShardHandle {
+    pub fn of(addr: &Addr<ShardProcessor>, actor: ActorMetrics) -> Self {
+        ShardHandle {
+            batches: CountedRecipient::of(addr, actor),
+            rehydrate: addr.clone().recipient(),
+            flush: addr.clone().recipient(),
+            calendar: addr.clone().recipient(),
+        }
+    }
+}
+
+pub struct ShardProcessor {
     cfg: ProcessorConfig,
     state: ShardState,
-    results: Store,
-    store: Store,
-    enricher: Option<crate::recipient::CountedRecipient<Enrich>>,
-    metrics: ActorMetrics,
-    c: Counters,
+    /// Where results go: the client-facing keys and channels (WDC).
+    results_store: Store,
+    /// Where the shard's own state goes: checkpoints, candidates (MDC).
+    state_store: Store,
+    enricher: Option<CountedRecipient<Enrich>>,
+    actor: ActorMetrics,
+    figures: ShardFigures,
     writing_checkpoint: bool,
 }
 
-impl Processor {
+impl ShardProcessor {
     pub fn new(
         cfg: ProcessorConfig,
-        results: Store,
-        store: Store,
-        enricher: Option<crate::recipient::CountedRecipient<Enrich>>,
-        registry: &Registry,
+        results_store: Store,
+        state_store: Store,
+        enricher: Option<CountedRecipient<Enrich>>,
+        (actor, figures): (ActorMetrics, ShardFigures),
     ) -> Self {
-        let shard = cfg.shard.to_string();
-        let l = [("shard", shard.as_str())];
-        let c = |n: &str, h: &str| registry.counter(n, h, &l);
-        Processor {
+        ShardProcessor {
             state: ShardState::new(cfg.analyzers.clone()),
-            results,
-            store,
+            results_store,
+            state_store,
             enricher,
-            metrics: ActorMetrics::new(registry, &format!("processor_{}", cfg.shard)),
-            c: Counters {
-                events: c("tickwire_processor_events_total", "Events processed"),
-                decode_errors: c(
-                    "tickwire_processor_decode_errors_total",
-                    "Events skipped because they could not be decoded",
-                ),
-                stale: c(
-                    "tickwire_processor_stale_total",
-                    "Aggregates skipped as older than the symbol's newest",
-                ),
-                alerts: c("tickwire_processor_alerts_total", "HOD/LOD alerts raised"),
-                rehydrated: c(
-                    "tickwire_processor_rehydrated_symbols_total",
-                    "Symbols taken from a checkpoint",
-                ),
-                checkpoint_errors: c(
-                    "tickwire_processor_checkpoint_errors_total",
-                    "Checkpoints or candidates that could not be stored or read",
-                ),
-                symbols: registry.gauge("tickwire_processor_symbols", "Symbols held in memory", &l),
-                lag: registry.gauge(
-                    "tickwire_processor_lag_ms",
-                    "Processing time minus listener receive time of the last batch (ms)",
-                    &l,
-                ),
-                queue_latency: registry.histogram(
-                    "tickwire_processor_queue_latency_ms",
-                    "Listener receive to the processor taking the batch (ms)",
-                    &l,
-                ),
-            },
+            actor,
+            figures,
             cfg,
             writing_checkpoint: false,
         }
     }
 
-    pub fn metrics(&self) -> ActorMetrics {
-        self.metrics.clone()
-    }
-
     /// Loads the checkpoint, blocking the mailbox until done (events wait, in order).
     fn rehydrate(&mut self, ctx: &mut Context<Self>) {
-        let store = self.store.clone();
+        let store = self.state_store.clone();
         let key = checkpoint_key(&self.cfg.state_prefix, self.cfg.shard);
         ctx.wait(
             async move { store.get(vec![key]).await }
@@ -162,29 +138,13 @@ impl Processor {
                     Ok(Some(b)) => match Checkpoint::decode(&b) {
                         Ok(cp) => {
                             let n = act.state.rehydrate(cp);
-                            act.c.rehydrated.add(n as u64);
-                            act.c.symbols.set(act.state.symbols() as i64);
-                            log::info!(
-                                "shard {}: {n} symbols rehydrated from the checkpoint",
-                                act.cfg.shard
-                            );
+                            act.figures
+                                .rehydrated(act.cfg.shard, n, act.state.symbols());
                         }
-                        Err(e) => {
-                            act.c.checkpoint_errors.inc();
-                            log::warn!(
-                                "shard {}: unreadable checkpoint skipped: {e}",
-                                act.cfg.shard
-                            );
-                        }
+                        Err(e) => act.figures.checkpoint_unreadable(act.cfg.shard, &e),
                     },
                     Ok(None) => {}
-                    Err(e) => {
-                        act.c.checkpoint_errors.inc();
-                        log::warn!(
-                            "shard {}: could not read the checkpoint: {e}",
-                            act.cfg.shard
-                        );
-                    }
+                    Err(e) => act.figures.checkpoint_unavailable(act.cfg.shard, &e),
                 }),
         );
     }
@@ -233,7 +193,7 @@ impl Processor {
             return;
         }
         self.writing_checkpoint = true;
-        let store = self.store.clone();
+        let store = self.state_store.clone();
         ctx.spawn(
             async move {
                 let mut failed = 0;
@@ -248,15 +208,14 @@ impl Processor {
             .map(|failed, act, _| {
                 act.writing_checkpoint = false;
                 if failed > 0 {
-                    act.c.checkpoint_errors.add(failed);
-                    log::warn!("shard {}: {failed} state writes failed", act.cfg.shard);
+                    act.figures.state_writes_failed(act.cfg.shard, failed);
                 }
             }),
         );
     }
 }
 
-impl Actor for Processor {
+impl Actor for ShardProcessor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -271,13 +230,13 @@ impl Actor for Processor {
     }
 }
 
-impl Handler<EventBatch> for Processor {
+impl Handler<EventBatch> for ShardProcessor {
     type Result = ();
 
     fn handle(&mut self, batch: EventBatch, ctx: &mut Context<Self>) {
-        self.metrics.received();
+        self.actor.received();
         let lag = chrono::Utc::now().timestamp_millis() - batch.received_at_ms;
-        self.c.queue_latency.observe(lag as f64);
+        self.figures.queue_latency.observe(lag as f64);
         let mut out = Vec::with_capacity(batch.events.len() * 2);
         let mut enrich = Vec::new();
         for (i, raw) in batch.events.iter().enumerate() {
@@ -287,28 +246,22 @@ impl Handler<EventBatch> for Processor {
                 .apply_raw(batch.market, i, raw, batch.received_at_ms, &mut out)
             {
                 Ok(o) => {
-                    self.c.stale.add(o.stale);
-                    self.c.alerts.add(o.alerts);
+                    self.figures.stale.add(o.stale);
+                    self.figures.alerts.add(o.alerts);
                     enrich.extend(o.enrich);
                 }
                 Err(e) => {
-                    if self.c.decode_errors.get() % 1000 == 0 {
-                        log::warn!(
-                            "shard {}: skipping an undecodable event: {e}",
-                            self.cfg.shard
-                        );
-                    }
-                    self.c.decode_errors.inc();
-                    self.metrics.errors.inc();
+                    self.figures.undecodable(self.cfg.shard, &e);
+                    self.actor.errors.inc();
                 }
             }
         }
-        self.c.events.add(batch.events.len() as u64);
-        self.c.symbols.set(self.state.symbols() as i64);
-        self.c.lag.set(lag);
+        self.figures.events.add(batch.events.len() as u64);
+        self.figures.symbols.set(self.state.symbols() as i64);
+        self.figures.lag.set(lag);
         if !out.is_empty() {
-            self.metrics.messages_out.inc();
-            self.results.write.do_send(Write(out));
+            self.actor.messages_out.inc();
+            self.results_store.write.do_send(Write(out));
         }
         if let Some(e) = &self.enricher {
             let day = self.state.calendar.market_day(self.state.clock_ms());
@@ -323,38 +276,38 @@ impl Handler<EventBatch> for Processor {
     }
 }
 
-impl Handler<Enriched> for Processor {
+impl Handler<Enriched> for ShardProcessor {
     type Result = ();
 
     fn handle(&mut self, msg: Enriched, _: &mut Context<Self>) {
-        self.metrics.handled();
+        self.actor.handled();
         let mut out = Vec::new();
         match msg.enrichment {
             Some(e) => self.state.enriched(&msg.symbol, e, &mut out),
             None => self.state.enrichment_failed(&msg.symbol),
         }
         if !out.is_empty() {
-            self.results.write.do_send(Write(out));
+            self.results_store.write.do_send(Write(out));
         }
     }
 }
 
-impl Handler<Rehydrate> for Processor {
+impl Handler<Rehydrate> for ShardProcessor {
     type Result = ();
 
     fn handle(&mut self, _: Rehydrate, ctx: &mut Context<Self>) {
-        self.metrics.handled();
+        self.actor.handled();
         self.rehydrate(ctx);
     }
 }
 
-impl Handler<Flush> for Processor {
+impl Handler<Flush> for ShardProcessor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.actor.handled();
         let writes = self.state_writes(true);
-        let store = self.store.clone();
+        let store = self.state_store.clone();
         Box::pin(
             async move {
                 for w in writes {
@@ -366,11 +319,11 @@ impl Handler<Flush> for Processor {
     }
 }
 
-impl Handler<CalendarUpdate> for Processor {
+impl Handler<CalendarUpdate> for ShardProcessor {
     type Result = ();
 
     fn handle(&mut self, msg: CalendarUpdate, _: &mut Context<Self>) {
-        self.metrics.handled();
+        self.actor.handled();
         self.state.calendar = msg.0;
     }
 }

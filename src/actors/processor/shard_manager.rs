@@ -12,13 +12,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Recipient, WrapFuture,
-};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
 
 use super::consumer::Assign;
-use super::shard::{Flush, Processor};
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+use super::metrics::ShardManagerFigures;
+use super::shard::Flush;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -37,56 +35,32 @@ pub fn shard_lease_key(prefix: &str, shard: u16) -> String {
 
 pub struct ShardManager {
     cfg: ShardManagerConfig,
-    store: Store,
+    state_store: Store,
     consumer: Recipient<Assign>,
-    processors: Vec<Addr<Processor>>,
+    /// Each shard's processor, in shard order: flushed before its shard is handed over.
+    flush: Vec<Recipient<Flush>>,
     held: BTreeSet<u16>,
     busy: bool,
-    metrics: ActorMetrics,
-    held_gauge: Gauge,
-    nodes: Gauge,
-    taken: Counter,
-    released: Counter,
-    errors: Counter,
+    figures: ShardManagerFigures,
     held_view: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
-    max_gauge: Gauge,
 }
 
 impl ShardManager {
-    pub const NAME: &'static str = "shard_manager";
-
     pub fn new(
         cfg: ShardManagerConfig,
-        store: Store,
+        state_store: Store,
         consumer: Recipient<Assign>,
-        processors: Vec<Addr<Processor>>,
-        registry: &Registry,
+        flush: Vec<Recipient<Flush>>,
+        figures: ShardManagerFigures,
     ) -> Self {
+        figures.max.set(i64::from(cfg.max_shards.unwrap_or(0)));
         ShardManager {
-            store,
+            state_store,
             consumer,
-            processors,
+            flush,
             held: BTreeSet::new(),
             busy: false,
-            metrics: ActorMetrics::new(registry, Self::NAME),
-            held_gauge: registry.gauge("tickwire_shards_held", "Shards this node consumes", &[]),
-            nodes: registry.gauge("tickwire_processor_nodes", "Live processor nodes seen", &[]),
-            taken: registry.counter("tickwire_shards_taken_total", "Shards taken over", &[]),
-            released: registry.counter("tickwire_shards_released_total", "Shards handed over", &[]),
-            errors: registry.counter(
-                "tickwire_shards_errors_total",
-                "Store errors while managing shard leases",
-                &[],
-            ),
-            max_gauge: {
-                let g = registry.gauge(
-                    "tickwire_shards_max",
-                    "Operator's cap on this node's shards (0: its fair share)",
-                    &[],
-                );
-                g.set(i64::from(cfg.max_shards.unwrap_or(0)));
-                g
-            },
+            figures,
             held_view: Default::default(),
             cfg,
         }
@@ -102,8 +76,12 @@ impl ShardManager {
             return;
         }
         self.busy = true;
-        let (cfg, store, held) = (self.cfg.clone(), self.store.clone(), self.held.clone());
-        let processors = self.processors.clone();
+        let (cfg, store, held) = (
+            self.cfg.clone(),
+            self.state_store.clone(),
+            self.held.clone(),
+        );
+        let flush = self.flush.clone();
         let consumer = self.consumer.clone();
         let fut = async move {
             let p = &cfg.state_prefix;
@@ -131,8 +109,8 @@ impl ShardManager {
             while now_held.len() > fair {
                 let Some(s) = now_held.pop_last() else { break };
                 consumer.do_send(Assign(now_held.clone()));
-                if let Some(proc_) = processors.get(usize::from(s)) {
-                    let _ = proc_.send(Flush).await;
+                if let Some(f) = flush.get(usize::from(s)) {
+                    let _ = f.send(Flush).await;
                 }
                 store.release(&shard_lease_key(p, s), &cfg.holder).await?;
                 released += 1;
@@ -165,22 +143,22 @@ impl ShardManager {
                     if lost > 0 {
                         log::warn!("lost {lost} shard leases (renewal came too late)");
                     }
-                    act.released.add(released);
-                    act.taken.add(taken);
-                    act.nodes.set(nodes as i64);
+                    act.figures.released.add(released);
+                    act.figures.taken.add(taken);
+                    act.figures.nodes.set(nodes as i64);
                     if held != act.held {
                         log::info!("consuming shards {held:?} ({nodes} processor nodes)");
                         act.consumer.do_send(Assign(held.clone()));
                     }
                     act.held = held;
-                    act.held_gauge.set(act.held.len() as i64);
+                    act.figures.held.set(act.held.len() as i64);
                     if let Ok(mut v) = act.held_view.lock() {
                         *v = act.held.iter().copied().collect();
                     }
                 }
                 Err(e) => {
-                    act.errors.inc();
-                    act.metrics.errors.inc();
+                    act.figures.errors.inc();
+                    act.figures.actor.errors.inc();
                     log::warn!("shard lease check failed: {e}");
                 }
             }
@@ -199,14 +177,14 @@ impl actix::Handler<SetMaxShards> for ShardManager {
     type Result = ();
 
     fn handle(&mut self, msg: SetMaxShards, _: &mut Context<Self>) {
-        self.metrics.handled();
+        self.figures.actor.handled();
         log::info!(
             "processor pool size: {}",
             msg.0
                 .map_or("fair share".to_string(), |n| format!("at most {n} shards"))
         );
         self.cfg.max_shards = msg.0;
-        self.max_gauge.set(i64::from(msg.0.unwrap_or(0)));
+        self.figures.max.set(i64::from(msg.0.unwrap_or(0)));
     }
 }
 
@@ -219,19 +197,19 @@ impl actix::Handler<Stop> for ShardManager {
     type Result = actix::ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Stop, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.figures.actor.handled();
         let held = std::mem::take(&mut self.held);
         self.consumer.do_send(Assign(BTreeSet::new()));
-        let (store, cfg, processors) = (
-            self.store.clone(),
+        let (store, cfg, flush) = (
+            self.state_store.clone(),
             self.cfg.clone(),
-            self.processors.clone(),
+            self.flush.clone(),
         );
         Box::pin(
             async move {
                 for s in held {
-                    if let Some(p) = processors.get(usize::from(s)) {
-                        let _ = p.send(Flush).await;
+                    if let Some(f) = flush.get(usize::from(s)) {
+                        let _ = f.send(Flush).await;
                     }
                     let _ = store
                         .release(&shard_lease_key(&cfg.state_prefix, s), &cfg.holder)
@@ -254,7 +232,11 @@ impl Actor for ShardManager {
 
     fn stopping(&mut self, _: &mut Context<Self>) -> actix::Running {
         // Best effort on a clean stop: hand the shards over at once instead of after a TTL.
-        let (store, cfg, held) = (self.store.clone(), self.cfg.clone(), self.held.clone());
+        let (store, cfg, held) = (
+            self.state_store.clone(),
+            self.cfg.clone(),
+            self.held.clone(),
+        );
         actix::spawn(async move {
             for s in held {
                 let _ = store

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
 use bytes::Bytes;
 
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+use super::metrics::MemoryStoreFigures;
+use crate::metrics::Registry;
 use crate::store::{
     glob_match, Acquire, CacheWrite, Get, Members, Put, Read, Release, Snapshot, Store, StoreError,
     Stored, Write, WriteOp,
@@ -56,10 +57,7 @@ impl Entry {
 pub struct MemoryStore {
     data: HashMap<String, Entry>,
     subscribers: Vec<(String, Recipient<Published>)>,
-    metrics: ActorMetrics,
-    writes: Counter,
-    publishes: Counter,
-    keys: Gauge,
+    figures: MemoryStoreFigures,
 }
 
 fn ttl_of(secs: u64) -> Option<Instant> {
@@ -67,38 +65,26 @@ fn ttl_of(secs: u64) -> Option<Instant> {
 }
 
 impl MemoryStore {
-    pub const NAME: &'static str = "memory_store";
-
-    pub fn new(registry: &Registry) -> Self {
+    pub fn new(figures: MemoryStoreFigures) -> Self {
         MemoryStore {
             data: HashMap::new(),
             subscribers: Vec::new(),
-            metrics: ActorMetrics::new(registry, Self::NAME),
-            writes: registry.counter(
-                "tickwire_store_writes_total",
-                "Values written to the store (SET/SETEX/LPUSH)",
-                &[],
-            ),
-            publishes: registry.counter(
-                "tickwire_store_publishes_total",
-                "Values published to subscribers",
-                &[],
-            ),
-            keys: registry.gauge("tickwire_store_keys", "Keys held in memory", &[]),
+            figures,
         }
     }
 
     /// Starts a store and returns the handle components use.
     pub fn start_store(registry: &Registry) -> (actix::Addr<MemoryStore>, Store) {
-        let store = MemoryStore::new(registry);
-        let metrics = store.metrics.clone();
+        let figures = MemoryStoreFigures::register(registry, &[]);
+        let metrics = figures.actor.clone();
+        let store = MemoryStore::new(figures);
         let addr = store.start();
         let handle = Store::of(&addr, metrics);
         (addr, handle)
     }
 
     fn apply(&mut self, w: CacheWrite) {
-        self.writes.inc();
+        self.figures.writes.inc();
         match w.op {
             WriteOp::Set { ttl_secs } => {
                 self.data.insert(
@@ -133,7 +119,7 @@ impl MemoryStore {
         if w.publish {
             self.publish(&w.key, &w.value, w.received_at_ms);
         }
-        self.keys.set(self.data.len() as i64);
+        self.figures.keys.set(self.data.len() as i64);
     }
 
     fn publish(&mut self, key: &str, value: &Bytes, received_at_ms: i64) {
@@ -142,7 +128,7 @@ impl MemoryStore {
         for (pattern, to) in &self.subscribers {
             if glob_match(pattern.as_bytes(), key.as_bytes()) {
                 let channel = channel.get_or_insert_with(|| Arc::from(key));
-                self.publishes.inc();
+                self.figures.publishes.inc();
                 to.do_send(Published {
                     channel: channel.clone(),
                     payload: value.clone(),
@@ -168,7 +154,7 @@ impl Actor for MemoryStore {
         ctx.run_interval(Duration::from_secs(1), |act, _| {
             let now = Instant::now();
             act.data.retain(|_, e| e.live(now));
-            act.keys.set(act.data.len() as i64);
+            act.figures.keys.set(act.data.len() as i64);
         });
     }
 }
@@ -177,7 +163,7 @@ impl Handler<Write> for MemoryStore {
     type Result = ();
 
     fn handle(&mut self, msg: Write, _: &mut Context<Self>) {
-        self.metrics.received();
+        self.figures.actor.received();
         for w in msg.0 {
             self.apply(w);
         }
@@ -188,7 +174,7 @@ impl Handler<Put> for MemoryStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: Put, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.figures.actor.handled();
         self.apply(msg.0);
         Ok(())
     }
@@ -198,7 +184,7 @@ impl Handler<Get> for MemoryStore {
     type Result = Result<Vec<Option<Bytes>>, StoreError>;
 
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.figures.actor.handled();
         Ok(msg
             .0
             .iter()
@@ -217,7 +203,7 @@ impl Handler<Read> for MemoryStore {
     type Result = Result<Option<(Stored, Option<Duration>)>, StoreError>;
 
     fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.figures.actor.handled();
         let now = Instant::now();
         Ok(self.live(&msg.key).and_then(|e| {
             let ttl = e.expires.map(|t| t.saturating_duration_since(now));
@@ -254,7 +240,7 @@ impl Handler<Acquire> for MemoryStore {
     type Result = Result<bool, StoreError>;
 
     fn handle(&mut self, msg: Acquire, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.figures.actor.handled();
         let expires = Some(Instant::now() + msg.ttl);
         let free = match self.live(&msg.key) {
             None => true,
@@ -281,7 +267,7 @@ impl Handler<Release> for MemoryStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.figures.actor.handled();
         if matches!(self.live(&msg.key), Some(Entry { value: Value::Lease(h), .. }) if *h == msg.holder)
         {
             self.data.remove(&msg.key);
@@ -294,7 +280,7 @@ impl Handler<Members> for MemoryStore {
     type Result = Result<Vec<String>, StoreError>;
 
     fn handle(&mut self, msg: Members, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.figures.actor.handled();
         // One lease-like entry per member, `key\0member`, expiring on its own.
         let prefix = format!("{}\0", msg.key);
         self.data.insert(
@@ -323,7 +309,7 @@ impl Handler<Subscribe> for MemoryStore {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
-        self.metrics.handled();
+        self.figures.actor.handled();
         self.subscribers.push((msg.pattern, msg.to));
     }
 }

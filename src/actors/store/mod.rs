@@ -6,3 +6,4 @@
 
 pub mod cache_writer;
 pub mod memory_store;
+pub mod metrics;

@@ -29,8 +29,9 @@ use deadpool_redis::redis::{self, Pipeline};
 use deadpool_redis::Pool;
 use resp::{Connection, Endpoint, RespError, Transaction};
 
+use super::metrics::CacheWriterFigures;
 use crate::backoff::Backoff;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
+use crate::metrics::{ActorMetrics, Registry};
 use crate::redis_pool::{self, RedisUrlError};
 use crate::store::{
     lrange_stop, Acquire, CacheWrite, Get, Members, Put, Read, Release, Snapshot, Store,
@@ -195,23 +196,15 @@ pub struct CacheWriter {
     in_flight: bool,
     retry_at: Option<Instant>,
     backoff: Backoff,
-    metrics: ActorMetrics,
-    writes: Counter,
-    publishes: Counter,
-    coalesced: Counter,
-    dropped: Counter,
-    errors: Counter,
-    pipelines: Counter,
-    pending_gauge: Gauge,
-    connected: Gauge,
-    hop: Histogram,
-    round_trip: Histogram,
+    actor: ActorMetrics,
+    figures: CacheWriterFigures,
 }
 
 impl CacheWriter {
-    pub const NAME: &'static str = "cache_writer";
-
-    pub fn new(cfg: CacheWriterConfig, registry: &Registry) -> Result<Self, CacheWriterError> {
+    pub fn new(
+        cfg: CacheWriterConfig,
+        (actor, figures): (ActorMetrics, CacheWriterFigures),
+    ) -> Result<Self, CacheWriterError> {
         let pool = redis_pool::open(&cfg.url)?;
         let endpoint = Endpoint::parse(&cfg.url)
             .map(Arc::new)
@@ -219,7 +212,6 @@ impl CacheWriter {
                 url: cfg.url.clone(),
                 reason: e.to_string(),
             })?;
-        let l = [("store", cfg.name.as_str())];
         Ok(CacheWriter {
             pool,
             endpoint,
@@ -232,57 +224,8 @@ impl CacheWriter {
             in_flight: false,
             retry_at: None,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
-            metrics: ActorMetrics::new(registry, &format!("{}_{}", Self::NAME, cfg.name)),
-            writes: registry.counter(
-                "tickwire_cache_writes_total",
-                "Values written to Redis (SET/SETEX/LPUSH)",
-                &l,
-            ),
-            publishes: registry.counter(
-                "tickwire_cache_publishes_total",
-                "Values published on Redis pub/sub",
-                &l,
-            ),
-            coalesced: registry.counter(
-                "tickwire_cache_coalesced_total",
-                "Waiting values replaced by a newer value of the same key before being sent",
-                &l,
-            ),
-            dropped: registry.counter(
-                "tickwire_cache_dropped_total",
-                "Writes lost because Redis failed or the pending buffer was full",
-                &l,
-            ),
-            errors: registry.counter(
-                "tickwire_cache_errors_total",
-                "Failed Redis pipelines and commands",
-                &l,
-            ),
-            pipelines: registry.counter(
-                "tickwire_cache_pipelines_total",
-                "Pipelines sent to Redis (round trips)",
-                &l,
-            ),
-            pending_gauge: registry.gauge(
-                "tickwire_cache_pending",
-                "Writes waiting for the next pipeline",
-                &l,
-            ),
-            connected: registry.gauge(
-                "tickwire_cache_connected",
-                "1 while the last Redis pipeline succeeded",
-                &l,
-            ),
-            hop: registry.histogram(
-                "tickwire_cache_hop_latency_ms",
-                "Listener receive to Redis publish of a result (ms)",
-                &l,
-            ),
-            round_trip: registry.histogram(
-                "tickwire_cache_pipeline_ms",
-                "Time from sending a pipeline to its reply (ms)",
-                &l,
-            ),
+            actor,
+            figures,
             cfg,
         })
     }
@@ -292,8 +235,9 @@ impl CacheWriter {
         cfg: CacheWriterConfig,
         registry: &Registry,
     ) -> Result<(actix::Addr<CacheWriter>, Store), CacheWriterError> {
-        let w = CacheWriter::new(cfg, registry)?;
-        let metrics = w.metrics.clone();
+        let figures = CacheWriterFigures::for_store(registry, &cfg.name);
+        let metrics = figures.0.clone();
+        let w = CacheWriter::new(cfg, figures)?;
         let addr = w.start();
         let store = Store::of(&addr, metrics);
         Ok((addr, store))
@@ -313,14 +257,14 @@ impl CacheWriter {
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, _| {
             let up = i64::from(res.is_ok());
-            if up != act.connected.get() {
+            if up != act.figures.connected.get() {
                 if up == 1 {
                     log::info!("Redis ({}) reachable", act.cfg.name);
                 } else {
                     log::warn!("Redis ({}) unreachable", act.cfg.name);
                 }
             }
-            act.connected.set(up);
+            act.figures.connected.set(up);
         }));
     }
 
@@ -329,7 +273,7 @@ impl CacheWriter {
         if report.failed == 0 {
             return;
         }
-        self.errors.add(report.failed as u64);
+        self.figures.errors.add(report.failed as u64);
         self.failed_unlogged += report.failed as u64;
         let due = self
             .failed_logged_at
@@ -354,13 +298,13 @@ impl CacheWriter {
                     .and_then(|i| self.pending.get_mut(i))
                 {
                     *slot = Some(w);
-                    self.coalesced.inc();
+                    self.figures.coalesced.inc();
                     return;
                 }
             }
         }
         if self.pending.len() >= self.cfg.max_pending {
-            self.dropped.inc();
+            self.figures.dropped.inc();
             return;
         }
         if matches!(w.op, WriteOp::Set { .. }) {
@@ -387,7 +331,7 @@ impl CacheWriter {
             // Every position is stale now; forgetting them keeps the map bounded.
             self.pending_sets.clear();
         }
-        self.pending_gauge.set(self.pending.len() as i64);
+        self.figures.pending.set(self.pending.len() as i64);
         if batch.is_empty() {
             return;
         }
@@ -404,41 +348,41 @@ impl CacheWriter {
         };
         ctx.spawn(fut.into_actor(self).map(|(batch, res, took), act, ctx| {
             act.in_flight = false;
-            act.pipelines.inc();
-            act.round_trip.observe(took.as_secs_f64() * 1000.0);
+            act.figures.pipelines.inc();
+            act.figures.round_trip.observe(took.as_secs_f64() * 1000.0);
             match res {
                 Ok((conn, report)) => {
                     act.conn = Some(conn);
                     act.command_failures(&report);
-                    if act.connected.get() == 0 && act.backoff.attempts() > 0 {
+                    if act.figures.connected.get() == 0 && act.backoff.attempts() > 0 {
                         log::info!("Redis ({}) is writable again", act.cfg.name);
                     }
-                    act.connected.set(1);
+                    act.figures.connected.set(1);
                     act.backoff.reset();
                     act.retry_at = None;
                     let now = chrono::Utc::now().timestamp_millis();
                     for w in &batch {
-                        act.writes.inc();
+                        act.figures.writes.inc();
                         if w.publish {
-                            act.publishes.inc();
+                            act.figures.publishes.inc();
                             if w.received_at_ms > 0 {
-                                act.hop.observe((now - w.received_at_ms) as f64);
+                                act.figures.hop.observe((now - w.received_at_ms) as f64);
                             }
                         }
                     }
                 }
                 Err(e) => {
-                    if act.connected.get() == 1 || act.backoff.attempts() == 0 {
+                    if act.figures.connected.get() == 1 || act.backoff.attempts() == 0 {
                         log::warn!(
                             "Redis ({}) write failed, {} writes dropped: {e}",
                             act.cfg.name,
                             batch.len()
                         );
                     }
-                    act.connected.set(0);
-                    act.errors.inc();
-                    act.metrics.errors.inc();
-                    act.dropped.add(batch.len() as u64);
+                    act.figures.connected.set(0);
+                    act.figures.errors.inc();
+                    act.actor.errors.inc();
+                    act.figures.dropped.add(batch.len() as u64);
                     let delay = act.backoff.next_delay();
                     act.retry_at = Some(Instant::now() + delay);
                     ctx.run_later(delay, |act, ctx| act.flush(ctx));
@@ -464,11 +408,11 @@ impl Handler<Write> for CacheWriter {
     type Result = ();
 
     fn handle(&mut self, msg: Write, ctx: &mut Context<Self>) {
-        self.metrics.received();
+        self.actor.received();
         for w in msg.0 {
             self.enqueue(w);
         }
-        self.pending_gauge.set(self.pending.len() as i64);
+        self.figures.pending.set(self.pending.len() as i64);
         self.flush(ctx);
     }
 }
@@ -477,8 +421,12 @@ impl Handler<Put> for CacheWriter {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: Put, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
-        let (pool, errors, writes) = (self.pool.clone(), self.errors.clone(), self.writes.clone());
+        self.actor.handled();
+        let (pool, errors, writes) = (
+            self.pool.clone(),
+            self.figures.errors.clone(),
+            self.figures.writes.clone(),
+        );
         Box::pin(async move {
             let mut p = redis::pipe();
             add_to_pipeline(&mut p, &msg.0);
@@ -497,7 +445,7 @@ impl Handler<Get> for CacheWriter {
     type Result = ResponseFuture<Result<Vec<Option<Bytes>>, StoreError>>;
 
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.actor.handled();
         let pool = self.pool.clone();
         Box::pin(async move {
             if msg.0.is_empty() {
@@ -518,7 +466,7 @@ impl Handler<Read> for CacheWriter {
     type Result = ResponseFuture<Result<Option<(Stored, Option<Duration>)>, StoreError>>;
 
     fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.actor.handled();
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await.map_err(pool_err)?;
@@ -566,7 +514,7 @@ impl Handler<Snapshot> for CacheWriter {
     type Result = ResponseFuture<Result<Option<Stored>, StoreError>>;
 
     fn handle(&mut self, msg: Snapshot, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.actor.handled();
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await.map_err(pool_err)?;
@@ -601,7 +549,7 @@ impl Handler<Acquire> for CacheWriter {
     type Result = ResponseFuture<Result<bool, StoreError>>;
 
     fn handle(&mut self, msg: Acquire, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.actor.handled();
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await.map_err(pool_err)?;
@@ -623,7 +571,7 @@ impl Handler<Members> for CacheWriter {
     type Result = ResponseFuture<Result<Vec<String>, StoreError>>;
 
     fn handle(&mut self, msg: Members, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.actor.handled();
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await.map_err(pool_err)?;
@@ -662,7 +610,7 @@ impl Handler<Release> for CacheWriter {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.actor.handled();
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await.map_err(pool_err)?;

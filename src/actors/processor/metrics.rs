@@ -1,0 +1,254 @@
+//! Every figure the processor node counts, declared once, and the occurrences that both log
+//! and count. [`ProcessorFigures`] is the node's typed view: its readiness checks, `/health`
+//! and `/stats` read these handles, not metric names.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::actors::store::metrics::CacheWriterFigures;
+use crate::analyzers::leaderboard::Board;
+use crate::figures;
+use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
+use crate::queue::QueueKind;
+
+figures! {
+    /// The queue consumer.
+    pub struct ConsumerFigures {
+        /// The consumer actor's mailbox and messages
+        pub actor: ActorMetrics = "queue_consumer";
+        /// Queue messages handled and acked
+        pub messages: Counter = "tickwire_consumer_messages_total";
+        /// Queue messages rejected without requeue (not a readable envelope)
+        pub rejected: Counter = "tickwire_consumer_rejected_total";
+        /// Connections made to RabbitMQ
+        pub connects: Counter = "tickwire_consumer_connects_total";
+        /// Failed attempts to connect to RabbitMQ
+        pub connect_errors: Counter = "tickwire_consumer_connect_errors_total";
+        /// Queues consumed again after their consumption ended on a live connection
+        pub queue_restarts: Counter = "tickwire_consumer_queue_restarts_total";
+        /// 1 while connected to RabbitMQ
+        pub connected: Gauge = "tickwire_consumer_connected";
+        /// Queues being consumed
+        pub queues: Gauge = "tickwire_consumer_queues";
+    }
+}
+
+impl ConsumerFigures {
+    pub fn connect_failed(&self, error: &str, retry_in: std::time::Duration) {
+        self.connect_errors.inc();
+        log::warn!("consumer could not connect to RabbitMQ ({error}); retrying in {retry_in:?}");
+    }
+
+    /// A message that is not an envelope: rejected (it would fail on any node), counted; the
+    /// first and every 1,000th logged.
+    pub fn rejected(&self, kind: QueueKind, shard: u16, error: &dyn std::fmt::Display) {
+        if self.rejected.get() % 1000 == 0 {
+            log::warn!("rejecting a message on {}.{shard}: {error}", kind.name());
+        }
+        self.rejected.inc();
+    }
+
+    pub fn queue_restarted(&self, kind: QueueKind, shard: u16, delay: std::time::Duration) {
+        self.queue_restarts.inc();
+        log::warn!(
+            "{}.{shard} is no longer consumed; consuming it again in {delay:?}",
+            kind.name()
+        );
+    }
+}
+
+figures! {
+    /// One shard's processor (label `shard`; its actor figures are `processor_<shard>`).
+    pub struct ShardFigures {
+        /// Events processed
+        pub events: Counter = "tickwire_processor_events_total";
+        /// Events skipped because they could not be decoded
+        pub decode_errors: Counter = "tickwire_processor_decode_errors_total";
+        /// Aggregates skipped as older than the symbol's newest
+        pub stale: Counter = "tickwire_processor_stale_total";
+        /// HOD/LOD alerts raised
+        pub alerts: Counter = "tickwire_processor_alerts_total";
+        /// Symbols taken from a checkpoint
+        pub rehydrated: Counter = "tickwire_processor_rehydrated_symbols_total";
+        /// Checkpoints or candidates that could not be stored or read
+        pub checkpoint_errors: Counter = "tickwire_processor_checkpoint_errors_total";
+        /// Symbols held in memory
+        pub symbols: Gauge = "tickwire_processor_symbols";
+        /// Processing time minus listener receive time of the last batch (ms)
+        pub lag: Gauge = "tickwire_processor_lag_ms";
+        /// Listener receive to the processor taking the batch (ms)
+        pub queue_latency: Histogram = "tickwire_processor_queue_latency_ms";
+    }
+}
+
+impl ShardFigures {
+    pub fn for_shard(r: &Registry, shard: u16) -> (ActorMetrics, Self) {
+        let s = shard.to_string();
+        (
+            ActorMetrics::new(r, &format!("processor_{shard}")),
+            Self::register(r, &[("shard", s.as_str())]),
+        )
+    }
+
+    pub fn rehydrated(&self, shard: u16, symbols: usize, held: usize) {
+        self.rehydrated.add(symbols as u64);
+        self.symbols.set(held as i64);
+        log::info!("shard {shard}: {symbols} symbols rehydrated from the checkpoint");
+    }
+
+    pub fn checkpoint_unreadable(&self, shard: u16, error: &dyn std::fmt::Display) {
+        self.checkpoint_errors.inc();
+        log::warn!("shard {shard}: unreadable checkpoint skipped: {error}");
+    }
+
+    pub fn checkpoint_unavailable(&self, shard: u16, error: &dyn std::fmt::Display) {
+        self.checkpoint_errors.inc();
+        log::warn!("shard {shard}: could not read the checkpoint: {error}");
+    }
+
+    pub fn state_writes_failed(&self, shard: u16, failed: u64) {
+        self.checkpoint_errors.add(failed);
+        log::warn!("shard {shard}: {failed} state writes failed");
+    }
+
+    /// An event that does not decode: skipped and counted; the first and every 1,000th
+    /// logged.
+    pub fn undecodable(&self, shard: u16, error: &dyn std::fmt::Display) {
+        if self.decode_errors.get() % 1000 == 0 {
+            log::warn!("shard {shard}: skipping an undecodable event: {error}");
+        }
+        self.decode_errors.inc();
+    }
+
+    /// The reference's worker item for `/stats` and `/health` (`processors[]`).
+    pub fn describe(&self, shard: u16) -> serde_json::Value {
+        json!({
+            "name": format!("processor_{shard}"),
+            "alive": true,
+            "processed": self.events.get(),
+            "decoding_errors": self.decode_errors.get(),
+            "stale": self.stale.get(),
+            "alerts": self.alerts.get(),
+            "symbols": self.symbols.get(),
+            "lag_ms": self.lag.get(),
+            "rehydrated": self.rehydrated.get(),
+        })
+    }
+}
+
+figures! {
+    /// The pool that owns the shard processors.
+    pub struct PoolFigures {
+        /// The pool actor's mailbox and messages
+        pub actor: ActorMetrics = "processor_pool";
+    }
+}
+
+figures! {
+    /// REST enrichment (previous day, average volume, float).
+    pub struct EnricherFigures {
+        /// The enricher actor's mailbox and messages
+        pub actor: ActorMetrics = "enricher";
+        /// Massive REST calls made for enrichment
+        pub calls: Counter = "tickwire_enrich_rest_calls_total";
+        /// REST calls retried after 413/429/499/5xx
+        pub retries: Counter = "tickwire_enrich_rest_retries_total";
+        /// Tickers answered from the cache
+        pub cache_hits: Counter = "tickwire_enrich_cache_hits_total";
+        /// Values Massive had no data for (cached as 0)
+        pub negative: Counter = "tickwire_enrich_negative_total";
+        /// Tickers whose enrichment could not be fetched
+        pub failures: Counter = "tickwire_enrich_failures_total";
+        /// Tickers waiting for a fetch slot
+        pub queued: Gauge = "tickwire_enrich_queued";
+    }
+}
+
+impl EnricherFigures {
+    pub fn failed(&self, symbol: &str, error: &dyn std::fmt::Display) {
+        self.failures.inc();
+        self.actor.errors.inc();
+        log::warn!("enrichment of {symbol} failed: {error}");
+    }
+}
+
+figures! {
+    /// The market-status poller (trading calendar).
+    pub struct MarketStatusFigures {
+        /// Market status calls
+        pub polls: Counter = "tickwire_market_status_polls_total";
+        /// Market status calls that failed or were unreadable
+        pub errors: Counter = "tickwire_market_status_errors_total";
+    }
+}
+
+figures! {
+    /// Shard leases and the node group.
+    pub struct ShardManagerFigures {
+        /// The shard manager's mailbox and messages
+        pub actor: ActorMetrics = "shard_manager";
+        /// Shards this node consumes
+        pub held: Gauge = "tickwire_shards_held";
+        /// Live processor nodes seen
+        pub nodes: Gauge = "tickwire_processor_nodes";
+        /// Shards taken over
+        pub taken: Counter = "tickwire_shards_taken_total";
+        /// Shards handed over
+        pub released: Counter = "tickwire_shards_released_total";
+        /// Store errors while managing shard leases
+        pub errors: Counter = "tickwire_shards_errors_total";
+        /// Operator's cap on this node's shards (0: its fair share)
+        pub max: Gauge = "tickwire_shards_max";
+    }
+}
+
+figures! {
+    /// The elected leaderboard publisher.
+    pub struct BoardFigures {
+        /// The board publisher's mailbox and messages
+        pub actor: ActorMetrics = "board_publisher";
+        /// 1 while this node is the elected leaderboard publisher
+        pub leader: Gauge = "tickwire_boards_leader";
+        /// Leaderboards published (only when changed)
+        pub published: Counter = "tickwire_boards_published_total",
+            by "board" in &Board::ALL.map(Board::key);
+        /// Lease or store errors of the leaderboard publisher
+        pub errors: Counter = "tickwire_boards_errors_total";
+        /// Shard candidates that could not be decoded
+        pub unreadable: Counter = "tickwire_boards_unreadable_total";
+    }
+}
+
+/// The processor node's typed view of its own figures.
+#[derive(Clone)]
+pub struct ProcessorFigures {
+    pub consumer: ConsumerFigures,
+    /// One per shard, in shard order.
+    pub shards: Vec<ShardFigures>,
+    pub manager: ShardManagerFigures,
+    pub boards: BoardFigures,
+    /// The shards held, as the shard manager last saw them.
+    pub held: Arc<Mutex<Vec<u16>>>,
+    /// The results and state writers.
+    pub results_store: CacheWriterFigures,
+    pub state_store: CacheWriterFigures,
+}
+
+impl ProcessorFigures {
+    pub fn broker_up(&self) -> bool {
+        self.consumer.connected.get() == 1
+    }
+
+    /// Every shard's worker item, in shard order.
+    pub fn shard_items(&self) -> Vec<serde_json::Value> {
+        (0u16..)
+            .zip(&self.shards)
+            .map(|(i, s)| s.describe(i))
+            .collect()
+    }
+
+    pub fn held(&self) -> Vec<u16> {
+        self.held.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
