@@ -194,7 +194,7 @@ pub fn start(
     let port = http.local_addr()?.port();
     let wds =
         crate::actors::wds::node::start_embedded(&args.wds, store.clone(), &store_addr, &registry)?;
-    let admin_data = actix_web::web::Data::new(crate::actors::wds::node::admin_state(
+    let admin_data = actix_web::web::Data::new(crate::actors::wds::status::admin_state(
         &args.sim.common,
         &registry,
         &wds,

@@ -29,11 +29,11 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot};
 
+use super::metrics::HubFigures;
 use crate::actors::store::memory_store::Published;
 use crate::actors::wds::outbox::{Frame, Outbox, Pushed};
 use crate::actors::wds::protocol::{self, v2};
 use crate::actors::wds::upstream::{UpCmd, UpEvent};
-use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
 use crate::store::{glob_match, Snapshot, Store, StoreError, Stored};
 
 pub type SessionId = u64;
@@ -62,13 +62,13 @@ pub struct Leave {
     pub feeds: Vec<String>,
 }
 
-/// The hub's figures for `/stats`.
+/// The hub's state for `/stats`.
 #[derive(Message)]
-#[rtype(result = "HubFigures")]
-pub struct GetFigures;
+#[rtype(result = "HubState")]
+pub struct GetHubState;
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct HubFigures {
+pub struct HubState {
     pub connected: bool,
     pub channels: usize,
     pub patterns: usize,
@@ -146,98 +146,6 @@ struct Interest {
     seqs: HashMap<Arc<str>, u64>,
 }
 
-struct HubMetrics {
-    actor: ActorMetrics,
-    connected: Gauge,
-    messages: Counter,
-    reconnects: Counter,
-    channels: Gauge,
-    patterns: Gauge,
-    deliveries: Counter,
-    rate: Gauge,
-    coalesced: Counter,
-    dropped: Counter,
-    slow_closed: Counter,
-    snapshots: Counter,
-    snapshot_errors: Counter,
-    heartbeat: Gauge,
-    latency: Histogram,
-}
-
-impl HubMetrics {
-    fn new(r: &Registry) -> Self {
-        HubMetrics {
-            actor: ActorMetrics::new(r, Hub::NAME),
-            connected: r.gauge(
-                "tickwire_wds_upstream_connected",
-                "1 while the hub's pub/sub connection is up",
-                &[],
-            ),
-            messages: r.counter(
-                "tickwire_wds_upstream_messages_total",
-                "Messages received from pub/sub",
-                &[],
-            ),
-            reconnects: r.counter(
-                "tickwire_wds_upstream_disconnects_total",
-                "Times the pub/sub connection was lost or could not be made",
-                &[],
-            ),
-            channels: r.gauge(
-                "tickwire_wds_channels",
-                "Exact channels subscribed upstream",
-                &[],
-            ),
-            patterns: r.gauge("tickwire_wds_patterns", "Patterns subscribed upstream", &[]),
-            deliveries: r.counter(
-                "tickwire_wds_deliveries_total",
-                "Frames handed to session outboxes",
-                &[],
-            ),
-            rate: r.gauge(
-                "tickwire_wds_deliveries_per_second",
-                "Deliveries in the last second",
-                &[],
-            ),
-            coalesced: r.counter(
-                "tickwire_wds_coalesced_total",
-                "Value-topic frames replaced by a newer one before a slow client read them",
-                &[],
-            ),
-            dropped: r.counter(
-                "tickwire_wds_dropped_total",
-                "Frames dropped because a client's outbox was full",
-                &[],
-            ),
-            slow_closed: r.counter(
-                "tickwire_wds_slow_clients_closed_total",
-                "Sessions closed for staying over their outbox limit",
-                &[],
-            ),
-            snapshots: r.counter(
-                "tickwire_wds_snapshots_total",
-                "Snapshots sent to v2 subscribers",
-                &[],
-            ),
-            snapshot_errors: r.counter(
-                "tickwire_wds_snapshot_errors_total",
-                "Snapshots that could not be read",
-                &[],
-            ),
-            heartbeat: r.gauge(
-                "tickwire_wds_hub_heartbeat_ms",
-                "Epoch ms of the hub's last tick (liveness)",
-                &[],
-            ),
-            latency: r.histogram(
-                "tickwire_wds_push_latency_ms",
-                "Listener receive to hand-over to the client outboxes (ms)",
-                &[],
-            ),
-        }
-    }
-}
-
 pub struct Hub {
     cfg: HubConfig,
     store: Store,
@@ -254,14 +162,12 @@ pub struct Hub {
     marker_channel: String,
     timing_channel: String,
     received_at: HashMap<Arc<str>, i64>,
-    metrics: HubMetrics,
+    figures: HubFigures,
     last_deliveries: u64,
 }
 
 impl Hub {
-    pub const NAME: &'static str = "wds_hub";
-
-    pub fn new(cfg: HubConfig, store: Store, registry: &Registry) -> Self {
+    pub fn new(cfg: HubConfig, store: Store, figures: HubFigures) -> Self {
         let marker_channel = format!("{}tickwire:wds:{}", cfg.results_prefix, cfg.node_id);
         let timing_channel = crate::store::timing_channel(&cfg.results_prefix);
         Hub {
@@ -276,7 +182,7 @@ impl Hub {
             marker_channel,
             timing_channel,
             received_at: HashMap::new(),
-            metrics: HubMetrics::new(registry),
+            figures,
             last_deliveries: 0,
             cfg,
         }
@@ -302,8 +208,8 @@ impl Hub {
             .unwrap_or(channel)
     }
 
-    fn figures(&self) -> HubFigures {
-        HubFigures {
+    fn snapshot(&self) -> HubState {
+        HubState {
             connected: self.connected,
             channels: self.feeds.len() - self.patterns.len(),
             patterns: self.patterns.len(),
@@ -312,9 +218,9 @@ impl Hub {
     }
 
     fn update_gauges(&self) {
-        let f = self.figures();
-        self.metrics.channels.set(f.channels as i64);
-        self.metrics.patterns.set(f.patterns as i64);
+        let f = self.snapshot();
+        self.figures.channels.set(f.channels as i64);
+        self.figures.patterns.set(f.patterns as i64);
     }
 
     fn join(&mut self, mut msg: Join, ctx: &mut Context<Self>) {
@@ -494,7 +400,7 @@ impl Hub {
         };
         let head = match result {
             Ok(v) => {
-                self.metrics.snapshots.inc();
+                self.figures.snapshots.inc();
                 let text = v2::snapshot(&topic, seq, &protocol::stored_json(v.as_ref()));
                 member.outbox.push(Frame {
                     slot: None,
@@ -507,7 +413,7 @@ impl Hub {
                 }
             }
             Err(e) => {
-                self.metrics.snapshot_errors.inc();
+                self.figures.snapshot_errors.inc();
                 log::warn!("snapshot of {feed} failed: {e}");
                 let text = v2::error("unavailable", &format!("snapshot: {e}"), Some(&topic), None);
                 member.outbox.push(Frame {
@@ -536,7 +442,7 @@ impl Hub {
         received_at: Option<i64>,
         embedded: bool,
     ) {
-        self.metrics.messages.inc();
+        self.figures.messages.inc();
         if *channel == *self.marker_channel {
             self.marker(&payload);
             return;
@@ -550,7 +456,7 @@ impl Hub {
             .or_else(|| self.received_at.get(&channel).copied());
         if let Some(t) = received_at {
             let now = chrono::Utc::now().timestamp_millis();
-            self.metrics.latency.observe((now - t).max(0) as f64);
+            self.figures.latency.observe((now - t).max(0) as f64);
         }
         let mut fanout = Fanout {
             channel: &channel,
@@ -558,7 +464,7 @@ impl Hub {
             payload: &payload,
             received_at,
             v1: None,
-            metrics: &self.metrics,
+            figures: &self.figures,
         };
         if embedded {
             if let Some(i) = self.feeds.get_mut(&*channel) {
@@ -624,7 +530,7 @@ impl Hub {
                     self.feeds.len()
                 );
                 self.connected = true;
-                self.metrics.connected.set(1);
+                self.figures.connected.set(1);
                 // Whatever was published while away is lost to pub/sub: every v2 channel
                 // subscription starts again from a snapshot.
                 let feeds: Vec<String> = self.feeds.keys().cloned().collect();
@@ -648,8 +554,8 @@ impl Hub {
                     log::warn!("hub: pub/sub connection lost: {reason}");
                 }
                 self.connected = false;
-                self.metrics.connected.set(0);
-                self.metrics.reconnects.inc();
+                self.figures.connected.set(0);
+                self.figures.reconnects.inc();
             }
         }
     }
@@ -687,7 +593,7 @@ struct Fanout<'a> {
     payload: &'a Bytes,
     received_at: Option<i64>,
     v1: Option<ByteString>,
-    metrics: &'a HubMetrics,
+    figures: &'a HubFigures,
 }
 
 impl Fanout<'_> {
@@ -735,13 +641,13 @@ impl Fanout<'_> {
             };
             match &mut m.state {
                 State::Live => match m.outbox.push(frame) {
-                    Pushed::Queued => self.metrics.deliveries.inc(),
+                    Pushed::Queued => self.figures.deliveries.inc(),
                     Pushed::Coalesced => {
-                        self.metrics.deliveries.inc();
-                        self.metrics.coalesced.inc();
+                        self.figures.deliveries.inc();
+                        self.figures.coalesced.inc();
                     }
-                    Pushed::Dropped => self.metrics.dropped.inc(),
-                    Pushed::Evicted => self.metrics.slow_closed.inc(),
+                    Pushed::Dropped => self.figures.dropped.inc(),
+                    Pushed::Evicted => self.figures.slow_closed.inc(),
                     Pushed::Closed => {}
                 },
                 // Before the marker: the snapshot has it. After: wait for the snapshot.
@@ -766,17 +672,17 @@ impl Actor for Hub {
             }
             self.upstream = Some(up);
         } else {
-            self.metrics.connected.set(1);
+            self.figures.connected.set(1);
         }
-        self.metrics
+        self.figures
             .heartbeat
             .set(chrono::Utc::now().timestamp_millis());
         ctx.run_interval(Duration::from_secs(1), |act, _| {
-            act.metrics
+            act.figures
                 .heartbeat
                 .set(chrono::Utc::now().timestamp_millis());
-            let d = act.metrics.deliveries.get();
-            act.metrics.rate.set((d - act.last_deliveries) as i64);
+            let d = act.figures.deliveries.get();
+            act.figures.rate.set((d - act.last_deliveries) as i64);
             act.last_deliveries = d;
         });
     }
@@ -785,7 +691,7 @@ impl Actor for Hub {
 impl Handler<Join> for Hub {
     type Result = ();
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
-        self.metrics.actor.handled();
+        self.figures.actor.handled();
         self.join(msg, ctx);
     }
 }
@@ -793,7 +699,7 @@ impl Handler<Join> for Hub {
 impl Handler<Leave> for Hub {
     type Result = ();
     fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
-        self.metrics.actor.handled();
+        self.figures.actor.handled();
         self.leave(msg);
     }
 }
@@ -801,7 +707,7 @@ impl Handler<Leave> for Hub {
 impl Handler<UpEvent> for Hub {
     type Result = ();
     fn handle(&mut self, msg: UpEvent, ctx: &mut Context<Self>) {
-        self.metrics.actor.handled();
+        self.figures.actor.handled();
         self.upstream_event(msg, ctx);
     }
 }
@@ -810,7 +716,7 @@ impl Handler<UpEvent> for Hub {
 impl Handler<Published> for Hub {
     type Result = ();
     fn handle(&mut self, msg: Published, _: &mut Context<Self>) {
-        self.metrics.actor.handled();
+        self.figures.actor.handled();
         self.message(
             msg.channel,
             None,
@@ -821,9 +727,9 @@ impl Handler<Published> for Hub {
     }
 }
 
-impl Handler<GetFigures> for Hub {
-    type Result = actix::MessageResult<GetFigures>;
-    fn handle(&mut self, _: GetFigures, _: &mut Context<Self>) -> Self::Result {
-        actix::MessageResult(self.figures())
+impl Handler<GetHubState> for Hub {
+    type Result = actix::MessageResult<GetHubState>;
+    fn handle(&mut self, _: GetHubState, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.snapshot())
     }
 }

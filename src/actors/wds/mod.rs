@@ -22,16 +22,18 @@ use actix::{Addr, Recipient};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::actors::wds::hub::{Hub, SessionId};
-use crate::metrics::{Counter, Gauge, Registry};
+use crate::actors::wds::metrics::WdsFigures;
 use crate::revocation::{Revocation, RevocationList};
 use crate::store::{glob_match, Store};
 use crate::token::{self, Claims, TokenError};
 
 pub mod hub;
+pub mod metrics;
 pub mod node;
 pub mod outbox;
 pub mod protocol;
 pub mod session;
+pub mod status;
 pub mod upstream;
 
 /// Per-session and per-node limits (docs/configuration.md lists their flags).
@@ -83,120 +85,6 @@ pub struct Auth {
     pub secret: Vec<u8>,
 }
 
-/// Counters of the session side, shared by every session of a node.
-pub struct SessionMetrics {
-    pub open: Gauge,
-    pub authorized: Gauge,
-    pub opened: Counter,
-    pub frames_in: Counter,
-    pub refused: HashMap<&'static str, Counter>,
-    pub auth_failures: HashMap<&'static str, Counter>,
-    pub violations: HashMap<&'static str, Counter>,
-    pub closed: HashMap<&'static str, Counter>,
-    /// Tokens replaced in-band before they ran out.
-    pub renewals: Counter,
-}
-
-fn labelled(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[&'static str],
-) -> HashMap<&'static str, Counter> {
-    values
-        .iter()
-        .map(|v| (*v, r.counter(name, help, &[(label, v)])))
-        .collect()
-}
-
-/// Why a session was closed by the server.
-pub const CLOSE_REASONS: &[&str] = &[
-    "violations",
-    "idle",
-    "auth_timeout",
-    "auth",
-    "slow",
-    "token_expired",
-    "token_revoked",
-    "shutdown",
-];
-pub const VIOLATIONS: &[&str] = &[
-    "frame_size",
-    "rate",
-    "malformed",
-    "topics",
-    "forbidden",
-    "binary",
-    "unknown",
-];
-pub const AUTH_FAILURES: &[&str] = &[
-    "missing",
-    "malformed",
-    "bad_signature",
-    "expired",
-    "revoked",
-    "other_subject",
-];
-
-impl SessionMetrics {
-    pub fn new(r: &Registry) -> Self {
-        SessionMetrics {
-            open: r.gauge("tickwire_wds_sessions", "Open WebSocket sessions", &[]),
-            authorized: r.gauge(
-                "tickwire_wds_sessions_authorized",
-                "Sessions that passed authentication (or all, with auth off)",
-                &[],
-            ),
-            opened: r.counter("tickwire_wds_sessions_total", "Sessions opened", &[]),
-            frames_in: r.counter(
-                "tickwire_wds_frames_in_total",
-                "Client frames received",
-                &[],
-            ),
-            refused: labelled(
-                r,
-                "tickwire_wds_refused_total",
-                "Handshakes refused",
-                "reason",
-                &["sessions", "token", "stopping"],
-            ),
-            auth_failures: labelled(
-                r,
-                "tickwire_wds_auth_failures_total",
-                "Tokens refused",
-                "reason",
-                AUTH_FAILURES,
-            ),
-            violations: labelled(
-                r,
-                "tickwire_wds_violations_total",
-                "Requests refused for breaking a limit or the protocol",
-                "kind",
-                VIOLATIONS,
-            ),
-            closed: labelled(
-                r,
-                "tickwire_wds_closed_total",
-                "Sessions closed by the server",
-                "reason",
-                CLOSE_REASONS,
-            ),
-            renewals: r.counter(
-                "tickwire_wds_token_renewals_total",
-                "Tokens renewed in-band by an auth frame on an authenticated session",
-                &[],
-            ),
-        }
-    }
-
-    pub fn count(map: &HashMap<&'static str, Counter>, key: &str) {
-        if let Some(c) = map.get(key) {
-            c.inc();
-        }
-    }
-}
-
 /// What every session of a node shares.
 pub struct WdsState {
     pub hub: Addr<Hub>,
@@ -208,7 +96,8 @@ pub struct WdsState {
     pub results_prefix: String,
     /// Topic patterns this node serves at all (`WDS_ALLOWED_TOPICS`), tokens aside.
     pub allowed: Vec<String>,
-    pub metrics: SessionMetrics,
+    /// The node's figures (sessions, hub, results reader).
+    pub figures: WdsFigures,
     /// Tokens the control plane revoked before they expire ([`crate::revocation`]).
     pub revoked: Arc<RevocationList>,
     /// Every open session, so that a stopping node can say goodbye to each and a

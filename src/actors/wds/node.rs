@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
 use super::session;
+use super::status;
 use crate::actors::store::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
 use crate::actors::store::memory_store::{MemoryStore, Subscribe};
-use crate::actors::wds::hub::{GetFigures, Hub, HubConfig};
-use crate::actors::wds::{Auth, Limits, SessionMetrics, WdsState};
-use crate::admin::{self, AdminState, FnCheck, NodeHttp};
+use crate::actors::store::metrics::CacheWriterFigures;
+use crate::actors::wds::hub::{Hub, HubConfig};
+use crate::actors::wds::metrics::{HubFigures, RevocationFigures, SessionFigures, WdsFigures};
+use crate::actors::wds::{Auth, Limits, WdsState};
+use crate::admin::{self, NodeHttp};
 use crate::config::node_id;
 use crate::config::CommonArgs;
 use crate::metrics::Registry;
@@ -221,7 +223,7 @@ fn wds_state(
     hub: Addr<Hub>,
     store: Store,
     results_prefix: &str,
-    registry: &Registry,
+    figures: WdsFigures,
 ) -> Result<web::Data<WdsState>, WdsError> {
     let state = web::Data::new(WdsState {
         hub,
@@ -230,7 +232,7 @@ fn wds_state(
         limits: settings.limits(),
         results_prefix: results_prefix.to_string(),
         allowed: crate::token::topic_list(&settings.allowed_topics),
-        metrics: SessionMetrics::new(registry),
+        figures,
         revoked: RevocationList::new(),
         sessions: Default::default(),
         stopping: Default::default(),
@@ -263,18 +265,7 @@ fn watch_registry_revocations(args: &WdsArgs, state: &WdsState, registry: &Regis
         pool,
         revocation::redis_key(&args.node_registry.registry_prefix),
         every,
-        revocation::WatchMetrics {
-            errors: registry.counter(
-                "tickwire_wds_revocation_errors_total",
-                "Failed reads of the control plane's token revocations",
-                &[],
-            ),
-            unreadable: registry.counter(
-                "tickwire_wds_revocations_unreadable_total",
-                "Revocation entries skipped because they could not be read",
-                &[],
-            ),
-        },
+        RevocationFigures::register(registry, &[]).into(),
     );
 }
 
@@ -286,6 +277,7 @@ pub fn start_embedded(
     store_addr: &Addr<MemoryStore>,
     registry: &Registry,
 ) -> Result<web::Data<WdsState>, WdsError> {
+    let hub_figures = HubFigures::register(registry, &[]);
     let hub = Hub::new(
         HubConfig {
             results_prefix: String::new(),
@@ -293,14 +285,19 @@ pub fn start_embedded(
             redis_url: None,
         },
         store.clone(),
-        registry,
+        hub_figures.clone(),
     )
     .start();
     store_addr.do_send(Subscribe {
         pattern: "*".into(),
         to: hub.clone().recipient(),
     });
-    wds_state(settings, hub, store, "", registry)
+    let figures = WdsFigures {
+        sessions: SessionFigures::register(registry, &[]),
+        hub: hub_figures,
+        store: None,
+    };
+    wds_state(settings, hub, store, "", figures)
 }
 
 /// A running `tickwire-wds`.
@@ -344,96 +341,6 @@ impl WdsNode {
 /// Longest wait for the sessions to close when the node stops.
 const GOING_AWAY_WAIT: Duration = Duration::from_secs(5);
 
-/// The admin state of a WDS: the reference health body, honest readiness, hub figures.
-pub fn admin_state(
-    common: &CommonArgs,
-    registry: &Arc<Registry>,
-    state: &web::Data<WdsState>,
-) -> AdminState {
-    let mut admin_state = AdminState::new("Widget Data Service", registry.clone()).with_identity(
-        &common.container_image,
-        &common.image_version,
-        &common.admin_token,
-    );
-    let wds = state.clone();
-    admin_state = admin_state.with_check(FnCheck::new("serving", move || {
-        if wds.is_stopping() {
-            Err("stopping: sessions are being closed".into())
-        } else {
-            Ok(())
-        }
-    }));
-    let r = registry.clone();
-    admin_state = admin_state.with_check(FnCheck::new("pubsub", move || {
-        match r.value("tickwire_wds_upstream_connected", &[]) {
-            Some(1) => Ok(()),
-            _ => Err("pub/sub not connected".into()),
-        }
-    }));
-    let r = registry.clone();
-    admin_state = admin_state.with_check(FnCheck::new("hub", move || {
-        let beat = r.value("tickwire_wds_hub_heartbeat_ms", &[]).unwrap_or(0);
-        let age = chrono::Utc::now().timestamp_millis() - beat;
-        if age < 5_000 {
-            Ok(())
-        } else {
-            Err(format!("hub silent for {age} ms"))
-        }
-    }));
-    let r = registry.clone();
-    admin_state = admin_state.with_check(FnCheck::new("store", move || {
-        // The memory store has no connection to lose.
-        match r.value("tickwire_cache_connected", &[("store", "wdc")]) {
-            Some(1) | None => Ok(()),
-            _ => Err("results Redis unreachable".into()),
-        }
-    }));
-    let r = registry.clone();
-    admin_state = admin_state.with_health(Arc::new(move || {
-        let r = r.clone();
-        Box::pin(async move {
-            let mut extra = serde_json::Map::new();
-            let clients = r
-                .value("tickwire_wds_sessions_authorized", &[])
-                .unwrap_or(0);
-            extra.insert("active_ws_clients".into(), json!(clients));
-            (true, extra)
-        })
-    }));
-    let (r, s) = (registry.clone(), state.clone());
-    admin_state.with_info(Arc::new(move || {
-        let (r, s) = (r.clone(), s.clone());
-        Box::pin(async move {
-            let hub = s.hub.send(GetFigures).await.ok();
-            let v = |n: &str| r.value(n, &[]).unwrap_or(0);
-            let l = &s.limits;
-            json!({
-                "sessions": v("tickwire_wds_sessions"),
-                "authorized_sessions": v("tickwire_wds_sessions_authorized"),
-                "hub": hub,
-                "deliveries_per_second": v("tickwire_wds_deliveries_per_second"),
-                "deliveries": v("tickwire_wds_deliveries_total"),
-                "coalesced": v("tickwire_wds_coalesced_total"),
-                "dropped": v("tickwire_wds_dropped_total"),
-                "slow_clients_closed": v("tickwire_wds_slow_clients_closed_total"),
-                "auth_required": s.auth.required,
-                // Live token revocations this node applies (logouts within a token lifetime).
-                "revocations": s.revoked.len(),
-                "limits": {
-                    "max_frame_bytes": l.max_frame_bytes,
-                    "max_topics": l.max_topics,
-                    "max_msgs_per_sec": l.max_msgs_per_sec,
-                    "max_sessions": l.max_sessions,
-                    "handshake_timeout_secs": l.handshake_timeout.as_secs(),
-                    "max_violations": l.max_violations,
-                    "outbox_frames": l.outbox_frames,
-                    "slow_grace_secs": l.slow_grace.as_secs(),
-                },
-            })
-        })
-    }))
-}
-
 /// Starts a distributed WDS node serving on `http`.
 pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
     let registry = Registry::new();
@@ -441,6 +348,11 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
     let port = http.local_addr()?.port();
     let (_, store) =
         CacheWriter::start_store(CacheWriterConfig::new(&args.wdc.url, "wdc"), &registry)?;
+    let figures = WdsFigures {
+        sessions: SessionFigures::register(&registry, &[]),
+        hub: HubFigures::register(&registry, &[]),
+        store: Some(CacheWriterFigures::for_store(&registry, "wdc").1),
+    };
     let hub = Hub::new(
         HubConfig {
             results_prefix: args.results_prefix.clone(),
@@ -448,12 +360,12 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
             redis_url: Some(args.wdc.url.clone()),
         },
         store.clone(),
-        &registry,
+        figures.hub.clone(),
     )
     .start();
-    let state = wds_state(&args.settings, hub, store, &args.results_prefix, &registry)?;
+    let state = wds_state(&args.settings, hub, store, &args.results_prefix, figures)?;
     watch_registry_revocations(&args, &state, &registry);
-    let admin_data = web::Data::new(admin_state(&args.common, &registry, &state));
+    let admin_data = web::Data::new(status::admin_state(&args.common, &registry, &state));
     let workers = if args.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {

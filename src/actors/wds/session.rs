@@ -22,9 +22,10 @@ use actix_web_actors::ws;
 use serde_json::json;
 
 use crate::actors::wds::hub::{Join, Leave, SessionId};
+use crate::actors::wds::metrics::SessionFigures;
 use crate::actors::wds::outbox::{Outbox, Wake};
 use crate::actors::wds::protocol::{self, v1, v2, Parsed, ProtocolError, Request};
-use crate::actors::wds::{GoingAway, OpenSession, RateLimit, Revoke, SessionMetrics, WdsState};
+use crate::actors::wds::{GoingAway, OpenSession, RateLimit, Revoke, WdsState};
 use crate::store::{StoreError, Stored};
 use crate::token::{self, Claims, TokenError};
 
@@ -83,12 +84,12 @@ impl WsSession {
         format!("{}{topic}", self.state.results_prefix)
     }
 
-    fn metrics(&self) -> &SessionMetrics {
-        &self.state.metrics
+    fn figures(&self) -> &SessionFigures {
+        &self.state.figures.sessions
     }
 
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: &'static str, reason: &str) {
-        SessionMetrics::count(&self.metrics().closed, why);
+        self.figures().closed.inc(why);
         log::debug!("session {} closed: {reason}", self.id);
         ctx.close(Some(ws::CloseReason {
             code: ws::CloseCode::Policy,
@@ -107,7 +108,7 @@ impl WsSession {
         topic: Option<&str>,
         id: Option<&serde_json::Value>,
     ) {
-        SessionMetrics::count(&self.metrics().violations, kind);
+        self.figures().violations.inc(kind);
         if self.v2 {
             ctx.text(v2::error(code, message, topic, id));
         } else {
@@ -122,7 +123,7 @@ impl WsSession {
 
     fn set_claims(&mut self, claims: Claims) {
         if !self.authorized() {
-            self.metrics().authorized.inc();
+            self.figures().authorized.inc();
             self.state.session_authorized(self.id, &claims.sub);
         }
         self.claims = Some(claims);
@@ -150,7 +151,7 @@ impl WsSession {
     }
 
     fn text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        self.metrics().frames_in.inc();
+        self.figures().frames_in.inc();
         let limits = &self.state.limits;
         if text.len() > limits.max_frame_bytes {
             let msg = format!(
@@ -225,7 +226,7 @@ impl WsSession {
                     self.violation(ctx, "unknown", "unknown_type", "unknown type", None, id)
                 } else {
                     // The reference's reply, kept: its web app knows it.
-                    SessionMetrics::count(&self.metrics().violations, "unknown");
+                    self.figures().violations.inc("unknown");
                     ctx.text(v1::INVALID_ACTION);
                 }
             }
@@ -237,7 +238,7 @@ impl WsSession {
         match r {
             Request::Auth { token } => self.authenticate(&token, ctx),
             _ => {
-                SessionMetrics::count(&self.metrics().auth_failures, "missing");
+                self.figures().auth_failures.inc("missing");
                 if self.v2 {
                     ctx.text(v2::error("unauthorized", "authenticate first", None, None));
                 } else {
@@ -269,7 +270,7 @@ impl WsSession {
             return;
         }
         if renewal.is_some() {
-            self.metrics().renewals.inc();
+            self.figures().renewals.inc();
             self.drop_ungranted(ctx);
         }
         self.arm_expiry(ctx);
@@ -286,7 +287,7 @@ impl WsSession {
         msg: &str,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        SessionMetrics::count(&self.metrics().auth_failures, reason);
+        self.figures().auth_failures.inc(reason);
         if self.v2 {
             ctx.text(v2::error("unauthorized", msg, None, None));
         } else {
@@ -309,7 +310,7 @@ impl WsSession {
         }
         for topic in &lost {
             self.topics.remove(topic);
-            SessionMetrics::count(&self.metrics().violations, "forbidden");
+            self.figures().violations.inc("forbidden");
             let msg = format!("topic {topic} is not granted by the renewed token: unsubscribed");
             ctx.text(if self.v2 {
                 v2::error("forbidden", &msg, Some(topic), None)
@@ -519,8 +520,8 @@ impl Actor for WsSession {
             limits.slow_grace,
             ctx.address().recipient(),
         ));
-        self.metrics().open.inc();
-        self.metrics().opened.inc();
+        self.figures().open.inc();
+        self.figures().opened.inc();
         self.state.session_started(
             self.id,
             OpenSession {
@@ -531,7 +532,7 @@ impl Actor for WsSession {
         );
         self.arm_expiry(ctx);
         if self.authorized() {
-            self.metrics().authorized.inc();
+            self.figures().authorized.inc();
             if self.v2 {
                 self.welcome(ctx);
             }
@@ -541,7 +542,7 @@ impl Actor for WsSession {
         } else {
             ctx.run_later(limits.handshake_timeout, |act, ctx| {
                 if !act.authorized() {
-                    SessionMetrics::count(&act.metrics().auth_failures, "missing");
+                    act.figures().auth_failures.inc("missing");
                     act.close(ctx, "auth_timeout", "authentication timeout");
                 }
             });
@@ -567,9 +568,9 @@ impl Actor for WsSession {
                 feeds,
             });
         }
-        self.metrics().open.dec();
+        self.figures().open.dec();
         if self.authorized() {
-            self.metrics().authorized.dec();
+            self.figures().authorized.dec();
         }
     }
 }
@@ -577,7 +578,7 @@ impl Actor for WsSession {
 impl Handler<GoingAway> for WsSession {
     type Result = ();
     fn handle(&mut self, _: GoingAway, ctx: &mut Self::Context) {
-        SessionMetrics::count(&self.metrics().closed, "shutdown");
+        self.figures().closed.inc("shutdown");
         ctx.close(Some(ws::CloseReason {
             code: ws::CloseCode::Away,
             description: Some("server shutting down".into()),
@@ -627,7 +628,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
             Ok(ws::Message::Nop) => {}
             Err(e) => {
                 // Oversized beyond what the codec reads, or not WebSocket: nothing to reply to.
-                SessionMetrics::count(&self.metrics().violations, "frame_size");
+                self.figures().violations.inc("frame_size");
                 self.close(ctx, "violations", &format!("protocol error: {e}"));
             }
         }
@@ -662,14 +663,14 @@ async fn entry(
 ) -> Result<HttpResponse, actix_web::Error> {
     let limits = &state.limits;
     if state.is_stopping() {
-        SessionMetrics::count(&state.metrics.refused, "stopping");
+        state.figures.sessions.refused.inc("stopping");
         return Ok(refuse(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             "this node is stopping",
         ));
     }
-    if state.metrics.open.get() >= limits.max_sessions as i64 {
-        SessionMetrics::count(&state.metrics.refused, "sessions");
+    if state.figures.sessions.open.get() >= limits.max_sessions as i64 {
+        state.figures.sessions.refused.inc("sessions");
         return Ok(refuse(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             "too many sessions on this node",
@@ -679,8 +680,8 @@ async fn entry(
         Some(t) if state.auth.required => match state.verify(&t) {
             Ok(c) => Some(c),
             Err(e) => {
-                SessionMetrics::count(&state.metrics.auth_failures, auth_reason(&e));
-                SessionMetrics::count(&state.metrics.refused, "token");
+                state.figures.sessions.auth_failures.inc(auth_reason(&e));
+                state.figures.sessions.refused.inc("token");
                 return Ok(refuse(
                     actix_web::http::StatusCode::UNAUTHORIZED,
                     &e.to_string(),

@@ -1,0 +1,136 @@
+//! Every figure the widget data service counts, declared once. The node's readiness and
+//! `/stats` read these handles, not metric names.
+
+use crate::actors::store::metrics::CacheWriterFigures;
+use crate::figures;
+use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram};
+use crate::revocation::WatchMetrics;
+
+/// Why a session was closed by the server.
+pub const CLOSE_REASONS: &[&str] = &[
+    "violations",
+    "idle",
+    "auth_timeout",
+    "auth",
+    "slow",
+    "token_expired",
+    "token_revoked",
+    "shutdown",
+];
+/// What a client can do wrong.
+pub const VIOLATIONS: &[&str] = &[
+    "frame_size",
+    "rate",
+    "malformed",
+    "topics",
+    "forbidden",
+    "binary",
+    "unknown",
+];
+/// Why a token was refused.
+pub const AUTH_FAILURES: &[&str] = &[
+    "missing",
+    "malformed",
+    "bad_signature",
+    "expired",
+    "revoked",
+    "other_subject",
+];
+/// Why a handshake was refused.
+pub const REFUSALS: &[&str] = &["sessions", "token", "stopping"];
+
+figures! {
+    /// The session side, shared by every session of a node.
+    pub struct SessionFigures {
+        /// Open WebSocket sessions
+        pub open: Gauge = "tickwire_wds_sessions";
+        /// Sessions that passed authentication (or all, with auth off)
+        pub authorized: Gauge = "tickwire_wds_sessions_authorized";
+        /// Sessions opened
+        pub opened: Counter = "tickwire_wds_sessions_total";
+        /// Client frames received
+        pub frames_in: Counter = "tickwire_wds_frames_in_total";
+        /// Handshakes refused
+        pub refused: Counter = "tickwire_wds_refused_total", by "reason" in REFUSALS;
+        /// Tokens refused
+        pub auth_failures: Counter = "tickwire_wds_auth_failures_total",
+            by "reason" in AUTH_FAILURES;
+        /// Requests refused for breaking a limit or the protocol
+        pub violations: Counter = "tickwire_wds_violations_total", by "kind" in VIOLATIONS;
+        /// Sessions closed by the server
+        pub closed: Counter = "tickwire_wds_closed_total", by "reason" in CLOSE_REASONS;
+        /// Tokens renewed in-band by an auth frame on an authenticated session
+        pub renewals: Counter = "tickwire_wds_token_renewals_total";
+    }
+}
+
+figures! {
+    /// The hub: the node's one pub/sub connection, fanned out to the sessions.
+    pub struct HubFigures {
+        /// The hub's mailbox and messages
+        pub actor: ActorMetrics = "wds_hub";
+        /// 1 while the hub's pub/sub connection is up
+        pub connected: Gauge = "tickwire_wds_upstream_connected";
+        /// Messages received from pub/sub
+        pub messages: Counter = "tickwire_wds_upstream_messages_total";
+        /// Times the pub/sub connection was lost or could not be made
+        pub reconnects: Counter = "tickwire_wds_upstream_disconnects_total";
+        /// Exact channels subscribed upstream
+        pub channels: Gauge = "tickwire_wds_channels";
+        /// Patterns subscribed upstream
+        pub patterns: Gauge = "tickwire_wds_patterns";
+        /// Frames handed to session outboxes
+        pub deliveries: Counter = "tickwire_wds_deliveries_total";
+        /// Deliveries in the last second
+        pub rate: Gauge = "tickwire_wds_deliveries_per_second";
+        /// Value-topic frames replaced by a newer one before a slow client read them
+        pub coalesced: Counter = "tickwire_wds_coalesced_total";
+        /// Frames dropped because a client's outbox was full
+        pub dropped: Counter = "tickwire_wds_dropped_total";
+        /// Sessions closed for staying over their outbox limit
+        pub slow_closed: Counter = "tickwire_wds_slow_clients_closed_total";
+        /// Snapshots sent to v2 subscribers
+        pub snapshots: Counter = "tickwire_wds_snapshots_total";
+        /// Snapshots that could not be read
+        pub snapshot_errors: Counter = "tickwire_wds_snapshot_errors_total";
+        /// Epoch ms of the hub's last tick (liveness)
+        pub heartbeat: Gauge = "tickwire_wds_hub_heartbeat_ms";
+        /// Listener receive to hand-over to the client outboxes (ms)
+        pub latency: Histogram = "tickwire_wds_push_latency_ms";
+    }
+}
+
+figures! {
+    /// Reading the control plane's token revocations from the node registry's Redis.
+    pub struct RevocationFigures {
+        /// Failed reads of the control plane's token revocations
+        pub errors: Counter = "tickwire_wds_revocation_errors_total";
+        /// Revocation entries skipped because they could not be read
+        pub unreadable: Counter = "tickwire_wds_revocations_unreadable_total";
+    }
+}
+
+impl From<RevocationFigures> for WatchMetrics {
+    fn from(f: RevocationFigures) -> Self {
+        WatchMetrics {
+            errors: f.errors,
+            unreadable: f.unreadable,
+        }
+    }
+}
+
+/// The WDS node's typed view of its own figures.
+#[derive(Clone)]
+pub struct WdsFigures {
+    pub sessions: SessionFigures,
+    pub hub: HubFigures,
+    /// The results Redis reader (none in embedded mode: the memory store cannot go away).
+    pub store: Option<CacheWriterFigures>,
+}
+
+impl WdsFigures {
+    /// How long ago the hub last ticked (ms).
+    pub fn hub_silent_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() - self.hub.heartbeat.get()
+    }
+}
