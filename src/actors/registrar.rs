@@ -11,8 +11,21 @@ use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFutu
 use deadpool_redis::{redis, Pool};
 
 use crate::config::NodeRegistryArgs;
+use crate::figures;
 use crate::metrics::{ActorMetrics, Counter, Registry};
 use crate::nodes::{node_key, NodeRecord};
+
+figures! {
+    /// The registrar's figures (every node has one).
+    pub struct RegistrarFigures {
+        /// The registrar's mailbox and messages
+        pub actor: ActorMetrics = "registrar";
+        /// Heartbeats written to the node registry
+        pub beats: Counter = "tickwire_registry_heartbeats_total";
+        /// Node registry writes that failed
+        pub errors: Counter = "tickwire_registry_errors_total";
+    }
+}
 
 /// Starts a node's registrar from its [`NodeRegistryArgs`], unless the registry is switched
 /// off: `id` is the node's identity (as in its leases), `role` its kind, `port` its admin port.
@@ -49,14 +62,10 @@ pub struct Registrar {
     record: NodeRecord,
     every: Duration,
     busy: bool,
-    metrics: ActorMetrics,
-    beats: Counter,
-    errors: Counter,
+    figures: RegistrarFigures,
 }
 
 impl Registrar {
-    pub const NAME: &'static str = "registrar";
-
     pub fn new(
         pool: Pool,
         prefix: &str,
@@ -70,17 +79,7 @@ impl Registrar {
             record,
             every: every.max(Duration::from_millis(100)),
             busy: false,
-            metrics: ActorMetrics::new(registry, Self::NAME),
-            beats: registry.counter(
-                "tickwire_registry_heartbeats_total",
-                "Heartbeats written to the node registry",
-                &[],
-            ),
-            errors: registry.counter(
-                "tickwire_registry_errors_total",
-                "Node registry writes that failed",
-                &[],
-            ),
+            figures: RegistrarFigures::register(registry, &[]),
         }
     }
 
@@ -107,12 +106,12 @@ impl Registrar {
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, _| {
             act.busy = false;
-            act.metrics.handled();
+            act.figures.actor.handled();
             match res {
-                Ok(()) => act.beats.inc(),
+                Ok(()) => act.figures.beats.inc(),
                 Err(e) => {
-                    act.errors.inc();
-                    act.metrics.errors.inc();
+                    act.figures.errors.inc();
+                    act.figures.actor.errors.inc();
                     log::warn!("node registry heartbeat failed: {e}");
                 }
             }
@@ -145,7 +144,7 @@ impl actix::Handler<Deregister> for Registrar {
     type Result = actix::ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Deregister, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.handled();
+        self.figures.actor.handled();
         let key = node_key(&self.prefix, &self.record.id);
         let pool = self.pool.clone();
         Box::pin(
@@ -160,7 +159,7 @@ impl actix::Handler<Deregister> for Registrar {
             .into_actor(self)
             .map(|res, act, ctx| {
                 if let Err(e) = res {
-                    act.errors.inc();
+                    act.figures.errors.inc();
                     log::warn!("node registry: could not deregister ({e}); the entry expires");
                 }
                 ctx.stop();

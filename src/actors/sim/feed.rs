@@ -16,13 +16,14 @@ use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::metrics::FeedFigures;
 use crate::actors::sim::filter::EncodedEvent;
 use crate::actors::sim::market::{SimEvent, SyntheticMarket, STOCK_CHANNELS};
 use crate::actors::sim::replay::Replayer;
 use crate::actors::sim::rest::{self, Query, RestError};
 use crate::clock::MarketClock;
 use crate::massive::Market;
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
+use crate::metrics::ActorMetrics;
 
 /// One tick's events for one market, shared by all sessions.
 #[derive(Debug)]
@@ -60,17 +61,6 @@ pub struct FeedSettings {
     pub stall_for: Duration,
 }
 
-struct FeedMetrics {
-    actor: ActorMetrics,
-    /// CountedRecipient metrics of the sessions the feed sends to (depth is counted at the sender).
-    sessions_actor: ActorMetrics,
-    events: Vec<Counter>,
-    replayed: Counter,
-    batches: Counter,
-    sessions: Gauge,
-    stalls: Counter,
-}
-
 pub struct Feed {
     market: SyntheticMarket,
     clock: MarketClock,
@@ -84,55 +74,20 @@ pub struct Feed {
     next_stall: Option<Instant>,
     stalled_until: Option<Instant>,
     held: Vec<Arc<Batch>>,
-    m: FeedMetrics,
+    figures: FeedFigures,
+    /// The sessions' counted-recipient figures (depth is counted at the sender).
+    sessions_actor: ActorMetrics,
 }
 
 impl Feed {
-    pub const NAME: &'static str = "sim_feed";
-
     pub fn new(
         market: SyntheticMarket,
         clock: MarketClock,
         replay: Option<Replayer>,
         settings: FeedSettings,
         sessions_actor: ActorMetrics,
-        registry: &Registry,
+        figures: FeedFigures,
     ) -> Self {
-        let events = STOCK_CHANNELS
-            .iter()
-            .map(|ch| {
-                registry.counter(
-                    "tickwire_sim_events_generated_total",
-                    "Events made by the synthetic market",
-                    &[("channel", ch)],
-                )
-            })
-            .collect();
-        let m = FeedMetrics {
-            actor: ActorMetrics::new(registry, Self::NAME),
-            sessions_actor,
-            events,
-            replayed: registry.counter(
-                "tickwire_sim_events_replayed_total",
-                "Events played from a capture",
-                &[],
-            ),
-            batches: registry.counter(
-                "tickwire_sim_feed_batches_total",
-                "Batches sent to sessions",
-                &[],
-            ),
-            sessions: registry.gauge(
-                "tickwire_sim_feed_sessions",
-                "Sessions attached to the feed",
-                &[],
-            ),
-            stalls: registry.counter(
-                "tickwire_sim_faults_total",
-                "Injected faults",
-                &[("kind", "stall")],
-            ),
-        };
         let symbols = market
             .tickers()
             .iter()
@@ -153,7 +108,8 @@ impl Feed {
             next_stall,
             stalled_until: None,
             held: Vec::new(),
-            m,
+            figures,
+            sessions_actor,
         }
     }
 
@@ -167,7 +123,9 @@ impl Feed {
             return None;
         }
         for e in &self.scratch {
-            self.m.events[e.channel as usize].inc();
+            if let Some(c) = self.figures.events.at(e.channel as usize) {
+                c.inc();
+            }
         }
         if !self.has_sessions(Market::Stocks) {
             self.scratch.clear();
@@ -203,7 +161,7 @@ impl Feed {
         if let Some(replay) = self.replay.as_mut() {
             let mut by_market: Vec<Batch> = Vec::new();
             for frame in replay.due(now) {
-                self.m.replayed.add(frame.events.len() as u64);
+                self.figures.replayed.add(frame.events.len() as u64);
                 match by_market.iter_mut().find(|b| b.market == frame.market) {
                     Some(b) => b.events.extend(frame.events),
                     None => by_market.push(Batch {
@@ -229,7 +187,7 @@ impl Feed {
                     "feed stall for {:?} (fault injection)",
                     self.settings.stall_for
                 );
-                self.m.stalls.inc();
+                self.figures.stalls.inc("stall");
                 self.stalled_until = Some(now + self.settings.stall_for);
                 self.next_stall = Some(now + self.settings.stall_for + every);
             }
@@ -249,11 +207,11 @@ impl Feed {
 
     fn broadcast(&mut self, batches: Vec<Arc<Batch>>) {
         for batch in batches {
-            self.m.batches.inc();
+            self.figures.batches.inc();
             for (market, to) in self.sessions.values() {
                 if *market == batch.market {
-                    self.m.sessions_actor.enqueued();
-                    self.m.actor.messages_out.inc();
+                    self.sessions_actor.enqueued();
+                    self.figures.actor.messages_out.inc();
                     to.do_send(FeedBatch(batch.clone()));
                 }
             }
@@ -273,9 +231,9 @@ impl Handler<Attach> for Feed {
     type Result = ();
 
     fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
-        self.m.actor.received();
+        self.figures.actor.received();
         self.sessions.insert(msg.id, (msg.market, msg.to));
-        self.m.sessions.set(self.sessions.len() as i64);
+        self.figures.sessions.set(self.sessions.len() as i64);
     }
 }
 
@@ -283,9 +241,9 @@ impl Handler<Detach> for Feed {
     type Result = ();
 
     fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
-        self.m.actor.received();
+        self.figures.actor.received();
         self.sessions.remove(&msg.id);
-        self.m.sessions.set(self.sessions.len() as i64);
+        self.figures.sessions.set(self.sessions.len() as i64);
     }
 }
 
@@ -293,10 +251,10 @@ impl Handler<Query> for Feed {
     type Result = Result<Value, RestError>;
 
     fn handle(&mut self, msg: Query, _: &mut Context<Self>) -> Self::Result {
-        self.m.actor.received();
+        self.figures.actor.received();
         let result = rest::answer(&self.market, self.clock.now_ms(), &msg.0);
         if result.is_err() {
-            self.m.actor.errors.inc();
+            self.figures.actor.errors.inc();
         }
         result
     }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod feed;
 pub mod filter;
 pub mod market;
+pub mod metrics;
 pub mod registry;
 pub mod replay;
 pub mod rest;

@@ -9,8 +9,8 @@ use std::collections::{HashMap, VecDeque};
 
 use actix::{Actor, Context, Handler, Message, Recipient};
 
+use super::metrics::RegistryFigures;
 use crate::massive::Market;
-use crate::metrics::{ActorMetrics, Counter, Registry};
 
 /// Sent to a session that must leave: it answers `max_connections` and closes.
 #[derive(Message)]
@@ -42,28 +42,16 @@ type Connections = VecDeque<(u64, Recipient<Evict>)>;
 pub struct ConnectionRegistry {
     limit: usize,
     conns: HashMap<(String, Market), Connections>,
-    metrics: ActorMetrics,
-    evictions: Counter,
+    figures: RegistryFigures,
 }
 
 impl ConnectionRegistry {
-    pub const NAME: &'static str = "sim_registry";
-
-    pub fn new(limit: usize, registry: &Registry) -> Self {
+    pub fn new(limit: usize, figures: RegistryFigures) -> Self {
         ConnectionRegistry {
             limit: limit.max(1),
             conns: HashMap::new(),
-            metrics: ActorMetrics::new(registry, Self::NAME),
-            evictions: registry.counter(
-                "tickwire_sim_evictions_total",
-                "Connections evicted by a newer one with the same key and market (max_connections)",
-                &[],
-            ),
+            figures,
         }
-    }
-
-    pub fn metrics(&self) -> ActorMetrics {
-        self.metrics.clone()
     }
 }
 
@@ -75,7 +63,7 @@ impl Handler<Register> for ConnectionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
-        self.metrics.received();
+        self.figures.actor.received();
         let list = self.conns.entry((msg.key.clone(), msg.market)).or_default();
         list.push_back((msg.id, msg.evict));
         while list.len() > self.limit {
@@ -86,8 +74,8 @@ impl Handler<Register> for ConnectionRegistry {
                     msg.market,
                     msg.id
                 );
-                self.evictions.inc();
-                self.metrics.messages_out.inc();
+                self.figures.evictions.inc();
+                self.figures.actor.messages_out.inc();
                 evict.do_send(Evict);
             }
         }
@@ -98,7 +86,7 @@ impl Handler<Unregister> for ConnectionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
-        self.metrics.received();
+        self.figures.actor.received();
         let k = (msg.key, msg.market);
         if let Some(list) = self.conns.get_mut(&k) {
             list.retain(|(id, _)| *id != msg.id);

@@ -246,11 +246,7 @@ impl RestState {
     }
 
     fn count(&self, status: u16) -> Counter {
-        self.registry.counter(
-            "tickwire_sim_rest_requests_total",
-            "REST requests answered, by HTTP status",
-            &[("status", &status.to_string())],
-        )
+        super::metrics::rest_requests(&self.registry, status)
     }
 
     /// Key check and rate limit; `Err` is the Massive-style error response.

@@ -20,12 +20,13 @@ use super::replay::{load_capture, ReplayError, Replayer};
 use super::rest::{self, RestState};
 use super::wsio;
 use crate::actors::sim::feed::{Feed, FeedSettings};
+use crate::actors::sim::metrics::{FeedFigures, RegistryFigures, SimSessionFigures};
 use crate::actors::sim::registry::ConnectionRegistry;
 use crate::actors::sim::session::{SessionLinks, SessionMetrics, SessionSettings, SimSession};
 use crate::admin::{self, AdminState, FnCheck};
 use crate::clock::{self, MarketClock};
 use crate::massive::Market;
-use crate::metrics::{ActorMetrics, Registry};
+use crate::metrics::Registry;
 use crate::recipient::CountedRecipient;
 
 /// Why the simulator could not start.
@@ -161,7 +162,7 @@ pub fn start(
         }
         None => None,
     };
-    let session_metrics = SessionMetrics::new(&registry);
+    let session_metrics = SessionMetrics::new(SimSessionFigures::register(&registry, &[]));
     let feed_settings = FeedSettings {
         flush: Duration::from_millis(args.flush_interval_ms.clamp(1, 10)),
         stall_every: (args.stall_every_secs > 0)
@@ -170,16 +171,24 @@ pub fn start(
     };
     // The feed gets its own thread: at high rates it is the busiest actor.
     let feed_arbiter = Arbiter::new();
-    let feed_metrics = ActorMetrics::new(&registry, Feed::NAME);
-    let (reg2, sess_actor) = (registry.clone(), session_metrics.actor.clone());
+    let feed_figures = FeedFigures::register(&registry, &[]);
+    let feed_metrics = feed_figures.actor.clone();
+    let sess_actor = session_metrics.figures.actor.clone();
     let now_ms = clock.now_ms();
     let feed = Feed::start_in_arbiter(&feed_arbiter.handle(), move |_| {
         let market = SyntheticMarket::new(market_cfg, now_ms);
-        Feed::new(market, clock, replay, feed_settings, sess_actor, &reg2)
+        Feed::new(
+            market,
+            clock,
+            replay,
+            feed_settings,
+            sess_actor,
+            feed_figures,
+        )
     });
-    let conn_registry = ConnectionRegistry::new(args.max_connections, &registry);
-    let registry_metrics = conn_registry.metrics();
-    let conn_registry = conn_registry.start();
+    let registry_figures = RegistryFigures::register(&registry, &[]);
+    let registry_metrics = registry_figures.actor.clone();
+    let conn_registry = ConnectionRegistry::new(args.max_connections, registry_figures).start();
 
     let links = SessionLinks {
         attach: CountedRecipient::of(&feed, feed_metrics.clone()),

@@ -21,6 +21,7 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler, SpawnHandle, St
 use bytes::{BufMut, BytesMut};
 
 use super::feed::{Attach, Detach, FeedBatch};
+use super::metrics::SimSessionFigures;
 use super::registry::{Evict, Register, Unregister};
 use crate::actors::sim::auth;
 use crate::actors::sim::auth::KeySpecs;
@@ -30,7 +31,6 @@ use crate::actors::sim::wsio::{self, Frame, Outbound, ProtocolError};
 use crate::massive::control::{parse_topics, ClientMessage, Topic};
 use crate::massive::events::encode_frame as encode_events;
 use crate::massive::{Event, Market, Status};
-use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::recipient::CountedRecipient;
 
 /// Connection-level settings shared by all sessions.
@@ -52,97 +52,16 @@ pub struct SessionSettings {
     pub unknown_every: u64,
 }
 
-/// Counters shared by every session of one simulator.
+/// What every session of one simulator shares: its figures and the connection ids.
 pub struct SessionMetrics {
-    pub actor: ActorMetrics,
-    open: Gauge,
-    opened: Counter,
-    auth_success: Counter,
-    auth_unknown_key: Counter,
-    auth_market_denied: Counter,
-    auth_timeout: Counter,
-    not_authorized: Counter,
-    slow_consumer_kills: Counter,
-    frames_out: Counter,
-    events_out: Counter,
-    bytes_out: Counter,
-    invalid_json: Counter,
-    unknown_action: Counter,
-    pings: Counter,
-    fault_drop: Counter,
-    fault_malformed: Counter,
-    fault_unknown: Counter,
+    pub figures: SimSessionFigures,
     next_id: AtomicU64,
 }
 
 impl SessionMetrics {
-    pub const NAME: &'static str = "sim_session";
-
-    pub fn new(r: &Registry) -> Arc<Self> {
-        let auth = |result| {
-            r.counter(
-                "tickwire_sim_auth_total",
-                "Auth attempts by result",
-                &[("result", result)],
-            )
-        };
-        let msg = |kind| {
-            r.counter(
-                "tickwire_sim_client_messages_total",
-                "Client messages by kind",
-                &[("kind", kind)],
-            )
-        };
-        let fault = |kind| {
-            r.counter(
-                "tickwire_sim_faults_total",
-                "Injected faults",
-                &[("kind", kind)],
-            )
-        };
+    pub fn new(figures: SimSessionFigures) -> Arc<Self> {
         Arc::new(SessionMetrics {
-            actor: ActorMetrics::new(r, Self::NAME),
-            open: r.gauge("tickwire_sim_connections", "Open client connections", &[]),
-            opened: r.counter(
-                "tickwire_sim_connections_total",
-                "Client connections accepted",
-                &[],
-            ),
-            auth_success: auth("success"),
-            auth_unknown_key: auth("unknown_key"),
-            auth_market_denied: auth("market_not_in_plan"),
-            auth_timeout: auth("timeout"),
-            not_authorized: r.counter(
-                "tickwire_sim_subscribe_denied_total",
-                "Topics refused with not authorized",
-                &[],
-            ),
-            slow_consumer_kills: r.counter(
-                "tickwire_sim_slow_consumer_kills_total",
-                "Connections killed for not draining their outbound buffer",
-                &[],
-            ),
-            frames_out: r.counter(
-                "tickwire_sim_frames_sent_total",
-                "Data frames queued to clients",
-                &[],
-            ),
-            events_out: r.counter(
-                "tickwire_sim_events_sent_total",
-                "Events queued to clients",
-                &[],
-            ),
-            bytes_out: r.counter(
-                "tickwire_sim_bytes_sent_total",
-                "Data frame bytes queued to clients",
-                &[],
-            ),
-            invalid_json: msg("invalid_json"),
-            unknown_action: msg("unknown_action"),
-            pings: msg("ping"),
-            fault_drop: fault("drop"),
-            fault_malformed: fault("malformed"),
-            fault_unknown: fault("unknown_event"),
+            figures,
             next_id: AtomicU64::new(1),
         })
     }
@@ -235,7 +154,7 @@ impl SimSession {
             Ok(m) => m,
             Err(e) => {
                 log::debug!("session {}: invalid JSON from client: {e}", self.id);
-                self.metrics.invalid_json.inc();
+                self.metrics.figures.messages.inc("invalid_json");
                 self.send_status("error", "Invalid JSON");
                 return;
             }
@@ -246,7 +165,7 @@ impl SimSession {
             "unsubscribe" => self.on_subscribe(&msg.params, false),
             other => {
                 log::debug!("session {}: unknown action {other:?} ignored", self.id);
-                self.metrics.unknown_action.inc();
+                self.metrics.figures.messages.inc("unknown_action");
             }
         }
     }
@@ -260,20 +179,16 @@ impl SimSession {
             ctx.cancel_future(t);
         }
         let refusal = match self.settings.keys.find(key) {
-            None => Some((
-                &self.metrics.auth_unknown_key,
-                "unknown key",
-                auth::AUTH_FAILED,
-            )),
+            None => Some(("unknown_key", "unknown key", auth::AUTH_FAILED)),
             Some(spec) if !spec.allows_market(self.market) => Some((
-                &self.metrics.auth_market_denied,
+                "market_not_in_plan",
                 "plan lacks this market",
                 auth::PLAN_LACKS_MARKET,
             )),
             Some(_) => None,
         };
-        if let Some((counter, why, message)) = refusal {
-            counter.inc();
+        if let Some((result, why, message)) = refusal {
+            self.metrics.figures.auth.inc(result);
             log::info!(
                 "session {}: auth failed ({why}) on /{}",
                 self.id,
@@ -283,7 +198,7 @@ impl SimSession {
             self.end(self.settings.auth_failure_close, 1000, ctx);
             return;
         }
-        self.metrics.auth_success.inc();
+        self.metrics.figures.auth.inc("success");
         self.key = Some(key.to_string());
         self.send_status("auth_success", auth::AUTHENTICATED);
         let me = ctx.address();
@@ -301,7 +216,7 @@ impl SimSession {
         if let Some(every) = self.settings.drop_every {
             ctx.run_later(every, |act, ctx| {
                 log::info!("session {}: dropping connection (fault injection)", act.id);
-                act.metrics.fault_drop.inc();
+                act.metrics.figures.faults.inc("drop");
                 act.kill(ctx);
             });
         }
@@ -326,7 +241,7 @@ impl SimSession {
                     .as_ref()
                     .is_some_and(|s| !s.allows_channel(&topic.channel))
                 {
-                    self.metrics.not_authorized.inc();
+                    self.metrics.figures.not_authorized.inc();
                     denied.push(Status::new("error", "not authorized"));
                     continue;
                 }
@@ -374,7 +289,7 @@ impl SimSession {
         let mut body: Vec<u8>;
         let mut bytes: &[u8] = payload;
         if s.malformed_every > 0 && self.data_frames % s.malformed_every == 0 {
-            self.metrics.fault_malformed.inc();
+            self.metrics.figures.faults.inc("malformed");
             body = match s.malformed_mode {
                 MalformedMode::Element => {
                     let mut b =
@@ -390,19 +305,19 @@ impl SimSession {
             && self.data_frames % s.unknown_every == 0
             && payload.len() > 2
         {
-            self.metrics.fault_unknown.inc();
+            self.metrics.figures.faults.inc("unknown_event");
             body = br#"[{"ev":"ZZ","sym":"SIMNEW","zz":1},{"tw_future_field":true,"#.to_vec();
             body.extend_from_slice(&payload[2..]);
             bytes = &body;
         }
         let mut frame = BytesMut::with_capacity(bytes.len() + 10);
         wsio::encode_frame(wsio::OP_TEXT, bytes, &mut frame);
-        self.metrics.frames_out.inc();
-        self.metrics.events_out.add(events as u64);
-        self.metrics.bytes_out.add(frame.len() as u64);
+        self.metrics.figures.frames_out.inc();
+        self.metrics.figures.events_out.add(events as u64);
+        self.metrics.figures.bytes_out.add(frame.len() as u64);
         let queued = self.out.push(frame.freeze());
         if queued > self.settings.client_buffer_bytes {
-            self.metrics.slow_consumer_kills.inc();
+            self.metrics.figures.slow_consumer_kills.inc();
             log::warn!(
                 "session {}: slow consumer ({queued} bytes waiting), killing connection",
                 self.id
@@ -430,12 +345,12 @@ impl Actor for SimSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.metrics.open.inc();
-        self.metrics.opened.inc();
+        self.metrics.figures.open.inc();
+        self.metrics.figures.opened.inc();
         self.send_status("connected", auth::CONNECTED);
         self.auth_timer = Some(ctx.run_later(self.settings.auth_timeout, |act, ctx| {
             if act.key.is_none() && !act.done {
-                act.metrics.auth_timeout.inc();
+                act.metrics.figures.auth.inc("timeout");
                 act.send_status("auth_timeout", auth::AUTH_TIMEOUT);
                 act.end(act.settings.auth_failure_close, 1000, ctx);
             }
@@ -443,7 +358,7 @@ impl Actor for SimSession {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.metrics.open.dec();
+        self.metrics.figures.open.dec();
         if let Some(key) = self.key.take() {
             self.links.unregister.do_send(Unregister {
                 id: self.id,
@@ -463,7 +378,7 @@ impl StreamHandler<Result<Frame, ProtocolError>> for SimSession {
         match item {
             Ok(Frame::Text(b)) | Ok(Frame::Binary(b)) => self.on_text(&b, ctx),
             Ok(Frame::Ping(p)) => {
-                self.metrics.pings.inc();
+                self.metrics.figures.messages.inc("ping");
                 // Behind any queued data, like Massive's late pongs under load.
                 let mut f = BytesMut::new();
                 wsio::encode_frame(wsio::OP_PONG, &p, &mut f);
@@ -477,11 +392,11 @@ impl StreamHandler<Result<Frame, ProtocolError>> for SimSession {
                 ctx.stop();
             }
             Ok(Frame::Continuation(_)) => {
-                self.metrics.unknown_action.inc();
+                self.metrics.figures.messages.inc("unknown_action");
             }
             Err(e) => {
                 log::debug!("session {}: protocol error {e}", self.id);
-                self.metrics.actor.errors.inc();
+                self.metrics.figures.actor.errors.inc();
                 self.kill(ctx);
             }
         }
@@ -492,7 +407,7 @@ impl Handler<FeedBatch> for SimSession {
     type Result = ();
 
     fn handle(&mut self, msg: FeedBatch, ctx: &mut Context<Self>) {
-        self.metrics.actor.received();
+        self.metrics.figures.actor.received();
         if self.done || self.key.is_none() || self.subs.is_empty() {
             return;
         }
@@ -523,7 +438,7 @@ impl Handler<FeedBatch> for SimSession {
             payload.put_u8(b']');
             self.queue_data_frame(&payload, count, ctx);
         }
-        self.metrics.actor.messages_out.inc();
+        self.metrics.figures.actor.messages_out.inc();
     }
 }
 
