@@ -121,6 +121,55 @@ pub fn fast_market_defaults(args: &mut EmbeddedArgs, matches: &clap::ArgMatches)
     }
 }
 
+/// Where the listener connects: the built-in simulator on `sim_http`, or real Massive when a
+/// key is set (flag, MASSIVE_API_KEY or POLYGON_API_KEY). Points the pipeline's REST at the
+/// same place. Returns the simulator (if started), the feed URL and the key.
+fn feed(
+    args: &mut EmbeddedArgs,
+    sim_http: TcpListener,
+) -> Result<(Option<SimServer>, String, String), EmbeddedError> {
+    let real_key = args.pipeline.key.resolve();
+    if !real_key.is_empty() {
+        drop(sim_http);
+        return Ok((None, "wss://socket.massive.com/stocks".into(), real_key));
+    }
+    let sim = crate::actors::sim::start(args.sim.clone(), sim_http, false)?;
+    let key = args
+        .sim
+        .api_keys
+        .0
+        .first()
+        .map_or_else(|| "demo".to_string(), |k| k.key.clone());
+    args.pipeline.rest_url = sim.http_url("");
+    args.pipeline.key.api_key = key.clone();
+    let url = sim.ws_url("stocks");
+    Ok((Some(sim), url, key))
+}
+
+/// The one stocks connection of embedded mode.
+fn listener_config(
+    url: String,
+    api_key: String,
+    subscriptions: &str,
+) -> Result<ListenerConfig, EmbeddedError> {
+    Ok(ListenerConfig {
+        url,
+        api_key,
+        market: Market::Stocks,
+        subscriptions: parse_subscriptions(subscriptions)
+            .map_err(EmbeddedError::Subscriptions)?
+            .0,
+        ping_every: Duration::from_secs(25),
+        dead_after: Duration::from_secs(60),
+        backoff_initial: Duration::from_millis(500),
+        backoff_max: Duration::from_secs(30),
+        start_idle: false,
+        rest_url: None,
+        closed_poll: Duration::from_secs(60),
+        max_frame_bytes: MAX_FRAME_BYTES,
+    })
+}
+
 /// Starts the simulator on `sim_http` (unless a Massive key is set), the pipeline, and the
 /// control plane, WDS and admin routes on `http`.
 pub fn start(
@@ -128,29 +177,13 @@ pub fn start(
     sim_http: TcpListener,
     http: TcpListener,
 ) -> Result<Embedded, EmbeddedError> {
+    if args.scp.sessions == crate::scp::SessionsIn::Redis {
+        return Err(EmbeddedError::Config(
+            "SCP_SESSIONS=redis: embedded mode has no Redis; its sessions stay in memory".into(),
+        ));
+    }
     let registry = Registry::new();
-    // A Massive key (flag, MASSIVE_API_KEY or POLYGON_API_KEY) means real Massive.
-    let real_key = args.pipeline.key.resolve();
-    let (sim, url, key) = if real_key.is_empty() {
-        let sim = crate::actors::sim::start(args.sim.clone(), sim_http, false)?;
-        let key = args
-            .sim
-            .api_keys
-            .0
-            .first()
-            .map_or_else(|| "demo".to_string(), |k| k.key.clone());
-        args.pipeline.rest_url = sim.http_url("");
-        args.pipeline.key.api_key = key.clone();
-        let url = sim.ws_url("stocks");
-        (Some(sim), url, key)
-    } else {
-        drop(sim_http);
-        (
-            None,
-            "wss://socket.massive.com/stocks".to_string(),
-            real_key,
-        )
-    };
+    let (sim, url, key) = feed(&mut args, sim_http)?;
     let (store_addr, store) = MemoryStore::start_store(&registry);
     let shards = args.shards.max(1);
     let pipeline = start_pipeline(
@@ -161,25 +194,9 @@ pub fn start(
         &store,
         &registry,
     );
-    let subscriptions = parse_subscriptions(&args.subscriptions)
-        .map_err(EmbeddedError::Subscriptions)?
-        .0;
     // The feed's scheme, for `PUT /control/feed` (host only) to keep it.
     let secure = !url.starts_with("ws://");
-    let cfg = ListenerConfig {
-        url,
-        api_key: key,
-        market: Market::Stocks,
-        subscriptions,
-        ping_every: Duration::from_secs(25),
-        dead_after: Duration::from_secs(60),
-        backoff_initial: Duration::from_millis(500),
-        backoff_max: Duration::from_secs(30),
-        start_idle: false,
-        rest_url: None,
-        closed_poll: Duration::from_secs(60),
-        max_frame_bytes: MAX_FRAME_BYTES,
-    };
+    let cfg = listener_config(url, key, &args.subscriptions)?;
     let out = pipeline.input();
     let (listener, health) = connection::start(cfg, shards, out, &registry);
 
@@ -208,11 +225,6 @@ pub fn start(
     };
     let control = actix_web::web::Data::new(ControlState::single(link, admin_data.clone(), secure));
     let me = NodeRecord::new("embedded", "embedded", &format!("http://127.0.0.1:{port}"));
-    if args.scp.sessions == crate::scp::SessionsIn::Redis {
-        return Err(EmbeddedError::Config(
-            "SCP_SESSIONS=redis: embedded mode has no Redis; its sessions stay in memory".into(),
-        ));
-    }
     let (mut scp, bootstrap) = ScpState::new(
         args.scp.clone(),
         &args.wds.token_secret,

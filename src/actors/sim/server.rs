@@ -123,6 +123,74 @@ pub fn run(args: SimArgs, on_start: impl FnOnce(&SimServer)) -> Result<(), SimEr
     })
 }
 
+impl SimArgs {
+    fn market_config(&self) -> MarketConfig {
+        MarketConfig {
+            seed: self.seed,
+            tickers: self.tickers.max(1),
+            rate: self.rate.max(0.0),
+            trade_ratio: self.trade_ratio.clamp(0.0, 1.0),
+            late_trade_ratio: self.late_trade_ratio.clamp(0.0, 1.0),
+            fmv_every: self.fmv_every,
+            ..MarketConfig::default()
+        }
+    }
+
+    fn feed_settings(&self) -> FeedSettings {
+        FeedSettings {
+            flush: Duration::from_millis(self.flush_interval_ms.clamp(1, 10)),
+            stall_every: (self.stall_every_secs > 0)
+                .then(|| Duration::from_secs(self.stall_every_secs)),
+            stall_for: Duration::from_millis(self.stall_ms),
+        }
+    }
+
+    fn session_settings(&self) -> SessionSettings {
+        SessionSettings {
+            keys: self.api_keys.clone(),
+            auth_timeout: Duration::from_millis(self.auth_timeout_ms),
+            auth_failure_close: self.auth_failure_close,
+            eviction_close: self.eviction_close,
+            client_buffer_bytes: self.client_buffer_bytes,
+            slow_consumer: self.slow_consumer,
+            ack_mode: self.ack_mode,
+            batch_size: self.batch_size as usize,
+            max_frame_bytes: self.max_frame_bytes as usize,
+            options_quote_limit: self.options_quote_limit,
+            drop_every: (self.drop_every_secs > 0)
+                .then(|| Duration::from_secs(self.drop_every_secs)),
+            malformed_every: self.malformed_every,
+            malformed_mode: self.malformed_mode,
+            unknown_every: self.unknown_every,
+        }
+    }
+}
+
+/// The capture to replay (`--replay`), if any.
+fn load_replay(args: &SimArgs) -> Result<Option<Replayer>, SimError> {
+    let Some(path) = &args.replay else {
+        return Ok(None);
+    };
+    let (frames, unroutable) = load_capture(path)?;
+    if unroutable > 0 {
+        log::warn!(
+            "capture {}: {unroutable} elements without a readable ev will not be replayed",
+            path.display()
+        );
+    }
+    log::info!(
+        "replaying {} frames from {} at {}x",
+        frames.len(),
+        path.display(),
+        args.replay_speed
+    );
+    Ok(Some(Replayer::new(
+        frames,
+        args.replay_speed,
+        args.replay_loop,
+    )))
+}
+
 /// Starts the simulator on `listener`. `handle_signals` lets SIGINT/SIGTERM stop it (the
 /// binary); tests leave it off and call [`SimServer::stop`].
 pub fn start(
@@ -134,41 +202,10 @@ pub fn start(
     let port = listener.local_addr()?.port();
     let start = clock::parse_start(&args.start_time, Utc::now()).map_err(SimError::StartTime)?;
     let clock = MarketClock::new(start, args.speed);
-    let market_cfg = MarketConfig {
-        seed: args.seed,
-        tickers: args.tickers.max(1),
-        rate: args.rate.max(0.0),
-        trade_ratio: args.trade_ratio.clamp(0.0, 1.0),
-        late_trade_ratio: args.late_trade_ratio.clamp(0.0, 1.0),
-        fmv_every: args.fmv_every,
-        ..MarketConfig::default()
-    };
-    let replay = match &args.replay {
-        Some(path) => {
-            let (frames, unroutable) = load_capture(path)?;
-            if unroutable > 0 {
-                log::warn!(
-                    "capture {}: {unroutable} elements without a readable ev will not be replayed",
-                    path.display()
-                );
-            }
-            log::info!(
-                "replaying {} frames from {} at {}x",
-                frames.len(),
-                path.display(),
-                args.replay_speed
-            );
-            Some(Replayer::new(frames, args.replay_speed, args.replay_loop))
-        }
-        None => None,
-    };
+    let market_cfg = args.market_config();
+    let replay = load_replay(&args)?;
     let session_metrics = SessionMetrics::new(SimSessionFigures::register(&registry, &[]));
-    let feed_settings = FeedSettings {
-        flush: Duration::from_millis(args.flush_interval_ms.clamp(1, 10)),
-        stall_every: (args.stall_every_secs > 0)
-            .then(|| Duration::from_secs(args.stall_every_secs)),
-        stall_for: Duration::from_millis(args.stall_ms),
-    };
+    let feed_settings = args.feed_settings();
     // The feed gets its own thread: at high rates it is the busiest actor.
     let feed_arbiter = Arbiter::new();
     let feed_figures = FeedFigures::register(&registry, &[]);
@@ -196,22 +233,7 @@ pub fn start(
         register: CountedRecipient::of(&conn_registry, registry_metrics.clone()),
         unregister: CountedRecipient::of(&conn_registry, registry_metrics),
     };
-    let settings = Arc::new(SessionSettings {
-        keys: args.api_keys.clone(),
-        auth_timeout: Duration::from_millis(args.auth_timeout_ms),
-        auth_failure_close: args.auth_failure_close,
-        eviction_close: args.eviction_close,
-        client_buffer_bytes: args.client_buffer_bytes,
-        slow_consumer: args.slow_consumer,
-        ack_mode: args.ack_mode,
-        batch_size: args.batch_size as usize,
-        max_frame_bytes: args.max_frame_bytes as usize,
-        options_quote_limit: args.options_quote_limit,
-        drop_every: (args.drop_every_secs > 0).then(|| Duration::from_secs(args.drop_every_secs)),
-        malformed_every: args.malformed_every,
-        malformed_mode: args.malformed_mode,
-        unknown_every: args.unknown_every,
-    });
+    let settings = Arc::new(args.session_settings());
     let ws_state = web::Data::new(WsState {
         settings,
         links,
