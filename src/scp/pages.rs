@@ -25,6 +25,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("assets/tickwire.css"),
     ),
     (
+        "wds-client.js",
+        "text/javascript",
+        include_str!("assets/wds-client.js"),
+    ),
+    (
         "common.js",
         "text/javascript",
         include_str!("assets/common.js"),

@@ -9,6 +9,10 @@
 //! - **v2** (`/ws/v2`) is ours: `type`d frames, every push naming its topic with a per-topic
 //!   sequence number and the listener receive time, structured errors with codes. See
 //!   docs/protocol.md.
+//!
+//! The browser's v2 client is `src/scp/assets/wds-client.js` (served by the control plane
+//! with the dashboard): refcounted subscriptions on one socket, reconnect with backoff and
+//! jitter, resubscription (fresh snapshots) after a reconnect, in-band token renewal.
 
 use serde_json::Value;
 

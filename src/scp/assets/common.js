@@ -1,6 +1,6 @@
 // tickwire: what the dashboard and the operations page share. The page's settings (user,
 // CSRF token, WDS URL and token) come from <meta name="tickwire-config">; the WDS client
-// speaks protocol v2 over one socket with reconnect, backoff and resubscription.
+// itself is wds-client.js (loaded first), given this page's token and token endpoint here.
 'use strict';
 
 const TW = (() => {
@@ -71,129 +71,19 @@ const TW = (() => {
     });
   }
 
-  // One v2 socket for every widget. subscribe() is refcounted per topic; after a reconnect
-  // every topic is subscribed again and its snapshot brings the widgets up to date. The WDS
-  // closes a socket when its token runs out, so a fresh token is sent on the open socket
-  // (an in-band renewal) before that; after logout the renewal fails and the socket ends.
-  class Wds {
+  // The dashboard's one WDS socket (wds-client.js), fed this page's token and told how to
+  // get a fresh one; a revocation remembered here sends the next 401 to the right message.
+  class Wds extends WdsClient {
     constructor(onState) {
-      this.onState = onState;
-      this.topics = new Map(); // topic -> Set(handler)
-      this.token = cfg.token;
-      this.tokenExp = cfg.tokenExpiresAt;
-      this.attempt = 0;
-      this.opens = 0;     // sockets opened (the browser test reads these two)
-      this.renewals = 0;  // tokens renewed on an open socket
-      this.renewTimer = null;
-      this.closed = false;
-      this.state('connecting');
-      this.open();
+      super({
+        url: cfg.wdsUrl || ((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws/v2'),
+        token: cfg.token,
+        tokenExpiresAt: cfg.tokenExpiresAt,
+        fetchToken: () => api('POST', '/api/token'),
+        onState,
+        onRevoked: () => { revoked = true; },
+      });
     }
-
-    state(s, detail) { this.current = s; if (this.onState) this.onState(s, detail); }
-
-    url() {
-      if (cfg.wdsUrl) return cfg.wdsUrl;
-      return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws/v2';
-    }
-
-    async freshToken() {
-      // A new socket starts with a token that has more than 30 s left.
-      if (this.tokenExp - Date.now() / 1000 > 30) return;
-      const t = await api('POST', '/api/token');
-      this.token = t.token; this.tokenExp = t.expires_at;
-    }
-
-    async open() {
-      try { await this.freshToken(); } catch (e) { this.retry(); return; }
-      if (this.closed) return;
-      const ws = new WebSocket(this.url());
-      this.ws = ws;
-      this.opens += 1;
-      ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token: this.token }));
-      ws.onmessage = ev => this.message(JSON.parse(ev.data));
-      ws.onclose = ev => {
-        if (this.ws !== ws) return;
-        clearTimeout(this.renewTimer);
-        if (ev.code === 1001) this.attempt = 0; // the WDS is stopping: straight to another one
-        this.retry();
-      };
-      ws.onerror = () => { /* onclose follows */ };
-    }
-
-    retry() {
-      if (this.closed) return;
-      this.attempt += 1;
-      // Exponential backoff with jitter, 0.5 s up to 15 s.
-      const delay = Math.min(15000, 500 * 2 ** Math.min(this.attempt - 1, 5)) * (0.75 + Math.random() / 2);
-      this.state('reconnecting', 'attempt ' + this.attempt);
-      this.tokenExp = 0; // a fresh token for the next socket
-      setTimeout(() => this.open(), delay);
-    }
-
-    // Renews a third of the token's remaining life before it ends, at most 30 s before.
-    scheduleRenewal(expiresAt) {
-      clearTimeout(this.renewTimer);
-      if (!expiresAt) return; // auth off: nothing expires
-      const left = expiresAt - Date.now() / 1000;
-      const wait = Math.max(0, left - Math.min(30, left / 3));
-      this.renewTimer = setTimeout(() => this.renew(), wait * 1000);
-    }
-
-    async renew() {
-      const ws = this.ws;
-      let t;
-      // A 401 (logged out) has already sent the page to the login form; anything else: the
-      // socket closes at expiry and the reconnect fetches a token again.
-      try { t = await api('POST', '/api/token'); } catch (_) { return; }
-      this.token = t.token; this.tokenExp = t.expires_at;
-      if (ws === this.ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'auth', token: t.token }));
-    }
-
-    message(m) {
-      switch (m.type) {
-        case 'welcome':
-          this.scheduleRenewal(m.expires_at);
-          if (this.current === 'live') { this.renewals += 1; break; } // a renewal: topics stay
-          this.attempt = 0;
-          this.state('live');
-          for (const topic of this.topics.keys()) this.send({ type: 'subscribe', topic });
-          break;
-        case 'snapshot':
-        case 'update': {
-          const hs = this.topics.get(m.pattern || m.topic);
-          if (hs) for (const h of hs) h(m);
-          break;
-        }
-        case 'error':
-          console.warn('wds error', m.code, m.message, m.topic || '');
-          if (m.code === 'unauthorized' || m.code === 'token_expired') this.tokenExp = 0;
-          if (m.code === 'token_revoked') { revoked = true; this.tokenExp = 0; }
-          break;
-        default:
-          break;
-      }
-    }
-
-    send(obj) {
-      if (this.ws && this.ws.readyState === WebSocket.OPEN && this.current === 'live') this.ws.send(JSON.stringify(obj));
-    }
-
-    subscribe(topic, handler) {
-      let hs = this.topics.get(topic);
-      if (!hs) { hs = new Set(); this.topics.set(topic, hs); this.send({ type: 'subscribe', topic }); }
-      hs.add(handler);
-      return () => this.unsubscribe(topic, handler);
-    }
-
-    unsubscribe(topic, handler) {
-      const hs = this.topics.get(topic);
-      if (!hs) return;
-      hs.delete(handler);
-      if (hs.size === 0) { this.topics.delete(topic); this.send({ type: 'unsubscribe', topic }); }
-    }
-
-    close() { this.closed = true; clearTimeout(this.renewTimer); if (this.ws) this.ws.close(); this.state('offline'); }
   }
 
   function connIndicator(id) {
