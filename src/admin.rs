@@ -41,6 +41,15 @@ impl<F: Fn() -> Result<(), String> + Send + Sync> FnCheck<F> {
     }
 }
 
+/// A check that passes while `up()` holds and otherwise fails with `reason`.
+pub fn check_that(
+    name: impl Into<String>,
+    up: impl Fn() -> bool + Send + Sync + 'static,
+    reason: &'static str,
+) -> Arc<dyn ReadinessCheck> {
+    FnCheck::new(name, move || if up() { Ok(()) } else { Err(reason.into()) })
+}
+
 impl<F: Fn() -> Result<(), String> + Send + Sync> ReadinessCheck for FnCheck<F> {
     fn name(&self) -> &str {
         &self.name

@@ -5,7 +5,10 @@
 //! and an alert on a renamed metric never fires.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+#[path = "common/sources.rs"]
+mod sources;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -19,26 +22,18 @@ fn read(rel: &str) -> String {
 /// Library and binary sources, each without its test module (by convention the tail of the
 /// file from `#[cfg(test)]`), so names that only tests make up are not counted.
 fn sources() -> Vec<(PathBuf, String)> {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
-        let entries =
-            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path)
-                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-                let code = match text.find("#[cfg(test)]") {
-                    Some(i) => text[..i].to_string(),
-                    None => text,
-                };
-                out.push((path, code));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&root().join("src"), &mut out);
+    let out: Vec<(PathBuf, String)> = sources::rust_files(&root().join("src"))
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            let code = match text.find("#[cfg(test)]") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            };
+            (path, code)
+        })
+        .collect();
     assert!(!out.is_empty(), "no sources found under src/");
     out
 }

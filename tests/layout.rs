@@ -11,7 +11,10 @@
 //! A new file that breaks the rule fails here, naming the file and the path it used.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+#[path = "common/sources.rs"]
+mod sources;
 
 /// Module path -> (file, text).
 type Files = BTreeMap<Vec<String>, (String, String)>;
@@ -24,23 +27,9 @@ fn src() -> PathBuf {
 
 /// Every library source file (binaries are separate crates) with its module path.
 fn modules() -> Files {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let entries =
-            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
     let root = src();
-    let mut files = Vec::new();
-    walk(&root, &mut files);
     let mut out = BTreeMap::new();
-    for f in files {
+    for f in sources::rust_files(&root) {
         let rel = f
             .strip_prefix(&root)
             .expect("under src")

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::connection::Describe;
 use super::control::MarketLink;
 use super::metrics::ListenerFigures;
-use crate::admin::{AdminState, FnCheck};
+use crate::admin::{check_that, AdminState, FnCheck};
 use crate::queue::QueueKind;
 
 /// Adds the listener node's checks, `/health` body and `/stats` facts to `admin`.
@@ -26,13 +26,11 @@ pub fn report(
     auto_start: bool,
 ) -> AdminState {
     let f = figures.clone();
-    admin = admin.with_check(FnCheck::new("broker", move || {
-        if f.broker_up() {
-            Ok(())
-        } else {
-            Err("RabbitMQ not connected".into())
-        }
-    }));
+    admin = admin.with_check(check_that(
+        "broker",
+        move || f.broker_up(),
+        "RabbitMQ not connected",
+    ));
     for l in &links {
         let health = l.health.clone();
         admin = admin.with_check(FnCheck::new(format!("massive:{}", l.market), move || {
@@ -47,13 +45,12 @@ pub fn report(
             }
         }));
         if let Some(lease) = l.lease.clone() {
-            admin = admin.with_check(FnCheck::new(format!("lease:{}", l.market), move || {
-                if lease.held() {
-                    Ok(())
-                } else {
-                    Err("standby: another replica holds the lease".into())
-                }
-            }));
+            let standby = "standby: another replica holds the lease";
+            admin = admin.with_check(check_that(
+                format!("lease:{}", l.market),
+                move || lease.held(),
+                standby,
+            ));
         }
     }
     let health_links = links.clone();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::metrics::ProcessorFigures;
-use crate::admin::{AdminState, FnCheck};
+use crate::admin::{check_that, AdminState};
 
 /// The node's fixed facts.
 pub struct Report {
@@ -23,13 +23,11 @@ pub struct Report {
 /// Adds the processor node's checks, `/health` body and `/stats` facts to `admin`.
 pub fn report(mut admin: AdminState, figures: ProcessorFigures, node: Report) -> AdminState {
     let f = figures.clone();
-    admin = admin.with_check(FnCheck::new("broker", move || {
-        if f.broker_up() {
-            Ok(())
-        } else {
-            Err("RabbitMQ not connected".into())
-        }
-    }));
+    admin = admin.with_check(check_that(
+        "broker",
+        move || f.broker_up(),
+        "RabbitMQ not connected",
+    ));
     for (store, what, figures) in [
         (
             "results",
@@ -39,13 +37,7 @@ pub fn report(mut admin: AdminState, figures: ProcessorFigures, node: Report) ->
         ("state", "state Redis unreachable", &figures.state_store),
     ] {
         let f = figures.clone();
-        admin = admin.with_check(FnCheck::new(format!("redis:{store}"), move || {
-            if f.up() {
-                Ok(())
-            } else {
-                Err(what.into())
-            }
-        }));
+        admin = admin.with_check(check_that(format!("redis:{store}"), move || f.up(), what));
     }
     let (f, prefetch, n) = (figures.clone(), node.prefetch, node.shards);
     admin = admin.with_health(Arc::new(move || {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::hub::GetHubState;
 use super::WdsState;
-use crate::admin::{AdminState, FnCheck};
+use crate::admin::{check_that, AdminState, FnCheck};
 use crate::config::CommonArgs;
 use crate::metrics::Registry;
 
@@ -33,13 +33,8 @@ pub fn admin_state(
         }
     }));
     let f = state.figures.clone();
-    admin_state = admin_state.with_check(FnCheck::new("pubsub", move || {
-        if f.hub.connected.get() == 1 {
-            Ok(())
-        } else {
-            Err("pub/sub not connected".into())
-        }
-    }));
+    let pubsub_up = move || f.hub.connected.get() == 1;
+    admin_state = admin_state.with_check(check_that("pubsub", pubsub_up, "pub/sub not connected"));
     let f = state.figures.clone();
     admin_state = admin_state.with_check(FnCheck::new("hub", move || {
         let age = f.hub_silent_ms();
