@@ -10,7 +10,7 @@
 //!   bounded outbound buffer, fault injection.
 //! - [`market`], [`replay`]: what the feed plays; [`filter`]: a client's subscriptions;
 //!   [`rest`]: the REST answers; [`wsio`]: the WebSocket upgrade the sessions drive;
-//!   [`auth`], [`config`]: keys and flags; [`server`]: wiring.
+//!   [`auth`], [`config`]: keys and flags; [`node`]: flags and wiring.
 
 pub mod auth;
 pub mod config;
@@ -18,10 +18,10 @@ pub mod feed;
 pub mod filter;
 pub mod market;
 pub mod metrics;
+pub mod node;
 pub mod registry;
 pub mod replay;
 pub mod rest;
-pub mod server;
 pub mod session;
 pub mod wsio;
 
@@ -31,4 +31,4 @@ pub use config::SimArgs;
 /// consumers, drop faults, auth failures in abort mode) would otherwise log as actix-http
 /// errors. They are counted in `tickwire_sim_*` metrics instead.
 pub const LOG_DIRECTIVES: &[&str] = &["actix_http::h1::dispatcher=off"];
-pub use server::{run, start, SimError, SimServer};
+pub use node::{run, start, SimError, SimServer};

@@ -1,0 +1,217 @@
+//! The processing pipeline both modes share: one processor per shard (spread over a few
+//! threads), the enricher, the market-status poller and the elected leaderboard publisher,
+//! over a results store and a state store given as [`Store`] handles (Redis writers in the
+//! processor node, the memory store in embedded mode).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+
+use super::board_publisher::{BoardPublisher, BoardPublisherConfig};
+use super::enricher::{Enricher, EnricherConfig};
+use super::market_status::MarketStatus;
+use super::metrics::{
+    BoardFigures, EnricherFigures, MarketStatusFigures, PoolFigures, ShardFigures,
+};
+use super::pool::ProcessorPool;
+use super::shard::{ProcessorConfig, ShardHandle};
+use crate::analyzers::raw_routes::RawRoutes;
+use crate::analyzers::shard::ShardConfig;
+use crate::metrics::Registry;
+use crate::queue::EventBatch;
+use crate::recipient::CountedRecipient;
+use crate::store::Store;
+
+/// Settings of the processing pipeline (both modes).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// Threads (arbiters) the processors are spread over; 0 = one per CPU.
+    #[arg(long, env = "PROCESSOR_THREADS", default_value_t = 0)]
+    pub threads: usize,
+
+    /// Raw routes: comma list of quotes, luld, agg, trades, unknown (or none); the
+    /// dashboard's chart reads `agg`.
+    #[arg(
+        long,
+        env = "PROCESSOR_RAW_ROUTES",
+        default_value = "quotes,luld,agg,unknown"
+    )]
+    pub raw_routes: RawRoutes,
+
+    /// Top-trades statistics (tta:*:widget).
+    #[arg(long, env = "PROCESSOR_TOP_TRADES", default_value = "false",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub top_trades: bool,
+
+    /// HOD/LOD alerts kept per list.
+    #[arg(long, env = "DRA_CACHE_LIST_MAX", default_value_t = 1000)]
+    pub alert_cap: usize,
+
+    /// Prefix of every client-facing key and channel (empty: the reference's names).
+    #[arg(long, env = "WDC_KEY_PREFIX", default_value = "")]
+    pub results_prefix: String,
+
+    /// Prefix of internal keys (checkpoints, leases, enrichment cache).
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "tickwire:")]
+    pub state_prefix: String,
+
+    /// Seconds between checkpoints of a shard's state (when it changed).
+    #[arg(long, env = "PROCESSOR_CHECKPOINT_SECS", default_value_t = 1)]
+    pub checkpoint_secs: u64,
+
+    /// REST enrichment (previous day, average volume, free float).
+    #[arg(long, env = "PROCESSOR_ENRICHMENT", default_value = "true",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub enrichment: bool,
+
+    /// Tickers enriched at once per node.
+    #[arg(long, env = "ENRICH_CONCURRENCY", default_value_t = 8)]
+    pub enrich_concurrency: usize,
+
+    /// Massive REST base URL (enrichment and market status).
+    #[arg(
+        long,
+        env = "MASSIVE_REST_URL",
+        default_value = "https://api.massive.com"
+    )]
+    pub rest_url: String,
+
+    /// Massive API key for REST.
+    #[command(flatten)]
+    pub key: crate::config::ApiKeyArgs,
+
+    /// Seconds between market status polls (trading calendar); 0 turns polling off.
+    #[arg(long, env = "MARKET_STATUS_POLL_SECS", default_value_t = 30)]
+    pub status_poll_secs: u64,
+}
+
+/// The running pipeline.
+pub struct Pipeline {
+    pub pool: Addr<ProcessorPool>,
+    /// Every shard's processor, in shard order.
+    pub shards: Vec<ShardHandle>,
+    pool_figures: PoolFigures,
+    pub boards: Addr<BoardPublisher>,
+    pub board_figures: BoardFigures,
+}
+
+impl Pipeline {
+    /// Where a router sends batches in embedded mode: the pool, which routes them by shard.
+    pub fn input(&self) -> CountedRecipient<EventBatch> {
+        CountedRecipient::of(&self.pool, self.pool_figures.actor.clone())
+    }
+
+    /// Each shard's figures, in shard order.
+    pub fn shard_figures(&self, registry: &Registry) -> Vec<ShardFigures> {
+        (0..self.shards.len() as u16)
+            .map(|s| ShardFigures::for_shard(registry, s).1)
+            .collect()
+    }
+}
+
+impl PipelineArgs {
+    fn enricher(&self, api_key: &str, holder: &str) -> EnricherConfig {
+        EnricherConfig {
+            rest_url: self.rest_url.clone(),
+            api_key: api_key.to_string(),
+            prefix: self.state_prefix.clone(),
+            concurrency: self.enrich_concurrency.max(1),
+            holder: holder.to_string(),
+            lock_ttl: Duration::from_secs(30),
+            retries: 3,
+            failure_memo: Duration::from_secs(60),
+        }
+    }
+
+    fn shard(&self, shard: u16) -> ProcessorConfig {
+        ProcessorConfig {
+            shard,
+            analyzers: ShardConfig {
+                results_prefix: self.results_prefix.clone(),
+                raw: self.raw_routes,
+                top_trades: self.top_trades,
+                alert_cap: self.alert_cap.max(1),
+            },
+            state_prefix: self.state_prefix.clone(),
+            checkpoint_every: Duration::from_secs(self.checkpoint_secs.max(1)),
+        }
+    }
+
+    fn boards(&self, shards: u16, holder: &str) -> BoardPublisherConfig {
+        BoardPublisherConfig {
+            shards,
+            state_prefix: self.state_prefix.clone(),
+            results_prefix: self.results_prefix.clone(),
+            holder: holder.to_string(),
+            every: Duration::from_secs(1),
+            top_trades: self.top_trades,
+        }
+    }
+
+    fn threads(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
+}
+
+/// Starts processors for `shards` shards plus the enricher, market status and the
+/// leaderboard publisher, on the given stores.
+pub fn start_pipeline(
+    args: &PipelineArgs,
+    shards: u16,
+    holder: &str,
+    results_store: &Store,
+    state_store: &Store,
+    registry: &Arc<Registry>,
+) -> Pipeline {
+    let shards = shards.max(1);
+    let api_key = args.key.resolve();
+    if args.enrichment && api_key.is_empty() {
+        log::warn!("no Massive API key: REST enrichment is off");
+    }
+    let enricher = (args.enrichment && !api_key.is_empty()).then(|| {
+        let f = EnricherFigures::register(registry, &[]);
+        let e = Enricher::new(
+            args.enricher(&api_key, holder),
+            state_store.clone(),
+            f.clone(),
+        );
+        // Counted, so the enricher's backlog shows as its mailbox depth.
+        CountedRecipient::of(&e.start(), f.actor)
+    });
+    let configs = (0..shards).map(|s| args.shard(s)).collect();
+    let pool = ProcessorPool::new(
+        configs,
+        args.threads(),
+        results_store,
+        state_store,
+        enricher,
+        registry,
+    );
+    let (shard_handles, pool_figures) = (pool.shards(), pool.figures());
+    let pool = pool.start();
+    if args.status_poll_secs > 0 && !api_key.is_empty() {
+        let every = Duration::from_secs(args.status_poll_secs);
+        let f = MarketStatusFigures::register(registry, &[]);
+        MarketStatus::new(&args.rest_url, &api_key, every, pool.clone().recipient(), f).start();
+    }
+    let board_figures = BoardFigures::register(registry, &[]);
+    let boards = BoardPublisher::new(
+        args.boards(shards, holder),
+        results_store.clone(),
+        state_store.clone(),
+        board_figures.clone(),
+    )
+    .start();
+    Pipeline {
+        pool,
+        shards: shard_handles,
+        pool_figures,
+        boards,
+        board_figures,
+    }
+}
