@@ -1,17 +1,16 @@
-//! The processor: what turns raw events into what the widgets show.
+//! The analyzers: what turns raw events into what the widgets show (pure: no actix).
 //!
 //! Plain, deterministic analyzers (events in, [`CacheWrite`](crate::store::CacheWrite)s out)
-//! that the processor actors wrap:
+//! that the processor node's shard actors ([`crate::actors::processor::shard`]) wrap:
 //!
 //! - [`calendar`]: market day (04:00 ET) and session by event time; trading days from
 //!   market status.
 //! - [`quote`]: the 26-field enriched quote.
 //! - [`leaderboard`]: per-shard candidates and the cluster-wide ranking.
 //! - [`daily_range`]: session highs/lows and HOD/LOD alerts.
-//! - [`raw`]: the raw router; [`top_trades`]: trade statistics.
+//! - [`raw_routes`]: events republished as they came; [`top_trades`]: trade statistics.
 //! - [`shard`]: one shard's state and the order the analyzers run in.
 //! - [`enrichment`]: REST enrichment values, cache keys and TTLs.
-//! - [`node`]: the pipeline wiring and the `tickwire-processor` node.
 
 pub mod calendar;
 pub mod daily_range;

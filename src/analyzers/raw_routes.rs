@@ -1,4 +1,4 @@
-//! Raw router: individual events cached and published as the reference's flat queue bodies
+//! Raw routes: individual events cached and published as the reference's flat queue bodies
 //! (reference-system.md §2 and §3.6), each route switched on by configuration.
 //!
 //! | event | key = channel | TTL |
@@ -213,7 +213,7 @@ fn luld_body(l: &Luld) -> Vec<u8> {
 }
 
 /// The route of one stocks event, if that route is on.
-pub fn route(routes: &RawRoutes, ev: &Event) -> Option<RawOut> {
+pub fn raw_out(routes: &RawRoutes, ev: &Event) -> Option<RawOut> {
     let value = |kind: &str, sym: &str, ttl_secs, body| RawOut::Value {
         key: format!("stocks:{kind}:{sym}"),
         ttl_secs,
@@ -337,7 +337,7 @@ mod tests {
         let q = ev(
             r#"{"ev":"Q","sym":"MSFT","bx":4,"bp":114.125,"bs":100,"ax":7,"ap":114.128,"as":160,"c":0,"i":[604],"t":1536036818784,"q":50385480,"z":3}"#,
         );
-        let (key, ttl_secs, body) = value_route(route(&all, &q));
+        let (key, ttl_secs, body) = value_route(raw_out(&all, &q));
         assert_eq!((key.as_str(), ttl_secs), ("stocks:quotes:MSFT", 3600));
         assert_eq!(body["bid_price"], 114.125);
         assert_eq!(body["ask_size"], 160.0);
@@ -345,15 +345,15 @@ mod tests {
         let l = ev(
             r#"{"ev":"LULD","T":"MSFT","h":218.96,"l":198.11,"i":[21],"z":3,"t":1601316752683746000,"q":290317}"#,
         );
-        let (key, ttl_secs, body) = value_route(route(&all, &l));
+        let (key, ttl_secs, body) = value_route(raw_out(&all, &l));
         assert_eq!((key.as_str(), ttl_secs), ("stocks:luld:MSFT", 86400));
         assert_eq!(body["high_price"], 218.96);
         let noi =
             ev(r#"{"ev":"NOI","T":"X","t":1,"at":1,"a":"B","i":1,"x":1,"o":1,"p":1,"b":1.0}"#);
-        assert_eq!(route(&all, &noi), Some(RawOut::Unknown));
+        assert_eq!(raw_out(&all, &noi), Some(RawOut::Unknown));
         let none: RawRoutes = "none".parse().unwrap();
-        assert_eq!(route(&none, &q), None);
-        assert_eq!(route(&none, &noi), None);
+        assert_eq!(raw_out(&none, &q), None);
+        assert_eq!(raw_out(&none, &noi), None);
         assert!("bogus".parse::<RawRoutes>().is_err());
     }
 }

@@ -160,7 +160,7 @@ impl ShardState {
             }
             _ => {}
         }
-        match raw_routes::route(&self.cfg.raw, ev) {
+        match raw_routes::raw_out(&self.cfg.raw, ev) {
             Some(RawOut::Value {
                 key,
                 ttl_secs,

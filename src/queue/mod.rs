@@ -1,4 +1,6 @@
-//! Routing of Massive events to queues and shards.
+//! The queue contract between the listener and the processors, in one place: which queue
+//! and shard each event goes to ([`QueueKind`], [`shard_of`], [`split_frame`]), the message
+//! body ([`envelope`]) and the RabbitMQ queues themselves ([`topology`]).
 //!
 //! Queue per event type, as the reference system names them: `aggregate` (A, AM), `trades`
 //! (T), `quotes` (Q), `halts` (LULD), `unknown` (everything else: kept and counted, never
@@ -91,7 +93,7 @@ pub struct Group {
 
 /// What routing made of one frame.
 #[derive(Debug, Default)]
-pub struct RoutedFrame {
+pub struct SplitFrame {
     pub groups: Vec<Group>,
     /// Status elements (handled by the listener, never forwarded).
     pub statuses: usize,
@@ -103,8 +105,8 @@ pub struct RoutedFrame {
 
 /// Splits `frame` and groups its events per (queue, shard), keeping each group's events in
 /// frame order. `frame` is shared, so each event is a zero-copy slice of it.
-pub fn route(frame: &Bytes, shards: u16) -> Result<RoutedFrame, FrameError> {
-    let mut out = RoutedFrame::default();
+pub fn split_frame(frame: &Bytes, shards: u16) -> Result<SplitFrame, FrameError> {
+    let mut out = SplitFrame::default();
     let base = frame.as_ptr() as usize;
     for entry in route_frame(frame)? {
         let entry = match entry {
@@ -153,7 +155,7 @@ mod tests {
             br#"[{"ev":"T","sym":"AAPL","p":1,"t":1},{"ev":"status","status":"x"},{"ev":"A","sym":"AAPL"},
                  {"ev":"T","sym":"AAPL","p":2,"t":2},{"ev":"LULD","T":"MSFT"},{"ev":"XT","pair":"BTC-USD"},7]"#,
         );
-        let r = route(&frame, 4).unwrap();
+        let r = split_frame(&frame, 4).unwrap();
         assert_eq!(r.statuses, 1);
         assert_eq!(r.bad.len(), 1);
         let trades = r

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::metrics::{FrameLag, RouterFigures};
 use crate::massive::Market;
-use crate::queue::{route, EventBatch};
+use crate::queue::{split_frame, EventBatch};
 use crate::recipient::CountedRecipient;
 
 /// A frame as read off the Massive socket.
@@ -54,7 +54,7 @@ impl Handler<RawFrame> for Router {
 
     fn handle(&mut self, msg: RawFrame, _: &mut Context<Self>) {
         self.figures.actor.received();
-        let routed = match route(&msg.bytes, self.shards) {
+        let routed = match split_frame(&msg.bytes, self.shards) {
             Ok(r) => r,
             Err(e) => return self.figures.frame_skipped(msg.bytes.len(), &e),
         };

@@ -1,17 +1,24 @@
-//! The widget data service (WDS): the only data-plane service that clients reach.
+//! The widget data service (`tickwire-wds`): the only data-plane node that clients reach.
 //!
 //! Browsers open a WebSocket, prove who they are with a token signed by the control plane,
 //! subscribe to topics (the client-facing cache keys, reference-system.md §4) and receive
-//! cached snapshots and live updates. Two protocols share one session actor:
-//! [`protocol`] v1 at `/ws` (the reference web app's, byte for byte) and v2 at `/ws/v2`
-//! (multiplexed, sequenced, with snapshot-then-stream).
+//! cached snapshots and live updates, in protocol v1 at `/ws` (the reference web app's, byte
+//! for byte) or v2 at `/ws/v2` (multiplexed, sequenced, snapshot-then-stream).
 //!
-//! - [`Hub`](crate::actors::wds::hub::Hub): one upstream pub/sub connection per node, fanned out.
-//! - [`WsSession`](crate::actors::wds::session::WsSession): one per client (all the
-//!   actix-web-actors code lives in that one module, so it could move to actix-ws).
-//! - [`outbox`]: each session's bounded, coalescing outbound buffer.
-//! - [`upstream`]: the Redis pub/sub connection the hub commands.
-//! - [`node`]: `tickwire-wds` wiring (flags, admin HTTP) and the embedded-mode mount.
+//! A result's path through this folder:
+//!
+//! 1. [`upstream`]: the node's one Redis pub/sub connection receives the message the
+//!    processor published (embedded mode: the memory store hands it over in process).
+//! 2. [`hub`]: the `Hub` builds its v1 and v2 frames once and pushes a shared copy into the
+//!    [`outbox`] of every session that subscribed to the topic; it never waits on a client.
+//! 3. [`session`]: each client's `WsSession` drains its outbox onto the socket (the only
+//!    module that uses actix-web-actors, so it could move to actix-ws); [`protocol`] parses
+//!    the client's requests and builds every reply. The browser's side of v2 is
+//!    `src/scp/assets/wds-client.js`.
+//!
+//! Beside them: this module's [`WdsState`] (what every session shares: limits, auth, the
+//! open sessions, revocations), [`status`] (readiness, `/health`, `/stats`), [`metrics`] and
+//! [`node`] (flags, wiring, and the embedded-mode mount).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
