@@ -288,7 +288,7 @@ pub fn watch_redis(
     pool: Pool,
     key: String,
     every: Duration,
-    m: WatchMetrics,
+    figures: WatchMetrics,
 ) {
     let list = Arc::downgrade(list);
     actix::spawn(async move {
@@ -297,7 +297,7 @@ pub fn watch_redis(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let fetched = fetch(&pool, &key, &m.unreadable).await;
+            let fetched = fetch(&pool, &key, &figures.unreadable).await;
             let Some(list) = list.upgrade() else {
                 return;
             };
@@ -312,7 +312,7 @@ pub fn watch_redis(
                     }
                 }
                 Err(e) => {
-                    m.errors.inc();
+                    figures.errors.inc();
                     if !failing {
                         log::warn!(
                             "cannot read revocations from {key} (retrying every {every:?}): {e}"

@@ -162,7 +162,7 @@ impl QueueConsumer {
         let id = self.next_id;
         self.queues
             .insert((shard, kind), QueueSlot { id, channel: None });
-        let (cfg, me, c) = (self.cfg.clone(), ctx.address(), self.figures.clone());
+        let (cfg, me, figures) = (self.cfg.clone(), ctx.address(), self.figures.clone());
         let fut = async move {
             let ch = conn.create_channel().await?;
             ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
@@ -184,7 +184,7 @@ impl QueueConsumer {
                 kind,
                 error: None,
             };
-            actix::spawn(consume(consumer, cfg.prefetch, processor, c, me, end));
+            actix::spawn(consume(consumer, cfg.prefetch, processor, figures, me, end));
             Ok::<_, lapin::Error>(ch)
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
@@ -273,7 +273,7 @@ async fn consume(
     mut consumer: lapin::Consumer,
     prefetch: u16,
     processor: CountedRecipient<EventBatch>,
-    c: ConsumerFigures,
+    figures: ConsumerFigures,
     me: Addr<QueueConsumer>,
     mut end: Ended,
 ) {
@@ -295,16 +295,16 @@ async fn consume(
                 match envelope::decode_batch(kind, shard, Bytes::from(d.data)) {
                     Ok(batch) => {
                         let send = processor.send(batch);
-                        let (acker, c) = (d.acker, c.clone());
+                        let (acker, figures) = (d.acker, figures.clone());
                         in_flight.push_back(async move {
                             if send.await.is_ok() {
-                                c.messages.inc();
+                                figures.messages.inc();
                                 let _ = acker.ack(Default::default()).await;
                             }
                         });
                     }
                     Err(e) => {
-                        c.rejected(kind, shard, &e);
+                        figures.rejected(kind, shard, &e);
                         let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
                     }
                 }

@@ -192,13 +192,13 @@ async fn fetch(
     cfg: EnricherConfig,
     store: Store,
     client: awc::Client,
-    counters: EnricherFigures,
+    figures: EnricherFigures,
     sym: String,
     day: NaiveDate,
 ) -> Result<Enrichment, FetchError> {
     let keys: Vec<String> = Kind::ALL.iter().map(|k| k.key(&cfg.prefix, &sym)).collect();
     if let Some(e) = enrichment::from_cache(&store.get(keys.clone()).await?) {
-        counters.cache_hits.inc();
+        figures.cache_hits.inc();
         return Ok(e);
     }
     let lock = format!("{}mdc:lock:enrich:{sym}", cfg.prefix);
@@ -210,14 +210,14 @@ async fn fetch(
         // Another node is fetching this ticker: wait for its result in the cache.
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Some(e) = enrichment::from_cache(&store.get(keys.clone()).await?) {
-            counters.cache_hits.inc();
+            figures.cache_hits.inc();
             return Ok(e);
         }
         if Instant::now() >= deadline {
             return Err(FetchError::LockTimeout(lock));
         }
     }
-    let result = fetch_locked(&cfg, &store, &client, &counters, &sym, day, &keys).await;
+    let result = fetch_locked(&cfg, &store, &client, &figures, &sym, day, &keys).await;
     if let Err(e) = store.release(&lock, &cfg.holder).await {
         // The lock expires on its own; only worth a note.
         log::debug!("releasing {lock}: {e}");
@@ -229,7 +229,7 @@ async fn fetch_locked(
     cfg: &EnricherConfig,
     store: &Store,
     client: &awc::Client,
-    counters: &EnricherFigures,
+    figures: &EnricherFigures,
     sym: &str,
     day: NaiveDate,
     keys: &[String],
@@ -237,16 +237,16 @@ async fn fetch_locked(
     let mut vals = store.get(keys.to_vec()).await?;
     // The previous holder may have filled it between our last look and our lock.
     if let Some(e) = enrichment::from_cache(&vals) {
-        counters.cache_hits.inc();
+        figures.cache_hits.inc();
         return Ok(e);
     }
     for (i, kind) in Kind::ALL.iter().enumerate() {
         if vals[i].is_some() {
             continue;
         }
-        let value = rest_value(cfg, client, counters, *kind, sym, day).await?;
+        let value = rest_value(cfg, client, figures, *kind, sym, day).await?;
         let ttl = if value[..] == *NONE {
-            counters.negative.inc();
+            figures.negative.inc();
             NEGATIVE_TTL_SECS
         } else {
             kind.ttl_secs()
@@ -263,7 +263,7 @@ async fn fetch_locked(
 async fn rest_value(
     cfg: &EnricherConfig,
     client: &awc::Client,
-    counters: &EnricherFigures,
+    figures: &EnricherFigures,
     kind: Kind,
     sym: &str,
     day: NaiveDate,
@@ -277,7 +277,7 @@ async fn rest_value(
     );
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        counters.calls.inc();
+        figures.calls.inc();
         let res = client.get(&url).send().await;
         let err = match res {
             Ok(mut resp) => {
@@ -312,7 +312,7 @@ async fn rest_value(
         if backoff.attempts() >= cfg.retries {
             return Err(err);
         }
-        counters.retries.inc();
+        figures.retries.inc();
         tokio::time::sleep(backoff.next_delay()).await;
     }
 }
