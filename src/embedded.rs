@@ -60,6 +60,12 @@ pub struct EmbeddedArgs {
     #[arg(long = "http-port", env = "TICKWIRE_PORT", default_value_t = 8000)]
     pub http_port: u16,
 
+    /// Address both of embedded mode's ports bind to (the dashboard's and the simulator's).
+    /// Loopback unless you mean it: the simulator takes the key `demo`, and the admin routes
+    /// share the dashboard's port. `SERVER_IP` is not used in embedded mode.
+    #[arg(long = "bind", env = "TICKWIRE_BIND", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+
     /// Shards (processors).
     #[arg(long, env = "QUEUE_SHARDS", default_value_t = 4)]
     pub shards: u16,

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         &cli.args.sim.common.log_level,
         tickwire::actors::sim::LOG_DIRECTIVES,
     );
-    let ip = cli.args.sim.common.server_ip;
+    let ip = cli.args.bind;
     let bind =
         |port: u16| TcpListener::bind((ip, port)).map_err(|e| format!("binding {ip}:{port}: {e}"));
     let result = bind(cli.args.sim.port)
@@ -60,7 +60,12 @@ fn main() -> ExitCode {
                         users_file.display()
                     ),
                 };
-                log::info!("dashboard: http://127.0.0.1:{}/ : {login}", e.http.port);
+                let host = if ip.is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    ip.to_string()
+                };
+                log::info!("dashboard: http://{host}:{}/ : {login}", e.http.port);
                 tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
                 log::info!("shutting down");
                 Ok(())

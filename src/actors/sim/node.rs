@@ -45,6 +45,8 @@ pub enum SimError {
 /// A running simulator.
 pub struct SimServer {
     pub port: u16,
+    /// The host clients reach it at: its bound address, or loopback when bound to all.
+    host: String,
     pub registry: Arc<Registry>,
     handle: ServerHandle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -52,13 +54,13 @@ pub struct SimServer {
 }
 
 impl SimServer {
-    /// `ws://127.0.0.1:PORT/<market>`.
+    /// `ws://HOST:PORT/<market>`.
     pub fn ws_url(&self, market: &str) -> String {
-        format!("ws://127.0.0.1:{}/{}", self.port, market)
+        format!("ws://{}:{}/{}", self.host, self.port, market)
     }
 
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        format!("http://{}:{}{}", self.host, self.port, path)
     }
 
     /// Runs until the server stops (SIGINT/SIGTERM when signals are handled).
@@ -199,7 +201,13 @@ pub fn start(
     handle_signals: bool,
 ) -> Result<SimServer, SimError> {
     let registry = Registry::new();
-    let port = listener.local_addr()?.port();
+    let bound = listener.local_addr()?;
+    let port = bound.port();
+    let host = match bound.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
     let start = clock::parse_start(&args.start_time, Utc::now()).map_err(SimError::StartTime)?;
     let clock = MarketClock::new(start, args.speed);
     let market_cfg = args.market_config();
@@ -283,6 +291,7 @@ pub fn start(
     log::info!("simulator listening on port {port}: ws://HOST:{port}/stocks, REST and /health, /stats, /metrics");
     Ok(SimServer {
         port,
+        host,
         registry,
         handle,
         join,
