@@ -462,6 +462,38 @@ async fn v2_snapshot_then_stream_without_gap_or_duplicate() {
     cleanup(&prefix).await;
 }
 
+/// A refused v2 request is named in its error by the `id` and `topic` it carried
+/// (docs/protocol.md), so a client with several requests in flight knows which one failed.
+#[actix_web::test]
+async fn a_refused_request_is_named_by_its_id_and_topic() {
+    let prefix = unique_prefix("wds-refused");
+    let node = start(args(&redis_url(), &prefix)).await;
+    let url = format!("/ws/v2?token={}", token(&["*"], 600));
+    let mut c = ws(&node, &url).await;
+    assert_eq!(c.next_json().await["type"], "welcome");
+    c.send(r#"{"type":"subscribe","topic":"quote:A[B]","id":"r1"}"#)
+        .await;
+    let e = c.next_json().await;
+    assert_eq!(
+        (&e["type"], &e["code"], &e["id"], &e["topic"]),
+        (
+            &json!("error"),
+            &json!("bad_topic"),
+            &json!("r1"),
+            &json!("quote:A[B]")
+        ),
+        "{e}"
+    );
+    c.send(r#"{"type":"get","topic":"quote:AAPL","limit":"many","id":7}"#)
+        .await;
+    let e = c.next_json().await;
+    assert_eq!(
+        (&e["code"], &e["id"], &e["topic"]),
+        (&json!("bad_request"), &json!(7), &json!("quote:AAPL")),
+        "{e}"
+    );
+}
+
 #[actix_web::test]
 async fn every_limit() {
     let prefix = unique_prefix("wds-limits");

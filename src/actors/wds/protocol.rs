@@ -63,6 +63,26 @@ pub enum ProtocolError {
     BadTopic,
 }
 
+/// A frame refused, with what the client sent to tell which request it was: its `id` and
+/// `topic`, as far as the frame had them, so that the error can echo them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{error}")]
+pub struct Refused {
+    pub error: ProtocolError,
+    pub id: Option<Value>,
+    pub topic: Option<String>,
+}
+
+impl From<ProtocolError> for Refused {
+    fn from(error: ProtocolError) -> Self {
+        Refused {
+            error,
+            id: None,
+            topic: None,
+        }
+    }
+}
+
 impl ProtocolError {
     /// The v2 error code.
     pub fn code(&self) -> &'static str {
@@ -123,8 +143,20 @@ fn topic(m: &serde_json::Map<String, Value>, field: &'static str) -> Result<Stri
 }
 
 /// A v1 frame (`{"action": …}`).
-pub fn parse_v1(text: &str) -> Result<Parsed, ProtocolError> {
+pub fn parse_v1(text: &str) -> Result<Parsed, Refused> {
     let m = object(text)?;
+    let context = |error| Refused {
+        error,
+        id: None,
+        topic: ["feed", "cache"]
+            .iter()
+            .find_map(|f| m.get(*f).and_then(Value::as_str))
+            .map(str::to_string),
+    };
+    parse_v1_fields(&m).map_err(context)
+}
+
+fn parse_v1_fields(m: &serde_json::Map<String, Value>) -> Result<Parsed, ProtocolError> {
     let request = match m.get("action").and_then(Value::as_str) {
         Some("auth") => Request::Auth {
             token: m
@@ -134,17 +166,17 @@ pub fn parse_v1(text: &str) -> Result<Parsed, ProtocolError> {
                 .to_string(),
         },
         Some("subscribe") => Request::Subscribe {
-            topic: topic(&m, "feed")?,
+            topic: topic(m, "feed")?,
             limit: DEFAULT_SNAPSHOT_LIMIT,
         },
         Some("unsubscribe") => Request::Unsubscribe {
-            topic: topic(&m, "feed")?,
+            topic: topic(m, "feed")?,
         },
         Some("get") => {
             // The reference converts limit before looking at the key.
             let limit = limit(m.get("limit"), ALL)?;
             Request::Get {
-                topic: topic(&m, "cache")?,
+                topic: topic(m, "cache")?,
                 limit,
             }
         }
@@ -153,11 +185,23 @@ pub fn parse_v1(text: &str) -> Result<Parsed, ProtocolError> {
     Ok(Parsed { request, id: None })
 }
 
-/// A v2 frame (`{"type": …}`).
-pub fn parse_v2(text: &str) -> Result<Parsed, ProtocolError> {
+/// A v2 frame (`{"type": …}`). A refusal carries the frame's `id` and `topic` (docs/protocol.md:
+/// an error names the request it answers).
+pub fn parse_v2(text: &str) -> Result<Parsed, Refused> {
     let mut m = object(text)?;
     let id = m.remove("id");
-    let request = match m.get("type").and_then(Value::as_str) {
+    match v2_request(&m) {
+        Ok(request) => Ok(Parsed { request, id }),
+        Err(error) => Err(Refused {
+            error,
+            id,
+            topic: m.get("topic").and_then(Value::as_str).map(str::to_string),
+        }),
+    }
+}
+
+fn v2_request(m: &serde_json::Map<String, Value>) -> Result<Request, ProtocolError> {
+    Ok(match m.get("type").and_then(Value::as_str) {
         Some("auth") => Request::Auth {
             token: m
                 .get("token")
@@ -166,20 +210,19 @@ pub fn parse_v2(text: &str) -> Result<Parsed, ProtocolError> {
                 .to_string(),
         },
         Some("subscribe") => Request::Subscribe {
-            topic: topic(&m, "topic")?,
+            topic: topic(m, "topic")?,
             limit: limit(m.get("limit"), DEFAULT_SNAPSHOT_LIMIT)?,
         },
         Some("unsubscribe") => Request::Unsubscribe {
-            topic: topic(&m, "topic")?,
+            topic: topic(m, "topic")?,
         },
         Some("get") => Request::Get {
-            topic: topic(&m, "topic")?,
+            topic: topic(m, "topic")?,
             limit: limit(m.get("limit"), ALL)?,
         },
         Some("ping") => Request::Ping,
         _ => Request::Unknown,
-    };
-    Ok(Parsed { request, id })
+    })
 }
 
 fn quote(s: &str) -> String {
@@ -357,7 +400,7 @@ mod tests {
 
     #[test]
     fn v1_requests() {
-        let p = |s: &str| parse_v1(s).map(|p| p.request);
+        let p = |s: &str| parse_v1(s).map(|p| p.request).map_err(|r| r.error);
         assert_eq!(
             p(r#"{"action":"auth","api_key":"k"}"#),
             Ok(Request::Auth { token: "k".into() })
@@ -466,5 +509,19 @@ mod tests {
         );
         let s: Value = serde_json::from_str(&v2::snapshot("t", 0, b"null")).unwrap();
         assert_eq!(s["seq"], 0);
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_requests_id_and_topic() {
+        let r = parse_v2(r#"{"type":"subscribe","topic":"quote:A[B]","id":"r1"}"#).unwrap_err();
+        assert_eq!(r.error, ProtocolError::BadTopic);
+        assert_eq!(r.id, Some(Value::from("r1")));
+        assert_eq!(r.topic.as_deref(), Some("quote:A[B]"));
+        let r = parse_v1(r#"{"action":"get","cache":"k","limit":[]}"#).unwrap_err();
+        assert_eq!(
+            (r.error, r.topic.as_deref()),
+            (ProtocolError::BadLimit, Some("k"))
+        );
+        assert_eq!(parse_v2("[]").unwrap_err().error, ProtocolError::NotObject);
     }
 }

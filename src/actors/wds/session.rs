@@ -172,12 +172,13 @@ impl WsSession {
         };
         match parsed {
             Ok(p) => self.request(p, ctx),
-            Err(e) => {
-                let kind = match e {
+            Err(r) => {
+                let kind = match r.error {
                     ProtocolError::BadTopic => "forbidden",
                     _ => "malformed",
                 };
-                self.violation(ctx, kind, e.code(), &e.to_string(), None, None)
+                let (code, message) = (r.error.code(), r.error.to_string());
+                self.violation(ctx, kind, code, &message, r.topic.as_deref(), r.id.as_ref())
             }
         }
     }
