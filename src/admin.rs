@@ -135,7 +135,7 @@ impl AdminState {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if given == self.admin_token {
+        if crate::token::constant_time_eq(given.as_bytes(), self.admin_token.as_bytes()) {
             Ok(())
         } else {
             Err(AdminAuthError::BadToken)

@@ -48,6 +48,13 @@ pub struct CommonArgs {
     pub admin_token: String,
 }
 
+impl CommonArgs {
+    /// Refuses an admin token too short to be trusted (empty: the admin routes are off).
+    pub fn check_secrets(&self) -> Result<(), crate::token::WeakSecret> {
+        crate::token::check_secret("ADMIN_TOKEN", &self.admin_token)
+    }
+}
+
 /// Where a distributed node announces itself for the control plane (node registry).
 #[derive(Debug, Clone, Args)]
 pub struct NodeRegistryArgs {

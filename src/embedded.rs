@@ -93,6 +93,8 @@ pub enum EmbeddedError {
     Users(#[from] crate::scp::users::UsersError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    WeakSecret(#[from] crate::token::WeakSecret),
 }
 
 /// A running embedded pipeline.
@@ -188,6 +190,8 @@ pub fn start(
             "SCP_SESSIONS=redis: embedded mode has no Redis; its sessions stay in memory".into(),
         ));
     }
+    crate::token::check_secret("WDS_TOKEN_SECRET", &args.wds.token_secret)?;
+    args.sim.common.check_secrets()?;
     let registry = Registry::new();
     let (sim, url, key) = feed(&mut args, sim_http)?;
     let (store_addr, store) = MemoryStore::start_store(&registry);

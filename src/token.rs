@@ -162,6 +162,34 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Claims, TokenError
     Ok(claims)
 }
 
+/// The shortest secret accepted (token secret, admin token): an HS256 token is offline
+/// crackable when its secret is short, and every user sees one.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A secret too short to be trusted, named by its setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} is {len} bytes; it must be at least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)")]
+pub struct WeakSecret {
+    pub setting: &'static str,
+    pub len: usize,
+}
+
+/// Refuses a set secret shorter than [`MIN_SECRET_BYTES`]; an empty one is the caller's to
+/// allow (it switches a feature off) or refuse.
+pub fn check_secret(setting: &'static str, value: &str) -> Result<(), WeakSecret> {
+    match value.len() {
+        0 => Ok(()),
+        len if len < MIN_SECRET_BYTES => Err(WeakSecret { setting, len }),
+        _ => Ok(()),
+    }
+}
+
+/// Equality whose time depends only on the lengths, not on where the inputs differ: for
+/// secrets a client presents (admin token, CSRF token).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }

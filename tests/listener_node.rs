@@ -7,6 +7,9 @@ use common::rabbit::{delete_pipeline_queues, rabbit_url};
 use common::*;
 use tickwire::actors::listener as node;
 
+/// The admin token of the nodes these tests start.
+const ADMIN: &str = "listener-test-admin-token-32-bytes";
+
 async fn send(
     method: &str,
     url: &str,
@@ -48,7 +51,7 @@ async fn node_ready_stats_control_and_record() {
         "--lease-ttl-ms",
         "1500",
         "--admin-token",
-        "t0k",
+        ADMIN,
         "--record",
         rec,
     ];
@@ -104,13 +107,13 @@ async fn node_ready_stats_control_and_record() {
             .0,
         401
     );
-    let (s, b) = send("POST", &n.url("/control/explode"), Some("t0k"), "").await;
+    let (s, b) = send("POST", &n.url("/control/explode"), Some(ADMIN), "").await;
     assert_eq!(s, 400);
     assert!(b["error"].as_str().unwrap().contains("unknown control"));
     let (s, b) = send(
         "PUT",
         &n.url("/control/subscriptions"),
-        Some("t0k"),
+        Some(ADMIN),
         r#"["XT.*"]"#,
     )
     .await;
@@ -122,7 +125,7 @@ async fn node_ready_stats_control_and_record() {
     let (s, _) = send(
         "PUT",
         &n.url("/control/market?market=bonds"),
-        Some("t0k"),
+        Some(ADMIN),
         "",
     )
     .await;
@@ -131,7 +134,7 @@ async fn node_ready_stats_control_and_record() {
         send(
             "PUT",
             &n.url("/control/subscriptions"),
-            Some("t0k"),
+            Some(ADMIN),
             "T.AAPL"
         )
         .await
@@ -156,7 +159,7 @@ async fn node_ready_stats_control_and_record() {
     // Stop is idempotent and drops the Massive connection; start brings it back.
     for _ in 0..2 {
         assert_eq!(
-            send("POST", &n.url("/control/stop"), Some("t0k"), "")
+            send("POST", &n.url("/control/stop"), Some(ADMIN), "")
                 .await
                 .0,
             200,
@@ -171,7 +174,7 @@ async fn node_ready_stats_control_and_record() {
     assert_eq!(get_json(&url, None).await.0, 503);
     for _ in 0..2 {
         assert_eq!(
-            send("POST", &n.url("/control/start"), Some("t0k"), "")
+            send("POST", &n.url("/control/start"), Some(ADMIN), "")
                 .await
                 .0,
             200,
@@ -231,7 +234,7 @@ async fn one_connection_per_market_in_one_process() {
         "--lease-ttl-ms",
         "1500",
         "--admin-token",
-        "t0k",
+        ADMIN,
     ];
     let args = listener_args(sim.port, "demo", &qprefix, "1", &extra);
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -267,7 +270,7 @@ async fn one_connection_per_market_in_one_process() {
         send(
             "POST",
             &n.url("/control/stop?market=crypto"),
-            Some("t0k"),
+            Some(ADMIN),
             ""
         )
         .await
@@ -286,7 +289,7 @@ async fn one_connection_per_market_in_one_process() {
         send(
             "POST",
             &n.url("/control/stop?market=forex"),
-            Some("t0k"),
+            Some(ADMIN),
             ""
         )
         .await

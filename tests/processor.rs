@@ -21,6 +21,9 @@ use tickwire::embedded;
 use tickwire::metrics::Registry;
 use tickwire::store::Stored;
 
+/// The admin token of the nodes these tests start.
+const ADMIN: &str = "processor-test-admin-token-32-bytes";
+
 const SHARDS: u16 = 4;
 
 async fn get(conn: &mut deadpool_redis::Connection, key: &str) -> Option<String> {
@@ -109,7 +112,7 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
     args.pipeline.rest_url = sim.http_url("");
     args.pipeline.key.api_key = "demo".into();
     args.pipeline.top_trades = true;
-    args.common.admin_token = "t0k".into();
+    args.common.admin_token = ADMIN.into();
     let a = start_node(args.clone());
     let b = start_node(args.clone());
     wait_until("two nodes share the four shards", || {
@@ -331,14 +334,14 @@ async fn pipeline_through_rabbitmq_to_redis_shared_by_two_nodes() {
         }
     };
     assert_eq!(put_pool(r#"{"max_shards":1}"#, "wrong").await, 401);
-    assert_eq!(put_pool(r#"{"max_shards":"one"}"#, "t0k").await, 400);
-    assert_eq!(put_pool(r#"{"max_shards":1}"#, "t0k").await, 200);
+    assert_eq!(put_pool(r#"{"max_shards":"one"}"#, ADMIN).await, 400);
+    assert_eq!(put_pool(r#"{"max_shards":1}"#, ADMIN).await, 200);
     wait_until("B keeps one shard", || held(&b) == 1).await;
     assert_eq!(
         get_json(&b.url("/stats"), None).await.1["node"]["max_shards"],
         1
     );
-    assert_eq!(put_pool(r#"{"max_shards":null}"#, "t0k").await, 200);
+    assert_eq!(put_pool(r#"{"max_shards":null}"#, ADMIN).await, 200);
     wait_until("B takes every shard again", || held(&b) == 4).await;
 
     b.stop().await;

@@ -17,8 +17,8 @@ use common::*;
 use tickwire::scp::node::{self, ScpArgs, ScpNode};
 use tickwire::token;
 
-const SECRET: &str = "scp-test-secret";
-const ADMIN_TOKEN: &str = "scp-test-admin-token";
+const SECRET: &str = "scp-test-secret-of-at-least-32-bytes";
+const ADMIN_TOKEN: &str = "scp-test-admin-token-of-32-bytes-or-more";
 const ADMIN_PW: &str = "admin-password-1";
 const VIEWER_PW: &str = "viewer-password-1";
 

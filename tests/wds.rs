@@ -20,7 +20,7 @@ use tickwire::actors::wds::node::{self, WdsArgs, WdsNode};
 use tickwire::bench::wsclient::{self, WsClient};
 use tickwire::token::{self, Claims};
 
-const SECRET: &str = "wds-test-secret";
+const SECRET: &str = "wds-test-secret-of-at-least-32-bytes";
 
 fn token(topics: &[&str], ttl: i64) -> String {
     let c = Claims::new("tester", &["viewer"], topics, token::now_secs(), ttl);

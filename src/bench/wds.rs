@@ -62,7 +62,7 @@ pub struct WdsFigures {
     pub server_stop_seconds: Option<f64>,
 }
 
-const SECRET: &str = "bench-secret";
+const SECRET: &str = "bench-secret-for-the-wds-benchmark";
 
 struct Server(Child);
 

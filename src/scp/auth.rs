@@ -20,7 +20,7 @@ use super::sessions::Session;
 use super::users::ADMIN;
 use super::{CookieSecure, ScpError, ScpState};
 use crate::revocation::Revocation;
-use crate::token::{self, Claims};
+use crate::token::{self, constant_time_eq, Claims};
 
 pub const SESSION_COOKIE: &str = "tw_session";
 const GENERIC_LOGIN_ERROR: &str = "invalid username or password";
@@ -50,10 +50,6 @@ fn same_origin(req: &HttpRequest) -> bool {
     origin
         .split_once("://")
         .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The caller's live session, if any; an error when the session store cannot be read.

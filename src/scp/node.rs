@@ -53,6 +53,8 @@ pub enum ScpNodeError {
     Users(#[from] super::users::UsersError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    WeakSecret(#[from] crate::token::WeakSecret),
 }
 
 /// A running control plane.
@@ -157,6 +159,8 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
             "WDS_TOKEN_SECRET is required: the secret the WDS nodes verify tokens with".into(),
         ));
     }
+    crate::token::check_secret("WDS_TOKEN_SECRET", &args.token_secret)?;
+    args.common.check_secrets()?;
     if args.common.admin_token.is_empty() {
         log::warn!("ADMIN_TOKEN is empty: the nodes will refuse every control call");
     }

@@ -144,6 +144,8 @@ pub enum NodeError {
     Lease(#[from] crate::actors::listener::lease::LeaseError),
     #[error("cannot serve HTTP: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    WeakSecret(#[from] crate::token::WeakSecret),
 }
 
 /// A running listener node.
@@ -224,6 +226,7 @@ impl ListenerArgs {
 /// publisher, then per market a supervised listener (with its router) and, with a lease,
 /// its lease keeper; then admin HTTP and the control routes.
 pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, NodeError> {
+    args.common.check_secrets()?;
     let api_key = args.massive.key.resolve();
     if api_key.is_empty() {
         return Err(NodeError::NoApiKey);

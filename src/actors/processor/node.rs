@@ -81,6 +81,8 @@ pub enum ProcessorNodeError {
     Redis(#[from] CacheWriterError),
     #[error("admin HTTP: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    WeakSecret(#[from] crate::token::WeakSecret),
 }
 
 /// A running processor node.
@@ -116,6 +118,7 @@ impl ProcessorNode {
 /// writers, the pipeline, the queue consumer and the shard manager that tells it which
 /// shards to consume.
 pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, ProcessorNodeError> {
+    args.common.check_secrets()?;
     let registry = Registry::new();
     let port = http.local_addr()?.port();
     let id = node_id("processor");

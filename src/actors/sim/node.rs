@@ -40,6 +40,8 @@ pub enum SimError {
     Bind(String, std::io::Error),
     #[error("cannot serve HTTP: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    WeakSecret(#[from] crate::token::WeakSecret),
 }
 
 /// A running simulator.
@@ -200,6 +202,7 @@ pub fn start(
     listener: TcpListener,
     handle_signals: bool,
 ) -> Result<SimServer, SimError> {
+    args.common.check_secrets()?;
     let registry = Registry::new();
     let bound = listener.local_addr()?;
     let port = bound.port();

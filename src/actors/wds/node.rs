@@ -163,6 +163,7 @@ impl WdsSettings {
                     .into(),
             ));
         }
+        crate::token::check_secret("WDS_TOKEN_SECRET", &self.token_secret)?;
         if !self.auth_enabled {
             log::warn!("WDS authentication is OFF (AUTH_ENABLED=false): anyone can subscribe");
         }
@@ -215,6 +216,8 @@ pub enum WdsError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] CacheWriterError),
+    #[error(transparent)]
+    WeakSecret(#[from] crate::token::WeakSecret),
 }
 
 /// The WDS state and hub over a given store.
@@ -343,6 +346,7 @@ const GOING_AWAY_WAIT: Duration = Duration::from_secs(5);
 
 /// Starts a distributed WDS node serving on `http`.
 pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
+    args.common.check_secrets()?;
     let registry = Registry::new();
     let id = node_id("wds");
     let port = http.local_addr()?.port();
