@@ -46,6 +46,9 @@ async fn embedded_mode_listens_on_loopback_only() {
 
 const LONG: &str = "a-secret-of-thirty-two-bytes-or-more";
 
+/// A binary, its environment, and the setting it must name when it refuses to start.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 /// Runs `bin` with only `env` (and loopback, port 0) until it exits, and returns whether it
 /// succeeded and what it wrote to stderr. One still running after a minute has accepted the
 /// configuration: it is killed and reported as started.
@@ -90,7 +93,7 @@ fn run_briefly(bin: &str, env: &[(&str, &str)]) -> (Option<bool>, String) {
 /// be cracked offline and used to mint admin tokens.
 #[test]
 fn weak_secrets_are_refused_at_start() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (
             env!("CARGO_BIN_EXE_tickwire-wds"),
             &[("WDS_TOKEN_SECRET", "short")],
