@@ -160,3 +160,177 @@ fn constant_time_comparison_is_equality() {
     assert!(!constant_time_eq(b"", b"x"));
     assert!(constant_time_eq(b"", b""));
 }
+
+/// One HTTP/1.1 request from the local address `from` (another loopback address stands for
+/// another client machine); the response's status.
+async fn request_from(
+    from: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("address"))
+        .expect("bind the client address");
+    let mut stream = socket
+        .connect(format!("127.0.0.1:{port}").parse().expect("address"))
+        .await
+        .expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.expect("send");
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out).await;
+    let head = String::from_utf8_lossy(&out);
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {head:?}"))
+}
+
+async fn login_from(from: &str, port: u16, user: &str, password: &str, xff: Option<&str>) -> u16 {
+    let body = serde_json::json!({"username": user, "password": password}).to_string();
+    let headers: Vec<(&str, &str)> = xff.map(|x| ("X-Forwarded-For", x)).into_iter().collect();
+    request_from(from, port, "POST", "/login", &headers, &body).await
+}
+
+/// Embedded `tickwire` with a known admin password, and its HTTP port.
+async fn embedded(name: &str, env: &[(&str, &str)]) -> (Proc, u16, std::path::PathBuf) {
+    let data = temp_dir(name);
+    let (http, sim) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_tickwire"))
+        .env_clear()
+        .env("TICKWIRE_PORT", http.to_string())
+        .env("SERVER_PORT", sim.to_string())
+        .env("SCP_DATA_DIR", &data)
+        .env("SCP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("SIM_TICKERS", "20")
+        .env("LOG_LEVEL", "error")
+        .envs(env.iter().copied())
+        .spawn()
+        .expect("start tickwire");
+    let p = Proc(child);
+    wait_until_async("tickwire answers /stats", || async move {
+        common::try_stats(http).await.is_some()
+    })
+    .await;
+    (p, http, data)
+}
+
+const ADMIN_PASSWORD: &str = "the-real-admin-password";
+
+/// The peak resident memory of a process (kB), from /proc.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// 300 concurrent wrong-password logins from one address: memory stays bounded (argon2id
+/// takes 19 MiB a hash; unguarded, this flood ran 55 of them at once to 1.1 GB), no more
+/// hashes run than the address's allowance for the user (the allowance is reserved before
+/// hashing), and afterwards the real admin logs in from another address: the flood locked
+/// out its address, not the account.
+#[actix_web::test]
+async fn a_login_flood_is_bounded_and_locks_out_the_attacker_not_the_user() {
+    let (proc_, http, data) = embedded("flood", &[]).await;
+    let pid = proc_.0.id();
+    let before = peak_rss_kb(pid);
+    let attempts = (0..300).map(|_| login_from("127.0.0.1", http, "admin", "guess", None));
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(
+        statuses.iter().all(|s| [401, 429, 503].contains(s)),
+        "every guess is refused: {statuses:?}"
+    );
+    let stats = common::try_stats(http).await.expect("stats");
+    let checks = stats["counters"]["tickwire_scp_password_checks_total"]
+        .as_i64()
+        .expect("password checks counted");
+    assert!(
+        (1..=5).contains(&checks),
+        "{checks} passwords were hashed for one address and username; the allowance is 5"
+    );
+    let peak = peak_rss_kb(pid);
+    assert!(
+        peak < before + 200 * 1024,
+        "peak RSS grew from {before} kB to {peak} kB under the flood"
+    );
+    // Whatever of the allowance the flood left (guesses refused as busy use none), a few
+    // more guesses use it up: the attacker's address is then limited for admin...
+    let mut status = 0;
+    for _ in 0..6 {
+        status = login_from("127.0.0.1", http, "admin", "guess", None).await;
+        if status == 429 {
+            break;
+        }
+    }
+    assert_eq!(status, 429, "the attacker's address ran out of guesses");
+    assert_eq!(login_from("127.0.0.1", http, "admin", ADMIN_PASSWORD, None).await, 429);
+    // ...and the admin, elsewhere, is not.
+    assert_eq!(login_from("127.0.0.2", http, "admin", ADMIN_PASSWORD, None).await, 200);
+    drop(proc_);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Behind a proxy every request comes from the proxy: `X-Forwarded-For` names the client,
+/// but only when the proxy is trusted (`SCP_TRUSTED_PROXIES`). One client's guesses then do
+/// not limit another client behind the same proxy, and a client that is not a proxy cannot
+/// spend someone else's allowance by naming their address.
+#[actix_web::test]
+async fn forwarded_for_counts_only_from_trusted_proxies() {
+    let env = [
+        ("SCP_TRUSTED_PROXIES", "127.0.0.1"),
+        ("SCP_LOGIN_MAX_FAILURES", "3"),
+    ];
+    let (proc_, http, data) = embedded("proxies", &env).await;
+    let attacker = Some("10.1.1.1");
+    for _ in 0..3 {
+        assert_eq!(
+            login_from("127.0.0.1", http, "admin", "guess", attacker).await,
+            401
+        );
+    }
+    assert_eq!(
+        login_from("127.0.0.1", http, "admin", "guess", attacker).await,
+        429
+    );
+    // Another client behind the same proxy logs in.
+    let user = Some("10.2.2.2");
+    assert_eq!(
+        login_from("127.0.0.1", http, "admin", ADMIN_PASSWORD, user).await,
+        200
+    );
+    // A direct client naming 10.2.2.2 is counted as itself...
+    for _ in 0..3 {
+        assert_eq!(
+            login_from("127.0.0.3", http, "admin", "guess", user).await,
+            401
+        );
+    }
+    assert_eq!(
+        login_from("127.0.0.3", http, "admin", "guess", user).await,
+        429
+    );
+    // ...so 10.2.2.2's allowance is untouched.
+    assert_eq!(
+        login_from("127.0.0.1", http, "admin", ADMIN_PASSWORD, user).await,
+        200
+    );
+    drop(proc_);
+    let _ = std::fs::remove_dir_all(&data);
+}

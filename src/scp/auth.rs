@@ -9,6 +9,8 @@
 //! (answers JSON): wrong user and wrong password get the same answer, and failures are rate
 //! limited per client address and per username.
 
+use std::net::IpAddr;
+
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -18,7 +20,7 @@ use serde_json::json;
 use super::layouts::Layouts;
 use super::sessions::Session;
 use super::users::ADMIN;
-use super::{CookieSecure, ScpError, ScpState};
+use super::{CookieSecure, PasswordCheck, ScpError, ScpState};
 use crate::revocation::Revocation;
 use crate::token::{self, constant_time_eq, Claims};
 
@@ -140,14 +142,18 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// The caller's address and the limiter's keys for a password check by `username`: the
-/// address and the username (see [`super::sessions::LoginLimiter`]).
-fn limiter_keys(req: &HttpRequest, username: &str) -> (String, [String; 2]) {
-    let ip = req
+/// The client's address: the peer's, or what a trusted proxy says it is
+/// ([`super::login_guard::TrustedProxies`]).
+fn client_address(req: &HttpRequest, state: &ScpState) -> IpAddr {
+    let peer = req
         .peer_addr()
-        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
-    let keys = [format!("ip:{ip}"), format!("user:{username}")];
-    (ip, keys)
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    state.settings.trusted_proxies.client(peer, &forwarded)
 }
 
 #[derive(Deserialize)]
@@ -180,34 +186,40 @@ async fn login(
         return Err(ScpError::Csrf);
     }
     let next = safe_next(b.next.as_deref());
-    let (ip, keys) = limiter_keys(&req, &b.username);
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let ip = client_address(&req, &state);
     let login_page = |error: &str| to_login(&next, Some(error));
-    if let Some(wait) = state.over_allowance(&keys).await? {
-        log::warn!("login rate limit hit for {} from {ip}", b.username);
-        return if json {
-            Err(ScpError::RateLimited(wait))
-        } else {
-            Ok(login_page("limited"))
-        };
-    }
-    // Argon2 takes tens of milliseconds of CPU: off the async worker.
     let st = state.clone();
-    let (user, pass) = (b.username.clone(), b.password);
-    let user = web::block(move || st.verify_user(&user, &pass))
-        .await
-        .map_err(|e| ScpError::Internal(e.to_string()))?;
-    let Some(user) = user else {
-        state.wrong_password(&keys).await?;
-        log::info!("failed login for {:?} from {ip}", b.username);
-        return if json {
-            Ok(HttpResponse::Unauthorized()
-                .json(json!({"status": "ERROR", "error": GENERIC_LOGIN_ERROR})))
-        } else {
-            Ok(login_page("invalid"))
-        };
+    let (name, pass) = (b.username.clone(), b.password);
+    let checked = state
+        .guarded_check(ip, &b.username, move || st.verify_user(&name, &pass))
+        .await?;
+    let user = match checked {
+        PasswordCheck::Right(user) => user,
+        PasswordCheck::Wrong => {
+            log::info!("failed login for {:?} from {ip}", b.username);
+            return if json {
+                Ok(HttpResponse::Unauthorized()
+                    .json(json!({"status": "ERROR", "error": GENERIC_LOGIN_ERROR})))
+            } else {
+                Ok(login_page("invalid"))
+            };
+        }
+        PasswordCheck::Limited(wait) => {
+            log::warn!("login rate limit hit for {:?} from {ip}", b.username);
+            return if json {
+                Err(ScpError::RateLimited(wait))
+            } else {
+                Ok(login_page("limited"))
+            };
+        }
+        PasswordCheck::Busy => {
+            return if json {
+                Err(ScpError::Busy)
+            } else {
+                Ok(login_page("busy"))
+            };
+        }
     };
-    state.right_password(keys[1]).await?;
     let pw = super::users::fingerprint(&user.password_hash);
     let created = state
         .sessions
@@ -267,22 +279,22 @@ async fn change_password(
     let b: PasswordBody = serde_json::from_slice(&body)
         .map_err(|e| ScpError::BadRequest(format!("expected current and new fields: {e}")))?;
     super::users::check_password(&b.new).map_err(|e| ScpError::BadRequest(e.to_string()))?;
-    let (ip, keys) = limiter_keys(&req, &s.username);
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    if let Some(wait) = state.over_allowance(&keys).await? {
-        return Err(ScpError::RateLimited(wait));
-    }
+    let ip = client_address(&req, &state);
     let (st, user) = (state.clone(), s.username.clone());
-    let checked = web::block(move || {
-        st.verify_user(&user, &b.current)
-            .map(|_| super::users::hash_password(&b.new))
-    })
-    .await
-    .map_err(|e| ScpError::Internal(e.to_string()))?;
-    let Some(hash) = checked else {
-        state.wrong_password(&keys).await?;
-        log::info!("{} gave a wrong current password from {ip}", s.username);
-        return Err(ScpError::WrongPassword);
+    let checked = state
+        .guarded_check(ip, &s.username, move || {
+            st.verify_user(&user, &b.current)
+                .map(|_| super::users::hash_password(&b.new))
+        })
+        .await?;
+    let hash = match checked {
+        PasswordCheck::Right(hash) => hash,
+        PasswordCheck::Wrong => {
+            log::info!("{} gave a wrong current password from {ip}", s.username);
+            return Err(ScpError::WrongPassword);
+        }
+        PasswordCheck::Limited(wait) => return Err(ScpError::RateLimited(wait)),
+        PasswordCheck::Busy => return Err(ScpError::Busy),
     };
     let hash = hash.map_err(|e| ScpError::Internal(e.to_string()))?;
     // This session moves to the new password before the file has it, so that no replica
@@ -298,7 +310,6 @@ async fn change_password(
         let _ = state.sessions.rebind(&id, &s.pw).await;
         return Err(e);
     }
-    state.right_password(keys[1]).await?;
     let ended = state.sessions.end_others(&s.username, &id).await;
     let ended = ended.map_err(|e| state.store_failed(e))?;
     let ttl = state.settings.token_ttl();

@@ -13,6 +13,7 @@
 //! the node directory differs (Redis registry vs. the one in-process node).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -24,6 +25,7 @@ use serde_json::json;
 pub mod auth;
 pub mod control;
 pub mod layouts;
+pub mod login_guard;
 pub mod node;
 pub mod pages;
 pub mod sessions;
@@ -33,7 +35,8 @@ use crate::metrics::{Counter, Registry};
 use crate::revocation::{Revocation, Revoker};
 use control::Directory;
 use layouts::LayoutStore;
-use sessions::{LoginLimiter, Sessions};
+use login_guard::{Allowance, LoginLimiter, PasswordGate, Reserved, TrustedProxies};
+use sessions::Sessions;
 use users::{Bootstrap, Users};
 
 /// When the session cookie carries `Secure`.
@@ -109,13 +112,40 @@ pub struct ScpSettings {
     #[arg(long = "scp-cookie-secure", env = "SCP_COOKIE_SECURE", value_enum, default_value_t = CookieSecure::Auto)]
     pub cookie_secure: CookieSecure,
 
-    /// Failed logins allowed per client address and per username within the window.
+    /// Failed password checks allowed per client address and username within the window.
     #[arg(
         long = "scp-login-max-failures",
         env = "SCP_LOGIN_MAX_FAILURES",
         default_value_t = 5
     )]
     pub login_max_failures: usize,
+
+    /// Failed password checks allowed per client address, whatever the username, within the
+    /// window. No limit is per username alone: guesses never lock the real user out.
+    #[arg(
+        long = "scp-login-max-failures-per-address",
+        env = "SCP_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 50
+    )]
+    pub login_max_failures_per_address: usize,
+
+    /// Password checks (argon2id, 19 MiB each) running at once; more are refused at once with
+    /// 503 and no hashing. 0: one per core.
+    #[arg(
+        long = "scp-login-concurrency",
+        env = "SCP_LOGIN_CONCURRENCY",
+        default_value_t = 0
+    )]
+    pub login_concurrency: usize,
+
+    /// Proxies whose `X-Forwarded-For` names the client (comma list of addresses or
+    /// networks, e.g. `10.0.0.0/8`); from anyone else the header is ignored.
+    #[arg(
+        long = "scp-trusted-proxies",
+        env = "SCP_TRUSTED_PROXIES",
+        default_value = ""
+    )]
+    pub trusted_proxies: TrustedProxies,
 
     /// Login rate-limit window (seconds).
     #[arg(
@@ -178,6 +208,8 @@ pub enum ScpError {
     BadRequest(String),
     #[error("too many failed logins; try again in {0} s")]
     RateLimited(u64),
+    #[error("too many password checks at once; try again in a second")]
+    Busy,
     #[error("the current password is wrong")]
     WrongPassword,
     #[error("no such node: {0}")]
@@ -199,6 +231,7 @@ impl ResponseError for ScpError {
             }
             ScpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ScpError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ScpError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ScpError::NoNode(_) => StatusCode::NOT_FOUND,
             ScpError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ScpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -210,6 +243,9 @@ impl ResponseError for ScpError {
         let mut r = HttpResponse::build(self.status_code());
         if let ScpError::RateLimited(secs) = self {
             r.insert_header(("retry-after", secs.to_string()));
+        }
+        if let ScpError::Busy = self {
+            r.insert_header(("retry-after", "1"));
         }
         r.json(json!({"status": "ERROR", "error": self.to_string()}))
     }
@@ -225,10 +261,22 @@ impl From<layouts::LayoutError> for ScpError {
 }
 
 /// Counters of the control plane.
+/// What a guarded password check found.
+pub enum PasswordCheck<T> {
+    Right(T),
+    Wrong,
+    /// The address (or the address and username) used up its allowance: seconds to wait.
+    Limited(u64),
+    /// Every hashing slot is taken: try again in a second.
+    Busy,
+}
+
 pub struct ScpMetrics {
     pub logins: Counter,
     pub login_failures: Counter,
     pub login_limited: Counter,
+    pub login_busy: Counter,
+    pub password_checks: Counter,
     pub logouts: Counter,
     pub tokens: Counter,
     pub denied: Counter,
@@ -254,6 +302,16 @@ impl ScpMetrics {
             login_limited: r.counter(
                 "tickwire_scp_login_rate_limited_total",
                 "Logins refused by the rate limit",
+                &[],
+            ),
+            login_busy: r.counter(
+                "tickwire_scp_login_busy_total",
+                "Password checks refused at once because every hashing slot was taken",
+                &[],
+            ),
+            password_checks: r.counter(
+                "tickwire_scp_password_checks_total",
+                "Password hashes checked (logins and password changes)",
                 &[],
             ),
             logouts: r.counter("tickwire_scp_logouts_total", "Logouts", &[]),
@@ -315,6 +373,8 @@ pub struct ScpState {
     /// Shared with the tasks a users file reload starts.
     pub sessions: Arc<Sessions>,
     pub limiter: LoginLimiter,
+    /// Bounds the password checks hashing at once.
+    pub gate: PasswordGate,
     pub layouts: LayoutStore,
     /// Signs WDS tokens; the WDS verifies with the same secret.
     pub token_secret: Vec<u8>,
@@ -342,24 +402,16 @@ impl ScpState {
             &settings.admin_password,
         )?;
         let (idle, lifetime) = (settings.session_idle(), settings.session_lifetime());
-        let (max_failures, window) = (
-            settings.login_max_failures,
-            Duration::from_secs(settings.login_window_secs.max(1)),
-        );
+        let window = Duration::from_secs(settings.login_window_secs.max(1));
         let (sessions, limiter) = match (&directory, settings.sessions) {
             (Directory::Redis { pool, prefix }, SessionsIn::Auto | SessionsIn::Redis) => (
                 Sessions::in_redis(pool.clone(), sessions::redis_prefix(prefix), idle, lifetime),
-                LoginLimiter::in_redis(
-                    pool.clone(),
-                    sessions::limiter_redis_prefix(prefix),
-                    max_failures,
-                    window,
-                ),
+                LoginLimiter::in_redis(pool.clone(), login_guard::redis_prefix(prefix), window),
             ),
             // `redis` without a registry is refused before this (node::start, embedded).
             _ => (
                 Sessions::in_memory(idle, lifetime),
-                LoginLimiter::in_memory(max_failures, window),
+                LoginLimiter::in_memory(window),
             ),
         };
         let revoker = match &directory {
@@ -373,6 +425,7 @@ impl ScpState {
             revoker,
             sessions: Arc::new(sessions),
             limiter,
+            gate: PasswordGate::new(settings.login_concurrency),
             layouts: LayoutStore::new(settings.data_dir.join("layouts")),
             users: RwLock::new(users),
             token_secret: token_secret.as_bytes().to_vec(),
@@ -448,30 +501,59 @@ impl ScpState {
             .map_err(|e| ScpError::Internal(e.to_string()))
     }
 
-    /// `Some(seconds to wait)` when these limiter keys (address, username) have used up the
-    /// password allowance; such an attempt is counted.
-    pub async fn over_allowance(&self, keys: &[&str]) -> Result<Option<u64>, ScpError> {
-        let limited = self.limiter.check(keys).await;
-        let limited = limited.map_err(|e| self.store_failed(e))?;
-        if limited.is_some() {
-            self.metrics.login_limited.inc();
-        }
-        Ok(limited)
+    /// The allowances a password check for `username` from `client` draws on: the pair's and
+    /// the address's (login_guard explains why none is per username).
+    fn allowances(&self, client: IpAddr, username: &str) -> Vec<Allowance> {
+        vec![
+            (
+                format!("pair:{client}|{username}"),
+                self.settings.login_max_failures,
+            ),
+            (
+                format!("ip:{client}"),
+                self.settings.login_max_failures_per_address,
+            ),
+        ]
     }
 
-    /// A wrong password (at login or as the current one): counted against the allowance of
-    /// every key, and as a failed login.
-    pub async fn wrong_password(&self, keys: &[&str]) -> Result<(), ScpError> {
-        let counted = self.limiter.failed(keys).await;
-        counted.map_err(|e| self.store_failed(e))?;
-        self.metrics.login_failures.inc();
-        Ok(())
-    }
-
-    /// A right password: the username's failures are forgotten (the address's stay).
-    pub async fn right_password(&self, username_key: &str) -> Result<(), ScpError> {
-        let cleared = self.limiter.succeeded(username_key).await;
-        cleared.map_err(|e| self.store_failed(e))
+    /// Runs `check` (argon2: off the async workers) for `username` from `client` behind the
+    /// login guard: a free hashing slot (else [`PasswordCheck::Busy`], no hashing) and an
+    /// allowance reserved atomically before the hash (else [`PasswordCheck::Limited`]).
+    /// `check` answers `Some` for the right password, which takes its attempt back.
+    pub async fn guarded_check<T: Send + 'static>(
+        &self,
+        client: IpAddr,
+        username: &str,
+        check: impl FnOnce() -> Option<T> + Send + 'static,
+    ) -> Result<PasswordCheck<T>, ScpError> {
+        let Some(permit) = self.gate.try_enter() else {
+            self.metrics.login_busy.inc();
+            return Ok(PasswordCheck::Busy);
+        };
+        let allowances = self.allowances(client, username);
+        let reserved = self.limiter.reserve(&allowances).await;
+        let id = match reserved.map_err(|e| self.store_failed(e))? {
+            Reserved::Limited(wait) => {
+                self.metrics.login_limited.inc();
+                return Ok(PasswordCheck::Limited(wait));
+            }
+            Reserved::Yes(id) => id,
+        };
+        self.metrics.password_checks.inc();
+        let checked = actix_web::web::block(move || {
+            let _slot = permit;
+            check()
+        })
+        .await
+        .map_err(|e| ScpError::Internal(e.to_string()))?;
+        let Some(v) = checked else {
+            self.metrics.login_failures.inc();
+            return Ok(PasswordCheck::Wrong);
+        };
+        let keys: Vec<&str> = allowances.iter().map(|(k, _)| k.as_str()).collect();
+        let released = self.limiter.release(&id, &keys, keys[0]).await;
+        released.map_err(|e| self.store_failed(e))?;
+        Ok(PasswordCheck::Right(v))
     }
 
     /// What a reloaded users file means for the users it changed:

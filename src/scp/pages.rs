@@ -106,6 +106,7 @@ async fn login_page(req: HttpRequest, state: web::Data<ScpState>) -> HttpRespons
     let error = match q.error.as_deref() {
         Some("invalid") => "Invalid username or password.",
         Some("limited") => "Too many failed attempts. Wait a few minutes and try again.",
+        Some("busy") => "The server is busy checking passwords. Try again in a moment.",
         Some("expired") => "Your session has ended. Please log in again.",
         Some("revoked") => {
             "You were signed out: your password was changed or your account was updated elsewhere."

@@ -1,4 +1,4 @@
-//! Browser sessions and the login rate limiter.
+//! Browser sessions.
 //!
 //! A session is a random id in an HttpOnly cookie mapped to the user, their roles and a CSRF
 //! token; it ends on logout, after an idle period, or after an absolute lifetime, whichever
@@ -14,12 +14,9 @@
 //! first; the session that changed the password through the API moves to the new hash
 //! before the file is written, and stays.
 //!
-//! The limiter counts failed logins per client address and per username in a sliding window,
-//! so neither one address guessing many passwords nor many addresses guessing one user's
-//! password gets more than the allowance. It lives where the sessions do, so replicas
-//! sharing Redis share one allowance.
+//! The login rate limiter lives beside them in Redis ([`super::login_guard`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -482,11 +479,6 @@ pub fn redis_prefix(registry_prefix: &str) -> String {
     format!("{registry_prefix}scp:sessions:")
 }
 
-/// Where the login limiter's counts live in the node registry's Redis.
-pub fn limiter_redis_prefix(registry_prefix: &str) -> String {
-    format!("{registry_prefix}scp:login_failures:")
-}
-
 /// The `sid` of the WDS tokens issued to session `id`: a digest, so a token (which travels
 /// to the WDS and sits in the browser's memory) never carries the cookie, and another
 /// digest than the Redis key's, so it does not name the stored session either.
@@ -508,165 +500,6 @@ fn index_key(prefix: &str) -> String {
 
 fn user_key(prefix: &str, username: &str) -> String {
     format!("{prefix}user:{}", hashed(username))
-}
-
-fn failures_key(prefix: &str, key: &str) -> String {
-    format!("{prefix}{}", hashed(key))
-}
-
-/// Failed logins per key (an address or a username) in a sliding window: in this process,
-/// or in Redis beside the sessions, so that replicas share one allowance.
-pub struct LoginLimiter {
-    backend: LimiterBackend,
-    max: usize,
-    window: Duration,
-}
-
-enum LimiterBackend {
-    Memory(Mutex<HashMap<String, VecDeque<Instant>>>),
-    /// `{prefix}{sha256(key)}`: a sorted set of failure times (epoch ms), expiring with the
-    /// window. Hashed so that a username of any length or content makes a plain key.
-    Redis {
-        pool: Pool,
-        prefix: String,
-    },
-}
-
-impl LoginLimiter {
-    pub fn in_memory(max: usize, window: Duration) -> Self {
-        Self::with(
-            LimiterBackend::Memory(Mutex::new(HashMap::new())),
-            max,
-            window,
-        )
-    }
-
-    /// Failures in Redis under `prefix` (the node registry's prefix plus
-    /// `scp:login_failures:`).
-    pub fn in_redis(pool: Pool, prefix: String, max: usize, window: Duration) -> Self {
-        Self::with(LimiterBackend::Redis { pool, prefix }, max, window)
-    }
-
-    fn with(backend: LimiterBackend, max: usize, window: Duration) -> Self {
-        LoginLimiter {
-            backend,
-            max: max.max(1),
-            window,
-        }
-    }
-
-    fn window_ms(&self) -> i64 {
-        i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// `Some(seconds to wait)` when any of `keys` has used up its failures in the window.
-    pub async fn check(&self, keys: &[&str]) -> Result<Option<u64>, SessionError> {
-        let mut wait = Duration::ZERO;
-        match &self.backend {
-            LimiterBackend::Memory(failures) => {
-                let now = Instant::now();
-                let mut map = lock(failures);
-                for k in keys {
-                    if let Some(q) = map.get_mut(*k) {
-                        while q
-                            .front()
-                            .is_some_and(|t| now.duration_since(*t) >= self.window)
-                        {
-                            q.pop_front();
-                        }
-                        if q.len() >= self.max {
-                            if let Some(first) = q.front() {
-                                let left = self.window.saturating_sub(now.duration_since(*first));
-                                wait = wait.max(left);
-                            }
-                        }
-                    }
-                }
-            }
-            LimiterBackend::Redis { pool, prefix } => {
-                let now = crate::token::now_ms();
-                let mut conn = pool.get().await?;
-                for k in keys {
-                    let key = failures_key(prefix, k);
-                    let (n, oldest): (usize, Vec<(String, i64)>) = redis::pipe()
-                        .cmd("ZREMRANGEBYSCORE")
-                        .arg(&key)
-                        .arg("-inf")
-                        .arg(now - self.window_ms())
-                        .ignore()
-                        .cmd("ZCARD")
-                        .arg(&key)
-                        .cmd("ZRANGE")
-                        .arg(&key)
-                        .arg(0)
-                        .arg(0)
-                        .arg("WITHSCORES")
-                        .query_async(&mut *conn)
-                        .await?;
-                    if n >= self.max {
-                        if let Some((_, first)) = oldest.first() {
-                            let left = (first + self.window_ms() - now).max(0);
-                            wait = wait.max(Duration::from_millis(left as u64));
-                        }
-                    }
-                }
-            }
-        }
-        Ok((!wait.is_zero()).then(|| wait.as_secs().max(1)))
-    }
-
-    pub async fn failed(&self, keys: &[&str]) -> Result<(), SessionError> {
-        match &self.backend {
-            LimiterBackend::Memory(failures) => {
-                let now = Instant::now();
-                let mut map = lock(failures);
-                if map.len() > 100_000 {
-                    // A flood of distinct keys: forget the stale ones rather than grow forever.
-                    map.retain(|_, q| {
-                        q.back()
-                            .is_some_and(|t| now.duration_since(*t) < self.window)
-                    });
-                }
-                for k in keys {
-                    map.entry((*k).to_string()).or_default().push_back(now);
-                }
-            }
-            LimiterBackend::Redis { pool, prefix } => {
-                let now = crate::token::now_ms();
-                // Members must differ even for two failures in the same millisecond.
-                let member = format!("{now}:{}", crate::token::random_hex()?);
-                let mut pipe = redis::pipe();
-                for k in keys {
-                    let key = failures_key(prefix, k);
-                    pipe.cmd("ZADD").arg(&key).arg(now).arg(&member).ignore();
-                    pipe.cmd("PEXPIRE")
-                        .arg(&key)
-                        .arg(self.window_ms().max(1))
-                        .ignore();
-                }
-                let mut conn = pool.get().await?;
-                let _: () = pipe.query_async(&mut *conn).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// A successful login clears the username's failures (the address's stay).
-    pub async fn succeeded(&self, username_key: &str) -> Result<(), SessionError> {
-        match &self.backend {
-            LimiterBackend::Memory(failures) => {
-                lock(failures).remove(username_key);
-            }
-            LimiterBackend::Redis { pool, prefix } => {
-                let mut conn = pool.get().await?;
-                let _: () = redis::cmd("DEL")
-                    .arg(failures_key(prefix, username_key))
-                    .query_async(&mut *conn)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -756,22 +589,5 @@ mod tests {
         // Nothing left to end the second time round (another replica's reload).
         let again = sessions.end_outdated("ann", "new").await.unwrap();
         assert!(again.ended.is_empty());
-    }
-
-    #[actix_web::test]
-    async fn limiter_blocks_after_max_failures_per_key() {
-        let l = LoginLimiter::in_memory(3, Duration::from_secs(60));
-        for _ in 0..3 {
-            assert_eq!(l.check(&["ip:1", "user:a"]).await.unwrap(), None);
-            l.failed(&["ip:1", "user:a"]).await.unwrap();
-        }
-        let wait = l.check(&["ip:1", "user:b"]).await.unwrap().unwrap();
-        assert!((1..=60).contains(&wait));
-        // Another address trying the same user is blocked too.
-        assert!(l.check(&["ip:2", "user:a"]).await.unwrap().is_some());
-        // A fresh address and user are not.
-        assert_eq!(l.check(&["ip:2", "user:b"]).await.unwrap(), None);
-        l.succeeded("user:a").await.unwrap();
-        assert_eq!(l.check(&["ip:2", "user:a"]).await.unwrap(), None);
     }
 }
