@@ -30,7 +30,7 @@
 //! token.rs           contract: WDS access tokens and topic grants
 //! revocation.rs      contract: tokens withdrawn before they expire
 //! analyzers/         library: quotes, daily ranges, boards, raw routes (pure, no actix)
-//! admin.rs metrics.rs config.rs clock.rs backoff.rs rng.rs recipient.rs redis_pool.rs
+//! admin.rs metrics.rs config.rs clock.rs backoff.rs rng.rs recipient.rs redis_pool.rs clients.rs
 //!                    libraries every node uses
 //! scp/               the control plane: login, tokens, dashboard, control API
 //! embedded.rs        every node in one process; bench/: tickwire-bench; bin/: the binaries
@@ -46,6 +46,7 @@ pub mod admin;
 pub mod analyzers;
 pub mod backoff;
 pub mod bench;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod embedded;

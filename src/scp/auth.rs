@@ -142,18 +142,9 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// The client's address: the peer's, or what a trusted proxy says it is
-/// ([`super::login_guard::TrustedProxies`]).
+/// The client's address: the peer's, or what a trusted proxy says it is.
 fn client_address(req: &HttpRequest, state: &ScpState) -> IpAddr {
-    let peer = req
-        .peer_addr()
-        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    let forwarded: Vec<&str> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    state.settings.trusted_proxies.client(peer, &forwarded)
+    crate::clients::client_of(req, &state.settings.trusted_proxies)
 }
 
 #[derive(Deserialize)]

@@ -35,7 +35,8 @@ use crate::metrics::{Counter, Registry};
 use crate::revocation::{Revocation, Revoker};
 use control::Directory;
 use layouts::LayoutStore;
-use login_guard::{Allowance, LoginLimiter, PasswordGate, Reserved, TrustedProxies};
+use crate::clients::TrustedProxies;
+use login_guard::{Allowance, LoginLimiter, PasswordGate, Reserved};
 use sessions::Sessions;
 use users::{Bootstrap, Users};
 
