@@ -255,9 +255,32 @@ impl NodeHttp {
         workers: usize,
         configure: impl Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
     ) -> std::io::Result<Self> {
+        Self::serve_clients(http, workers, None, configure)
+    }
+
+    /// [`NodeHttp::serve_with_workers`] where every connection also gets a write deadline:
+    /// data the client leaves unread (or unacknowledged) for `write_timeout` makes the kernel
+    /// drop the connection (TCP_USER_TIMEOUT, which also bounds zero-window probing). That
+    /// holds even when the code that would close a slow client cannot run: an actor behind a
+    /// full socket is not polled.
+    pub fn serve_clients(
+        http: std::net::TcpListener,
+        workers: usize,
+        write_timeout: Option<std::time::Duration>,
+        configure: impl Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    ) -> std::io::Result<Self> {
         let port = http.local_addr()?.port();
         let server =
             actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+                .on_connect(move |conn, _| {
+                    if let (Some(t), Some(tcp)) = (
+                        write_timeout,
+                        conn.downcast_ref::<actix_web::rt::net::TcpStream>(),
+                    ) {
+                        // Best effort: a platform without the option keeps the app's limits.
+                        let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(t));
+                    }
+                })
                 .workers(workers.max(1))
                 // Idle client sockets are the WDS's normal state; no backlog limit of its own.
                 .max_connections(1 << 20)

@@ -245,7 +245,8 @@ pub fn start(
     // A logout here revokes straight into the WDS's list: no Redis in between.
     scp.revoker = Some(Arc::new(Revoker::Memory(wds.revoked.clone())));
     let scp = actix_web::web::Data::new(scp);
-    let http = NodeHttp::serve_with_workers(http, 2, move |cfg| {
+    let write_timeout = Some(Duration::from_secs(args.wds.write_timeout_secs.max(1)));
+    let http = NodeHttp::serve_clients(http, 2, write_timeout, move |cfg| {
         cfg.app_data(admin_data.clone())
             .app_data(wds.clone())
             .app_data(control.clone())

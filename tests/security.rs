@@ -280,9 +280,15 @@ async fn a_login_flood_is_bounded_and_locks_out_the_attacker_not_the_user() {
         }
     }
     assert_eq!(status, 429, "the attacker's address ran out of guesses");
-    assert_eq!(login_from("127.0.0.1", http, "admin", ADMIN_PASSWORD, None).await, 429);
+    assert_eq!(
+        login_from("127.0.0.1", http, "admin", ADMIN_PASSWORD, None).await,
+        429
+    );
     // ...and the admin, elsewhere, is not.
-    assert_eq!(login_from("127.0.0.2", http, "admin", ADMIN_PASSWORD, None).await, 200);
+    assert_eq!(
+        login_from("127.0.0.2", http, "admin", ADMIN_PASSWORD, None).await,
+        200
+    );
     drop(proc_);
     let _ = std::fs::remove_dir_all(&data);
 }
@@ -333,4 +339,190 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     );
     drop(proc_);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+const WDS_SECRET: &str = "security-test-wds-secret-32-bytes-long";
+
+fn wds_token(ttl: i64) -> String {
+    use tickwire::token::{self, Claims};
+    let c = Claims::new("tester", &["viewer"], &["*"], token::now_secs(), ttl);
+    token::sign(&c, WDS_SECRET.as_bytes()).expect("sign")
+}
+
+async fn start_wds(
+    prefix: &str,
+    tune: impl FnOnce(&mut tickwire::actors::wds::node::WdsArgs),
+) -> tickwire::actors::wds::node::WdsNode {
+    use clap::Parser;
+    let mut a =
+        tickwire::actors::wds::node::WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
+    a.wdc.url = common::redis::redis_url();
+    a.results_prefix = prefix.to_string();
+    a.settings.token_secret = WDS_SECRET.to_string();
+    a.settings.allowed_topics = "*".into();
+    a.node_registry.registry_url = String::new();
+    a.workers = 2;
+    tune(&mut a);
+    let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let node = tickwire::actors::wds::node::start(a, http).expect("WDS starts");
+    let ready = node.url("/ready");
+    wait_until_async("the WDS is ready", || {
+        let u = ready.clone();
+        async move { get_json(&u, None).await.0 == 200 }
+    })
+    .await;
+    node
+}
+
+/// A WebSocket handshake to `path` from the local address `from`, with a receive buffer of
+/// `rcvbuf` bytes: the HTTP status and, on 101, the open socket.
+async fn ws_from(
+    from: &str,
+    port: u16,
+    path: &str,
+    rcvbuf: Option<u32>,
+) -> (u16, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(n) = rcvbuf {
+        socket.set_recv_buffer_size(n).expect("rcvbuf");
+    }
+    socket
+        .bind(format!("{from}:0").parse().expect("address"))
+        .expect("bind the client address");
+    let mut s = socket
+        .connect(format!("127.0.0.1:{port}").parse().expect("address"))
+        .await
+        .expect("connect");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await.expect("read") == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, s)
+}
+
+/// A masked client text frame (zero mask key: the payload goes as it is).
+fn client_text(payload: &str) -> Vec<u8> {
+    let mut f = vec![0x81];
+    let n = payload.len();
+    if n < 126 {
+        f.push(0x80 | n as u8);
+    } else {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(n as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload.as_bytes());
+    f
+}
+
+/// One client address cannot take a node's sockets for itself: past its share of
+/// unauthenticated sockets, and past its share of all, its handshakes are refused (429,
+/// counted), while another address still gets in; a closed socket gives its place back.
+#[actix_web::test]
+async fn sockets_are_capped_per_client_address() {
+    let prefix = common::redis::unique_prefix("sec-per-address");
+    let node = start_wds(&prefix, |a| {
+        a.settings.max_unauthenticated_per_address = 2;
+        a.settings.max_sessions_per_address = 4;
+    })
+    .await;
+    let authed = format!("/ws/v2?token={}", wds_token(600));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (status, s) = ws_from("127.0.0.2", node.port, "/ws/v2", None).await;
+        assert_eq!(status, 101);
+        held.push(s);
+    }
+    assert_eq!(ws_from("127.0.0.2", node.port, "/ws/v2", None).await.0, 429);
+    assert_eq!(ws_from("127.0.0.3", node.port, "/ws/v2", None).await.0, 101);
+    for _ in 0..2 {
+        let (status, s) = ws_from("127.0.0.2", node.port, &authed, None).await;
+        assert_eq!(status, 101);
+        held.push(s);
+    }
+    assert_eq!(ws_from("127.0.0.2", node.port, &authed, None).await.0, 429);
+    assert!(
+        node.registry
+            .value("tickwire_wds_refused_total", &[("reason", "address")])
+            >= Some(2)
+    );
+    // A socket closed by its client gives its place back.
+    drop(held.pop());
+    wait_until_async("a place is free again", || {
+        let path = authed.clone();
+        let port = node.port;
+        async move { ws_from("127.0.0.2", port, &path, None).await.0 == 101 }
+    })
+    .await;
+    node.stop().await;
+    common::redis::cleanup(&prefix).await;
+}
+
+/// A client that subscribes and then stops reading fills the socket, and its session, which
+/// only runs while the socket takes writes, can no longer close it. The write deadline
+/// (TCP_USER_TIMEOUT) makes the kernel drop the connection anyway, and the session ends.
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_dropped_within_the_write_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let prefix = common::redis::unique_prefix("sec-write-deadline");
+    let node = start_wds(&prefix, |a| {
+        a.settings.write_timeout_secs = 1;
+        // Keep the application's own slow-client close out of the way.
+        a.settings.slow_grace_secs = 3600;
+    })
+    .await;
+    let path = format!("/ws/v2?token={}", wds_token(600));
+    let (status, mut s) = ws_from("127.0.0.2", node.port, &path, Some(4096)).await;
+    assert_eq!(status, 101);
+    s.write_all(&client_text(r#"{"type":"subscribe","topic":"flood"}"#))
+        .await
+        .expect("subscribe");
+    wait_until("the session is subscribed", || {
+        node.registry.value("tickwire_wds_channels", &[]) == Some(1)
+    })
+    .await;
+    // Publish far more than the socket buffers hold, and never read.
+    let pool = tickwire::redis_pool::open(&common::redis::redis_url()).expect("pool");
+    let mut conn = pool.get().await.expect("redis");
+    let payload = format!("\"{}\"", "x".repeat(64 * 1024));
+    let channel = format!("{prefix}flood");
+    let sessions = || {
+        node.registry
+            .value("tickwire_wds_sessions", &[])
+            .unwrap_or(0)
+    };
+    let start = std::time::Instant::now();
+    while sessions() > 0 {
+        let _: i64 = deadpool_redis::redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(&payload)
+            .query_async(&mut conn)
+            .await
+            .expect("publish");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the session of a client that stopped reading is still open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(s);
+    node.stop().await;
+    common::redis::cleanup(&prefix).await;
 }

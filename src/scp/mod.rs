@@ -31,11 +31,11 @@ pub mod pages;
 pub mod sessions;
 pub mod users;
 
+use crate::clients::TrustedProxies;
 use crate::metrics::{Counter, Registry};
 use crate::revocation::{Revocation, Revoker};
 use control::Directory;
 use layouts::LayoutStore;
-use crate::clients::TrustedProxies;
 use login_guard::{Allowance, LoginLimiter, PasswordGate, Reserved};
 use sessions::Sessions;
 use users::{Bootstrap, Users};

@@ -37,7 +37,7 @@ pub const AUTH_FAILURES: &[&str] = &[
     "other_subject",
 ];
 /// Why a handshake was refused.
-pub const REFUSALS: &[&str] = &["sessions", "token", "stopping"];
+pub const REFUSALS: &[&str] = &["sessions", "token", "stopping", "address"];
 
 figures! {
     /// The session side, shared by every session of a node.

@@ -34,6 +34,7 @@ use crate::revocation::{Revocation, RevocationList};
 use crate::store::{glob_match, Store};
 use crate::token::{self, Claims, TokenError};
 
+pub mod admission;
 pub mod hub;
 pub mod metrics;
 pub mod node;
@@ -62,6 +63,9 @@ pub struct Limits {
     pub outbox_frames: usize,
     /// How long a client may stay over `outbox_frames` before it is closed.
     pub slow_grace: Duration,
+    /// Sockets one client address may hold, and of those not yet authenticated.
+    pub max_per_address: usize,
+    pub max_unauthenticated_per_address: usize,
     /// WebSocket ping interval.
     pub heartbeat: Duration,
     /// A client silent (no frame, no pong) this long is closed.
@@ -77,6 +81,8 @@ impl Default for Limits {
             max_sessions: 200_000,
             handshake_timeout: Duration::from_secs(10),
             max_violations: 10,
+            max_per_address: 1000,
+            max_unauthenticated_per_address: 50,
             outbox_frames: 2048,
             slow_grace: Duration::from_secs(5),
             heartbeat: Duration::from_secs(20),
@@ -105,6 +111,10 @@ pub struct WdsState {
     pub allowed: Vec<String>,
     /// The node's figures (sessions, hub, results reader).
     pub figures: WdsFigures,
+    /// Sockets per client address ([`admission`]).
+    pub addresses: Arc<admission::AddressBook>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::clients::TrustedProxies,
     /// Tokens the control plane revoked before they expire ([`crate::revocation`]).
     pub revoked: Arc<RevocationList>,
     /// Every open session, so that a stopping node can say goodbye to each and a

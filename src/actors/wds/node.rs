@@ -120,6 +120,46 @@ pub struct WdsSettings {
     )]
     pub slow_grace_secs: u64,
 
+    /// Sockets one client address may hold (behind a load balancer, list it in
+    /// WDS_TRUSTED_PROXIES so that its clients count one by one).
+    #[arg(
+        long = "wds-max-sessions-per-address",
+        id = "wds_max_sessions_per_address",
+        env = "WDS_MAX_SESSIONS_PER_ADDRESS",
+        default_value_t = 1000
+    )]
+    pub max_sessions_per_address: usize,
+
+    /// Sockets one client address may hold that have not authenticated yet.
+    #[arg(
+        long = "wds-max-unauthenticated-per-address",
+        id = "wds_max_unauthenticated_per_address",
+        env = "WDS_MAX_UNAUTHENTICATED_PER_ADDRESS",
+        default_value_t = 50
+    )]
+    pub max_unauthenticated_per_address: usize,
+
+    /// Proxies whose `X-Forwarded-For` names the client (comma list of addresses or
+    /// networks); from anyone else the header is ignored.
+    #[arg(
+        long = "wds-trusted-proxies",
+        id = "wds_trusted_proxies",
+        env = "WDS_TRUSTED_PROXIES",
+        default_value = ""
+    )]
+    pub trusted_proxies: crate::clients::TrustedProxies,
+
+    /// Seconds a client may leave the server's writes unread before the kernel drops the
+    /// connection (TCP_USER_TIMEOUT): bounds a reader that stopped even when its session
+    /// cannot run.
+    #[arg(
+        long = "wds-write-timeout-secs",
+        id = "wds_write_timeout_secs",
+        env = "WDS_WRITE_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub write_timeout_secs: u64,
+
     /// Seconds between WebSocket pings.
     #[arg(
         long = "wds-heartbeat-secs",
@@ -148,6 +188,8 @@ impl WdsSettings {
             max_sessions: self.max_sessions.max(1),
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs.max(1)),
             max_violations: self.max_violations,
+            max_per_address: self.max_sessions_per_address,
+            max_unauthenticated_per_address: self.max_unauthenticated_per_address,
             outbox_frames: self.outbox_frames.max(1),
             slow_grace: Duration::from_secs(self.slow_grace_secs),
             heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)),
@@ -236,6 +278,11 @@ fn wds_state(
         results_prefix: results_prefix.to_string(),
         allowed: crate::token::topic_list(&settings.allowed_topics),
         figures,
+        addresses: crate::actors::wds::admission::AddressBook::new(
+            settings.max_sessions_per_address,
+            settings.max_unauthenticated_per_address,
+        ),
+        trusted_proxies: settings.trusted_proxies.clone(),
         revoked: RevocationList::new(),
         sessions: Default::default(),
         stopping: Default::default(),
@@ -376,7 +423,8 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
         args.workers
     };
     let wds = state.clone();
-    let http = NodeHttp::serve_with_workers(http, workers, move |cfg| {
+    let write_timeout = Some(Duration::from_secs(args.settings.write_timeout_secs.max(1)));
+    let http = NodeHttp::serve_clients(http, workers, write_timeout, move |cfg| {
         cfg.app_data(admin_data.clone())
             .app_data(wds.clone())
             .configure(admin::configure)

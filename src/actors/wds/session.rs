@@ -21,6 +21,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use serde_json::json;
 
+use super::admission::{AddressSlot, Full};
 use crate::actors::wds::hub::{Join, Leave, SessionId};
 use crate::actors::wds::metrics::SessionFigures;
 use crate::actors::wds::outbox::{Outbox, Wake};
@@ -55,10 +56,17 @@ pub struct WsSession {
     violations: u32,
     /// Fires when the token runs out; re-armed by every renewal.
     expiry: Option<SpawnHandle>,
+    /// This socket's place among its address's ([`super::admission`]); given back on drop.
+    slot: AddressSlot,
 }
 
 impl WsSession {
-    fn new(v2: bool, state: web::Data<WdsState>, claims: Option<Claims>) -> Self {
+    fn new(
+        v2: bool,
+        state: web::Data<WdsState>,
+        claims: Option<Claims>,
+        slot: AddressSlot,
+    ) -> Self {
         let rate = RateLimit::new(state.limits.max_msgs_per_sec);
         WsSession {
             id: NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -71,6 +79,7 @@ impl WsSession {
             rate,
             violations: 0,
             expiry: None,
+            slot,
         }
     }
 
@@ -126,6 +135,7 @@ impl WsSession {
             self.figures().authorized.inc();
             self.state.session_authorized(self.id, &claims.sub);
         }
+        self.slot.authenticated();
         self.claims = Some(claims);
     }
 
@@ -677,6 +687,19 @@ async fn entry(
             "too many sessions on this node",
         ));
     }
+    let ip = crate::clients::client_of(&req, &state.trusted_proxies);
+    let authenticated = !state.auth.required || handshake_token(&req).is_some();
+    let slot = match state.addresses.admit(ip, authenticated) {
+        Ok(slot) => slot,
+        Err(full) => {
+            state.figures.sessions.refused.inc("address");
+            let what = match full {
+                Full::Sockets => "too many sockets from this address",
+                Full::Unauthenticated => "too many unauthenticated sockets from this address",
+            };
+            return Ok(refuse(actix_web::http::StatusCode::TOO_MANY_REQUESTS, what));
+        }
+    };
     let claims = match handshake_token(&req) {
         Some(t) if state.auth.required => match state.verify(&t) {
             Ok(c) => Some(c),
@@ -694,7 +717,7 @@ async fn entry(
     // Codec limit above the frame limit: a frame a little too big gets an error reply; one
     // far too big ends the socket (the codec will not buffer it).
     let codec_max = limits.max_frame_bytes.saturating_mul(4).max(64 * 1024);
-    let session = WsSession::new(v2, state.clone(), claims);
+    let session = WsSession::new(v2, state.clone(), claims, slot);
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(codec_max)
         .start()
