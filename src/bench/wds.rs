@@ -108,6 +108,9 @@ pub async fn run(b: WdsBench) -> Result<WdsFigures, String> {
             .env("WDC_KEY_PREFIX", &prefix)
             .env("WDS_TOKEN_SECRET", SECRET)
             .env("WDS_MAX_SESSIONS", "1000000")
+            // Every benchmark client comes from this one address.
+            .env("WDS_MAX_SESSIONS_PER_ADDRESS", "1000000")
+            .env("WDS_MAX_UNAUTHENTICATED_PER_ADDRESS", "1000000")
             .env("WDS_MAX_MSGS_PER_SEC", "1000")
             .env("WDS_ALLOWED_TOPICS", "bench:*")
             .env("LOG_LEVEL", "warn")
