@@ -171,9 +171,43 @@ pub struct MassiveArgs {
     #[arg(long = "massive-secure", env = "MASSIVE_SECURE", default_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub secure: bool,
+
+    /// Feed hosts `PUT /control/feed` may point a listener at (comma list of HOST or
+    /// HOST:PORT), besides `MASSIVE_FEED` itself: the listener sends its API key to whatever
+    /// it connects to, so an admin token must not be enough to send it anywhere.
+    #[arg(long = "massive-feed-allowlist", env = "MASSIVE_FEED_ALLOWLIST",
+          default_value = MASSIVE_FEEDS)]
+    pub feed_allowlist: String,
+}
+
+/// Massive's feed hosts (massive.md §1), and the Polygon names they still answer to.
+pub const MASSIVE_FEEDS: &str = "socket.massive.com,delayed.massive.com,business.massive.com,\
+delayed-business.massive.com,polyfeed.massive.com,polyfeedplus.massive.com,nasdaqfeed.massive.com,\
+starterfeed.massive.com,socket.polygon.io,delayed.polygon.io";
+
+/// Whether `feed` (HOST or HOST:PORT) is one of `allowed` (entries HOST, matching any port,
+/// or HOST:PORT), case aside.
+pub fn feed_allowed(feed: &str, allowed: &[&str]) -> bool {
+    let feed = feed.trim().to_ascii_lowercase();
+    let host = feed.rsplit_once(':').map_or(feed.as_str(), |(h, _)| h);
+    allowed.iter().any(|a| {
+        let a = a.trim().to_ascii_lowercase();
+        !a.is_empty() && (a == feed || (!a.contains(':') && a == host))
+    })
 }
 
 impl MassiveArgs {
+    /// The hosts `PUT /control/feed` accepts: the allowlist and the configured feed.
+    pub fn allowed_feeds(&self) -> Vec<String> {
+        self.feed_allowlist
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .chain(std::iter::once(self.feed.trim_end_matches('/').to_string()))
+            .collect()
+    }
+
     /// `ws[s]://<feed>/<market>`.
     pub fn ws_url(&self, market: Market) -> String {
         let scheme = if self.secure { "wss" } else { "ws" };
@@ -295,6 +329,21 @@ pub fn init_logging_with(level: &str, directives: &[&str]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_allowed_feeds_pass() {
+        let allowed = ["socket.massive.com", "127.0.0.1:4199"];
+        assert!(super::feed_allowed("socket.massive.com", &allowed));
+        assert!(super::feed_allowed("SOCKET.massive.com:443", &allowed));
+        assert!(super::feed_allowed("127.0.0.1:4199", &allowed));
+        assert!(!super::feed_allowed("127.0.0.1:4200", &allowed));
+        assert!(!super::feed_allowed("evil.example", &allowed));
+        assert!(!super::feed_allowed(
+            "socket.massive.com.evil.example",
+            &allowed
+        ));
+        assert!(!super::feed_allowed("", &allowed));
+    }
+
     use super::*;
     use clap::Parser;
 

@@ -204,8 +204,15 @@ pub fn start(
         &store,
         &registry,
     );
-    // The feed's scheme, for `PUT /control/feed` (host only) to keep it.
+    // The feed's scheme, for `PUT /control/feed` (host only) to keep it; the feeds it may
+    // name: Massive's and the one configured (the built-in simulator's, say).
     let secure = !url.starts_with("ws://");
+    let configured = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let allowed_feeds: Vec<String> = crate::config::MASSIVE_FEEDS
+        .split(',')
+        .map(str::to_string)
+        .chain(configured.split('/').next().map(str::to_string))
+        .collect();
     let cfg = listener_config(url, key, &args.subscriptions)?;
     let out = pipeline.input();
     let (listener, health) = connection::start(cfg, shards, out, &registry);
@@ -233,7 +240,8 @@ pub fn start(
         connection: ConnectionFigures::for_market(&registry, Market::Stocks),
         lease: None,
     };
-    let control = actix_web::web::Data::new(ControlState::single(link, admin_data.clone(), secure));
+    let control = ControlState::single(link, admin_data.clone(), secure, allowed_feeds);
+    let control = actix_web::web::Data::new(control);
     let me = NodeRecord::new("embedded", "embedded", &format!("http://127.0.0.1:{port}"));
     let (mut scp, bootstrap) = ScpState::new(
         args.scp.clone(),

@@ -162,6 +162,34 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Claims, TokenError
     Ok(claims)
 }
 
+/// A key of its own for `purpose`, derived from a shared secret (HMAC-SHA256 of the purpose
+/// under the secret): one secret can key several MACs without one MAC forging another.
+pub fn derive_key(secret: &[u8], purpose: &str) -> [u8; 32] {
+    let mut m = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    m.update(purpose.as_bytes());
+    m.finalize().into_bytes().into()
+}
+
+/// The MAC of `parts` (each length-prefixed, so no two lists of parts collide) under `key`,
+/// as hex.
+pub fn seal(key: &[u8; 32], parts: &[&[u8]]) -> String {
+    hex(&sealed(key, parts))
+}
+
+fn sealed(key: &[u8; 32], parts: &[&[u8]]) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    for p in parts {
+        m.update(&(p.len() as u64).to_be_bytes());
+        m.update(p);
+    }
+    m.finalize().into_bytes().to_vec()
+}
+
+/// Whether `mac` (hex) is the MAC of `parts` under `key`; compared in constant time.
+pub fn unseal(key: &[u8; 32], parts: &[&[u8]], mac: &str) -> bool {
+    constant_time_eq(seal(key, parts).as_bytes(), mac.as_bytes())
+}
+
 /// The shortest secret accepted (token secret, admin token): an HS256 token is offline
 /// crackable when its secret is short, and every user sees one.
 pub const MIN_SECRET_BYTES: usize = 32;

@@ -130,6 +130,19 @@ async fn node_ready_stats_control_and_record() {
     )
     .await;
     assert_eq!(s, 400);
+    // The listener sends its API key to its feed: an admin token alone cannot point it at
+    // a host off the allowlist (Massive's feeds and the configured one).
+    let (s, b) = send(
+        "PUT",
+        &n.url("/control/feed?feed=evil.example:443"),
+        Some(ADMIN),
+        "",
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("not allowed"), "{b}");
+    let same = format!("/control/feed?feed=127.0.0.1:{}", sim.port);
+    assert_eq!(send("PUT", &n.url(&same), Some(ADMIN), "").await.0, 200);
     assert_eq!(
         send(
             "PUT",

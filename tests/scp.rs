@@ -1382,3 +1382,116 @@ async fn a_login_in_the_second_of_a_revocation_gets_a_token_that_counts() {
     wds.stop().await;
     common::redis::cleanup(&prefix).await;
 }
+
+/// Redis is not a root of trust (issue 19). A node record written straight into the
+/// registry, pointing at an attacker's address, is ignored and counted: the control plane
+/// never lists it and never sends it the admin token. The SCP's own record, signed with the
+/// cluster's key, is listed.
+#[actix_web::test]
+async fn a_forged_node_record_gets_no_admin_token() {
+    let prefix = common::redis::unique_prefix("scp-forged-node");
+    let redis = common::redis::redis_url();
+    // The attacker's "node": counts every request, and any that carries a bearer token.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let trap = actix_web::HttpServer::new(move || {
+        let seen = seen.clone();
+        actix_web::App::new().default_service(actix_web::web::to(
+            move |req: actix_web::HttpRequest| {
+                if req.headers().contains_key("authorization") {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                async { actix_web::HttpResponse::Ok().json(serde_json::json!({})) }
+            },
+        ))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("bind");
+    let trap_port = trap.addrs()[0].port();
+    actix_web::rt::spawn(trap.run());
+    let forged = serde_json::json!({
+        "id": "evil", "role": "listener", "version": env!("CARGO_PKG_VERSION"),
+        "admin_url": format!("http://127.0.0.1:{trap_port}"),
+        "started_ms": 1, "heartbeat_ms": 1,
+    });
+    let mut conn = common::redis::connection().await;
+    let _: () = deadpool_redis::redis::cmd("SET")
+        .arg(format!("{prefix}nodes:evil"))
+        .arg(forged.to_string())
+        .query_async(&mut *conn)
+        .await
+        .expect("write the forged record");
+
+    let scp = start_scp(scp_args("scp_forged_node", &redis, &prefix));
+    let admin = Web::logged_in(scp.url(""), "admin", ADMIN_PW).await;
+    let nodes = until("the SCP's own record is listed", || {
+        let a = &admin;
+        async move {
+            let n = a.get("/api/control/nodes").await.body["nodes"].clone();
+            (n.as_array()
+                .is_some_and(|n| n.iter().any(|n| n["role"] == "scp")))
+            .then_some(n)
+        }
+    })
+    .await;
+    assert!(
+        nodes.as_array().unwrap().iter().all(|n| n["id"] != "evil"),
+        "the forged record is listed: {nodes}"
+    );
+    assert_eq!(admin.get("/api/control/stats").await.status, 200);
+    assert_eq!(admin.get("/api/control/nodes/evil/stats").await.status, 404);
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the admin token went to the forged address"
+    );
+    assert!(
+        scp.registry
+            .value("tickwire_scp_registry_rejected_total", &[])
+            >= Some(1)
+    );
+    scp.stop().await;
+    common::redis::cleanup(&prefix).await;
+}
+
+/// A session written straight into Redis, under the key of an id the attacker made up, does
+/// not log that id in: entries carry a MAC bound to their key under a key derived from the
+/// token secret, and one that fails it is refused and counted.
+#[actix_web::test]
+async fn a_forged_session_in_redis_logs_nobody_in() {
+    use sha2::{Digest, Sha256};
+    let prefix = common::redis::unique_prefix("scp-forged-session");
+    let scp = start_scp(scp_args(
+        "scp_forged_session",
+        &common::redis::redis_url(),
+        &prefix,
+    ));
+    // A real session works (the entry format is what the forger copies).
+    let real = Web::logged_in(scp.url(""), "admin", ADMIN_PW).await;
+    assert_eq!(real.get("/api/session").await.status, 200);
+
+    let made_up = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let hash = tickwire::token::hex(&Sha256::digest(made_up.as_bytes()));
+    let forged = serde_json::json!({
+        "username": "admin", "roles": ["admin"], "csrf": "x", "pw": "", "sid": "s",
+        "created": tickwire::token::now_secs(),
+    });
+    let mut conn = common::redis::connection().await;
+    let _: () = deadpool_redis::redis::cmd("SET")
+        .arg(format!("{prefix}scp:sessions:{hash}"))
+        .arg(forged.to_string())
+        .query_async(&mut *conn)
+        .await
+        .expect("write the forged session");
+    let mut attacker = Web::new(&scp);
+    attacker.cookie = Some(format!("tw_session={made_up}"));
+    assert_eq!(attacker.get("/api/session").await.status, 401);
+    assert!(
+        scp.registry
+            .value("tickwire_scp_sessions_rejected_total", &[])
+            >= Some(1)
+    );
+    scp.stop().await;
+    common::redis::cleanup(&prefix).await;
+}

@@ -34,6 +34,7 @@ pub fn start(
     id: &str,
     role: &str,
     port: u16,
+    admin_token: &str,
     registry: &Registry,
 ) -> Option<actix::Addr<Registrar>> {
     if args.registry_url.is_empty() {
@@ -53,13 +54,16 @@ pub fn start(
     };
     let record = NodeRecord::new(id, role, &admin_url);
     let every = Duration::from_secs(args.heartbeat_secs.max(1));
-    Some(Registrar::new(pool, &args.registry_prefix, record, every, registry).start())
+    let key = crate::nodes::registry_key(admin_token);
+    Some(Registrar::new(pool, &args.registry_prefix, record, key, every, registry).start())
 }
 
 pub struct Registrar {
     pool: Pool,
     prefix: String,
     record: NodeRecord,
+    /// Signs the record ([`crate::nodes::registry_key`]); `None`: unsigned.
+    key: Option<[u8; 32]>,
     every: Duration,
     busy: bool,
     figures: RegistrarFigures,
@@ -70,6 +74,7 @@ impl Registrar {
         pool: Pool,
         prefix: &str,
         record: NodeRecord,
+        key: Option<[u8; 32]>,
         every: Duration,
         registry: &Registry,
     ) -> Self {
@@ -77,6 +82,7 @@ impl Registrar {
             pool,
             prefix: prefix.to_string(),
             record,
+            key,
             every: every.max(Duration::from_millis(100)),
             busy: false,
             figures: RegistrarFigures::register(registry, &[]),
@@ -89,6 +95,9 @@ impl Registrar {
         }
         self.busy = true;
         self.record.heartbeat_ms = chrono::Utc::now().timestamp_millis();
+        if let Some(key) = &self.key {
+            self.record.seal(key);
+        }
         let key = node_key(&self.prefix, &self.record.id);
         let body = serde_json::to_string(&self.record).unwrap_or_default();
         let ttl_ms = (self.every * 3).as_millis() as u64;

@@ -26,12 +26,20 @@ use serde_json::{json, Value};
 
 use super::auth::{require, Need};
 use super::{ScpError, ScpState};
+use crate::metrics::Counter;
 use crate::nodes::NodeRecord;
 
 /// Where the SCP finds nodes.
 pub enum Directory {
-    /// The registry in Redis, under `{prefix}nodes:*`.
-    Redis { pool: Pool, prefix: String },
+    /// The registry in Redis, under `{prefix}nodes:*`. With a `key`, only records signed with
+    /// it are believed ([`crate::nodes`]); the others are skipped and counted in `rejected`,
+    /// so the admin token never goes to an address the registry alone vouches for.
+    Redis {
+        pool: Pool,
+        prefix: String,
+        key: Option<[u8; 32]>,
+        rejected: Counter,
+    },
     /// A fixed list (embedded mode: the process itself).
     Static(Vec<NodeRecord>),
 }
@@ -55,7 +63,7 @@ impl Directory {
                     })
                     .collect());
             }
-            Directory::Redis { pool, prefix } => (pool, prefix),
+            Directory::Redis { pool, prefix, .. } => (pool, prefix),
         };
         let upstream = |e: String| ScpError::Upstream(format!("node registry: {e}"));
         let mut conn = pool.get().await.map_err(|e| upstream(e.to_string()))?;
@@ -90,7 +98,7 @@ impl Directory {
             .into_iter()
             .flatten()
             .filter_map(|v| match serde_json::from_str(&v) {
-                Ok(n) => Some(n),
+                Ok(n) => self.believed(n),
                 Err(e) => {
                     log::warn!("skipping a malformed node registry entry: {e}");
                     None
@@ -113,7 +121,7 @@ impl Directory {
                     .find(|n| n.id == id)
                     .ok_or_else(no_node)
             }
-            Directory::Redis { pool, prefix } => (pool, prefix),
+            Directory::Redis { pool, prefix, .. } => (pool, prefix),
         };
         let upstream = |e: String| ScpError::Upstream(format!("node registry: {e}"));
         let mut conn = pool.get().await.map_err(|e| upstream(e.to_string()))?;
@@ -123,7 +131,31 @@ impl Directory {
             .await
             .map_err(|e| upstream(e.to_string()))?;
         let value = value.ok_or_else(no_node)?;
-        serde_json::from_str(&value).map_err(|e| upstream(format!("malformed entry for {id}: {e}")))
+        let record = serde_json::from_str(&value)
+            .map_err(|e| upstream(format!("malformed entry for {id}: {e}")))?;
+        self.believed(record).ok_or_else(no_node)
+    }
+
+    /// The record, unless a key is set and it was not signed with it (then counted).
+    fn believed(&self, record: NodeRecord) -> Option<NodeRecord> {
+        match self {
+            Directory::Redis {
+                key: Some(key),
+                rejected,
+                ..
+            } if !record.verify(key) => {
+                if rejected.get() % 100 == 0 {
+                    log::warn!(
+                        "ignoring node registry entry {:?} ({}): not signed with this cluster's key",
+                        record.id,
+                        record.admin_url
+                    );
+                }
+                rejected.inc();
+                None
+            }
+            _ => Some(record),
+        }
     }
 }
 

@@ -405,8 +405,19 @@ impl ScpState {
         let (idle, lifetime) = (settings.session_idle(), settings.session_lifetime());
         let window = Duration::from_secs(settings.login_window_secs.max(1));
         let (sessions, limiter) = match (&directory, settings.sessions) {
-            (Directory::Redis { pool, prefix }, SessionsIn::Auto | SessionsIn::Redis) => (
-                Sessions::in_redis(pool.clone(), sessions::redis_prefix(prefix), idle, lifetime),
+            (Directory::Redis { pool, prefix, .. }, SessionsIn::Auto | SessionsIn::Redis) => (
+                Sessions::in_redis(
+                    pool.clone(),
+                    sessions::redis_prefix(prefix),
+                    idle,
+                    lifetime,
+                    sessions::redis_key(token_secret.as_bytes()),
+                    registry.counter(
+                        "tickwire_scp_sessions_rejected_total",
+                        "Session entries in Redis refused: unreadable or not signed with this cluster's key",
+                        &[],
+                    ),
+                ),
                 LoginLimiter::in_redis(pool.clone(), login_guard::redis_prefix(prefix), window),
             ),
             // `redis` without a registry is refused before this (node::start, embedded).
@@ -416,7 +427,7 @@ impl ScpState {
             ),
         };
         let revoker = match &directory {
-            Directory::Redis { pool, prefix } => Some(Arc::new(Revoker::Redis {
+            Directory::Redis { pool, prefix, .. } => Some(Arc::new(Revoker::Redis {
                 pool: pool.clone(),
                 key: crate::revocation::redis_key(prefix),
             })),

@@ -124,6 +124,8 @@ pub fn end_user_access(args: &ScpArgs, username: &str) -> Result<String, String>
         super::sessions::redis_prefix(prefix),
         settings.session_idle(),
         settings.session_lifetime(),
+        super::sessions::redis_key(args.token_secret.as_bytes()),
+        crate::metrics::Counter::default(),
     );
     let revoker = crate::revocation::Revoker::Redis {
         pool,
@@ -181,6 +183,12 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
             pool: crate::redis_pool::open(&args.node_registry.registry_url)
                 .map_err(|e| ScpNodeError::Config(e.to_string()))?,
             prefix: args.node_registry.registry_prefix.clone(),
+            key: crate::nodes::registry_key(&args.common.admin_token),
+            rejected: registry.counter(
+                "tickwire_scp_registry_rejected_total",
+                "Node registry entries ignored: not signed with this cluster's key",
+                &[],
+            ),
         }
     };
     let (state, boot) = ScpState::new(
@@ -201,7 +209,14 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
             .configure(super::configure);
     })?;
     let id = crate::config::node_id("scp");
-    let registrar = registrar::start(&args.node_registry, &id, "scp", port, &registry);
+    let registrar = registrar::start(
+        &args.node_registry,
+        &id,
+        "scp",
+        port,
+        &args.common.admin_token,
+        &registry,
+    );
     log::info!("control plane on port {port}: dashboard at http://HOST:{port}/");
     Ok(ScpNode {
         port,

@@ -24,6 +24,8 @@ use deadpool_redis::{redis, Pool};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::metrics::Counter;
+
 /// Nothing panics while holding these maps, but if something ever did, the map is still
 /// consistent: carry on with it rather than log everyone out or switch the limiter off.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -74,12 +76,48 @@ struct Entry {
 }
 
 /// A session in Redis: the session and when it was created (epoch seconds), for the
-/// absolute lifetime; Redis's TTL is the idle clock.
+/// absolute lifetime; Redis's TTL is the idle clock. `mac` binds both to the key they are
+/// stored under ([`Sessions::in_redis`]): Redis is not trusted to vouch for a session.
 #[derive(Serialize, Deserialize)]
 struct Stored {
     #[serde(flatten)]
     session: Session,
     created: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    mac: String,
+}
+
+impl Stored {
+    fn parts(&self, hash: &str) -> Result<[Vec<u8>; 3], serde_json::Error> {
+        Ok([
+            hash.as_bytes().to_vec(),
+            serde_json::to_vec(&self.session)?,
+            self.created.to_be_bytes().to_vec(),
+        ])
+    }
+
+    /// Signs the entry for the key of `hash`.
+    fn seal(mut self, key: &[u8; 32], hash: &str) -> Result<String, serde_json::Error> {
+        let p = self.parts(hash)?;
+        self.mac = crate::token::seal(key, &[&p[0], &p[1], &p[2]]);
+        serde_json::to_string(&self)
+    }
+
+    /// The entry stored under `hash`, if it reads and was signed for that key.
+    fn open(key: &[u8; 32], hash: &str, value: &str) -> Result<Stored, &'static str> {
+        let s: Stored = serde_json::from_str(value).map_err(|_| "unreadable")?;
+        let p = s.parts(hash).map_err(|_| "unreadable")?;
+        if crate::token::unseal(key, &[&p[0], &p[1], &p[2]], &s.mac) {
+            Ok(s)
+        } else {
+            Err("not signed with this cluster's key")
+        }
+    }
+}
+
+/// The key Redis sessions are signed with, from the token secret every SCP replica holds.
+pub fn redis_key(token_secret: &[u8]) -> [u8; 32] {
+    crate::token::derive_key(token_secret, "tickwire scp sessions v1")
 }
 
 /// The sessions of one user, after those opened with an old password ended: the `sid`s of
@@ -100,6 +138,11 @@ enum Backend {
     Redis {
         pool: Pool,
         prefix: String,
+        /// Signs and checks every entry ([`Stored`]).
+        key: [u8; 32],
+        /// Entries refused: unreadable, or not signed with `key` (a forgery, or another
+        /// cluster's).
+        rejected: Counter,
     },
 }
 
@@ -118,12 +161,42 @@ impl Sessions {
         }
     }
 
-    /// Sessions in Redis under `prefix` (the node registry's prefix plus `scp:sessions:`).
-    pub fn in_redis(pool: Pool, prefix: String, idle: Duration, lifetime: Duration) -> Self {
+    /// Sessions in Redis under `prefix` (the node registry's prefix plus `scp:sessions:`),
+    /// signed with `key` ([`redis_key`]); entries refused are counted in `rejected`.
+    pub fn in_redis(
+        pool: Pool,
+        prefix: String,
+        idle: Duration,
+        lifetime: Duration,
+        key: [u8; 32],
+        rejected: Counter,
+    ) -> Self {
         Sessions {
-            backend: Backend::Redis { pool, prefix },
+            backend: Backend::Redis {
+                pool,
+                prefix,
+                key,
+                rejected,
+            },
             idle,
             lifetime,
+        }
+    }
+
+    /// The entry stored under `hash`, or `None` (counted and logged) when it is not one.
+    fn open(&self, hash: &str, value: &str) -> Option<Stored> {
+        let Backend::Redis { key, rejected, .. } = &self.backend else {
+            return None;
+        };
+        match Stored::open(key, hash, value) {
+            Ok(s) => Some(s),
+            Err(why) => {
+                if rejected.get() % 100 == 0 {
+                    log::warn!("session entry in Redis refused ({why}); dropped");
+                }
+                rejected.inc();
+                None
+            }
         }
     }
 
@@ -173,13 +246,17 @@ impl Sessions {
                 };
                 map.insert(id.clone(), entry);
             }
-            Backend::Redis { pool, prefix } => {
+            Backend::Redis {
+                pool, prefix, key, ..
+            } => {
                 let now = crate::token::now_secs();
-                let value = serde_json::to_string(&Stored {
+                let hash = hashed(&id);
+                let value = Stored {
                     session,
                     created: now,
-                })?;
-                let hash = hashed(&id);
+                    mac: String::new(),
+                }
+                .seal(key, &hash)?;
                 let user_key = user_key(prefix, username);
                 let mut conn = pool.get().await?;
                 let _: () = redis::pipe()
@@ -227,7 +304,7 @@ impl Sessions {
                     e.session.clone()
                 }))
             }
-            Backend::Redis { pool, prefix } => {
+            Backend::Redis { pool, prefix, .. } => {
                 let now = crate::token::now_secs();
                 let hash = hashed(id);
                 let mut conn = pool.get().await?;
@@ -249,16 +326,14 @@ impl Sessions {
                 let Some(value) = value else {
                     return Ok(None);
                 };
-                // Past its lifetime, or not a session at all (someone else's key): gone.
-                let owner = match serde_json::from_str::<Stored>(&value) {
-                    Ok(s) if now - s.created < self.lifetime.as_secs() as i64 => {
+                // Past its lifetime, or not a session at all (unreadable, unsigned, someone
+                // else's key): gone.
+                let owner = match self.open(&hash, &value) {
+                    Some(s) if now - s.created < self.lifetime.as_secs() as i64 => {
                         return Ok(Some(s.session))
                     }
-                    Ok(s) => s.session.username,
-                    Err(e) => {
-                        log::warn!("session entry in Redis is unreadable, dropped: {e}");
-                        String::new()
-                    }
+                    Some(s) => s.session.username,
+                    None => String::new(),
                 };
                 drop(conn);
                 self.remove(id, &owner).await?;
@@ -273,7 +348,7 @@ impl Sessions {
             Backend::Memory(map) => {
                 lock(map).remove(id);
             }
-            Backend::Redis { pool, prefix } => {
+            Backend::Redis { pool, prefix, .. } => {
                 let hash = hashed(id);
                 let mut conn = pool.get().await?;
                 let _: () = redis::pipe()
@@ -305,7 +380,7 @@ impl Sessions {
                 map.retain(|id, e| e.session.username != username || id == keep);
                 Ok(before - map.len())
             }
-            Backend::Redis { pool, prefix } => {
+            Backend::Redis { pool, prefix, .. } => {
                 let user_key = user_key(prefix, username);
                 let keep = hashed(keep);
                 let mut conn = pool.get().await?;
@@ -348,14 +423,19 @@ impl Sessions {
                     e.session.pw = pw.to_string();
                 }
             }
-            Backend::Redis { pool, prefix } => {
-                let key = session_key(prefix, &hashed(id));
+            Backend::Redis {
+                pool,
+                prefix,
+                key: mac_key,
+                ..
+            } => {
+                let hash = hashed(id);
+                let key = session_key(prefix, &hash);
                 let mut conn = pool.get().await?;
                 let value: Option<String> =
                     redis::cmd("GET").arg(&key).query_async(&mut *conn).await?;
-                let Some(mut stored) = value.and_then(|v| serde_json::from_str::<Stored>(&v).ok())
-                else {
-                    return Ok(()); // ended meanwhile: nothing to move
+                let Some(mut stored) = value.and_then(|v| self.open(&hash, &v)) else {
+                    return Ok(()); // ended meanwhile (or never a session): nothing to move
                 };
                 stored.session.pw = pw.to_string();
                 stored.session.sid = token_sid(id);
@@ -363,7 +443,7 @@ impl Sessions {
                 // idle clock.
                 let _: () = redis::cmd("SET")
                     .arg(&key)
-                    .arg(serde_json::to_string(&stored)?)
+                    .arg(stored.seal(mac_key, &hash)?)
                     .arg("XX")
                     .arg("KEEPTTL")
                     .query_async(&mut *conn)
@@ -390,7 +470,7 @@ impl Sessions {
                     keep
                 });
             }
-            Backend::Redis { pool, prefix } => {
+            Backend::Redis { pool, prefix, .. } => {
                 let user_key = user_key(prefix, username);
                 let mut conn = pool.get().await?;
                 let members: Vec<String> = redis::cmd("SMEMBERS")
@@ -410,7 +490,7 @@ impl Sessions {
                 let mut end = Vec::new();
                 let mut gone = Vec::new();
                 for (hash, value) in members.iter().zip(values) {
-                    match value.and_then(|v| serde_json::from_str::<Stored>(&v).ok()) {
+                    match value.and_then(|v| self.open(hash, &v)) {
                         Some(s) if s.session.pw == pw => out.kept.push(s.session.sid),
                         Some(s) => end.push((hash, s.session.sid)),
                         None => gone.push(hash),
@@ -449,7 +529,7 @@ impl Sessions {
                 let now = Instant::now();
                 Ok(lock(map).values().filter(|e| self.live(e, now)).count())
             }
-            Backend::Redis { pool, prefix } => {
+            Backend::Redis { pool, prefix, .. } => {
                 let index = index_key(prefix);
                 let mut conn = pool.get().await?;
                 let (n,): (usize,) = redis::pipe()
@@ -540,6 +620,7 @@ mod tests {
                 sid: "t1".into(),
             },
             created: 1_764_000_000,
+            mac: String::new(),
         };
         assert_eq!(
             serde_json::to_string(&stored).unwrap(),
@@ -589,5 +670,34 @@ mod tests {
         // Nothing left to end the second time round (another replica's reload).
         let again = sessions.end_outdated("ann", "new").await.unwrap();
         assert!(again.ended.is_empty());
+    }
+
+    #[test]
+    fn only_an_entry_signed_for_its_own_key_opens() {
+        let key = redis_key(b"a-token-secret-of-thirty-two-bytes!!");
+        let session = Session {
+            username: "admin".into(),
+            roles: vec!["admin".into()],
+            csrf: "c".into(),
+            pw: "f1".into(),
+            sid: "t1".into(),
+        };
+        let stored = || Stored {
+            session: session.clone(),
+            created: 1_764_000_000,
+            mac: String::new(),
+        };
+        let sealed = stored().seal(&key, "h1").unwrap();
+        assert_eq!(Stored::open(&key, "h1", &sealed).unwrap().session, session);
+        // Copied under another id's key, written unsigned, signed with another key, edited:
+        // none of them opens.
+        assert!(Stored::open(&key, "h2", &sealed).is_err());
+        let forged = serde_json::to_string(&stored()).unwrap();
+        assert!(Stored::open(&key, "h1", &forged).is_err());
+        let other = redis_key(b"another-token-secret-of-32-bytes!!!");
+        assert!(Stored::open(&other, "h1", &sealed).is_err());
+        let edited = sealed.replace(r#""roles":["admin"]"#, r#""roles":["admin","x"]"#);
+        assert!(Stored::open(&key, "h1", &edited).is_err());
+        assert!(Stored::open(&key, "h1", "not json").is_err());
     }
 }

@@ -60,22 +60,35 @@ pub struct ControlState {
     secure: bool,
     /// With a lease, only the holder may connect: start/restart on a standby is refused.
     lease: bool,
+    /// Feed hosts `PUT /control/feed` accepts ([`crate::config::feed_allowed`]).
+    allowed_feeds: Vec<String>,
 }
 
 impl ControlState {
     /// Control of a single listener with no lease (embedded mode).
-    pub fn single(link: MarketLink, admin: web::Data<AdminState>, secure: bool) -> Self {
-        Self::new(vec![link], admin, secure)
+    pub fn single(
+        link: MarketLink,
+        admin: web::Data<AdminState>,
+        secure: bool,
+        allowed_feeds: Vec<String>,
+    ) -> Self {
+        Self::new(vec![link], admin, secure, allowed_feeds)
     }
 
     /// Control of a node's listeners; with leases, start/restart go to holders only.
-    pub fn new(links: Vec<MarketLink>, admin: web::Data<AdminState>, secure: bool) -> Self {
+    pub fn new(
+        links: Vec<MarketLink>,
+        admin: web::Data<AdminState>,
+        secure: bool,
+        allowed_feeds: Vec<String>,
+    ) -> Self {
         let lease = links.iter().any(|l| l.lease.is_some());
         ControlState {
             links,
             admin,
             secure,
             lease,
+            allowed_feeds,
         }
     }
 
@@ -256,6 +269,13 @@ async fn set_feed(
     else {
         return bad("feed must be a host[:port], e.g. socket.massive.com");
     };
+    let allowed: Vec<&str> = s.allowed_feeds.iter().map(String::as_str).collect();
+    if !crate::config::feed_allowed(feed, &allowed) {
+        return bad(format!(
+            "feed {feed} is not allowed (MASSIVE_FEED_ALLOWLIST: {})",
+            allowed.join(", ")
+        ));
+    }
     let targets = match s.targets(&req) {
         Ok(t) => t,
         Err(reason) => return bad(reason),

@@ -303,7 +303,9 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         args.auto_start,
     ));
     let listeners = links.iter().map(|l| l.listener.clone()).collect();
-    let control = web::Data::new(ControlState::new(links, admin.clone(), args.massive.secure));
+    let feeds = args.massive.allowed_feeds();
+    let control = ControlState::new(links, admin.clone(), args.massive.secure, feeds);
+    let control = web::Data::new(control);
     let http = NodeHttp::serve(http, move |cfg| {
         cfg.app_data(admin.clone())
             .app_data(control.clone())
@@ -313,8 +315,14 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
     })?;
     log::info!("listener node: admin on port {port}");
     let id = crate::config::node_id("listener");
-    let registrar =
-        crate::actors::registrar::start(&args.node_registry, &id, "listener", port, &registry);
+    let registrar = crate::actors::registrar::start(
+        &args.node_registry,
+        &id,
+        "listener",
+        port,
+        &args.common.admin_token,
+        &registry,
+    );
     Ok(ListenerNode {
         port,
         registry,

@@ -194,8 +194,14 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
             .route("/control/pool", web::put().to(set_pool));
     })?;
     log::info!("processor node {id}: {shards} shards, admin on port {port}");
-    let registrar =
-        crate::actors::registrar::start(&args.node_registry, &id, "processor", port, &registry);
+    let registrar = crate::actors::registrar::start(
+        &args.node_registry,
+        &id,
+        "processor",
+        port,
+        &args.common.admin_token,
+        &registry,
+    );
     Ok(ProcessorNode {
         port,
         registry,

@@ -446,8 +446,14 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
             "OFF"
         }
     );
-    let registrar =
-        crate::actors::registrar::start(&args.node_registry, &id, "wds", port, &registry);
+    let registrar = crate::actors::registrar::start(
+        &args.node_registry,
+        &id,
+        "wds",
+        port,
+        &args.common.admin_token,
+        &registry,
+    );
     Ok(WdsNode {
         port,
         registry,
