@@ -1,10 +1,14 @@
 //! Access tokens: signed by the control plane, verified by the widget data service.
 //!
 //! A token is a compact JWT (`header.claims.signature`, HS256) so that standard tools can
-//! read it, but only the one algorithm is accepted: the header is checked byte for byte, which
-//! rules out `alg: none` and algorithm confusion. The claims name the user (`sub`), their
-//! roles, the topic patterns they may read (Redis globs with `*` only) and an expiry. The
-//! signature is compared in constant time (`hmac::Mac::verify_slice`).
+//! read it, but only the one algorithm is accepted: the header is checked byte for byte
+//! against the few it may be, which rules out `alg: none` and algorithm confusion. The
+//! header names the key (`kid`, a digest of the secret, never the secret), so that a WDS can
+//! hold the current secret and the previous one while the control plane moves to a new one
+//! ([`Keys`]). The claims name the issuer (`iss`: the control plane) and the audience (`aud`:
+//! the WDS), the user (`sub`), their roles, the topic patterns they may read (Redis globs
+//! with `*` only) and an expiry. The signature is compared in constant time
+//! (`hmac::Mac::verify_slice`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -14,8 +18,63 @@ use sha2::Sha256;
 
 use crate::store::glob_match;
 
-/// `{"alg":"HS256","typ":"JWT"}`, base64url: the only header accepted.
-const HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+/// `{"alg":"HS256","typ":"JWT"}`, base64url: the header of a token without a key id (made
+/// before key ids); accepted for the current and the previous key.
+const LEGACY_HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+
+/// Who issues tokens and who they are for.
+pub const ISSUER: &str = "tickwire-scp";
+pub const AUDIENCE: &str = "tickwire-wds";
+
+/// The key id of `secret`: 16 hex digits of a digest, which names the key without telling
+/// anything about it.
+pub fn kid(secret: &[u8]) -> String {
+    hex(&derive_key(secret, "tickwire token key id")[..8])
+}
+
+/// The base64url header of a token signed with `secret`.
+fn header(secret: &[u8]) -> String {
+    let h = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, kid(secret));
+    URL_SAFE_NO_PAD.encode(h)
+}
+
+/// The secrets a verifier accepts: the current one, and the previous one while the control
+/// plane moves to a new secret (rotation: docs/operations.md).
+#[derive(Clone)]
+pub struct Keys {
+    current: Vec<u8>,
+    previous: Option<Vec<u8>>,
+}
+
+impl Keys {
+    pub fn new(current: &[u8]) -> Self {
+        Keys {
+            current: current.to_vec(),
+            previous: None,
+        }
+    }
+
+    /// Also accept tokens signed with `previous` (ignored when empty).
+    pub fn with_previous(mut self, previous: &[u8]) -> Self {
+        self.previous = (!previous.is_empty()).then(|| previous.to_vec());
+        self
+    }
+
+    /// The secret a token with base64url header `header` was signed with, if one of ours.
+    fn for_header(&self, h: &str) -> Option<&[u8]> {
+        let keys = std::iter::once(&self.current).chain(self.previous.as_ref());
+        let mut legacy = None;
+        for k in keys {
+            if h == header(k) {
+                return Some(k);
+            }
+            if h == LEGACY_HEADER && legacy.is_none() {
+                legacy = Some(k.as_slice());
+            }
+        }
+        legacy
+    }
+}
 
 /// The topics a WDS serves and the control plane grants by default: the client-facing keys of reference-system.md §4 and
 /// nothing else (no control keys, no internal state, no `*`), whoever asks.
@@ -55,6 +114,12 @@ pub struct Claims {
     /// tokens ([`crate::revocation`]). Empty for tokens made outside a browser session.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sid: String,
+    /// Who issued the token ([`ISSUER`]).
+    #[serde(default)]
+    pub iss: String,
+    /// Who the token is for ([`AUDIENCE`]): a token minted for anything else is refused.
+    #[serde(default)]
+    pub aud: String,
 }
 
 impl Claims {
@@ -68,6 +133,8 @@ impl Claims {
             iat_ms: 0,
             exp: now + ttl_secs,
             sid: String::new(),
+            iss: ISSUER.to_string(),
+            aud: AUDIENCE.to_string(),
         }
     }
 
@@ -116,6 +183,9 @@ pub enum TokenError {
     Revoked,
     #[error("no token secret configured")]
     NoSecret,
+    /// Issued by someone else, or for someone else (`iss`, `aud`).
+    #[error("token is not for this service")]
+    WrongAudience,
 }
 
 fn mac(secret: &[u8]) -> Result<Hmac<Sha256>, TokenError> {
@@ -125,27 +195,47 @@ fn mac(secret: &[u8]) -> Result<Hmac<Sha256>, TokenError> {
     Hmac::<Sha256>::new_from_slice(secret).map_err(|_| TokenError::NoSecret)
 }
 
-/// Signs `claims` with `secret`.
+/// Signs `claims` with `secret` (its key id in the header).
 pub fn sign(claims: &Claims, secret: &[u8]) -> Result<String, TokenError> {
     let body = serde_json::to_vec(claims).map_err(|_| TokenError::Malformed)?;
-    let signing_input = format!("{HEADER}.{}", URL_SAFE_NO_PAD.encode(body));
+    let signing_input = format!("{}.{}", header(secret), URL_SAFE_NO_PAD.encode(body));
     let mut m = mac(secret)?;
     m.update(signing_input.as_bytes());
     let sig = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
     Ok(format!("{signing_input}.{sig}"))
 }
 
-/// Checks `token`'s signature and expiry at `now` (epoch seconds) and returns its claims.
+/// Checks `token` against the one key `secret`: [`verify_with`].
 pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Claims, TokenError> {
+    verify_with(token, &Keys::new(secret), now)
+}
+
+/// Checks `token`'s header (one of the keys', byte for byte), signature, issuer, audience and
+/// expiry at `now` (epoch seconds), and returns its claims.
+pub fn verify_with(token: &str, keys: &Keys, now: i64) -> Result<Claims, TokenError> {
     let token = token.trim();
     if token.is_empty() {
         return Err(TokenError::Missing);
     }
+    if keys.current.is_empty() {
+        return Err(TokenError::NoSecret);
+    }
     let (signing_input, sig) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
     let (header, body) = signing_input.split_once('.').ok_or(TokenError::Malformed)?;
-    if header != HEADER {
-        return Err(TokenError::Malformed);
-    }
+    // Not one of our headers: an HS256 header names a key we do not hold (another secret);
+    // anything else (`alg: none`, another algorithm, junk) is malformed.
+    let secret = keys.for_header(header).ok_or_else(|| {
+        let hs256 = URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()
+            .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+            .is_some_and(|h| h["alg"] == "HS256");
+        if hs256 {
+            TokenError::BadSignature
+        } else {
+            TokenError::Malformed
+        }
+    })?;
     let sig = URL_SAFE_NO_PAD
         .decode(sig)
         .map_err(|_| TokenError::Malformed)?;
@@ -156,6 +246,9 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Claims, TokenError
         .decode(body)
         .map_err(|_| TokenError::Malformed)?;
     let claims: Claims = serde_json::from_slice(&body).map_err(|_| TokenError::Malformed)?;
+    if claims.iss != ISSUER || claims.aud != AUDIENCE {
+        return Err(TokenError::WrongAudience);
+    }
     if claims.exp <= now {
         return Err(TokenError::Expired);
     }
@@ -272,7 +365,7 @@ mod tests {
         let other = sign(&Claims::new("eve", &["admin"], &["*"], 1000, 60), SECRET).unwrap();
         let forged = format!(
             "{}.{}.{}",
-            HEADER,
+            header(SECRET),
             other.split('.').nth(1).unwrap(),
             t.rsplit('.').next().unwrap()
         );
@@ -281,6 +374,40 @@ mod tests {
         let none = format!("eyJhbGciOiJub25lIn0.{}.", other.split('.').nth(1).unwrap());
         assert_eq!(verify(&none, SECRET, 1001), Err(TokenError::Malformed));
         assert_eq!(sign(&c, b""), Err(TokenError::NoSecret));
+    }
+
+    #[test]
+    fn the_previous_key_is_accepted_while_rotating_and_the_audience_is_checked() {
+        let (old, new) = (b"old-secret".as_slice(), b"new-secret".as_slice());
+        let c = Claims::new("ann", &["viewer"], &["quote:*"], 1000, 60);
+        let (by_old, by_new) = (sign(&c, old).unwrap(), sign(&c, new).unwrap());
+        let rotating = Keys::new(new).with_previous(old);
+        assert_eq!(verify_with(&by_new, &rotating, 1001), Ok(c.clone()));
+        assert_eq!(verify_with(&by_old, &rotating, 1001), Ok(c.clone()));
+        let done = Keys::new(new);
+        assert_eq!(
+            verify_with(&by_old, &done, 1001),
+            Err(TokenError::BadSignature)
+        );
+        // The key id names the key, not the secret.
+        assert_eq!(kid(new).len(), 16);
+        assert_ne!(kid(new), kid(old));
+        // A legacy token (no key id) still verifies with either key.
+        let body = by_new.split('.').nth(1).unwrap();
+        let mut m = mac(new).unwrap();
+        m.update(format!("{LEGACY_HEADER}.{body}").as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
+        let legacy = format!("{LEGACY_HEADER}.{body}.{sig}");
+        assert_eq!(verify_with(&legacy, &rotating, 1001), Ok(c.clone()));
+        // Minted for another audience, or by another issuer: refused.
+        let mut other = c.clone();
+        other.aud = "somebody-else".into();
+        let t = sign(&other, new).unwrap();
+        assert_eq!(verify_with(&t, &done, 1001), Err(TokenError::WrongAudience));
+        let mut other = c;
+        other.iss = String::new();
+        let t = sign(&other, new).unwrap();
+        assert_eq!(verify_with(&t, &done, 1001), Err(TokenError::WrongAudience));
     }
 
     #[test]

@@ -703,8 +703,10 @@ async fn control_api_over_registered_nodes() {
     })
     .await;
 
-    // A node that dies without deregistering drops out when its heartbeat TTL runs out.
-    let ghost = tickwire::nodes::NodeRecord::new("ghost", "processor", "http://127.0.0.1:9");
+    // A node that dies without deregistering drops out when its heartbeat TTL runs out. (Its
+    // record is signed with the cluster's key, as a real node's is.)
+    let mut ghost = tickwire::nodes::NodeRecord::new("ghost", "processor", "http://127.0.0.1:9");
+    ghost.seal(&tickwire::nodes::registry_key(ADMIN_TOKEN).expect("a cluster key"));
     let key = tickwire::nodes::node_key(&prefix, "ghost");
     let mut conn = common::redis::connection().await;
     deadpool_redis::redis::cmd("SET")

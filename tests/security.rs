@@ -526,3 +526,54 @@ async fn a_client_that_stops_reading_is_dropped_within_the_write_deadline() {
     node.stop().await;
     common::redis::cleanup(&prefix).await;
 }
+
+/// Rotating the token secret: a WDS given the new secret and the previous one accepts the
+/// tokens the control plane signed with either (they name their key), so clients are not cut
+/// off while the control plane moves over; without the previous one, old tokens are refused.
+/// A token minted for another audience is refused whatever its signature.
+#[actix_web::test]
+async fn token_secrets_rotate_without_dropping_clients() {
+    use tickwire::token::{self, Claims};
+    const NEW: &str = "the-new-wds-token-secret-of-32-bytes";
+    let sign = |secret: &str, aud: &str| {
+        let mut c = Claims::new("tester", &["viewer"], &["*"], token::now_secs(), 600);
+        c.aud = aud.to_string();
+        token::sign(&c, secret.as_bytes()).expect("sign")
+    };
+    let (by_old, by_new) = (
+        sign(WDS_SECRET, token::AUDIENCE),
+        sign(NEW, token::AUDIENCE),
+    );
+    let prefix = common::redis::unique_prefix("sec-rotation");
+    let rotating = start_wds(&prefix, |a| {
+        a.settings.token_secret = NEW.into();
+        a.settings.token_secret_previous = WDS_SECRET.into();
+    })
+    .await;
+    for tok in [&by_old, &by_new] {
+        let path = format!("/ws/v2?token={tok}");
+        assert_eq!(
+            ws_from("127.0.0.2", rotating.port, &path, None).await.0,
+            101
+        );
+    }
+    let elsewhere = sign(NEW, "some-other-service");
+    let path = format!("/ws/v2?token={elsewhere}");
+    assert_eq!(
+        ws_from("127.0.0.2", rotating.port, &path, None).await.0,
+        401
+    );
+    rotating.stop().await;
+
+    let done = start_wds(&prefix, |a| a.settings.token_secret = NEW.into()).await;
+    let path = format!("/ws/v2?token={by_old}");
+    assert_eq!(ws_from("127.0.0.2", done.port, &path, None).await.0, 401);
+    assert!(
+        done.registry.value(
+            "tickwire_wds_auth_failures_total",
+            &[("reason", "bad_signature")]
+        ) >= Some(1)
+    );
+    done.stop().await;
+    common::redis::cleanup(&prefix).await;
+}

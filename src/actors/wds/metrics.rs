@@ -35,6 +35,7 @@ pub const AUTH_FAILURES: &[&str] = &[
     "expired",
     "revoked",
     "other_subject",
+    "wrong_audience",
 ];
 /// Why a handshake was refused.
 pub const REFUSALS: &[&str] = &["sessions", "token", "stopping", "address"];

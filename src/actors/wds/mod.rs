@@ -95,7 +95,8 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct Auth {
     pub required: bool,
-    pub secret: Vec<u8>,
+    /// The token secrets accepted: the current one, and the previous one while rotating.
+    pub keys: token::Keys,
 }
 
 /// What every session of a node shares.
@@ -149,7 +150,7 @@ pub struct OpenSession {
 impl WdsState {
     /// Checks a client's token: signature, expiry, and that it is not revoked.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let claims = token::verify(token, &self.auth.secret, token::now_secs())?;
+        let claims = token::verify_with(token, &self.auth.keys, token::now_secs())?;
         if self.revoked.covers(&claims) {
             return Err(TokenError::Revoked);
         }

@@ -43,6 +43,17 @@ pub struct WdsSettings {
     )]
     pub token_secret: String,
 
+    /// The token secret before the current one, accepted too while the control plane moves
+    /// to the new one (docs/operations.md, rotation); empty when not rotating.
+    #[arg(
+        long = "token-secret-previous",
+        id = "wds_token_secret_previous",
+        env = "WDS_TOKEN_SECRET_PREVIOUS",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub token_secret_previous: String,
+
     /// Topic patterns this node serves at all, tokens aside (comma list, `*` wildcard).
     #[arg(long = "wds-allowed-topics", id = "wds_allowed_topics", env = "WDS_ALLOWED_TOPICS",
           default_value = crate::token::DEFAULT_TOPICS)]
@@ -206,12 +217,14 @@ impl WdsSettings {
             ));
         }
         crate::token::check_secret("WDS_TOKEN_SECRET", &self.token_secret)?;
+        crate::token::check_secret("WDS_TOKEN_SECRET_PREVIOUS", &self.token_secret_previous)?;
         if !self.auth_enabled {
             log::warn!("WDS authentication is OFF (AUTH_ENABLED=false): anyone can subscribe");
         }
         Ok(Auth {
             required: self.auth_enabled,
-            secret: self.token_secret.clone().into_bytes(),
+            keys: crate::token::Keys::new(self.token_secret.as_bytes())
+                .with_previous(self.token_secret_previous.as_bytes()),
         })
     }
 }

@@ -518,6 +518,7 @@ fn auth_reason(e: &TokenError) -> &'static str {
         TokenError::Expired => "expired",
         TokenError::Revoked => "revoked",
         TokenError::Malformed | TokenError::NoSecret => "malformed",
+        TokenError::WrongAudience => "wrong_audience",
     }
 }
 
