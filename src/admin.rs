@@ -84,6 +84,9 @@ pub struct AdminState {
     pub info: Option<InfoFn>,
     pub health: Option<HealthFn>,
     pub started: Instant,
+    /// `/stats` and `/metrics` want the admin token: set on the nodes that face clients
+    /// (WDS, control plane), whose port a browser or anyone on its network can reach.
+    pub protected_stats: bool,
 }
 
 impl AdminState {
@@ -98,7 +101,14 @@ impl AdminState {
             info: None,
             health: None,
             started: Instant::now(),
+            protected_stats: false,
         }
+    }
+
+    /// `/stats` and `/metrics` only with the admin token (scrape with a bearer token).
+    pub fn protect_stats(mut self) -> Self {
+        self.protected_stats = true;
+        self
     }
 
     pub fn with_identity(mut self, image: &str, version: &str, admin_token: &str) -> Self {
@@ -212,7 +222,12 @@ async fn ready(state: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
-async fn stats(state: web::Data<AdminState>) -> HttpResponse {
+async fn stats(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    if state.protected_stats {
+        if let Err(e) = state.authorize(&req) {
+            return actix_web::ResponseError::error_response(&e);
+        }
+    }
     let node = match &state.info {
         Some(f) => f().await,
         None => serde_json::Value::Null,
@@ -226,7 +241,12 @@ async fn stats(state: web::Data<AdminState>) -> HttpResponse {
     }))
 }
 
-async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    if state.protected_stats {
+        if let Err(e) = state.authorize(&req) {
+            return actix_web::ResponseError::error_response(&e);
+        }
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.registry.render_prometheus())

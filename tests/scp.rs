@@ -782,7 +782,7 @@ async fn sessions_in_redis_are_shared_by_replicas_and_survive_a_restart() {
         "{}",
         r.text
     );
-    let (_, stats) = get_json(&a.url("/stats"), None).await;
+    let (_, stats) = get_json(&a.url("/stats"), Some(ADMIN_TOKEN)).await;
     assert_eq!(stats["node"]["sessions_store"], "redis");
     assert_eq!(stats["node"]["browser_sessions"], 1);
     let id = cookie.split_once('=').expect("name=value").1.to_string();
@@ -1044,6 +1044,7 @@ fn start_wds(redis: &str, prefix: &str) -> (tickwire::actors::wds::node::WdsNode
     wa.wdc.url = redis.into();
     wa.results_prefix = format!("{prefix}wdc:");
     wa.settings.token_secret = SECRET.into();
+    wa.common.admin_token = ADMIN_TOKEN.into();
     wa.node_registry.registry_url = redis.into();
     wa.node_registry.registry_prefix = prefix.into();
     wa.node_registry.admin_url = format!("http://127.0.0.1:{port}");
@@ -1365,7 +1366,7 @@ async fn a_login_in_the_second_of_a_revocation_gets_a_token_that_counts() {
             .expect("the password change's revocation");
         assert!(latest.1 > 0, "in milliseconds too: {entries:?}");
         wait_until_async("the WDS has the revocation", || async {
-            get_json(&format!("http://127.0.0.1:{port}/stats"), None)
+            get_json(&format!("http://127.0.0.1:{port}/stats"), Some(ADMIN_TOKEN))
                 .await
                 .1["node"]["revocations"]
                 .as_u64()

@@ -577,3 +577,33 @@ async fn token_secrets_rotate_without_dropping_clients() {
     done.stop().await;
     common::redis::cleanup(&prefix).await;
 }
+
+/// The client-facing nodes keep their figures to operators: on the WDS's port (and the
+/// control plane's) `/stats` and `/metrics` want the admin token, while `/health` and
+/// `/ready` stay open for load balancers.
+#[actix_web::test]
+async fn client_facing_stats_want_the_admin_token() {
+    let prefix = common::redis::unique_prefix("sec-stats");
+    let node = start_wds(&prefix, |a| a.common.admin_token = LONG.into()).await;
+    let status = |path: &str, token: Option<&str>| {
+        let mut req = awc::Client::new().get(node.url(path));
+        if let Some(t) = token {
+            req = req.insert_header(("authorization", format!("Bearer {t}")));
+        }
+        async move { req.send().await.expect("request").status().as_u16() }
+    };
+    for path in ["/stats", "/metrics"] {
+        assert_eq!(status(path, None).await, 401, "{path} without the token");
+        assert_eq!(
+            status(path, Some("wrong")).await,
+            401,
+            "{path} with a wrong one"
+        );
+        assert_eq!(status(path, Some(LONG)).await, 200, "{path} with it");
+    }
+    for path in ["/health", "/ready"] {
+        assert_eq!(status(path, None).await, 200, "{path}");
+    }
+    node.stop().await;
+    common::redis::cleanup(&prefix).await;
+}

@@ -21,6 +21,8 @@ use tickwire::bench::wsclient::{self, WsClient};
 use tickwire::token::{self, Claims};
 
 const SECRET: &str = "wds-test-secret-of-at-least-32-bytes";
+/// The admin token of the nodes these tests start (their /stats wants it).
+const ADMIN: &str = "wds-test-admin-token-of-32-bytes-or-more";
 
 fn token(topics: &[&str], ttl: i64) -> String {
     let c = Claims::new("tester", &["viewer"], topics, token::now_secs(), ttl);
@@ -32,6 +34,7 @@ fn args(redis: &str, prefix: &str) -> WdsArgs {
     a.wdc.url = redis.to_string();
     a.results_prefix = prefix.to_string();
     a.settings.token_secret = SECRET.to_string();
+    a.common.admin_token = ADMIN.to_string();
     // The tests' own topics (seq:one, flood, r:x, …) besides the client-facing ones.
     a.settings.allowed_topics = "*".into();
     a.workers = 2;
@@ -1053,7 +1056,7 @@ async fn a_revoked_token_ends_its_sessions_and_is_refused() {
     assert_eq!(e["code"], "token_revoked", "{e}");
     s2.send(r#"{"type":"ping"}"#).await;
     until_json(&mut s2, "a pong", |v| v["type"] == "pong").await;
-    let (_, stats) = get_json(&node.url("/stats"), None).await;
+    let (_, stats) = get_json(&node.url("/stats"), Some(ADMIN)).await;
     assert_eq!(stats["node"]["revocations"], 2, "{stats}");
 
     node.stop().await;

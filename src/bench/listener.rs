@@ -97,11 +97,16 @@ pub(crate) fn rss_mb(pid: u32) -> f64 {
 }
 
 pub(crate) async fn stats(port: u16) -> Result<serde_json::Value, String> {
-    let mut resp = awc::Client::new()
-        .get(format!("http://127.0.0.1:{port}/stats"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    stats_as(port, None).await
+}
+
+/// `/stats` with the admin token, for the nodes that want it (WDS, control plane).
+pub(crate) async fn stats_as(port: u16, token: Option<&str>) -> Result<serde_json::Value, String> {
+    let mut req = awc::Client::new().get(format!("http://127.0.0.1:{port}/stats"));
+    if let Some(t) = token {
+        req = req.insert_header(("authorization", format!("Bearer {t}")));
+    }
+    let mut resp = req.send().await.map_err(|e| e.to_string())?;
     let body = resp
         .body()
         .limit(16 << 20)

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::listener::{cpu_seconds, free_port, rss_mb, sibling, stats, wait_http};
+use super::listener::{cpu_seconds, free_port, rss_mb, sibling, stats_as, wait_http};
 use super::wsclient::{Connect, WsClient};
 use crate::metrics::{Histogram, LATENCY_BOUNDS_MS};
 use crate::token::{self, Claims};
@@ -63,6 +63,8 @@ pub struct WdsFigures {
 }
 
 const SECRET: &str = "bench-secret-for-the-wds-benchmark";
+/// The server's /stats wants it.
+const ADMIN_TOKEN: &str = "bench-admin-token-for-the-wds-benchmark";
 
 struct Server(Child);
 
@@ -107,6 +109,7 @@ pub async fn run(b: WdsBench) -> Result<WdsFigures, String> {
             .env("WDC_REDIS_URL", &b.redis_url)
             .env("WDC_KEY_PREFIX", &prefix)
             .env("WDS_TOKEN_SECRET", SECRET)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("WDS_MAX_SESSIONS", "1000000")
             // Every benchmark client comes from this one address.
             .env("WDS_MAX_SESSIONS_PER_ADDRESS", "1000000")
@@ -241,7 +244,7 @@ pub async fn run(b: WdsBench) -> Result<WdsFigures, String> {
         }
     }
     let elapsed = last.1.duration_since(pub_start).as_secs_f64().max(1e-3);
-    let server_stats = stats(port).await.unwrap_or_default();
+    let server_stats = stats_as(port, Some(ADMIN_TOKEN)).await.unwrap_or_default();
     let cpu = cpu_seconds(pid) - cpu_before;
     let server_stop_seconds = server.terminate().await;
     for r in readers {

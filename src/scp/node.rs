@@ -201,7 +201,8 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
     log_bootstrap(&boot, &args.settings);
     log::info!("browser sessions kept in {}", state.sessions.store_name());
     let scp = web::Data::new(state);
-    let admin_data = web::Data::new(admin_state(&args.common, &registry, &scp));
+    // The client-facing port: /stats and /metrics want the admin token.
+    let admin_data = web::Data::new(admin_state(&args.common, &registry, &scp).protect_stats());
     let http = NodeHttp::serve_with_workers(http, 2, move |cfg| {
         cfg.app_data(admin_data.clone())
             .app_data(scp.clone())

@@ -429,7 +429,9 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
     .start();
     let state = wds_state(&args.settings, hub, store, &args.results_prefix, figures)?;
     watch_registry_revocations(&args, &state, &registry);
-    let admin_data = web::Data::new(status::admin_state(&args.common, &registry, &state));
+    // The client-facing port: /stats and /metrics want the admin token.
+    let admin = status::admin_state(&args.common, &registry, &state).protect_stats();
+    let admin_data = web::Data::new(admin);
     let workers = if args.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
