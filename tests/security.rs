@@ -607,3 +607,56 @@ async fn client_facing_stats_want_the_admin_token() {
     node.stop().await;
     common::redis::cleanup(&prefix).await;
 }
+
+/// The compose stack publishes only the client-facing nodes: nothing of the data plane
+/// (RabbitMQ, Redis, the simulator, listener, processor) gets a host port, and every Redis
+/// and RabbitMQ URL carries credentials (no `guest`).
+#[test]
+fn compose_publishes_no_data_plane_and_uses_credentials() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/compose.yaml")).expect("compose file");
+    // Service name -> its lines (services are the two-space-indented keys under `services:`).
+    let mut services: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut in_services = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.trim().is_empty() && !line.starts_with('#') {
+            in_services = line.trim_end() == "services:";
+            continue;
+        }
+        if !in_services {
+            continue;
+        }
+        let indented_two = line.starts_with("  ") && !line.starts_with("   ");
+        if indented_two && line.trim_end().ends_with(':') && !line.trim_start().starts_with('#') {
+            services.push((line.trim().trim_end_matches(':').to_string(), Vec::new()));
+        } else if let Some((_, lines)) = services.last_mut() {
+            lines.push(line);
+        }
+    }
+    let published = |name: &str| {
+        services
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no service {name} in compose.yaml"))
+            .1
+            .iter()
+            .any(|l| l.trim() == "ports:")
+    };
+    for internal in ["rabbitmq", "redis", "sim", "listener", "processor"] {
+        assert!(!published(internal), "{internal} is published to the host");
+    }
+    assert!(
+        published("wds") && published("scp"),
+        "the client-facing nodes are published"
+    );
+    for url in text
+        .split_whitespace()
+        .filter(|w| w.contains("redis://") || w.contains("amqp://"))
+    {
+        assert!(
+            url.contains("${REDIS_PASSWORD") || url.contains("${RABBITMQ_PASSWORD"),
+            "a URL without credentials: {url}"
+        );
+        assert!(!url.contains("guest"), "the guest account: {url}");
+    }
+}
