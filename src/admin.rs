@@ -334,7 +334,8 @@ impl NodeHttp {
 }
 
 /// Resolves on SIGINT or SIGTERM: what every node's `run` waits for before stopping its actors.
-async fn shutdown_signal() -> std::io::Result<()> {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what container runtimes and systemd send).
+pub async fn shutdown_signal() -> std::io::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,

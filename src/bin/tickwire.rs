@@ -66,8 +66,9 @@ fn main() -> ExitCode {
                     ip.to_string()
                 };
                 log::info!("dashboard: http://{host}:{}/ : {login}", e.http.port);
-                tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
-                log::info!("shutting down");
+                tickwire::admin::shutdown_signal()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(())
             })
         });

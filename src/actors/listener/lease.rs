@@ -4,7 +4,8 @@
 //! other forever. Replicas therefore compete for a Redis lease: `SET key me NX PX ttl`. The
 //! holder renews it every `ttl/3` (only while the value is still its own, checked atomically
 //! in Lua) and tells its listener to connect; the others stay idle as hot standbys and retry
-//! at the same pace, so they take over within one TTL when the holder dies. A holder that
+//! every [`STANDBY_POLL`], so they take over within one TTL when the holder dies and within
+//! about that poll when it stops cleanly and hands the lease back ([`Release`]). A holder that
 //! cannot renew before its TTL runs out stops its listener: past that point another replica
 //! may rightly hold the lease.
 
@@ -16,6 +17,15 @@ use deadpool_redis::Pool;
 
 use super::connection::Control;
 use super::metrics::LeaseFigures;
+
+/// How often a standby tries to take the lease.
+pub const STANDBY_POLL: Duration = Duration::from_millis(250);
+
+/// Hand the lease back now (the node is stopping): stop renewing and delete it if still ours.
+/// Answers once done, so the standby can take over at its next poll.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Release;
 
 /// Renews only if the lease is still ours.
 const RENEW: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -58,6 +68,10 @@ pub struct LeaseKeeper {
     busy: bool,
     figures: LeaseFigures,
     holder_seen: std::sync::Arc<std::sync::Mutex<String>>,
+    /// When the lease was last renewed (or taken): the holder renews every TTL/3.
+    renewed_at: Option<Instant>,
+    /// Handed back: never taken again by this keeper.
+    released: bool,
 }
 
 impl LeaseKeeper {
@@ -76,6 +90,8 @@ impl LeaseKeeper {
             busy: false,
             figures,
             holder_seen: Default::default(),
+            renewed_at: None,
+            released: false,
         })
     }
 
@@ -85,7 +101,15 @@ impl LeaseKeeper {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
+        if self.busy || self.released {
+            return;
+        }
+        // Standbys poll fast; the holder renews every TTL/3.
+        if self.held_until.is_some()
+            && self
+                .renewed_at
+                .is_some_and(|t| t.elapsed() < self.cfg.ttl / 3)
+        {
             return;
         }
         self.busy = true;
@@ -130,8 +154,12 @@ impl LeaseKeeper {
         let started = Instant::now();
         ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
             act.busy = false;
+            if act.released {
+                return; // handed back while this check ran: its answer is moot
+            }
             match res {
                 Ok((true, holder)) => {
+                    act.renewed_at = Some(started);
                     if act.held_until.is_none() {
                         log::info!(
                             "took the Massive connection lease {} as {}",
@@ -186,26 +214,45 @@ impl Actor for LeaseKeeper {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.tick(ctx);
-        ctx.run_interval(self.cfg.ttl / 3, |act, ctx| act.tick(ctx));
+        ctx.run_interval(STANDBY_POLL.min(self.cfg.ttl / 3), |act, ctx| act.tick(ctx));
     }
+}
 
-    fn stopping(&mut self, _: &mut Context<Self>) -> actix::Running {
-        // Best effort: hand the lease over at once instead of after a TTL.
-        if self.held_until.is_some() {
-            let (pool, cfg) = (self.pool.clone(), self.cfg.clone());
-            actix::spawn(async move {
-                if let Ok(mut conn) = pool.get().await {
-                    let _: Result<i64, _> = redis::cmd("EVAL")
+impl actix::Handler<Release> for LeaseKeeper {
+    type Result = actix::ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Release, _: &mut Context<Self>) -> Self::Result {
+        self.figures.actor.handled();
+        self.released = true;
+        let held = self.held_until.take().is_some();
+        if held {
+            self.figures.held.set(0);
+            self.figures.lost.inc();
+            log::info!("handing the Massive connection lease {} back", self.cfg.key);
+        }
+        let (pool, cfg) = (self.pool.clone(), self.cfg.clone());
+        Box::pin(
+            async move {
+                if !held {
+                    return;
+                }
+                let released = async {
+                    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                    redis::cmd("EVAL")
                         .arg(crate::store::RELEASE_LUA)
                         .arg(1)
                         .arg(&cfg.key)
                         .arg(&cfg.holder)
-                        .query_async(&mut *conn)
-                        .await;
+                        .query_async::<i64>(&mut *conn)
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                if let Err(e) = released.await {
+                    log::warn!("could not hand the lease back ({e}); it expires on its own");
                 }
-            });
-        }
-        actix::Running::Stop
+            }
+            .into_actor(self),
+        )
     }
 }
 

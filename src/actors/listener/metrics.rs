@@ -207,10 +207,19 @@ figures! {
         pub events: Counter = "tickwire_publisher_events_total", by "queue" in &QUEUES;
         /// Waiting batches merged into an earlier message of the same queue and shard
         pub coalesced: Counter = "tickwire_publisher_coalesced_batches_total";
+        /// Frames and batches still unpublished when a stopping node's grace ran out
+        pub stopped_unpublished: Counter = "tickwire_publisher_stopped_unpublished_total";
     }
 }
 
 impl PublisherFigures {
+    /// The node stopped with `frames` unrouted and `batches` unpublished (RabbitMQ away, say).
+    pub fn stopped_unpublished(&self, frames: i64, batches: i64) {
+        let n = u64::try_from(frames + batches).unwrap_or(0);
+        self.stopped_unpublished.add(n);
+        log::warn!("stopped with {frames} frames unrouted and {batches} batches unpublished: lost");
+    }
+
     pub fn connect_failed(&self, error: &str, retry_in: Duration) {
         self.connect_errors.inc();
         log::warn!("RabbitMQ connect failed ({error}); retrying in {retry_in:?}");

@@ -12,7 +12,7 @@ use actix_web::web;
 
 use super::connection::{Control, Listener, ListenerConfig};
 use super::control::{configure_control, ControlState, MarketLink};
-use super::lease::{lease_key, LeaseConfig, LeaseKeeper};
+use super::lease::{lease_key, LeaseConfig, LeaseKeeper, Release};
 use super::metrics::{
     ConnectionFigures, LeaseFigures, LeaseView, ListenerFigures, PublisherFigures, RecorderFigures,
     RouterFigures,
@@ -154,9 +154,15 @@ pub struct ListenerNode {
     pub registry: Arc<Registry>,
     /// One per market.
     pub listeners: Vec<Addr<Listener>>,
+    /// One per market, with a lease.
+    leases: Vec<Addr<LeaseKeeper>>,
+    figures: ListenerFigures,
     http: NodeHttp,
     registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
+
+/// How long a stopping listener waits for what it read to reach RabbitMQ.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl ListenerNode {
     pub fn url(&self, path: &str) -> String {
@@ -167,12 +173,41 @@ impl ListenerNode {
         self.http.wait().await
     }
 
+    /// A clean stop: no new frames (every Massive connection closed), the leases handed back
+    /// at once (a standby connects at its next poll, not after a TTL), and what was read put
+    /// on RabbitMQ (at most [`STOP_GRACE`]; what is still waiting then is counted as lost).
     pub async fn stop(self) {
         crate::actors::registrar::deregister(&self.registrar).await;
         for l in &self.listeners {
-            l.do_send(Control::Stop);
+            let _ = l.send(Control::Stop).await;
         }
+        for k in &self.leases {
+            let _ = k.send(Release).await;
+        }
+        self.drain(STOP_GRACE).await;
         self.http.stop().await;
+    }
+
+    /// Waits until nothing read is left on its way to RabbitMQ, at most `grace`.
+    async fn drain(&self, grace: Duration) {
+        let (r, p) = (&self.figures.router, &self.figures.publisher);
+        let waiting = || {
+            let batches = p.buffered.get() + p.in_flight.get() + p.actor.mailbox_depth.get();
+            (r.actor.mailbox_depth.get().max(0), batches.max(0))
+        };
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let (frames, batches) = waiting();
+            if frames == 0 && batches == 0 {
+                log::info!("stopped: everything read was published");
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                p.stopped_unpublished(frames, batches);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -259,6 +294,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
 
     // One supervised listener (and lease) per market: one connection per (key, market).
     let mut links = Vec::new();
+    let mut leases = Vec::new();
     for market in markets {
         let cfg = args.connection(market, &api_key);
         let (listener, health) = super::connection::start_with(
@@ -276,7 +312,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
                 f.clone(),
             )?;
             let holder = keeper.holder_handle();
-            keeper.start();
+            leases.push(keeper.start());
             Some(LeaseView { figures: f, holder })
         } else {
             None
@@ -298,7 +334,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
     );
     let admin = web::Data::new(super::status::report(
         admin,
-        figures,
+        figures.clone(),
         links.clone(),
         args.auto_start,
     ));
@@ -327,6 +363,8 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         port,
         registry,
         listeners,
+        leases,
+        figures,
         http,
         registrar,
     })

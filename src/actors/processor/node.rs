@@ -16,11 +16,16 @@ use super::consumer::{ConsumerConfig, QueueConsumer};
 use super::metrics::{ConsumerFigures, ProcessorFigures, ShardManagerFigures};
 use super::pipeline::{start_pipeline, PipelineArgs};
 use super::shard_manager::{self, ShardManager, ShardManagerConfig};
-use crate::actors::store::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
+use crate::actors::store::cache_writer::{
+    CacheWriter, CacheWriterConfig, CacheWriterError, IsIdle,
+};
 use crate::actors::store::metrics::CacheWriterFigures;
 use crate::admin::{self, AdminState, NodeHttp};
 use crate::config::{node_id, BrokerArgs, CommonArgs};
 use crate::metrics::Registry;
+
+/// How long a stopping processor waits for its results to reach Redis.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// `tickwire-processor` settings.
 #[derive(Parser, Debug, Clone)]
@@ -93,6 +98,8 @@ pub struct ProcessorNode {
     http: NodeHttp,
     shard_manager: Addr<ShardManager>,
     boards: Addr<BoardPublisher>,
+    /// The results and state writers, drained on a clean stop.
+    writers: Vec<Addr<CacheWriter>>,
     registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
 
@@ -105,11 +112,24 @@ impl ProcessorNode {
         self.http.wait().await
     }
 
-    /// Stops serving and hands its shards over (leases released at once).
+    /// A clean stop: its queues released (unacked messages go back to RabbitMQ for the next
+    /// owner), each held shard checkpointed and its lease released at once, then every
+    /// result computed so far written to Redis (at most [`STOP_GRACE`]; what is still
+    /// waiting then is counted as dropped by the writer), and only then the HTTP server.
     pub async fn stop(self) {
         crate::actors::registrar::deregister(&self.registrar).await;
         let _ = self.shard_manager.send(shard_manager::Stop).await;
         let _ = self.boards.send(board_publisher::Stop).await;
+        let deadline = std::time::Instant::now() + STOP_GRACE;
+        for w in &self.writers {
+            while !w.send(IsIdle).await.unwrap_or(true) {
+                if std::time::Instant::now() >= deadline {
+                    log::warn!("stopping with results not yet written to Redis: lost");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         self.http.stop().await;
     }
 }
@@ -124,9 +144,9 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
     let id = node_id("processor");
     let timing = crate::store::timing_channel(&args.pipeline.results_prefix);
     let results_cfg = CacheWriterConfig::new(&args.wdc.url, "results").with_timing_channel(timing);
-    let (_, results_store) = CacheWriter::start_store(results_cfg, &registry)?;
+    let (results_writer, results_store) = CacheWriter::start_store(results_cfg, &registry)?;
     let state_cfg = CacheWriterConfig::new(&args.mdc_redis_url, "state");
-    let (_, state_store) = CacheWriter::start_store(state_cfg, &registry)?;
+    let (state_writer, state_store) = CacheWriter::start_store(state_cfg, &registry)?;
     let shards = args.shards.max(1);
     let pipeline = start_pipeline(
         &args.pipeline,
@@ -209,6 +229,7 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
         http,
         shard_manager,
         boards: pipeline.boards.clone(),
+        writers: vec![results_writer, state_writer],
         registrar,
     })
 }

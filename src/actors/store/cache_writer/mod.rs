@@ -404,6 +404,21 @@ impl Actor for CacheWriter {
     }
 }
 
+/// Whether every write handed over so far has been sent and answered (a stopping node waits
+/// for it before it exits, so nothing it computed is left behind).
+#[derive(actix::Message)]
+#[rtype(result = "bool")]
+pub struct IsIdle;
+
+impl Handler<IsIdle> for CacheWriter {
+    type Result = bool;
+
+    fn handle(&mut self, _: IsIdle, _: &mut Context<Self>) -> bool {
+        self.actor.handled();
+        self.pending.iter().all(Option::is_none) && !self.in_flight
+    }
+}
+
 impl Handler<Write> for CacheWriter {
     type Result = ();
 
