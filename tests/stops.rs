@@ -13,6 +13,9 @@ use common::*;
 const ADMIN: &str = "stops-test-admin-token-of-32-bytes!!";
 const SECRET: &str = "stops-test-token-secret-of-32-bytes!";
 
+/// A binary, its environment, and the port that answers once it runs.
+type Case = (&'static str, Vec<(&'static str, String)>, u16);
+
 /// Sends SIGTERM and waits (bounded) for the process to exit; its exit status.
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
@@ -93,7 +96,7 @@ async fn a_stopping_listener_hands_over_at_once() {
     let (pa, pb) = (free_port(), free_port());
     let mut a = listener(sim.port, pa, &qprefix, &rprefix);
     let mut b = listener(sim.port, pb, &qprefix, &rprefix);
-    let (holder, standby_port, mut standby) = loop {
+    let (holder, standby_port, standby) = loop {
         match (lease_held(pa).await, lease_held(pb).await) {
             (Some(true), Some(false)) => break (&mut a, pb, &mut b),
             (Some(false), Some(true)) => break (&mut b, pa, &mut a),
@@ -147,7 +150,7 @@ async fn every_binary_exits_cleanly_on_sigterm() {
     let data = temp_dir("stops");
     let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let sim_port = ports[0];
-    let cases: Vec<(&str, Vec<(&str, String)>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         (
             env!("CARGO_BIN_EXE_tickwire-sim"),
             vec![("SERVER_PORT", sim_port.to_string())],
