@@ -344,3 +344,76 @@ async fn oversize_frames_are_counted_and_skipped() {
     wait_until("small frames routed", || !g.lock().unwrap().is_empty()).await;
     sim.stop().await;
 }
+
+/// Massive may split a message into continuation frames; each is put back together and its
+/// events routed whole, and binary frames (which Massive does not send) are counted and
+/// skipped. Every event the simulator sent arrives: nothing is lost in the parts. (A finite
+/// replay, so that "everything sent" is a fixed number once it has played.)
+#[actix_web::test]
+async fn fragmented_messages_are_reassembled_and_binary_frames_counted() {
+    let dir = temp_dir("fragments");
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let capture = dir.join("capture.jsonl");
+    let lines: Vec<String> = (0..300i64)
+        .map(|n| {
+            let t = 1_772_652_572_000 + n * 10;
+            let events: Vec<String> = (0..5)
+                .map(|k| format!(r#"{{"ev":"T","sym":"S{k}","p":1.5,"s":{n},"t":{t}}}"#))
+                .collect();
+            format!(
+                r#"{{"t":{t},"market":"stocks","frame":[{}]}}"#,
+                events.join(",")
+            )
+        })
+        .collect();
+    std::fs::write(&capture, lines.join("\n")).expect("write the capture");
+    let mut a = sim_args();
+    a.replay = Some(capture.clone());
+    a.replay_speed = 1.0;
+    a.replay_loop = false;
+    a.fragment_every = 2;
+    a.binary_every = 3;
+    let sim = start_sim(a);
+    let registry = Registry::new();
+    let (sink, got) = collector(&registry);
+    let (_l, _) = listener::start(
+        config(sim.ws_url("stocks"), "demo", "T.*"),
+        1,
+        sink,
+        &registry,
+    );
+    let r = registry.clone();
+    wait_until(
+        "fragmented messages reassembled and binary frames counted",
+        || {
+            stocks_metric(&r, "tickwire_listener_reassembled_total").unwrap_or(0) >= 5
+                && stocks_metric(&r, "tickwire_listener_binary_frames_total").unwrap_or(0) >= 3
+        },
+    )
+    .await;
+    // Once the replay has played out, what was sent is fixed: every event of it is routed.
+    let simr = sim.registry.clone();
+    let g = got.clone();
+    wait_until("every event sent is routed", || {
+        let sent = simr
+            .value("tickwire_sim_events_replayed_total", &[])
+            .unwrap_or(0);
+        let to_us = simr
+            .value("tickwire_sim_events_sent_total", &[])
+            .unwrap_or(-1);
+        let routed: i64 = g
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b.events.len() as i64)
+            .sum();
+        sent >= 1500 && routed == to_us
+    })
+    .await;
+    assert_eq!(
+        registry.value("tickwire_router_skipped_frames_total", &[]),
+        Some(0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    sim.stop().await;
+}

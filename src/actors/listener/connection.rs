@@ -23,10 +23,11 @@ use actix::{
     WrapFuture,
 };
 use actix_codec::Framed;
+use actix_http::ws::Item;
 use awc::error::WsProtocolError;
 use awc::ws::{Codec, Frame, Message as WsMessage};
 use awc::BoxedSocket;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::SplitSink;
 use futures_util::StreamExt;
 
@@ -115,6 +116,17 @@ pub struct Listener {
     next_delay: Duration,
     cooldown: bool,
     idle: bool,
+    /// A fragmented message being put together.
+    partial: Partial,
+}
+
+/// Where a fragmented message stands.
+enum Partial {
+    None,
+    /// Text parts so far.
+    Text(BytesMut),
+    /// A binary or oversize message: its remaining parts are dropped.
+    Skipping,
 }
 
 /// Starts a supervised listener feeding a router that sends batches to `out`.
@@ -191,6 +203,7 @@ impl Listener {
             next_delay: Duration::ZERO,
             cooldown: false,
             idle,
+            partial: Partial::None,
         }
     }
 
@@ -330,6 +343,72 @@ impl Listener {
         }
     }
 
+    /// One whole text frame (or a reassembled message): stamped, statuses handled, handed on.
+    fn on_text(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
+        let received_at_ms = chrono::Utc::now().timestamp_millis();
+        self.figures.frames_in.inc();
+        self.figures.bytes_in.add(bytes.len() as u64);
+        self.figures.last_frame_ms.set(received_at_ms);
+        if bytes.len() > self.cfg.max_frame_bytes {
+            self.figures.oversize(bytes.len(), self.cfg.max_frame_bytes);
+            return;
+        }
+        // Status frames are small and rare; a substring test keeps data frames cheap.
+        if memchr::memmem::find(&bytes, b"\"status\"").is_some() {
+            self.on_statuses(&bytes, ctx);
+        }
+        self.figures.actor.messages_out.inc();
+        let frame = RawFrame {
+            bytes,
+            received_at_ms,
+            market: self.cfg.market,
+        };
+        if let Some(rec) = &self.recorder {
+            rec.do_send(frame.clone());
+        }
+        self.router.do_send(frame);
+    }
+
+    /// One part of a fragmented message: the whole text once its last part arrives. A
+    /// message over the size limit, or a binary one, is counted and skipped whole.
+    fn reassemble(&mut self, part: Item) -> Option<Bytes> {
+        let (first, chunk, last) = match part {
+            Item::FirstText(b) => (Some(true), b, false),
+            Item::FirstBinary(b) => (Some(false), b, false),
+            Item::Continue(b) => (None, b, false),
+            Item::Last(b) => (None, b, true),
+        };
+        match first {
+            Some(true) => self.partial = Partial::Text(BytesMut::from(&chunk[..])),
+            Some(false) => {
+                self.figures.binary_frame(chunk.len());
+                self.partial = Partial::Skipping;
+            }
+            None => match &mut self.partial {
+                Partial::Text(buf) if buf.len() + chunk.len() <= self.cfg.max_frame_bytes => {
+                    buf.extend_from_slice(&chunk);
+                }
+                Partial::Text(buf) => {
+                    self.figures
+                        .oversize(buf.len() + chunk.len(), self.cfg.max_frame_bytes);
+                    self.partial = Partial::Skipping;
+                }
+                Partial::Skipping => {}
+                Partial::None => self.figures.stray_continuation(),
+            },
+        }
+        if !last {
+            return None;
+        }
+        match std::mem::replace(&mut self.partial, Partial::None) {
+            Partial::Text(buf) => {
+                self.figures.reassembled.inc();
+                Some(buf.freeze())
+            }
+            _ => None,
+        }
+    }
+
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.last_seen.elapsed() > self.cfg.dead_after {
             self.figures.dead_peer(self.cfg.dead_after);
@@ -388,30 +467,13 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
     fn handle(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
         self.last_seen = Instant::now();
         match item {
-            Ok(Frame::Text(bytes)) => {
-                let received_at_ms = chrono::Utc::now().timestamp_millis();
-                self.figures.frames_in.inc();
-                self.figures.bytes_in.add(bytes.len() as u64);
-                self.figures.last_frame_ms.set(received_at_ms);
-                if bytes.len() > self.cfg.max_frame_bytes {
-                    self.figures.oversize(bytes.len(), self.cfg.max_frame_bytes);
-                    return;
+            Ok(Frame::Text(bytes)) => self.on_text(bytes, ctx),
+            Ok(Frame::Continuation(part)) => {
+                if let Some(whole) = self.reassemble(part) {
+                    self.on_text(whole, ctx);
                 }
-                // Status frames are small and rare; a substring test keeps data frames cheap.
-                if memchr::memmem::find(&bytes, b"\"status\"").is_some() {
-                    self.on_statuses(&bytes, ctx);
-                }
-                self.figures.actor.messages_out.inc();
-                let frame = RawFrame {
-                    bytes,
-                    received_at_ms,
-                    market: self.cfg.market,
-                };
-                if let Some(rec) = &self.recorder {
-                    rec.do_send(frame.clone());
-                }
-                self.router.do_send(frame);
             }
+            Ok(Frame::Binary(b)) => self.figures.binary_frame(b.len()),
             Ok(Frame::Ping(p)) => {
                 if let Some(sink) = self.sink.as_mut() {
                     let _ = sink.write(WsMessage::Pong(p));
@@ -421,7 +483,7 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Listener {
                 log::warn!("Massive closed the connection: {reason:?}");
                 ctx.stop();
             }
-            Ok(_) => {}
+            Ok(Frame::Pong(_)) => {}
             Err(e) => {
                 self.health.set_error(format!("protocol: {e}"));
                 self.figures.protocol_error(&e.to_string());

@@ -52,6 +52,12 @@ figures! {
         pub oversize: Counter = "tickwire_listener_oversize_frames_total";
         /// When the last frame was read (epoch ms)
         pub last_frame_ms: Gauge = "tickwire_listener_last_frame_ms";
+        /// Fragmented text messages put back together from their continuation frames
+        pub reassembled: Counter = "tickwire_listener_reassembled_total";
+        /// Binary frames (Massive sends text only), counted and skipped
+        pub binary: Counter = "tickwire_listener_binary_frames_total";
+        /// Continuation frames with no message to continue, counted and skipped
+        pub stray_continuations: Counter = "tickwire_listener_stray_continuations_total";
     }
 }
 
@@ -100,6 +106,20 @@ impl ConnectionFigures {
     pub fn oversize(&self, len: usize, limit: usize) {
         self.oversize.inc();
         log::warn!("skipping a {len} byte frame (limit {limit})");
+    }
+
+    pub fn binary_frame(&self, len: usize) {
+        if self.binary.get() % 1000 == 0 {
+            log::warn!("skipping a binary frame of {len} bytes (Massive sends text)");
+        }
+        self.binary.inc();
+    }
+
+    pub fn stray_continuation(&self) {
+        if self.stray_continuations.get() % 1000 == 0 {
+            log::warn!("skipping a continuation frame that continues nothing");
+        }
+        self.stray_continuations.inc();
     }
 
     pub fn protocol_error(&self, error: &str) {

@@ -157,6 +157,15 @@ pub struct SimArgs {
     #[arg(long, env = "SIM_UNKNOWN_EVERY", default_value_t = 0)]
     pub unknown_every: u64,
 
+    /// Fault: send every Nth data frame as a text frame split into continuation frames (as
+    /// Massive may), 0 = off.
+    #[arg(long, env = "SIM_FRAGMENT_EVERY", default_value_t = 0)]
+    pub fragment_every: u64,
+
+    /// Fault: send a binary frame after every Nth data frame (Massive sends none), 0 = off.
+    #[arg(long, env = "SIM_BINARY_EVERY", default_value_t = 0)]
+    pub binary_every: u64,
+
     /// Fault: every this many seconds the feed stalls (holds its data), 0 = off.
     #[arg(long, env = "SIM_STALL_EVERY_SECS", default_value_t = 0)]
     pub stall_every_secs: u64,

@@ -50,7 +50,7 @@ figures! {
             by "kind" in &["invalid_json", "unknown_action", "ping"];
         /// Injected faults
         pub faults: Counter = "tickwire_sim_faults_total",
-            by "kind" in &["drop", "malformed", "unknown_event"];
+            by "kind" in &["drop", "malformed", "unknown_event", "fragment", "binary"];
     }
 }
 

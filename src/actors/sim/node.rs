@@ -166,6 +166,8 @@ impl SimArgs {
             malformed_every: self.malformed_every,
             malformed_mode: self.malformed_mode,
             unknown_every: self.unknown_every,
+            fragment_every: self.fragment_every,
+            binary_every: self.binary_every,
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct SessionSettings {
     pub malformed_every: u64,
     pub malformed_mode: MalformedMode,
     pub unknown_every: u64,
+    pub fragment_every: u64,
+    pub binary_every: u64,
 }
 
 /// What every session of one simulator shares: its figures and the connection ids.
@@ -310,8 +312,23 @@ impl SimSession {
             body.extend_from_slice(&payload[2..]);
             bytes = &body;
         }
-        let mut frame = BytesMut::with_capacity(bytes.len() + 10);
-        wsio::encode_frame(wsio::OP_TEXT, bytes, &mut frame);
+        let mut frame = BytesMut::with_capacity(bytes.len() + 20);
+        let n = self.data_frames;
+        if s.fragment_every > 0 && n % s.fragment_every == 0 && bytes.len() >= 3 {
+            // First part as text without FIN, the middle as a continuation, the last with FIN.
+            self.metrics.figures.faults.inc("fragment");
+            let (a, rest) = bytes.split_at(bytes.len() / 3);
+            let (b, c) = rest.split_at(rest.len() / 2);
+            wsio::encode_fragment(wsio::OP_TEXT, false, a, &mut frame);
+            wsio::encode_fragment(wsio::OP_CONTINUATION, false, b, &mut frame);
+            wsio::encode_fragment(wsio::OP_CONTINUATION, true, c, &mut frame);
+        } else {
+            wsio::encode_frame(wsio::OP_TEXT, bytes, &mut frame);
+        }
+        if s.binary_every > 0 && n % s.binary_every == 0 {
+            self.metrics.figures.faults.inc("binary");
+            wsio::encode_frame(wsio::OP_BINARY, b"\x00\x01binary", &mut frame);
+        }
         self.metrics.figures.frames_out.inc();
         self.metrics.figures.events_out.add(events as u64);
         self.metrics.figures.bytes_out.add(frame.len() as u64);

@@ -28,7 +28,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 /// WebSocket opcodes the simulator sends.
+pub const OP_CONTINUATION: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
 pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PONG: u8 = 0xA;
 
@@ -37,8 +39,14 @@ pub const MAX_CLIENT_MESSAGE: usize = 1024 * 1024;
 
 /// Appends one unmasked, final server frame.
 pub fn encode_frame(opcode: u8, payload: &[u8], out: &mut BytesMut) {
+    encode_fragment(opcode, true, payload, out);
+}
+
+/// Appends one unmasked server frame, final (`fin`) or not: a message in parts is a text
+/// frame without FIN, continuation frames, and the last one with FIN.
+pub fn encode_fragment(opcode: u8, fin: bool, payload: &[u8], out: &mut BytesMut) {
     out.reserve(payload.len() + 10);
-    out.put_u8(0x80 | opcode);
+    out.put_u8(if fin { 0x80 } else { 0 } | opcode);
     let len = payload.len();
     if len < 126 {
         out.put_u8(len as u8);
