@@ -70,8 +70,10 @@ pub struct ProcessorArgs {
     #[command(flatten)]
     pub wdc: crate::config::WdcArgs,
 
-    /// Shard lease TTL (ms): how soon the other nodes take over a dead node's shards.
-    #[arg(long, env = "SHARD_LEASE_TTL_MS", default_value_t = 6000)]
+    /// Shard lease TTL (ms): how soon the other nodes take over a dead node's shards. A dead
+    /// node's shards are taken within 4/3 of it (the lease lapses, then the next check, every
+    /// TTL/3), which must stay inside the queue message TTL or what waits meanwhile expires.
+    #[arg(long, env = "SHARD_LEASE_TTL_MS", default_value_t = 3000)]
     pub shard_lease_ttl_ms: u64,
 
     /// Processor pool size: at most this many shards on this node (0: its fair share).
@@ -139,6 +141,14 @@ impl ProcessorNode {
 /// shards to consume.
 pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, ProcessorNodeError> {
     args.common.check_secrets()?;
+    let handover_ms = args.shard_lease_ttl_ms.max(900) * 4 / 3;
+    if handover_ms >= u64::from(args.broker.message_ttl_ms) {
+        log::warn!(
+            "a dead node's shards are taken over within {handover_ms} ms (4/3 of \
+             SHARD_LEASE_TTL_MS), past the {} ms message TTL: messages waiting meanwhile expire",
+            args.broker.message_ttl_ms
+        );
+    }
     let registry = Registry::new();
     let port = http.local_addr()?.port();
     let id = node_id("processor");
@@ -263,4 +273,17 @@ pub fn run(args: ProcessorArgs) -> Result<(), ProcessorNodeError> {
         |http| start(args, http),
         |node| async move { node.stop().await },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// By default a dead node's shards are taken over (within 4/3 of the lease TTL) before
+    /// the messages waiting in their queues expire.
+    #[test]
+    fn default_handover_fits_inside_the_message_ttl() {
+        let a = ProcessorArgs::try_parse_from(["tickwire-processor"]).expect("defaults");
+        assert!(a.shard_lease_ttl_ms * 4 / 3 < u64::from(a.broker.message_ttl_ms));
+    }
 }
