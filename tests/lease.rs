@@ -48,6 +48,7 @@ fn replica(name: &str, ws_url: String, lease_key: String) -> (Arbiter, Arc<Regis
                 key: lease_key,
                 holder,
                 ttl: Duration::from_millis(1500),
+                redis_grace: Duration::from_millis(1500),
                 market: "stocks".into(),
             },
             listener.recipient(),

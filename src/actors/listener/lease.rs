@@ -1,13 +1,23 @@
 //! LeaseKeeper actor: decides which replica may hold the one Massive connection.
 //!
 //! Massive allows one connection per (API key, market); two processes on one key evict each
-//! other forever. Replicas therefore compete for a Redis lease: `SET key me NX PX ttl`. The
-//! holder renews it every `ttl/3` (only while the value is still its own, checked atomically
-//! in Lua) and tells its listener to connect; the others stay idle as hot standbys and retry
-//! every [`STANDBY_POLL`], so they take over within one TTL when the holder dies and within
-//! about that poll when it stops cleanly and hands the lease back ([`Release`]). A holder that
-//! cannot renew before its TTL runs out stops its listener: past that point another replica
-//! may rightly hold the lease.
+//! other forever. Replicas therefore compete for a Redis lease. The holder renews it every
+//! `ttl/3` (only while the value is still its own, checked atomically in Lua) and tells its
+//! listener to connect; the others stay idle as hot standbys and poll every [`STANDBY_POLL`].
+//!
+//! - **A clean stop** hands the lease back ([`Release`]) and leaves a "released" marker: a
+//!   standby takes it at its next poll.
+//! - **A dead holder**'s lease lapses after its TTL; a standby takes it [`VANISHED_WAIT`]
+//!   later.
+//! - **A Redis restart** (Redis keeps nothing) empties the key under a live holder. The holder
+//!   takes it back at its next renewal, while a standby waits [`VANISHED_WAIT`] before taking
+//!   a lease that vanished without a release, so the holder keeps its Massive connection.
+//! - **Redis unreachable**: a holder cannot tell an outage from losing the lease. It keeps its
+//!   connection until its TTL plus `redis_grace` (`LEASE_REDIS_GRACE_MS`) has passed without a
+//!   renewal, retrying every poll, then stops its listener. A standby cannot take the lease
+//!   while Redis is away. The price of the grace: if only the holder loses Redis (a
+//!   partition), a standby takes the lease after its TTL and Massive sees two connections
+//!   until the grace runs out (it evicts one: `max_connections`, which the listener counts).
 
 use std::time::{Duration, Instant};
 
@@ -27,9 +37,36 @@ pub const STANDBY_POLL: Duration = Duration::from_millis(250);
 #[rtype(result = "()")]
 pub struct Release;
 
-/// Renews only if the lease is still ours.
-const RENEW: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"#;
+/// How long a standby waits before taking a lease that vanished without being released (a
+/// Redis restart under a live holder, or a holder's lease that lapsed): time for a live holder
+/// to take it back first.
+pub const VANISHED_WAIT: Duration = Duration::from_secs(1);
+
+/// The holder's renewal: 1 renewed, 2 taken back (the key had vanished: a Redis restart),
+/// 0 someone else holds it. KEYS key; ARGV holder, ttl (ms).
+const RENEW: &str = r#"local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
+return 0"#;
+
+/// A standby's attempt: {1, me} taken; {0, holder} held by another; {2, ''} free but neither
+/// released nor allowed yet. KEYS key, released marker; ARGV holder, ttl (ms), allowed (1/0).
+const TAKE: &str = r#"local cur = redis.call('GET', KEYS[1])
+if cur then return {0, cur} end
+if ARGV[3] == '1' or redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('DEL', KEYS[2])
+  return {1, ARGV[1]}
+end
+return {2, ''}"#;
+
+/// Hands the lease back if still ours, leaving the released marker for the standbys.
+/// KEYS key, marker; ARGV holder, ttl (ms).
+const RELEASE: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  return 1 end
+return 0"#;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -46,8 +83,16 @@ pub struct LeaseConfig {
     /// This replica's identity (shown as the holder).
     pub holder: String,
     pub ttl: Duration,
+    /// How long past its TTL a holder keeps its connection while Redis cannot be reached.
+    pub redis_grace: Duration,
     /// Metric label: the market this lease is for.
     pub market: String,
+}
+
+impl LeaseConfig {
+    fn released_key(&self) -> String {
+        format!("{}:released", self.key)
+    }
 }
 
 /// The lease key for an API key and market. The key itself is not stored: only a hash of it.
@@ -72,6 +117,10 @@ pub struct LeaseKeeper {
     renewed_at: Option<Instant>,
     /// Handed back: never taken again by this keeper.
     released: bool,
+    /// A standby: when it first found the key free without a release.
+    free_since: Option<Instant>,
+    /// The holder's last check failed (Redis away): retry every poll.
+    failing: bool,
 }
 
 impl LeaseKeeper {
@@ -92,6 +141,8 @@ impl LeaseKeeper {
             holder_seen: Default::default(),
             renewed_at: None,
             released: false,
+            free_since: None,
+            failing: false,
         })
     }
 
@@ -104,8 +155,10 @@ impl LeaseKeeper {
         if self.busy || self.released {
             return;
         }
-        // Standbys poll fast; the holder renews every TTL/3.
-        if self.held_until.is_some()
+        let holding = self.held_until.is_some();
+        // Standbys poll fast; the holder renews every TTL/3, and every poll while failing.
+        if holding
+            && !self.failing
             && self
                 .renewed_at
                 .is_some_and(|t| t.elapsed() < self.cfg.ttl / 3)
@@ -113,16 +166,15 @@ impl LeaseKeeper {
             return;
         }
         self.busy = true;
-        let (pool, cfg, holding) = (
-            self.pool.clone(),
-            self.cfg.clone(),
-            self.held_until.is_some(),
-        );
+        let allowed = self
+            .free_since
+            .is_some_and(|t| t.elapsed() >= VANISHED_WAIT);
+        let (pool, cfg) = (self.pool.clone(), self.cfg.clone());
         let fut = async move {
             let mut conn = pool.get().await.map_err(|e| e.to_string())?;
             let ttl = cfg.ttl.as_millis() as u64;
-            let ours = if holding {
-                let renewed: i64 = redis::cmd("EVAL")
+            if holding {
+                let r: i64 = redis::cmd("EVAL")
                     .arg(RENEW)
                     .arg(1)
                     .arg(&cfg.key)
@@ -131,25 +183,26 @@ impl LeaseKeeper {
                     .query_async(&mut *conn)
                     .await
                     .map_err(|e| e.to_string())?;
-                renewed == 1
-            } else {
-                let set: Option<String> = redis::cmd("SET")
+                let holder: Option<String> = redis::cmd("GET")
                     .arg(&cfg.key)
-                    .arg(&cfg.holder)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl)
                     .query_async(&mut *conn)
                     .await
                     .map_err(|e| e.to_string())?;
-                set.is_some()
-            };
-            let holder: Option<String> = redis::cmd("GET")
-                .arg(&cfg.key)
-                .query_async(&mut *conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((ours, holder.unwrap_or_default()))
+                Ok::<_, String>((r, holder.unwrap_or_default()))
+            } else {
+                let (r, holder): (i64, String) = redis::cmd("EVAL")
+                    .arg(TAKE)
+                    .arg(2)
+                    .arg(&cfg.key)
+                    .arg(cfg.released_key())
+                    .arg(&cfg.holder)
+                    .arg(ttl)
+                    .arg(if allowed { "1" } else { "0" })
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((r, holder))
+            }
         };
         let started = Instant::now();
         ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
@@ -158,7 +211,10 @@ impl LeaseKeeper {
                 return; // handed back while this check ran: its answer is moot
             }
             match res {
-                Ok((true, holder)) => {
+                // Holding (renewed, or taken back after a Redis restart), or just taken.
+                Ok((1, holder)) | Ok((2, holder)) if holding || holder == act.cfg.holder => {
+                    act.failing = false;
+                    act.free_since = None;
                     act.renewed_at = Some(started);
                     if act.held_until.is_none() {
                         log::info!(
@@ -173,20 +229,31 @@ impl LeaseKeeper {
                     act.held_until = Some(started + act.cfg.ttl);
                     act.set_holder(holder);
                 }
-                Ok((false, holder)) => {
+                // Free, but it vanished without a release: wait before taking it.
+                Ok((2, _)) => {
+                    act.free_since.get_or_insert(started);
+                    act.set_holder(String::new());
+                }
+                Ok((_, holder)) => {
+                    act.free_since = None;
                     if act.held_until.take().is_some() {
                         log::warn!("lost the Massive connection lease to {holder:?}; standing by");
                         act.give_up();
                     }
+                    act.failing = false;
                     act.set_holder(holder);
                 }
                 Err(e) => {
                     act.figures.errors.inc();
                     act.figures.actor.errors.inc();
-                    log::warn!("lease check failed: {e}");
-                    if act.held_until.is_some_and(|t| Instant::now() >= t) {
+                    if !act.failing {
+                        log::warn!("lease check failed: {e}");
+                    }
+                    act.failing = true;
+                    let grace = act.cfg.redis_grace;
+                    if act.held_until.is_some_and(|t| Instant::now() >= t + grace) {
                         log::warn!(
-                            "could not renew the lease before it expired; stopping the listener"
+                            "could not renew the lease for its TTL plus {grace:?}; stopping the listener"
                         );
                         act.held_until = None;
                         act.give_up();
@@ -239,10 +306,12 @@ impl actix::Handler<Release> for LeaseKeeper {
                 let released = async {
                     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
                     redis::cmd("EVAL")
-                        .arg(crate::store::RELEASE_LUA)
-                        .arg(1)
+                        .arg(RELEASE)
+                        .arg(2)
                         .arg(&cfg.key)
+                        .arg(cfg.released_key())
                         .arg(&cfg.holder)
+                        .arg(cfg.ttl.as_millis() as u64)
                         .query_async::<i64>(&mut *conn)
                         .await
                         .map_err(|e| e.to_string())

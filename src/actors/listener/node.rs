@@ -88,6 +88,11 @@ pub struct ListenerArgs {
     #[arg(long, env = "LEASE_TTL_MS", default_value_t = 10_000)]
     pub lease_ttl_ms: u64,
 
+    /// While Redis cannot be reached, the lease holder keeps its Massive connection this long
+    /// past its lease TTL (it cannot tell an outage from losing the lease), then stops.
+    #[arg(long, env = "LEASE_REDIS_GRACE_MS", default_value_t = 30_000)]
+    pub lease_redis_grace_ms: u64,
+
     /// Prefix of Redis keys.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "tickwire:")]
     pub redis_prefix: String,
@@ -252,6 +257,7 @@ impl ListenerArgs {
                 std::process::id()
             ),
             ttl: Duration::from_millis(self.lease_ttl_ms.max(1000)),
+            redis_grace: Duration::from_millis(self.lease_redis_grace_ms),
             market: market.path().to_string(),
         }
     }

@@ -1,0 +1,126 @@
+//! Real restarts of the data plane (issue 20): a Redis of the test's own is killed and
+//! started again under two listener processes that keep their Massive lease in it.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::rabbit::{delete_pipeline_queues, rabbit_url};
+use common::redis::PrivateRedis;
+use common::*;
+
+fn listener(sim_port: u16, admin_port: u16, qprefix: &str, redis: &str) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_tickwire-listener"))
+        .env_clear()
+        .env("SERVER_IP", "127.0.0.1")
+        .env("SERVER_PORT", admin_port.to_string())
+        .env("MASSIVE_API_KEY", "demo")
+        .env("MASSIVE_FEED", format!("127.0.0.1:{sim_port}"))
+        .env("MASSIVE_SECURE", "false")
+        .env("MASSIVE_POLL_WHEN_CLOSED", "false")
+        .env("MASSIVE_SUBSCRIPTIONS", "A.*")
+        .env("RABBITMQ_URL", rabbit_url())
+        .env("QUEUE_PREFIX", qprefix)
+        .env("QUEUE_SHARDS", "1")
+        .env("MDC_REDIS_URL", redis)
+        .env("NODE_REGISTRY_URL", "")
+        .env("LEASE_TTL_MS", "1500")
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tickwire-listener");
+    Proc(child)
+}
+
+async fn counter(port: u16, name: &str) -> Option<i64> {
+    let v = try_stats(port).await?;
+    v["counters"][format!("{name}{{market=\"stocks\"}}")].as_i64()
+}
+
+/// Redis keeps nothing, so a restart empties the lease under the listener that holds it.
+/// That listener keeps its Massive connection through the outage (longer than its 1.5 s lease
+/// TTL, shorter than its grace) and takes its lease back when Redis returns; the standby
+/// waits rather than grab a lease that vanished without a release. Massive sees neither a
+/// second connection nor a reconnect.
+#[actix_web::test]
+async fn a_redis_restart_keeps_the_massive_connection() {
+    rabbit_url();
+    let mut redis = PrivateRedis::start();
+    let qprefix = common::rabbit::unique_prefix("restart-redis");
+    let sim = start_sim(sim_args());
+    let (pa, pb) = (free_port(), free_port());
+    let _a = listener(sim.port, pa, &qprefix, &redis.url());
+    let _b = listener(sim.port, pb, &qprefix, &redis.url());
+    let (holder, standby) = loop {
+        match (
+            counter(pa, "tickwire_lease_held").await,
+            counter(pb, "tickwire_lease_held").await,
+        ) {
+            (Some(1), Some(0)) => break (pa, pb),
+            (Some(0), Some(1)) => break (pb, pa),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    let simr = sim.registry.clone();
+    wait_until("the holder is connected", || {
+        simr.value("tickwire_sim_auth_total", &[("result", "success")]) == Some(1)
+    })
+    .await;
+
+    let reconnects = counter(holder, "tickwire_listener_reconnects_total").await;
+    redis.kill();
+    let failed = counter(holder, "tickwire_lease_errors_total")
+        .await
+        .unwrap_or(0);
+    // Down for longer than the lease TTL: the holder keeps trying (every 250 ms) and failing.
+    wait_until_async("the holder fails to renew past its TTL", || async move {
+        counter(holder, "tickwire_lease_errors_total")
+            .await
+            .unwrap_or(0)
+            >= failed + 10
+    })
+    .await;
+    redis.restart();
+    // The lease is back in Redis, in the holder's name.
+    let key = tickwire::actors::listener::lease::lease_key("tickwire:", "demo", "stocks");
+    let url = redis.url();
+    wait_until_async("the holder takes its lease back", || {
+        let (key, url) = (key.clone(), url.clone());
+        async move {
+            let Ok(pool) = tickwire::redis_pool::open(&url) else {
+                return false;
+            };
+            let Ok(mut conn) = pool.get().await else {
+                return false;
+            };
+            let v: Option<String> = deadpool_redis::redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut *conn)
+                .await
+                .unwrap_or(None);
+            let stats = try_stats(holder).await.unwrap_or_default();
+            v.is_some() && stats["node"]["stocks"]["lease_holder"].as_str() == v.as_deref()
+        }
+    })
+    .await;
+    assert_eq!(counter(holder, "tickwire_lease_held").await, Some(1));
+    assert_eq!(counter(standby, "tickwire_lease_held").await, Some(0));
+    assert_eq!(
+        sim.registry
+            .value("tickwire_sim_auth_total", &[("result", "success")]),
+        Some(1),
+        "the Massive connection was dropped and made again"
+    );
+    assert_eq!(
+        sim.registry.value("tickwire_sim_evictions_total", &[]),
+        Some(0)
+    );
+    assert_eq!(
+        counter(holder, "tickwire_listener_reconnects_total").await,
+        reconnects,
+        "the listener reconnected"
+    );
+    delete_pipeline_queues(&qprefix, 1).await;
+    sim.stop().await;
+}
