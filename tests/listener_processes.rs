@@ -4,39 +4,15 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::rabbit::{delete_pipeline_queues, rabbit_url};
 use common::*;
 
 fn spawn(sim_port: u16, admin_port: u16, qprefix: &str, rprefix: &str) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_tickwire-listener"))
-        .env_clear()
-        .env("SERVER_IP", "127.0.0.1")
-        .env("SERVER_PORT", admin_port.to_string())
-        .env("MASSIVE_API_KEY", "demo")
-        .env("MASSIVE_FEED", format!("127.0.0.1:{sim_port}"))
-        .env("MASSIVE_SECURE", "false")
-        .env("MASSIVE_REST_URL", format!("http://127.0.0.1:{sim_port}"))
-        .env("MASSIVE_SUBSCRIPTIONS", "A.*")
-        .env("RABBITMQ_URL", rabbit_url())
-        .env("QUEUE_PREFIX", qprefix)
-        .env("QUEUE_SHARDS", "1")
-        .env("MDC_REDIS_URL", common::redis::redis_url())
-        .env("REDIS_KEY_PREFIX", rprefix)
-        .env("LEASE_TTL_MS", "1500")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tickwire-listener");
-    Proc(child)
-}
-
-async fn lease_held(admin_port: u16) -> Option<bool> {
-    let v = try_stats(admin_port).await?;
-    Some(v["counters"]["tickwire_lease_held{market=\"stocks\"}"] == 1)
+    let redis = common::redis::redis_url();
+    let env = [("REDIS_KEY_PREFIX", rprefix)];
+    listener_process(sim_port, admin_port, qprefix, &redis, &env)
 }
 
 #[actix_web::test]

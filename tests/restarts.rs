@@ -3,34 +3,18 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use common::rabbit::{delete_pipeline_queues, rabbit_url};
 use common::redis::PrivateRedis;
 use common::*;
 
 fn listener(sim_port: u16, admin_port: u16, qprefix: &str, redis: &str) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_tickwire-listener"))
-        .env_clear()
-        .env("SERVER_IP", "127.0.0.1")
-        .env("SERVER_PORT", admin_port.to_string())
-        .env("MASSIVE_API_KEY", "demo")
-        .env("MASSIVE_FEED", format!("127.0.0.1:{sim_port}"))
-        .env("MASSIVE_SECURE", "false")
-        .env("MASSIVE_POLL_WHEN_CLOSED", "false")
-        .env("MASSIVE_SUBSCRIPTIONS", "A.*")
-        .env("RABBITMQ_URL", rabbit_url())
-        .env("QUEUE_PREFIX", qprefix)
-        .env("QUEUE_SHARDS", "1")
-        .env("MDC_REDIS_URL", redis)
-        .env("NODE_REGISTRY_URL", "")
-        .env("LEASE_TTL_MS", "1500")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tickwire-listener");
-    Proc(child)
+    listener_process(
+        sim_port,
+        admin_port,
+        qprefix,
+        redis,
+        &[("MASSIVE_POLL_WHEN_CLOSED", "false")],
+    )
 }
 
 async fn counter(port: u16, name: &str) -> Option<i64> {

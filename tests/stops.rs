@@ -57,30 +57,15 @@ async fn ready(port: u16) -> bool {
 }
 
 fn listener(sim_port: u16, admin_port: u16, qprefix: &str, rprefix: &str) -> Proc {
-    spawn(
-        env!("CARGO_BIN_EXE_tickwire-listener"),
-        &[
-            ("SERVER_PORT", admin_port.to_string()),
-            ("MASSIVE_API_KEY", "demo".into()),
-            ("MASSIVE_FEED", format!("127.0.0.1:{sim_port}")),
-            ("MASSIVE_SECURE", "false".into()),
-            ("MASSIVE_POLL_WHEN_CLOSED", "false".into()),
-            ("MASSIVE_SUBSCRIPTIONS", "T.*,Q.*".into()),
-            ("RABBITMQ_URL", rabbit_url()),
-            ("QUEUE_PREFIX", qprefix.into()),
-            ("QUEUE_SHARDS", "1".into()),
-            ("MDC_REDIS_URL", common::redis::redis_url()),
-            ("REDIS_KEY_PREFIX", rprefix.into()),
-            ("NODE_REGISTRY_URL", String::new()),
-            // A long lease: only a handover on stop can make the standby connect soon.
-            ("LEASE_TTL_MS", "30000".into()),
-        ],
-    )
-}
-
-async fn lease_held(admin_port: u16) -> Option<bool> {
-    let v = try_stats(admin_port).await?;
-    Some(v["counters"]["tickwire_lease_held{market=\"stocks\"}"] == 1)
+    let redis = common::redis::redis_url();
+    let env = [
+        ("REDIS_KEY_PREFIX", rprefix),
+        ("MASSIVE_POLL_WHEN_CLOSED", "false"),
+        ("MASSIVE_SUBSCRIPTIONS", "T.*,Q.*"),
+        // A long lease: only a handover on stop can make the standby connect soon.
+        ("LEASE_TTL_MS", "30000"),
+    ];
+    listener_process(sim_port, admin_port, qprefix, &redis, &env)
 }
 
 /// SIGTERM to the listener that holds the lease, under load: it exits 0 having published

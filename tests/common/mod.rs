@@ -356,3 +356,43 @@ pub async fn try_stats(port: u16) -> Option<Value> {
     let body = resp.body().limit(1 << 22).await.ok()?;
     serde_json::from_slice(&body).ok()
 }
+
+/// A `tickwire-listener` process on the simulator at `sim_port`, admin HTTP on `admin_port`,
+/// publishing to the local RabbitMQ under `qprefix` (one shard), its lease in `redis`; `env`
+/// adds or overrides settings (say `LEASE_TTL_MS`).
+pub fn listener_process(
+    sim_port: u16,
+    admin_port: u16,
+    qprefix: &str,
+    redis: &str,
+    env: &[(&str, &str)],
+) -> Proc {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tickwire-listener"))
+        .env_clear()
+        .env("SERVER_IP", "127.0.0.1")
+        .env("SERVER_PORT", admin_port.to_string())
+        .env("MASSIVE_API_KEY", "demo")
+        .env("MASSIVE_FEED", format!("127.0.0.1:{sim_port}"))
+        .env("MASSIVE_SECURE", "false")
+        .env("MASSIVE_REST_URL", format!("http://127.0.0.1:{sim_port}"))
+        .env("MASSIVE_SUBSCRIPTIONS", "A.*")
+        .env("RABBITMQ_URL", rabbit::rabbit_url())
+        .env("QUEUE_PREFIX", qprefix)
+        .env("QUEUE_SHARDS", "1")
+        .env("MDC_REDIS_URL", redis)
+        .env("NODE_REGISTRY_URL", "")
+        .env("LEASE_TTL_MS", "1500")
+        .env("LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn tickwire-listener");
+    Proc(child)
+}
+
+/// Whether the listener with admin port `port` holds the stocks lease (`None`: not answering).
+pub async fn lease_held(port: u16) -> Option<bool> {
+    let v = try_stats(port).await?;
+    Some(v["counters"]["tickwire_lease_held{market=\"stocks\"}"] == 1)
+}
