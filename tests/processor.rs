@@ -881,3 +881,102 @@ async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
     sim.stop().await;
     cleanup(&kp).await;
 }
+
+/// Messages that expire in their queue (no processor took them within the TTL) are
+/// dead-lettered by the broker and counted by the next processor, by queue, in messages and
+/// in events: the one loss RabbitMQ causes is never silent.
+#[actix_web::test]
+async fn messages_that_expire_unconsumed_are_counted_by_queue() {
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+    use lapin::BasicProperties;
+    use tickwire::queue::envelope;
+    use tickwire::queue::topology::{declare_topology, expired_name, queue_name};
+    use tickwire::queue::QueueKind;
+    const TTL_MS: u32 = 200;
+    const MESSAGES: u64 = 7;
+    const EVENTS_EACH: u64 = 3;
+    let qp = common::rabbit::unique_prefix("proc-expired");
+    let kp = common::redis::unique_prefix("proc-expired");
+    let (_conn, ch) = common::rabbit::channel().await;
+    declare_topology(&ch, &qp, SHARDS, TTL_MS)
+        .await
+        .expect("declare the topology");
+
+    // No processor runs: these quotes expire in `quotes.2`.
+    let quote = bytes::Bytes::from_static(
+        br#"{"ev":"Q","sym":"AAPL","bp":1.0,"bs":1,"ap":1.1,"as":1,"t":1700000000000}"#,
+    );
+    let events = vec![quote; EVENTS_EACH as usize];
+    let queue = queue_name(&qp, QueueKind::Quotes, 2);
+    for _ in 0..MESSAGES {
+        ch.basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            &envelope::encode(1_700_000_000_000, "stocks", &events),
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("published");
+    }
+    let dead = expired_name(&qp);
+    wait_until_async("the broker dead-letters every expired message", || {
+        let (ch, q) = (ch.clone(), dead.clone());
+        async move {
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            ch.queue_declare(q.as_str().into(), passive, Default::default())
+                .await
+                .is_ok_and(|q| u64::from(q.message_count()) == MESSAGES)
+        }
+    })
+    .await;
+
+    // A processor on the same topology counts them.
+    let mut args = processor_args(&qp, &kp);
+    args.broker.message_ttl_ms = TTL_MS;
+    args.pipeline.enrichment = false;
+    let node = start_node(args);
+    let r = node.registry.clone();
+    let expired = |name: &str, queue: &str| r.value(name, &[("queue", queue)]).unwrap_or(0);
+    wait_until("the expired quotes are counted", || {
+        expired("tickwire_consumer_expired_messages_total", "quotes") == MESSAGES as i64
+    })
+    .await;
+    assert_eq!(
+        expired("tickwire_consumer_expired_events_total", "quotes"),
+        (MESSAGES * EVENTS_EACH) as i64
+    );
+    for other in ["trades", "aggregate", "luld", "fmv"] {
+        assert_eq!(
+            expired("tickwire_consumer_expired_messages_total", other),
+            0
+        );
+    }
+    assert_eq!(
+        r.value("tickwire_consumer_dead_lettered_other_total", &[]),
+        Some(0)
+    );
+    // The same figures on the node's own /metrics.
+    let mut resp = awc::Client::new()
+        .get(format!("http://127.0.0.1:{}/metrics", node.port))
+        .insert_header(("authorization", format!("Bearer {ADMIN}")))
+        .send()
+        .await
+        .expect("GET /metrics");
+    let metrics = String::from_utf8_lossy(&resp.body().await.expect("body")).into_owned();
+    assert!(
+        metrics.contains(&format!(
+            "tickwire_consumer_expired_messages_total{{queue=\"quotes\"}} {MESSAGES}"
+        )),
+        "{metrics}"
+    );
+
+    node.stop().await;
+    common::rabbit::delete_pipeline(&ch, &qp, SHARDS).await;
+    cleanup(&kp).await;
+}

@@ -88,9 +88,13 @@ async fn events_land_in_their_shard_queues_with_original_json() {
     let (_conn, ch) = channel().await;
     // Same arguments redeclare fine (different ones would fail with PRECONDITION_FAILED).
     for q in all_queues(&prefix) {
-        ch.queue_declare(q.as_str().into(), Default::default(), queue_arguments(5000))
-            .await
-            .expect("same topology");
+        ch.queue_declare(
+            q.as_str().into(),
+            Default::default(),
+            queue_arguments(&prefix, 5000),
+        )
+        .await
+        .expect("same topology");
     }
     let mut kinds = HashSet::new();
     for kind in [QueueKind::Trades, QueueKind::Quotes, QueueKind::Aggregate] {
@@ -109,7 +113,7 @@ async fn events_land_in_their_shard_queues_with_original_json() {
         }
     }
     assert_eq!(kinds.len(), 3, "trades, quotes and aggregates all arrived");
-    delete_queues(&ch, &all_queues(&prefix)).await;
+    delete_pipeline(&ch, &prefix, SHARDS).await;
     sim.stop().await;
 }
 
@@ -150,7 +154,7 @@ async fn rabbitmq_down_at_start_then_up() {
         Some(0)
     );
     let (_conn, ch) = channel().await;
-    delete_queues(&ch, &all_queues(&prefix)).await;
+    delete_pipeline(&ch, &prefix, SHARDS).await;
     sim.stop().await;
 }
 
@@ -200,7 +204,7 @@ async fn rabbitmq_down_mid_stream_recovers() {
         Some(1)
     );
     let (_conn, ch) = channel().await;
-    delete_queues(&ch, &all_queues(&prefix)).await;
+    delete_pipeline(&ch, &prefix, SHARDS).await;
     sim.stop().await;
 }
 
@@ -223,7 +227,7 @@ async fn publisher_confirms_mode_publishes() {
         0
     );
     let (_conn, ch) = channel().await;
-    delete_queues(&ch, &all_queues(&prefix)).await;
+    delete_pipeline(&ch, &prefix, SHARDS).await;
     sim.stop().await;
 }
 
@@ -276,6 +280,6 @@ async fn waiting_batches_are_merged_when_the_broker_returns() {
         "merged messages carry many frames' events (largest {biggest})"
     );
     assert!(biggest <= 500, "within the merge limit");
-    delete_queues(&ch, &all_queues(&prefix)).await;
+    delete_pipeline(&ch, &prefix, SHARDS).await;
     sim.stop().await;
 }

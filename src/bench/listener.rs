@@ -29,6 +29,8 @@ pub struct ListenerRun {
     pub events_per_frame: u32,
     pub shards: u16,
     pub source: &'static str,
+    /// Whether the listener waited for broker confirms (`MDQ_PUBLISHER_CONFIRMS`).
+    pub publisher_confirms: bool,
     pub seconds: f64,
     pub frames_per_sec: f64,
     pub events_routed_per_sec: f64,
@@ -186,6 +188,7 @@ pub async fn run(b: ListenerBench) -> Result<ListenerRun, String> {
         "PUBLISH_MAX_IN_FLIGHT",
         "PUBLISH_COALESCE_MAX_EVENTS",
         "PUBLISH_BUFFER_BATCHES",
+        "MDQ_PUBLISHER_CONFIRMS",
     ] {
         if let Ok(v) = std::env::var(knob) {
             node.env(knob, v);
@@ -233,12 +236,13 @@ pub async fn run(b: ListenerBench) -> Result<ListenerRun, String> {
     let parse_rate = events as f64 / best.max(1e-9);
     let routed = d("tickwire_router_events_total");
     let _ = std::fs::remove_file(&capture_file);
-    delete_queues(&b.rabbitmq_url, &prefix, b.shards).await;
+    super::delete_rabbit_topology(&b.rabbitmq_url, &prefix, b.shards).await;
     Ok(ListenerRun {
         configured_rate: b.rate,
         events_per_frame: b.events_per_frame,
         shards: b.shards,
         source: if b.replay { "replay" } else { "synthetic" },
+        publisher_confirms: std::env::var("MDQ_PUBLISHER_CONFIRMS").is_ok_and(|v| v == "true"),
         seconds: secs,
         frames_per_sec: d("tickwire_listener_frames_total"),
         events_routed_per_sec: routed,
@@ -265,25 +269,6 @@ async fn capture(port: u16, events: usize) -> Result<Vec<bytes::Bytes>, String> 
         }
     }
     Ok(out)
-}
-
-async fn delete_queues(url: &str, prefix: &str, shards: u16) {
-    use crate::queue::topology::queue_name;
-    use crate::queue::QueueKind;
-    let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await
-    else {
-        return;
-    };
-    let Ok(ch) = conn.create_channel().await else {
-        return;
-    };
-    for k in QueueKind::ALL {
-        for s in 0..shards.max(1) {
-            let _ = ch
-                .queue_delete(queue_name(prefix, k, s).into(), Default::default())
-                .await;
-        }
-    }
 }
 
 /// One second of synthetic market at `rate` events/s as a capture: frames of

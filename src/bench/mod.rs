@@ -173,6 +173,20 @@ pub(crate) async fn subscribed_client(
     Ok(ws)
 }
 
+/// Deletes a benchmark's queues, dead-letter queue and exchange (best effort: a benchmark's
+/// figures do not depend on its cleanup).
+pub(crate) async fn delete_rabbit_topology(url: &str, prefix: &str, shards: u16) {
+    let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    if let Ok(ch) = conn.create_channel().await {
+        if let Err(e) = crate::queue::topology::delete_topology(&ch, prefix, shards).await {
+            log::warn!("benchmark cleanup of {prefix}: {e}");
+        }
+    }
+}
+
 /// Result of an end-to-end simulator run.
 #[derive(Debug, Serialize)]
 pub struct SimRun {

@@ -216,16 +216,7 @@ pub async fn run(b: ProcessorBench) -> Result<ProcessorFigures, String> {
     n.stop().await;
     s.stop().await;
     // Clean up queues and keys.
-    if let Ok(conn) = lapin::Connection::connect(&b.rabbitmq_url, Default::default()).await {
-        if let Ok(ch) = conn.create_channel().await {
-            for kind in crate::queue::QueueKind::ALL {
-                for shard in 0..SHARDS {
-                    let q = crate::queue::topology::queue_name(&prefix, kind, shard);
-                    let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-                }
-            }
-        }
-    }
+    super::delete_rabbit_topology(&b.rabbitmq_url, &prefix, SHARDS).await;
     if let Ok(pool) = crate::redis_pool::open(&b.redis_url) {
         if let Ok(mut c) = pool.get().await {
             let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")

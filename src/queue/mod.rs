@@ -50,6 +50,11 @@ impl QueueKind {
         }
     }
 
+    /// The queue of a name from [`QueueKind::name`].
+    pub fn from_name(name: &str) -> Option<QueueKind> {
+        QueueKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// The queue of an event code (stocks codes; other markets' events go to `unknown`).
     pub fn of(ev: &str) -> QueueKind {
         match ev {
@@ -61,6 +66,16 @@ impl QueueKind {
         }
     }
 }
+
+/// The queue names, in [`QueueKind::ALL`] order (so a per-queue figure's `at(kind.index())`
+/// is the queue's).
+pub const QUEUE_NAMES: [&str; 5] = [
+    QueueKind::Aggregate.name(),
+    QueueKind::Trades.name(),
+    QueueKind::Quotes.name(),
+    QueueKind::Halts.name(),
+    QueueKind::Unknown.name(),
+];
 
 /// The events of one frame for one (queue, shard), in frame order.
 #[derive(Message, Debug, Clone)]
@@ -181,7 +196,10 @@ mod tests {
     fn index_is_the_position_in_all() {
         for (i, q) in QueueKind::ALL.iter().enumerate() {
             assert_eq!(q.index(), i);
+            assert_eq!(QUEUE_NAMES[i], q.name());
+            assert_eq!(QueueKind::from_name(q.name()), Some(*q));
         }
+        assert_eq!(QueueKind::from_name("news"), None);
     }
 
     #[test]

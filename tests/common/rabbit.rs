@@ -122,14 +122,16 @@ impl Drop for Proxy {
     }
 }
 
-/// Deletes every shard queue the publisher declares under `prefix`.
+/// Deletes every shard queue the publisher declares under `prefix`, and the dead-letter path.
 pub async fn delete_pipeline_queues(prefix: &str, shards: u16) {
-    use tickwire::queue::topology::queue_name;
-    use tickwire::queue::QueueKind;
-    let names: Vec<String> = QueueKind::ALL
-        .iter()
-        .flat_map(|k| (0..shards).map(move |s| queue_name(prefix, *k, s)))
-        .collect();
     let (_conn, ch) = channel().await;
-    delete_queues(&ch, &names).await;
+    delete_pipeline(&ch, prefix, shards).await;
+}
+
+/// [`delete_pipeline_queues`] on a channel the test already has.
+pub async fn delete_pipeline(ch: &Channel, prefix: &str, shards: u16) {
+    // Deleting what is not there fails the channel: a test's leftovers must not.
+    if let Err(e) = tickwire::queue::topology::delete_topology(ch, prefix, shards).await {
+        eprintln!("cleanup of {prefix}: {e}");
+    }
 }

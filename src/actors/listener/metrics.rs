@@ -11,16 +11,7 @@ use std::time::Duration;
 use crate::figures;
 use crate::massive::Market;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
-use crate::queue::QueueKind;
-
-/// The queue names, in [`QueueKind::ALL`] order (so `at(kind.index())` is the queue's).
-pub const QUEUES: [&str; 5] = [
-    QueueKind::Aggregate.name(),
-    QueueKind::Trades.name(),
-    QueueKind::Quotes.name(),
-    QueueKind::Halts.name(),
-    QueueKind::Unknown.name(),
-];
+use crate::queue::{QueueKind, QUEUE_NAMES as QUEUES};
 
 figures! {
     /// One market's Massive connection (label `market`).

@@ -8,6 +8,8 @@
 //!   rejected without requeue, counted and logged: it would fail again on any node.
 //! - The set of shards comes from the ShardManager ([`Assign`]); newly assigned shards are
 //!   rehydrated before their first message (the processor's mailbox is FIFO).
+//! - Beside the shard queues it counts the messages that expired unconsumed
+//!   ([`super::expired`]), for as long as the connection lives.
 //! - On broker loss every consumption stops, the connection is rebuilt with backoff, and the
 //!   assigned shards are consumed (and rehydrated) again.
 //! - One queue's consumption can end while the connection lives (its channel closed by a
@@ -25,6 +27,7 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 
+use super::expired::count_expired;
 use super::metrics::ConsumerFigures;
 use super::shard::{Rehydrate, ShardHandle};
 use crate::backoff::Backoff;
@@ -120,7 +123,10 @@ impl QueueConsumer {
                     act.figures.connects.inc();
                     act.figures.connected.set(1);
                     act.backoff.reset();
-                    act.conn = Some(std::sync::Arc::new(conn));
+                    let conn = std::sync::Arc::new(conn);
+                    let (prefix, figures) = (act.cfg.queue_prefix.clone(), act.figures.clone());
+                    actix::spawn(count_expired_until_closed(conn.clone(), prefix, figures));
+                    act.conn = Some(conn);
                     for shard in act.assigned.clone() {
                         act.start_shard(shard, ctx);
                     }
@@ -258,6 +264,26 @@ impl QueueConsumer {
         let delay = self.backoff.next_delay();
         log::warn!("lost RabbitMQ; reconnecting in {delay:?}");
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
+    }
+}
+
+/// Counts expiries while the connection lives; a channel error alone (the queue deleted
+/// under it) restarts the count after a pause, a lost connection ends it (the reconnect
+/// starts a new one).
+async fn count_expired_until_closed(
+    conn: std::sync::Arc<Connection>,
+    prefix: String,
+    figures: ConsumerFigures,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        let res = count_expired(conn.clone(), prefix.clone(), figures.clone()).await;
+        if !conn.status().connected() {
+            return;
+        }
+        let delay = backoff.next_delay();
+        figures.expired_count_ended(res.err(), delay);
+        tokio::time::sleep(delay).await;
     }
 }
 

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
+use super::expired::DeathReason;
 use crate::actors::store::metrics::CacheWriterFigures;
 use crate::analyzers::leaderboard::Board;
 use crate::figures;
 use crate::metrics::{ActorMetrics, Counter, Gauge, Histogram, Registry};
-use crate::queue::QueueKind;
+use crate::queue::{QueueKind, QUEUE_NAMES};
 
 figures! {
     /// The queue consumer.
@@ -31,6 +32,12 @@ figures! {
         pub connected: Gauge = "tickwire_consumer_connected";
         /// Queues being consumed
         pub queues: Gauge = "tickwire_consumer_queues";
+        /// Queue messages that expired unconsumed (counted from the dead-letter queue), by queue
+        pub expired: Counter = "tickwire_consumer_expired_messages_total", by "queue" in &QUEUE_NAMES;
+        /// Events in queue messages that expired unconsumed, by queue
+        pub expired_events: Counter = "tickwire_consumer_expired_events_total", by "queue" in &QUEUE_NAMES;
+        /// Dead-lettered messages neither expired nor rejected here (a limit, an unknown queue)
+        pub dead_lettered: Counter = "tickwire_consumer_dead_lettered_other_total";
     }
 }
 
@@ -47,6 +54,47 @@ impl ConsumerFigures {
             log::warn!("rejecting a message on {}.{shard}: {error}", kind.name());
         }
         self.rejected.inc();
+    }
+
+    /// A message of `kind`.`shard` expired before any processor took it: counted (messages
+    /// and events); the first and every 1,000th logged.
+    pub fn expired(&self, kind: QueueKind, shard: u16, events: usize) {
+        let Some(c) = self.expired.at(kind.index()) else {
+            return;
+        };
+        let n = c.get();
+        c.inc();
+        if let Some(e) = self.expired_events.at(kind.index()) {
+            e.add(events as u64);
+        }
+        if n % 1000 == 0 {
+            log::warn!(
+                "{}.{shard}: a message of {events} events expired unconsumed ({} on {})",
+                kind.name(),
+                n + 1,
+                kind.name()
+            );
+        }
+    }
+
+    /// A dead-lettered message that is not an expiry: rejections were counted where they
+    /// happened; anything else counts here.
+    pub fn dead_lettered(&self, reason: DeathReason, routing_key: &str) {
+        if reason == DeathReason::Rejected {
+            return;
+        }
+        if self.dead_lettered.get() % 1000 == 0 {
+            log::warn!("dead-lettered message from {routing_key:?} ({reason:?})");
+        }
+        self.dead_lettered.inc();
+    }
+
+    pub fn expired_count_ended(&self, error: Option<lapin::Error>, retry_in: std::time::Duration) {
+        self.queue_restarts.inc();
+        match error {
+            Some(e) => log::warn!("counting expired messages failed ({e}); again in {retry_in:?}"),
+            None => log::warn!("counting expired messages ended; again in {retry_in:?}"),
+        }
     }
 
     pub fn queue_restarted(&self, kind: QueueKind, shard: u16, delay: std::time::Duration) {

@@ -14,12 +14,14 @@
 //! Beside them: [`pool`] (owns the shard processors; embedded mode's router sends to it),
 //! [`enricher`] (REST figures a quote needs), [`market_status`] (the trading calendar),
 //! [`board_publisher`] (the elected merge of every shard's candidates into the scanners),
-//! [`shard_manager`] (shard leases among nodes), [`pipeline`] (the part both modes share),
+//! [`shard_manager`] (shard leases among nodes), [`expired`] (counts the queue messages that
+//! expired before anyone consumed them), [`pipeline`] (the part both modes share),
 //! [`status`], [`metrics`] and [`node`] (flags and wiring).
 
 pub mod board_publisher;
 pub mod consumer;
 pub mod enricher;
+pub mod expired;
 pub mod market_status;
 pub mod metrics;
 pub mod node;
