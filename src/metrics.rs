@@ -514,14 +514,17 @@ pub struct ActorMetrics {
     pub messages_in: Counter,
     pub messages_out: Counter,
     pub errors: Counter,
+    /// Messages sent to the actor after it had stopped: lost, so counted.
+    pub undelivered: Counter,
 }
 
 impl ActorMetrics {
-    const FIELDS: [(&'static str, &'static str); 4] = [
+    const FIELDS: [(&'static str, &'static str); 5] = [
         ("tickwire_actor_mailbox_depth", "mailbox_depth"),
         ("tickwire_actor_messages_in_total", "messages_in"),
         ("tickwire_actor_messages_out_total", "messages_out"),
         ("tickwire_actor_errors_total", "errors"),
+        ("tickwire_actor_undelivered_total", "undelivered"),
     ];
 
     pub fn new(registry: &Registry, actor: &str) -> Self {
@@ -535,6 +538,11 @@ impl ActorMetrics {
             messages_in: registry.counter(Self::FIELDS[1].0, "Messages the actor has handled", &l),
             messages_out: registry.counter(Self::FIELDS[2].0, "Messages the actor has sent on", &l),
             errors: registry.counter(Self::FIELDS[3].0, "Errors the actor has met", &l),
+            undelivered: registry.counter(
+                Self::FIELDS[4].0,
+                "Messages sent to the actor after it had stopped (lost)",
+                &l,
+            ),
         }
     }
 
@@ -545,6 +553,16 @@ impl ActorMetrics {
     pub fn received(&self) {
         self.mailbox_depth.dec();
         self.messages_in.inc();
+    }
+
+    /// A message for an actor that has stopped: dropped by actix, so counted here; the
+    /// first and every 1,000th logged.
+    pub fn undeliverable(&self, what: &str) {
+        let n = self.undelivered.get();
+        self.undelivered.inc();
+        if n % 1000 == 0 {
+            log::warn!("{what} sent to a stopped actor: lost ({} so far)", n + 1);
+        }
     }
 
     /// For messages that arrive from a plain `Addr` (control, queries), not through a

@@ -1,7 +1,8 @@
 //! Two `tickwire-processor` processes sharing the shards (simulator, listener, real RabbitMQ
 //! and Redis): one is killed with SIGKILL (no handover, no goodbye); once its shard leases
 //! expire the other takes every shard, rehydrates the dead node's state from its checkpoints
-//! and carries on writing the same keys.
+//! and carries on writing the same keys. And what A published after its last checkpoint is
+//! not undone: B carries on from the published daily ranges (values compared, not counters).
 
 mod common;
 
@@ -20,6 +21,16 @@ use tickwire::metrics::Registry;
 const SHARDS: u16 = 4;
 
 fn spawn(port: u16, sim_port: u16, qprefix: &str, kprefix: &str) -> Proc {
+    spawn_with(port, sim_port, qprefix, kprefix, &[])
+}
+
+fn spawn_with(
+    port: u16,
+    sim_port: u16,
+    qprefix: &str,
+    kprefix: &str,
+    env: &[(&str, &str)],
+) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_tickwire-processor"))
         .env_clear()
         .env("SERVER_IP", "127.0.0.1")
@@ -35,6 +46,7 @@ fn spawn(port: u16, sim_port: u16, qprefix: &str, kprefix: &str) -> Proc {
         .env("MASSIVE_REST_URL", format!("http://127.0.0.1:{sim_port}"))
         .env("SHARD_LEASE_TTL_MS", "1500")
         .env("LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -128,6 +140,113 @@ async fn a_killed_node_s_shards_are_taken_over_and_rehydrated() {
         }
     })
     .await;
+    drop(b);
+    sim.stop().await;
+    delete_pipeline_queues(&qp, SHARDS).await;
+    cleanup(&kp).await;
+}
+
+/// Every published `daily_range:{SYM}` of the given shards: symbol -> the JSON object.
+async fn published_ranges(kp: &str, shards: &[u64]) -> std::collections::BTreeMap<String, Value> {
+    let mut conn = connection().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{kp}wdc:daily_range:*"))
+        .query_async(&mut *conn)
+        .await
+        .unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for key in keys {
+        let Ok(Some(text)) = redis::cmd("GET")
+            .arg(&key)
+            .query_async::<Option<String>>(&mut *conn)
+            .await
+        else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&text).expect("daily_range is JSON");
+        let sym = v["symbol"].as_str().expect("symbol").to_string();
+        if shards.contains(&u64::from(tickwire::queue::shard_of(&sym, SHARDS))) {
+            out.insert(sym, v);
+        }
+    }
+    out
+}
+
+/// A never checkpoints (`PROCESSOR_CHECKPOINT_SECS` of an hour), so B has nothing but what
+/// A published: after SIGKILL every session high B publishes for A's symbols is at least the
+/// one A last published, every low at most, and the quotes move forward.
+#[actix_web::test]
+async fn a_killed_node_s_published_daily_ranges_never_go_back() {
+    let qp = common::rabbit::unique_prefix("procs-values");
+    let kp = common::redis::unique_prefix("procs-values");
+    let mut sim = sim_args();
+    sim.tickers = 40;
+    sim.rate = 2000.0;
+    let sim = start_sim(sim);
+    let (pa, pb) = (free_port(), free_port());
+    let never = [("PROCESSOR_CHECKPOINT_SECS", "3600")];
+    let a = spawn_with(pa, sim.port, &qp, &kp, &never);
+    let b = spawn(pb, sim.port, &qp, &kp);
+    wait_until_async("two processes share the four shards", || async {
+        match (try_stats(pa).await, try_stats(pb).await) {
+            (Some(sa), Some(sb)) => shards_held(&sa).len() == 2 && shards_held(&sb).len() == 2,
+            _ => false,
+        }
+    })
+    .await;
+    let a_shards = shards_held(&try_stats(pa).await.expect("A answers"));
+
+    let registry = Registry::new();
+    let publisher = PublisherConfig::new(&rabbit_url(), &qp, SHARDS, 5000);
+    let cfg = listener_config(sim.ws_url("stocks"), "demo", "A.*");
+    let _listener = listener::start_publishing(cfg, publisher, &registry).0;
+    wait_until_async("A publishes ranges for its symbols", || {
+        let (kp, a_shards) = (kp.clone(), a_shards.clone());
+        async move { published_ranges(&kp, &a_shards).await.len() >= 10 }
+    })
+    .await;
+
+    let before = published_ranges(&kp, &a_shards).await;
+    drop(a); // SIGKILL
+    let end = |v: &Value| v["end_timestamp"].as_f64().unwrap_or(0.0);
+    wait_until_async("B publishes newer values for every symbol A had", || {
+        let (kp, a_shards, before) = (kp.clone(), a_shards.clone(), before.clone());
+        async move {
+            let after = published_ranges(&kp, &a_shards).await;
+            before
+                .iter()
+                .all(|(sym, v)| after.get(sym).is_some_and(|w| end(w) > end(v)))
+        }
+    })
+    .await;
+    let after = published_ranges(&kp, &a_shards).await;
+    for (sym, was) in &before {
+        let now = &after[sym];
+        for session in ["pre_market", "regular_session", "after_hours"] {
+            let (high, low) = (format!("{session}_high"), format!("{session}_low"));
+            if let Some(h) = was[&high].as_f64() {
+                let h2 = now[&high].as_f64().expect("a high stays set");
+                assert!(h2 >= h, "{sym} {high} went back from {h} to {h2}");
+            }
+            if let Some(l) = was[&low].as_f64() {
+                let l2 = now[&low].as_f64().expect("a low stays set");
+                assert!(l2 <= l, "{sym} {low} went back from {l} to {l2}");
+            }
+        }
+    }
+    let folded = try_stats(pb).await.expect("B answers");
+    let taken: i64 = a_shards
+        .iter()
+        .map(|&s| {
+            folded["node"]["shards"][s as usize]["rehydrated_published"]
+                .as_i64()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(
+        taken > 0,
+        "B carried on from the published values: {folded}"
+    );
     drop(b);
     sim.stop().await;
     delete_pipeline_queues(&qp, SHARDS).await;

@@ -126,6 +126,40 @@ impl DailyRange {
         String::new()
     }
 
+    /// The six session fields of a published `daily_range:{SYM}` object (a missing or
+    /// non-numeric field reads as unseen).
+    pub fn from_json_object(obj: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let f = |name: &str| obj.get(name).and_then(serde_json::Value::as_f64);
+        let ex = |s: &str| Extremes {
+            high: f(&format!("{s}_high")),
+            low: f(&format!("{s}_low")),
+        };
+        DailyRange {
+            pre_market: ex("pre_market"),
+            regular: ex("regular_session"),
+            after_hours: ex("after_hours"),
+        }
+    }
+
+    /// The union of two ranges of the same day: the higher high and the lower low of each
+    /// session.
+    pub fn merge(&mut self, other: &DailyRange) {
+        fn pick(a: Option<f64>, b: Option<f64>, better: fn(f64, f64) -> f64) -> Option<f64> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(better(a, b)),
+                (a, b) => a.or(b),
+            }
+        }
+        for (mine, theirs) in [
+            (&mut self.pre_market, other.pre_market),
+            (&mut self.regular, other.regular),
+            (&mut self.after_hours, other.after_hours),
+        ] {
+            mine.high = pick(mine.high, theirs.high, f64::max);
+            mine.low = pick(mine.low, theirs.low, f64::min);
+        }
+    }
+
     /// `daily_range:{SYM}`: the quote plus the six session fields (null when unseen).
     pub fn state_json(&self, q: &Quote) -> Vec<u8> {
         self.state_json_from(&q.to_json())

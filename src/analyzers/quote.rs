@@ -207,6 +207,17 @@ impl Quote {
         }
     }
 
+    /// A quote read back from a published object (`quote:{SYM}`, or `daily_range:{SYM}`,
+    /// which carries the same fields): None unless it has a symbol and every field is a number.
+    pub fn from_json_object(obj: &serde_json::Map<String, serde_json::Value>) -> Option<Self> {
+        let symbol = obj.get("symbol")?.as_str()?.to_string();
+        let mut v = [0.0; N];
+        for (x, name) in v.iter_mut().zip(NAMES.iter()) {
+            *x = obj.get(*name)?.as_f64()?;
+        }
+        Some(Quote { symbol, v })
+    }
+
     /// The `quote:{SYM}` payload: a JSON object of the 26 fields.
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(640);

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::calendar::{TradingCalendar, OPEN_AFTER_DAY_START_MS};
 use super::daily_range::{DailyRange, Direction};
 use super::leaderboard::{shard_candidates, Row, ShardBoard};
-use super::quote::{Bar, Enrichment, Quote};
+use super::quote::{Bar, Enrichment, Quote, F};
 use super::raw_routes::{self, RawOut, RawRoutes};
 use super::top_trades::{Stats, TopTrades};
 use crate::massive::events::{Aggregate, Event};
@@ -107,6 +107,8 @@ pub struct ShardState {
     clock_ms: i64,
     board_dirty: bool,
     checkpoint_dirty: bool,
+    /// Symbols this state met for the first time since the last [`ShardState::take_new_symbols`].
+    new_symbols: Vec<String>,
 }
 
 impl ShardState {
@@ -121,6 +123,7 @@ impl ShardState {
             clock_ms: 0,
             board_dirty: false,
             checkpoint_dirty: false,
+            new_symbols: Vec::new(),
         }
     }
 
@@ -130,6 +133,11 @@ impl ShardState {
 
     pub fn clock_ms(&self) -> i64 {
         self.clock_ms
+    }
+
+    /// The symbols held.
+    pub fn symbol_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.symbols.keys().cloned()
     }
 
     pub fn symbol(&self, sym: &str) -> Option<&SymbolState> {
@@ -243,7 +251,10 @@ impl ShardState {
         self.clock_ms = self.clock_ms.max(bar.end_ms);
         let st = match self.symbols.get_mut(&a.sym) {
             Some(s) => s,
-            None => self.symbols.entry(a.sym.clone()).or_default(),
+            None => {
+                self.new_symbols.push(a.sym.clone());
+                self.symbols.entry(a.sym.clone()).or_default()
+            }
         };
         if day_ms < st.day_ms || (day_ms == st.day_ms && bar.end_ms < st.last_end) {
             outcome.stale += 1;
@@ -395,6 +406,60 @@ impl ShardState {
             self.board_dirty = true;
         }
         taken
+    }
+
+    /// The symbols met for the first time since the last call (a new owner must be able to
+    /// find every symbol whose values were published: see `actors/processor/shard.rs`).
+    pub fn take_new_symbols(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.new_symbols)
+    }
+
+    /// The results key holding `sym`'s published quote and daily range.
+    pub fn published_key(&self, sym: &str) -> String {
+        self.key(&format!("daily_range:{sym}"))
+    }
+
+    /// Takes a published `daily_range:{SYM}` where it is newer than ours: what browsers have
+    /// seen must not be undone by a takeover whose checkpoint is older. Same day: the ranges
+    /// are merged (highs never fall, lows never rise) and the newer quote kept; a newer day
+    /// replaces ours. Returns whether anything was taken. Anything unreadable is ignored.
+    pub fn fold_published(&mut self, json: &[u8]) -> bool {
+        let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice(json) else {
+            return false;
+        };
+        let Some(quote) = Quote::from_json_object(&obj) else {
+            return false;
+        };
+        let range = DailyRange::from_json_object(&obj);
+        let (start, end) = (
+            quote.get(F::StartTimestamp) as i64,
+            quote.get(F::EndTimestamp) as i64,
+        );
+        let day = self.calendar.market_day(start);
+        let day_ms = TradingCalendar::day_start_ms(day);
+        let st = self.symbols.entry(quote.symbol.clone()).or_default();
+        if (day_ms, end) <= (st.day_ms, st.last_end) {
+            return false;
+        }
+        if day_ms > st.day_ms {
+            *st = SymbolState {
+                day_ms,
+                ..SymbolState::default()
+            };
+        }
+        st.last_end = end;
+        st.range.merge(&range);
+        st.open = quote.get(F::Open);
+        st.regular_open = start >= TradingCalendar::open_ms(day);
+        // Our bar is older than the published quote: recomputing from it (on enrichment)
+        // would move the quote back. The next bar brings a new one.
+        st.bar = None;
+        st.quote = Some(quote);
+        self.day_ms = self.day_ms.max(day_ms);
+        self.clock_ms = self.clock_ms.max(end);
+        self.board_dirty = true;
+        self.checkpoint_dirty = true;
+        true
     }
 }
 
@@ -735,5 +800,70 @@ mod tests {
                 .get(F::AccumulatedVolume),
             1200.0
         );
+    }
+
+    /// A takeover from a checkpoint older than what was published: the published daily
+    /// range and quote are folded in, so a high a browser has seen never falls back, and an
+    /// older publication changes nothing.
+    #[test]
+    fn published_values_newer_than_the_checkpoint_are_folded_in() {
+        let bar = |s: &mut ShardState, at: &str, high: f64, volume: u64| {
+            run(
+                s,
+                agg("ABC", at, [10.0, 10.0, high, 9.0], volume, Some(10.0)),
+            )
+            .0
+        };
+        let published = |w: &[CacheWrite]| {
+            w.iter()
+                .find(|w| w.key == "daily_range:ABC")
+                .map(|w| w.value.clone())
+                .expect("daily_range written")
+        };
+        let mut owner = ShardState::new(ShardConfig::default());
+        bar(&mut owner, "2026-03-03 10:00:00", 11.0, 1000);
+        assert_eq!(owner.take_new_symbols(), vec!["ABC".to_string()]);
+        let cp = owner.checkpoint().unwrap();
+        // After the checkpoint, a new high is published; then the owner dies.
+        let older = published(&bar(&mut owner, "2026-03-03 10:00:01", 11.5, 1100));
+        let newest = published(&bar(&mut owner, "2026-03-03 10:00:02", 12.0, 1200));
+        assert!(owner.take_new_symbols().is_empty(), "ABC was not new again");
+
+        let mut heir = ShardState::new(ShardConfig::default());
+        heir.rehydrate(cp);
+        assert_eq!(heir.symbol("ABC").unwrap().range.regular.high, Some(11.0));
+        assert_eq!(heir.published_key("ABC"), "daily_range:ABC");
+        assert!(heir.fold_published(&newest));
+        assert!(!heir.fold_published(&older), "older than what we hold");
+        assert!(!heir.fold_published(b"{not json"));
+        assert!(!heir.fold_published(br#"{"symbol":"ABC"}"#));
+        let st = heir.symbol("ABC").unwrap();
+        assert_eq!(st.range.regular.high, Some(12.0));
+        assert_eq!(st.quote.as_ref().unwrap().get(F::AccumulatedVolume), 1200.0);
+        assert!(st.bar.is_none());
+        // The next bar carries on from the published high: no alert for 11.8, one for 12.5.
+        let w = bar(&mut heir, "2026-03-03 10:00:03", 11.8, 1300);
+        assert_eq!(json_of(&w[1])["regular_session_high"], 12.0);
+        assert_eq!(w.len(), 2, "no alert below the published high");
+        let w = bar(&mut heir, "2026-03-03 10:00:04", 12.5, 1400);
+        assert_eq!(json_of(&w[2])["previous"], 12.0);
+        assert!(
+            heir.take_new_symbols().is_empty(),
+            "folded symbols are not new"
+        );
+    }
+
+    #[test]
+    fn ranges_merge_to_the_wider_of_both() {
+        let mut a = DailyRange::default();
+        a.observe(crate::clock::Session::Regular, 11.0, 9.0);
+        let mut b = DailyRange::default();
+        b.observe(crate::clock::Session::Regular, 12.0, 9.5);
+        b.observe(crate::clock::Session::PreMarket, 8.0, 7.0);
+        a.merge(&b);
+        assert_eq!(a.regular.high, Some(12.0));
+        assert_eq!(a.regular.low, Some(9.0));
+        assert_eq!(a.pre_market.high, Some(8.0));
+        assert_eq!(a.after_hours, Default::default());
     }
 }

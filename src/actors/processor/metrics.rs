@@ -119,6 +119,8 @@ figures! {
         pub alerts: Counter = "tickwire_processor_alerts_total";
         /// Symbols taken from a checkpoint
         pub rehydrated: Counter = "tickwire_processor_rehydrated_symbols_total";
+        /// Symbols whose published values were newer than the checkpoint (taken from them)
+        pub rehydrated_published: Counter = "tickwire_processor_rehydrated_published_total";
         /// Checkpoints or candidates that could not be stored or read
         pub checkpoint_errors: Counter = "tickwire_processor_checkpoint_errors_total";
         /// Symbols held in memory
@@ -143,6 +145,17 @@ impl ShardFigures {
         self.rehydrated.add(symbols as u64);
         self.symbols.set(held as i64);
         log::info!("shard {shard}: {symbols} symbols rehydrated from the checkpoint");
+    }
+
+    /// `folded` symbols' published values were newer than the checkpoint (`looked_up`
+    /// symbols read): the previous owner published them after its last checkpoint.
+    pub fn published_folded(&self, shard: u16, folded: usize, looked_up: usize) {
+        self.rehydrated_published.add(folded as u64);
+        if folded > 0 {
+            log::info!(
+                "shard {shard}: {folded} of {looked_up} symbols carried on from their published values (newer than the checkpoint)"
+            );
+        }
     }
 
     pub fn checkpoint_unreadable(&self, shard: u16, error: &dyn std::fmt::Display) {
@@ -181,6 +194,7 @@ impl ShardFigures {
             "symbols": self.symbols.get(),
             "lag_ms": self.lag.get(),
             "rehydrated": self.rehydrated.get(),
+            "rehydrated_published": self.rehydrated_published.get(),
         })
     }
 }

@@ -9,7 +9,13 @@
 //! the elected publisher, and a checkpoint of its state (rmp-serde) when it changed; on start
 //! and on [`Rehydrate`] (its shard was just taken over) it loads the checkpoint first, while
 //! its mailbox waits.
+//!
+//! What was published never goes backwards: a checkpoint can be up to a second older than
+//! the values browsers have seen, so a rehydrate also reads the published `daily_range:{SYM}`
+//! of every symbol the shard has published (the checkpoint's, and a symbol list each owner
+//! appends to before a symbol's first values go out) and keeps whichever is newer.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actix::{
@@ -25,7 +31,7 @@ use crate::analyzers::shard::{Checkpoint, ShardConfig, ShardState};
 use crate::metrics::ActorMetrics;
 use crate::queue::EventBatch;
 use crate::recipient::CountedRecipient;
-use crate::store::{CacheWrite, Store, Write};
+use crate::store::{CacheWrite, Store, StoreError, Stored, Write, ALL};
 
 /// How long checkpoints are kept: long enough for any takeover, bounded if shards shrink.
 pub const CHECKPOINT_TTL_SECS: u64 = 2 * 86_400;
@@ -36,6 +42,18 @@ pub const BOARD_TTL_SECS: u64 = 86_400;
 pub fn checkpoint_key(prefix: &str, shard: u16) -> String {
     format!("{prefix}processor:checkpoint:{shard}")
 }
+
+/// State-store key of the list of symbols a shard has published values for (each pushed
+/// once per owner, before its first values are sent): a new owner reads their published
+/// values even for symbols its checkpoint has not caught yet.
+pub fn symbols_key(prefix: &str, shard: u16) -> String {
+    format!("{prefix}processor:symbols:{shard}")
+}
+
+/// Most symbols kept in a shard's symbol list (duplicates from several owners included).
+const SYMBOLS_CAP: usize = 200_000;
+/// How many published values one read asks for.
+const PUBLISHED_READ_CHUNK: usize = 1000;
 
 /// State-store key of a shard's leaderboard candidates.
 pub fn board_key(prefix: &str, shard: u16) -> String {
@@ -105,6 +123,8 @@ pub struct ShardProcessor {
     actor: ActorMetrics,
     figures: ShardFigures,
     writing_checkpoint: bool,
+    /// When the last checkpoint was taken (a busy write defers it to the next tick).
+    last_checkpoint: std::time::Instant,
 }
 
 impl ShardProcessor {
@@ -124,27 +144,108 @@ impl ShardProcessor {
             figures,
             cfg,
             writing_checkpoint: false,
+            last_checkpoint: std::time::Instant::now(),
         }
     }
 
-    /// Loads the checkpoint, blocking the mailbox until done (events wait, in order).
+    /// Loads the checkpoint, then the published values of every symbol the shard has
+    /// published (the checkpoint's and the symbol list's) and keeps whichever is newer, so
+    /// that nothing a browser has seen moves back. The mailbox waits until done (events
+    /// wait, in order).
     fn rehydrate(&mut self, ctx: &mut Context<Self>) {
         let store = self.state_store.clone();
-        let key = checkpoint_key(&self.cfg.state_prefix, self.cfg.shard);
+        let (prefix, shard) = (&self.cfg.state_prefix, self.cfg.shard);
+        let (key, list) = (checkpoint_key(prefix, shard), symbols_key(prefix, shard));
+        let load = async move {
+            let cp = store.get(vec![key]).await.map(|mut v| v.pop().flatten());
+            let listed = store.read(&list, ALL).await;
+            (cp, listed)
+        };
+        ctx.wait(load.into_actor(self).then(|(cp, listed), act, _| {
+            let shard = act.cfg.shard;
+            match cp {
+                Ok(Some(b)) => match Checkpoint::decode(&b) {
+                    Ok(cp) => {
+                        let n = act.state.rehydrate(cp);
+                        act.figures.rehydrated(shard, n, act.state.symbols());
+                    }
+                    Err(e) => act.figures.checkpoint_unreadable(shard, &e),
+                },
+                Ok(None) => {}
+                Err(e) => act.figures.checkpoint_unavailable(shard, &e),
+            }
+            let mut symbols: BTreeSet<String> = act.state.symbol_names().collect();
+            match listed {
+                Ok(Some(Stored::List(items))) => {
+                    for item in items {
+                        let text = String::from_utf8_lossy(&item);
+                        symbols
+                            .extend(text.split('\n').filter(|s| !s.is_empty()).map(String::from));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => act.figures.checkpoint_unavailable(shard, &e),
+            }
+            let keys: Vec<String> = symbols.iter().map(|s| act.state.published_key(s)).collect();
+            let results = act.results_store.clone();
+            async move {
+                let mut values = Vec::with_capacity(keys.len());
+                for chunk in keys.chunks(PUBLISHED_READ_CHUNK) {
+                    values.extend(results.get(chunk.to_vec()).await?);
+                }
+                Ok::<_, StoreError>(values)
+            }
+            .into_actor(act)
+            .map(move |values, act, _| match values {
+                Ok(values) => {
+                    let folded = values
+                        .iter()
+                        .flatten()
+                        .filter(|v| act.state.fold_published(v))
+                        .count();
+                    act.figures
+                        .published_folded(act.cfg.shard, folded, symbols.len());
+                }
+                Err(e) => act.figures.checkpoint_unavailable(act.cfg.shard, &e),
+            })
+        }));
+    }
+
+    /// Sends the results of a batch. A batch that met symbols for the first time first
+    /// lists them under [`symbols_key`] (awaited, the mailbox waiting): a new owner must
+    /// find every symbol whose values were published. If the list cannot be written the
+    /// results go anyway (freshness first) and the failure is counted.
+    fn send_results(&mut self, out: Vec<CacheWrite>, ctx: &mut Context<Self>) {
+        let new = self.state.take_new_symbols();
+        if new.is_empty() {
+            if !out.is_empty() {
+                self.actor.messages_out.inc();
+                self.results_store.write.do_send(Write(out));
+            }
+            return;
+        }
+        let list = CacheWrite {
+            publish: false,
+            ..CacheWrite::push(
+                symbols_key(&self.cfg.state_prefix, self.cfg.shard),
+                Bytes::from(new.join("\n")),
+                SYMBOLS_CAP,
+                CHECKPOINT_TTL_SECS,
+                0,
+            )
+        };
+        let store = self.state_store.clone();
         ctx.wait(
-            async move { store.get(vec![key]).await }
+            async move { store.put(list).await }
                 .into_actor(self)
-                .map(|res, act, _| match res.map(|mut v| v.pop().flatten()) {
-                    Ok(Some(b)) => match Checkpoint::decode(&b) {
-                        Ok(cp) => {
-                            let n = act.state.rehydrate(cp);
-                            act.figures
-                                .rehydrated(act.cfg.shard, n, act.state.symbols());
-                        }
-                        Err(e) => act.figures.checkpoint_unreadable(act.cfg.shard, &e),
-                    },
-                    Ok(None) => {}
-                    Err(e) => act.figures.checkpoint_unavailable(act.cfg.shard, &e),
+                .map(move |res, act, _| {
+                    if res.is_err() {
+                        act.figures.state_writes_failed(act.cfg.shard, 1);
+                    }
+                    if !out.is_empty() {
+                        act.actor.messages_out.inc();
+                        act.results_store.write.do_send(Write(out));
+                    }
                 }),
         );
     }
@@ -188,6 +289,10 @@ impl ShardProcessor {
         if self.writing_checkpoint {
             return;
         }
+        if checkpoint {
+            // Due now even if nothing changed (then nothing is written).
+            self.last_checkpoint = std::time::Instant::now();
+        }
         let writes = self.state_writes(checkpoint);
         if writes.is_empty() {
             return;
@@ -221,11 +326,15 @@ impl Actor for ShardProcessor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
         self.rehydrate(ctx);
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-            act.store_state(ctx, false)
-        });
-        ctx.run_interval(self.cfg.checkpoint_every, |act, ctx| {
-            act.store_state(ctx, true)
+        // One timer: two (candidates every second, checkpoints every `checkpoint_every`)
+        // fired in the same poll, and the busy flag made the second skip, for good.
+        let every = self
+            .cfg
+            .checkpoint_every
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        ctx.run_interval(every, |act, ctx| {
+            let due = act.last_checkpoint.elapsed() >= act.cfg.checkpoint_every;
+            act.store_state(ctx, due)
         });
     }
 }
@@ -259,10 +368,7 @@ impl Handler<EventBatch> for ShardProcessor {
         self.figures.events.add(batch.events.len() as u64);
         self.figures.symbols.set(self.state.symbols() as i64);
         self.figures.lag.set(lag);
-        if !out.is_empty() {
-            self.actor.messages_out.inc();
-            self.results_store.write.do_send(Write(out));
-        }
+        self.send_results(out, ctx);
         if let Some(e) = &self.enricher {
             let day = self.state.calendar.market_day(self.state.clock_ms());
             for symbol in enrich {
