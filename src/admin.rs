@@ -238,6 +238,7 @@ async fn stats(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
         "node": node,
         "actors": state.registry.actors(),
         "counters": state.registry.snapshot(),
+        "lost": state.registry.losses(),
     }))
 }
 

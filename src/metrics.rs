@@ -321,6 +321,23 @@ impl Registry {
         out
     }
 
+    /// Every [`LOSSES`] counter this node has, summed over its labels, with its unit and
+    /// meaning: `/stats` → `lost`.
+    pub fn losses(&self) -> Map<String, Value> {
+        let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Map::new();
+        for loss in LOSSES {
+            if let Some(f) = families.get(loss.metric) {
+                let total: i64 = f.series.values().map(Handle::value).sum();
+                out.insert(
+                    loss.metric.to_string(),
+                    json!({"total": total, "unit": loss.unit, "what": loss.what}),
+                );
+            }
+        }
+        out
+    }
+
     /// The value of one series, for tests and readiness checks.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
         let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
@@ -354,6 +371,34 @@ impl Registry {
         out
     }
 }
+
+/// One way data can be lost on its way to a browser, and the counter that counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loss {
+    pub metric: &'static str,
+    /// What one count is (losses are counted where they happen, in that place's unit).
+    pub unit: &'static str,
+    pub what: &'static str,
+}
+
+/// Every loss counter of every node: what `/stats` → `lost` reports, the operations page's
+/// "Data lost" panel and the Grafana dashboard's sum over (tests keep all three in step).
+pub const LOSSES: &[Loss] = &[
+    Loss { metric: "tickwire_router_skipped_frames_total", unit: "frames", what: "frames from Massive that do not parse" },
+    Loss { metric: "tickwire_router_skipped_elements_total", unit: "events", what: "elements of a frame that are not events" },
+    Loss { metric: "tickwire_listener_binary_frames_total", unit: "frames", what: "binary frames from Massive (not part of the protocol)" },
+    Loss { metric: "tickwire_publisher_dropped_batches_total", unit: "batches", what: "oldest batches dropped from the full publish buffer (RabbitMQ slow or away)" },
+    Loss { metric: "tickwire_publisher_failed_total", unit: "messages", what: "publishes that failed (the link went down; with confirms: not confirmed)" },
+    Loss { metric: "tickwire_publisher_unconfirmed_at_loss_total", unit: "messages", what: "without confirms: handed to the AMQP client just before a link loss (at most this many)" },
+    Loss { metric: "tickwire_publisher_stopped_unpublished_total", unit: "frames and batches", what: "still unpublished when a stopping listener's grace ran out" },
+    Loss { metric: "tickwire_consumer_expired_events_total", unit: "events", what: "expired in RabbitMQ before any processor took them" },
+    Loss { metric: "tickwire_consumer_dead_lettered_other_total", unit: "messages", what: "dead-lettered by RabbitMQ for another reason than expiry" },
+    Loss { metric: "tickwire_consumer_rejected_total", unit: "messages", what: "queue messages that are not envelopes" },
+    Loss { metric: "tickwire_processor_decode_errors_total", unit: "events", what: "events the processor could not decode" },
+    Loss { metric: "tickwire_cache_dropped_total", unit: "writes", what: "results that could not be written to Redis" },
+    Loss { metric: "tickwire_wds_dropped_total", unit: "frames", what: "frames a slow client's full outbox dropped" },
+    Loss { metric: "tickwire_actor_undelivered_total", unit: "messages", what: "sent to an actor that had stopped" },
+];
 
 /// Something a node counts: registered under a name, a help text and labels.
 pub trait Figure: Clone {
@@ -575,6 +620,30 @@ impl ActorMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn losses_sum_each_known_counter_over_its_labels_and_skip_the_rest() {
+        let r = Registry::new();
+        let by_queue = |q| {
+            r.counter(
+                "tickwire_publisher_dropped_batches_total",
+                "d",
+                &[("queue", q)],
+            )
+        };
+        by_queue("trades").add(2);
+        by_queue("quotes").add(3);
+        r.counter("tickwire_wds_dropped_total", "d", &[]);
+        r.counter("tickwire_not_a_loss_total", "x", &[]).inc();
+        let lost = r.losses();
+        assert_eq!(lost.len(), 2);
+        assert_eq!(lost["tickwire_publisher_dropped_batches_total"]["total"], 5);
+        assert_eq!(
+            lost["tickwire_publisher_dropped_batches_total"]["unit"],
+            "batches"
+        );
+        assert_eq!(lost["tickwire_wds_dropped_total"]["total"], 0);
+    }
 
     #[test]
     fn same_series_is_shared_and_rendered_once() {

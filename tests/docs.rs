@@ -185,6 +185,35 @@ fn the_alert_rules_and_the_dashboard_use_only_registered_metrics() {
     }
 }
 
+/// The loss catalogue (`tickwire::metrics::LOSSES`) names counters a node really registers
+/// (a second literal besides the catalogue's own), and the dashboard's "Data lost" panel sums
+/// every one of them: a new loss path shows up on the operations page by itself, and this
+/// keeps the dashboard in step.
+#[test]
+fn every_loss_path_is_a_registered_counter_on_the_dashboard() {
+    let all: String = sources().into_iter().map(|(_, code)| code).collect();
+    let dashboard = metrics_used_in("deploy/grafana/dashboards/tickwire.json");
+    let documented = documented_metrics(&read("docs/operations.md"));
+    for loss in tickwire::metrics::LOSSES {
+        let literal = format!("\"{}\"", loss.metric);
+        assert!(
+            all.matches(&literal).count() >= 2,
+            "{} is in LOSSES but no node registers it",
+            loss.metric
+        );
+        assert!(
+            dashboard.contains(loss.metric),
+            "{} is not on the dashboard",
+            loss.metric
+        );
+        assert!(
+            documented.contains(loss.metric),
+            "{} is not in docs/operations.md",
+            loss.metric
+        );
+    }
+}
+
 #[test]
 fn the_abbreviations_in_the_metric_tables_are_read() {
     let doc = "| `tickwire_processor_events_total{shard}`, `_decode_errors_total` | counter |\n\

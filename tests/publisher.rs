@@ -175,12 +175,22 @@ async fn rabbitmq_down_mid_stream_recovers() {
     );
     let r = registry.clone();
     wait_until("publishing", || published(&r) > 20).await;
+    let last = published(&registry);
+    wait_until("another publish", || published(&r) > last).await;
     proxy.cut();
     let r = registry.clone();
     wait_until("the publisher notices and drops", || {
         r.value("tickwire_publisher_connected", &[]) == Some(0) && dropped(&r) > 0
     })
     .await;
+    // Without confirms the client cannot know what the broker got: what it handed over
+    // just before the cut is counted as possibly lost, never silently.
+    assert!(
+        registry
+            .value("tickwire_publisher_unconfirmed_at_loss_total", &[])
+            .unwrap_or(0)
+            > 0
+    );
     assert!(
         health.connected.load(Ordering::Relaxed),
         "the Massive connection stays up"

@@ -125,6 +125,9 @@ try {
     return cell && /^[0-9]/.test(cell.textContent) && Number(document.querySelector('#plot-events').dataset.points) >= 3;
   });
   await page.waitForSelector('#plot-events canvas');
+  // Every node's loss paths are listed, counted even when nothing was lost.
+  await page.waitForFunction(() => document.querySelector('#losses tbody tr[data-metric="tickwire_actor_undelivered_total"]')
+    && document.querySelector('#losses tbody tr[data-metric="tickwire_router_skipped_frames_total"]'));
   await page.screenshot({ path: `${shots}/03-operations.png` });
 
   step('logout revokes access');

@@ -220,6 +220,9 @@ figures! {
         pub coalesced: Counter = "tickwire_publisher_coalesced_batches_total";
         /// Frames and batches still unpublished when a stopping node's grace ran out
         pub stopped_unpublished: Counter = "tickwire_publisher_stopped_unpublished_total";
+        /// Without confirms: messages handed to the client in the half second to second before
+        /// a link loss was seen (what may have been lost with the link; an upper bound)
+        pub unconfirmed_at_loss: Counter = "tickwire_publisher_unconfirmed_at_loss_total";
     }
 }
 
@@ -261,6 +264,16 @@ impl PublisherFigures {
             c.add(events);
         }
         self.actor.messages_out.inc();
+    }
+
+    /// The link was lost with `n` unconfirmed messages recently handed to the client.
+    pub fn link_lost_unconfirmed(&self, n: u64) {
+        self.unconfirmed_at_loss.add(n);
+        if n > 0 {
+            log::warn!(
+                "link lost without publisher confirms: up to {n} messages published just before may be lost"
+            );
+        }
     }
 
     pub fn publish_failed(&self, queue: QueueKind, error: &str) {

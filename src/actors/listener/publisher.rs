@@ -9,6 +9,10 @@
 //!   blocked. Up to `max_in_flight` publishes run at once; none is awaited on its own.
 //! - When the broker goes away the publisher reconnects by itself with backoff, while the
 //!   listener keeps reading Massive.
+//! - Losses are counted either way: with confirms every unconfirmed publish counts as failed;
+//!   without them (the default: measured faster, docs/benchmarks.md) the client cannot know
+//!   what the broker got, so at a link loss the messages handed over since the link was last
+//!   seen up (the last half second to second) are counted as possibly lost.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -87,6 +91,9 @@ pub struct QueuePublisher {
     link: Link,
     buffer: VecDeque<EventBatch>,
     in_flight: usize,
+    /// Without confirms: messages handed to the client in the current and the previous
+    /// half-second tick, so that a loss always covers at least the last half second.
+    unconfirmed_recent: [u64; 2],
     backoff: Backoff,
     figures: PublisherFigures,
 }
@@ -98,6 +105,7 @@ impl QueuePublisher {
             link: Link::Down,
             buffer: VecDeque::new(),
             in_flight: 0,
+            unconfirmed_recent: [0; 2],
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             figures,
         }
@@ -138,6 +146,10 @@ impl QueuePublisher {
             );
             self.link = Link::Down;
             self.figures.connected.set(0);
+            if !self.cfg.confirms {
+                let [prev, this] = std::mem::take(&mut self.unconfirmed_recent);
+                self.figures.link_lost_unconfirmed(prev + this);
+            }
             let delay = self.backoff.next_delay();
             ctx.run_later(delay, |act, ctx| act.connect(ctx));
         }
@@ -182,7 +194,12 @@ impl QueuePublisher {
             ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
                 act.in_flight -= 1;
                 match res {
-                    Ok(()) => act.figures.published(queue, n_events),
+                    Ok(()) => {
+                        act.figures.published(queue, n_events);
+                        if !act.cfg.confirms {
+                            act.unconfirmed_recent[1] += 1;
+                        }
+                    }
                     Err(e) => {
                         act.figures.publish_failed(queue, &e.to_string());
                         act.mark_down(ctx);
@@ -227,7 +244,9 @@ impl QueuePublisher {
 
     fn check_link(&mut self, ctx: &mut Context<Self>) {
         if let Link::Up(open) = &self.link {
-            if !open.conn.status().connected() {
+            if open.conn.status().connected() {
+                self.unconfirmed_recent = [self.unconfirmed_recent[1], 0];
+            } else {
                 self.mark_down(ctx);
             }
         }

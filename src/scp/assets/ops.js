@@ -13,7 +13,8 @@
   const FIGURES = {
     events: { rate: true, f: c => sum(c, /^tickwire_router_events_total/) || sum(c, /^tickwire_processor_events_total/) },
     deliveries: { rate: true, f: c => sum(c, /^tickwire_wds_deliveries_total/) },
-    drops: { rate: true, f: c => sum(c, /_(dropped|dropped_batches|rejected|skipped_frames|skipped_elements|decode_errors)_total/) },
+    // Every counted loss of the node, whatever its unit (`/stats` → `lost`, src/metrics.rs LOSSES).
+    lost: { rate: true, f: (c, s) => Object.values(s.lost || {}).reduce((a, l) => a + (typeof l.total === 'number' ? l.total : 0), 0) },
     reconnects: { rate: false, f: c => sum(c, /_(reconnects|disconnects)_total/) },
     lag: { rate: false, f: c => max(c, /^tickwire_processor_lag_ms/) },
   };
@@ -27,7 +28,7 @@
   function figuresOf(id, stats, at) {
     const c = stats.counters || {};
     const raw = {};
-    for (const [k, spec] of Object.entries(FIGURES)) raw[k] = spec.f(c);
+    for (const [k, spec] of Object.entries(FIGURES)) raw[k] = spec.f(c, stats);
     const prev = last[id];
     last[id] = { at, raw };
     const out = {};
@@ -69,13 +70,14 @@
         el('td', {}, Math.round((Date.now() - n.node.heartbeat_ms) / 1000) + ' s ago'),
         el('td', { class: 'num rate-events' }, n.ok ? (f.events === null ? '…' : fmt.num(f.events)) : n.error),
         el('td', { class: 'num' }, n.ok && f.deliveries !== null ? fmt.num(f.deliveries) : '–'),
-        el('td', { class: 'num' }, n.ok ? fmt.num(last[id].raw.drops) : '–'),
+        el('td', { class: 'num lost' }, n.ok ? fmt.num(last[id].raw.lost) : '–'),
         el('td', { class: 'num' }, n.ok ? fmt.num(f.reconnects) : '–'),
         el('td', { class: 'num' }, n.ok ? fmt.num(f.lag) : '–'),
         el('td', { class: 'num' }, sessions === null ? '–' : String(sessions)),
         controls(n.node)));
     }
     tbody.replaceChildren(...rows);
+    renderLosses(nodes);
     // Keep every series as long as the time axis; trim to the window.
     const len = history.t.length;
     for (const k of Object.keys(FIGURES)) for (const id of Object.keys(history[k])) {
@@ -87,6 +89,26 @@
       for (const k of Object.keys(FIGURES)) for (const id of Object.keys(history[k])) history[k][id].splice(0, len - KEEP);
     }
     plot(nodes.map(n => n.node.id));
+  }
+
+  // The "Data lost" table: every loss path any node reports, summed over the nodes, with the
+  // nodes that report it. A path that never lost anything still shows, with 0: it is counted.
+  function renderLosses(nodes) {
+    const paths = {};
+    for (const n of nodes) {
+      if (!n.ok) continue;
+      for (const [metric, l] of Object.entries(n.stats.lost || {})) {
+        const p = paths[metric] = paths[metric] || { unit: l.unit, what: l.what, total: 0, where: [] };
+        p.total += typeof l.total === 'number' ? l.total : 0;
+        if (l.total > 0) p.where.push(n.node.id);
+      }
+    }
+    const rows = Object.entries(paths)
+      .sort(([a, x], [b, y]) => (y.total - x.total) || a.localeCompare(b))
+      .map(([metric, p]) => el('tr', { 'data-metric': metric, class: p.total > 0 ? 'lossy' : '' },
+        el('td', {}, p.what), el('td', { class: 'num' }, fmt.num(p.total)), el('td', {}, p.unit),
+        el('td', {}, p.where.join(', ') || '–'), el('td', { class: 'metric' }, metric)));
+    document.querySelector('#losses tbody').replaceChildren(...rows);
   }
 
   function plot(ids) {
