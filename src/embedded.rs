@@ -169,6 +169,7 @@ fn listener_config(
             .0,
         ping_every: Duration::from_secs(25),
         dead_after: Duration::from_secs(60),
+        max_connections_cooldown: crate::actors::listener::connection::MAX_CONNECTIONS_COOLDOWN,
         backoff_initial: Duration::from_millis(500),
         backoff_max: Duration::from_secs(30),
         start_idle: false,

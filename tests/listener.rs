@@ -417,3 +417,94 @@ async fn fragmented_messages_are_reassembled_and_binary_frames_counted() {
     let _ = std::fs::remove_dir_all(&dir);
     sim.stop().await;
 }
+
+/// Another connection with our key makes Massive evict us (`max_connections`): that is not
+/// transient, so the listener counts it, says why on its health, waits the cooldown (60 s in
+/// production, 1 s here) instead of evicting the other at once, then takes the key back.
+#[actix_web::test]
+async fn a_max_connections_eviction_waits_the_cooldown_then_takes_the_key_back() {
+    let sim = start_sim(sim_args());
+    let registry = Registry::new();
+    let (sink, got) = collector(&registry);
+    let mut cfg = config(sim.ws_url("stocks"), "demo", "Q.*");
+    cfg.max_connections_cooldown = std::time::Duration::from_secs(1);
+    let (_l, health) = listener::start(cfg, 2, sink, &registry);
+    let g = got.clone();
+    wait_until("the listener streams", || !g.lock().unwrap().is_empty()).await;
+
+    // Someone else connects with the same key: the listener is the older, it is evicted.
+    let mut other = Client::authed(&sim.ws_url("stocks"), "demo").await;
+    let evicted = || {
+        registry
+            .value(
+                "tickwire_listener_status_total",
+                &[("market", "stocks"), ("status", "max_connections")],
+            )
+            .unwrap_or(0)
+    };
+    wait_until("the eviction is counted", || evicted() == 1).await;
+    assert!(
+        health.last_error().contains("max_connections"),
+        "health says why: {}",
+        health.last_error()
+    );
+    // After the cooldown it connects again, evicting the other in turn.
+    other
+        .expect_status(
+            "max_connections",
+            "Maximum number of websocket connections exceeded. ",
+        )
+        .await;
+    wait_until("streaming again", || {
+        health.authenticated.load(Ordering::Relaxed)
+    })
+    .await;
+    let before = got.lock().unwrap().len();
+    let g = got.clone();
+    wait_until("data after taking the key back", || {
+        g.lock().unwrap().len() > before
+    })
+    .await;
+    assert_eq!(
+        sim.registry.value("tickwire_sim_evictions_total", &[]),
+        Some(2)
+    );
+    assert_eq!(evicted(), 1, "evicted once: no eviction ping-pong");
+    sim.stop().await;
+}
+
+/// A Massive socket that goes silent (the TCP connection stays up, but nothing arrives, not
+/// even a pong) is declared dead after `dead_after`, counted, and replaced by a new one.
+#[actix_web::test]
+async fn a_silent_massive_socket_is_declared_dead_and_replaced() {
+    let sim = start_sim(sim_args());
+    let proxy = common::proxy::Proxy::start_to(&format!("127.0.0.1:{}", sim.port)).await;
+    let registry = Registry::new();
+    let (sink, got) = collector(&registry);
+    let mut cfg = config(
+        format!("ws://127.0.0.1:{}/stocks", proxy.port),
+        "demo",
+        "Q.*",
+    );
+    cfg.ping_every = std::time::Duration::from_millis(250);
+    cfg.dead_after = std::time::Duration::from_secs(2);
+    let (_l, health) = listener::start(cfg, 2, sink, &registry);
+    let g = got.clone();
+    wait_until("the listener streams", || !g.lock().unwrap().is_empty()).await;
+
+    proxy.freeze();
+    let dead = || stocks_metric(&registry, "tickwire_listener_dead_peer_total").unwrap_or(0);
+    wait_until("the silent socket is declared dead", || dead() >= 1).await;
+    wait_until("a new connection", || proxy.links() >= 2).await;
+    wait_until("authenticated again", || {
+        health.authenticated.load(Ordering::Relaxed)
+    })
+    .await;
+    let before = got.lock().unwrap().len();
+    let g = got.clone();
+    wait_until("data on the new socket", || {
+        g.lock().unwrap().len() > before
+    })
+    .await;
+    sim.stop().await;
+}

@@ -641,7 +641,7 @@ async fn one_lost_queue_is_consumed_again_without_touching_the_others() {
 async fn a_processor_node_consumes_again_after_losing_the_broker() {
     use tickwire::queue::QueueKind;
     let (qp, kp, sim, mut args) = small_market("proc-broker");
-    let proxy = common::rabbit::Proxy::start().await;
+    let proxy = common::proxy::Proxy::start().await;
     args.broker.rabbitmq_url = proxy.url();
     let node = start_node(args);
     let r = node.registry.clone();

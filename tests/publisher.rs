@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
+use common::proxy::Proxy;
 use common::rabbit::*;
 use common::*;
 use tickwire::actors::listener::connection as listener;

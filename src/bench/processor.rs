@@ -116,6 +116,7 @@ fn listen(
         subscriptions: parse_subscriptions(&b.subscriptions)?.0,
         ping_every: Duration::from_secs(5),
         dead_after: Duration::from_secs(60),
+        max_connections_cooldown: crate::actors::listener::connection::MAX_CONNECTIONS_COOLDOWN,
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
         start_idle: false,

@@ -13,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tickwire::actors::sim::{SimArgs, SimServer};
 
+pub mod proxy;
 pub mod rabbit;
 pub mod redis;
 
@@ -318,6 +319,7 @@ pub fn listener_config(
             .0,
         ping_every: Duration::from_secs(1),
         dead_after: Duration::from_secs(30),
+        max_connections_cooldown: tickwire::actors::listener::connection::MAX_CONNECTIONS_COOLDOWN,
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         start_idle: false,

@@ -1,16 +1,13 @@
 //! RabbitMQ helpers for integration tests: a clear failure when the broker is unreachable,
-//! per-test queue prefixes, a reader, and a TCP proxy that can cut one client's link to the
-//! real broker (to test "RabbitMQ down" without stopping the shared server).
+//! per-test queue prefixes, a reader and cleanup. (The TCP proxy that cuts one client's link
+//! to the real broker is `common::proxy`.)
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lapin::options::{BasicGetOptions, QueueDeleteOptions};
 use lapin::{Channel, Connection, ConnectionProperties};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 pub const RABBIT: &str = "127.0.0.1:5672";
 
@@ -60,65 +57,6 @@ pub async fn delete_queues(ch: &Channel, names: &[String]) {
         let _ = ch
             .queue_delete(n.as_str().into(), QueueDeleteOptions::default())
             .await;
-    }
-}
-
-/// TCP proxy to the real broker; `cut` drops every link and refuses new ones until `restore`.
-pub struct Proxy {
-    pub port: u16,
-    up: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start() -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, links2) = (up.clone(), links.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: connection refused in effect
-                }
-                let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(RABBIT).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                links2.lock().unwrap().push(link);
-            }
-        });
-        Proxy {
-            port,
-            up,
-            links,
-            accept,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
-
-    pub fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for l in self.links.lock().unwrap().drain(..) {
-            l.abort();
-        }
-    }
-
-    pub fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
     }
 }
 

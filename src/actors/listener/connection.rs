@@ -47,8 +47,9 @@ use crate::recipient::CountedRecipient;
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 /// A connection that streamed this long was healthy: its end starts the backoff over.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// After `max_connections` (another process holds the key: not transient) wait this long.
-const MAX_CONNECTIONS_COOLDOWN: Duration = Duration::from_secs(60);
+/// After `max_connections` (another process holds the key: not transient) wait this long
+/// by default.
+pub const MAX_CONNECTIONS_COOLDOWN: Duration = Duration::from_secs(60);
 /// What the WebSocket decoder accepts at all.
 const DECODER_FRAME_LIMIT: usize = 64 * 1024 * 1024;
 
@@ -62,6 +63,10 @@ pub struct ListenerConfig {
     pub subscriptions: Vec<Topic>,
     pub ping_every: Duration,
     pub dead_after: Duration,
+    /// How long to wait after Massive evicted us for another connection with our key
+    /// (`max_connections`): that one is not transient, and reconnecting at once would evict
+    /// it in turn.
+    pub max_connections_cooldown: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     /// Wait for [`Control::Start`] (from the lease keeper) before connecting.
@@ -446,7 +451,7 @@ impl Supervised for Listener {
             .map_or(Duration::ZERO, |t| t.elapsed());
         self.backoff.connection_ended(lived);
         self.next_delay = if std::mem::take(&mut self.cooldown) {
-            MAX_CONNECTIONS_COOLDOWN
+            self.cfg.max_connections_cooldown
         } else {
             self.backoff.next_delay()
         };

@@ -238,6 +238,7 @@ impl ListenerArgs {
             subscriptions: self.massive.subscriptions_for(market),
             ping_every: Duration::from_secs(self.ping_secs.max(1)),
             dead_after: Duration::from_secs(self.dead_after_secs.max(2)),
+            max_connections_cooldown: super::connection::MAX_CONNECTIONS_COOLDOWN,
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             start_idle: self.lease || !self.auto_start,
