@@ -189,6 +189,9 @@ pub async fn run(b: ListenerBench) -> Result<ListenerRun, String> {
         "PUBLISH_COALESCE_MAX_EVENTS",
         "PUBLISH_BUFFER_BATCHES",
         "MDQ_PUBLISHER_CONFIRMS",
+        // Longer than the run: nothing consumes here, and expiries cost RabbitMQ a
+        // dead-letter each (docs/benchmarks.md).
+        "MARKET_DATA_MESSAGE_TTL",
     ] {
         if let Ok(v) = std::env::var(knob) {
             node.env(knob, v);
