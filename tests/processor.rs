@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use clap::Parser;
 use common::rabbit::{delete_pipeline_queues, rabbit_url};
 use common::redis::{cleanup, connection as redis_conn, redis_url, PrivateRedis};
 use common::*;
@@ -16,7 +15,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tickwire::actors::listener::connection as listener;
 use tickwire::actors::listener::publisher::PublisherConfig;
-use tickwire::actors::processor::{self as node, ProcessorArgs, ProcessorNode};
+use tickwire::actors::processor::{ProcessorArgs, ProcessorNode};
 use tickwire::embedded;
 use tickwire::metrics::Registry;
 use tickwire::store::Stored;
@@ -43,24 +42,15 @@ async fn int(conn: &mut deadpool_redis::Connection, cmd: &str, key: &str) -> i64
 }
 
 fn processor_args(queue_prefix: &str, key_prefix: &str) -> ProcessorArgs {
-    let mut a = ProcessorArgs::try_parse_from(["tickwire-processor"]).expect("defaults");
-    a.port = 0;
-    a.broker.rabbitmq_url = rabbit_url();
-    a.queue_prefix = queue_prefix.to_string();
-    a.shards = SHARDS;
-    a.mdc_redis_url = redis_url();
-    a.wdc.url = redis_url();
-    a.shard_lease_ttl_ms = 1500;
-    a.pipeline.results_prefix = format!("{key_prefix}wdc:");
-    a.pipeline.state_prefix = format!("{key_prefix}mdc:");
+    let mut a = common::processor_args(&rabbit_url(), queue_prefix, key_prefix, SHARDS);
+    a.pipeline.enrichment = true;
     a.pipeline.alert_cap = 5;
     a.pipeline.threads = 2;
     a
 }
 
 fn start_node(args: ProcessorArgs) -> ProcessorNode {
-    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
-    node::start(args, http).expect("processor node starts")
+    start_processor(args)
 }
 
 /// The listener half: simulator -> listener -> RabbitMQ.

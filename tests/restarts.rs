@@ -4,7 +4,6 @@
 
 mod common;
 
-use clap::Parser;
 use common::rabbit::{delete_pipeline_queues, rabbit_url, PrivateRabbit};
 use common::redis::PrivateRedis;
 use common::*;
@@ -120,7 +119,6 @@ async fn a_redis_restart_keeps_the_massive_connection() {
 async fn a_rabbitmq_restart_is_survived_without_touching_massive() {
     use tickwire::actors::listener::connection as listener;
     use tickwire::actors::listener::publisher::PublisherConfig;
-    use tickwire::actors::processor::{self as node, ProcessorArgs};
     let rabbit = PrivateRabbit::start().await;
     let qp = common::rabbit::unique_prefix("restart-rabbit");
     let kp = common::redis::unique_prefix("restart-rabbit");
@@ -129,19 +127,7 @@ async fn a_rabbitmq_restart_is_survived_without_touching_massive() {
     sim.rate = 500.0;
     let sim = start_sim(sim);
 
-    let mut args = ProcessorArgs::try_parse_from(["tickwire-processor"]).expect("defaults");
-    args.port = 0;
-    args.broker.rabbitmq_url = rabbit.url();
-    args.queue_prefix = qp.clone();
-    args.shards = 2;
-    args.mdc_redis_url = common::redis::redis_url();
-    args.wdc.url = common::redis::redis_url();
-    args.shard_lease_ttl_ms = 1500;
-    args.pipeline.results_prefix = format!("{kp}wdc:");
-    args.pipeline.state_prefix = format!("{kp}mdc:");
-    args.pipeline.enrichment = false;
-    let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let processor = node::start(args, http).expect("processor node starts");
+    let processor = start_processor(processor_args(&rabbit.url(), &qp, &kp, 2));
 
     let registry = tickwire::metrics::Registry::new();
     let publisher = PublisherConfig::new(&rabbit.url(), &qp, 2, 5000);

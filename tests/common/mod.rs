@@ -398,3 +398,36 @@ pub async fn lease_held(port: u16) -> Option<bool> {
     let v = try_stats(port).await?;
     Some(v["counters"]["tickwire_lease_held{market=\"stocks\"}"] == 1)
 }
+
+/// Processor node settings for tests: port 0, the given broker and prefixes, the shared
+/// Redis for results and state, short shard leases, enrichment off.
+pub fn processor_args(
+    rabbitmq_url: &str,
+    queue_prefix: &str,
+    key_prefix: &str,
+    shards: u16,
+) -> tickwire::actors::processor::ProcessorArgs {
+    let mut a = <tickwire::actors::processor::ProcessorArgs as clap::Parser>::try_parse_from([
+        "tickwire-processor",
+    ])
+    .expect("defaults");
+    a.port = 0;
+    a.broker.rabbitmq_url = rabbitmq_url.to_string();
+    a.queue_prefix = queue_prefix.to_string();
+    a.shards = shards;
+    a.mdc_redis_url = redis::redis_url();
+    a.wdc.url = redis::redis_url();
+    a.shard_lease_ttl_ms = 1500;
+    a.pipeline.results_prefix = format!("{key_prefix}wdc:");
+    a.pipeline.state_prefix = format!("{key_prefix}mdc:");
+    a.pipeline.enrichment = false;
+    a
+}
+
+/// A processor node on port 0.
+pub fn start_processor(
+    args: tickwire::actors::processor::ProcessorArgs,
+) -> tickwire::actors::processor::ProcessorNode {
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    tickwire::actors::processor::start(args, http).expect("processor node starts")
+}
