@@ -61,16 +61,30 @@ fn shards_held(stats: &Value) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-#[actix_web::test]
-async fn a_killed_node_s_shards_are_taken_over_and_rehydrated() {
-    let qp = common::rabbit::unique_prefix("procs");
-    let kp = common::redis::unique_prefix("procs");
+/// Two processor processes A and B sharing the four shards of a running pipeline (simulator,
+/// an in-process listener on A.*): A started with `a_env` more.
+struct Pair {
+    qp: String,
+    kp: String,
+    sim: tickwire::actors::sim::SimServer,
+    /// A, until [`Pair::kill_a`].
+    a: Option<Proc>,
+    b: Proc,
+    pb: u16,
+    /// The shards A holds.
+    a_shards: Vec<u64>,
+    _listener: actix::Addr<listener::Listener>,
+}
+
+async fn two_processors(test: &str, a_env: &[(&str, &str)]) -> Pair {
+    let qp = common::rabbit::unique_prefix(test);
+    let kp = common::redis::unique_prefix(test);
     let mut sim = sim_args();
     sim.tickers = 40;
     sim.rate = 2000.0;
     let sim = start_sim(sim);
     let (pa, pb) = (free_port(), free_port());
-    let a = spawn(pa, sim.port, &qp, &kp);
+    let a = spawn_with(pa, sim.port, &qp, &kp, a_env);
     let b = spawn(pb, sim.port, &qp, &kp);
     wait_until_async("two processes share the four shards", || async {
         match (try_stats(pa).await, try_stats(pb).await) {
@@ -81,11 +95,40 @@ async fn a_killed_node_s_shards_are_taken_over_and_rehydrated() {
     .await;
     let a_shards = shards_held(&try_stats(pa).await.expect("A answers"));
     assert_eq!(a_shards.len(), 2);
-
     let registry = Registry::new();
     let publisher = PublisherConfig::new(&rabbit_url(), &qp, SHARDS, 5000);
     let cfg = listener_config(sim.ws_url("stocks"), "demo", "A.*");
     let _listener = listener::start_publishing(cfg, publisher, &registry).0;
+    Pair {
+        qp,
+        kp,
+        sim,
+        a: Some(a),
+        b,
+        pb,
+        a_shards,
+        _listener,
+    }
+}
+
+impl Pair {
+    /// SIGKILL to A: no checkpoint flush, no lease release.
+    fn kill_a(&mut self) {
+        self.a.take();
+    }
+
+    async fn clean_up(self) {
+        drop(self.b);
+        self.sim.stop().await;
+        delete_pipeline_queues(&self.qp, SHARDS).await;
+        cleanup(&self.kp).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_killed_node_s_shards_are_taken_over_and_rehydrated() {
+    let mut pair = two_processors("procs", &[]).await;
+    let (kp, pb, a_shards) = (pair.kp.clone(), pair.pb, pair.a_shards.clone());
 
     // A's shards have checkpoints in Redis before it dies.
     let checkpoint = |s: u64| format!("{kp}processor:checkpoint:{s}");
@@ -103,7 +146,7 @@ async fn a_killed_node_s_shards_are_taken_over_and_rehydrated() {
     })
     .await;
 
-    drop(a); // SIGKILL: no checkpoint flush, no lease release.
+    pair.kill_a();
     wait_until_async("B takes all four shards once A's leases expire", || async {
         try_stats(pb)
             .await
@@ -140,10 +183,7 @@ async fn a_killed_node_s_shards_are_taken_over_and_rehydrated() {
         }
     })
     .await;
-    drop(b);
-    sim.stop().await;
-    delete_pipeline_queues(&qp, SHARDS).await;
-    cleanup(&kp).await;
+    pair.clean_up().await;
 }
 
 /// Every published `daily_range:{SYM}` of the given shards: symbol -> the JSON object.
@@ -177,29 +217,8 @@ async fn published_ranges(kp: &str, shards: &[u64]) -> std::collections::BTreeMa
 /// one A last published, every low at most, and the quotes move forward.
 #[actix_web::test]
 async fn a_killed_node_s_published_daily_ranges_never_go_back() {
-    let qp = common::rabbit::unique_prefix("procs-values");
-    let kp = common::redis::unique_prefix("procs-values");
-    let mut sim = sim_args();
-    sim.tickers = 40;
-    sim.rate = 2000.0;
-    let sim = start_sim(sim);
-    let (pa, pb) = (free_port(), free_port());
-    let never = [("PROCESSOR_CHECKPOINT_SECS", "3600")];
-    let a = spawn_with(pa, sim.port, &qp, &kp, &never);
-    let b = spawn(pb, sim.port, &qp, &kp);
-    wait_until_async("two processes share the four shards", || async {
-        match (try_stats(pa).await, try_stats(pb).await) {
-            (Some(sa), Some(sb)) => shards_held(&sa).len() == 2 && shards_held(&sb).len() == 2,
-            _ => false,
-        }
-    })
-    .await;
-    let a_shards = shards_held(&try_stats(pa).await.expect("A answers"));
-
-    let registry = Registry::new();
-    let publisher = PublisherConfig::new(&rabbit_url(), &qp, SHARDS, 5000);
-    let cfg = listener_config(sim.ws_url("stocks"), "demo", "A.*");
-    let _listener = listener::start_publishing(cfg, publisher, &registry).0;
+    let mut pair = two_processors("procs-values", &[("PROCESSOR_CHECKPOINT_SECS", "3600")]).await;
+    let (kp, pb, a_shards) = (pair.kp.clone(), pair.pb, pair.a_shards.clone());
     wait_until_async("A publishes ranges for its symbols", || {
         let (kp, a_shards) = (kp.clone(), a_shards.clone());
         async move { published_ranges(&kp, &a_shards).await.len() >= 10 }
@@ -207,7 +226,7 @@ async fn a_killed_node_s_published_daily_ranges_never_go_back() {
     .await;
 
     let before = published_ranges(&kp, &a_shards).await;
-    drop(a); // SIGKILL
+    pair.kill_a();
     let end = |v: &Value| v["end_timestamp"].as_f64().unwrap_or(0.0);
     wait_until_async("B publishes newer values for every symbol A had", || {
         let (kp, a_shards, before) = (kp.clone(), a_shards.clone(), before.clone());
@@ -247,8 +266,5 @@ async fn a_killed_node_s_published_daily_ranges_never_go_back() {
         taken > 0,
         "B carried on from the published values: {folded}"
     );
-    drop(b);
-    sim.stop().await;
-    delete_pipeline_queues(&qp, SHARDS).await;
-    cleanup(&kp).await;
+    pair.clean_up().await;
 }
