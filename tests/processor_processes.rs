@@ -212,11 +212,35 @@ async fn published_ranges(kp: &str, shards: &[u64]) -> std::collections::BTreeMa
     out
 }
 
+/// The published volume board's rows for symbols of the given shards: symbol -> the day's
+/// accumulated volume.
+async fn top_volume(kp: &str, shards: &[u64]) -> std::collections::BTreeMap<String, f64> {
+    let mut conn = connection().await;
+    let text: Option<String> = redis::cmd("GET")
+        .arg(format!("{kp}wdc:scanners:top_volume"))
+        .query_async(&mut *conn)
+        .await
+        .unwrap_or(None);
+    let rows: Vec<Value> = text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    rows.iter()
+        .filter_map(|r| {
+            Some((
+                r["symbol"].as_str()?.to_string(),
+                r["accumulated_volume"].as_f64()?,
+            ))
+        })
+        .filter(|(sym, _)| shards.contains(&u64::from(tickwire::queue::shard_of(sym, SHARDS))))
+        .collect()
+}
+
 /// A never checkpoints (`PROCESSOR_CHECKPOINT_SECS` of an hour), so B has nothing but what
 /// A published: after SIGKILL every session high B publishes for A's symbols is at least the
-/// one A last published, every low at most, and the quotes move forward.
+/// one A last published, every low at most, the quotes move forward, and the volume board
+/// still lists A's symbols with their volume carried on.
 #[actix_web::test]
-async fn a_killed_node_s_published_daily_ranges_never_go_back() {
+async fn a_killed_node_s_published_values_never_go_back() {
     let mut pair = two_processors("procs-values", &[("PROCESSOR_CHECKPOINT_SECS", "3600")]).await;
     let (kp, pb, a_shards) = (pair.kp.clone(), pair.pb, pair.a_shards.clone());
     wait_until_async("A publishes ranges for its symbols", || {
@@ -226,6 +250,11 @@ async fn a_killed_node_s_published_daily_ranges_never_go_back() {
     .await;
 
     let before = published_ranges(&kp, &a_shards).await;
+    let board_before = top_volume(&kp, &a_shards).await;
+    assert!(
+        !board_before.is_empty(),
+        "A's symbols are on the volume board"
+    );
     pair.kill_a();
     let end = |v: &Value| v["end_timestamp"].as_f64().unwrap_or(0.0);
     wait_until_async("B publishes newer values for every symbol A had", || {
@@ -253,6 +282,20 @@ async fn a_killed_node_s_published_daily_ranges_never_go_back() {
             }
         }
     }
+    // The volume board carries on too: every symbol of A's it listed is still listed, its
+    // day's volume not smaller (B's boards are built from the carried-on quotes).
+    wait_until_async(
+        "the board lists A's symbols with their volume carried on",
+        || {
+            let (kp, a_shards, was) = (kp.clone(), a_shards.clone(), board_before.clone());
+            async move {
+                let now = top_volume(&kp, &a_shards).await;
+                was.iter()
+                    .all(|(sym, v)| now.get(sym).is_some_and(|w| w >= v))
+            }
+        },
+    )
+    .await;
     let folded = try_stats(pb).await.expect("B answers");
     let taken: i64 = a_shards
         .iter()
