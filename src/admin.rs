@@ -9,6 +9,10 @@
 //! - `/metrics`: the same registry in Prometheus text format.
 //!
 //! Routes that change state (added by each node) check [`AdminState::authorize`].
+//!
+//! Every binary also answers `<binary> healthcheck` ([`healthcheck_command`]): it asks its
+//! own `/ready` on loopback and exits 0 or 1, so a container's `HEALTHCHECK` needs no shell
+//! and no HTTP tool in the image.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -439,5 +443,97 @@ mod tests {
             guarded.authorize(&wrong).unwrap_err().status_code(),
             StatusCode::UNAUTHORIZED
         );
+    }
+}
+
+/// `<binary> healthcheck`: when it is the command line, asks the node's own `/ready` on
+/// 127.0.0.1 at the port in `port_env` (the port the node itself reads) or `default_port`,
+/// and returns the exit code (0: ready; 1: not ready or not answering). None for any other
+/// command line: the binary starts as usual.
+pub fn healthcheck_command(port_env: &str, default_port: u16) -> Option<std::process::ExitCode> {
+    if std::env::args().nth(1).as_deref() != Some("healthcheck") || std::env::args().count() != 2 {
+        return None;
+    }
+    let port = std::env::var(port_env)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(default_port);
+    Some(match ready_on(port, std::time::Duration::from_secs(3)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("not ready: {why}");
+            std::process::ExitCode::FAILURE
+        }
+    })
+}
+
+/// GET `/ready` on 127.0.0.1:`port` (plain HTTP/1.0, std only: this runs before any runtime);
+/// Ok on a 200 answer within `timeout`.
+pub fn ready_on(port: u16, timeout: std::time::Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    // The status line is all we need; bounded read.
+    let mut head = [0u8; 64];
+    let mut n = 0;
+    while n < head.len() {
+        match s.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(e.to_string()),
+        }
+        if head[..n].contains(&b'\n') {
+            break;
+        }
+    }
+    let line = String::from_utf8_lossy(&head[..n]);
+    match line.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        Some(code) => Err(format!("/ready answered {code}")),
+        None => Err("no HTTP answer".into()),
+    }
+}
+
+#[cfg(test)]
+mod healthcheck_tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    /// A one-shot HTTP server answering `status`.
+    fn answer_once(status: &'static str) -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            if let Ok((mut c, _)) = l.accept() {
+                let mut buf = [0u8; 256];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+                );
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn ready_only_on_a_200() {
+        let t = Duration::from_secs(5);
+        assert_eq!(ready_on(answer_once("200 OK"), t), Ok(()));
+        assert_eq!(
+            ready_on(answer_once("503 Service Unavailable"), t),
+            Err("/ready answered 503".into())
+        );
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        assert!(ready_on(closed, t).is_err(), "nothing listening");
     }
 }

@@ -605,7 +605,7 @@ impl ActorMetrics {
     pub fn undeliverable(&self, what: &str) {
         let n = self.undelivered.get();
         self.undelivered.inc();
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             log::warn!("{what} sent to a stopped actor: lost ({} so far)", n + 1);
         }
     }

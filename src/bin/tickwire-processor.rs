@@ -16,6 +16,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = tickwire::admin::healthcheck_command("SERVER_PORT", 4201) {
+        return code;
+    }
     let cli = Cli::parse();
     init_logging(&cli.args.common.log_level);
     tickwire::config::exit_code(run(cli.args))

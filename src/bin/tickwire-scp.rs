@@ -50,6 +50,9 @@ fn end_access(args: &ScpArgs, username: &str) {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = tickwire::admin::healthcheck_command("SERVER_PORT", 8000) {
+        return code;
+    }
     let cli = Cli::parse();
     init_logging(&cli.args.common.log_level);
     match cli.command {

@@ -19,6 +19,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = tickwire::admin::healthcheck_command("SERVER_PORT", 4199) {
+        return code;
+    }
     let cli = Cli::parse();
     init_logging_with(
         &cli.sim.common.log_level,

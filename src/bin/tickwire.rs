@@ -21,6 +21,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = tickwire::admin::healthcheck_command("TICKWIRE_PORT", 8000) {
+        return code;
+    }
     let matches = Cli::command().get_matches();
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,

@@ -100,14 +100,14 @@ impl ConnectionFigures {
     }
 
     pub fn binary_frame(&self, len: usize) {
-        if self.binary.get() % 1000 == 0 {
+        if self.binary.get().is_multiple_of(1000) {
             log::warn!("skipping a binary frame of {len} bytes (Massive sends text)");
         }
         self.binary.inc();
     }
 
     pub fn stray_continuation(&self) {
-        if self.stray_continuations.get() % 1000 == 0 {
+        if self.stray_continuations.get().is_multiple_of(1000) {
             log::warn!("skipping a continuation frame that continues nothing");
         }
         self.stray_continuations.inc();
@@ -140,7 +140,7 @@ impl RouterFigures {
         let n = self.skipped_frames.get();
         self.skipped_frames.inc();
         self.actor.errors.inc();
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             log::warn!(
                 "skipping a frame of {len} bytes: {error} ({} skipped so far)",
                 n + 1

@@ -73,7 +73,7 @@ impl BoardPublisher {
         }
         self.busy = true;
         self.ticks += 1;
-        let trades_due = self.cfg.top_trades && self.ticks % 5 == 0;
+        let trades_due = self.cfg.top_trades && self.ticks.is_multiple_of(5);
         let (store, cfg, lease) = (self.state_store.clone(), self.cfg.clone(), self.lease_key());
         let fut = async move {
             let leader = store.acquire(&lease, &cfg.holder, cfg.every * 3).await?;

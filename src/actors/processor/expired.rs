@@ -66,14 +66,16 @@ pub async fn count_expired(
         let d = d?;
         let reason = death_reason(d.properties.headers().as_ref());
         // Dead-lettered with their original routing key: the shard queue's name.
-        let Some((kind, shard)) = parse_queue_name(&prefix, d.routing_key.as_str()) else {
-            figures.dead_lettered(reason, d.routing_key.as_str());
-            continue;
+        let shard_queue = parse_queue_name(&prefix, d.routing_key.as_str());
+        let (kind, shard) = match (reason, shard_queue) {
+            (DeathReason::Expired, Some(q)) => q,
+            // Counted by the consumer that rejected it.
+            (DeathReason::Rejected, Some(_)) => continue,
+            (reason, _) => {
+                figures.dead_lettered(&format!("{reason:?}"), d.routing_key.as_str());
+                continue;
+            }
         };
-        if reason != DeathReason::Expired {
-            figures.dead_lettered(reason, d.routing_key.as_str());
-            continue;
-        }
         // An envelope that does not read still counts as one message of no known events.
         let events =
             envelope::decode_batch(kind, shard, Bytes::from(d.data)).map_or(0, |b| b.events.len());

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use super::expired::DeathReason;
 use crate::actors::store::metrics::CacheWriterFigures;
 use crate::analyzers::leaderboard::Board;
 use crate::figures;
@@ -50,7 +49,7 @@ impl ConsumerFigures {
     /// A message that is not an envelope: rejected (it would fail on any node), counted; the
     /// first and every 1,000th logged.
     pub fn rejected(&self, kind: QueueKind, shard: u16, error: &dyn std::fmt::Display) {
-        if self.rejected.get() % 1000 == 0 {
+        if self.rejected.get().is_multiple_of(1000) {
             log::warn!("rejecting a message on {}.{shard}: {error}", kind.name());
         }
         self.rejected.inc();
@@ -77,14 +76,11 @@ impl ConsumerFigures {
         }
     }
 
-    /// A dead-lettered message that is not an expiry: rejections were counted where they
-    /// happened; anything else counts here.
-    pub fn dead_lettered(&self, reason: DeathReason, routing_key: &str) {
-        if reason == DeathReason::Rejected {
-            return;
-        }
-        if self.dead_lettered.get() % 1000 == 0 {
-            log::warn!("dead-lettered message from {routing_key:?} ({reason:?})");
+    /// A dead-lettered message that is neither an expiry nor a rejection (those are counted
+    /// where they happen): `reason` as RabbitMQ gave it.
+    pub fn dead_lettered(&self, reason: &str, routing_key: &str) {
+        if self.dead_lettered.get().is_multiple_of(1000) {
+            log::warn!("dead-lettered message from {routing_key:?} ({reason})");
         }
         self.dead_lettered.inc();
     }
@@ -176,7 +172,7 @@ impl ShardFigures {
     /// An event that does not decode: skipped and counted; the first and every 1,000th
     /// logged.
     pub fn undecodable(&self, shard: u16, error: &dyn std::fmt::Display) {
-        if self.decode_errors.get() % 1000 == 0 {
+        if self.decode_errors.get().is_multiple_of(1000) {
             log::warn!("shard {shard}: skipping an undecodable event: {error}");
         }
         self.decode_errors.inc();

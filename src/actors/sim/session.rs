@@ -290,7 +290,7 @@ impl SimSession {
         let s = &self.settings;
         let mut body: Vec<u8>;
         let mut bytes: &[u8] = payload;
-        if s.malformed_every > 0 && self.data_frames % s.malformed_every == 0 {
+        if s.malformed_every > 0 && self.data_frames.is_multiple_of(s.malformed_every) {
             self.metrics.figures.faults.inc("malformed");
             body = match s.malformed_mode {
                 MalformedMode::Element => {
@@ -304,7 +304,7 @@ impl SimSession {
             };
             bytes = &body;
         } else if s.unknown_every > 0
-            && self.data_frames % s.unknown_every == 0
+            && self.data_frames.is_multiple_of(s.unknown_every)
             && payload.len() > 2
         {
             self.metrics.figures.faults.inc("unknown_event");
@@ -314,7 +314,7 @@ impl SimSession {
         }
         let mut frame = BytesMut::with_capacity(bytes.len() + 20);
         let n = self.data_frames;
-        if s.fragment_every > 0 && n % s.fragment_every == 0 && bytes.len() >= 3 {
+        if s.fragment_every > 0 && n.is_multiple_of(s.fragment_every) && bytes.len() >= 3 {
             // First part as text without FIN, the middle as a continuation, the last with FIN.
             self.metrics.figures.faults.inc("fragment");
             let (a, rest) = bytes.split_at(bytes.len() / 3);
@@ -325,7 +325,7 @@ impl SimSession {
         } else {
             wsio::encode_frame(wsio::OP_TEXT, bytes, &mut frame);
         }
-        if s.binary_every > 0 && n % s.binary_every == 0 {
+        if s.binary_every > 0 && n.is_multiple_of(s.binary_every) {
             self.metrics.figures.faults.inc("binary");
             wsio::encode_frame(wsio::OP_BINARY, b"\x00\x01binary", &mut frame);
         }
