@@ -66,7 +66,7 @@ impl ConsumerFigures {
         if let Some(e) = self.expired_events.at(kind.index()) {
             e.add(events as u64);
         }
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             log::warn!(
                 "{}.{shard}: a message of {events} events expired unconsumed ({} on {})",
                 kind.name(),

@@ -211,6 +211,15 @@ impl ShardProcessor {
         }));
     }
 
+    /// Hands results to the results store (fire and forget: the store counts what it cannot
+    /// write).
+    fn write_results(&mut self, out: Vec<CacheWrite>) {
+        if !out.is_empty() {
+            self.actor.messages_out.inc();
+            self.results_store.write.do_send(Write(out));
+        }
+    }
+
     /// Sends the results of a batch. A batch that met symbols for the first time first
     /// lists them under [`symbols_key`] (awaited, the mailbox waiting): a new owner must
     /// find every symbol whose values were published. If the list cannot be written the
@@ -218,10 +227,7 @@ impl ShardProcessor {
     fn send_results(&mut self, out: Vec<CacheWrite>, ctx: &mut Context<Self>) {
         let new = self.state.take_new_symbols();
         if new.is_empty() {
-            if !out.is_empty() {
-                self.actor.messages_out.inc();
-                self.results_store.write.do_send(Write(out));
-            }
+            self.write_results(out);
             return;
         }
         let list = CacheWrite {
@@ -242,10 +248,7 @@ impl ShardProcessor {
                     if res.is_err() {
                         act.figures.state_writes_failed(act.cfg.shard, 1);
                     }
-                    if !out.is_empty() {
-                        act.actor.messages_out.inc();
-                        act.results_store.write.do_send(Write(out));
-                    }
+                    act.write_results(out);
                 }),
         );
     }
