@@ -249,6 +249,12 @@ async fn a_killed_node_s_published_values_never_go_back() {
     })
     .await;
 
+    // The board is published once a second by the elected node: wait for one with A's rows.
+    wait_until_async("the volume board lists A's symbols", || {
+        let (kp, a_shards) = (kp.clone(), a_shards.clone());
+        async move { !top_volume(&kp, &a_shards).await.is_empty() }
+    })
+    .await;
     let before = published_ranges(&kp, &a_shards).await;
     let board_before = top_volume(&kp, &a_shards).await;
     assert!(
