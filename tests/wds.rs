@@ -1059,6 +1059,36 @@ async fn a_revoked_token_ends_its_sessions_and_is_refused() {
     let (_, stats) = get_json(&node.url("/stats"), Some(ADMIN)).await;
     assert_eq!(stats["node"]["revocations"], 2, "{stats}");
 
+    // A renewal with a revoked token ends the session the way the revocation does
+    // (`token_revoked`, not `unauthorized`): the dashboard's renewal can reach the WDS before
+    // the revocation's own notice, and the user must hear "signed out" either way. Here the
+    // held token is newer than the revocation (it stays good), so only the renewal can say it.
+    let now = token::now_secs();
+    let mut s5 = ws(
+        &node,
+        &format!("/ws/v2?token={}", session_token("carol", "s5")),
+    )
+    .await;
+    assert_eq!(s5.next_json().await["type"], "welcome");
+    let older = Claims::new("carol", &["viewer"], &["*"], now - 200, 900).for_session("s5");
+    let older = token::sign(&older, SECRET.as_bytes()).expect("sign");
+    let logout = tickwire::revocation::Revocation::session("carol", "s5", now - 100, 600);
+    revoker.revoke(logout).await.expect("revoke");
+    let stats_url = node.url("/stats");
+    wait_until_async("the WDS to learn the third revocation", || {
+        let u = stats_url.clone();
+        async move { get_json(&u, Some(ADMIN)).await.1["node"]["revocations"] == 3 }
+    })
+    .await;
+    s5.send(&format!(r#"{{"type":"auth","token":"{older}"}}"#))
+        .await;
+    let e = until_json(&mut s5, "the renewal's refusal", |v| v["type"] == "error").await;
+    assert_eq!(e["code"], "token_revoked", "{e}");
+    assert_eq!(
+        s5.close_reason().await,
+        Some((1008, "token revoked".into()))
+    );
+
     node.stop().await;
     cleanup(&prefix).await;
 }

@@ -171,9 +171,23 @@ try {
   // The WDS tells a v2 client why before it closes: the frame proves the socket was ended by
   // the revocation, not by a failed renewal later on.
   let revoked = false;
-  other.on('websocket', ws => ws.on('framereceived', f => {
-    if (typeof f.payload === 'string' && f.payload.includes('"token_revoked"')) revoked = true;
-  }));
+  // What the other browser went through, printed if the step fails: its sockets, every frame
+  // but the data, its navigations and console.
+  const trail = [];
+  const t0 = Date.now();
+  const mark = what => trail.push(`+${Date.now() - t0} ms ${what}`);
+  other.on('websocket', ws => {
+    mark(`socket ${ws.url()}`);
+    ws.on('framereceived', f => {
+      if (typeof f.payload !== 'string') return;
+      if (f.payload.includes('"token_revoked"')) revoked = true;
+      if (!/"type":"(snapshot|update)"/.test(f.payload)) mark(`frame ${f.payload.slice(0, 160)}`);
+    });
+    ws.on('close', () => mark('socket closed'));
+  });
+  other.on('framenavigated', f => { if (f === other.mainFrame()) mark(`page ${f.url()}`); });
+  other.on('console', m => mark(`console ${m.type()}: ${m.text()}`));
+  other.on('response', r => { if (r.url().includes('/api/')) mark(`HTTP ${r.status()} ${r.url()}`); });
   await other.goto(url + '/login');
   await other.fill('#username', env('TW_VIEWER_USER'));
   await other.fill('#password', 'a-new-viewer-password');
@@ -186,7 +200,9 @@ try {
   await page.click('#password-save');
   await page.waitForSelector('#password-result:has-text("Password changed.")');
   await page.click('#password-cancel');
-  await until('the other browser is told its token is revoked', async () => revoked);
+  mark('password changed');
+  await until('the other browser is told its token is revoked', async () => revoked)
+    .catch(e => { throw new Error(`${e.message}; the other browser:\n  ${trail.join('\n  ')}`); });
   await other.waitForURL(/\/login\?error=revoked/);
   await other.waitForSelector('#login-error:has-text("You were signed out")');
   await page.waitForSelector('#conn[data-state="live"]');

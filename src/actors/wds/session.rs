@@ -267,6 +267,13 @@ impl WsSession {
     fn authenticate(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let claims = match self.state.verify(token) {
             Ok(c) => c,
+            // A renewal with a revoked token: the user logged out or changed their password,
+            // and the renewal reached the session before the revocation's own notice (or the
+            // notice did not cover the held token). The client hears it the same way.
+            Err(TokenError::Revoked) if self.claims.is_some() => {
+                self.figures().auth_failures.inc("revoked");
+                return self.token_ended(ctx, "token_revoked", REVOKED);
+            }
             Err(e) => return self.refuse_auth(auth_reason(&e), &e.to_string(), ctx),
         };
         let renewal = self.claims.as_ref().map(|held| held.sub.clone());
