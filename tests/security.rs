@@ -633,21 +633,55 @@ fn compose_publishes_no_data_plane_and_uses_credentials() {
             lines.push(line);
         }
     }
-    let published = |name: &str| {
-        services
+    // What each service publishes: the lines under its `ports:`.
+    let published = |lines: &[&str]| -> Vec<String> {
+        lines
             .iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no service {name} in compose.yaml"))
-            .1
-            .iter()
-            .any(|l| l.trim() == "ports:")
+            .skip_while(|l| l.trim() != "ports:")
+            .skip(1)
+            .take_while(|l| l.trim_start().starts_with("- "))
+            .map(|l| l.trim().trim_start_matches("- ").to_string())
+            .collect()
     };
-    for internal in ["rabbitmq", "redis", "sim", "listener", "processor"] {
-        assert!(!published(internal), "{internal} is published to the host");
+    let mut names = Vec::new();
+    for (name, lines) in &services {
+        names.push(name.as_str());
+        for port in published(lines) {
+            // The gateway is the one way in; operational tools listen on loopback only.
+            assert!(
+                name == "gateway" || port.starts_with("127.0.0.1:"),
+                "{name} publishes {port} beyond loopback"
+            );
+        }
     }
+    for service in [
+        "gateway",
+        "wds",
+        "scp",
+        "listener",
+        "processor",
+        "rabbitmq",
+        "redis",
+        "sim",
+    ] {
+        assert!(
+            names.contains(&service),
+            "no service {service} in {names:?}"
+        );
+    }
+    let gateway = &services
+        .iter()
+        .find(|(n, _)| n == "gateway")
+        .expect("gateway")
+        .1;
+    assert_eq!(
+        published(gateway).len(),
+        1,
+        "the gateway publishes one port"
+    );
     assert!(
-        published("wds") && published("scp"),
-        "the client-facing nodes are published"
+        text.contains("  dataplane:\n    internal: true"),
+        "the data-plane network is internal"
     );
     for url in text
         .split_whitespace()
