@@ -2,7 +2,8 @@
 # The compose stack for real, under podman (root), with no image registry:
 #   1. the base and service images (scripts/podman-base-images.sh) and the tickwire image;
 #   2. deploy/compose.yaml up (profile demo: the simulated Massive) as project
-#      `tickwire-test`, with fresh random secrets, the gateway on 127.0.0.1:$COMPOSE_TEST_PORT;
+#      `tickwire-test` ($COMPOSE_TEST_PROJECT), with fresh random secrets, the gateway on
+#      127.0.0.1:$COMPOSE_TEST_PORT (18000), the client network on $COMPOSE_TEST_SUBNET;
 #   3. every container healthy (podman here has no systemd to run healthchecks on a timer,
 #      so this script runs them: `podman healthcheck run`, every 2 s);
 #   4. through the published port only: log in, WDS tokens, v2 and v1 clients get scanner
@@ -19,8 +20,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROJECT=tickwire-test
+PROJECT=${COMPOSE_TEST_PROJECT:-tickwire-test}
 PORT=${COMPOSE_TEST_PORT:-18000}
+SUBNET=${COMPOSE_TEST_SUBNET:-10.89.242.0/24} # the client network's (two stacks need two)
 URL="http://127.0.0.1:$PORT"
 STATE=/tmp/$PROJECT.env # the stack's secrets while it runs (root only)
 mode=${1:-}
@@ -88,11 +90,15 @@ wait_healthy() { # seconds
 
 down
 log "images"
-scripts/podman-base-images.sh >/dev/null
+# Their output goes to a log, shown when a step fails.
+buildlog=$(mktemp)
+scripts/podman-base-images.sh >"$buildlog" 2>&1 || { tail -40 "$buildlog"; die "base images"; }
 started=$SECONDS
-podman build --quiet --format docker --pull=never \
+podman build --format docker --pull=never \
     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/host-ca.crt:ro \
-    -f deploy/Dockerfile -t localhost/tickwire:dev . >/dev/null
+    -f deploy/Dockerfile -t localhost/tickwire:dev . >"$buildlog" 2>&1 ||
+    { tail -40 "$buildlog"; die "tickwire image"; }
+rm -f "$buildlog"
 log "tickwire image built in $((SECONDS - started)) s, $(podman image inspect --format '{{.Size}}' localhost/tickwire:dev | awk '{printf "%d MB", $1/1e6}')"
 
 umask 077
@@ -103,6 +109,7 @@ SCP_ADMIN_PASSWORD=$(openssl rand -hex 16)
 REDIS_PASSWORD=$(openssl rand -hex 24)
 RABBITMQ_PASSWORD=$(openssl rand -hex 24)
 TICKWIRE_PUBLISH=127.0.0.1:$PORT
+CLIENT_SUBNET=$SUBNET
 TICKWIRE_IMAGE=localhost/tickwire:dev
 REDIS_IMAGE=localhost/tickwire-redis:local
 RABBITMQ_IMAGE=localhost/tickwire-rabbitmq:local

@@ -3,8 +3,8 @@
 
   compose_check.py stream URL --sockets N   log in, get WDS tokens, N v2 sockets and one v1
                                             socket each receive scanner updates; with
-                                            --spread K, the sockets are spread over K WDS
-                                            nodes (the control plane's /api/control/wds)
+                                            --spread K, more sockets (up to 40) until they
+                                            are on K WDS nodes (/api/control/wds)
   compose_check.py nodes URL role=N ...     the control plane sees N live nodes of each role
 
 The admin's password comes from SCP_ADMIN_PASSWORD. Needs the `websockets` package (PyPI).
@@ -16,12 +16,14 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 
 from websockets.sync.client import connect
 
 TOPIC = "scanners:top_gainers"
 DEADLINE = 90.0
+MAX_SOCKETS = 40  # --spread opens at most this many
 
 
 def fail(msg):
@@ -48,6 +50,8 @@ class Session:
         try:
             with self.http.open(req, timeout=15) as r:
                 return json.load(r)
+        except urllib.error.HTTPError as e:
+            fail(f"{method} {path}: HTTP {e.code}: {e.read()[:300]!r}")
         except OSError as e:
             fail(f"{method} {path}: {e}")
 
@@ -97,6 +101,21 @@ def next_frame(ws, what, pred):
 def stream(args):
     s = Session(args.url)
     sockets = [v2_socket(s) for _ in range(args.sockets)]
+    if args.spread:
+        # The gateway learns of a new WDS replica by DNS within seconds, and until then sends
+        # every socket to the ones it knows. It sends each new socket to the replica with the
+        # fewest, so more sockets reach a replica as soon as the gateway knows it.
+        def spread():
+            wds = s.call("GET", "/api/control/wds")
+            busy = [n for n in wds.get("nodes", []) if n.get("ok") and n.get("sessions", 0) > 0]
+            if len(busy) >= args.spread:
+                return wds
+            if len(sockets) < MAX_SOCKETS:
+                sockets.append(v2_socket(s))
+            return None
+        wds = until(f"sockets on {args.spread} WDS nodes", spread)
+        print(f"compose_check: {len(sockets)} sockets spread over WDS nodes: "
+              f"{[(n['id'], n['sessions']) for n in wds['nodes']]}")
     for i, ws in enumerate(sockets):
         m = next_frame(ws, f"an update on v2 socket {i + 1}", lambda m: m.get("type") == "update")
         if not isinstance(m.get("data"), list) or not m["data"]:
@@ -112,15 +131,6 @@ def stream(args):
         next_frame(v1, "v1 subscribed", lambda m: isinstance(m, dict) and m.get("status") == "subscribed")
         next_frame(v1, "a v1 scanner push", lambda m: isinstance(m, list) and len(m) > 0)
     print(f"compose_check: a v1 socket receives {TOPIC} pushes")
-
-    if args.spread:
-        def spread():
-            wds = s.call("GET", "/api/control/wds")
-            busy = [n for n in wds.get("nodes", []) if n.get("ok") and n.get("sessions", 0) > 0]
-            return wds if len(busy) >= args.spread else None
-        wds = until(f"sockets on {args.spread} WDS nodes", spread)
-        print(f"compose_check: sockets spread over WDS nodes: "
-              f"{[(n['id'], n['sessions']) for n in wds['nodes']]}")
     for ws in sockets:
         ws.close()
 

@@ -827,24 +827,39 @@ async fn sessions_in_redis_are_shared_by_replicas_and_survive_a_restart() {
     let mut private = common::redis::PrivateRedis::start();
     let d = start_scp(scp_args("scp_sessions_outage", &private.url(), &prefix));
     let mut web = Web::new(&d);
-    // The private server may still be starting: the first logins can get 503.
-    let start = std::time::Instant::now();
-    while web.login("viewer", VIEWER_PW).await.status != 200 {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no login once the private Redis is up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // Ready only once its session store answers (the private server may still be starting):
+    // from then on a login works at the first try.
+    let ready = d.url("/ready");
+    let ready_is = |want: u16| {
+        let u = ready.clone();
+        async move {
+            let (status, body) = get_json(&u, None).await;
+            (status == want).then_some(body)
+        }
+    };
+    until("the SCP is ready", || ready_is(200)).await;
+    assert_eq!(web.login("viewer", VIEWER_PW).await.status, 200);
     private.kill();
     let r = web.get("/api/session").await;
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("session store unavailable"), "{}", r.text);
+    // ...and /ready says so, naming the store, until it answers again.
+    let body = until("/ready reports the store", || ready_is(503)).await;
+    assert!(
+        body["checks"]["session_store"]
+            .as_str()
+            .is_some_and(|why| why.contains("session store")),
+        "{body}"
+    );
+    private.restart();
+    until("the SCP is ready again", || ready_is(200)).await;
+    // The restarted server is empty (it keeps nothing on disk): a new login works.
+    assert_eq!(web.login("viewer", VIEWER_PW).await.status, 200);
     assert!(
         d.registry
             .value("tickwire_scp_session_store_errors_total", &[])
             .unwrap_or(0)
-            >= 1
+            >= 2
     );
     d.stop().await;
 }

@@ -154,6 +154,49 @@ pub fn end_user_access(args: &ScpArgs, username: &str) -> Result<String, String>
     })
 }
 
+/// How often the session store is probed for `/ready`.
+const STORE_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a probe may take before the store counts as not answering.
+const STORE_PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Probes the session store every second for as long as the state lives; the result is
+/// `/ready`'s `session_store` check. A control plane whose store does not answer cannot log
+/// anyone in (every login is 503), so it is not ready: a container or pod started before
+/// Redis answers (its name not yet resolvable, say) gets no logins until it does. Failures
+/// are counted (`tickwire_scp_session_store_errors_total`) and logged when the state changes.
+fn watch_session_store(scp: &web::Data<ScpState>) -> Arc<std::sync::Mutex<Result<(), String>>> {
+    let status = Arc::new(std::sync::Mutex::new(Err("not probed yet".to_string())));
+    let shared = status.clone();
+    let state = Arc::downgrade(&scp.clone().into_inner());
+    actix::spawn(async move {
+        let mut was_up = None;
+        loop {
+            let Some(state) = state.upgrade() else {
+                return;
+            };
+            let now = match actix::clock::timeout(STORE_PROBE_WAIT, state.sessions.probe()).await {
+                Ok(answer) => answer.map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "session store: no answer within {STORE_PROBE_WAIT:?}"
+                )),
+            };
+            if let Err(e) = &now {
+                state.metrics.session_store_errors.inc();
+                if was_up != Some(false) {
+                    log::warn!("not ready: {e}");
+                }
+            } else if was_up == Some(false) {
+                log::info!("the session store answers again");
+            }
+            was_up = Some(now.is_ok());
+            *shared.lock().unwrap_or_else(|p| p.into_inner()) = now;
+            drop(state);
+            actix::clock::sleep(STORE_PROBE_EVERY).await;
+        }
+    });
+    status
+}
+
 /// Starts the control plane on `http`.
 pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> {
     if args.token_secret.is_empty() {
@@ -201,8 +244,15 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
     log_bootstrap(&boot, &args.settings);
     log::info!("browser sessions kept in {}", state.sessions.store_name());
     let scp = web::Data::new(state);
+    let store = watch_session_store(&scp);
     // The client-facing port: /stats and /metrics want the admin token.
-    let admin_data = web::Data::new(admin_state(&args.common, &registry, &scp).protect_stats());
+    let admin_data = web::Data::new(
+        admin_state(&args.common, &registry, &scp)
+            .protect_stats()
+            .with_check(admin::FnCheck::new("session_store", move || {
+                store.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            })),
+    );
     let http = NodeHttp::serve_with_workers(http, 2, move |cfg| {
         cfg.app_data(admin_data.clone())
             .app_data(scp.clone())

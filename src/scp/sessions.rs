@@ -522,6 +522,18 @@ impl Sessions {
         Ok(out)
     }
 
+    /// Whether the store answers (Redis: a PING on a pooled connection; memory: always).
+    pub async fn probe(&self) -> Result<(), SessionError> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis { pool, .. } => {
+                let mut conn = pool.get().await?;
+                redis::cmd("PING").query_async::<()>(&mut *conn).await?;
+                Ok(())
+            }
+        }
+    }
+
     /// Live sessions (in Redis: of every replica), for `/stats`.
     pub async fn count(&self) -> Result<usize, SessionError> {
         match &self.backend {
