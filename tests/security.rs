@@ -669,6 +669,12 @@ fn compose_publishes_no_data_plane_and_uses_credentials() {
             "no service {service} in {names:?}"
         );
     }
+    for (name, lines) in &services {
+        assert!(
+            lines.iter().any(|l| l.trim() == "healthcheck:"),
+            "{name} has no healthcheck"
+        );
+    }
     let gateway = &services
         .iter()
         .find(|(n, _)| n == "gateway")
