@@ -799,13 +799,28 @@ async fn sessions_in_redis_are_shared_by_replicas_and_survive_a_restart() {
     again.cookie = Some(cookie.clone());
     assert_eq!(again.get("/api/session").await.status, 200);
 
-    // Logout on B ends it on A too, and leaves nothing behind.
+    // Logout on B ends it on A too (which is told it was signed out), and leaves nothing
+    // behind but that note, keyed by the id's hash and gone after the idle timeout.
     assert_eq!(on_b.send("POST", "/logout", None, &[]).await.status, 200);
-    assert_eq!(again.get("/api/session").await.status, 401);
+    let r = again.get("/api/session").await;
     assert_eq!(
-        keys_under(&format!("{prefix}scp:sessions:")).await,
-        Vec::<String>::new()
+        (r.status, r.body["reason"].as_str()),
+        (401, Some("revoked"))
     );
+    let left = keys_under(&format!("{prefix}scp:sessions:")).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].contains("scp:sessions:ended:") && !left[0].contains(&id),
+        "{left:?}"
+    );
+    let mut conn = common::redis::connection().await;
+    let ttl: i64 = deadpool_redis::redis::cmd("TTL")
+        .arg(&left[0])
+        .query_async(&mut *conn)
+        .await
+        .expect("TTL");
+    let idle = a_args.settings.session_idle_secs as i64;
+    assert!((1..=idle).contains(&ttl), "TTL {ttl}, idle {idle}");
     a.stop().await;
     b.stop().await;
 
@@ -1038,11 +1053,27 @@ async fn changing_the_password_ends_the_users_other_sessions() {
         let r = here.send("POST", "/api/password", Some(&body), &[]).await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(here.get("/api/session").await.status, 200, "{registry}");
+        // The other browser is told it was signed out, not that its session expired (its
+        // dashboard may hear this before the WDS's token_revoked), on the API and on a page.
+        let r = elsewhere.send("POST", "/api/token", None, &[]).await;
         assert_eq!(
-            elsewhere.get("/api/session").await.status,
-            401,
+            (r.status, r.body["reason"].as_str()),
+            (401, Some("revoked")),
+            "{registry}: {}",
+            r.text
+        );
+        let page = elsewhere.get("/").await;
+        let to = page.headers.get("location").and_then(|l| l.to_str().ok());
+        assert_eq!(
+            (page.status, to),
+            (303, Some("/login?next=%2F&error=revoked")),
             "{registry}"
         );
+        // A cookie that never was a session (or one that expired) says nothing of the kind.
+        let mut stranger = Web::new(&scp);
+        stranger.cookie = Some("tw_session=0123456789abcdef".into());
+        let r = stranger.get("/api/session").await;
+        assert_eq!((r.status, r.body.get("reason")), (401, None), "{registry}");
         // Other users' sessions are not touched.
         assert_eq!(admin.get("/api/session").await.status, 200, "{registry}");
         scp.stop().await;

@@ -77,7 +77,7 @@ pub async fn current(req: &HttpRequest, state: &ScpState) -> Result<Option<Sessi
             return Ok(Some(s));
         }
     };
-    let removed = state.sessions.remove(&id, &s.username).await;
+    let removed = state.sessions.end(&id, &s.username).await;
     removed.map_err(|e| state.store_failed(e))?;
     log::info!("{} {why}: session ended", s.username);
     if revoke {
@@ -88,11 +88,31 @@ pub async fn current(req: &HttpRequest, state: &ScpState) -> Result<Option<Sessi
     Ok(None)
 }
 
+/// Whether the caller's cookie names a session that was ended on purpose (a logout, a
+/// password change, a changed user), not one that expired or never was: the 401 then says
+/// so, whichever reaches the dashboard first, this or the WDS's `token_revoked`.
+pub async fn signed_out(req: &HttpRequest, state: &ScpState) -> Result<bool, ScpError> {
+    let Some(id) = req.cookie(SESSION_COOKIE) else {
+        return Ok(false);
+    };
+    let ended = state.sessions.was_ended(id.value()).await;
+    ended.map_err(|e| state.store_failed(e))
+}
+
 /// The caller's session when it may do what `need` says; counts every refusal.
 pub async fn require(req: &HttpRequest, state: &ScpState, need: Need) -> Result<Session, ScpError> {
     let s = current(req, state).await?;
+    let gone = if s.is_none() {
+        signed_out(req, state).await?
+    } else {
+        false
+    };
     let result = (|| {
-        let s = s.ok_or(ScpError::Unauthenticated)?;
+        let s = s.ok_or(if gone {
+            ScpError::SignedOut
+        } else {
+            ScpError::Unauthenticated
+        })?;
         if matches!(need, Need::Admin | Need::AdminWrite) && !s.has_role(ADMIN) {
             return Err(ScpError::Forbidden(ADMIN));
         }
@@ -235,7 +255,8 @@ async fn login(
 async fn logout(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
     let s = require(&req, &state, Need::ViewerWrite).await?;
     if let Some(id) = req.cookie(SESSION_COOKIE) {
-        let removed = state.sessions.remove(id.value(), &s.username).await;
+        // Ended on purpose: the session's other tabs are told they were signed out.
+        let removed = state.sessions.end(id.value(), &s.username).await;
         removed.map_err(|e| state.store_failed(e))?;
     }
     state.metrics.logouts.inc();

@@ -201,6 +201,11 @@ impl ScpSettings {
 pub enum ScpError {
     #[error("login required")]
     Unauthenticated,
+    /// The session was ended on purpose: a logout, a password change, a changed user.
+    #[error(
+        "signed out: the session was ended by a logout, a password change or a change to the user"
+    )]
+    SignedOut,
     #[error("this needs the {0} role")]
     Forbidden(&'static str),
     #[error("missing or wrong CSRF token")]
@@ -226,7 +231,7 @@ pub enum ScpError {
 impl ResponseError for ScpError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ScpError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ScpError::Unauthenticated | ScpError::SignedOut => StatusCode::UNAUTHORIZED,
             ScpError::Forbidden(_) | ScpError::Csrf | ScpError::WrongPassword => {
                 StatusCode::FORBIDDEN
             }
@@ -247,6 +252,11 @@ impl ResponseError for ScpError {
         }
         if let ScpError::Busy = self {
             r.insert_header(("retry-after", "1"));
+        }
+        if let ScpError::SignedOut = self {
+            // The dashboard's login page says why (`/login?error=revoked`).
+            return r
+                .json(json!({"status": "ERROR", "error": self.to_string(), "reason": "revoked"}));
         }
         r.json(json!({"status": "ERROR", "error": self.to_string()}))
     }

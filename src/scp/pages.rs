@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::auth::{current, issue_token, to_login};
+use super::auth::{current, issue_token, signed_out, to_login};
 use super::users::ADMIN;
 use super::{ScpError, ScpState};
 
@@ -109,7 +109,7 @@ async fn login_page(req: HttpRequest, state: web::Data<ScpState>) -> HttpRespons
         Some("busy") => "The server is busy checking passwords. Try again in a moment.",
         Some("expired") => "Your session has ended. Please log in again.",
         Some("revoked") => {
-            "You were signed out: your password was changed or your account was updated elsewhere."
+            "You were signed out: a logout in another tab, or your password or account was changed."
         }
         _ => "",
     };
@@ -137,7 +137,8 @@ fn config_json(state: &ScpState, s: &super::sessions::Session) -> Result<String,
 
 async fn dashboard(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
     let Some(s) = current(&req, &state).await? else {
-        return Ok(to_login("/", None));
+        let why = signed_out(&req, &state).await?.then_some("revoked");
+        return Ok(to_login("/", why));
     };
     let cfg = config_json(&state, &s)?;
     Ok(page(
@@ -147,7 +148,8 @@ async fn dashboard(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpR
 
 async fn ops(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
     let Some(s) = current(&req, &state).await? else {
-        return Ok(to_login("/ops", None));
+        let why = signed_out(&req, &state).await?.then_some("revoked");
+        return Ok(to_login("/ops", why));
     };
     if !s.has_role(ADMIN) {
         state.metrics.denied.inc();

@@ -150,6 +150,9 @@ pub struct Sessions {
     backend: Backend,
     idle: Duration,
     lifetime: Duration,
+    /// Memory backend: sessions ended on purpose (logout, password change, changed user) and
+    /// until when that is remembered (the idle timeout), by id. In Redis: `{prefix}ended:{hash}`.
+    ended: Mutex<HashMap<String, Instant>>,
 }
 
 impl Sessions {
@@ -158,6 +161,7 @@ impl Sessions {
             backend: Backend::Memory(Mutex::new(HashMap::new())),
             idle,
             lifetime,
+            ended: Mutex::new(HashMap::new()),
         }
     }
 
@@ -180,6 +184,7 @@ impl Sessions {
             },
             idle,
             lifetime,
+            ended: Mutex::new(HashMap::new()),
         }
     }
 
@@ -370,15 +375,89 @@ impl Sessions {
         Ok(())
     }
 
+    /// Ends `username`'s session `id` on purpose (a logout, a changed or removed user) and
+    /// remembers that for the idle timeout, so that whoever still holds its cookie (another
+    /// tab, a slow dashboard) is told it was signed out ([`Sessions::was_ended`]), not that
+    /// it expired.
+    pub async fn end(&self, id: &str, username: &str) -> Result<(), SessionError> {
+        self.remove(id, username).await?;
+        match &self.backend {
+            Backend::Memory(_) => self.remember_ended([id.to_string()]),
+            Backend::Redis { pool, prefix, .. } => {
+                let mut conn = pool.get().await?;
+                self.ended_pipe(prefix, [hashed(id)])
+                    .query_async::<()>(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the session behind `id` was ended on purpose within the idle timeout.
+    pub async fn was_ended(&self, id: &str) -> Result<bool, SessionError> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(lock(&self.ended)
+                .get(id)
+                .is_some_and(|until| *until > Instant::now())),
+            Backend::Redis { pool, prefix, .. } => {
+                let mut conn = pool.get().await?;
+                let n: u32 = redis::cmd("EXISTS")
+                    .arg(ended_key(prefix, &hashed(id)))
+                    .query_async(&mut *conn)
+                    .await?;
+                Ok(n == 1)
+            }
+        }
+    }
+
+    /// Memory backend: notes `ids` as ended on purpose; forgets the notes that are over, so
+    /// the map holds at most the sessions ended within one idle timeout.
+    fn remember_ended(&self, ids: impl IntoIterator<Item = String>) {
+        let now = Instant::now();
+        let mut ended = lock(&self.ended);
+        ended.retain(|_, until| *until > now);
+        for id in ids {
+            ended.insert(id, now + self.idle);
+        }
+    }
+
+    /// Redis: a pipeline noting the sessions of `hashes` as ended on purpose, each for the
+    /// idle timeout.
+    fn ended_pipe(
+        &self,
+        prefix: &str,
+        hashes: impl IntoIterator<Item = String>,
+    ) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        for h in hashes {
+            pipe.cmd("SET")
+                .arg(ended_key(prefix, &h))
+                .arg(1)
+                .arg("EX")
+                .arg(self.idle_secs())
+                .ignore();
+        }
+        pipe
+    }
+
     /// Ends every session of `username` but `keep` (a password change logs the other
     /// devices out); returns how many were ended.
     pub async fn end_others(&self, username: &str, keep: &str) -> Result<usize, SessionError> {
         match &self.backend {
             Backend::Memory(map) => {
                 let mut map = lock(map);
-                let before = map.len();
-                map.retain(|id, e| e.session.username != username || id == keep);
-                Ok(before - map.len())
+                let gone: Vec<String> = map
+                    .iter()
+                    .filter(|(id, e)| e.session.username == username && *id != keep)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in &gone {
+                    map.remove(id);
+                }
+                drop(map);
+                let n = gone.len();
+                self.remember_ended(gone);
+                Ok(n)
             }
             Backend::Redis { pool, prefix, .. } => {
                 let user_key = user_key(prefix, username);
@@ -408,6 +487,9 @@ impl Sessions {
                     .ignore();
                 // DEL's count is of the sessions still alive: the ones actually ended.
                 let (ended,): (usize,) = pipe.query_async(&mut *conn).await?;
+                self.ended_pipe(prefix, others.iter().map(|h| h.to_string()))
+                    .query_async::<()>(&mut *conn)
+                    .await?;
                 Ok(ended)
             }
         }
@@ -460,15 +542,20 @@ impl Sessions {
         let mut out = Outdated::default();
         match &self.backend {
             Backend::Memory(map) => {
-                lock(map).retain(|_, e| {
+                let mut gone = Vec::new();
+                lock(map).retain(|id, e| {
                     if e.session.username != username {
                         return true;
                     }
                     let keep = e.session.pw == pw;
                     let list = if keep { &mut out.kept } else { &mut out.ended };
                     list.push(e.session.sid.clone());
+                    if !keep {
+                        gone.push(id.clone());
+                    }
                     keep
                 });
+                self.remember_ended(gone);
             }
             Backend::Redis { pool, prefix, .. } => {
                 let user_key = user_key(prefix, username);
@@ -512,6 +599,11 @@ impl Sessions {
                         .ignore();
                 }
                 let deleted: Vec<u8> = pipe.query_async(&mut *conn).await?;
+                if !end.is_empty() {
+                    self.ended_pipe(prefix, end.iter().map(|(h, _)| h.to_string()))
+                        .query_async::<()>(&mut *conn)
+                        .await?;
+                }
                 for ((_, sid), n) in end.into_iter().zip(deleted) {
                     if n == 1 {
                         out.ended.push(sid);
@@ -586,6 +678,11 @@ fn session_key(prefix: &str, hash: &str) -> String {
     format!("{prefix}{hash}")
 }
 
+/// The note that the session of `hash` was ended on purpose ([`Sessions::end`]).
+fn ended_key(prefix: &str, hash: &str) -> String {
+    format!("{prefix}ended:{hash}")
+}
+
 fn index_key(prefix: &str) -> String {
     format!("{prefix}index")
 }
@@ -619,6 +716,38 @@ mod tests {
         let (id, _) = expired.create("bob", &[], "fp1").await.unwrap();
         assert!(expired.touch(&id).await.unwrap().is_none());
         assert_eq!(expired.count().await.unwrap(), 0);
+    }
+
+    #[actix_web::test]
+    async fn a_session_ended_on_purpose_is_remembered_for_the_idle_timeout() {
+        let sessions = Sessions::in_memory(Duration::from_secs(60), Duration::from_secs(600));
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(sessions.create("ann", &[], "fp1").await.unwrap().0);
+        }
+        let (bob, _) = sessions.create("bob", &[], "fp1").await.unwrap();
+        // A logout, and a password change that keeps the session making it.
+        sessions.end(&ids[0], "ann").await.unwrap();
+        assert_eq!(sessions.end_others("ann", &ids[1]).await.unwrap(), 1);
+        let mut ended = Vec::new();
+        for id in [&ids[0], &ids[1], &ids[2], &bob] {
+            ended.push(sessions.was_ended(id).await.unwrap());
+        }
+        assert_eq!(ended, [true, false, true, false]);
+        // The password changes in the users file: the last of ann's ends too.
+        let out = sessions.end_outdated("ann", "fp2").await.unwrap();
+        assert_eq!(out.ended.len(), 1);
+        assert!(sessions.was_ended(&ids[1]).await.unwrap());
+        // An expiry (or a cookie that never was a session) is not an end on purpose.
+        sessions.remove(&bob, "bob").await.unwrap();
+        assert!(!sessions.was_ended(&bob).await.unwrap());
+        assert!(!sessions.was_ended("no-such-session").await.unwrap());
+
+        // Remembered for the idle timeout only.
+        let brief = Sessions::in_memory(Duration::ZERO, Duration::from_secs(600));
+        let (id, _) = brief.create("cy", &[], "fp1").await.unwrap();
+        brief.end(&id, "cy").await.unwrap();
+        assert!(!brief.was_ended(&id).await.unwrap());
     }
 
     #[test]

@@ -22,7 +22,14 @@ const TW = (() => {
       opts.body = typeof body === 'string' ? body : JSON.stringify(body);
     }
     const r = await fetch(path, opts);
-    if (r.status === 401) { toLogin(revoked ? 'revoked' : 'expired'); throw new Error('session ended'); }
+    if (r.status === 401) {
+      // The control plane says when the session was ended on purpose (`reason`), so the
+      // login page says so even when this answer beats the WDS's `token_revoked`.
+      let why = null;
+      try { why = (await r.json()).reason; } catch (_) { /* no body */ }
+      toLogin(revoked || why === 'revoked' ? 'revoked' : 'expired');
+      throw new Error('session ended');
+    }
     let data = null;
     try { data = await r.json(); } catch (_) { /* empty body */ }
     if (!r.ok) throw new Error((data && data.error) || ('HTTP ' + r.status));
