@@ -90,15 +90,18 @@ wait_healthy() { # seconds
 
 down
 log "images"
-# Their output goes to a log, shown when a step fails.
-buildlog=$(mktemp)
-scripts/podman-base-images.sh >"$buildlog" 2>&1 || { tail -40 "$buildlog"; die "base images"; }
+# Runs a step with its output in a log, shown only when it fails: quiet(what, command...).
+steplog=$(mktemp)
+quiet() {
+    local what=$1
+    shift
+    "$@" >"$steplog" 2>&1 || { tail -40 "$steplog"; die "$what"; }
+}
+quiet "base images" scripts/podman-base-images.sh
 started=$SECONDS
-podman build --format docker --pull=never \
+quiet "tickwire image" podman build --format docker --pull=never \
     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/host-ca.crt:ro \
-    -f deploy/Dockerfile -t localhost/tickwire:dev . >"$buildlog" 2>&1 ||
-    { tail -40 "$buildlog"; die "tickwire image"; }
-rm -f "$buildlog"
+    -f deploy/Dockerfile -t localhost/tickwire:dev .
 log "tickwire image built in $((SECONDS - started)) s, $(podman image inspect --format '{{.Size}}' localhost/tickwire:dev | awk '{printf "%d MB", $1/1e6}')"
 
 umask 077
@@ -118,11 +121,11 @@ LOG_LEVEL=warn
 EOF
 SCP_ADMIN_PASSWORD=$(sed -n 's/^SCP_ADMIN_PASSWORD=//p' "$STATE")
 export SCP_ADMIN_PASSWORD
-[ "$mode" = "--keep-up" ] || trap down EXIT
+if [ "$mode" = "--keep-up" ]; then trap 'rm -f "$steplog"' EXIT; else trap 'down; rm -f "$steplog"' EXIT; fi
 
 log "up"
 started=$SECONDS
-compose up -d >/dev/null 2>&1 || { compose up -d; die "compose up"; }
+quiet "compose up" compose up -d
 wait_healthy 300
 log "all $(containers | wc -l) containers healthy $((SECONDS - started)) s after 'up'"
 
@@ -139,15 +142,14 @@ log "published: only $published"
 # address; the control plane and the WDS are there (the gateway's way in).
 probe() { # network, then host:port pairs; prints those that answered
     podman run --rm --network "$1" localhost/tickwire-gateway:local bash -c '
-        for hp in "${@:1}"; do
+        for hp in "$@"; do
             timeout 3 bash -c "exec 3<>/dev/tcp/${hp%:*}/${hp#*:}" 2>/dev/null && echo "$hp"
         done; true' probe "${@:2}"
 }
 ip_on() { podman inspect --format "{{(index .NetworkSettings.Networks \"${PROJECT}_$2\").IPAddress}}" "$(container_of "$1")"; }
-targets="rabbitmq:5672 redis:6379 listener:4200 processor:4201"
-for s in rabbitmq redis listener processor; do
-    port=$(case $s in rabbitmq) echo 5672 ;; redis) echo 6379 ;; listener) echo 4200 ;; processor) echo 4201 ;; esac)
-    targets="$targets $(ip_on "$s" dataplane):$port"
+targets=""
+for sp in rabbitmq:5672 redis:6379 listener:4200 processor:4201; do # service:port
+    targets="$targets $sp $(ip_on "${sp%:*}" dataplane):${sp#*:}"
 done
 reached=$(probe "${PROJECT}_client" $targets)
 [ -z "$reached" ] || die "from the client network, the data plane answered at: $reached"
@@ -163,7 +165,7 @@ log "scale processor and wds to 2"
 # podman-compose takes one --scale per call and sets every other service back to 1: the
 # replica counts live in the environment instead (the compose file's `scale:`).
 printf 'PROCESSOR_REPLICAS=2\nWDS_REPLICAS=2\n' >> "$STATE"
-compose up -d --no-recreate >/dev/null 2>&1 || { compose up -d --no-recreate; die "scaling"; }
+quiet "scaling" compose up -d --no-recreate
 wait_healthy 180
 python3 scripts/compose_check.py nodes "$URL" processor=2 wds=2 listener=1 scp=1
 python3 scripts/compose_check.py stream "$URL" --sockets 4 --spread 2

@@ -36,6 +36,7 @@ class Session:
 
     def __init__(self, base):
         self.base = base.rstrip("/")
+        self.csrf = None  # from the login's answer
         self.http = urllib.request.build_opener(
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
         body = {"username": "admin", "password": os.environ["SCP_ADMIN_PASSWORD"]}
@@ -45,7 +46,7 @@ class Session:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method)
         req.add_header("content-type", "application/json")
-        if getattr(self, "csrf", None):
+        if self.csrf:
             req.add_header("x-csrf-token", self.csrf)
         try:
             with self.http.open(req, timeout=15) as r:

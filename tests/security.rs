@@ -646,6 +646,10 @@ fn compose_publishes_no_data_plane_and_uses_credentials() {
     let mut names = Vec::new();
     for (name, lines) in &services {
         names.push(name.as_str());
+        assert!(
+            lines.iter().any(|l| l.trim() == "healthcheck:"),
+            "{name} has no healthcheck"
+        );
         for port in published(lines) {
             // The gateway is the one way in; operational tools listen on loopback only.
             assert!(
@@ -667,12 +671,6 @@ fn compose_publishes_no_data_plane_and_uses_credentials() {
         assert!(
             names.contains(&service),
             "no service {service} in {names:?}"
-        );
-    }
-    for (name, lines) in &services {
-        assert!(
-            lines.iter().any(|l| l.trim() == "healthcheck:"),
-            "{name} has no healthcheck"
         );
     }
     let gateway = &services

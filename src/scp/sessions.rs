@@ -129,7 +129,12 @@ pub struct Outdated {
 }
 
 enum Backend {
-    Memory(Mutex<HashMap<String, Entry>>),
+    Memory {
+        sessions: Mutex<HashMap<String, Entry>>,
+        /// Sessions ended on purpose (logout, password change, changed user), by id, and
+        /// until when that is remembered (the idle timeout). In Redis: `{prefix}ended:{hash}`.
+        ended: Mutex<HashMap<String, Instant>>,
+    },
     /// `{prefix}{sha256(id)}` holds a [`Stored`] with the idle TTL; `{prefix}index` is a
     /// sorted set of the hashes scored by when they lapse, so counting needs no SCAN;
     /// `{prefix}user:{sha256(username)}` is the set of a user's session hashes, so that
@@ -150,18 +155,17 @@ pub struct Sessions {
     backend: Backend,
     idle: Duration,
     lifetime: Duration,
-    /// Memory backend: sessions ended on purpose (logout, password change, changed user) and
-    /// until when that is remembered (the idle timeout), by id. In Redis: `{prefix}ended:{hash}`.
-    ended: Mutex<HashMap<String, Instant>>,
 }
 
 impl Sessions {
     pub fn in_memory(idle: Duration, lifetime: Duration) -> Self {
         Sessions {
-            backend: Backend::Memory(Mutex::new(HashMap::new())),
+            backend: Backend::Memory {
+                sessions: Mutex::new(HashMap::new()),
+                ended: Mutex::new(HashMap::new()),
+            },
             idle,
             lifetime,
-            ended: Mutex::new(HashMap::new()),
         }
     }
 
@@ -184,7 +188,6 @@ impl Sessions {
             },
             idle,
             lifetime,
-            ended: Mutex::new(HashMap::new()),
         }
     }
 
@@ -208,7 +211,7 @@ impl Sessions {
     /// `memory` or `redis`, for the log and `/stats`.
     pub fn store_name(&self) -> &'static str {
         match self.backend {
-            Backend::Memory(_) => "memory",
+            Backend::Memory { .. } => "memory",
             Backend::Redis { .. } => "redis",
         }
     }
@@ -239,7 +242,7 @@ impl Sessions {
             sid: token_sid(&id),
         };
         match &self.backend {
-            Backend::Memory(map) => {
+            Backend::Memory { sessions: map, .. } => {
                 let now = Instant::now();
                 let mut map = lock(map);
                 // Dropping the dead here keeps the map bounded without a sweeper task.
@@ -294,7 +297,7 @@ impl Sessions {
     /// The live session behind `id`, its idle clock restarted; an expired one is dropped.
     pub async fn touch(&self, id: &str) -> Result<Option<Session>, SessionError> {
         match &self.backend {
-            Backend::Memory(map) => {
+            Backend::Memory { sessions: map, .. } => {
                 let now = Instant::now();
                 let mut map = lock(map);
                 let Some(live) = map.get(id).map(|e| self.live(e, now)) else {
@@ -350,25 +353,13 @@ impl Sessions {
     /// Ends `username`'s session `id` (logout).
     pub async fn remove(&self, id: &str, username: &str) -> Result<(), SessionError> {
         match &self.backend {
-            Backend::Memory(map) => {
+            Backend::Memory { sessions: map, .. } => {
                 lock(map).remove(id);
             }
             Backend::Redis { pool, prefix, .. } => {
-                let hash = hashed(id);
                 let mut conn = pool.get().await?;
-                let _: () = redis::pipe()
-                    .cmd("DEL")
-                    .arg(session_key(prefix, &hash))
-                    .ignore()
-                    .cmd("ZREM")
-                    .arg(index_key(prefix))
-                    .arg(&hash)
-                    .ignore()
-                    .cmd("SREM")
-                    .arg(user_key(prefix, username))
-                    .arg(&hash)
-                    .ignore()
-                    .query_async(&mut *conn)
+                removal(prefix, &hashed(id), username)
+                    .query_async::<()>(&mut *conn)
                     .await?;
             }
         }
@@ -380,14 +371,17 @@ impl Sessions {
     /// tab, a slow dashboard) is told it was signed out ([`Sessions::was_ended`]), not that
     /// it expired.
     pub async fn end(&self, id: &str, username: &str) -> Result<(), SessionError> {
-        self.remove(id, username).await?;
         match &self.backend {
-            Backend::Memory(_) => self.remember_ended([id.to_string()]),
+            Backend::Memory { sessions, ended } => {
+                lock(sessions).remove(id);
+                self.remember_ended(ended, [id.to_string()]);
+            }
             Backend::Redis { pool, prefix, .. } => {
+                let hash = hashed(id);
+                let mut pipe = removal(prefix, &hash, username);
+                self.note_ended(&mut pipe, prefix, [&hash]);
                 let mut conn = pool.get().await?;
-                self.ended_pipe(prefix, [hashed(id)])
-                    .query_async::<()>(&mut *conn)
-                    .await?;
+                pipe.query_async::<()>(&mut *conn).await?;
             }
         }
         Ok(())
@@ -396,7 +390,7 @@ impl Sessions {
     /// Whether the session behind `id` was ended on purpose within the idle timeout.
     pub async fn was_ended(&self, id: &str) -> Result<bool, SessionError> {
         match &self.backend {
-            Backend::Memory(_) => Ok(lock(&self.ended)
+            Backend::Memory { ended, .. } => Ok(lock(ended)
                 .get(id)
                 .is_some_and(|until| *until > Instant::now())),
             Backend::Redis { pool, prefix, .. } => {
@@ -410,41 +404,47 @@ impl Sessions {
         }
     }
 
-    /// Memory backend: notes `ids` as ended on purpose; forgets the notes that are over, so
-    /// the map holds at most the sessions ended within one idle timeout.
-    fn remember_ended(&self, ids: impl IntoIterator<Item = String>) {
+    /// Memory: notes `ids` as ended on purpose; forgets the notes that are over, so `ended`
+    /// holds at most the sessions ended within one idle timeout.
+    fn remember_ended(
+        &self,
+        ended: &Mutex<HashMap<String, Instant>>,
+        ids: impl IntoIterator<Item = String>,
+    ) {
         let now = Instant::now();
-        let mut ended = lock(&self.ended);
+        let mut ended = lock(ended);
         ended.retain(|_, until| *until > now);
         for id in ids {
             ended.insert(id, now + self.idle);
         }
     }
 
-    /// Redis: a pipeline noting the sessions of `hashes` as ended on purpose, each for the
-    /// idle timeout.
-    fn ended_pipe(
+    /// Redis: adds to `pipe` the notes that the sessions of `hashes` were ended on purpose,
+    /// each kept for the idle timeout (their replies ignored).
+    fn note_ended<'a>(
         &self,
+        pipe: &mut redis::Pipeline,
         prefix: &str,
-        hashes: impl IntoIterator<Item = String>,
-    ) -> redis::Pipeline {
-        let mut pipe = redis::pipe();
+        hashes: impl IntoIterator<Item = &'a String>,
+    ) {
         for h in hashes {
             pipe.cmd("SET")
-                .arg(ended_key(prefix, &h))
+                .arg(ended_key(prefix, h))
                 .arg(1)
                 .arg("EX")
                 .arg(self.idle_secs())
                 .ignore();
         }
-        pipe
     }
 
     /// Ends every session of `username` but `keep` (a password change logs the other
     /// devices out); returns how many were ended.
     pub async fn end_others(&self, username: &str, keep: &str) -> Result<usize, SessionError> {
         match &self.backend {
-            Backend::Memory(map) => {
+            Backend::Memory {
+                sessions: map,
+                ended,
+            } => {
                 let mut map = lock(map);
                 let gone: Vec<String> = map
                     .iter()
@@ -456,7 +456,7 @@ impl Sessions {
                 }
                 drop(map);
                 let n = gone.len();
-                self.remember_ended(gone);
+                self.remember_ended(ended, gone);
                 Ok(n)
             }
             Backend::Redis { pool, prefix, .. } => {
@@ -476,8 +476,7 @@ impl Sessions {
                 for h in &others {
                     pipe.arg(session_key(prefix, h));
                 }
-                let pipe = pipe
-                    .cmd("ZREM")
+                pipe.cmd("ZREM")
                     .arg(index_key(prefix))
                     .arg(&others)
                     .ignore()
@@ -485,11 +484,9 @@ impl Sessions {
                     .arg(&user_key)
                     .arg(&others)
                     .ignore();
+                self.note_ended(&mut pipe, prefix, others.iter().copied());
                 // DEL's count is of the sessions still alive: the ones actually ended.
                 let (ended,): (usize,) = pipe.query_async(&mut *conn).await?;
-                self.ended_pipe(prefix, others.iter().map(|h| h.to_string()))
-                    .query_async::<()>(&mut *conn)
-                    .await?;
                 Ok(ended)
             }
         }
@@ -500,7 +497,7 @@ impl Sessions {
     /// takes this session for one opened with the old password. Its idle clock runs on.
     pub async fn rebind(&self, id: &str, pw: &str) -> Result<(), SessionError> {
         match &self.backend {
-            Backend::Memory(map) => {
+            Backend::Memory { sessions: map, .. } => {
                 if let Some(e) = lock(map).get_mut(id) {
                     e.session.pw = pw.to_string();
                 }
@@ -541,7 +538,10 @@ impl Sessions {
     pub async fn end_outdated(&self, username: &str, pw: &str) -> Result<Outdated, SessionError> {
         let mut out = Outdated::default();
         match &self.backend {
-            Backend::Memory(map) => {
+            Backend::Memory {
+                sessions: map,
+                ended,
+            } => {
                 let mut gone = Vec::new();
                 lock(map).retain(|id, e| {
                     if e.session.username != username {
@@ -555,7 +555,7 @@ impl Sessions {
                     }
                     keep
                 });
-                self.remember_ended(gone);
+                self.remember_ended(ended, gone);
             }
             Backend::Redis { pool, prefix, .. } => {
                 let user_key = user_key(prefix, username);
@@ -598,12 +598,8 @@ impl Sessions {
                         .arg(&ended)
                         .ignore();
                 }
+                self.note_ended(&mut pipe, prefix, end.iter().map(|(h, _)| *h));
                 let deleted: Vec<u8> = pipe.query_async(&mut *conn).await?;
-                if !end.is_empty() {
-                    self.ended_pipe(prefix, end.iter().map(|(h, _)| h.to_string()))
-                        .query_async::<()>(&mut *conn)
-                        .await?;
-                }
                 for ((_, sid), n) in end.into_iter().zip(deleted) {
                     if n == 1 {
                         out.ended.push(sid);
@@ -617,7 +613,7 @@ impl Sessions {
     /// Whether the store answers (Redis: a PING on a pooled connection; memory: always).
     pub async fn probe(&self) -> Result<(), SessionError> {
         match &self.backend {
-            Backend::Memory(_) => Ok(()),
+            Backend::Memory { .. } => Ok(()),
             Backend::Redis { pool, .. } => {
                 let mut conn = pool.get().await?;
                 redis::cmd("PING").query_async::<()>(&mut *conn).await?;
@@ -629,7 +625,7 @@ impl Sessions {
     /// Live sessions (in Redis: of every replica), for `/stats`.
     pub async fn count(&self) -> Result<usize, SessionError> {
         match &self.backend {
-            Backend::Memory(map) => {
+            Backend::Memory { sessions: map, .. } => {
                 let now = Instant::now();
                 Ok(lock(map).values().filter(|e| self.live(e, now)).count())
             }
@@ -676,6 +672,23 @@ pub fn token_sid(id: &str) -> String {
 // The key layout of the Redis backends, stated once (see `Backend::Redis`).
 fn session_key(prefix: &str, hash: &str) -> String {
     format!("{prefix}{hash}")
+}
+
+/// The commands that delete the session of `hash` (of `username`) with its index entries.
+fn removal(prefix: &str, hash: &str, username: &str) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.cmd("DEL")
+        .arg(session_key(prefix, hash))
+        .ignore()
+        .cmd("ZREM")
+        .arg(index_key(prefix))
+        .arg(hash)
+        .ignore()
+        .cmd("SREM")
+        .arg(user_key(prefix, username))
+        .arg(hash)
+        .ignore();
+    pipe
 }
 
 /// The note that the session of `hash` was ended on purpose ([`Sessions::end`]).

@@ -72,7 +72,7 @@ pub async fn count_expired(
             // Counted by the consumer that rejected it.
             (DeathReason::Rejected, Some(_)) => continue,
             (reason, _) => {
-                figures.dead_lettered(&format!("{reason:?}"), d.routing_key.as_str());
+                figures.dead_lettered(&reason, d.routing_key.as_str());
                 continue;
             }
         };

@@ -77,10 +77,11 @@ impl ConsumerFigures {
     }
 
     /// A dead-lettered message that is neither an expiry nor a rejection (those are counted
-    /// where they happen): `reason` as RabbitMQ gave it.
-    pub fn dead_lettered(&self, reason: &str, routing_key: &str) {
+    /// where they happen). `reason` is only logged (taken as `Debug`, so this file need not
+    /// know the dead-letter reasons).
+    pub fn dead_lettered(&self, reason: &dyn std::fmt::Debug, routing_key: &str) {
         if self.dead_lettered.get().is_multiple_of(1000) {
-            log::warn!("dead-lettered message from {routing_key:?} ({reason})");
+            log::warn!("dead-lettered message from {routing_key:?} ({reason:?})");
         }
         self.dead_lettered.inc();
     }
