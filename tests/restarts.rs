@@ -1,12 +1,19 @@
 //! Real restarts of the data plane (issue 20): a Redis of the test's own is killed and
 //! started again under two listener processes that keep their Massive lease in it; a
-//! RabbitMQ node of the test's own is restarted under a running pipeline.
+//! RabbitMQ node of the test's own is restarted under a running pipeline, with a browser's
+//! socket on a widget data service that must keep it and get updates again.
 
 mod common;
 
 use common::rabbit::{delete_pipeline_queues, rabbit_url, PrivateRabbit};
 use common::redis::PrivateRedis;
 use common::*;
+use serde_json::Value;
+use tickwire::token::{self, Claims};
+
+/// The token secret and admin token of the widget data service these tests start.
+const WDS_SECRET: &str = "restarts-test-secret-of-32-bytes-or-more";
+const WDS_ADMIN: &str = "restarts-test-admin-token-of-32-bytes-or-more";
 
 fn listener(sim_port: u16, admin_port: u16, qprefix: &str, redis: &str) -> Proc {
     listener_process(
@@ -16,6 +23,22 @@ fn listener(sim_port: u16, admin_port: u16, qprefix: &str, redis: &str) -> Proc 
         redis,
         &[("MASSIVE_POLL_WHEN_CLOSED", "false")],
     )
+}
+
+/// The latest `end_timestamp` among the quotes under `prefix` in the shared Redis.
+async fn newest_quote_end(prefix: &str) -> f64 {
+    use deadpool_redis::redis::AsyncCommands;
+    let mut conn = common::redis::connection().await;
+    let keys: Vec<String> = conn.keys(format!("{prefix}*")).await.expect("KEYS");
+    let mut newest = 0.0f64;
+    for k in keys {
+        let v: Option<String> = conn.get(&k).await.expect("GET");
+        let end = v
+            .and_then(|v| serde_json::from_str::<Value>(&v).ok())
+            .and_then(|v| v["end_timestamp"].as_f64());
+        newest = newest.max(end.unwrap_or(0.0));
+    }
+    newest
 }
 
 async fn counter(port: u16, name: &str) -> Option<i64> {
@@ -114,7 +137,8 @@ async fn a_redis_restart_keeps_the_massive_connection() {
 /// test's own: every connection closes, the non-durable queues go). The pipeline resumes by
 /// itself: the publisher and the processor's consumer reconnect and declare the topology
 /// again, results flow into Redis again, and the listener keeps its Massive connection (the
-/// simulator sees one connection, the listener no reconnect).
+/// simulator sees one connection, the listener no reconnect). A v1 client of a widget data
+/// service keeps its socket and gets quotes written after the restart.
 #[actix_web::test]
 async fn a_rabbitmq_restart_is_survived_without_touching_massive() {
     use tickwire::actors::listener::connection as listener;
@@ -128,6 +152,24 @@ async fn a_rabbitmq_restart_is_survived_without_touching_massive() {
     let sim = start_sim(sim);
 
     let processor = start_processor(processor_args(&rabbit.url(), &qp, &kp, 2));
+    // A browser's view: a v1 client of a widget data service on the processor's results.
+    let wds = start_wds(wds_args(
+        &common::redis::redis_url(),
+        &format!("{kp}wdc:"),
+        WDS_SECRET,
+        WDS_ADMIN,
+    ))
+    .await;
+    let claims = Claims::new("tester", &["viewer"], &["*"], token::now_secs(), 600);
+    let tok = token::sign(&claims, WDS_SECRET.as_bytes()).expect("sign");
+    let mut browser = Client::connect(&wds.ws_url(&format!("/ws?token={tok}"))).await;
+    browser
+        .send(r#"{"action":"subscribe","feed":"quote:*"}"#)
+        .await;
+    assert!(browser
+        .next_text()
+        .await
+        .starts_with(r#"{"status":"subscribed""#));
 
     let registry = tickwire::metrics::Registry::new();
     let publisher = PublisherConfig::new(&rabbit.url(), &qp, 2, 5000);
@@ -163,6 +205,15 @@ async fn a_rabbitmq_restart_is_survived_without_touching_massive() {
     let (c0, w0) = (consumed(), written());
     wait_until("messages are consumed again", || consumed() > c0 + 20).await;
     wait_until("results are written again", || written() > w0 + 20).await;
+    // The browser's socket was kept and carries quotes written after the restart: a bar
+    // newer than every quote in Redis now was written after this point.
+    let newest = newest_quote_end(&format!("{kp}wdc:quote:")).await;
+    loop {
+        let v: Value = serde_json::from_str(&browser.next_text().await).expect("quote JSON");
+        if v["end_timestamp"].as_f64().unwrap_or(0.0) > newest {
+            break;
+        }
+    }
     // For docs/operations.md (a figure, not an assertion): stop_app to results flowing again.
     eprintln!(
         "RabbitMQ restart: results flow again {:.1} s after stop_app",
@@ -180,6 +231,7 @@ async fn a_rabbitmq_restart_is_survived_without_touching_massive() {
         Some(1)
     );
     l.do_send(listener::Control::Stop);
+    wds.stop().await;
     processor.stop().await;
     sim.stop().await;
     common::redis::cleanup(&kp).await;

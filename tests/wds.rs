@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix_http::ws::Frame;
-use clap::Parser;
 use deadpool_redis::redis;
 use serde_json::{json, Value};
 
@@ -30,27 +29,11 @@ fn token(topics: &[&str], ttl: i64) -> String {
 }
 
 fn args(redis: &str, prefix: &str) -> WdsArgs {
-    let mut a = WdsArgs::try_parse_from(["tickwire-wds"]).expect("defaults");
-    a.wdc.url = redis.to_string();
-    a.results_prefix = prefix.to_string();
-    a.settings.token_secret = SECRET.to_string();
-    a.common.admin_token = ADMIN.to_string();
-    // The tests' own topics (seq:one, flood, r:x, …) besides the client-facing ones.
-    a.settings.allowed_topics = "*".into();
-    a.workers = 2;
-    a
+    wds_args(redis, prefix, SECRET, ADMIN)
 }
 
 async fn start(a: WdsArgs) -> WdsNode {
-    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let node = node::start(a, http).expect("WDS starts");
-    let ready = node.url("/ready");
-    wait_until_async("the WDS is ready", || {
-        let u = ready.clone();
-        async move { get_json(&u, None).await.0 == 200 }
-    })
-    .await;
-    node
+    start_wds(a).await
 }
 
 fn counter(node: &WdsNode, name: &str, labels: &[(&str, &str)]) -> i64 {

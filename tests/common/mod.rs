@@ -424,6 +424,41 @@ pub fn processor_args(
     a
 }
 
+/// Widget data service settings for tests: the given Redis and results prefix, this token
+/// secret and admin token, every topic allowed (tests use their own topic names), 2 workers.
+pub fn wds_args(
+    redis: &str,
+    results_prefix: &str,
+    token_secret: &str,
+    admin_token: &str,
+) -> tickwire::actors::wds::node::WdsArgs {
+    let mut a =
+        <tickwire::actors::wds::node::WdsArgs as clap::Parser>::try_parse_from(["tickwire-wds"])
+            .expect("defaults");
+    a.wdc.url = redis.to_string();
+    a.results_prefix = results_prefix.to_string();
+    a.settings.token_secret = token_secret.to_string();
+    a.common.admin_token = admin_token.to_string();
+    a.settings.allowed_topics = "*".into();
+    a.workers = 2;
+    a
+}
+
+/// A widget data service node on port 0, once its `/ready` says 200.
+pub async fn start_wds(
+    args: tickwire::actors::wds::node::WdsArgs,
+) -> tickwire::actors::wds::node::WdsNode {
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let node = tickwire::actors::wds::node::start(args, http).expect("WDS starts");
+    let ready = node.url("/ready");
+    wait_until_async("the WDS is ready", || {
+        let u = ready.clone();
+        async move { get_json(&u, None).await.0 == 200 }
+    })
+    .await;
+    node
+}
+
 /// A processor node on port 0.
 pub fn start_processor(
     args: tickwire::actors::processor::ProcessorArgs,
