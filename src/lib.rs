@@ -24,6 +24,7 @@
 //!   sim/             the Massive-compatible simulator
 //!   registrar.rs     the one actor every node runs: its heartbeat in the node registry
 //! massive/           contract: Massive wire types (events, frames, control messages)
+//! finlight.rs        contract: Finlight news wire types (stream parameters, server messages)
 //! queue/             contract: queue kinds, shard function, envelope, RabbitMQ topology
 //! store/             contract: results writes, reads, snapshots, leases
 //! nodes.rs           contract: the node registry record and control-route bodies
@@ -50,6 +51,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod embedded;
+pub mod finlight;
 pub mod massive;
 pub mod metrics;
 pub mod nodes;

@@ -11,11 +11,13 @@
 //! - [`raw_routes`]: events republished as they came; [`top_trades`]: trade statistics.
 //! - [`shard`]: one shard's state and the order the analyzers run in.
 //! - [`enrichment`]: REST enrichment values, cache keys and TTLs.
+//! - [`news`]: Finlight articles into the latest-news and per-ticker lists.
 
 pub mod calendar;
 pub mod daily_range;
 pub mod enrichment;
 pub mod leaderboard;
+pub mod news;
 pub mod quote;
 pub mod raw_routes;
 pub mod shard;

@@ -7,7 +7,8 @@
 //!
 //! The write contract is the reference system's (reference-system.md §3.1): a value is either
 //! a string (`SET`, or `SETEX` with a TTL) or a capped list (`LPUSH` + `LTRIM 0 cap-1` +
-//! `EXPIRE` when a TTL is given); a published result is then `PUBLISH`ed on a channel named
+//! `EXPIRE` when a TTL is given; a replacing push removes the old copy first with `LREM`);
+//! a published result is then `PUBLISH`ed on a channel named
 //! like its key, with the very bytes that were cached.
 
 use std::time::Duration;
@@ -20,12 +21,19 @@ use crate::metrics::ActorMetrics;
 use crate::recipient::CountedRecipient;
 
 /// How a value is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
     /// A string; `ttl_secs == 0` means no expiry (`SET`), else `SETEX`.
     Set { ttl_secs: u64 },
     /// Newest first, at most `cap` items; the TTL (if non-zero) is refreshed on every push.
     Push { cap: usize, ttl_secs: u64 },
+    /// As `Push`, after removing the newest item equal to `old` (`LREM key 1 old`): a story
+    /// that comes again replaces its listed copy instead of showing twice.
+    Replace {
+        old: Bytes,
+        cap: usize,
+        ttl_secs: u64,
+    },
 }
 
 /// One result for the store.

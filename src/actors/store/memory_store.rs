@@ -95,7 +95,7 @@ impl MemoryStore {
                     },
                 );
             }
-            WriteOp::Push { cap, ttl_secs } => {
+            WriteOp::Push { cap, ttl_secs } | WriteOp::Replace { cap, ttl_secs, .. } => {
                 let now = Instant::now();
                 let entry = self.data.entry(w.key.clone()).or_insert(Entry {
                     value: Value::List(VecDeque::new()),
@@ -108,6 +108,11 @@ impl MemoryStore {
                     entry.expires = None;
                 }
                 if let Value::List(l) = &mut entry.value {
+                    if let WriteOp::Replace { old, .. } = &w.op {
+                        if let Some(i) = l.iter().position(|v| v == old) {
+                            l.remove(i);
+                        }
+                    }
                     l.push_front(w.value.clone());
                     l.truncate(cap.max(1));
                 }
@@ -359,6 +364,22 @@ mod tests {
             store.read("alerts", 10).await.unwrap(),
             Some(Stored::List(vec![v("c"), v("b")])),
             "newest first, capped"
+        );
+        let replace = |value: &str, old: &str| CacheWrite {
+            op: WriteOp::Replace {
+                old: v(old),
+                cap: 3,
+                ttl_secs: 10,
+            },
+            ..CacheWrite::push("alerts".into(), v(value), 3, 10, 0)
+        };
+        store
+            .write
+            .do_send(Write(vec![replace("b2", "b"), replace("d", "gone")]));
+        assert_eq!(
+            store.read("alerts", 10).await.unwrap(),
+            Some(Stored::List(vec![v("d"), v("b2"), v("c")])),
+            "the old copy removed, the new one on top; a missing one removes nothing"
         );
         let p = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!((&*p.channel, &p.payload[..]), ("quote:AAPL", &b"1"[..]));

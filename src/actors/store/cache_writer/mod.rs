@@ -106,7 +106,10 @@ pub(crate) fn for_each_command(w: &CacheWrite, mut f: impl FnMut(&[&[u8]])) {
     match w.op {
         WriteOp::Set { ttl_secs: 0 } => f(&[b"SET", key, value]),
         WriteOp::Set { ttl_secs } => f(&[b"SETEX", key, ttl.format(ttl_secs).as_bytes(), value]),
-        WriteOp::Push { cap, ttl_secs } => {
+        WriteOp::Push { cap, ttl_secs } | WriteOp::Replace { cap, ttl_secs, .. } => {
+            if let WriteOp::Replace { old, .. } = &w.op {
+                f(&[b"LREM", key, b"1", old]);
+            }
             f(&[b"LPUSH", key, value]);
             let mut stop = itoa::Buffer::new();
             f(&[b"LTRIM", key, b"0", stop.format(cap.max(1) - 1).as_bytes()]);
