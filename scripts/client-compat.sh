@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Points the official Massive Python client (PyPI `massive`) at tickwire-sim over ws:// and
-# checks that it connects, authenticates, subscribes and parses the stream.
-# Installs the client into target/compat-venv on first use.
+# checks that it connects, authenticates, subscribes and parses the stream; then the official
+# Finlight client (PyPI `finlight-client`) at the simulator's news stream.
+# Installs the clients into target/compat-venv on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/compat-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import massive" 2>/dev/null; then
-    echo "client-compat: installing the official massive client into $venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import massive, finlight_client" 2>/dev/null; then
+    echo "client-compat: installing the official massive and finlight clients into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet "massive>=2,<3"
+    "$venv/bin/pip" install --quiet "massive>=2,<3" "finlight-client==2.4.0"
 fi
 
 cargo build --quiet --bin tickwire-sim
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=target/client-compat-sim.log
-SERVER_IP=127.0.0.1 SERVER_PORT=$port SIM_API_KEYS=demo SIM_START_TIME=10:00 SIM_RATE=5000 LOG_LEVEL=warn \
+SERVER_IP=127.0.0.1 SERVER_PORT=$port SIM_API_KEYS=demo SIM_START_TIME=10:00 SIM_RATE=5000 SIM_NEWS_PER_SEC=20 LOG_LEVEL=warn \
     ./target/debug/tickwire-sim >"$log" 2>&1 &
 sim=$!
 trap 'kill $sim 2>/dev/null || true' EXIT
@@ -28,3 +29,4 @@ for _ in $(seq 1 300); do
 done
 
 "$venv/bin/python" tests/compat/massive_client.py "$port"
+"$venv/bin/python" tests/compat/finlight_compat.py "$port"

@@ -117,6 +117,30 @@ pub struct SimArgs {
     #[arg(long, env = "SIM_AUTH_FAILURE_CLOSE", value_enum, default_value_t = CloseMode::Close)]
     pub auth_failure_close: CloseMode,
 
+    /// Finlight API keys the news stream (`/finlight`, `/finlight/raw`) accepts, comma
+    /// separated; any other key is refused at the handshake with 401.
+    #[arg(
+        long = "finlight-keys",
+        env = "SIM_FINLIGHT_API_KEYS",
+        default_value = "demo",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub finlight_keys: Vec<String>,
+
+    /// News articles per second (wall clock) on the news stream; 0 for none.
+    #[arg(long = "news-per-sec", env = "SIM_NEWS_PER_SEC", default_value_t = 1.0)]
+    pub news_per_sec: f64,
+
+    /// Refuse this many news handshakes with 429 (`Retry-After: 1`) before admitting any
+    /// (fault injection for clients' retry logic).
+    #[arg(
+        long = "finlight-reject",
+        env = "SIM_FINLIGHT_REJECT_429",
+        default_value_t = 0
+    )]
+    pub finlight_reject: u32,
+
     /// Connections allowed per (API key, market); the oldest is evicted past it.
     #[arg(long, env = "SIM_MAX_CONNECTIONS", default_value_t = 1)]
     pub max_connections: usize,

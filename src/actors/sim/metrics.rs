@@ -72,3 +72,25 @@ pub fn rest_requests(r: &Registry, status: u16) -> Counter {
         &[("status", &status.to_string())],
     )
 }
+
+figures! {
+    /// The Finlight-compatible news stream.
+    pub struct NewsFigures {
+        /// The news wire's mailbox and messages
+        pub actor: ActorMetrics = "sim_news";
+        /// Articles written (updates included)
+        pub articles: Counter = "tickwire_sim_news_articles_total";
+        /// Articles sent to clients
+        pub sent: Counter = "tickwire_sim_news_sent_total";
+        /// Open news connections
+        pub connections: Gauge = "tickwire_sim_news_connections";
+        /// News handshakes by result
+        pub handshakes: Counter = "tickwire_sim_news_handshakes_total",
+            by "result" in &["admitted", "unknown_key", "rate_limited", "refused"];
+        /// Connections preempted by a newer one with the same key (x-takeover)
+        pub preempted: Counter = "tickwire_sim_news_preempted_total";
+        /// Client messages the news stream did not expect
+        pub client_messages: Counter = "tickwire_sim_news_client_messages_total",
+            by "kind" in &["invalid", "unknown"];
+    }
+}

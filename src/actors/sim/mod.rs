@@ -1,4 +1,5 @@
-//! The simulator node (`tickwire-sim`): a Massive-compatible server with a seeded synthetic
+//! The simulator node (`tickwire-sim`): a Massive-compatible server (and a Finlight-compatible
+//! news stream) with a seeded synthetic
 //! market (or a capture replay), Massive's WebSocket protocol and REST hydration endpoints on
 //! one port.
 //!
@@ -11,6 +12,8 @@
 //! - [`market`], [`replay`]: what the feed plays; [`filter`]: a client's subscriptions;
 //!   [`rest`]: the REST answers; [`wsio`]: the WebSocket upgrade the sessions drive;
 //!   [`auth`], [`config`]: keys and flags; [`node`]: flags and wiring.
+//! - [`news`]: the Finlight-compatible news stream (`/finlight`, `/finlight/raw`): articles
+//!   about the same tickers, for the news listener.
 
 pub mod auth;
 pub mod config;
@@ -18,6 +21,7 @@ pub mod feed;
 pub mod filter;
 pub mod market;
 pub mod metrics;
+pub mod news;
 pub mod node;
 pub mod registry;
 pub mod replay;

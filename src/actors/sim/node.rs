@@ -5,22 +5,24 @@
 //! returns a handle; the binary only parses flags and calls it.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Arbiter, AsyncContext};
+use actix::{Actor, Addr, Arbiter, AsyncContext};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use chrono::Utc;
 use serde_json::json;
 
 use super::config::SimArgs;
-use super::market::{MarketConfig, SyntheticMarket};
+use super::market::{MarketConfig, SyntheticMarket, TickerInfo};
+use super::news::{self, NewsSettings, NewsState, NewsWire};
 use super::replay::{load_capture, ReplayError, Replayer};
 use super::rest::{self, RestState};
 use super::wsio;
 use crate::actors::sim::feed::{Feed, FeedSettings};
-use crate::actors::sim::metrics::{FeedFigures, RegistryFigures, SimSessionFigures};
+use crate::actors::sim::metrics::{FeedFigures, NewsFigures, RegistryFigures, SimSessionFigures};
 use crate::actors::sim::registry::ConnectionRegistry;
 use crate::actors::sim::session::{SessionLinks, SessionMetrics, SessionSettings, SimSession};
 use crate::admin::{self, AdminState, FnCheck};
@@ -53,6 +55,7 @@ pub struct SimServer {
     handle: ServerHandle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
     feed_arbiter: Arbiter,
+    news: Addr<NewsWire>,
 }
 
 impl SimServer {
@@ -69,12 +72,14 @@ impl SimServer {
     pub async fn wait(self) -> std::io::Result<()> {
         let r = self.join.await.unwrap_or(Ok(()));
         self.feed_arbiter.stop();
+        self.news.do_send(news::Shutdown);
         r
     }
 
     pub async fn stop(self) {
         self.handle.stop(false).await;
         self.feed_arbiter.stop();
+        self.news.do_send(news::Shutdown);
     }
 }
 
@@ -111,6 +116,31 @@ async fn ws_entry(
         SimSession::new(market, out, settings, links, metrics)
     });
     response.streaming(body)
+}
+
+/// The news stream's wire (on the caller's arbiter: one article a second is no load) and
+/// what its routes share.
+fn news_state(
+    args: &SimArgs,
+    tickers: &[TickerInfo],
+    clock: MarketClock,
+    registry: &Registry,
+) -> web::Data<NewsState> {
+    let settings = NewsSettings {
+        keys: args.finlight_keys.clone(),
+        per_sec: args.news_per_sec,
+        reject_first: args.finlight_reject,
+        seed: args.seed,
+    };
+    let figures = NewsFigures::register(registry, &[]);
+    let wire = NewsWire::new(tickers, clock, &settings, figures.clone()).start();
+    web::Data::new(NewsState {
+        wire,
+        keys: settings.keys,
+        reject_left: AtomicU32::new(settings.reject_first),
+        next_id: AtomicU64::new(1),
+        figures,
+    })
 }
 
 /// Binds `args`' address and runs the simulator until SIGINT/SIGTERM, in its own actix
@@ -225,8 +255,10 @@ pub fn start(
     let feed_metrics = feed_figures.actor.clone();
     let sess_actor = session_metrics.figures.actor.clone();
     let now_ms = clock.now_ms();
+    let market = SyntheticMarket::new(market_cfg, now_ms);
+    let news = news_state(&args, market.tickers(), clock.clone(), &registry);
+    let news_wire = news.wire.clone();
     let feed = Feed::start_in_arbiter(&feed_arbiter.handle(), move |_| {
-        let market = SyntheticMarket::new(market_cfg, now_ms);
         Feed::new(
             market,
             clock,
@@ -280,8 +312,10 @@ pub fn start(
             .app_data(admin_state.clone())
             .app_data(rest_state.clone())
             .app_data(ws_state.clone())
+            .app_data(news.clone())
             .configure(admin::configure)
             .configure(rest::configure)
+            .configure(news::configure)
             .default_service(web::get().to(ws_entry))
     })
     .workers(args.workers.max(1))
@@ -293,7 +327,7 @@ pub fn start(
     let server = server.run();
     let handle = server.handle();
     let join = actix_web::rt::spawn(server);
-    log::info!("simulator listening on port {port}: ws://HOST:{port}/stocks, REST and /health, /stats, /metrics");
+    log::info!("simulator listening on port {port}: ws://HOST:{port}/stocks, /finlight, REST and /health, /stats, /metrics");
     Ok(SimServer {
         port,
         host,
@@ -301,5 +335,6 @@ pub fn start(
         handle,
         join,
         feed_arbiter,
+        news: news_wire,
     })
 }
