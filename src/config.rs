@@ -268,6 +268,15 @@ pub struct BrokerArgs {
         default_value_t = 5000
     )]
     pub message_ttl_ms: u32,
+
+    /// The `news` queue's message TTL in milliseconds (15 minutes: an article stays news
+    /// longer than a quote stays a quote). Listener and processor must agree.
+    #[arg(
+        long = "news-message-ttl",
+        env = "NEWS_MESSAGE_TTL",
+        default_value_t = crate::queue::topology::NEWS_TTL_MS
+    )]
+    pub news_message_ttl_ms: u32,
 }
 
 /// A parsed subscription list.

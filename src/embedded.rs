@@ -1,7 +1,8 @@
 //! Embedded mode: the whole pipeline in one process with no broker and no Redis.
 //!
 //! simulator (or Massive, with `MASSIVE_API_KEY`) -> listener -> router -> processor pool ->
-//! [`MemoryStore`] -> widget data service. The router hands its batches straight to the pool
+//! [`MemoryStore`] -> widget data service; beside it the simulator's news stream (or Finlight,
+//! with `FINLIGHT_API_KEY`) -> news listener -> news processor -> the same store. The router hands its batches straight to the pool
 //! (the `Recipient` the distributed listener gives its queue publisher), both the results and
 //! the state store are one in-memory store, and the WDS hub subscribes to that store instead
 //! of Redis, so the processors, enricher, leaderboard publisher and WDS run unchanged.
@@ -21,7 +22,8 @@ use actix::Addr;
 use clap::Parser;
 
 use crate::actors::listener::connection::{self, Listener, ListenerConfig, MAX_FRAME_BYTES};
-use crate::actors::listener::metrics::ConnectionFigures;
+use crate::actors::listener::metrics::{ConnectionFigures, NewsFigures};
+use crate::actors::listener::news::{self, NewsArgs, NewsListener};
 use crate::actors::listener::{configure_control, ControlState, MarketLink};
 use crate::actors::processor::{start_pipeline, Pipeline, PipelineArgs};
 use crate::actors::sim::{SimArgs, SimError, SimServer};
@@ -55,6 +57,9 @@ pub struct EmbeddedArgs {
 
     #[command(flatten)]
     pub scp: ScpSettings,
+
+    #[command(flatten)]
+    pub news: NewsArgs,
 
     /// Port of the dashboard, the APIs, the WDS WebSocket routes and the admin routes.
     #[arg(long = "http-port", env = "TICKWIRE_PORT", default_value_t = 8000)]
@@ -105,6 +110,9 @@ pub struct Embedded {
     pub store_addr: Addr<MemoryStore>,
     pub registry: Arc<Registry>,
     pub listener: Addr<Listener>,
+    /// The news listener: Finlight with `FINLIGHT_API_KEY`, else the simulator's news; none
+    /// when connected to real Massive without a Finlight key.
+    pub news: Option<Addr<NewsListener>>,
     pub pipeline: Pipeline,
     /// The control plane, the widget data service and the admin routes.
     pub http: NodeHttp,
@@ -179,6 +187,29 @@ fn listener_config(
     })
 }
 
+/// The news listener, feeding the pipeline's news processor: Finlight itself when a key is
+/// set, else the built-in simulator's news stream, else none.
+fn start_news(
+    args: &NewsArgs,
+    sim: Option<&SimServer>,
+    sim_keys: &[String],
+    pipeline: &Pipeline,
+    registry: &Arc<Registry>,
+) -> Option<Addr<NewsListener>> {
+    let (url, key) = if !args.api_key.is_empty() {
+        (args.url.clone(), args.api_key.clone())
+    } else if let Some(sim) = sim {
+        let key = sim_keys.first().cloned().unwrap_or_else(|| "demo".into());
+        (sim.ws_url("finlight"), key)
+    } else {
+        log::info!("no FINLIGHT_API_KEY: no news");
+        return None;
+    };
+    let figures = NewsFigures::register(registry, &[]);
+    let (addr, _) = news::start(args.config(&url, &key), pipeline.news_input(), figures);
+    Some(addr)
+}
+
 /// Starts the simulator on `sim_http` (unless a Massive key is set), the pipeline, and the
 /// control plane, WDS and admin routes on `http`.
 pub fn start(
@@ -217,6 +248,13 @@ pub fn start(
     let cfg = listener_config(url, key, &args.subscriptions)?;
     let out = pipeline.input();
     let (listener, health) = connection::start(cfg, shards, out, &registry);
+    let news = start_news(
+        &args.news,
+        sim.as_ref(),
+        &args.sim.finlight_keys,
+        &pipeline,
+        &registry,
+    );
 
     // With no secret or admin token configured, they are made up for this run: only this
     // process signs and checks them.
@@ -271,6 +309,7 @@ pub fn start(
         store_addr,
         registry,
         listener,
+        news,
         pipeline,
         http,
         bootstrap,

@@ -2,6 +2,8 @@
 //! and shard each event goes to ([`QueueKind`], [`shard_of`], [`split_frame`]), the message
 //! body ([`envelope`]) and the RabbitMQ queues themselves ([`topology`]).
 //!
+//! News has a queue of its own, `news` ([`NewsArticle`]; not sharded: one active consumer).
+//!
 //! Queue per event type, as the reference system names them: `aggregate` (A, AM), `trades`
 //! (T), `quotes` (Q), `halts` (LULD), `unknown` (everything else: kept and counted, never
 //! dropped). Each queue has S shards; a symbol always lands on the same shard (FNV-1a of the
@@ -86,6 +88,17 @@ pub struct EventBatch {
     pub received_at_ms: i64,
     pub market: Market,
     pub events: Vec<Bytes>,
+}
+
+/// One news article as Finlight sent it (its JSON object's bytes, never re-encoded) and when
+/// the news listener read it. On RabbitMQ the body is the article itself, as the reference
+/// system queued it, and the receive time travels in the [`topology::RECEIVED_AT_HEADER`]
+/// header.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct NewsArticle {
+    pub article: Bytes,
+    pub received_at_ms: i64,
 }
 
 /// Stable shard of a symbol: FNV-1a, the same on every node and version.

@@ -30,6 +30,35 @@ pub const EXPIRED_MAX_MESSAGES: u32 = 100_000;
 /// How long an expired message waits to be counted.
 pub const EXPIRED_TTL_MS: u32 = 600_000;
 
+/// How long a news article waits for the news processor (15 minutes: news stays news
+/// longer than a quote stays a quote).
+pub const NEWS_TTL_MS: u32 = 900_000;
+/// AMQP header with the news listener's receive time (epoch ms) of an article.
+pub const RECEIVED_AT_HEADER: &str = "received_at";
+
+/// The news queue's name.
+pub fn news_queue_name(prefix: &str) -> String {
+    format!("{prefix}news")
+}
+
+/// Declares the news queue (single active consumer, so one processor node files the news
+/// at a time and its replace-on-repeat memory stays whole) and its dead-letter path.
+pub async fn declare_news_queue(
+    channel: &Channel,
+    prefix: &str,
+    ttl_ms: u32,
+) -> Result<(), lapin::Error> {
+    declare_expired(channel, prefix).await?;
+    channel
+        .queue_declare(
+            news_queue_name(prefix).into(),
+            QueueDeclareOptions::default(),
+            queue_arguments(prefix, ttl_ms),
+        )
+        .await?;
+    Ok(())
+}
+
 /// The queue name of (kind, shard).
 pub fn queue_name(prefix: &str, kind: QueueKind, shard: u16) -> String {
     format!("{prefix}{}.{shard}", kind.name())

@@ -99,7 +99,7 @@ impl ListenerHealth {
             .unwrap_or_default()
     }
 
-    fn set_error(&self, e: impl Into<String>) {
+    pub fn set_error(&self, e: impl Into<String>) {
         if let Ok(mut g) = self.last_error.lock() {
             *g = e.into();
         }

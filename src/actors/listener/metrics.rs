@@ -354,3 +354,110 @@ impl ListenerFigures {
         self.router.events.at(queue.index()).map_or(0, Counter::get)
     }
 }
+
+figures! {
+    /// The Finlight news connection.
+    pub struct NewsFigures {
+        /// The news listener's mailbox and messages
+        pub actor: ActorMetrics = "news_listener";
+        /// 1 while the Finlight socket is open
+        pub connected: Gauge = "tickwire_news_connected";
+        /// Successful WebSocket connects
+        pub connects: Counter = "tickwire_news_connects_total";
+        /// Supervisor restarts after a disconnect, error, preemption or rotation
+        pub reconnects: Counter = "tickwire_news_reconnects_total";
+        /// Connections replaced before Finlight's connection lifetime ran out
+        pub rotations: Counter = "tickwire_news_rotations_total";
+        /// Handshakes and admissions by result
+        pub handshakes: Counter = "tickwire_news_handshakes_total",
+            by "result" in &["admitted", "refused", "rate_limited", "failed"];
+        /// Messages read from Finlight
+        pub messages_in: Counter = "tickwire_news_messages_total";
+        /// Articles read and passed on
+        pub articles: Counter = "tickwire_news_articles_total";
+        /// Messages with an action this version does not know, counted and skipped
+        pub unknown: Counter = "tickwire_news_unknown_messages_total";
+        /// Messages that could not be read (not JSON, binary, over the size limit), skipped
+        pub unreadable: Counter = "tickwire_news_unreadable_messages_total";
+        /// Connections taken over by another with the same key (`preempted`)
+        pub preempted_total: Counter = "tickwire_news_preempted_total";
+        /// Connections ended by the server's `admin_kick`
+        pub kicks: Counter = "tickwire_news_admin_kicks_total";
+        /// `error` messages from the server
+        pub server_errors: Counter = "tickwire_news_server_errors_total";
+        /// Connections ended for silence past the liveness limit
+        pub dead_peer: Counter = "tickwire_news_dead_peer_total";
+    }
+}
+
+impl NewsFigures {
+    pub fn handshake(&self, result: &str) {
+        self.handshakes.inc(result);
+    }
+
+    pub fn preempted(&self, reason: &str, wait: Duration) {
+        self.preempted_total.inc();
+        log::warn!("Finlight preempted this connection ({reason}): another one took the key; reconnecting in {wait:?}");
+    }
+
+    pub fn kicked(&self, wait: Duration) {
+        self.kicks.inc();
+        log::warn!("Finlight kicked this connection; reconnecting in {wait:?}");
+    }
+
+    pub fn server_error(&self, message: &str) {
+        self.server_errors.inc();
+        log::warn!("Finlight error: {message}");
+    }
+
+    pub fn unreadable(&self, why: &str) {
+        if self.unreadable.get().is_multiple_of(1000) {
+            log::warn!("skipping a Finlight message: {why}");
+        }
+        self.unreadable.inc();
+    }
+
+    pub fn dead_peer(&self, after: Duration) {
+        self.dead_peer.inc();
+        log::warn!("no message from Finlight for {after:?}: declaring the connection dead");
+    }
+}
+
+figures! {
+    /// The news publisher (RabbitMQ `news` queue, with publisher confirms).
+    pub struct NewsPublisherFigures {
+        /// The news publisher's mailbox and messages
+        pub actor: ActorMetrics = "news_publisher";
+        /// 1 while connected to RabbitMQ
+        pub connected: Gauge = "tickwire_news_publisher_connected";
+        /// Articles confirmed by RabbitMQ
+        pub published: Counter = "tickwire_news_published_total";
+        /// Publishes not confirmed (the article is sent again after reconnecting)
+        pub failed: Counter = "tickwire_news_publish_failed_total";
+        /// Articles dropped, oldest first, while the buffer was full (RabbitMQ away)
+        pub dropped: Counter = "tickwire_news_dropped_total";
+        /// Failed connects to RabbitMQ
+        pub connect_errors: Counter = "tickwire_news_publisher_connect_errors_total";
+        /// Articles waiting for RabbitMQ
+        pub buffered: Gauge = "tickwire_news_publisher_buffered";
+    }
+}
+
+impl NewsPublisherFigures {
+    pub fn connect_failed(&self, error: &str, retry_in: Duration) {
+        self.connect_errors.inc();
+        log::warn!("news publisher: RabbitMQ connect failed ({error}); retrying in {retry_in:?}");
+    }
+
+    pub fn publish_failed(&self, error: &str) {
+        self.failed.inc();
+        log::warn!("news publish failed ({error}); the article is sent again after reconnecting");
+    }
+
+    pub fn dropped_oldest(&self, buffer: usize) {
+        if self.dropped.get().is_multiple_of(100) {
+            log::warn!("news buffer full ({buffer} articles, RabbitMQ away): dropping the oldest");
+        }
+        self.dropped.inc();
+    }
+}

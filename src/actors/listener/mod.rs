@@ -22,6 +22,8 @@ pub mod connection;
 pub mod control;
 pub mod lease;
 pub mod metrics;
+pub mod news;
+pub mod news_publisher;
 pub mod node;
 pub mod publisher;
 pub mod recorder;

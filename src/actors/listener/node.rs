@@ -1,6 +1,7 @@
 //! The listener node's flags and wiring (`tickwire-listener`): the publisher, then per market
-//! a supervised listener with its router and, with a lease, its lease keeper; then admin
-//! HTTP and the control routes.
+//! a supervised listener with its router and, with a lease, its lease keeper; with a Finlight
+//! key the news listener and its publisher, leased the same way; then admin HTTP and the
+//! control routes.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -14,9 +15,11 @@ use super::connection::{Control, Listener, ListenerConfig};
 use super::control::{configure_control, ControlState, MarketLink};
 use super::lease::{lease_key, LeaseConfig, LeaseKeeper, Release};
 use super::metrics::{
-    ConnectionFigures, LeaseFigures, LeaseView, ListenerFigures, PublisherFigures, RecorderFigures,
-    RouterFigures,
+    ConnectionFigures, LeaseFigures, LeaseView, ListenerFigures, NewsFigures, NewsPublisherFigures,
+    PublisherFigures, RecorderFigures, RouterFigures,
 };
+use super::news::{NewsArgs, NewsListener};
+use super::news_publisher::{NewsPublisher, NewsPublisherConfig};
 use super::publisher::{PublisherConfig, QueuePublisher};
 use super::recorder::Recorder;
 use crate::admin::{AdminState, NodeHttp};
@@ -135,6 +138,10 @@ pub struct ListenerArgs {
     /// Seconds of silence after which the connection is declared dead.
     #[arg(long, env = "MASSIVE_DEAD_AFTER_SECS", default_value_t = 60)]
     pub dead_after_secs: u64,
+
+    /// The Finlight news connection (only with `FINLIGHT_API_KEY`).
+    #[command(flatten)]
+    pub news: NewsArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +166,10 @@ pub struct ListenerNode {
     pub registry: Arc<Registry>,
     /// One per market.
     pub listeners: Vec<Addr<Listener>>,
-    /// One per market, with a lease.
+    /// The Finlight listener, when `FINLIGHT_API_KEY` is set.
+    pub news: Option<Addr<NewsListener>>,
+    news_publisher: Option<NewsPublisherFigures>,
+    /// One per market (and the news connection), with a lease.
     leases: Vec<Addr<LeaseKeeper>>,
     figures: ListenerFigures,
     http: NodeHttp,
@@ -186,6 +196,9 @@ impl ListenerNode {
         for l in &self.listeners {
             let _ = l.send(Control::Stop).await;
         }
+        if let Some(n) = &self.news {
+            let _ = n.send(Control::Stop).await;
+        }
         for k in &self.leases {
             let _ = k.send(Release).await;
         }
@@ -203,6 +216,11 @@ impl ListenerNode {
         let deadline = std::time::Instant::now() + grace;
         loop {
             let (frames, batches) = waiting();
+            // Articles still waiting for RabbitMQ count as batches.
+            let batches = batches
+                + self.news_publisher.as_ref().map_or(0, |n| {
+                    (n.buffered.get() + n.actor.mailbox_depth.get()).max(0)
+                });
             if frames == 0 && batches == 0 {
                 log::info!("stopped: everything read was published");
                 return;
@@ -248,10 +266,11 @@ impl ListenerArgs {
         }
     }
 
-    fn lease(&self, market: Market, api_key: &str) -> LeaseConfig {
+    /// The lease of one connection: a market's (`stocks`), or the news one's.
+    fn lease(&self, market: &str, api_key: &str) -> LeaseConfig {
         LeaseConfig {
             redis_url: self.redis_url.clone(),
-            key: lease_key(&self.redis_prefix, api_key, market.path()),
+            key: lease_key(&self.redis_prefix, api_key, market),
             holder: format!(
                 "{}-{}",
                 crate::config::hostname_or("listener"),
@@ -259,9 +278,55 @@ impl ListenerArgs {
             ),
             ttl: Duration::from_millis(self.lease_ttl_ms.max(1000)),
             redis_grace: Duration::from_millis(self.lease_redis_grace_ms),
-            market: market.path().to_string(),
+            market: market.to_string(),
         }
     }
+
+    fn news_publisher(&self) -> NewsPublisherConfig {
+        NewsPublisherConfig {
+            url: self.broker.rabbitmq_url.clone(),
+            queue_prefix: self.queue_prefix.clone(),
+            message_ttl_ms: self.broker.news_message_ttl_ms,
+            buffer: 10_000,
+        }
+    }
+}
+
+/// The lease name of the news connection (its figures' `market` label).
+pub const NEWS_LEASE: &str = "news";
+
+/// The Finlight listener and its publisher, with a lease like a market's, when a Finlight
+/// key is set.
+#[allow(clippy::type_complexity)]
+fn start_news(
+    args: &ListenerArgs,
+    registry: &Arc<Registry>,
+    leases: &mut Vec<Addr<LeaseKeeper>>,
+) -> Result<(Option<Addr<NewsListener>>, Option<NewsPublisherFigures>), NodeError> {
+    let key = args.news.api_key.clone();
+    if key.is_empty() {
+        return Ok((None, None));
+    }
+    let pf = NewsPublisherFigures::register(registry, &[]);
+    let publisher = NewsPublisher::new(args.news_publisher(), pf.clone()).start();
+    let mut cfg = args.news.config(&args.news.url, &key);
+    cfg.start_idle = args.lease || !args.auto_start;
+    let (listener, _) = super::news::start(
+        cfg,
+        CountedRecipient::of(&publisher, pf.actor.clone()),
+        NewsFigures::register(registry, &[]),
+    );
+    if args.lease {
+        let f = LeaseFigures::for_market(registry, NEWS_LEASE);
+        let keeper = LeaseKeeper::new(
+            args.lease(NEWS_LEASE, &key),
+            listener.clone().recipient(),
+            f,
+        )?;
+        leases.push(keeper.start());
+    }
+    log::info!("news listener: {}", args.news.url);
+    Ok((Some(listener), Some(pf)))
 }
 
 /// Starts the node on `http` (port 0 in tests) inside the current actix System: the
@@ -314,7 +379,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         let lease = if args.lease {
             let f = LeaseFigures::for_market(&registry, market.path());
             let keeper = LeaseKeeper::new(
-                args.lease(market, &api_key),
+                args.lease(market.path(), &api_key),
                 listener.clone().recipient(),
                 f.clone(),
             )?;
@@ -333,6 +398,8 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
             lease,
         });
     }
+
+    let (news, news_publisher) = start_news(&args, &registry, &mut leases)?;
 
     let admin = AdminState::new("Massive Data Listener", registry.clone()).with_identity(
         &args.common.container_image,
@@ -370,6 +437,8 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         port,
         registry,
         listeners,
+        news,
+        news_publisher,
         leases,
         figures,
         http,

@@ -15,7 +15,7 @@ use lapin::Connection;
 
 use super::metrics::ConsumerFigures;
 use crate::queue::envelope;
-use crate::queue::topology::{expired_name, parse_queue_name};
+use crate::queue::topology::{expired_name, news_queue_name, parse_queue_name};
 
 /// Why the broker dead-lettered a message (`x-first-death-reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,7 @@ pub async fn count_expired(
             FieldTable::default(),
         )
         .await?;
+    let news_queue = news_queue_name(&prefix);
     while let Some(d) = deliveries.next().await {
         let d = d?;
         let reason = death_reason(d.properties.headers().as_ref());
@@ -69,6 +70,10 @@ pub async fn count_expired(
         let shard_queue = parse_queue_name(&prefix, d.routing_key.as_str());
         let (kind, shard) = match (reason, shard_queue) {
             (DeathReason::Expired, Some(q)) => q,
+            (DeathReason::Expired, None) if d.routing_key.as_str() == news_queue => {
+                figures.news_expired();
+                continue;
+            }
             // Counted by the consumer that rejected it.
             (DeathReason::Rejected, Some(_)) => continue,
             (reason, _) => {

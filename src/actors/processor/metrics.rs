@@ -35,6 +35,8 @@ figures! {
         pub expired: Counter = "tickwire_consumer_expired_messages_total", by "queue" in &QUEUE_NAMES;
         /// Events in queue messages that expired unconsumed, by queue
         pub expired_events: Counter = "tickwire_consumer_expired_events_total", by "queue" in &QUEUE_NAMES;
+        /// News articles that expired in the `news` queue before any processor took them
+        pub expired_news: Counter = "tickwire_consumer_expired_news_total";
         /// Dead-lettered messages neither expired nor rejected here (a limit, an unknown queue)
         pub dead_lettered: Counter = "tickwire_consumer_dead_lettered_other_total";
     }
@@ -79,6 +81,14 @@ impl ConsumerFigures {
     /// A dead-lettered message that is neither an expiry nor a rejection (those are counted
     /// where they happen). `reason` is only logged (taken as `Debug`, so this file need not
     /// know the dead-letter reasons).
+    /// A news article expired unconsumed (no processor node for the news TTL).
+    pub fn news_expired(&self) {
+        if self.expired_news.get().is_multiple_of(100) {
+            log::warn!("a news article expired unconsumed (no processor took the news queue)");
+        }
+        self.expired_news.inc();
+    }
+
     pub fn dead_lettered(&self, reason: &dyn std::fmt::Debug, routing_key: &str) {
         if self.dead_lettered.get().is_multiple_of(1000) {
             log::warn!("dead-lettered message from {routing_key:?} ({reason:?})");
@@ -309,5 +319,53 @@ impl ProcessorFigures {
 
     pub fn held(&self) -> Vec<u16> {
         self.held.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
+figures! {
+    /// The news processor and the consumer of the `news` queue.
+    pub struct NewsFigures {
+        /// The news processor's mailbox and messages
+        pub actor: ActorMetrics = "news_processor";
+        /// Articles filed in the news lists, by whether they replaced a listed copy
+        pub filed_total: Counter = "tickwire_news_filed_total", by "kind" in &["new", "replaced"];
+        /// Ticker lists an article went to, summed
+        pub ticker_writes: Counter = "tickwire_news_ticker_writes_total";
+        /// Articles not filed, by reason
+        pub skipped_total: Counter = "tickwire_news_skipped_total",
+            by "reason" in &["malformed", "no_link", "no_title"];
+        /// Links remembered for replacing repeats
+        pub remembered: Gauge = "tickwire_news_links_remembered";
+        /// Reads of the feed list at start that failed (repeats are then pushed as new)
+        pub rehydrate_errors: Counter = "tickwire_news_rehydrate_errors_total";
+        /// `news` queue messages handled and acked
+        pub consumed: Counter = "tickwire_news_consumed_total";
+        /// Connections made to RabbitMQ for the news queue
+        pub connects: Counter = "tickwire_news_consumer_connects_total";
+        /// 1 while consuming the news queue
+        pub consuming: Gauge = "tickwire_news_consuming";
+    }
+}
+
+impl NewsFigures {
+    pub fn filed(&self, replaced: bool, tickers: usize) {
+        self.filed_total
+            .inc(if replaced { "replaced" } else { "new" });
+        self.ticker_writes.add(tickers as u64);
+    }
+
+    pub fn skipped(&self, reason: &str, why: &str) {
+        self.skipped_total.inc(reason);
+        log::warn!("news article skipped: {why}");
+    }
+
+    pub fn rehydrate_failed(&self, error: &str) {
+        self.rehydrate_errors.inc();
+        log::warn!("could not read the news feed back ({error}): repeats of listed stories will be pushed as new");
+    }
+
+    pub fn consumer_down(&self, error: &str, retry_in: std::time::Duration) {
+        self.consuming.set(0);
+        log::warn!("news queue consumption ended ({error}); again in {retry_in:?}");
     }
 }

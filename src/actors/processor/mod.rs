@@ -11,6 +11,11 @@
 //!    candidates) and sends their results to the results store in one write.
 //! 3. The results store ([`crate::actors::store`]) caches and publishes them.
 //!
+//! News takes its own path: [`news_consumer`] reads the `news` queue (one active consumer
+//! among the nodes) and [`news`]'s `NewsProcessor` files each article in the news lists
+//! ([`crate::analyzers::news`]) through the same results store; embedded mode's news
+//! listener sends to it directly.
+//!
 //! Beside them: [`pool`] (owns the shard processors; embedded mode's router sends to it),
 //! [`enricher`] (REST figures a quote needs), [`market_status`] (the trading calendar),
 //! [`board_publisher`] (the elected merge of every shard's candidates into the scanners),
@@ -24,6 +29,8 @@ pub mod enricher;
 pub mod expired;
 pub mod market_status;
 pub mod metrics;
+pub mod news;
+pub mod news_consumer;
 pub mod node;
 pub mod pipeline;
 pub mod pool;

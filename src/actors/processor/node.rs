@@ -14,6 +14,7 @@ use serde_json::json;
 use super::board_publisher::{self, BoardPublisher};
 use super::consumer::{ConsumerConfig, QueueConsumer};
 use super::metrics::{ConsumerFigures, ProcessorFigures, ShardManagerFigures};
+use super::news_consumer::{NewsConsumer, NewsConsumerConfig};
 use super::pipeline::{start_pipeline, PipelineArgs};
 use super::shard_manager::{self, ShardManager, ShardManagerConfig};
 use crate::actors::store::cache_writer::{
@@ -178,6 +179,18 @@ pub fn start(args: ProcessorArgs, http: TcpListener) -> Result<ProcessorNode, Pr
         },
         pipeline.shards.clone(),
         consumer_figures.clone(),
+    )
+    .start();
+    // Every node consumes the news queue; RabbitMQ delivers to one at a time.
+    NewsConsumer::new(
+        NewsConsumerConfig {
+            url: args.broker.rabbitmq_url.clone(),
+            queue_prefix: args.queue_prefix.clone(),
+            message_ttl_ms: args.broker.news_message_ttl_ms,
+            prefetch: 16,
+        },
+        pipeline.news_input(),
+        pipeline.news_figures.clone(),
     )
     .start();
     let manager_figures = ShardManagerFigures::register(&registry, &[]);

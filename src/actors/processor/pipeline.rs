@@ -1,5 +1,6 @@
 //! The processing pipeline both modes share: one processor per shard (spread over a few
-//! threads), the enricher, the market-status poller and the elected leaderboard publisher,
+//! threads), the enricher, the market-status poller, the elected leaderboard publisher and the
+//! news processor,
 //! over a results store and a state store given as [`Store`] handles (Redis writers in the
 //! processor node, the memory store in embedded mode).
 
@@ -12,14 +13,16 @@ use super::board_publisher::{BoardPublisher, BoardPublisherConfig};
 use super::enricher::{Enricher, EnricherConfig};
 use super::market_status::MarketStatus;
 use super::metrics::{
-    BoardFigures, EnricherFigures, MarketStatusFigures, PoolFigures, ShardFigures,
+    BoardFigures, EnricherFigures, MarketStatusFigures, NewsFigures, PoolFigures, ShardFigures,
 };
+use super::news::NewsProcessor;
 use super::pool::ProcessorPool;
 use super::shard::{ProcessorConfig, ShardHandle};
+use crate::analyzers::news::NewsConfig;
 use crate::analyzers::raw_routes::RawRoutes;
 use crate::analyzers::shard::ShardConfig;
 use crate::metrics::Registry;
-use crate::queue::EventBatch;
+use crate::queue::{EventBatch, NewsArticle};
 use crate::recipient::CountedRecipient;
 use crate::store::Store;
 
@@ -84,6 +87,22 @@ pub struct PipelineArgs {
     /// Seconds between market status polls (trading calendar); 0 turns polling off.
     #[arg(long, env = "MARKET_STATUS_POLL_SECS", default_value_t = 30)]
     pub status_poll_secs: u64,
+
+    /// Articles kept in `news:feed:latest`.
+    #[arg(long, env = "NEWS_FEED_LIST_MAX", default_value_t = 10_000)]
+    pub news_feed_cap: usize,
+
+    /// Seconds `news:feed:latest` lives after its last article.
+    #[arg(long, env = "NEWS_FEED_CACHE_TTL", default_value_t = 172_800)]
+    pub news_feed_ttl_secs: u64,
+
+    /// Articles kept per `news:ticker:{T}`.
+    #[arg(long, env = "NEWS_TICKER_LIST_MAX", default_value_t = 100)]
+    pub news_ticker_cap: usize,
+
+    /// Seconds a `news:ticker:{T}` list lives after its last article.
+    #[arg(long, env = "NEWS_TICKER_CACHE_TTL", default_value_t = 604_800)]
+    pub news_ticker_ttl_secs: u64,
 }
 
 /// The running pipeline.
@@ -94,12 +113,20 @@ pub struct Pipeline {
     pool_figures: PoolFigures,
     pub boards: Addr<BoardPublisher>,
     pub board_figures: BoardFigures,
+    /// Files news articles (from the news queue, or embedded mode's news listener).
+    pub news: Addr<NewsProcessor>,
+    pub news_figures: NewsFigures,
 }
 
 impl Pipeline {
     /// Where a router sends batches in embedded mode: the pool, which routes them by shard.
     pub fn input(&self) -> CountedRecipient<EventBatch> {
         CountedRecipient::of(&self.pool, self.pool_figures.actor.clone())
+    }
+
+    /// Where news articles go: the news processor.
+    pub fn news_input(&self) -> CountedRecipient<NewsArticle> {
+        CountedRecipient::of(&self.news, self.news_figures.actor.clone())
     }
 
     /// Each shard's figures, in shard order.
@@ -146,6 +173,16 @@ impl PipelineArgs {
             holder: holder.to_string(),
             every: Duration::from_secs(1),
             top_trades: self.top_trades,
+        }
+    }
+
+    fn news(&self) -> NewsConfig {
+        NewsConfig {
+            results_prefix: self.results_prefix.clone(),
+            feed_cap: self.news_feed_cap.max(1),
+            feed_ttl_secs: self.news_feed_ttl_secs,
+            ticker_cap: self.news_ticker_cap.max(1),
+            ticker_ttl_secs: self.news_ticker_ttl_secs,
         }
     }
 
@@ -207,11 +244,15 @@ pub fn start_pipeline(
         board_figures.clone(),
     )
     .start();
+    let news_figures = NewsFigures::register(registry, &[]);
+    let news = NewsProcessor::new(args.news(), results_store.clone(), news_figures.clone()).start();
     Pipeline {
         pool,
         shards: shard_handles,
         pool_figures,
         boards,
         board_figures,
+        news,
+        news_figures,
     }
 }
