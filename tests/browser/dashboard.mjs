@@ -107,6 +107,19 @@ try {
   await page.waitForSelector('.widget[data-type="range-alerts"] tbody tr[data-symbol]');
   await page.screenshot({ path: `${shots}/02-dashboard.png` });
 
+  step('the news feed lists headlines; a ticker badge fills the linked company news and quote');
+  const feed = '.widget[data-type="news-feed"]';
+  // Links open in a new tab without handing the page to the article's site.
+  await page.waitForSelector(`${feed} ul.news li a[target="_blank"][rel~="noopener"]`);
+  const newsSym = await page.getAttribute(`${feed} .badge.ticker[data-symbol]`, 'data-symbol');
+  await page.click(`${feed} .badge.ticker[data-symbol="${newsSym}"]`);
+  await page.waitForSelector(`.widget[data-type="company-news"] .hint:text-is("News about ${newsSym}")`);
+  await page.waitForFunction(() => Number(document.querySelector('.widget[data-type="company-news"] ul.news').dataset.items) >= 1);
+  await page.waitForSelector(`.widget[data-type="quote"] .q-sym:text-is("${newsSym}")`);
+  await page.waitForFunction(() => Number(document.querySelector('.widget[data-type="quote"] .ticker-news ul.news').dataset.items) >= 1);
+  await page.locator(feed).scrollIntoViewIfNeeded();
+  await page.screenshot({ path: `${shots}/02b-news.png` });
+
   step('the layout is saved on the server and survives a reload');
   await page.selectOption('#widget-type', 'quote');
   await page.click('#widget-add');

@@ -2,8 +2,9 @@
 //
 // Layouts are saved per user on the server (PUT /api/layouts, autosaved 2 s after a change)
 // in the reference web app's shape, so its exports import unchanged. Link groups: a row
-// click in a scanner or alert widget sets its colour group's ticker (a second click clears
-// it); the quote, daily-range and chart widgets of that colour follow. Each widget's dot
+// click in a scanner or alert widget (or a ticker badge on a headline) sets its colour group's
+// ticker (a second click clears it); the quote, daily-range, chart and company-news widgets
+// of that colour follow. Each widget's dot
 // tells how fresh it is, as in the reference: green when an update came within 5 s, yellow
 // within 60 s, red when older (or only a cached snapshot so far), blinking while the
 // socket reconnects.
@@ -86,21 +87,29 @@
 
   function cls(v) { return v > 0 ? 'up' : v < 0 ? 'down' : ''; }
 
-  // A widget showing one ticker's value topic (`{prefix}{SYM}`), following its link group.
-  function follower(prefix, render) {
+  // A widget showing one ticker's value topic (`{prefix}{SYM}`), following its link group;
+  // with `news`, the ticker's latest few headlines under it.
+  function follower(prefix, render, news) {
     return (w, body) => {
       const content = el('div', { class: 'ticker-body' }, el('p', { class: 'hint' }, 'Click a ticker in a linked widget, or type one above.'));
       body.append(content);
+      const headlines = news ? newsList(w, news) : null;
+      if (headlines) body.append(el('div', { class: 'ticker-news' }, el('h4', {}, 'Latest news'), headlines.list));
       let unsub = null;
+      let unsubNews = null;
       w.setTicker = sym => {
         if (unsub) { unsub(); unsub = null; }
+        if (unsubNews) { unsubNews(); unsubNews = null; }
         w.resetFreshness(); // another ticker
         w.tickerInput.value = sym || '';
+        if (headlines) headlines.clear();
         if (!sym) { content.replaceChildren(el('p', { class: 'hint' }, 'No ticker selected.')); return; }
         content.replaceChildren(el('p', { class: 'hint' }, 'Loading ' + sym + '…'));
         unsub = w.subscribe(prefix + sym, m => { if (m.data) content.replaceChildren(render(m.data, m)); });
+        if (headlines) unsubNews = TW.wds.subscribe('news:ticker:' + sym, headlines.add);
       };
       w.unsubs.push(() => unsub && unsub());
+      w.unsubs.push(() => unsubNews && unsubNews());
       followers.add(w);
       w.unsubs.push(() => followers.delete(w));
     };
@@ -123,7 +132,7 @@
       ['PD volume', fmt.num(d.prev_day_volume)],
       ['PD VWAP', fmt.price(d.prev_day_vwap)],
       ['As of', fmt.time(d.end_timestamp)],
-    ])));
+    ])), 3);
 
   const dailyRange = follower('daily_range:', d => el('div', {},
     el('div', { class: 'quote-head' },
@@ -166,6 +175,77 @@
       render();
     };
     for (const k of ['daily_range_hod_alert', 'daily_range_lod_alert']) w.unsubs.push(w.subscribe(k, add));
+  }
+
+  // ---- news -----------------------------------------------------------------------------
+  // Finlight articles as the news processor lists them (newest first). A repeated link is
+  // an update: it replaces the shown copy. Links open in a new tab, and only http(s) ones are
+  // links at all (an article is outside input).
+  const safeLink = u => (typeof u === 'string' && /^https?:\/\//i.test(u)) ? u : null;
+  const newsTime = a => {
+    const t = Date.parse(a.publishDate || a.createdAt || '');
+    if (isNaN(t)) return '–';
+    return new Date(t).toLocaleString('en-US', { timeZone: 'America/New_York', hour12: false, month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' }) + ' ET';
+  };
+  const usTickers = a => [...new Set((a.companies || [])
+    .filter(c => c && c.primaryListing && ['XNYS', 'XASE', 'XNAS'].includes(String(c.primaryListing.exchangeCode).toUpperCase()))
+    .map(c => String(c.primaryListing.ticker || c.ticker || '').toUpperCase()).filter(Boolean))];
+
+  function newsList(w, cap) {
+    let items = [];
+    const list = el('ul', { class: 'news' });
+    function render() {
+      list.replaceChildren(...items.map(a => {
+        const href = safeLink(a.link);
+        const title = href ? el('a', { href, target: '_blank', rel: 'noopener noreferrer' }, a.title) : el('span', {}, a.title);
+        const sentiment = a.sentiment ? el('span', { class: 'badge sentiment ' + String(a.sentiment).toLowerCase() }, a.sentiment) : null;
+        const tickers = usTickers(a).map(t => el('span', {
+          class: 'badge ticker' + (groups[w.item.linkColor] === t ? ' selected' : ''), 'data-symbol': t,
+          onclick: () => pick(w, t),
+        }, t));
+        return el('li', { 'data-link': a.link || '' },
+          el('div', { class: 'news-meta' }, el('span', { class: 'news-time' }, newsTime(a)), el('span', { class: 'news-source' }, a.source || ''), sentiment, ...tickers),
+          el('div', { class: 'news-title' }, a.isUpdate ? el('span', { class: 'badge update' }, 'update') : null, title));
+      }));
+      list.dataset.items = String(items.length);
+    }
+    const add = m => {
+      const incoming = (m.type === 'snapshot' ? (Array.isArray(m.data) ? m.data : []) : [m.data])
+        .filter(a => a && typeof a === 'object' && a.title);
+      if (m.type === 'snapshot') items = [];
+      for (const a of incoming.slice().reverse()) {
+        items = items.filter(x => x.link !== a.link);
+        items.unshift(a);
+      }
+      items = items.slice(0, cap);
+      render();
+    };
+    return { list, add, clear: () => { items = []; render(); }, render };
+  }
+
+  function newsFeed(w, body) {
+    const n = newsList(w, (w.item.settings && w.item.settings.maxArticles) || 200);
+    body.append(el('div', { class: 'scroll' }, n.list));
+    w.markSelected = () => n.render();
+    w.unsubs.push(w.subscribe('news:feed:latest', n.add));
+  }
+
+  function companyNews(w, body) {
+    const n = newsList(w, 100);
+    const hint = el('p', { class: 'hint' }, 'Click a ticker in a linked widget, or type one above.');
+    body.append(hint, el('div', { class: 'scroll' }, n.list));
+    let unsub = null;
+    w.setTicker = sym => {
+      if (unsub) { unsub(); unsub = null; }
+      w.resetFreshness();
+      w.tickerInput.value = sym || '';
+      n.clear();
+      hint.textContent = sym ? 'News about ' + sym : 'No ticker selected.';
+      if (sym) unsub = w.subscribe('news:ticker:' + sym, n.add);
+    };
+    w.unsubs.push(() => unsub && unsub());
+    followers.add(w);
+    w.unsubs.push(() => followers.delete(w));
   }
 
   function chart(w, body) {
@@ -225,6 +305,8 @@
     'daily-range': { label: 'Daily Range', make: dailyRange, follows: true },
     'range-alerts': { label: 'Range Alerts (HOD/LOD)', make: rangeAlerts },
     'candlestick-chart': { label: 'Price Chart', make: chart, follows: true },
+    'news-feed': { label: 'News Feed', make: newsFeed },
+    'company-news': { label: 'Company News', make: companyNews, follows: true },
   };
   // Type names saved by the reference web app that these widgets stand in for.
   const ALIASES = { 'enhanced-quote': 'daily-range', 'enhanced-quote-v3': 'daily-range', 'enhanced-quote-v4': 'daily-range', 'tv-lite-chart': 'candlestick-chart' };
@@ -243,8 +325,9 @@
         item(1, 'top-gainers', 0, 0, 6, 11), item(2, 'top-gappers', 6, 0, 6, 11),
         item(3, 'quote', 0, 11, 3, 11), item(4, 'daily-range', 3, 11, 3, 11), item(5, 'candlestick-chart', 6, 11, 6, 11),
         item(6, 'top-volume', 0, 22, 6, 11), item(7, 'range-alerts', 6, 22, 6, 11),
+        item(8, 'news-feed', 0, 33, 6, 11), item(9, 'company-news', 6, 33, 6, 11),
       ],
-      widgetCounter: 7, dashboardColNum: 12, created: Date.now(), modified: Date.now(), description: 'tickwire default',
+      widgetCounter: 9, dashboardColNum: 12, created: Date.now(), modified: Date.now(), description: 'tickwire default',
     };
   }
 
