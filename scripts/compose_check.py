@@ -22,6 +22,7 @@ import urllib.request
 from websockets.sync.client import connect
 
 TOPIC = "scanners:top_gainers"
+NEWS_TOPIC = "news:feed:latest"
 DEADLINE = 90.0
 MAX_SOCKETS = 40  # --spread opens at most this many
 
@@ -132,6 +133,17 @@ def stream(args):
         next_frame(v1, "v1 subscribed", lambda m: isinstance(m, dict) and m.get("status") == "subscribed")
         next_frame(v1, "a v1 scanner push", lambda m: isinstance(m, list) and len(m) > 0)
     print(f"compose_check: a v1 socket receives {TOPIC} pushes")
+
+    # News: simulator -> listener -> RabbitMQ `news` -> processor -> Redis -> WDS.
+    ws = sockets[0]
+    ws.send(json.dumps({"type": "subscribe", "topic": NEWS_TOPIC}))
+    m = next_frame(ws, "a news article", lambda m: m.get("topic") == NEWS_TOPIC and (
+        (m.get("type") == "update" and isinstance(m.get("data"), dict))
+        or (m.get("type") == "snapshot" and isinstance(m.get("data"), list) and m["data"])))
+    article = m["data"] if isinstance(m["data"], dict) else m["data"][0]
+    if not article.get("link") or not article.get("title"):
+        fail(f"news without link or title: {str(article)[:200]}")
+    print(f"compose_check: news arrives on {NEWS_TOPIC}: {article['title']!r}")
     for ws in sockets:
         ws.close()
 
