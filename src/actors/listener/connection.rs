@@ -99,6 +99,12 @@ impl ListenerHealth {
             .unwrap_or_default()
     }
 
+    /// The socket is gone: neither connected nor authenticated.
+    pub fn disconnected(&self) {
+        self.connected.store(false, Ordering::Relaxed);
+        self.authenticated.store(false, Ordering::Relaxed);
+    }
+
     pub fn set_error(&self, e: impl Into<String>) {
         if let Ok(mut g) = self.last_error.lock() {
             *g = e.into();
@@ -442,14 +448,13 @@ impl Supervised for Listener {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.figures.reconnects.inc();
         self.figures.connected.set(0);
-        self.health.connected.store(false, Ordering::Relaxed);
-        self.health.authenticated.store(false, Ordering::Relaxed);
+        self.health.disconnected();
         self.sink = None;
-        let lived = self
-            .connected_at
-            .take()
-            .map_or(Duration::ZERO, |t| t.elapsed());
-        self.backoff.connection_ended(lived);
+        self.backoff.connection_ended(
+            self.connected_at
+                .take()
+                .map_or(Duration::ZERO, |t| t.elapsed()),
+        );
         self.next_delay = if std::mem::take(&mut self.cooldown) {
             self.cfg.max_connections_cooldown
         } else {
@@ -586,20 +591,48 @@ pub enum Control {
     Restart,
 }
 
+/// What a [`Control`] message asks of a supervised connection (the Massive listener's and
+/// the news listener's alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlEffect {
+    /// Already as asked.
+    Nothing,
+    /// Close the connection and stay idle.
+    GoIdle,
+    /// Close the connection (if any) and connect again at once.
+    ReconnectNow,
+}
+
+impl Control {
+    /// The effect on a connection that is `idle` or not, whose key `health` may mark fatal;
+    /// updates both.
+    pub fn effect(self, idle: &mut bool, health: &ListenerHealth) -> ControlEffect {
+        match self {
+            Control::Stop => {
+                *idle = true;
+                ControlEffect::GoIdle
+            }
+            Control::Start if !*idle && !health.fatal.load(Ordering::Relaxed) => {
+                ControlEffect::Nothing
+            }
+            Control::Start | Control::Restart => {
+                *idle = false;
+                health.fatal.store(false, Ordering::Relaxed);
+                ControlEffect::ReconnectNow
+            }
+        }
+    }
+}
+
 impl Handler<Control> for Listener {
     type Result = ();
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
         self.figures.actor.handled();
-        match msg {
-            Control::Stop => {
-                self.idle = true;
-                ctx.stop();
-            }
-            Control::Start if !self.idle && !self.health.fatal.load(Ordering::Relaxed) => {}
-            Control::Start | Control::Restart => {
-                self.idle = false;
-                self.health.fatal.store(false, Ordering::Relaxed);
+        match msg.effect(&mut self.idle, &self.health) {
+            ControlEffect::Nothing => {}
+            ControlEffect::GoIdle => ctx.stop(),
+            ControlEffect::ReconnectNow => {
                 self.next_delay = Duration::ZERO;
                 ctx.stop();
             }

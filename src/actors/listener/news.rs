@@ -39,7 +39,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::SplitSink;
 use futures_util::StreamExt;
 
-use super::connection::{Control, ListenerHealth};
+use super::connection::{Control, ControlEffect, ListenerHealth};
 use super::metrics::NewsFigures;
 use crate::backoff::Backoff;
 use crate::finlight::{
@@ -460,15 +460,14 @@ impl Supervised for NewsListener {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.figures.reconnects.inc();
         self.figures.connected.set(0);
-        self.health.connected.store(false, Ordering::Relaxed);
-        self.health.authenticated.store(false, Ordering::Relaxed);
+        self.health.disconnected();
         self.sink = None;
         self.partial = None;
-        let lived = self
-            .connected_at
-            .take()
-            .map_or(Duration::ZERO, |t| t.elapsed());
-        self.backoff.connection_ended(lived);
+        self.backoff.connection_ended(
+            self.connected_at
+                .take()
+                .map_or(Duration::ZERO, |t| t.elapsed()),
+        );
         self.next_delay = match self.wait.take() {
             Some(d) => d,
             None => self.backoff.next_delay(),
@@ -556,15 +555,10 @@ impl Handler<Control> for NewsListener {
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
         self.figures.actor.handled();
-        match msg {
-            Control::Stop => {
-                self.idle = true;
-                ctx.stop();
-            }
-            Control::Start if !self.idle && !self.health.fatal.load(Ordering::Relaxed) => {}
-            Control::Start | Control::Restart => {
-                self.idle = false;
-                self.health.fatal.store(false, Ordering::Relaxed);
+        match msg.effect(&mut self.idle, &self.health) {
+            ControlEffect::Nothing => {}
+            ControlEffect::GoIdle => ctx.stop(),
+            ControlEffect::ReconnectNow => {
                 self.wait = Some(Duration::ZERO);
                 ctx.stop();
             }
