@@ -338,6 +338,14 @@ impl Registry {
         out
     }
 
+    /// The sum of every series of `name` (all its labels); 0 when none is registered.
+    pub fn total(&self, name: &str) -> i64 {
+        let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        families
+            .get(name)
+            .map_or(0, |f| f.series.values().map(Handle::value).sum())
+    }
+
     /// The value of one series, for tests and readiness checks.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
         let families = self.families.lock().unwrap_or_else(|p| p.into_inner());

@@ -722,29 +722,38 @@ type Calls = std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>;
 /// A REST front for the simulator that counts every call and answers slowly, so that two
 /// nodes asking for the same ticker really overlap.
 fn slow_rest_proxy(upstream: String, delay: Duration) -> (String, Calls) {
+    rest_proxy(upstream, delay, 0)
+}
+
+/// [`slow_rest_proxy`] that also answers its first `refuse` calls with 429 and
+/// `Retry-After: 1`, as Massive's rate limit does.
+fn rest_proxy(upstream: String, delay: Duration, refuse: u32) -> (String, Calls) {
     use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
     let calls: Calls = Default::default();
     let seen = calls.clone();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let server = HttpServer::new(move || {
-        let (seen, upstream) = (seen.clone(), upstream.clone());
+        let (seen, upstream, refused) = (seen.clone(), upstream.clone(), refused.clone());
         App::new().default_service(web::to(move |req: HttpRequest| {
-            let (seen, upstream) = (seen.clone(), upstream.clone());
+            let (seen, upstream, refused) = (seen.clone(), upstream.clone(), refused.clone());
             async move {
                 let pq = req.uri().path_and_query().map_or("", |p| p.as_str());
-                let without_key: String = pq
-                    .split(['?', '&'])
-                    .filter(|p| !p.starts_with("apiKey="))
-                    .collect::<Vec<_>>()
-                    .join("&");
-                *seen.lock().unwrap().entry(without_key).or_default() += 1;
+                // The key travels in a header, never in the URL (where logs would keep it).
+                assert!(!pq.contains("apiKey"), "API key in a URL: {pq}");
+                *seen.lock().unwrap().entry(pq.to_string()).or_default() += 1;
+                if refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < refuse {
+                    return HttpResponse::TooManyRequests()
+                        .insert_header(("Retry-After", "1"))
+                        .body("{\"status\":\"ERROR\"}");
+                }
                 tokio::time::sleep(delay).await;
-                let mut resp = awc::Client::new()
-                    .get(format!("{upstream}{pq}"))
-                    .send()
-                    .await
-                    .expect("the simulator answers");
+                let mut upstream_req = awc::Client::new().get(format!("{upstream}{pq}"));
+                if let Some(auth) = req.headers().get("authorization") {
+                    upstream_req = upstream_req.insert_header(("authorization", auth.clone()));
+                }
+                let mut resp = upstream_req.send().await.expect("the simulator answers");
                 let body = resp.body().await.expect("body");
                 let mut out = HttpResponse::build(resp.status());
                 if let Some(ct) = resp.headers().get("content-type") {
@@ -810,6 +819,8 @@ async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
                 lock_ttl: Duration::from_secs(30),
                 retries: 2,
                 failure_memo: Duration::from_secs(60),
+                // The per-ticker path is what this test is about.
+                bulk: false,
             },
             state,
             EnricherFigures::register(&registry, &[]),
@@ -840,12 +851,7 @@ async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 3 * tickers.len(), "{calls:#?}");
     assert!(calls.values().all(|n| *n == 1), "{calls:#?}");
-    let total = |counter: &str| -> i64 {
-        nodes
-            .iter()
-            .map(|(_, _, _, r)| r.value(counter, &[]).unwrap_or(0))
-            .sum()
-    };
+    let total = |counter: &str| -> i64 { nodes.iter().map(|(_, _, _, r)| r.total(counter)).sum() };
     assert_eq!(
         total("tickwire_enrich_rest_calls_total"),
         3 * tickers.len() as i64
@@ -870,6 +876,143 @@ async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
     assert!(a["ZZZQX"].contains("prev_day: None"), "{}", a["ZZZQX"]);
     sim.stop().await;
     cleanup(&kp).await;
+}
+
+fn enricher(
+    rest: &str,
+    prefix: &str,
+    bulk: bool,
+) -> (
+    actix::Addr<tickwire::actors::processor::enricher::Enricher>,
+    std::sync::Arc<Registry>,
+) {
+    use actix::Actor;
+    use tickwire::actors::processor::enricher::{Enricher, EnricherConfig};
+    use tickwire::actors::processor::metrics::EnricherFigures;
+    use tickwire::actors::store::cache_writer::{CacheWriter, CacheWriterConfig};
+    let registry = Registry::new();
+    let (_, state) =
+        CacheWriter::start_store(CacheWriterConfig::new(&redis_url(), "state"), &registry)
+            .expect("state store");
+    let e = Enricher::new(
+        EnricherConfig {
+            rest_url: rest.to_string(),
+            api_key: "demo".into(),
+            prefix: prefix.to_string(),
+            concurrency: 8,
+            holder: "node".into(),
+            lock_ttl: Duration::from_secs(30),
+            retries: 3,
+            failure_memo: Duration::from_secs(60),
+            bulk,
+        },
+        state,
+        EnricherFigures::register(&registry, &[]),
+    )
+    .start();
+    (e, registry)
+}
+
+/// Asks `enricher` for every ticker and waits for every answer, keyed by ticker.
+async fn enrich_all(
+    enricher: &actix::Addr<tickwire::actors::processor::enricher::Enricher>,
+    tickers: &[String],
+) -> BTreeMap<String, String> {
+    use actix::Actor;
+    use tickwire::actors::processor::enricher::Enrich;
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reply = Answers(answers.clone()).start().recipient();
+    let day = chrono::Utc::now().date_naive();
+    for sym in tickers {
+        enricher.do_send(Enrich {
+            symbol: sym.clone(),
+            day,
+            reply: reply.clone(),
+        });
+    }
+    let a = answers.clone();
+    wait_until("every ticker is answered", || {
+        a.lock().unwrap().len() == tickers.len()
+    })
+    .await;
+    let got = answers.lock().unwrap();
+    got.iter()
+        .map(|e| (e.symbol.clone(), format!("{:?}", e.enrichment)))
+        .collect()
+}
+
+/// Issue 25: enriching 2,000 tickers from a cold cache costs the REST API at most 100 calls
+/// (the full-market snapshot, 30 grouped-daily sessions, the float list), not three per
+/// ticker, and gives the same values as the per-ticker calls; a 429 is waited out.
+#[actix_web::test]
+async fn a_cold_warm_up_of_2000_tickers_costs_under_100_calls() {
+    let kp = common::redis::unique_prefix("warm-up");
+    let mut args = sim_args();
+    args.tickers = 2000;
+    args.rate = 100.0;
+    let sim = start_sim(args);
+    let (rest, calls) = rest_proxy(sim.http_url(""), Duration::ZERO, 1);
+    let (bulk, r) = enricher(&rest, &kp, true);
+    let (_, body) = get_json(
+        &sim.http_url("/v2/snapshot/locale/us/markets/stocks/tickers?include_otc=true&apiKey=demo"),
+        None,
+    )
+    .await;
+    let tickers: Vec<String> = body["tickers"]
+        .as_array()
+        .expect("the snapshot lists tickers")
+        .iter()
+        .filter_map(|t| t["ticker"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(tickers.len(), 2000);
+    let answers = enrich_all(&bulk, &tickers).await;
+    assert!(
+        answers.values().all(|e| e.starts_with("Some(")),
+        "every ticker enriched"
+    );
+
+    let total: u32 = calls.lock().unwrap().values().sum();
+    assert!(
+        total <= 100,
+        "{total} REST calls: {:#?}",
+        calls.lock().unwrap()
+    );
+    let sim_calls = sim
+        .registry
+        .total("tickwire_sim_rest_endpoint_requests_total");
+    assert!(sim_calls <= 100, "the simulator counted {sim_calls}");
+    for per_ticker in ["snapshot", "range", "float"] {
+        assert_eq!(
+            r.value(
+                "tickwire_enrich_rest_calls_total",
+                &[("endpoint", per_ticker)]
+            ),
+            Some(0),
+            "no per-ticker {per_ticker} call"
+        );
+    }
+    assert_eq!(
+        r.value("tickwire_enrich_warmed_tickers_total", &[]),
+        Some(2000)
+    );
+    // The refused call was retried after its Retry-After.
+    assert!(r.value("tickwire_enrich_rest_retries_total", &[]) >= Some(1));
+
+    // The same figures as three calls per ticker give, for a sample.
+    let sample: Vec<String> = tickers.iter().step_by(100).cloned().collect();
+    let kp2 = common::redis::unique_prefix("warm-up-each");
+    let (each, r2) = enricher(&sim.http_url(""), &kp2, false);
+    let one_by_one = enrich_all(&each, &sample).await;
+    for sym in &sample {
+        assert_eq!(answers[sym], one_by_one[sym], "{sym}");
+    }
+    assert_eq!(
+        r2.total("tickwire_enrich_rest_calls_total"),
+        3 * sample.len() as i64
+    );
+    sim.stop().await;
+    cleanup(&kp).await;
+    cleanup(&kp2).await;
 }
 
 /// Messages that expire in their queue (no processor took them within the TTL) are

@@ -8,6 +8,12 @@
 //! | free float | `/stocks/vX/float?ticker={T}` → `results[0].free_float` | 43200 s |
 //! | no data (404, no bars, empty results) | `0`, a negative entry that *hits* | 21600 s |
 //!
+//! The same values come in bulk, for the whole market, from three sources read once a day
+//! (about 33 calls instead of three per ticker): the full-market snapshot (every
+//! `prevDay`: [`prev_days`]), grouped daily bars, one call per past session
+//! ([`add_grouped`], [`averages`]), and the float list, a page of 5,000 per call
+//! ([`float_page`]).
+//!
 //! The reference read its average volume from an experimental ratios endpoint when it returned
 //! exactly one record; the daily bars are the documented source and always apply.
 
@@ -42,6 +48,15 @@ impl Kind {
             Kind::Snapshot => "snapshots",
             Kind::AvgVolume => "avg_volume",
             Kind::FreeFloat => "free_float",
+        }
+    }
+
+    /// The REST endpoint it is fetched from, per ticker (the label of its call count).
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Kind::Snapshot => "snapshot",
+            Kind::AvgVolume => "range",
+            Kind::FreeFloat => "float",
         }
     }
 
@@ -122,6 +137,86 @@ pub fn free_float(body: &Value) -> Option<f64> {
     (f > 0.0).then_some(f)
 }
 
+/// Every ticker's previous day in a full-market snapshot answer
+/// (`/v2/snapshot/locale/us/markets/stocks/tickers`): the value to cache per ticker, [`NONE`]
+/// for a ticker listed without one.
+pub fn prev_days(body: &Value) -> Vec<(String, Bytes)> {
+    let Some(list) = body.get("tickers").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|t| {
+            let sym = t.get("ticker")?.as_str()?.to_string();
+            let wrapped = serde_json::json!({ "ticker": t });
+            Some((sym, Kind::Snapshot.from_body(&wrapped)))
+        })
+        .collect()
+}
+
+/// Adds one grouped-daily answer (`/v2/aggs/grouped/locale/us/market/stocks/{date}`: one
+/// session, every ticker) to `volumes`; answers how many bars it held (0: no session that
+/// day, a holiday).
+pub fn add_grouped(
+    body: &Value,
+    volumes: &mut std::collections::HashMap<String, Vec<f64>>,
+) -> usize {
+    let Some(bars) = body.get("results").and_then(Value::as_array) else {
+        return 0;
+    };
+    let mut n = 0;
+    for b in bars {
+        if let Some(sym) = b.get("T").and_then(Value::as_str) {
+            volumes
+                .entry(sym.to_string())
+                .or_default()
+                .push(num(b, "v"));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The average volume to cache for each ticker of `volumes` (sessions newest first, as added):
+/// the mean of its newest ≤30 sessions, [`NONE`] when that is 0.
+pub fn averages(volumes: &std::collections::HashMap<String, Vec<f64>>) -> Vec<(String, Bytes)> {
+    volumes
+        .iter()
+        .map(|(sym, v)| {
+            let v: Vec<f64> = v.iter().take(SESSIONS).copied().collect();
+            let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let value = if mean > 0.0 {
+                Bytes::from(mean.to_string())
+            } else {
+                Bytes::from_static(NONE)
+            };
+            (sym.clone(), value)
+        })
+        .collect()
+}
+
+/// The floats in one page of the float list (`/stocks/vX/float` without a ticker) and the
+/// page after it (`next_url`), if any.
+pub fn float_page(body: &Value) -> (Vec<(String, Bytes)>, Option<String>) {
+    let floats = body
+        .get("results")
+        .and_then(Value::as_array)
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| {
+                    let sym = r.get("ticker")?.as_str()?.to_string();
+                    let one = serde_json::json!({ "results": [r] });
+                    Some((sym, Kind::FreeFloat.from_body(&one)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let next = body
+        .get("next_url")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    (floats, next)
+}
+
 /// Enrichment from the three cached values (in [`Kind::ALL`] order); None unless all three
 /// are cached. A negative entry counts as cached: it means "no data", not "ask again".
 pub fn from_cache(vals: &[Option<Bytes>]) -> Option<Enrichment> {
@@ -178,5 +273,63 @@ mod tests {
             "/v2/aggs/ticker/ABC/range/1/day/2026-01-20/2026-03-02?adjusted=true&sort=desc&limit=30"
         );
         assert_eq!(Kind::FreeFloat.key("t:", "ABC"), "t:mdc:free_float:ABC");
+    }
+
+    #[test]
+    fn bulk_answers_give_the_per_ticker_values() {
+        let snap = json!({"status": "OK", "tickers": [
+            {"ticker": "AAA", "prevDay": {"o": 1, "h": 2, "l": 0.5, "c": 1.5, "v": 1000, "vw": 1.2}},
+            {"ticker": "BBB", "prevDay": {"c": 0}},
+            {"no": "ticker"}]});
+        let p = prev_days(&snap);
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            p[0].1,
+            Kind::Snapshot.from_body(&json!({"ticker": snap["tickers"][0]}))
+        );
+        assert_eq!(p[1].1.as_ref(), NONE, "listed without a previous day");
+        assert!(prev_days(&json!({"status": "ERROR"})).is_empty());
+
+        let mut vols = std::collections::HashMap::new();
+        assert_eq!(
+            add_grouped(
+                &json!({"results": [{"T": "AAA", "v": 100}, {"T": "BBB", "v": 0}]}),
+                &mut vols
+            ),
+            2
+        );
+        assert_eq!(
+            add_grouped(&json!({"results": []}), &mut vols),
+            0,
+            "a holiday"
+        );
+        add_grouped(&json!({"results": [{"T": "AAA", "v": 300}]}), &mut vols);
+        let mut avg = averages(&vols);
+        avg.sort();
+        assert_eq!(
+            avg,
+            vec![
+                ("AAA".into(), Bytes::from("200")),
+                ("BBB".into(), Bytes::from_static(NONE))
+            ]
+        );
+        // Only the newest 30 sessions count.
+        let mut many = std::collections::HashMap::new();
+        many.insert("C".to_string(), [vec![10.0; 30], vec![1000.0; 5]].concat());
+        assert_eq!(averages(&many)[0].1, Bytes::from("10"));
+
+        let (f, next) = float_page(
+            &json!({"results": [{"ticker": "AAA", "free_float": 5e6}, {"ticker": "BBB"}],
+                                             "next_url": "http://h/stocks/vX/float?cursor=2"}),
+        );
+        assert_eq!(
+            f,
+            vec![
+                ("AAA".into(), Bytes::from("5000000")),
+                ("BBB".into(), Bytes::from_static(NONE))
+            ]
+        );
+        assert_eq!(next.as_deref(), Some("http://h/stocks/vX/float?cursor=2"));
+        assert_eq!(float_page(&json!({})), (vec![], None));
     }
 }

@@ -8,7 +8,7 @@
 //! - [`wds`]: widget data service deliveries and held connections, over [`wsclient`].
 //! - [`processor`], [`listener`]: the distributed pipeline's stages; [`redis`]: the cost of
 //!   one results pipeline, client against server; [`analyzers`]: the processor's CPU per
-//!   event type, alone.
+//!   event type, alone; [`warmup`]: what enriching a whole market from a cold cache costs.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ pub mod analyzers;
 pub mod listener;
 pub mod processor;
 pub mod redis;
+pub mod warmup;
 pub mod wds;
 pub mod wsclient;
 

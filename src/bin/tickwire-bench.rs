@@ -107,6 +107,17 @@ enum Cmd {
         #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
         redis_url: String,
     },
+    /// Enriching every ticker from a cold cache: REST calls by endpoint and seconds until
+    /// every ticker is answered, with the bulk warm-up (`--bulk true`) or one call per value.
+    Warmup {
+        #[arg(long, default_value_t = 2000)]
+        tickers: usize,
+        #[arg(long, default_value = "true", action = clap::ArgAction::Set,
+              value_parser = clap::builder::BoolishValueParser::new())]
+        bulk: bool,
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
+        redis_url: String,
+    },
     /// RabbitMQ -> processor -> Redis: drain throughput, round trips, hop latency at a rate.
     Processor {
         /// Events queued (A.* + T.* + Q.*) before the processor drains them.
@@ -199,6 +210,13 @@ fn main() {
             redis_url,
         } => run_async("redis-pipeline", async move {
             bench::redis::run(&redis_url, writes, value_bytes, rounds, redis_rs).await
+        }),
+        Cmd::Warmup {
+            tickers,
+            bulk,
+            redis_url,
+        } => run_async("warmup", async move {
+            bench::warmup::run(tickers, bulk, &redis_url).await
         }),
         Cmd::Processor {
             events,

@@ -106,10 +106,11 @@ impl From<actix::MailboxError> for StoreError {
 #[rtype(result = "()")]
 pub struct Write(pub Vec<CacheWrite>);
 
-/// Writes one value now and answers when it is stored (checkpoints, handovers).
+/// Writes these values now, in order, and answers when all are stored (checkpoints,
+/// handovers, a bulk warm-up that must be readable before it is announced).
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), StoreError>")]
-pub struct Put(pub CacheWrite);
+pub struct Put(pub Vec<CacheWrite>);
 
 /// String values of `keys` (None where missing, expired, or not a string).
 #[derive(Message, Debug)]
@@ -259,7 +260,15 @@ impl Store {
     }
 
     pub async fn put(&self, w: CacheWrite) -> Result<(), StoreError> {
-        self.put.send(Put(w)).await?
+        self.put.send(Put(vec![w])).await?
+    }
+
+    /// Many values at once (sent in pipelines), answered when every one is stored.
+    pub async fn put_all(&self, ws: Vec<CacheWrite>) -> Result<(), StoreError> {
+        if ws.is_empty() {
+            return Ok(());
+        }
+        self.put.send(Put(ws)).await?
     }
 
     pub async fn read(&self, key: &str, limit: usize) -> Result<Option<Stored>, StoreError> {

@@ -9,9 +9,17 @@
 //! - **Cache-aside with a negative cache that hits:** "no data" is cached as `0` for 6 h and
 //!   served like any value.
 //! - **Bounded:** at most `concurrency` tickers in flight; the rest queue. 413/429/499/5xx
-//!   answers are retried with exponential backoff; a failed ticker is not asked again for a
-//!   minute (answered "unknown" meanwhile), so a REST outage costs one call per ticker per
-//!   minute, not one per event.
+//!   answers are retried with exponential backoff (a 429 after its `Retry-After`); a failed
+//!   ticker is not asked again for a minute (answered "unknown" meanwhile), so a REST outage
+//!   costs one call per ticker per minute, not one per event.
+//! - **Warm in bulk first** (`bulk`): the first ticker of a market day starts a warm-up of the
+//!   whole market (one node in the cluster, lock `mdc:lock:warm:{day}`, marker
+//!   `mdc:warmed:{day}`): the full-market snapshot, 30 sessions of grouped daily bars and the
+//!   float list, about 33 calls, write every listed ticker's three values; tickers asked for
+//!   meanwhile wait, then find them cached. Only tickers the bulk answers do not list cost
+//!   calls of their own.
+//! - The key goes in an `Authorization: Bearer` header, never in a URL; every call is counted
+//!   by endpoint.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -60,6 +68,9 @@ pub struct EnricherConfig {
     pub retries: u32,
     /// How long a failed ticker is answered "unknown" without a new attempt.
     pub failure_memo: Duration,
+    /// Warm the cache for the whole market once a day before any per-ticker call (the
+    /// full-market snapshot, grouped daily bars, the float list: about 33 calls).
+    pub bulk: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +85,17 @@ enum FetchError {
     LockTimeout(String),
 }
 
+/// How long one node may take to warm the cache for the market before another may try.
+const WARM_LOCK_TTL: Duration = Duration::from_secs(120);
+/// How long the "warmed today" marker lives.
+const WARM_MARKER_TTL_SECS: u64 = 86_400;
+/// Grouped-daily calls at most while looking for 30 past sessions (holidays answer empty).
+const GROUPED_MAX_CALLS: usize = enrichment::SESSIONS + 15;
+/// Float-list pages at most (5,000 tickers a page).
+const FLOAT_MAX_PAGES: usize = 20;
+/// The longest `Retry-After` obeyed; a longer one is cut to this.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
+
 pub struct Enricher {
     cfg: EnricherConfig,
     store: Store,
@@ -83,7 +105,21 @@ pub struct Enricher {
     queue: VecDeque<(String, NaiveDate)>,
     active: usize,
     failed: HashMap<String, Instant>,
+    /// The market day the cache was warmed for (or tried), and whether a warm-up runs now;
+    /// while it runs, new tickers wait in `held` instead of calling REST one by one.
+    warmed: Option<NaiveDate>,
+    warming: bool,
+    held: Vec<(String, NaiveDate)>,
     figures: EnricherFigures,
+}
+
+/// A `Retry-After` header in seconds (the form Massive sends), at most [`RETRY_AFTER_MAX`];
+/// None when it is not a number (an HTTP date is left to the backoff).
+fn retry_after_secs(v: &str) -> Option<Duration> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|secs| Duration::from_secs(secs).min(RETRY_AFTER_MAX))
 }
 
 fn retryable(status: u16) -> bool {
@@ -102,8 +138,36 @@ impl Enricher {
             queue: VecDeque::new(),
             active: 0,
             failed: HashMap::new(),
+            warmed: None,
+            warming: false,
+            held: Vec::new(),
             figures,
         }
+    }
+
+    /// Warms the cache for `day` (once per day, one node in the cluster), then lets the
+    /// held tickers go; a failed warm-up leaves them to per-ticker calls.
+    fn warm(&mut self, day: NaiveDate, ctx: &mut Context<Self>) {
+        self.warming = true;
+        self.warmed = Some(day);
+        let fut = warm_up(
+            self.cfg.clone(),
+            self.store.clone(),
+            self.client.clone(),
+            self.figures.clone(),
+            day,
+        );
+        let started = Instant::now();
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.warming = false;
+            match res {
+                Ok(None) => log::info!("enrichment cache already warm for {day}"),
+                Ok(Some(n)) => act.figures.warmed(n, started.elapsed()),
+                Err(e) => act.figures.warm_failed(&e),
+            }
+            act.queue.extend(std::mem::take(&mut act.held));
+            act.pump(ctx);
+        }));
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
@@ -180,7 +244,15 @@ impl Handler<Enrich> for Enricher {
             .entry(msg.symbol.clone())
             .or_default()
             .push(msg.reply);
-        if first {
+        if self.cfg.bulk && !self.warming && self.warmed != Some(msg.day) {
+            self.warm(msg.day, ctx);
+        }
+        if first && self.warming {
+            self.held.push((msg.symbol, msg.day));
+            self.figures
+                .queued
+                .set((self.queue.len() + self.held.len()) as i64);
+        } else if first {
             self.queue.push_back((msg.symbol, msg.day));
             self.pump(ctx);
         }
@@ -268,37 +340,73 @@ async fn rest_value(
     sym: &str,
     day: NaiveDate,
 ) -> Result<Bytes, FetchError> {
-    let path = kind.path(sym, day);
-    let sep = if path.contains('?') { '&' } else { '?' };
     let url = format!(
-        "{}{path}{sep}apiKey={}",
+        "{}{}",
         cfg.rest_url.trim_end_matches('/'),
-        cfg.api_key
+        kind.path(sym, day)
     );
+    Ok(
+        match rest_json(cfg, client, figures, kind.endpoint(), &url).await? {
+            Some(body) => kind.from_body(&body),
+            None => Bytes::from_static(NONE),
+        },
+    )
+}
+
+/// GET `url` (on `cfg.rest_url`) as JSON, the key in an `Authorization` header (never in
+/// the URL, so never in a log); None for 404. 413/429/499/5xx are retried with backoff, a 429
+/// after its `Retry-After` (at most a minute) when it sends one. Each call is counted under
+/// `endpoint`.
+async fn rest_json(
+    cfg: &EnricherConfig,
+    client: &awc::Client,
+    figures: &EnricherFigures,
+    endpoint: &'static str,
+    url: &str,
+) -> Result<Option<serde_json::Value>, FetchError> {
+    // Only the configured REST host gets the key (a `next_url` could name any).
+    let path = url
+        .strip_prefix(cfg.rest_url.trim_end_matches('/'))
+        .filter(|p| p.starts_with('/'))
+        .ok_or_else(|| FetchError::Transport {
+            path: endpoint.to_string(),
+            reason: "a URL off the configured REST host".into(),
+        })?
+        .to_string();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        figures.calls.inc();
-        let res = client.get(&url).send().await;
+        figures.call(endpoint);
+        let res = client
+            .get(url)
+            .insert_header(("Authorization", format!("Bearer {}", cfg.api_key)))
+            .send()
+            .await;
+        let mut retry_after = None;
         let err = match res {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
                 if status == 200 {
                     let body: serde_json::Value =
                         resp.json()
-                            .limit(8 << 20)
+                            .limit(64 << 20)
                             .await
                             .map_err(|e| FetchError::Transport {
                                 path: path.clone(),
                                 reason: e.to_string(),
                             })?;
-                    return Ok(kind.from_body(&body));
+                    return Ok(Some(body));
                 }
                 if status == 404 {
-                    return Ok(Bytes::from_static(NONE));
+                    return Ok(None);
                 }
                 if !retryable(status) {
                     return Err(FetchError::Status { path, status });
                 }
+                retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(retry_after_secs);
                 FetchError::Status {
                     path: path.clone(),
                     status,
@@ -313,6 +421,148 @@ async fn rest_value(
             return Err(err);
         }
         figures.retries.inc();
-        tokio::time::sleep(backoff.next_delay()).await;
+        let delay = backoff.next_delay();
+        tokio::time::sleep(retry_after.unwrap_or(delay)).await;
+    }
+}
+
+/// Warms the enrichment cache for market day `day` from the bulk sources, unless another
+/// node did it today; answers how many tickers it wrote values for (None: already warm).
+async fn warm_up(
+    cfg: EnricherConfig,
+    store: Store,
+    client: awc::Client,
+    figures: EnricherFigures,
+    day: NaiveDate,
+) -> Result<Option<usize>, FetchError> {
+    let marker = format!("{}mdc:warmed:{day}", cfg.prefix);
+    let warm = |store: Store, marker: String| async move {
+        Ok::<_, FetchError>(store.get(vec![marker]).await?[0].is_some())
+    };
+    if warm(store.clone(), marker.clone()).await? {
+        return Ok(None);
+    }
+    let lock = format!("{}mdc:lock:warm:{day}", cfg.prefix);
+    let deadline = Instant::now() + WARM_LOCK_TTL;
+    while !store.acquire(&lock, &cfg.holder, WARM_LOCK_TTL).await? {
+        // Another node is warming the cache: wait for its marker.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if warm(store.clone(), marker.clone()).await? {
+            return Ok(None);
+        }
+        if Instant::now() >= deadline {
+            return Err(FetchError::LockTimeout(lock));
+        }
+    }
+    let result = warm_locked(&cfg, &store, &client, &figures, day).await;
+    if let Ok(n) = result {
+        store
+            .put(CacheWrite::unpublished(
+                marker,
+                Bytes::from(n.to_string()),
+                WARM_MARKER_TTL_SECS,
+            ))
+            .await?;
+    }
+    if let Err(e) = store.release(&lock, &cfg.holder).await {
+        log::debug!("releasing {lock}: {e}");
+    }
+    result.map(Some)
+}
+
+async fn warm_locked(
+    cfg: &EnricherConfig,
+    store: &Store,
+    client: &awc::Client,
+    figures: &EnricherFigures,
+    day: NaiveDate,
+) -> Result<usize, FetchError> {
+    let base = cfg.rest_url.trim_end_matches('/');
+    let snapshot = rest_json(
+        cfg,
+        client,
+        figures,
+        "snapshot_all",
+        &format!("{base}/v2/snapshot/locale/us/markets/stocks/tickers?include_otc=true"),
+    )
+    .await?
+    .unwrap_or_default();
+    let prev = enrichment::prev_days(&snapshot);
+
+    // Past sessions, newest first, until 30 held bars (holidays answer empty).
+    let mut volumes = HashMap::new();
+    let (mut d, mut sessions) = (day, 0);
+    for _ in 0..GROUPED_MAX_CALLS {
+        if sessions >= enrichment::SESSIONS {
+            break;
+        }
+        d = crate::clock::previous_trading_day(d);
+        let url = format!(
+            "{base}/v2/aggs/grouped/locale/us/market/stocks/{d}?adjusted=true&include_otc=true"
+        );
+        if let Some(body) = rest_json(cfg, client, figures, "grouped", &url).await? {
+            if enrichment::add_grouped(&body, &mut volumes) > 0 {
+                sessions += 1;
+            }
+        }
+    }
+
+    // The float list, page by page; `complete` once its last page is read.
+    let mut floats = Vec::new();
+    let mut next = Some(format!("{base}/stocks/vX/float?limit=5000"));
+    let mut complete = false;
+    for _ in 0..FLOAT_MAX_PAGES {
+        let Some(url) = next.take() else {
+            break;
+        };
+        let Some(body) = rest_json(cfg, client, figures, "float_all", &url).await? else {
+            break; // No float list here: floats come per ticker.
+        };
+        let (page, after) = enrichment::float_page(&body);
+        floats.extend(page);
+        complete = after.is_none();
+        next = after;
+    }
+
+    // Every ticker the snapshot lists gets all three values (a negative one where a source
+    // has nothing for it; the float only when the whole list was read). A ticker none of the
+    // sources knows is left to a per-ticker call when it trades.
+    let averages: HashMap<String, Bytes> = enrichment::averages(&volumes).into_iter().collect();
+    let floats: HashMap<String, Bytes> = floats.into_iter().collect();
+    let none = || Bytes::from_static(NONE);
+    let mut writes = Vec::with_capacity(prev.len() * 3);
+    let put = |kind: Kind, sym: &str, value: Bytes| {
+        let ttl = if value[..] == *NONE {
+            NEGATIVE_TTL_SECS
+        } else {
+            kind.ttl_secs()
+        };
+        CacheWrite::unpublished(kind.key(&cfg.prefix, sym), value, ttl)
+    };
+    for (sym, value) in &prev {
+        writes.push(put(Kind::Snapshot, sym, value.clone()));
+        let avg = averages.get(sym).cloned().unwrap_or_else(none);
+        writes.push(put(Kind::AvgVolume, sym, avg));
+        match floats.get(sym) {
+            Some(f) => writes.push(put(Kind::FreeFloat, sym, f.clone())),
+            None if complete => writes.push(put(Kind::FreeFloat, sym, none())),
+            None => {}
+        }
+    }
+    store.put_all(writes).await?;
+    Ok(prev.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        assert_eq!(retry_after_secs("1"), Some(Duration::from_secs(1)));
+        assert_eq!(retry_after_secs(" 30 "), Some(Duration::from_secs(30)));
+        assert_eq!(retry_after_secs("3600"), Some(RETRY_AFTER_MAX));
+        assert_eq!(retry_after_secs("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after_secs("-1"), None);
     }
 }

@@ -16,6 +16,8 @@ use crate::clock;
 
 pub struct MarketStatus {
     url: String,
+    /// `Bearer <key>`: the key travels in a header, never in a URL (or a log).
+    auth: String,
     every: Duration,
     to: Recipient<CalendarUpdate>,
     calendar: TradingCalendar,
@@ -33,10 +35,8 @@ impl MarketStatus {
         figures: MarketStatusFigures,
     ) -> Self {
         MarketStatus {
-            url: format!(
-                "{}/v1/marketstatus/now?apiKey={api_key}",
-                rest_url.trim_end_matches('/')
-            ),
+            url: format!("{}/v1/marketstatus/now", rest_url.trim_end_matches('/')),
+            auth: format!("Bearer {api_key}"),
             every,
             to,
             calendar: TradingCalendar::default(),
@@ -49,7 +49,11 @@ impl MarketStatus {
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
         self.figures.polls.inc();
-        let req = self.client.get(&self.url).send();
+        let req = self
+            .client
+            .get(&self.url)
+            .insert_header(("Authorization", self.auth.as_str()))
+            .send();
         let fut = async move {
             let mut resp = req.await.map_err(|e| e.to_string())?;
             if !resp.status().is_success() {

@@ -219,8 +219,14 @@ figures! {
     pub struct EnricherFigures {
         /// The enricher actor's mailbox and messages
         pub actor: ActorMetrics = "enricher";
-        /// Massive REST calls made for enrichment
-        pub calls: Counter = "tickwire_enrich_rest_calls_total";
+        /// Massive REST calls made for enrichment, by endpoint (`snapshot_all`, `grouped` and
+        /// `float_all` warm the whole market; `snapshot`, `range`, `float` are per ticker)
+        pub calls: Counter = "tickwire_enrich_rest_calls_total",
+            by "endpoint" in &["snapshot_all", "grouped", "float_all", "snapshot", "range", "float"];
+        /// Tickers whose values a bulk warm-up wrote
+        pub warmed_tickers: Counter = "tickwire_enrich_warmed_tickers_total";
+        /// Bulk warm-ups that failed (tickers then fetched one by one)
+        pub warm_errors: Counter = "tickwire_enrich_warm_errors_total";
         /// REST calls retried after 413/429/499/5xx
         pub retries: Counter = "tickwire_enrich_rest_retries_total";
         /// Tickers answered from the cache
@@ -235,6 +241,20 @@ figures! {
 }
 
 impl EnricherFigures {
+    pub fn call(&self, endpoint: &str) {
+        self.calls.inc(endpoint);
+    }
+
+    pub fn warmed(&self, tickers: usize, took: std::time::Duration) {
+        self.warmed_tickers.add(tickers as u64);
+        log::info!("enrichment cache warmed for {tickers} tickers in {took:?}");
+    }
+
+    pub fn warm_failed(&self, error: &dyn std::fmt::Display) {
+        self.warm_errors.inc();
+        log::warn!("warming the enrichment cache failed ({error}); tickers are fetched one by one");
+    }
+
     pub fn failed(&self, symbol: &str, error: &dyn std::fmt::Display) {
         self.failures.inc();
         self.actor.errors.inc();

@@ -68,6 +68,12 @@ pub struct PipelineArgs {
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub enrichment: bool,
 
+    /// Warm the enrichment cache for the whole market once a day (full-market snapshot,
+    /// grouped daily bars, the float list: about 33 calls) before any per-ticker call.
+    #[arg(long = "enrich-bulk", env = "ENRICH_BULK", default_value = "true",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub enrich_bulk: bool,
+
     /// Tickers enriched at once per node.
     #[arg(long, env = "ENRICH_CONCURRENCY", default_value_t = 8)]
     pub enrich_concurrency: usize,
@@ -148,6 +154,7 @@ impl PipelineArgs {
             lock_ttl: Duration::from_secs(30),
             retries: 3,
             failure_memo: Duration::from_secs(60),
+            bulk: self.enrich_bulk,
         }
     }
 

@@ -64,6 +64,15 @@ figures! {
     }
 }
 
+/// REST requests to `endpoint`, whatever the answer (registered on first use of each).
+pub fn rest_endpoint_requests(r: &Registry, endpoint: &str) -> Counter {
+    r.counter(
+        "tickwire_sim_rest_endpoint_requests_total",
+        "REST requests, by endpoint (what a client's warm-up costs)",
+        &[("endpoint", endpoint)],
+    )
+}
+
 /// REST requests answered with `status` (registered on first use of each status).
 pub fn rest_requests(r: &Registry, status: u16) -> Counter {
     r.counter(

@@ -50,6 +50,11 @@ pub enum RestQuery {
     Prev(String),
     TickerDetails(String),
     Float(String),
+    /// Every ticker's float, `limit` from position `cursor` (the answer names the next page).
+    FloatList {
+        limit: usize,
+        cursor: usize,
+    },
     Ratios(String),
 }
 
@@ -193,6 +198,26 @@ pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, 
                 "free_float_percent": (info.free_float / info.shares_outstanding * 10_000.0).round() / 100.0,
                 "effective_date": m.day().to_string()}]}))
         }
+        RestQuery::FloatList { limit, cursor } => {
+            let all = m.tickers();
+            let end = (cursor + limit).min(all.len());
+            let results: Vec<Value> = all
+                .get(*cursor..end)
+                .unwrap_or_default()
+                .iter()
+                .map(|info| {
+                    json!({"ticker": info.sym, "free_float": info.free_float,
+                           "free_float_percent": (info.free_float / info.shares_outstanding * 10_000.0).round() / 100.0,
+                           "effective_date": m.day().to_string()})
+                })
+                .collect();
+            let mut body = json!({"status": "OK", "results": results});
+            if end < all.len() {
+                // Made into an absolute `next_url` by the handler, which knows the host.
+                body["next_cursor"] = json!(end);
+            }
+            Ok(body)
+        }
         RestQuery::Ratios(t) => {
             let i = ticker_or_404(m, t)?;
             let day = m.day();
@@ -287,15 +312,28 @@ impl RestState {
             entry.1 += 1;
             if entry.1 > self.rate_limit_per_min {
                 self.count(429).inc();
-                return Err(Box::new(HttpResponse::TooManyRequests().json(
-                    json!({"status": "ERROR", "request_id": rid, "error": auth::REST_RATE_LIMITED}),
-                )));
+                // When this key's minute is over, rounded up.
+                let wait = 60u64
+                    .saturating_sub(now.duration_since(entry.0).as_secs())
+                    .max(1);
+                return Err(Box::new(
+                    HttpResponse::TooManyRequests()
+                        .insert_header(("Retry-After", wait.to_string()))
+                        .json(json!({"status": "ERROR", "request_id": rid, "error": auth::REST_RATE_LIMITED})),
+                ));
             }
         }
         Ok(spec)
     }
 
-    async fn run(&self, req: &HttpRequest, q: Result<RestQuery, RestError>) -> HttpResponse {
+    /// Answers one request to `endpoint` (its name in the per-endpoint counts).
+    async fn run(
+        &self,
+        req: &HttpRequest,
+        endpoint: &'static str,
+        q: Result<RestQuery, RestError>,
+    ) -> HttpResponse {
+        super::metrics::rest_endpoint_requests(&self.registry, endpoint).inc();
         let rid = self.request_id();
         if let Err(resp) = self.authorize(req, &rid) {
             return *resp;
@@ -315,6 +353,20 @@ impl RestState {
                 // Market status carries no request_id on Massive either.
                 if body.get("status").is_some() {
                     body["request_id"] = json!(rid);
+                }
+                if let Some(next) = body.as_object_mut().and_then(|o| o.remove("next_cursor")) {
+                    let c = req.connection_info();
+                    let limit =
+                        web::Query::<HashMap<String, String>>::from_query(req.query_string())
+                            .ok()
+                            .and_then(|q| q.get("limit").cloned())
+                            .unwrap_or_else(|| "100".into());
+                    body["next_url"] = json!(format!(
+                        "{}://{}{}?cursor={next}&limit={limit}",
+                        c.scheme(),
+                        c.host(),
+                        req.path()
+                    ));
                 }
                 HttpResponse::Ok().json(body)
             }
@@ -372,10 +424,18 @@ struct TickerParam {
     ticker: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct FloatParams {
+    ticker: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
 type State = web::Data<RestState>;
 
 async fn market_status(s: State, req: HttpRequest) -> HttpResponse {
-    s.run(&req, Ok(RestQuery::MarketStatus)).await
+    s.run(&req, "market_status", Ok(RestQuery::MarketStatus))
+        .await
 }
 
 async fn snapshot_all(s: State, req: HttpRequest, p: web::Query<SnapshotParams>) -> HttpResponse {
@@ -387,6 +447,7 @@ async fn snapshot_all(s: State, req: HttpRequest, p: web::Query<SnapshotParams>)
     });
     s.run(
         &req,
+        "snapshot_all",
         Ok(RestQuery::SnapshotAll {
             tickers,
             include_otc: p.include_otc.unwrap_or(false),
@@ -396,8 +457,12 @@ async fn snapshot_all(s: State, req: HttpRequest, p: web::Query<SnapshotParams>)
 }
 
 async fn snapshot_one(s: State, req: HttpRequest, t: web::Path<String>) -> HttpResponse {
-    s.run(&req, Ok(RestQuery::SnapshotOne(t.into_inner())))
-        .await
+    s.run(
+        &req,
+        "snapshot_one",
+        Ok(RestQuery::SnapshotOne(t.into_inner())),
+    )
+    .await
 }
 
 async fn grouped(
@@ -410,7 +475,7 @@ async fn grouped(
         date,
         include_otc: p.include_otc.unwrap_or(false),
     });
-    s.run(&req, q).await
+    s.run(&req, "grouped", q).await
 }
 
 async fn range(
@@ -435,16 +500,21 @@ async fn range(
                 limit: p.limit.unwrap_or(5000).clamp(1, 50_000),
             })
     };
-    s.run(&req, q).await
+    s.run(&req, "range", q).await
 }
 
 async fn prev(s: State, req: HttpRequest, t: web::Path<String>) -> HttpResponse {
-    s.run(&req, Ok(RestQuery::Prev(t.into_inner()))).await
+    s.run(&req, "prev", Ok(RestQuery::Prev(t.into_inner())))
+        .await
 }
 
 async fn details(s: State, req: HttpRequest, t: web::Path<String>) -> HttpResponse {
-    s.run(&req, Ok(RestQuery::TickerDetails(t.into_inner())))
-        .await
+    s.run(
+        &req,
+        "details",
+        Ok(RestQuery::TickerDetails(t.into_inner())),
+    )
+    .await
 }
 
 fn ticker_param(p: &TickerParam) -> Result<String, RestError> {
@@ -454,12 +524,27 @@ fn ticker_param(p: &TickerParam) -> Result<String, RestError> {
         .ok_or_else(|| RestError::BadRequest("ticker is required".into()))
 }
 
-async fn float(s: State, req: HttpRequest, p: web::Query<TickerParam>) -> HttpResponse {
-    s.run(&req, ticker_param(&p).map(RestQuery::Float)).await
+/// One ticker's float, or (without `ticker`) every ticker's, a page of `limit` (100 by
+/// default, at most 5,000) at a time with `next_url` to the next page, as Massive pages.
+async fn float(s: State, req: HttpRequest, p: web::Query<FloatParams>) -> HttpResponse {
+    let q = match p.ticker.clone().filter(|t| !t.is_empty()) {
+        Some(t) => Ok(RestQuery::Float(t)),
+        None => p
+            .cursor
+            .as_deref()
+            .map_or(Ok(0), str::parse::<usize>)
+            .map_err(|_| RestError::BadRequest("cursor is not valid".into()))
+            .map(|cursor| RestQuery::FloatList {
+                limit: p.limit.unwrap_or(100).clamp(1, 5000),
+                cursor,
+            }),
+    };
+    s.run(&req, "float", q).await
 }
 
 async fn ratios(s: State, req: HttpRequest, p: web::Query<TickerParam>) -> HttpResponse {
-    s.run(&req, ticker_param(&p).map(RestQuery::Ratios)).await
+    s.run(&req, "ratios", ticker_param(&p).map(RestQuery::Ratios))
+        .await
 }
 
 /// Mounts the REST routes; the app must hold `web::Data<RestState>`.

@@ -180,7 +180,9 @@ impl Handler<Put> for MemoryStore {
 
     fn handle(&mut self, msg: Put, _: &mut Context<Self>) -> Self::Result {
         self.figures.actor.handled();
-        self.apply(msg.0);
+        for w in msg.0 {
+            self.apply(w);
+        }
         Ok(())
     }
 }

@@ -90,6 +90,9 @@ fn timing_payload(batch: &[CacheWrite]) -> Option<Vec<u8>> {
     }
 }
 
+/// Writes per pipeline of a [`Put`].
+const PUT_PIPELINE_MAX: usize = 2_000;
+
 fn cmd_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Command(e.to_string())
 }
@@ -446,15 +449,21 @@ impl Handler<Put> for CacheWriter {
             self.figures.writes.clone(),
         );
         Box::pin(async move {
-            let mut p = redis::pipe();
-            add_to_pipeline(&mut p, &msg.0);
             let mut conn = pool.get().await.map_err(pool_err)?;
-            let r = p.query_async::<()>(&mut *conn).await.map_err(cmd_err);
-            match &r {
-                Ok(()) => writes.inc(),
-                Err(_) => errors.inc(),
+            // Bounded pipelines: a bulk warm-up is tens of thousands of writes.
+            for chunk in msg.0.chunks(PUT_PIPELINE_MAX) {
+                let mut p = redis::pipe();
+                for w in chunk {
+                    add_to_pipeline(&mut p, w);
+                }
+                let r = p.query_async::<()>(&mut *conn).await.map_err(cmd_err);
+                match &r {
+                    Ok(()) => writes.add(chunk.len() as u64),
+                    Err(_) => errors.inc(),
+                }
+                r?;
             }
-            r
+            Ok(())
         })
     }
 }
