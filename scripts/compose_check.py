@@ -74,15 +74,14 @@ def until(what, f):
     fail(f"timed out waiting for {what}")
 
 
-def v2_socket(s):
-    """A v2 socket with a scanner subscription that has delivered its snapshot."""
+def v2_socket(s, topic=TOPIC):
+    """A v2 socket with a subscription to `topic` that has delivered its snapshot."""
     ws = connect(s.ws_url("/ws/v2"), open_timeout=15)
     ws.send(json.dumps({"type": "auth", "token": s.token()}))
     welcome = json.loads(ws.recv(timeout=15))
     if welcome.get("type") != "welcome":
         fail(f"v2: expected welcome, got {welcome}")
-    ws.send(json.dumps({"type": "subscribe", "topic": TOPIC}))
-    next_frame(ws, "v2 snapshot", lambda m: m.get("type") == "snapshot")
+    ws.send(json.dumps({"type": "subscribe", "topic": topic}))
     return ws
 
 
@@ -103,6 +102,8 @@ def next_frame(ws, what, pred):
 def stream(args):
     s = Session(args.url)
     sockets = [v2_socket(s) for _ in range(args.sockets)]
+    for i, ws in enumerate(sockets):
+        next_frame(ws, f"the snapshot on v2 socket {i + 1}", lambda m: m.get("type") == "snapshot")
     if args.spread:
         # The gateway learns of a new WDS replica by DNS within seconds, and until then sends
         # every socket to the ones it knows. It sends each new socket to the replica with the
@@ -113,7 +114,9 @@ def stream(args):
             if len(busy) >= args.spread:
                 return wds
             if len(sockets) < MAX_SOCKETS:
-                sockets.append(v2_socket(s))
+                ws = v2_socket(s)
+                next_frame(ws, "a v2 snapshot", lambda m: m.get("type") == "snapshot")
+                sockets.append(ws)
             return None
         wds = until(f"sockets on {args.spread} WDS nodes", spread)
         print(f"compose_check: {len(sockets)} sockets spread over WDS nodes: "
@@ -133,19 +136,19 @@ def stream(args):
         next_frame(v1, "v1 subscribed", lambda m: isinstance(m, dict) and m.get("status") == "subscribed")
         next_frame(v1, "a v1 scanner push", lambda m: isinstance(m, list) and len(m) > 0)
     print(f"compose_check: a v1 socket receives {TOPIC} pushes")
-
-    # News: simulator -> listener -> RabbitMQ `news` -> processor -> Redis -> WDS.
-    ws = sockets[0]
-    ws.send(json.dumps({"type": "subscribe", "topic": NEWS_TOPIC}))
-    m = next_frame(ws, "a news article", lambda m: m.get("topic") == NEWS_TOPIC and (
-        (m.get("type") == "update" and isinstance(m.get("data"), dict))
-        or (m.get("type") == "snapshot" and isinstance(m.get("data"), list) and m["data"])))
-    article = m["data"] if isinstance(m["data"], dict) else m["data"][0]
-    if not article.get("link") or not article.get("title"):
-        fail(f"news without link or title: {str(article)[:200]}")
-    print(f"compose_check: news arrives on {NEWS_TOPIC}: {article['title']!r}")
     for ws in sockets:
         ws.close()
+
+    # News: simulator -> listener -> RabbitMQ `news` -> processor -> Redis -> WDS, on a
+    # socket of its own (the scanner sockets, unread, are closed first).
+    with v2_socket(s, NEWS_TOPIC) as ws:
+        m = next_frame(ws, "a news article", lambda m: m.get("topic") == NEWS_TOPIC and (
+            (m.get("type") == "update" and isinstance(m.get("data"), dict))
+            or (m.get("type") == "snapshot" and isinstance(m.get("data"), list) and m["data"])))
+        article = m["data"] if isinstance(m["data"], dict) else m["data"][0]
+        if not article.get("link") or not article.get("title"):
+            fail(f"news without link or title: {str(article)[:200]}")
+        print(f"compose_check: news arrives on {NEWS_TOPIC}: {article['title']!r}")
 
 
 def nodes(args):
