@@ -179,6 +179,48 @@ async fn a_bad_key_is_fatal_without_a_retry_storm() {
     sim.stop().await;
 }
 
+/// The simulator's holidays for tests: `days` closed (`YYYY-MM-DD[/early]`, comma list).
+fn holidays(days: &str) -> tickwire::actors::sim::config::Holidays {
+    let mut c = tickwire::analyzers::calendar::TradingCalendar::default();
+    c.prime(tickwire::analyzers::calendar::parse_days(days).expect("days"));
+    tickwire::actors::sim::config::Holidays(std::sync::Arc::new(c))
+}
+
+/// A market holiday (issue 25): market status says closed all day, so the listener polls it
+/// instead of connecting, as on a weekend.
+#[actix_web::test]
+async fn a_holiday_keeps_the_listener_idle() {
+    let mut a = sim_args();
+    let start = tickwire::clock::parse_start(&a.start_time, chrono::Utc::now()).expect("start");
+    let today = tickwire::clock::to_et(start).date();
+    a.holidays = holidays(&today.to_string());
+    let sim = start_sim(a);
+    let registry = Registry::new();
+    let (sink, _) = collector(&registry);
+    let mut cfg = config(sim.ws_url("stocks"), "demo", "A.*");
+    cfg.rest_url = Some(sim.http_url(""));
+    let (_l, _) = listener::start(cfg, 1, sink, &registry);
+    let r = registry.clone();
+    wait_until("a closed-market poll", || {
+        r.value(
+            "tickwire_listener_market_closed_polls_total",
+            &[("market", "stocks")],
+        )
+        .unwrap_or(0)
+            >= 1
+    })
+    .await;
+    assert_eq!(
+        stocks_metric(&registry, "tickwire_listener_connects_total"),
+        Some(0)
+    );
+    assert_eq!(
+        sim.registry.value("tickwire_sim_connections_total", &[]),
+        Some(0)
+    );
+    sim.stop().await;
+}
+
 #[actix_web::test]
 async fn polls_market_status_while_closed_then_connects_at_4am() {
     let mut a = sim_args();

@@ -1015,6 +1015,65 @@ async fn a_cold_warm_up_of_2000_tickers_costs_under_100_calls() {
     cleanup(&kp2).await;
 }
 
+/// Holidays and early closes ahead (issue 25): the processor's market-status actor reads
+/// `/v1/marketstatus/upcoming` at start and hands the processors a calendar that has them,
+/// before the day comes.
+#[actix_web::test]
+async fn upcoming_holidays_reach_the_trading_calendar() {
+    use actix::{Actor, Context, Handler};
+    use tickwire::actors::processor::market_status::MarketStatus;
+    use tickwire::actors::processor::metrics::MarketStatusFigures;
+    use tickwire::actors::processor::shard::CalendarUpdate;
+    use tickwire::analyzers::calendar::{parse_days, DayKind, TradingCalendar};
+    struct Calendars(std::sync::Arc<std::sync::Mutex<Vec<TradingCalendar>>>);
+    impl Actor for Calendars {
+        type Context = Context<Self>;
+    }
+    impl Handler<CalendarUpdate> for Calendars {
+        type Result = ();
+        fn handle(&mut self, m: CalendarUpdate, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(m.0);
+        }
+    }
+    let mut a = sim_args();
+    let start = tickwire::clock::parse_start(&a.start_time, chrono::Utc::now()).expect("start");
+    let today = tickwire::clock::to_et(start).date();
+    let (holiday, early) = (
+        today + chrono::Duration::days(10),
+        today + chrono::Duration::days(3),
+    );
+    let mut c = TradingCalendar::default();
+    c.prime(parse_days(&format!("{holiday},{early}/early")).expect("days"));
+    a.holidays = tickwire::actors::sim::config::Holidays(std::sync::Arc::new(c));
+    let sim = start_sim(a);
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let to = Calendars(got.clone()).start().recipient();
+    let registry = Registry::new();
+    let _status = MarketStatus::new(
+        &sim.http_url(""),
+        "demo",
+        Duration::from_secs(3600),
+        to,
+        MarketStatusFigures::register(&registry, &[]),
+    )
+    .start();
+    let g = got.clone();
+    wait_until("a calendar with the holidays ahead", || {
+        g.lock().unwrap().iter().any(|c| {
+            c.kind(holiday) == Some(DayKind::Holiday) && c.kind(early) == Some(DayKind::EarlyClose)
+        })
+    })
+    .await;
+    assert_eq!(
+        sim.registry.value(
+            "tickwire_sim_rest_endpoint_requests_total",
+            &[("endpoint", "market_status_upcoming")]
+        ),
+        Some(1)
+    );
+    sim.stop().await;
+}
+
 /// Messages that expire in their queue (no processor took them within the TTL) are
 /// dead-lettered by the broker and counted by the next processor, by queue, in messages and
 /// in events: the one loss RabbitMQ causes is never silent.

@@ -7,10 +7,11 @@
 //! sped-up simulator behave like the live market, a bar is never filed under the session of
 //! the moment it happened to be processed, and a weekend or holiday never resets anything.
 //!
-//! Which days trade comes from Massive's market status (`/v1/marketstatus/now`), polled by the
-//! processor node: a weekday reported closed all day is a holiday, a day reported open is a
-//! trading day, and a day that closes early ends its regular session at 13:00 ET. Without
-//! status information, weekdays trade.
+//! Which days trade comes from Massive's market status, read by the processor node: holidays
+//! and early closes ahead from `/v1/marketstatus/upcoming` ([`TradingCalendar::prime`], at
+//! start and daily), and on the day from `/v1/marketstatus/now`: a weekday reported closed all
+//! day is a holiday, a day reported open is a trading day, and a day that closes early ends
+//! its regular session at 13:00 ET. Without status information, weekdays trade.
 
 use std::collections::BTreeMap;
 
@@ -102,6 +103,33 @@ impl TradingCalendar {
         before != Some(now)
     }
 
+    /// Takes holidays and early closes known ahead (`/v1/marketstatus/upcoming`, or the
+    /// simulator's `--holidays`). Returns true if anything changed. A day already seen to
+    /// trade by a status report keeps what the report said.
+    pub fn prime(&mut self, days: impl IntoIterator<Item = (NaiveDate, DayKind)>) -> bool {
+        let mut changed = false;
+        for (d, kind) in days {
+            match self.days.get(&d) {
+                Some(k) if *k == kind => {}
+                Some(DayKind::Trading) => {}
+                _ => {
+                    self.days.insert(d, kind);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// The holidays and early closes known from `from` on, in date order.
+    pub fn upcoming(&self, from: NaiveDate) -> Vec<(NaiveDate, DayKind)> {
+        self.days
+            .range(from..)
+            .filter(|(_, k)| **k != DayKind::Trading)
+            .map(|(d, k)| (*d, *k))
+            .collect()
+    }
+
     /// The market day an event at `ms` belongs to: the most recent trading day whose 04:00 ET
     /// is at or before it.
     pub fn market_day(&self, ms: i64) -> NaiveDate {
@@ -147,6 +175,61 @@ impl TradingCalendar {
             }
         }
     }
+}
+
+/// Reads `/v1/marketstatus/upcoming` (an array of `{date, exchange, status, …}` per
+/// exchange): the NYSE and Nasdaq days that are `closed` (holidays) or `early-close`.
+/// Anything else, or an unreadable entry, is skipped.
+pub fn parse_upcoming(body: &serde_json::Value) -> Vec<(NaiveDate, DayKind)> {
+    let Some(entries) = body.as_array() else {
+        return Vec::new();
+    };
+    let mut out: BTreeMap<NaiveDate, DayKind> = BTreeMap::new();
+    for e in entries {
+        let exchange = e.get("exchange").and_then(|v| v.as_str()).unwrap_or("");
+        if !matches!(exchange.to_ascii_uppercase().as_str(), "NYSE" | "NASDAQ") {
+            continue;
+        }
+        let Some(date) = e
+            .get("date")
+            .and_then(|v| v.as_str())
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        let kind = match e.get("status").and_then(|v| v.as_str()) {
+            Some("closed") => DayKind::Holiday,
+            Some("early-close") => DayKind::EarlyClose,
+            _ => continue,
+        };
+        // A holiday on either exchange closes the day for the scanners.
+        let k = out.entry(date).or_insert(kind);
+        if kind == DayKind::Holiday {
+            *k = DayKind::Holiday;
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Parses a holiday list: `YYYY-MM-DD` (closed) or `YYYY-MM-DD/early` (closes 13:00 ET),
+/// comma separated; empty is none.
+pub fn parse_days(s: &str) -> Result<Vec<(NaiveDate, DayKind)>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|item| {
+            let (date, kind) = match item.split_once('/') {
+                Some((d, "early")) => (d, DayKind::EarlyClose),
+                Some((_, other)) => {
+                    return Err(format!("{item:?}: unknown kind {other:?} (only /early)"))
+                }
+                None => (item, DayKind::Holiday),
+            };
+            NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .map(|d| (d, kind))
+                .map_err(|_| format!("{item:?} is not YYYY-MM-DD[/early]"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -269,6 +352,54 @@ mod tests {
         assert!(!c.observe(et("2025-11-28 14:00:00"), CLOSED));
         assert!(!c.observe(et("2025-11-28 16:00:00"), OPEN));
         assert_eq!(c.kind(friday), Some(DayKind::EarlyClose));
+    }
+
+    #[test]
+    fn holidays_known_ahead_close_their_days() {
+        let body = serde_json::json!([
+            {"date": "2026-12-25", "exchange": "NYSE", "name": "Christmas", "status": "closed"},
+            {"date": "2026-12-25", "exchange": "NASDAQ", "name": "Christmas", "status": "closed"},
+            {"date": "2026-11-27", "exchange": "NASDAQ", "status": "early-close",
+             "open": "2026-11-27T14:30:00.000Z", "close": "2026-11-27T18:00:00.000Z"},
+            {"date": "2026-11-26", "exchange": "OTC", "status": "closed"},
+            {"date": "not a date", "exchange": "NYSE", "status": "closed"},
+            {"date": "2026-07-03", "exchange": "NYSE", "status": "open"},
+        ]);
+        let days = parse_upcoming(&body);
+        assert_eq!(
+            days,
+            vec![
+                (day("2026-11-27"), DayKind::EarlyClose),
+                (day("2026-12-25"), DayKind::Holiday)
+            ]
+        );
+        assert!(parse_upcoming(&serde_json::json!({"status": "ERROR"})).is_empty());
+        let mut c = TradingCalendar::default();
+        assert!(c.prime(days.clone()));
+        assert!(!c.prime(days), "nothing new");
+        assert_eq!(c.session(ms("2026-12-25 10:00:00")), Session::Closed);
+        assert_eq!(c.market_day(ms("2026-12-25 10:00:00")), day("2026-12-24"));
+        assert_eq!(c.session(ms("2026-11-27 13:30:00")), Session::AfterHours);
+        assert_eq!(
+            c.upcoming(day("2026-12-01")),
+            vec![(day("2026-12-25"), DayKind::Holiday)]
+        );
+        // A day a status report saw trading keeps what the report said.
+        let mut seen = TradingCalendar::default();
+        seen.observe(et("2026-12-25 10:00:00"), OPEN);
+        assert!(!seen.prime([(day("2026-12-25"), DayKind::Holiday)]));
+        assert_eq!(seen.kind(day("2026-12-25")), Some(DayKind::Trading));
+
+        assert_eq!(
+            parse_days(" 2026-12-25, 2026-11-27/early ,").unwrap(),
+            vec![
+                (day("2026-12-25"), DayKind::Holiday),
+                (day("2026-11-27"), DayKind::EarlyClose)
+            ]
+        );
+        assert!(parse_days("2026-12-25/late").is_err());
+        assert!(parse_days("12/25").is_err());
+        assert_eq!(parse_days("").unwrap(), vec![]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! MarketStatus actor: polls Massive's market status and keeps the processors' trading
-//! calendar current (holidays and early closes; see [`TradingCalendar`]).
+//! MarketStatus actor: keeps the processors' trading calendar current (holidays and early
+//! closes; see [`TradingCalendar`]): the ones ahead from `/v1/marketstatus/upcoming` at start
+//! and daily, today's from polling `/v1/marketstatus/now`.
 //!
 //! The status's own `serverTime` dates each answer (so a simulator running on its own clock
 //! is read correctly); a failing call is counted and logged, and the calendar simply keeps
@@ -11,11 +12,15 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture}
 
 use super::metrics::MarketStatusFigures;
 use super::shard::CalendarUpdate;
-use crate::analyzers::calendar::{StatusReport, TradingCalendar};
+use crate::analyzers::calendar::{parse_upcoming, StatusReport, TradingCalendar};
 use crate::clock;
+
+/// How often the holidays ahead are read again.
+const UPCOMING_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 pub struct MarketStatus {
     url: String,
+    upcoming_url: String,
     /// `Bearer <key>`: the key travels in a header, never in a URL (or a log).
     auth: String,
     every: Duration,
@@ -36,6 +41,10 @@ impl MarketStatus {
     ) -> Self {
         MarketStatus {
             url: format!("{}/v1/marketstatus/now", rest_url.trim_end_matches('/')),
+            upcoming_url: format!(
+                "{}/v1/marketstatus/upcoming",
+                rest_url.trim_end_matches('/')
+            ),
             auth: format!("Bearer {api_key}"),
             every,
             to,
@@ -49,20 +58,7 @@ impl MarketStatus {
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
         self.figures.polls.inc();
-        let req = self
-            .client
-            .get(&self.url)
-            .insert_header(("Authorization", self.auth.as_str()))
-            .send();
-        let fut = async move {
-            let mut resp = req.await.map_err(|e| e.to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("status {}", resp.status()));
-            }
-            resp.json::<serde_json::Value>()
-                .await
-                .map_err(|e| e.to_string())
-        };
+        let fut = self.get_json(&self.url.clone());
         ctx.spawn(fut.into_actor(self).map(|res, act, _| {
             let body = match res {
                 Ok(b) => b,
@@ -90,11 +86,58 @@ impl MarketStatus {
     }
 }
 
+impl MarketStatus {
+    /// GET `url` as JSON with the key in a header.
+    fn get_json(
+        &self,
+        url: &str,
+    ) -> impl std::future::Future<Output = Result<serde_json::Value, String>> + 'static {
+        let req = self
+            .client
+            .get(url)
+            .insert_header(("Authorization", self.auth.as_str()))
+            .send();
+        async move {
+            let mut resp = req.await.map_err(|e| e.to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("status {}", resp.status()));
+            }
+            resp.json::<serde_json::Value>()
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    /// Primes the calendar with the holidays and early closes ahead.
+    fn upcoming(&mut self, ctx: &mut Context<Self>) {
+        self.figures.polls.inc();
+        let fut = self.get_json(&self.upcoming_url.clone());
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
+            Ok(body) => {
+                let days = parse_upcoming(&body);
+                if act.calendar.prime(days.iter().copied()) {
+                    log::info!(
+                        "trading calendar: {} holidays and early closes ahead",
+                        days.len()
+                    );
+                    act.to.do_send(CalendarUpdate(act.calendar.clone()));
+                }
+            }
+            Err(e) => {
+                act.figures.errors.inc();
+                log::warn!("upcoming market holidays: {e}");
+            }
+        }));
+    }
+}
+
 impl Actor for MarketStatus {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.upcoming(ctx);
         self.poll(ctx);
         ctx.run_interval(self.every, |act, ctx| act.poll(ctx));
+        ctx.run_interval(UPCOMING_EVERY, |act, ctx| act.upcoming(ctx));
     }
 }

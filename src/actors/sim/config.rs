@@ -214,6 +214,22 @@ pub struct SimArgs {
     /// REST requests per minute per key before 429 (0 = unlimited, like paid plans).
     #[arg(long, env = "SIM_REST_RATE_LIMIT", default_value_t = 0)]
     pub rest_rate_limit: u32,
+
+    /// Market holidays and early closes, comma separated: `YYYY-MM-DD` (closed) or
+    /// `YYYY-MM-DD/early` (regular session ends 13:00 ET). Market status says so on the day
+    /// and `/v1/marketstatus/upcoming` lists them ahead (the synthetic stream does not stop).
+    #[arg(long, env = "SIM_HOLIDAYS", default_value = "", value_parser = parse_holidays)]
+    pub holidays: Holidays,
+}
+
+/// The simulator's holidays and early closes, as a trading calendar.
+#[derive(Debug, Clone, Default)]
+pub struct Holidays(pub std::sync::Arc<crate::analyzers::calendar::TradingCalendar>);
+
+fn parse_holidays(s: &str) -> Result<Holidays, String> {
+    let mut c = crate::analyzers::calendar::TradingCalendar::default();
+    c.prime(crate::analyzers::calendar::parse_days(s)?);
+    Ok(Holidays(std::sync::Arc::new(c)))
 }
 
 impl SimArgs {

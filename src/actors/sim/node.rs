@@ -286,6 +286,7 @@ pub fn start(
     });
     let rest_state = web::Data::new(RestState::new(
         args.api_keys.clone(),
+        args.holidays.clone(),
         CountedRecipient::of(&feed, feed_metrics),
         args.rest_rate_limit,
         registry.clone(),

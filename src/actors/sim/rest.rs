@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{self, KeySpec, KeySpecs};
+use super::config::Holidays;
 use super::market::SyntheticMarket;
+use crate::analyzers::calendar::{DayKind, TradingCalendar};
 use crate::clock::{self, Session};
 use crate::massive::Market;
 use crate::metrics::{Counter, Registry};
@@ -30,7 +32,10 @@ pub struct Query(pub RestQuery);
 /// A question for the market, answered by the feed actor.
 #[derive(Debug, Clone)]
 pub enum RestQuery {
-    MarketStatus,
+    /// Today's status, with the simulator's holidays and early closes.
+    MarketStatus(Arc<TradingCalendar>),
+    /// The holidays and early closes from today on.
+    Upcoming(Arc<TradingCalendar>),
     SnapshotAll {
         tickers: Option<Vec<String>>,
         include_otc: bool,
@@ -85,9 +90,9 @@ fn status_word(s: Session) -> &'static str {
 /// Answers a query from the market at simulated time `now_ms`.
 pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, RestError> {
     match q {
-        RestQuery::MarketStatus => {
+        RestQuery::MarketStatus(calendar) => {
             let utc = clock::ms_to_utc(now_ms);
-            let session = clock::session_at(clock::to_et(utc));
+            let session = calendar.session(now_ms);
             let offset = clock::et_offset(utc);
             let word = status_word(session);
             Ok(json!({
@@ -101,6 +106,28 @@ pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, 
                                   "ftse_russell": word, "mstar": word, "mstarc": word,
                                   "cccy": "open", "cgi": word, "nasdaq": word, "dow_jones": word},
             }))
+        }
+        RestQuery::Upcoming(calendar) => {
+            let today = clock::to_et(clock::ms_to_utc(now_ms)).date();
+            let iso = |d: NaiveDate, h: u32, m: u32| {
+                d.and_hms_opt(h, m, 0)
+                    .map(clock::from_et)
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+            };
+            let entries: Vec<Value> = calendar
+                .upcoming(today)
+                .into_iter()
+                .flat_map(|(d, kind)| {
+                    ["NYSE", "NASDAQ"].map(|exchange| match kind {
+                        DayKind::EarlyClose => json!({
+                            "date": d.to_string(), "exchange": exchange, "name": "Early close",
+                            "status": "early-close", "open": iso(d, 9, 30), "close": iso(d, 13, 0)}),
+                        _ => json!({"date": d.to_string(), "exchange": exchange,
+                                    "name": "Market holiday", "status": "closed"}),
+                    })
+                })
+                .collect();
+            Ok(Value::Array(entries))
         }
         RestQuery::SnapshotAll {
             tickers,
@@ -239,6 +266,7 @@ pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, 
 /// Shared state of the REST handlers.
 pub struct RestState {
     pub keys: KeySpecs,
+    pub holidays: Holidays,
     pub feed: CountedRecipient<Query>,
     pub rate_limit_per_min: u32,
     windows: Mutex<HashMap<String, (Instant, u32)>>,
@@ -249,12 +277,14 @@ pub struct RestState {
 impl RestState {
     pub fn new(
         keys: KeySpecs,
+        holidays: Holidays,
         feed: CountedRecipient<Query>,
         rate_limit_per_min: u32,
         registry: Arc<Registry>,
     ) -> Self {
         RestState {
             keys,
+            holidays,
             feed,
             rate_limit_per_min,
             windows: Mutex::new(HashMap::new()),
@@ -434,8 +464,13 @@ struct FloatParams {
 type State = web::Data<RestState>;
 
 async fn market_status(s: State, req: HttpRequest) -> HttpResponse {
-    s.run(&req, "market_status", Ok(RestQuery::MarketStatus))
-        .await
+    let q = RestQuery::MarketStatus(s.holidays.0.clone());
+    s.run(&req, "market_status", Ok(q)).await
+}
+
+async fn upcoming(s: State, req: HttpRequest) -> HttpResponse {
+    let q = RestQuery::Upcoming(s.holidays.0.clone());
+    s.run(&req, "market_status_upcoming", Ok(q)).await
 }
 
 async fn snapshot_all(s: State, req: HttpRequest, p: web::Query<SnapshotParams>) -> HttpResponse {
@@ -550,6 +585,7 @@ async fn ratios(s: State, req: HttpRequest, p: web::Query<TickerParam>) -> HttpR
 /// Mounts the REST routes; the app must hold `web::Data<RestState>`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/marketstatus/now", web::get().to(market_status))
+        .route("/v1/marketstatus/upcoming", web::get().to(upcoming))
         .route(
             "/v2/snapshot/locale/us/markets/stocks/tickers",
             web::get().to(snapshot_all),
