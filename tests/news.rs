@@ -386,11 +386,15 @@ async fn a_listener_node_with_a_finlight_key_feeds_the_processor() {
         ],
     );
     let processor = start_processor(processor_args(&common::rabbit::rabbit_url(), &qp, &kp, 1));
-    wait_until_async("the news lease is held", || async move {
-        try_stats(admin)
-            .await
-            .is_some_and(|v| v["counters"]["tickwire_lease_held{market=\"news\"}"] == 1)
-    })
+    wait_until_async(
+        "the news lease is held and the connection streams",
+        || async move {
+            try_stats(admin).await.is_some_and(|v| {
+                v["counters"]["tickwire_lease_held{market=\"news\"}"] == 1
+                    && v["node"]["news"]["state"] == "streaming"
+            })
+        },
+    )
     .await;
     let key = format!("{kp}wdc:news:feed:latest");
     wait_until_async("articles are filed in Redis", || {

@@ -39,7 +39,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::SplitSink;
 use futures_util::StreamExt;
 
-use super::connection::{Control, ControlEffect, ListenerHealth};
+use super::connection::{Control, ControlEffect, Describe, ListenerHealth};
 use super::metrics::NewsFigures;
 use crate::backoff::Backoff;
 use crate::finlight::{
@@ -563,5 +563,33 @@ impl Handler<Control> for NewsListener {
                 ctx.stop();
             }
         }
+    }
+}
+
+impl Handler<Describe> for NewsListener {
+    type Result = actix::MessageResult<Describe>;
+
+    /// The news connection for `/stats` (`node.news`): as a market's, without subscriptions.
+    fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        let fatal = self.health.fatal.load(Ordering::Relaxed);
+        let state = if fatal {
+            "refused"
+        } else if self.idle {
+            "idle"
+        } else if self.health.authenticated.load(Ordering::Relaxed) {
+            "streaming"
+        } else if self.health.connected.load(Ordering::Relaxed) {
+            "connected"
+        } else {
+            "reconnecting"
+        };
+        actix::MessageResult(serde_json::json!({
+            "state": state,
+            "feed": self.cfg.url,
+            "raw": self.cfg.url.ends_with("/raw"),
+            "takeover": self.cfg.takeover,
+            "connected_for_seconds": self.connected_at.map(|t| t.elapsed().as_secs()),
+            "last_error": self.health.last_error(),
+        }))
     }
 }

@@ -410,6 +410,7 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         admin,
         figures.clone(),
         links.clone(),
+        news.clone(),
         args.auto_start,
     ));
     let listeners = links.iter().map(|l| l.listener.clone()).collect();

@@ -5,7 +5,8 @@
 //!   lease (a standby is not ready, so a load balancer or operator sees which replica streams);
 //! - `/health`: the reference MDL body (operators' exporters read its fields), for the first
 //!   market; unhealthy (503) when RabbitMQ is down, or auto-start is on and a key was refused;
-//! - `/stats` node facts: each market's listener state and lease holder.
+//! - `/stats` node facts: each market's listener state and lease holder, and the news
+//!   connection's state (`news`) when there is one.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub fn report(
     mut admin: AdminState,
     figures: ListenerFigures,
     links: Vec<MarketLink>,
+    news: Option<actix::Addr<super::news::NewsListener>>,
     auto_start: bool,
 ) -> AdminState {
     let f = figures.clone();
@@ -59,9 +61,16 @@ pub fn report(
         Box::pin(async move { health_body(&f, &links, auto_start).await })
     }));
     admin.with_info(Arc::new(move || {
-        let links = links.clone();
+        let (links, news) = (links.clone(), news.clone());
         Box::pin(async move {
             let mut node = serde_json::Map::new();
+            if let Some(n) = news {
+                let v = n
+                    .send(Describe)
+                    .await
+                    .unwrap_or_else(|e| json!({"error": e.to_string()}));
+                node.insert("news".into(), v);
+            }
             for l in links {
                 let mut v = l
                     .listener
