@@ -242,7 +242,29 @@ async fn reference_float_and_ratios() {
     )
     .await;
     assert!(ratios["results"][0]["average_volume"].as_f64().unwrap() > 0.0);
-    let (s, _) = get_json(&sim.http_url("/stocks/vX/float?apiKey=demo"), None).await;
+    // Without a ticker: every float, a page at a time, `next_url` to the next page, which
+    // names this host and carries on where the page ended; the last page has none.
+    let (s, page) = get_json(
+        &sim.http_url("/stocks/vX/float?limit=300&apiKey=demo"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(page["results"].as_array().unwrap().len(), 300);
+    let next = page["next_url"].as_str().expect("a next page");
+    assert!(
+        next.starts_with(&sim.http_url("/stocks/vX/float?cursor=300")),
+        "{next}"
+    );
+    let (_, last) = get_json(&format!("{next}&apiKey=demo"), None).await;
+    assert_eq!(
+        last["results"].as_array().unwrap().len(),
+        200,
+        "500 tickers in all"
+    );
+    assert!(last.get("next_url").is_none());
+    assert_ne!(page["results"][0]["ticker"], last["results"][0]["ticker"]);
+    let (s, _) = get_json(&sim.http_url("/stocks/vX/float?cursor=x&apiKey=demo"), None).await;
     assert_eq!(s, 400);
     sim.stop().await;
 }
@@ -278,5 +300,63 @@ async fn admin_routes_report_real_counters() {
     assert_eq!(stats["counters"]["tickwire_sim_connections"], 1);
     let (s, health) = get_json(&sim.http_url("/health"), None).await;
     assert_eq!((s, &health["status"]), (200, &Value::from("OK")));
+    sim.stop().await;
+}
+
+/// Issue 25: started at 11:00 with a history, the simulator's REST minute bars cover the day
+/// from 04:00 ET, and the snapshot's day range holds them (the stream continues from them).
+#[actix_web::test]
+async fn minute_bars_cover_the_day_before_the_start() {
+    let mut a = sim_args();
+    a.start_time = "11:00:00".into();
+    a.history_rate = 20.0;
+    let sim = start_sim(a);
+    let start = tickwire::clock::parse_start("11:00:00", chrono::Utc::now()).expect("start");
+    let day = tickwire::clock::to_et(start).date();
+    let (status, body) = get_json(
+        &sim.http_url(&format!(
+            "/v2/aggs/ticker/AAPL/range/1/minute/{day}/{day}?apiKey=demo&limit=50000"
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let bars = body["results"].as_array().expect("results");
+    assert!(bars.len() > 30, "{} minute bars", bars.len());
+    let t = |b: &Value| b["t"].as_i64().expect("t");
+    let four = tickwire::clock::from_et(day.and_hms_opt(4, 0, 0).unwrap()).timestamp_millis();
+    assert!(
+        t(&bars[0]) >= four && t(&bars[0]) < four + 3_600_000,
+        "from the morning"
+    );
+    assert!(bars
+        .iter()
+        .any(|b| t(b) < start.timestamp_millis() - 3_600_000));
+    let high = bars
+        .iter()
+        .filter_map(|b| b["h"].as_f64())
+        .fold(f64::MIN, f64::max);
+    let (_, snap) = get_json(&sim.http_url(&format!("{SNAP}/AAPL?apiKey=demo")), None).await;
+    let day_high = snap["ticker"]["day"]["h"].as_f64().expect("day high");
+    assert!(high <= day_high, "{high} > the day's {day_high}");
+    // Epoch-ms bounds select a window; other spans are refused.
+    let (_, window) = get_json(
+        &sim.http_url(&format!(
+            "/v2/aggs/ticker/AAPL/range/1/minute/{four}/{}?apiKey=demo",
+            four + 600_000
+        )),
+        None,
+    )
+    .await;
+    let w = window["results"].as_array().expect("results");
+    assert!(w.iter().all(|b| t(b) >= four && t(b) <= four + 600_000));
+    let (status, _) = get_json(
+        &sim.http_url(&format!(
+            "/v2/aggs/ticker/AAPL/range/5/minute/{day}/{day}?apiKey=demo"
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
     sim.stop().await;
 }

@@ -70,6 +70,13 @@ pub struct SimArgs {
     #[arg(long, env = "SIM_TICKERS", default_value_t = 500)]
     pub tickers: usize,
 
+    /// Trades + quotes per simulated second of the day before the start (from 04:00 ET):
+    /// the day's history, played quietly at start so that REST minute bars
+    /// (`/v2/aggs/ticker/{T}/range/1/minute/…`) cover the day so far and the stream continues
+    /// from it. 0: the day begins at the start.
+    #[arg(long = "history-rate", env = "SIM_HISTORY_RATE", default_value_t = 0.0)]
+    pub history_rate: f64,
+
     /// Trades + quotes per wall-clock second in the regular session (up to millions).
     #[arg(long, env = "SIM_RATE", default_value_t = 2000.0)]
     pub rate: f64,

@@ -206,7 +206,46 @@ pub struct MarketConfig {
     pub late_trade_ratio: f64,
     /// One FMV event per this many trades (0 disables FMV).
     pub fmv_every: u32,
+    /// Trades + quotes per simulated second of the day's history before the start (from
+    /// 04:00 ET), so that REST minute bars cover the day so far and the stream continues
+    /// from them; 0: the day begins at the start.
+    pub history_rate: f64,
 }
+
+/// One finished minute of a ticker, as REST minute aggregates give it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MinuteBar {
+    /// Start of the minute, epoch ms.
+    pub t: i64,
+    pub o: f64,
+    pub h: f64,
+    pub l: f64,
+    pub c: f64,
+    pub v: f64,
+    pub vw: f64,
+}
+
+impl MinuteBar {
+    fn of(bar: &Aggregate) -> Self {
+        MinuteBar {
+            t: bar.s.0,
+            o: bar.o,
+            h: bar.h,
+            l: bar.l,
+            c: bar.c,
+            v: bar.dv.as_ref().map_or(bar.v.0, DecimalStr::to_f64),
+            vw: bar.vw.unwrap_or(bar.c),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"o": self.o, "h": self.h, "l": self.l, "c": self.c, "v": self.v.floor(),
+               "vw": round4(self.vw), "t": self.t, "n": 1})
+    }
+}
+
+/// Simulated seconds per step while the history before the start is made.
+const HISTORY_STEP_MS: i64 = 10_000;
 
 impl Default for MarketConfig {
     fn default() -> Self {
@@ -219,6 +258,7 @@ impl Default for MarketConfig {
             extended_hours_factor: 0.1,
             late_trade_ratio: 0.002,
             fmv_every: 20,
+            history_rate: 0.0,
         }
     }
 }
@@ -281,11 +321,73 @@ pub struct SyntheticMarket {
     in_min: Vec<bool>,
     pending_a: VecDeque<(i64, u32, Aggregate)>,
     trades_since_fmv: u32,
+    /// Today's finished minute bars per ticker (history before the start included).
+    minutes: Vec<Vec<MinuteBar>>,
 }
 
 impl SyntheticMarket {
-    /// Builds the universe and opens the market day containing `now_ms`.
+    /// Builds the universe and opens the market day containing `now_ms`; with a
+    /// `history_rate`, the day so far (from 04:00 ET) is played first, quietly, so that the
+    /// market at `now_ms` is where a whole day's trading left it.
     pub fn new(cfg: MarketConfig, now_ms: i64) -> Self {
+        let et = clock::to_et(clock::ms_to_utc(now_ms));
+        let day_start = clock::from_et(
+            clock::market_day(et).and_time(NaiveTime::from_hms_opt(4, 0, 0).unwrap_or_default()),
+        )
+        .timestamp_millis();
+        let history = cfg.history_rate > 0.0 && clock::session_at(et) != Session::Closed;
+        if !history {
+            return Self::open_at(cfg, now_ms);
+        }
+        let mut m = Self::open_at(cfg, day_start);
+        m.play_history(now_ms);
+        m
+    }
+
+    /// Plays the market from its clock to `to_ms` at `history_rate`, keeping only the minute
+    /// bars (the events are the past: nobody was connected).
+    fn play_history(&mut self, to_ms: i64) {
+        let rate = self.cfg.rate;
+        // `advance` makes `rate × 0.1 × factor` events per call: one call per step.
+        self.cfg.rate = self.cfg.history_rate * (HISTORY_STEP_MS as f64 / 1000.0) / 0.1;
+        let mut scratch = Vec::new();
+        let mut t = self.last_ms;
+        while t < to_ms {
+            t = (t + HISTORY_STEP_MS).min(to_ms);
+            self.advance(t, 0.1, &mut scratch);
+            scratch.clear();
+        }
+        self.cfg.rate = rate;
+        self.carry = 0.0;
+        self.pending_a.clear();
+    }
+
+    /// Today's finished minute bars of ticker `i` that start in `[from_ms, to_ms]`.
+    pub fn minute_bars(&self, i: usize, from_ms: i64, to_ms: i64) -> Vec<MinuteBar> {
+        self.minutes
+            .get(i)
+            .map(|bars| {
+                bars.iter()
+                    .filter(|b| b.t >= from_ms && b.t <= to_ms)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn record_minute(&mut self, i: usize, bar: &Aggregate) {
+        let m = MinuteBar::of(bar);
+        if let Some(list) = self.minutes.get_mut(i) {
+            match list.last_mut() {
+                // A late trade's corrected bar replaces the one it corrects.
+                Some(last) if last.t == m.t => *last = m,
+                _ => list.push(m),
+            }
+        }
+    }
+
+    /// The market opened at `now_ms`, with no history.
+    fn open_at(cfg: MarketConfig, now_ms: i64) -> Self {
         let mut rng = Rng::new(cfg.seed);
         let mut info = Vec::with_capacity(cfg.tickers);
         let mut index = HashMap::new();
@@ -355,6 +457,7 @@ impl SyntheticMarket {
             in_min: vec![false; count],
             pending_a: VecDeque::new(),
             trades_since_fmv: 0,
+            minutes: vec![Vec::new(); count],
         };
         for i in 0..count {
             let prev = m.daily_bar(i, clock::previous_trading_day(day));
@@ -543,6 +646,9 @@ impl SyntheticMarket {
             self.state[i] = self.fresh_state(i, prev, Some(&old));
         }
         self.pending_a.clear();
+        for m in &mut self.minutes {
+            m.clear();
+        }
         self.day = day;
         log::info!("simulated market day reset to {day}");
     }
@@ -568,6 +674,7 @@ impl SyntheticMarket {
                 self.in_min[iu] = false;
                 let bar = self.bar(iu, self.state[iu].min, 60_000);
                 self.state[iu].min = BarAcc::default();
+                self.record_minute(iu, &bar);
                 self.state[iu].last_min_bar = Some(bar.clone());
                 out.push(SimEvent {
                     channel: CH_AM,
@@ -832,6 +939,7 @@ impl SyntheticMarket {
         bar.dav = Some(DecimalStr::from_f64(vol, 6));
         bar.a = Some(round4(dollars / vol.max(f64::MIN_POSITIVE)));
         let corrected = bar.clone();
+        self.record_minute(i, &corrected);
         out.push(SimEvent {
             channel: CH_AM,
             ticker: i as u32,
@@ -966,6 +1074,72 @@ mod tests {
             m.advance(t, step_ms as f64 / 1000.0, &mut out);
         }
         out
+    }
+
+    #[test]
+    fn a_day_with_history_starts_where_its_minute_bars_left_it() {
+        let start = at("2026-03-04 11:00:00");
+        let cfg = MarketConfig {
+            history_rate: 50.0,
+            ..MarketConfig::default()
+        };
+        let began = std::time::Instant::now();
+        let mut m = SyntheticMarket::new(cfg.clone(), start);
+        eprintln!("history 04:00-11:00 played in {:?}", began.elapsed());
+        let day_start = at("2026-03-04 04:00:00");
+        let bars = m.minute_bars(0, 0, i64::MAX);
+        assert!(
+            bars.len() > 100,
+            "the busiest ticker traded all morning: {}",
+            bars.len()
+        );
+        assert!(bars.first().unwrap().t >= day_start);
+        assert!(bars.last().unwrap().t < start);
+        assert!(
+            bars.iter().any(|b| b.t < at("2026-03-04 09:30:00")),
+            "pre-market"
+        );
+        assert!(
+            bars.windows(2).all(|w| w[0].t < w[1].t),
+            "one bar per minute, in order"
+        );
+        // The day so far is the bars' day: its range holds every bar, its volume every bar's.
+        let today = m.today_bar(0).expect("traded");
+        let (hi, lo) = bars
+            .iter()
+            .fold((f64::MIN, f64::MAX), |(h, l), b| (h.max(b.h), l.min(b.l)));
+        assert!(hi <= today.h && lo >= today.l, "{hi} {lo} within {today:?}");
+        assert_eq!(today.o, bars[0].o, "the day opened with its first bar");
+        let v: f64 = bars.iter().map(|b| b.v).sum();
+        assert!(today.v >= v.floor());
+        // The stream carries on from there: the first live minute starts near the last close.
+        let last = *bars.last().unwrap();
+        let mut out = Vec::new();
+        let mut t = start;
+        while t < start + 120_000 {
+            t += 100;
+            m.advance(t, 0.1, &mut out);
+        }
+        let live = m.minute_bars(0, start, i64::MAX);
+        assert!(!live.is_empty(), "live minutes are recorded too");
+        assert!(
+            (live[0].o / last.c - 1.0).abs() < 0.05,
+            "{} after {}",
+            live[0].o,
+            last.c
+        );
+        // Without history the day begins at the start.
+        let plain = SyntheticMarket::new(MarketConfig::default(), start);
+        assert!(plain.minute_bars(0, 0, i64::MAX).is_empty());
+        assert!(plain.today_bar(0).is_none());
+        // The same seed, the same history (the last minute aside: a late trade of the live
+        // stream may correct it).
+        let again = SyntheticMarket::new(cfg, start);
+        let settled = start - 120_000;
+        assert!(
+            again.minute_bars(0, 0, settled) == m.minute_bars(0, 0, settled),
+            "the same seed made another history"
+        );
     }
 
     #[test]

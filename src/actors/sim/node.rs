@@ -166,6 +166,7 @@ impl SimArgs {
             trade_ratio: self.trade_ratio.clamp(0.0, 1.0),
             late_trade_ratio: self.late_trade_ratio.clamp(0.0, 1.0),
             fmv_every: self.fmv_every,
+            history_rate: self.history_rate.max(0.0),
             ..MarketConfig::default()
         }
     }

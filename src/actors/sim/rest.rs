@@ -52,6 +52,14 @@ pub enum RestQuery {
         desc: bool,
         limit: usize,
     },
+    /// Today's minute bars of a ticker that start in `[from_ms, to_ms]`.
+    Minutes {
+        ticker: String,
+        from_ms: i64,
+        to_ms: i64,
+        desc: bool,
+        limit: usize,
+    },
     Prev(String),
     TickerDetails(String),
     Float(String),
@@ -182,6 +190,25 @@ pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, 
         } => {
             let i = ticker_or_404(m, ticker)?;
             let mut bars = m.range(i, *from, *to);
+            if *desc {
+                bars.reverse();
+            }
+            bars.truncate(*limit);
+            let results: Vec<Value> = bars.iter().map(|b| b.to_json()).collect();
+            Ok(
+                json!({"ticker": ticker, "status": "OK", "queryCount": results.len(),
+                      "resultsCount": results.len(), "adjusted": true, "results": results}),
+            )
+        }
+        RestQuery::Minutes {
+            ticker,
+            from_ms,
+            to_ms,
+            desc,
+            limit,
+        } => {
+            let i = ticker_or_404(m, ticker)?;
+            let mut bars = m.minute_bars(i, *from_ms, *to_ms);
             if *desc {
                 bars.reverse();
             }
@@ -432,6 +459,22 @@ fn parse_date(s: &str) -> Result<NaiveDate, RestError> {
         })
 }
 
+/// A range bound in epoch ms: a date means its whole day in ET (from its start, or to its
+/// end when `end`), a number is epoch ms, as Massive reads them.
+fn parse_bound(s: &str, end: bool) -> Result<i64, RestError> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let d = parse_date(s)?;
+    let start = clock::from_et(d.and_time(chrono::NaiveTime::MIN)).timestamp_millis();
+    Ok(if end {
+        let next = clock::from_et((d + chrono::Duration::days(1)).and_time(chrono::NaiveTime::MIN));
+        next.timestamp_millis() - 1
+    } else {
+        start
+    })
+}
+
 #[derive(Deserialize)]
 struct SnapshotParams {
     tickers: Option<String>,
@@ -520,9 +563,21 @@ async fn range(
     p: web::Query<RangeParams>,
 ) -> HttpResponse {
     let (ticker, mult, span, from, to) = path.into_inner();
-    let q = if mult != 1 || span != "day" {
+    let desc = p.sort.as_deref() == Some("desc");
+    let limit = p.limit.unwrap_or(5000).clamp(1, 50_000);
+    let q = if mult == 1 && span == "minute" {
+        parse_bound(&from, false)
+            .and_then(|f| parse_bound(&to, true).map(|t| (f, t)))
+            .map(|(from_ms, to_ms)| RestQuery::Minutes {
+                ticker,
+                from_ms,
+                to_ms,
+                desc,
+                limit,
+            })
+    } else if mult != 1 || span != "day" {
         Err(RestError::BadRequest(
-            "the simulator serves only 1/day aggregates".to_string(),
+            "the simulator serves 1/day and 1/minute aggregates only".to_string(),
         ))
     } else {
         parse_date(&from)
@@ -531,8 +586,8 @@ async fn range(
                 ticker,
                 from,
                 to,
-                desc: p.sort.as_deref() == Some("desc"),
-                limit: p.limit.unwrap_or(5000).clamp(1, 50_000),
+                desc,
+                limit,
             })
     };
     s.run(&req, "range", q).await
