@@ -377,12 +377,18 @@ impl Actor for SimSession {
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.metrics.figures.open.dec();
         if let Some(key) = self.key.take() {
-            self.links.unregister.do_send(Unregister {
-                id: self.id,
-                key,
-                market: self.market,
-            });
-            self.links.detach.do_send(Detach { id: self.id });
+            // When the simulator stops, the registry and the feed may stop first: there is
+            // then nothing to leave (and nothing lost), so nothing is sent.
+            if self.links.unregister.connected() {
+                self.links.unregister.do_send(Unregister {
+                    id: self.id,
+                    key,
+                    market: self.market,
+                });
+            }
+            if self.links.detach.connected() {
+                self.links.detach.do_send(Detach { id: self.id });
+            }
         }
     }
 }
