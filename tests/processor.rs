@@ -1074,6 +1074,115 @@ async fn upcoming_holidays_reach_the_trading_calendar() {
     sim.stop().await;
 }
 
+/// Runs embedded mode started at 11:00 on a simulated day that began at 04:00 until it has
+/// raised `want` HOD/LOD alerts, and answers (alerts, alerts whose price does not beat the
+/// true extreme of its session so far), the truth being the simulator's minute bars.
+async fn alerts_after_a_cold_start(backfill: bool, want: usize) -> (usize, Vec<String>) {
+    use tickwire::analyzers::calendar::TradingCalendar;
+    let mut a = embedded_args(if backfill {
+        "backfill-on"
+    } else {
+        "backfill-off"
+    });
+    a.sim.start_time = "11:00:00".into();
+    a.sim.history_rate = 30.0;
+    a.sim.late_trade_ratio = 0.0; // every trade reaches the processor in a second bar
+    a.sim.tickers = 50;
+    a.pipeline.backfill = backfill;
+    let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = embedded::start(a, sim_http, http).expect("embedded starts");
+    let store = e.store.clone();
+    let read = |key: &'static str| {
+        let store = store.clone();
+        async move {
+            match store.read(key, tickwire::store::ALL).await {
+                Ok(Some(Stored::List(items))) => items,
+                _ => Vec::new(),
+            }
+        }
+    };
+    wait_until_async("alerts are raised", || async {
+        read("daily_range_hod_alert").await.len() + read("daily_range_lod_alert").await.len()
+            >= want
+    })
+    .await;
+    let mut alerts: Vec<Value> = Vec::new();
+    for key in ["daily_range_hod_alert", "daily_range_lod_alert"] {
+        for item in read(key).await {
+            alerts.push(serde_json::from_slice(&item).expect("alert JSON"));
+        }
+    }
+    let sim = e.sim.expect("the built-in simulator");
+    let calendar = TradingCalendar::default();
+    let mut bars: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for al in &alerts {
+        let sym = al["symbol"].as_str().expect("symbol").to_string();
+        let start = al["start_timestamp"].as_f64().expect("start") as i64;
+        if !bars.contains_key(&sym) {
+            let day = tickwire::clock::to_et(tickwire::clock::ms_to_utc(start)).date();
+            let (_, body) = get_json(
+                &sim.http_url(&format!(
+                    "/v2/aggs/ticker/{sym}/range/1/minute/{day}/{day}?apiKey=demo&limit=50000"
+                )),
+                None,
+            )
+            .await;
+            bars.insert(
+                sym.clone(),
+                body["results"].as_array().cloned().unwrap_or_default(),
+            );
+        }
+        let session = al["session"].as_str().unwrap_or("");
+        let earlier = bars[&sym].iter().filter(|b| {
+            let t = b["t"].as_i64().unwrap_or(i64::MAX);
+            t + 60_000 <= start && calendar.session(t).as_str() == session
+        });
+        let price = al["price"].as_f64().expect("price");
+        let high = al["direction"] == "high";
+        let beaten = earlier
+            .map(|b| b[if high { "h" } else { "l" }].as_f64().unwrap_or(f64::NAN))
+            .fold(None, |acc: Option<f64>, x| {
+                Some(acc.map_or(x, |a| if high { a.max(x) } else { a.min(x) }))
+            });
+        if let Some(extreme) = beaten {
+            let beats = if high {
+                price > extreme
+            } else {
+                price < extreme
+            };
+            if !beats {
+                wrong.push(format!(
+                    "{sym} {session} {} {price} vs the day's {extreme}",
+                    al["direction"]
+                ));
+            }
+        }
+    }
+    sim.stop().await;
+    (alerts.len(), wrong)
+}
+
+/// Issue 25: a processor started mid-session (embedded mode at 11:00 on a day that began at
+/// 04:00) raises no HOD/LOD alert that does not beat the true session extreme so far: each
+/// symbol's morning comes from the day's minute bars before it may alert. Without the
+/// back-fill the same run raises such false alerts (so the check can see them).
+#[actix_web::test]
+async fn a_cold_start_at_11_raises_no_false_alerts() {
+    let (n, wrong) = alerts_after_a_cold_start(true, 30).await;
+    assert!(
+        wrong.is_empty(),
+        "{} of {n} alerts are false: {wrong:#?}",
+        wrong.len()
+    );
+    let (n, wrong) = alerts_after_a_cold_start(false, 30).await;
+    assert!(
+        !wrong.is_empty(),
+        "without back-fill, {n} alerts and none false: the check saw nothing"
+    );
+}
+
 /// Messages that expire in their queue (no processor took them within the TTL) are
 /// dead-lettered by the broker and counted by the next processor, by queue, in messages and
 /// in events: the one loss RabbitMQ causes is never silent.

@@ -45,6 +45,10 @@ pub struct ShardConfig {
     pub top_trades: bool,
     /// `DRA_CACHE_LIST_MAX`: alerts kept per list.
     pub alert_cap: usize,
+    /// Before a symbol may alert on a day, its session highs and lows so far come from the
+    /// day's minute bars ([`ShardState::backfilled`]); its alerts are held (and counted)
+    /// until then.
+    pub backfill: bool,
 }
 
 impl Default for ShardConfig {
@@ -54,6 +58,7 @@ impl Default for ShardConfig {
             raw: RawRoutes::default(),
             top_trades: false,
             alert_cap: 1000,
+            backfill: false,
         }
     }
 }
@@ -72,6 +77,14 @@ pub struct SymbolState {
     pub range: DailyRange,
     pub bar: Option<Bar>,
     pub quote: Option<Quote>,
+    /// The day's range so far includes its minute bars from before this processor saw the
+    /// symbol (or no back-fill is asked for). A checkpoint without the field was taken live.
+    #[serde(default = "yes")]
+    pub backfilled: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A shard's state as checkpointed in the store.
@@ -92,6 +105,10 @@ enum EnrichState {
 pub struct Outcome {
     /// Symbols whose enrichment should be fetched.
     pub enrich: Vec<String>,
+    /// Symbols whose day so far should be back-filled: (symbol, the day's 04:00 ET in ms).
+    pub backfill: Vec<(String, i64)>,
+    /// Alerts held back while their symbol waits for its back-fill.
+    pub held: u64,
     /// Aggregates skipped as older than the symbol's newest (or of a past day).
     pub stale: u64,
     pub alerts: u64,
@@ -109,6 +126,8 @@ pub struct ShardState {
     checkpoint_dirty: bool,
     /// Symbols this state met for the first time since the last [`ShardState::take_new_symbols`].
     new_symbols: Vec<String>,
+    /// Symbols whose back-fill is asked for and not answered yet.
+    backfilling: std::collections::HashSet<String>,
 }
 
 impl ShardState {
@@ -124,6 +143,7 @@ impl ShardState {
             board_dirty: false,
             checkpoint_dirty: false,
             new_symbols: Vec::new(),
+            backfilling: std::collections::HashSet::new(),
         }
     }
 
@@ -264,8 +284,12 @@ impl ShardState {
             // The 04:00 ET reset, per symbol, on its first bar of the new day.
             *st = SymbolState {
                 day_ms,
+                backfilled: !self.cfg.backfill,
                 ..SymbolState::default()
             };
+        }
+        if !st.backfilled && self.backfilling.insert(a.sym.clone()) {
+            outcome.backfill.push((a.sym.clone(), day_ms));
         }
         st.last_end = bar.end_ms;
         let bar_open = if bar.open != 0.0 { bar.open } else { bar.close };
@@ -293,7 +317,12 @@ impl ShardState {
         };
         let session = self.calendar.session(bar.start_ms);
         let quote = Quote::compute(&a.sym, &bar, st.open, en.as_ref());
-        let alerts = st.range.observe(session, bar.high, bar.low);
+        let mut alerts = st.range.observe(session, bar.high, bar.low);
+        if !st.backfilled {
+            // The day's earlier extremes are not known yet: never guess, hold.
+            outcome.held += alerts.len() as u64;
+            alerts.clear();
+        }
         let prefix = &self.cfg.results_prefix;
         value_writes(prefix, &quote, &st.range, received_at_ms, out);
         for alert in &alerts {
@@ -330,6 +359,61 @@ impl ShardState {
         value_writes(&self.cfg.results_prefix, &quote, &st.range, 0, out);
         st.quote = Some(quote);
         self.board_dirty = true;
+    }
+
+    /// The day's minute bars of `sym` before now arrived, as (start ms, open, high, low):
+    /// their session highs and lows join the symbol's range, a pre-market open earlier than
+    /// the first bar seen becomes the session open, the values are sent again, and the
+    /// symbol may alert from now on. Answers for another day than the symbol's are ignored.
+    pub fn backfilled(
+        &mut self,
+        sym: &str,
+        day_ms: i64,
+        bars: &[(i64, f64, f64, f64)],
+        out: &mut Vec<CacheWrite>,
+    ) {
+        self.backfilling.remove(sym);
+        let Some(st) = self.symbols.get_mut(sym) else {
+            return;
+        };
+        if st.day_ms != day_ms {
+            return;
+        }
+        let mut history = DailyRange::default();
+        let mut first: Option<(i64, f64)> = None;
+        for &(start, open, high, low) in bars {
+            if start < day_ms || !(high.is_finite() && low.is_finite()) || high <= 0.0 {
+                continue;
+            }
+            history.observe(self.calendar.session(start), high, low);
+            if first.is_none_or(|(t, _)| start < t) {
+                first = Some((start, open));
+            }
+        }
+        st.range.merge(&history);
+        if let Some((t, open)) = first {
+            let before_seen = st.bar.is_none_or(|b| t < b.start_ms);
+            if !st.regular_open && before_seen && open > 0.0 {
+                st.open = open;
+            }
+        }
+        st.backfilled = true;
+        if let Some(bar) = st.bar {
+            let en = match self.enrichment.get(sym) {
+                Some(EnrichState::Ready(e)) => Some(*e),
+                _ => None,
+            };
+            let quote = Quote::compute(sym, &bar, st.open, en.as_ref());
+            value_writes(&self.cfg.results_prefix, &quote, &st.range, 0, out);
+            st.quote = Some(quote);
+        }
+        self.board_dirty = true;
+        self.checkpoint_dirty = true;
+    }
+
+    /// The back-fill of `sym` failed: asked again on its next bar; alerts stay held.
+    pub fn backfill_failed(&mut self, sym: &str) {
+        self.backfilling.remove(sym);
     }
 
     /// Enrichment could not be fetched: asked again on the symbol's next bar.
@@ -442,8 +526,11 @@ impl ShardState {
             return false;
         }
         if day_ms > st.day_ms {
+            // Whether the publisher had back-filled is not known: ask again (merging the
+            // day's bars twice changes nothing).
             *st = SymbolState {
                 day_ms,
+                backfilled: !self.cfg.backfill,
                 ..SymbolState::default()
             };
         }
@@ -559,6 +646,128 @@ mod tests {
         out.clear();
         assert!(off.apply_raw(Market::Stocks, 0, &raw, 7, &mut out).is_err());
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn alerts_wait_for_the_day_so_far_and_then_beat_it() {
+        let mut s = ShardState::new(ShardConfig {
+            backfill: true,
+            ..ShardConfig::default()
+        });
+        let day_ms = ms("2026-03-03 04:00:00");
+        // Started at 11:00: the first bars ask for a back-fill and cannot alert.
+        let (_, o) = run(
+            &mut s,
+            agg(
+                "ABC",
+                "2026-03-03 11:00:00",
+                [10.0, 10.0, 10.0, 10.0],
+                9,
+                None,
+            ),
+        );
+        assert_eq!(o.backfill, vec![("ABC".to_string(), day_ms)]);
+        let (w, o) = run(
+            &mut s,
+            agg(
+                "ABC",
+                "2026-03-03 11:00:01",
+                [10.0, 10.2, 10.2, 9.8],
+                9,
+                None,
+            ),
+        );
+        assert!(o.backfill.is_empty(), "asked once");
+        assert_eq!((o.alerts, o.held), (0, 2), "a new high and low, held");
+        assert!(w.iter().all(|w| !w.key.contains("alert")));
+        // The morning: pre-market 9.0-11.0 from 04:05, regular 9.5-10.8.
+        let bars = [
+            (ms("2026-03-03 04:05:00"), 9.9, 11.0, 9.0),
+            (ms("2026-03-03 09:31:00"), 10.1, 10.8, 9.5),
+            (ms("2026-03-03 03:59:00"), 50.0, 99.0, 1.0), // before the day: ignored
+        ];
+        let mut out = Vec::new();
+        s.backfilled("ABC", day_ms, &bars, &mut out);
+        let range = s.symbol("ABC").unwrap().range;
+        assert_eq!(
+            (range.regular.high, range.regular.low),
+            (Some(10.8), Some(9.5))
+        );
+        assert_eq!(
+            (range.pre_market.high, range.pre_market.low),
+            (Some(11.0), Some(9.0))
+        );
+        assert!(
+            out.iter().any(|w| w.key == "daily_range:ABC"),
+            "sent again with the morning"
+        );
+        // 10.5 is no regular-session high any more; 10.9 is, against the morning's 10.8.
+        let (_, o) = run(
+            &mut s,
+            agg(
+                "ABC",
+                "2026-03-03 11:00:02",
+                [10.2, 10.5, 10.5, 10.2],
+                9,
+                None,
+            ),
+        );
+        assert_eq!((o.alerts, o.held), (0, 0));
+        let (w, o) = run(
+            &mut s,
+            agg(
+                "ABC",
+                "2026-03-03 11:00:03",
+                [10.5, 10.9, 10.9, 10.5],
+                9,
+                None,
+            ),
+        );
+        assert_eq!(o.alerts, 1);
+        let alert = w.iter().find(|w| w.key == HOD_ALERTS).map(json_of).unwrap();
+        assert_eq!(
+            (alert["price"].as_f64(), alert["previous"].as_f64()),
+            (Some(10.9), Some(10.8))
+        );
+        // An answer for another day changes nothing; a failure asks again on the next bar.
+        let other = ms("2026-03-02 04:00:00");
+        let (_, o) = run(
+            &mut s,
+            agg("XYZ", "2026-03-03 11:00:00", [5.0, 5.0, 5.0, 5.0], 9, None),
+        );
+        assert_eq!(o.backfill.len(), 1);
+        s.backfilled("XYZ", other, &[(other, 1.0, 99.0, 1.0)], &mut out);
+        assert!(!s.symbol("XYZ").unwrap().backfilled);
+        s.backfill_failed("XYZ");
+        let (_, o) = run(
+            &mut s,
+            agg("XYZ", "2026-03-03 11:00:01", [5.0, 5.0, 5.0, 5.0], 9, None),
+        );
+        assert_eq!(o.backfill.len(), 1, "asked again");
+        // Without back-fill, symbols alert from their first bars, as before.
+        let mut plain = ShardState::new(ShardConfig::default());
+        let (_, o) = run(
+            &mut plain,
+            agg(
+                "ABC",
+                "2026-03-03 11:00:00",
+                [10.0, 10.0, 10.0, 10.0],
+                9,
+                None,
+            ),
+        );
+        assert!(o.backfill.is_empty());
+        let (_, o) = run(
+            &mut plain,
+            agg(
+                "ABC",
+                "2026-03-03 11:00:01",
+                [10.0, 10.2, 10.2, 9.8],
+                9,
+                None,
+            ),
+        );
+        assert_eq!((o.alerts, o.held), (2, 0));
     }
 
     #[test]

@@ -124,6 +124,12 @@ figures! {
         pub stale: Counter = "tickwire_processor_stale_total";
         /// HOD/LOD alerts raised
         pub alerts: Counter = "tickwire_processor_alerts_total";
+        /// HOD/LOD alerts held back: their symbol's day was not back-filled yet
+        pub held_alerts: Counter = "tickwire_processor_held_alerts_total";
+        /// Symbols whose day so far was back-filled from minute bars
+        pub backfills: Counter = "tickwire_processor_backfills_total";
+        /// Back-fills that failed (asked again on the symbol's next bar)
+        pub backfill_errors: Counter = "tickwire_processor_backfill_errors_total";
         /// Symbols taken from a checkpoint
         pub rehydrated: Counter = "tickwire_processor_rehydrated_symbols_total";
         /// Symbols whose published values were newer than the checkpoint (taken from them)
@@ -140,6 +146,13 @@ figures! {
 }
 
 impl ShardFigures {
+    pub fn backfill_failed(&self, symbol: &str, error: &str) {
+        if self.backfill_errors.get().is_multiple_of(100) {
+            log::warn!("back-filling {symbol} failed ({error}); its alerts stay held, asked again on its next bar");
+        }
+        self.backfill_errors.inc();
+    }
+
     pub fn for_shard(r: &Registry, shard: u16) -> (ActorMetrics, Self) {
         let s = shard.to_string();
         (

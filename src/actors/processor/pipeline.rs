@@ -17,7 +17,7 @@ use super::metrics::{
 };
 use super::news::NewsProcessor;
 use super::pool::ProcessorPool;
-use super::shard::{ProcessorConfig, ShardHandle};
+use super::shard::{ProcessorConfig, RestAccess, ShardHandle};
 use crate::analyzers::news::NewsConfig;
 use crate::analyzers::raw_routes::RawRoutes;
 use crate::analyzers::shard::ShardConfig;
@@ -67,6 +67,13 @@ pub struct PipelineArgs {
     #[arg(long, env = "PROCESSOR_ENRICHMENT", default_value = "true",
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub enrichment: bool,
+
+    /// Back-fill each symbol's session highs and lows so far from the day's minute bars
+    /// (Massive REST) before it may raise a HOD/LOD alert; its alerts are held until then.
+    /// Off without an API key.
+    #[arg(long = "backfill", env = "PROCESSOR_BACKFILL", default_value = "true",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub backfill: bool,
 
     /// Warm the enrichment cache for the whole market once a day (full-market snapshot,
     /// grouped daily bars, the float list: about 33 calls) before any per-ticker call.
@@ -166,9 +173,11 @@ impl PipelineArgs {
                 raw: self.raw_routes,
                 top_trades: self.top_trades,
                 alert_cap: self.alert_cap.max(1),
+                backfill: self.backfill,
             },
             state_prefix: self.state_prefix.clone(),
             checkpoint_every: Duration::from_secs(self.checkpoint_secs.max(1)),
+            rest: None,
         }
     }
 
@@ -227,7 +236,19 @@ pub fn start_pipeline(
         // Counted, so the enricher's backlog shows as its mailbox depth.
         CountedRecipient::of(&e.start(), f.actor)
     });
-    let configs = (0..shards).map(|s| args.shard(s)).collect();
+    // Back-fills need REST: without a key the symbols alert from their first bar, as before.
+    let rest = (args.backfill && !api_key.is_empty()).then(|| RestAccess {
+        url: args.rest_url.clone(),
+        api_key: api_key.clone(),
+    });
+    let configs = (0..shards)
+        .map(|s| {
+            let mut c = args.shard(s);
+            c.analyzers.backfill = rest.is_some();
+            c.rest = rest.clone();
+            c
+        })
+        .collect();
     let pool = ProcessorPool::new(
         configs,
         args.threads(),

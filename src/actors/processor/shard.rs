@@ -89,7 +89,20 @@ pub struct ProcessorConfig {
     /// State-store key prefix (checkpoints, candidates).
     pub state_prefix: String,
     pub checkpoint_every: Duration,
+    /// Where the day's minute bars come from for back-fills (with `analyzers.backfill`).
+    pub rest: Option<RestAccess>,
 }
+
+/// Massive REST for the shard's back-fills: base URL and key (sent in a header).
+#[derive(Clone)]
+pub struct RestAccess {
+    pub url: String,
+    pub api_key: String,
+}
+
+/// Back-fills one shard runs at once: its symbols' minute bars are fetched a few at a time,
+/// the most active first (they are first seen first).
+const BACKFILL_CONCURRENCY: usize = 2;
 
 /// How the other actors reach one shard's processor: its events through a counted
 /// recipient, its controls as plain recipients, so none of them holds its address.
@@ -125,6 +138,9 @@ pub struct ShardProcessor {
     writing_checkpoint: bool,
     /// When the last checkpoint was taken (a busy write defers it to the next tick).
     last_checkpoint: std::time::Instant,
+    /// Back-fills waiting, and under way.
+    backfill_queue: std::collections::VecDeque<(String, i64)>,
+    backfills_active: usize,
 }
 
 impl ShardProcessor {
@@ -145,6 +161,69 @@ impl ShardProcessor {
             cfg,
             writing_checkpoint: false,
             last_checkpoint: std::time::Instant::now(),
+            backfill_queue: std::collections::VecDeque::new(),
+            backfills_active: 0,
+        }
+    }
+
+    /// Starts waiting back-fills up to the concurrency: the day's minute bars from its
+    /// 04:00 ET to now, then handed to the analyzers.
+    fn pump_backfills(&mut self, ctx: &mut Context<Self>) {
+        let Some(rest) = self.cfg.rest.clone() else {
+            return;
+        };
+        while self.backfills_active < BACKFILL_CONCURRENCY {
+            let Some((sym, day_ms)) = self.backfill_queue.pop_front() else {
+                break;
+            };
+            self.backfills_active += 1;
+            // The whole market day: REST answers only what has happened (and a replayed or
+            // simulated day's clock need not be the wall clock's).
+            let url = format!(
+                "{}/v2/aggs/ticker/{sym}/range/1/minute/{day_ms}/{}?adjusted=true&sort=asc&limit=50000",
+                rest.url.trim_end_matches('/'),
+                day_ms + 86_400_000 - 1
+            );
+            // A client per fetch: a client cannot move between threads, and back-fills are
+            // a few hundred per day and node.
+            let req = awc::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .finish()
+                .get(url)
+                .insert_header(("Authorization", format!("Bearer {}", rest.api_key)))
+                .send();
+            let fut = async move {
+                let mut resp = req.await.map_err(|e| e.to_string())?;
+                match resp.status().as_u16() {
+                    200 => {}
+                    404 => return Ok(Vec::new()),
+                    s => return Err(format!("HTTP {s}")),
+                }
+                let body: serde_json::Value = resp
+                    .json()
+                    .limit(32 << 20)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(minute_bars(&body))
+            };
+            ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+                act.backfills_active -= 1;
+                match res {
+                    Ok(bars) => {
+                        let mut out = Vec::new();
+                        act.state.backfilled(&sym, day_ms, &bars, &mut out);
+                        act.figures.backfills.inc();
+                        if !out.is_empty() {
+                            act.results_store.write.do_send(Write(out));
+                        }
+                    }
+                    Err(e) => {
+                        act.figures.backfill_failed(&sym, &e);
+                        act.state.backfill_failed(&sym);
+                    }
+                }
+                act.pump_backfills(ctx);
+            }));
         }
     }
 
@@ -360,7 +439,9 @@ impl Handler<EventBatch> for ShardProcessor {
                 Ok(o) => {
                     self.figures.stale.add(o.stale);
                     self.figures.alerts.add(o.alerts);
+                    self.figures.held_alerts.add(o.held);
                     enrich.extend(o.enrich);
+                    self.backfill_queue.extend(o.backfill);
                 }
                 Err(e) => {
                     self.figures.undecodable(self.cfg.shard, &e);
@@ -372,6 +453,7 @@ impl Handler<EventBatch> for ShardProcessor {
         self.figures.symbols.set(self.state.symbols() as i64);
         self.figures.lag.set(lag);
         self.send_results(out, ctx);
+        self.pump_backfills(ctx);
         if let Some(e) = &self.enricher {
             let day = self.state.calendar.market_day(self.state.clock_ms());
             for symbol in enrich {
@@ -435,4 +517,24 @@ impl Handler<CalendarUpdate> for ShardProcessor {
         self.actor.handled();
         self.state.calendar = msg.0;
     }
+}
+
+/// (start ms, open, high, low) of each bar of a REST aggregates answer; unreadable bars are
+/// skipped.
+fn minute_bars(body: &serde_json::Value) -> Vec<(i64, f64, f64, f64)> {
+    body.get("results")
+        .and_then(serde_json::Value::as_array)
+        .map(|bars| {
+            bars.iter()
+                .filter_map(|b| {
+                    Some((
+                        b.get("t")?.as_i64()?,
+                        b.get("o")?.as_f64()?,
+                        b.get("h")?.as_f64()?,
+                        b.get("l")?.as_f64()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
