@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tickwire::actors::listener::connection as listener;
 use tickwire::actors::listener::publisher::PublisherConfig;
+use tickwire::actors::processor::enricher::Answers;
 use tickwire::actors::processor::{ProcessorArgs, ProcessorNode};
 use tickwire::embedded;
 use tickwire::metrics::Registry;
@@ -517,22 +518,37 @@ async fn cache_writer_authenticates_selects_its_database_and_counts_failed_comma
     assert_eq!(counter("tickwire_cache_connected"), 1);
 }
 
+/// The per-ticker path under a rate limit (the bulk warm-up and back-fills off, so that
+/// every call is a ticker's): 429s are retried after the simulator's `Retry-After` (the rest
+/// of the key's minute), and the calls inside the allowance enrich their quotes while
+/// processing goes on.
 #[actix_web::test]
-async fn enrichment_under_429_retries_then_gives_up_without_harm() {
+async fn enrichment_under_429_retries_without_harm() {
     let mut args = embedded_args("enrichment_429");
     args.sim.tickers = 30;
     // 30 tickers need about 90 REST calls; the key allows 20 a minute.
     args.sim.rest_rate_limit = 20;
+    args.pipeline.enrich_bulk = false;
+    args.pipeline.backfill = false;
     let http = TcpListener::bind("127.0.0.1:0").expect("bind");
     let wds = TcpListener::bind("127.0.0.1:0").expect("bind");
     let e = embedded::start(args, http, wds).expect("embedded starts");
     let r = e.registry.clone();
     let v = |name: &str| r.value(name, &[]).unwrap_or(0);
-    wait_until(
-        "429s are retried, and tickers past the retries are counted as failed",
-        || v("tickwire_enrich_rest_retries_total") > 0 && v("tickwire_enrich_failures_total") > 0,
-    )
+    wait_until("429s are retried", || {
+        v("tickwire_enrich_rest_retries_total") > 0
+    })
     .await;
+    assert!(
+        e.sim
+            .as_ref()
+            .and_then(|s| s
+                .registry
+                .value("tickwire_sim_rest_requests_total", &[("status", "429")]))
+            .unwrap_or(0)
+            > 0,
+        "the simulator refused calls past the limit"
+    );
     // The calls inside the allowance still enriched their quotes, and processing went on.
     let store = e.store.clone();
     wait_until_async("an enriched row on the volume board", || {
@@ -771,26 +787,6 @@ fn rest_proxy(upstream: String, delay: Duration, refuse: u32) -> (String, Calls)
     (url, calls)
 }
 
-/// Collects enrichment answers.
-struct Answers(
-    std::sync::Arc<std::sync::Mutex<Vec<tickwire::actors::processor::enricher::Enriched>>>,
-);
-
-impl actix::Actor for Answers {
-    type Context = actix::Context<Self>;
-}
-
-impl actix::Handler<tickwire::actors::processor::enricher::Enriched> for Answers {
-    type Result = ();
-    fn handle(
-        &mut self,
-        msg: tickwire::actors::processor::enricher::Enriched,
-        _: &mut Self::Context,
-    ) {
-        self.0.lock().unwrap().push(msg);
-    }
-}
-
 #[actix_web::test]
 async fn two_nodes_enriching_the_same_tickers_call_rest_once_per_value() {
     use actix::Actor;
@@ -939,6 +935,23 @@ async fn enrich_all(
     got.iter()
         .map(|e| (e.symbol.clone(), format!("{:?}", e.enrichment)))
         .collect()
+}
+
+/// A ticker whose calls keep being refused (429, `Retry-After: 1`) is given up after its
+/// retries: answered "unknown" and counted as failed, not retried forever.
+#[actix_web::test]
+async fn a_ticker_refused_past_its_retries_is_given_up() {
+    let kp = common::redis::unique_prefix("enrich-give-up");
+    let sim = start_sim(sim_args());
+    let (rest, calls) = rest_proxy(sim.http_url(""), Duration::ZERO, u32::MAX);
+    let (each, r) = enricher(&rest, &kp, false);
+    let answers = enrich_all(&each, &["AAPL".to_string()]).await;
+    assert_eq!(answers["AAPL"], "None", "given up");
+    assert_eq!(r.value("tickwire_enrich_failures_total", &[]), Some(1));
+    // The first value's call and its three retries, then nothing more.
+    assert_eq!(calls.lock().unwrap().values().sum::<u32>(), 4);
+    sim.stop().await;
+    cleanup(&kp).await;
 }
 
 /// Issue 25: enriching 2,000 tickers from a cold cache costs the REST API at most 100 calls

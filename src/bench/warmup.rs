@@ -11,10 +11,10 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Context, Handler};
+use actix::Actor;
 use serde::Serialize;
 
-use crate::actors::processor::enricher::{Enrich, Enriched, Enricher, EnricherConfig};
+use crate::actors::processor::enricher::{Answers, Enrich, Enricher, EnricherConfig};
 use crate::actors::processor::metrics::EnricherFigures;
 use crate::actors::sim::SimArgs;
 use crate::actors::store::cache_writer::{CacheWriter, CacheWriterConfig};
@@ -30,21 +30,6 @@ pub struct WarmUpFigures {
     /// From the first request to the last answer.
     pub seconds: f64,
     pub enriched: usize,
-}
-
-struct Count(Arc<Mutex<usize>>);
-impl Actor for Count {
-    type Context = Context<Self>;
-}
-impl Handler<Enriched> for Count {
-    type Result = ();
-    fn handle(&mut self, m: Enriched, _: &mut Context<Self>) {
-        if m.enrichment.is_some() {
-            if let Ok(mut n) = self.0.lock() {
-                *n += 1;
-            }
-        }
-    }
 }
 
 pub async fn run(tickers: usize, bulk: bool, redis_url: &str) -> Result<WarmUpFigures, String> {
@@ -102,8 +87,14 @@ pub async fn run(tickers: usize, bulk: bool, redis_url: &str) -> Result<WarmUpFi
         .registry
         .total("tickwire_sim_rest_endpoint_requests_total");
 
-    let done = Arc::new(Mutex::new(0usize));
-    let reply = Count(done.clone()).start().recipient();
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let reply = Answers(answers.clone()).start().recipient();
+    let done = || {
+        answers
+            .lock()
+            .map(|a| a.iter().filter(|e| e.enrichment.is_some()).count())
+            .unwrap_or(0)
+    };
     let day = chrono::Utc::now().date_naive();
     let started = Instant::now();
     for s in &symbols {
@@ -114,7 +105,7 @@ pub async fn run(tickers: usize, bulk: bool, redis_url: &str) -> Result<WarmUpFi
         });
     }
     let deadline = started + Duration::from_secs(600);
-    while done.lock().map(|n| *n).unwrap_or(0) < symbols.len() {
+    while done() < symbols.len() {
         if Instant::now() > deadline {
             return Err("not every ticker was enriched within 10 minutes".into());
         }
@@ -142,7 +133,7 @@ pub async fn run(tickers: usize, bulk: bool, redis_url: &str) -> Result<WarmUpFi
             - before,
         calls_by_endpoint: by_endpoint,
         seconds,
-        enriched: done.lock().map(|n| *n).unwrap_or(0),
+        enriched: done(),
     };
     sim.stop().await;
     // Clean up the bench's keys.

@@ -53,6 +53,24 @@ pub struct Enriched {
     pub enrichment: Option<Enrichment>,
 }
 
+/// Collects answers, for callers that ask for many tickers at once and count what came back
+/// (the warm-up benchmark, tests).
+pub struct Answers(pub std::sync::Arc<std::sync::Mutex<Vec<Enriched>>>);
+
+impl Actor for Answers {
+    type Context = Context<Self>;
+}
+
+impl Handler<Enriched> for Answers {
+    type Result = ();
+
+    fn handle(&mut self, msg: Enriched, _: &mut Context<Self>) {
+        if let Ok(mut a) = self.0.lock() {
+            a.push(msg);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EnricherConfig {
     /// Massive REST base URL, e.g. `https://api.massive.com`.
