@@ -411,11 +411,6 @@ impl ShardState {
         self.checkpoint_dirty = true;
     }
 
-    /// The back-fill of `sym` failed: asked again on its next bar; alerts stay held.
-    pub fn backfill_failed(&mut self, sym: &str) {
-        self.backfilling.remove(sym);
-    }
-
     /// Enrichment could not be fetched: asked again on the symbol's next bar.
     pub fn enrichment_failed(&mut self, sym: &str) {
         if matches!(self.enrichment.get(sym), Some(EnrichState::Pending)) {
@@ -729,7 +724,7 @@ mod tests {
             (alert["price"].as_f64(), alert["previous"].as_f64()),
             (Some(10.9), Some(10.8))
         );
-        // An answer for another day changes nothing; a failure asks again on the next bar.
+        // An answer for another day changes nothing (and the symbol is not asked twice).
         let other = ms("2026-03-02 04:00:00");
         let (_, o) = run(
             &mut s,
@@ -738,12 +733,6 @@ mod tests {
         assert_eq!(o.backfill.len(), 1);
         s.backfilled("XYZ", other, &[(other, 1.0, 99.0, 1.0)], &mut out);
         assert!(!s.symbol("XYZ").unwrap().backfilled);
-        s.backfill_failed("XYZ");
-        let (_, o) = run(
-            &mut s,
-            agg("XYZ", "2026-03-03 11:00:01", [5.0, 5.0, 5.0, 5.0], 9, None),
-        );
-        assert_eq!(o.backfill.len(), 1, "asked again");
         // Without back-fill, symbols alert from their first bars, as before.
         let mut plain = ShardState::new(ShardConfig::default());
         let (_, o) = run(

@@ -128,7 +128,7 @@ figures! {
         pub held_alerts: Counter = "tickwire_processor_held_alerts_total";
         /// Symbols whose day so far was back-filled from minute bars
         pub backfills: Counter = "tickwire_processor_backfills_total";
-        /// Back-fills that failed (asked again on the symbol's next bar)
+        /// Back-fills that failed (tried again after a pause)
         pub backfill_errors: Counter = "tickwire_processor_backfill_errors_total";
         /// Symbols taken from a checkpoint
         pub rehydrated: Counter = "tickwire_processor_rehydrated_symbols_total";
@@ -148,7 +148,7 @@ figures! {
 impl ShardFigures {
     pub fn backfill_failed(&self, symbol: &str, error: &str) {
         if self.backfill_errors.get().is_multiple_of(100) {
-            log::warn!("back-filling {symbol} failed ({error}); its alerts stay held, asked again on its next bar");
+            log::warn!("back-filling {symbol} failed ({error}); its alerts stay held, tried again after a pause");
         }
         self.backfill_errors.inc();
     }

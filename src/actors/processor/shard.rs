@@ -103,6 +103,8 @@ pub struct RestAccess {
 /// Back-fills one shard runs at once: its symbols' minute bars are fetched a few at a time,
 /// the most active first (they are first seen first).
 const BACKFILL_CONCURRENCY: usize = 2;
+/// The pause before a failed back-fill is tried again (unless the server says how long).
+const BACKFILL_RETRY: Duration = Duration::from_secs(5);
 
 /// How the other actors reach one shard's processor: its events through a counted
 /// recipient, its controls as plain recipients, so none of them holds its address.
@@ -193,17 +195,26 @@ impl ShardProcessor {
                 .insert_header(("Authorization", format!("Bearer {}", rest.api_key)))
                 .send();
             let fut = async move {
-                let mut resp = req.await.map_err(|e| e.to_string())?;
+                let mut resp = req.await.map_err(|e| (e.to_string(), None))?;
                 match resp.status().as_u16() {
                     200 => {}
                     404 => return Ok(Vec::new()),
-                    s => return Err(format!("HTTP {s}")),
+                    s => {
+                        // A rate limit's Retry-After (seconds) says when to ask again.
+                        let wait = resp
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(Duration::from_secs);
+                        return Err((format!("HTTP {s}"), wait));
+                    }
                 }
                 let body: serde_json::Value = resp
                     .json()
                     .limit(32 << 20)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| (e.to_string(), None))?;
                 Ok(minute_bars(&body))
             };
             ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
@@ -217,9 +228,15 @@ impl ShardProcessor {
                             act.results_store.write.do_send(Write(out));
                         }
                     }
-                    Err(e) => {
+                    Err((e, wait)) => {
+                        // Asked again after a pause (the server's Retry-After, at most a
+                        // minute), not at once: the symbol's alerts stay held meanwhile.
                         act.figures.backfill_failed(&sym, &e);
-                        act.state.backfill_failed(&sym);
+                        let wait = wait.unwrap_or(BACKFILL_RETRY).min(Duration::from_secs(60));
+                        ctx.run_later(wait, move |act, ctx| {
+                            act.backfill_queue.push_back((sym, day_ms));
+                            act.pump_backfills(ctx);
+                        });
                     }
                 }
                 act.pump_backfills(ctx);
