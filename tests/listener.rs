@@ -186,20 +186,20 @@ fn holidays(days: &str) -> tickwire::actors::sim::config::Holidays {
     tickwire::actors::sim::config::Holidays(std::sync::Arc::new(c))
 }
 
-/// A market holiday (issue 25): market status says closed all day, so the listener polls it
-/// instead of connecting, as on a weekend.
-#[actix_web::test]
-async fn a_holiday_keeps_the_listener_idle() {
-    let mut a = sim_args();
-    let start = tickwire::clock::parse_start(&a.start_time, chrono::Utc::now()).expect("start");
-    let today = tickwire::clock::to_et(start).date();
-    a.holidays = holidays(&today.to_string());
-    let sim = start_sim(a);
+/// A listener that asks the simulator's market status before connecting, once it has found
+/// the market closed (and so not connected): its registry, address and health.
+async fn idle_while_closed(
+    sim: &tickwire::actors::sim::SimServer,
+) -> (
+    std::sync::Arc<Registry>,
+    actix::Addr<listener::Listener>,
+    std::sync::Arc<listener::ListenerHealth>,
+) {
     let registry = Registry::new();
     let (sink, _) = collector(&registry);
     let mut cfg = config(sim.ws_url("stocks"), "demo", "A.*");
     cfg.rest_url = Some(sim.http_url(""));
-    let (_l, _) = listener::start(cfg, 1, sink, &registry);
+    let (l, health) = listener::start(cfg, 1, sink, &registry);
     let r = registry.clone();
     wait_until("a closed-market poll", || {
         r.value(
@@ -214,6 +214,19 @@ async fn a_holiday_keeps_the_listener_idle() {
         stocks_metric(&registry, "tickwire_listener_connects_total"),
         Some(0)
     );
+    (registry, l, health)
+}
+
+/// A market holiday (issue 25): market status says closed all day, so the listener polls it
+/// instead of connecting, as on a weekend.
+#[actix_web::test]
+async fn a_holiday_keeps_the_listener_idle() {
+    let mut a = sim_args();
+    let start = tickwire::clock::parse_start(&a.start_time, chrono::Utc::now()).expect("start");
+    let today = tickwire::clock::to_et(start).date();
+    a.holidays = holidays(&today.to_string());
+    let sim = start_sim(a);
+    let (_registry, _l, _) = idle_while_closed(&sim).await;
     assert_eq!(
         sim.registry.value("tickwire_sim_connections_total", &[]),
         Some(0)
@@ -226,25 +239,7 @@ async fn polls_market_status_while_closed_then_connects_at_4am() {
     let mut a = sim_args();
     a.start_time = "03:59:58".into();
     let sim = start_sim(a);
-    let registry = Registry::new();
-    let (sink, _) = collector(&registry);
-    let mut cfg = config(sim.ws_url("stocks"), "demo", "A.*");
-    cfg.rest_url = Some(sim.http_url(""));
-    let (_l, health) = listener::start(cfg, 1, sink, &registry);
-    let r = registry.clone();
-    wait_until("a closed-market poll", || {
-        r.value(
-            "tickwire_listener_market_closed_polls_total",
-            &[("market", "stocks")],
-        )
-        .unwrap_or(0)
-            >= 1
-    })
-    .await;
-    assert_eq!(
-        stocks_metric(&registry, "tickwire_listener_connects_total"),
-        Some(0)
-    );
+    let (registry, _l, health) = idle_while_closed(&sim).await;
     // 04:00 ET: pre-market opens, the listener connects.
     let h = health.clone();
     wait_until("connected after the 04:00 open", || {
