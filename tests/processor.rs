@@ -1087,50 +1087,14 @@ async fn upcoming_holidays_reach_the_trading_calendar() {
     sim.stop().await;
 }
 
-/// Runs embedded mode started at 11:00 on a simulated day that began at 04:00 until it has
-/// raised `want` HOD/LOD alerts, and answers (alerts, alerts whose price does not beat the
-/// true extreme of its session so far), the truth being the simulator's minute bars.
-async fn alerts_after_a_cold_start(backfill: bool, want: usize) -> (usize, Vec<String>) {
+/// The alerts whose price does not beat the true extreme of their session so far, the truth
+/// being the simulator's minute bars of the alert's symbol that ended before the alert's bar.
+async fn false_alerts(sim: &tickwire::actors::sim::SimServer, alerts: &[Value]) -> Vec<String> {
     use tickwire::analyzers::calendar::TradingCalendar;
-    let mut a = embedded_args(if backfill {
-        "backfill-on"
-    } else {
-        "backfill-off"
-    });
-    a.sim.start_time = "11:00:00".into();
-    a.sim.history_rate = 30.0;
-    a.sim.late_trade_ratio = 0.0; // every trade reaches the processor in a second bar
-    a.sim.tickers = 50;
-    a.pipeline.backfill = backfill;
-    let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let e = embedded::start(a, sim_http, http).expect("embedded starts");
-    let store = e.store.clone();
-    let read = |key: &'static str| {
-        let store = store.clone();
-        async move {
-            match store.read(key, tickwire::store::ALL).await {
-                Ok(Some(Stored::List(items))) => items,
-                _ => Vec::new(),
-            }
-        }
-    };
-    wait_until_async("alerts are raised", || async {
-        read("daily_range_hod_alert").await.len() + read("daily_range_lod_alert").await.len()
-            >= want
-    })
-    .await;
-    let mut alerts: Vec<Value> = Vec::new();
-    for key in ["daily_range_hod_alert", "daily_range_lod_alert"] {
-        for item in read(key).await {
-            alerts.push(serde_json::from_slice(&item).expect("alert JSON"));
-        }
-    }
-    let sim = e.sim.expect("the built-in simulator");
     let calendar = TradingCalendar::default();
     let mut bars: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut wrong = Vec::new();
-    for al in &alerts {
+    for al in alerts {
         let sym = al["symbol"].as_str().expect("symbol").to_string();
         let start = al["start_timestamp"].as_f64().expect("start") as i64;
         if !bars.contains_key(&sym) {
@@ -1173,6 +1137,112 @@ async fn alerts_after_a_cold_start(backfill: bool, want: usize) -> (usize, Vec<S
             }
         }
     }
+    wrong
+}
+
+/// The same with a processor node (RabbitMQ, Redis) on a simulated day since 04:00 started
+/// at 11:00: no alert that does not beat the session so far.
+#[actix_web::test]
+async fn a_processor_node_started_at_11_raises_no_false_alerts() {
+    let qp = common::rabbit::unique_prefix("cold-node");
+    let kp = common::redis::unique_prefix("cold-node");
+    let mut a = sim_args();
+    a.start_time = "11:00:00".into();
+    a.history_rate = 30.0;
+    a.late_trade_ratio = 0.0;
+    a.tickers = 50;
+    let sim = start_sim(a);
+    let mut args = processor_args(&qp, &kp);
+    args.pipeline.alert_cap = 1000;
+    args.pipeline.rest_url = sim.http_url("");
+    args.pipeline.key.api_key = "demo".into();
+    args.pipeline.backfill = true;
+    let node = start_node(args);
+    let registry = Registry::new();
+    let l = start_listener(sim.ws_url("stocks"), &qp, &registry);
+    let lists = [
+        format!("{kp}wdc:daily_range_hod_alert"),
+        format!("{kp}wdc:daily_range_lod_alert"),
+    ];
+    let read = || {
+        let lists = lists.clone();
+        async move {
+            let mut c = redis_conn().await;
+            let mut all: Vec<String> = Vec::new();
+            for l in &lists {
+                let items: Vec<String> = redis::cmd("LRANGE")
+                    .arg(l)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut *c)
+                    .await
+                    .unwrap_or_default();
+                all.extend(items);
+            }
+            all
+        }
+    };
+    wait_until_async("alerts are raised", || async { read().await.len() >= 30 }).await;
+    let alerts: Vec<Value> = read()
+        .await
+        .iter()
+        .map(|a| serde_json::from_str(a).expect("alert JSON"))
+        .collect();
+    let wrong = false_alerts(&sim, &alerts).await;
+    assert!(
+        wrong.is_empty(),
+        "{} of {} alerts are false: {wrong:#?}",
+        wrong.len(),
+        alerts.len()
+    );
+    assert!(node.registry.total("tickwire_processor_backfills_total") > 0);
+    l.do_send(listener::Control::Stop);
+    node.stop().await;
+    sim.stop().await;
+    delete_pipeline_queues(&qp, SHARDS).await;
+    cleanup(&kp).await;
+}
+
+/// Runs embedded mode started at 11:00 on a simulated day that began at 04:00 until it has
+/// raised `want` HOD/LOD alerts, and answers (alerts, alerts whose price does not beat the
+/// true extreme of its session so far), the truth being the simulator's minute bars.
+async fn alerts_after_a_cold_start(backfill: bool, want: usize) -> (usize, Vec<String>) {
+    let mut a = embedded_args(if backfill {
+        "backfill-on"
+    } else {
+        "backfill-off"
+    });
+    a.sim.start_time = "11:00:00".into();
+    a.sim.history_rate = 30.0;
+    a.sim.late_trade_ratio = 0.0; // every trade reaches the processor in a second bar
+    a.sim.tickers = 50;
+    a.pipeline.backfill = backfill;
+    let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = embedded::start(a, sim_http, http).expect("embedded starts");
+    let store = e.store.clone();
+    let read = |key: &'static str| {
+        let store = store.clone();
+        async move {
+            match store.read(key, tickwire::store::ALL).await {
+                Ok(Some(Stored::List(items))) => items,
+                _ => Vec::new(),
+            }
+        }
+    };
+    wait_until_async("alerts are raised", || async {
+        read("daily_range_hod_alert").await.len() + read("daily_range_lod_alert").await.len()
+            >= want
+    })
+    .await;
+    let mut alerts: Vec<Value> = Vec::new();
+    for key in ["daily_range_hod_alert", "daily_range_lod_alert"] {
+        for item in read(key).await {
+            alerts.push(serde_json::from_slice(&item).expect("alert JSON"));
+        }
+    }
+    let sim = e.sim.expect("the built-in simulator");
+    let wrong = false_alerts(&sim, &alerts).await;
     sim.stop().await;
     (alerts.len(), wrong)
 }
