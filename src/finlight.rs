@@ -190,8 +190,6 @@ pub struct ArticleFields {
     pub link: Option<String>,
     pub title: Option<String>,
     pub summary: Option<String>,
-    pub source: Option<String>,
-    pub publish_date: Option<String>,
     pub is_update: Option<bool>,
     pub companies: Option<Vec<Company>>,
 }

@@ -174,6 +174,13 @@ struct Family {
     series: BTreeMap<String, Handle>,
 }
 
+impl Family {
+    /// Every series' value, summed over its labels.
+    fn sum(&self) -> i64 {
+        self.series.values().map(Handle::value).sum()
+    }
+}
+
 /// All metrics of one node.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -328,7 +335,7 @@ impl Registry {
         let mut out = Map::new();
         for loss in LOSSES {
             if let Some(f) = families.get(loss.metric) {
-                let total: i64 = f.series.values().map(Handle::value).sum();
+                let total = f.sum();
                 out.insert(
                     loss.metric.to_string(),
                     json!({"total": total, "unit": loss.unit, "what": loss.what}),
@@ -341,9 +348,7 @@ impl Registry {
     /// The sum of every series of `name` (all its labels); 0 when none is registered.
     pub fn total(&self, name: &str) -> i64 {
         let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
-        families
-            .get(name)
-            .map_or(0, |f| f.series.values().map(Handle::value).sum())
+        families.get(name).map_or(0, Family::sum)
     }
 
     /// The value of one series, for tests and readiness checks.

@@ -414,3 +414,24 @@ async fn a_listener_node_with_a_finlight_key_feeds_the_processor() {
     common::redis::cleanup(&kp).await;
     sim.stop().await;
 }
+
+/// The simulator's news stream bounds what a client may leave unread: a client that sends
+/// its parameters and then never reads is cut off and counted.
+#[actix_web::test]
+async fn a_news_client_that_never_reads_is_cut_off() {
+    let mut a = sim_args();
+    a.news_per_sec = 2000.0;
+    a.client_buffer_bytes = 64 * 1024;
+    let sim = start_sim(a);
+    let mut c = Client::try_connect(&sim.ws_url("finlight"), &[("x-api-key", "demo")])
+        .await
+        .expect("admitted at the handshake");
+    c.send("{}").await;
+    let r = sim.registry.clone();
+    wait_until("the reader that never reads is cut off", || {
+        r.value("tickwire_sim_news_slow_consumer_kills_total", &[]) == Some(1)
+    })
+    .await;
+    drop(c);
+    sim.stop().await;
+}

@@ -288,7 +288,9 @@ impl ShardState {
                 ..SymbolState::default()
             };
         }
-        if !st.backfilled && self.backfilling.insert(a.sym.clone()) {
+        // `contains` first: no allocation per bar while the answer is on its way.
+        if !st.backfilled && !self.backfilling.contains(&a.sym) {
+            self.backfilling.insert(a.sym.clone());
             outcome.backfill.push((a.sym.clone(), day_ms));
         }
         st.last_end = bar.end_ms;

@@ -49,9 +49,19 @@ pub async fn declare_news_queue(
     ttl_ms: u32,
 ) -> Result<(), lapin::Error> {
     declare_expired(channel, prefix).await?;
+    declare_with_arguments(channel, &news_queue_name(prefix), prefix, ttl_ms).await
+}
+
+/// Declares queue `name` with the arguments every declarer uses.
+async fn declare_with_arguments(
+    channel: &Channel,
+    name: &str,
+    prefix: &str,
+    ttl_ms: u32,
+) -> Result<(), lapin::Error> {
     channel
         .queue_declare(
-            news_queue_name(prefix).into(),
+            name.into(),
             QueueDeclareOptions::default(),
             queue_arguments(prefix, ttl_ms),
         )
@@ -125,14 +135,7 @@ async fn declare_shard_queue(
     shard: u16,
     ttl_ms: u32,
 ) -> Result<(), lapin::Error> {
-    channel
-        .queue_declare(
-            queue_name(prefix, kind, shard).into(),
-            QueueDeclareOptions::default(),
-            queue_arguments(prefix, ttl_ms),
-        )
-        .await?;
-    Ok(())
+    declare_with_arguments(channel, &queue_name(prefix, kind, shard), prefix, ttl_ms).await
 }
 
 /// Declares one shard queue and its dead-letter path (idempotent: also brings back a queue

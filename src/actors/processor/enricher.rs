@@ -133,7 +133,7 @@ pub struct Enricher {
 
 /// A `Retry-After` header in seconds (the form Massive sends), at most [`RETRY_AFTER_MAX`];
 /// None when it is not a number (an HTTP date is left to the backoff).
-fn retry_after_secs(v: &str) -> Option<Duration> {
+pub(super) fn retry_after_secs(v: &str) -> Option<Duration> {
     v.trim()
         .parse::<u64>()
         .ok()

@@ -58,7 +58,7 @@ impl MarketStatus {
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
         self.figures.polls.inc();
-        let fut = self.get_json(&self.url.clone());
+        let fut = self.get_json(&self.url);
         ctx.spawn(fut.into_actor(self).map(|res, act, _| {
             let body = match res {
                 Ok(b) => b,
@@ -111,7 +111,7 @@ impl MarketStatus {
     /// Primes the calendar with the holidays and early closes ahead.
     fn upcoming(&mut self, ctx: &mut Context<Self>) {
         self.figures.polls.inc();
-        let fut = self.get_json(&self.upcoming_url.clone());
+        let fut = self.get_json(&self.upcoming_url);
         ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
             Ok(body) => {
                 let days = parse_upcoming(&body);

@@ -24,7 +24,7 @@ use actix::{
 };
 use bytes::Bytes;
 
-use super::enricher::{Enrich, Enriched};
+use super::enricher::{retry_after_secs, Enrich, Enriched};
 use super::metrics::ShardFigures;
 use crate::analyzers::calendar::TradingCalendar;
 use crate::analyzers::shard::{Checkpoint, ShardConfig, ShardState};
@@ -200,13 +200,12 @@ impl ShardProcessor {
                     200 => {}
                     404 => return Ok(Vec::new()),
                     s => {
-                        // A rate limit's Retry-After (seconds) says when to ask again.
+                        // A rate limit's Retry-After says when to ask again.
                         let wait = resp
                             .headers()
                             .get("retry-after")
                             .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.trim().parse::<u64>().ok())
-                            .map(Duration::from_secs);
+                            .and_then(retry_after_secs);
                         return Err((format!("HTTP {s}"), wait));
                     }
                 }
@@ -232,7 +231,7 @@ impl ShardProcessor {
                         // Asked again after a pause (the server's Retry-After, at most a
                         // minute), not at once: the symbol's alerts stay held meanwhile.
                         act.figures.backfill_failed(&sym, &e);
-                        let wait = wait.unwrap_or(BACKFILL_RETRY).min(Duration::from_secs(60));
+                        let wait = wait.unwrap_or(BACKFILL_RETRY);
                         ctx.run_later(wait, move |act, ctx| {
                             act.backfill_queue.push_back((sym, day_ms));
                             act.pump_backfills(ctx);

@@ -98,6 +98,8 @@ figures! {
             by "result" in &["admitted", "unknown_key", "rate_limited", "refused"];
         /// Connections preempted by a newer one with the same key (x-takeover)
         pub preempted: Counter = "tickwire_sim_news_preempted_total";
+        /// News clients cut off for leaving more than the buffer unread
+        pub slow_consumer_kills: Counter = "tickwire_sim_news_slow_consumer_kills_total";
         /// Client messages the news stream did not expect
         pub client_messages: Counter = "tickwire_sim_news_client_messages_total",
             by "kind" in &["invalid", "unknown"];

@@ -56,6 +56,8 @@ pub struct NewsSettings {
 /// A ticker the news is about.
 #[derive(Debug, Clone)]
 struct Subject {
+    /// Its place in the market (the article's `companyId` is made from it).
+    id: usize,
     sym: String,
     /// MIC of its listing (`XNAS`, `XNYS`, `XASE`, or `OTCM`).
     mic: &'static str,
@@ -63,7 +65,7 @@ struct Subject {
 }
 
 impl Subject {
-    fn of(t: &TickerInfo) -> Self {
+    fn of(id: usize, t: &TickerInfo) -> Self {
         let mic = match (t.otc, t.tape) {
             (true, _) => "OTCM",
             (false, 1) => "XNYS",
@@ -71,6 +73,7 @@ impl Subject {
             _ => "XNAS",
         };
         Subject {
+            id,
             sym: t.sym.clone(),
             mic,
             weight: t.weight,
@@ -243,7 +246,11 @@ impl NewsWire {
         settings: &NewsSettings,
         figures: NewsFigures,
     ) -> Self {
-        let subjects: Vec<Subject> = tickers.iter().map(Subject::of).collect();
+        let subjects: Vec<Subject> = tickers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Subject::of(i, t))
+            .collect();
         let mut acc = 0.0;
         let cumulative = subjects
             .iter()
@@ -336,12 +343,7 @@ impl NewsWire {
             s.sym.to_ascii_lowercase()
         );
         let confidence = ((0.6 + self.rng.unit() * 0.39) * 100.0).round() / 100.0;
-        let company_id = 1000
-            + self
-                .subjects
-                .iter()
-                .position(|x| x.sym == s.sym)
-                .unwrap_or(0);
+        let company_id = 1000 + s.id;
         let mut data = json!({
             "link": link,
             "title": title,
@@ -505,6 +507,8 @@ pub struct NewsSession {
     wire: Addr<NewsWire>,
     filter: Option<Filter>,
     figures: NewsFigures,
+    /// Bytes a client may leave unread before it is cut off (`--client-buffer-bytes`).
+    max_buffer: usize,
 }
 
 impl NewsSession {
@@ -586,7 +590,12 @@ impl Handler<NewsEvent> for NewsSession {
                 if self.filter.as_ref().is_some_and(|f| f.passes(&a)) {
                     self.figures.sent.inc();
                     let frame = if self.raw { &a.raw } else { &a.enhanced };
-                    self.out.push(wsio::text_frame(frame));
+                    if self.out.push(wsio::text_frame(frame)) > self.max_buffer {
+                        // A client that does not read is cut off, as the market stream's.
+                        self.figures.slow_consumer_kills.inc();
+                        self.out.abort();
+                        ctx.stop();
+                    }
                 }
             }
             NewsEvent::Preempted { new_lease } => {
@@ -632,6 +641,8 @@ pub struct NewsState {
     pub reject_left: AtomicU32,
     pub next_id: AtomicU64,
     pub figures: NewsFigures,
+    /// Bytes a client may leave unread (`--client-buffer-bytes`).
+    pub max_buffer: usize,
 }
 
 /// `GET /finlight` and `GET /finlight/raw`: check the key, then upgrade.
@@ -678,6 +689,7 @@ pub async fn entry(
         wire: state.wire.clone(),
         filter: None,
         figures: state.figures.clone(),
+        max_buffer: state.max_buffer,
     };
     NewsSession::create(move |ctx| {
         ctx.add_stream(inbound);

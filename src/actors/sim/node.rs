@@ -140,6 +140,7 @@ fn news_state(
         reject_left: AtomicU32::new(settings.reject_first),
         next_id: AtomicU64::new(1),
         figures,
+        max_buffer: args.client_buffer_bytes,
     })
 }
 

@@ -189,16 +189,8 @@ pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, 
             limit,
         } => {
             let i = ticker_or_404(m, ticker)?;
-            let mut bars = m.range(i, *from, *to);
-            if *desc {
-                bars.reverse();
-            }
-            bars.truncate(*limit);
-            let results: Vec<Value> = bars.iter().map(|b| b.to_json()).collect();
-            Ok(
-                json!({"ticker": ticker, "status": "OK", "queryCount": results.len(),
-                      "resultsCount": results.len(), "adjusted": true, "results": results}),
-            )
+            let bars = m.range(i, *from, *to).iter().map(|b| b.to_json()).collect();
+            Ok(aggregates(ticker, bars, *desc, *limit))
         }
         RestQuery::Minutes {
             ticker,
@@ -208,16 +200,9 @@ pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, 
             limit,
         } => {
             let i = ticker_or_404(m, ticker)?;
-            let mut bars = m.minute_bars(i, *from_ms, *to_ms);
-            if *desc {
-                bars.reverse();
-            }
-            bars.truncate(*limit);
-            let results: Vec<Value> = bars.iter().map(|b| b.to_json()).collect();
-            Ok(
-                json!({"ticker": ticker, "status": "OK", "queryCount": results.len(),
-                      "resultsCount": results.len(), "adjusted": true, "results": results}),
-            )
+            let bars = m.minute_bars(i, *from_ms, *to_ms);
+            let bars = bars.iter().map(|b| b.to_json()).collect();
+            Ok(aggregates(ticker, bars, *desc, *limit))
         }
         RestQuery::Prev(t) => {
             let i = ticker_or_404(m, t)?;
@@ -288,6 +273,17 @@ pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, 
             )
         }
     }
+}
+
+/// An aggregates answer (`/range/…`): `bars` oldest first, newest first when `desc`, at most
+/// `limit`.
+fn aggregates(ticker: &str, mut bars: Vec<Value>, desc: bool, limit: usize) -> Value {
+    if desc {
+        bars.reverse();
+    }
+    bars.truncate(limit);
+    json!({"ticker": ticker, "status": "OK", "queryCount": bars.len(),
+           "resultsCount": bars.len(), "adjusted": true, "results": bars})
 }
 
 /// Shared state of the REST handlers.
