@@ -195,10 +195,22 @@ async fn idle_while_closed(
     actix::Addr<listener::Listener>,
     std::sync::Arc<listener::ListenerHealth>,
 ) {
+    idle_with_status_from(sim, sim.http_url("")).await
+}
+
+/// The same with market status asked of `rest_url`.
+async fn idle_with_status_from(
+    sim: &tickwire::actors::sim::SimServer,
+    rest_url: String,
+) -> (
+    std::sync::Arc<Registry>,
+    actix::Addr<listener::Listener>,
+    std::sync::Arc<listener::ListenerHealth>,
+) {
     let registry = Registry::new();
     let (sink, _) = collector(&registry);
     let mut cfg = config(sim.ws_url("stocks"), "demo", "A.*");
-    cfg.rest_url = Some(sim.http_url(""));
+    cfg.rest_url = Some(rest_url);
     let (l, health) = listener::start(cfg, 1, sink, &registry);
     let r = registry.clone();
     wait_until("a closed-market poll", || {
@@ -231,6 +243,60 @@ async fn a_holiday_keeps_the_listener_idle() {
         sim.registry.value("tickwire_sim_connections_total", &[]),
         Some(0)
     );
+    sim.stop().await;
+}
+
+/// A holiday learnt ahead from `/v1/marketstatus/upcoming` keeps the listener idle even when
+/// `/v1/marketstatus/now` fails (issue 25): the calendar knows the day, the status call is
+/// not needed. (A stub REST server: `/now` answers 503, `upcoming` lists the days around
+/// today as NYSE holidays.)
+#[actix_web::test]
+async fn a_holiday_from_upcoming_keeps_the_listener_idle_when_status_fails() {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let today = tickwire::clock::to_et(chrono::Utc::now()).date();
+    let days: Vec<serde_json::Value> = [-1, 0, 1]
+        .iter()
+        .map(|d| {
+            serde_json::json!({"exchange": "NYSE", "name": "Test Day", "status": "closed",
+                               "date": (today + chrono::Duration::days(*d)).to_string()})
+        })
+        .collect();
+    let body = serde_json::Value::from(days);
+    let bind = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = bind.local_addr().expect("addr").port();
+    let server = HttpServer::new(move || {
+        let body = body.clone();
+        App::new()
+            .route(
+                "/v1/marketstatus/now",
+                web::get().to(|| async { HttpResponse::ServiceUnavailable().finish() }),
+            )
+            .route(
+                "/v1/marketstatus/upcoming",
+                web::get().to(move || {
+                    let body = body.clone();
+                    async move { HttpResponse::Ok().json(body) }
+                }),
+            )
+    })
+    .workers(1)
+    .listen(bind)
+    .expect("listen")
+    .run();
+    let stub = server.handle();
+    actix_web::rt::spawn(server);
+    let sim = start_sim(sim_args());
+    let (registry, _l, _) = idle_with_status_from(&sim, format!("http://127.0.0.1:{port}")).await;
+    assert!(
+        stocks_metric(&registry, "tickwire_listener_market_status_errors_total")
+            .is_some_and(|n| n >= 1),
+        "the status call failed"
+    );
+    assert_eq!(
+        sim.registry.value("tickwire_sim_connections_total", &[]),
+        Some(0)
+    );
+    stub.stop(false).await;
     sim.stop().await;
 }
 

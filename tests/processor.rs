@@ -60,8 +60,18 @@ fn start_listener(
     prefix: &str,
     registry: &std::sync::Arc<Registry>,
 ) -> actix::Addr<tickwire::actors::listener::connection::Listener> {
+    start_listener_with_key(sim_url, prefix, registry, "demo")
+}
+
+/// The same with another key: one connection per key, as Massive allows.
+fn start_listener_with_key(
+    sim_url: String,
+    prefix: &str,
+    registry: &std::sync::Arc<Registry>,
+    key: &str,
+) -> actix::Addr<tickwire::actors::listener::connection::Listener> {
     let publisher = PublisherConfig::new(&rabbit_url(), prefix, SHARDS, 5000);
-    let cfg = listener_config(sim_url, "demo", "A.*,T.*,Q.*,LULD.*");
+    let cfg = listener_config(sim_url, key, "A.*,T.*,Q.*,LULD.*");
     listener::start_publishing(cfg, publisher, registry).0
 }
 
@@ -1264,6 +1274,131 @@ async fn a_cold_start_at_11_raises_no_false_alerts() {
         !wrong.is_empty(),
         "without back-fill, {n} alerts and none false: the check saw nothing"
     );
+}
+
+/// The simulator's market time (ET) from its market status.
+async fn sim_time(sim: &tickwire::actors::sim::SimServer) -> chrono::NaiveTime {
+    let (_, body) = get_json(&sim.http_url("/v1/marketstatus/now?apiKey=demo"), None).await;
+    let at = body["serverTime"].as_str().unwrap_or_default();
+    chrono::DateTime::parse_from_rfc3339(at)
+        .map(|t| tickwire::clock::to_et(t.with_timezone(&chrono::Utc)).time())
+        .unwrap_or_default()
+}
+
+/// A node's three boards, each row reduced to what it ranks on: rank, symbol, volume, change
+/// and change since open (the other fields describe the symbol's last bar, a second bar live
+/// and the snapshot's minute for a symbol known from the snapshot).
+async fn ranked_boards(kp: &str) -> Vec<Vec<(i64, String, f64, f64, f64)>> {
+    let mut c = redis_conn().await;
+    let mut out = Vec::new();
+    for board in [
+        "scanners:top_volume",
+        "scanners:top_gappers",
+        "scanners:top_gainers",
+    ] {
+        let json: Option<String> = redis::cmd("GET")
+            .arg(format!("{kp}wdc:{board}"))
+            .query_async(&mut *c)
+            .await
+            .unwrap_or_default();
+        let rows: Vec<Value> = json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default();
+        let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        out.push(
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["rank"].as_i64().unwrap_or(0),
+                        r["symbol"].as_str().unwrap_or_default().to_string(),
+                        f(r, "accumulated_volume"),
+                        f(r, "pct_change"),
+                        f(r, "pct_change_since_open"),
+                    )
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+/// Issue 25: the boards of a processor started mid-session equal those of a processor that
+/// ran all day. One simulated day, 04:00 to 20:00 ET at 3,000 times real time, feeds
+/// processor A from 04:00 and processor B (back-fill, bulk warm-up) from 11:00; once the day
+/// is over, B ranks the symbols it never saw trade from the day's snapshot, and both boards
+/// hold the same symbols, in the same order, with the same volume and changes (and those of
+/// a processor started at 11:00 without the warm-up, the control, do not).
+#[actix_web::test]
+async fn boards_after_a_start_at_11_equal_a_processor_that_ran_all_day() {
+    let mut a = sim_args();
+    a.start_time = "04:00:00".into();
+    a.speed = 3000.0;
+    a.tickers = 300;
+    a.late_trade_ratio = 0.0;
+    let sim = start_sim(a);
+    // Two programs streaming at once: two Massive keys (one connection each).
+    let node = |name: &str, key: &str, bulk: bool| {
+        let (qp, kp) = (
+            common::rabbit::unique_prefix(name),
+            common::redis::unique_prefix(name),
+        );
+        let mut args = processor_args(&qp, &kp);
+        args.pipeline.rest_url = sim.http_url("");
+        args.pipeline.key.api_key = "demo".into();
+        args.pipeline.backfill = true;
+        args.pipeline.enrich_bulk = bulk;
+        let registry = Registry::new();
+        let listener = start_listener_with_key(sim.ws_url("stocks"), &qp, &registry, key);
+        (qp, kp, start_node(args), listener)
+    };
+    let all_day = node("all-day", "demo", true);
+    wait_until_async("the simulated day reaches 11:00", || async {
+        sim_time(&sim).await >= chrono::NaiveTime::from_hms_opt(11, 0, 0).unwrap()
+    })
+    .await;
+    let late = node("from-11", "second", true);
+    // The control: started at 11:00 too, without the bulk warm-up (so without seeds).
+    let control = node("from-11-no-seeds", "stocksonly", false);
+    let after_close = chrono::NaiveTime::from_hms_opt(20, 0, 1).unwrap();
+    wait_until_async("the simulated day ends", || async {
+        sim_time(&sim).await >= after_close
+    })
+    .await;
+    let (qa, ka, na, la) = all_day;
+    let (qb, kb, nb, lb) = late;
+    let start = std::time::Instant::now();
+    let last = loop {
+        let last = (ranked_boards(&ka).await, ranked_boards(&kb).await);
+        if last.0 == last.1 && last.0.iter().all(|b| !b.is_empty()) {
+            break last;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the boards differ: all day {:#?}\nfrom 11:00 {:#?}",
+            last.0,
+            last.1
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let seeded = nb.registry.total("tickwire_processor_seeded_symbols_total");
+    assert!(seeded > 0, "no symbol came from the snapshot");
+    let (qc, kc, nc, lc) = control;
+    assert_ne!(
+        ranked_boards(&kc).await,
+        last.0,
+        "without the snapshot the boards are the same too: the check saw nothing"
+    );
+    eprintln!(
+        "boards equal ({} volume rows); {seeded} symbols from the snapshot",
+        last.0[0].len()
+    );
+    for (q, k, n, l) in [(qa, ka, na, la), (qb, kb, nb, lb), (qc, kc, nc, lc)] {
+        l.do_send(listener::Control::Stop);
+        n.stop().await;
+        delete_pipeline_queues(&q, SHARDS).await;
+        cleanup(&k).await;
+    }
+    sim.stop().await;
 }
 
 /// Messages that expire in their queue (no processor took them within the TTL) are

@@ -332,13 +332,23 @@ async fn minute_bars_cover_the_day_before_the_start() {
     assert!(bars
         .iter()
         .any(|b| t(b) < start.timestamp_millis() - 3_600_000));
-    let high = bars
-        .iter()
+    // The snapshot's day is the regular session's (as Massive's): it holds the regular
+    // minute bars, and the whole day's volume.
+    let open = tickwire::clock::from_et(day.and_hms_opt(9, 30, 0).unwrap()).timestamp_millis();
+    let regular = || bars.iter().filter(|b| t(b) >= open);
+    let high = regular()
         .filter_map(|b| b["h"].as_f64())
         .fold(f64::MIN, f64::max);
+    let volume: f64 = bars.iter().filter_map(|b| b["v"].as_f64()).sum();
     let (_, snap) = get_json(&sim.http_url(&format!("{SNAP}/AAPL?apiKey=demo")), None).await;
     let day_high = snap["ticker"]["day"]["h"].as_f64().expect("day high");
     assert!(high <= day_high, "{high} > the day's {day_high}");
+    let day_open = snap["ticker"]["day"]["o"].as_f64().expect("day open");
+    assert_eq!(
+        Some(day_open),
+        regular().next().and_then(|b| b["o"].as_f64())
+    );
+    assert!(snap["ticker"]["day"]["v"].as_f64().expect("day volume") >= volume);
     // Epoch-ms bounds select a window; other spans are refused.
     let (_, window) = get_json(
         &sim.http_url(&format!(

@@ -14,6 +14,10 @@
 //! ([`add_grouped`], [`averages`]), and the float list, a page of 5,000 per call
 //! ([`float_page`]).
 //!
+//! The same snapshot also gives each ticker's day so far ([`seed_bars`]): a processor started
+//! mid-session puts the tickers it has not seen trade yet on its leaderboards from it
+//! ([`Seed`]), so the boards do not wait for a ticker's next trade.
+//!
 //! The reference read its average volume from an experimental ratios endpoint when it returned
 //! exactly one record; the daily bars are the documented source and always apply.
 
@@ -21,7 +25,9 @@ use bytes::Bytes;
 use chrono::{Duration, NaiveDate};
 use serde_json::Value;
 
-use super::quote::{Enrichment, PrevDay};
+use serde::{Deserialize, Serialize};
+
+use super::quote::{Bar, Enrichment, PrevDay};
 
 pub const SNAPSHOT_TTL_SECS: u64 = 28_800;
 pub const AVG_VOLUME_TTL_SECS: u64 = 43_200;
@@ -153,6 +159,72 @@ pub fn prev_days(body: &Value) -> Vec<(String, Bytes)> {
         .collect()
 }
 
+/// One ticker's day so far, from the full-market snapshot, with its enrichment: what a
+/// processor knows of a ticker it has not seen trade (a leaderboard row until it trades).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seed {
+    pub symbol: String,
+    pub bar: Bar,
+    pub enrichment: Option<Enrichment>,
+}
+
+impl Seed {
+    pub fn encode_all(seeds: &[Seed]) -> Vec<u8> {
+        rmp_serde::to_vec(seeds).unwrap_or_default()
+    }
+
+    pub fn decode_all(b: &[u8]) -> Result<Vec<Seed>, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(b)
+    }
+}
+
+/// Each traded ticker's day so far in a full-market snapshot answer, as the bar a processor
+/// would have last seen: the last trade's price and time, the day's volume (`day.v`, else the
+/// minute bar's `av`), and the official open where the regular session has begun (Massive
+/// keeps `day` at zero until then, and its prices regular-session only). Tickers without a
+/// trade or volume are left out.
+pub fn seed_bars(body: &Value) -> Vec<(String, Bar)> {
+    let Some(list) = body.get("tickers").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let empty = Value::Null;
+    list.iter()
+        .filter_map(|t| {
+            let sym = t.get("ticker")?.as_str()?;
+            let (day, min) = (
+                t.get("day").unwrap_or(&empty),
+                t.get("min").unwrap_or(&empty),
+            );
+            let trade = t.get("lastTrade").unwrap_or(&empty);
+            // Trade times are nanoseconds, bar times milliseconds.
+            let ns = trade.get("t").and_then(Value::as_i64).unwrap_or(0);
+            let (price, at_ms) = match (num(trade, "p"), ns / 1_000_000) {
+                (p, t) if p > 0.0 && t > 0 => (p, t),
+                _ => (num(min, "c"), num(min, "t") as i64),
+            };
+            let volume = num(day, "v").max(num(min, "av"));
+            if !(price > 0.0 && price.is_finite()) || at_ms <= 0 || volume <= 0.0 {
+                return None;
+            }
+            let bar = Bar {
+                volume: num(min, "v"),
+                accumulated_volume: volume,
+                official_open: num(day, "o"),
+                vwap: num(min, "vw"),
+                open: num(min, "o"),
+                close: price,
+                high: num(min, "h"),
+                low: num(min, "l"),
+                aggregate_vwap: num(day, "vw"),
+                average_size: 0.0,
+                start_ms: at_ms,
+                end_ms: at_ms,
+            };
+            Some((sym.to_string(), bar))
+        })
+        .collect()
+}
+
 /// Adds one grouped-daily answer (`/v2/aggs/grouped/locale/us/market/stocks/{date}`: one
 /// session, every ticker) to `volumes`; answers how many bars it held (0: no session that
 /// day, a holiday).
@@ -243,6 +315,40 @@ pub fn from_cache(vals: &[Option<Bytes>]) -> Option<Enrichment> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn seeds_come_from_the_last_trade_and_the_regular_day() {
+        let body = json!({"tickers": [
+            // After the open: the official open, the day's volume, the last trade.
+            {"ticker": "AAA", "day": {"o": 10.0, "h": 11.0, "l": 9.5, "c": 10.5, "v": 5000, "vw": 10.2},
+             "min": {"av": 4900, "t": 1_700_000_000_000i64, "o": 10.4, "h": 10.6, "l": 10.3, "c": 10.5, "v": 100, "vw": 10.45},
+             "lastTrade": {"p": 10.55, "t": 1_700_000_030_000_000_000i64}},
+            // Pre-market: `day` is zeros; the minute bar's accumulated volume.
+            {"ticker": "BBB", "day": {"o": 0, "h": 0, "l": 0, "c": 0, "v": 0, "vw": 0},
+             "min": {"av": 300, "t": 1_700_000_000_000i64, "o": 2.0, "h": 2.1, "l": 1.9, "c": 2.05, "v": 50, "vw": 2.0},
+             "lastTrade": {"p": 2.05, "t": 1_700_000_010_000_000_000i64}},
+            // No trade today: left out; so is a malformed entry.
+            {"ticker": "CCC", "day": {"o": 0, "v": 0}, "min": {}},
+            {"day": {"v": 5}},
+        ]});
+        let seeds = seed_bars(&body);
+        assert_eq!(seeds.len(), 2);
+        let (sym, a) = &seeds[0];
+        assert_eq!(sym, "AAA");
+        assert_eq!(
+            (a.close, a.accumulated_volume, a.official_open, a.end_ms),
+            (10.55, 5000.0, 10.0, 1_700_000_030_000)
+        );
+        let (sym, b) = &seeds[1];
+        assert_eq!(sym, "BBB");
+        assert_eq!((b.accumulated_volume, b.official_open), (300.0, 0.0));
+        let all = vec![Seed {
+            symbol: "AAA".into(),
+            bar: *a,
+            enrichment: None,
+        }];
+        assert_eq!(Seed::decode_all(&Seed::encode_all(&all)).unwrap(), all);
+    }
 
     #[test]
     fn reads_answers_and_negative_entries() {

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calendar::{TradingCalendar, OPEN_AFTER_DAY_START_MS};
 use super::daily_range::{DailyRange, Direction};
+use super::enrichment::Seed;
 use super::leaderboard::{shard_candidates, Row, ShardBoard};
 use super::quote::{Bar, Enrichment, Quote, F};
 use super::raw_routes::{self, RawOut, RawRoutes};
@@ -347,6 +348,55 @@ impl ShardState {
         self.checkpoint_dirty = true;
     }
 
+    /// Market day the shard is in (epoch ms of its 04:00 ET; 0 before its first bar).
+    pub fn day_ms(&self) -> i64 {
+        self.day_ms
+    }
+
+    /// Takes a ticker's day so far from the full-market snapshot when the shard has not seen
+    /// it trade today, so that it ranks on the leaderboards as it would after a whole day's
+    /// bars (the volume, last price and official open the boards rank on are the snapshot's).
+    /// Nothing is published for it, and its first live bar asks for the back-fill as any
+    /// first bar does. Answers whether it was taken (not for another day, or a symbol seen).
+    pub fn seed(&mut self, seed: &Seed) -> bool {
+        let bar = seed.bar;
+        let day = self.calendar.market_day(bar.start_ms);
+        let day_ms = TradingCalendar::day_start_ms(day);
+        if self.day_ms == 0 || day_ms != self.day_ms {
+            return false;
+        }
+        if self
+            .symbols
+            .get(&seed.symbol)
+            .is_some_and(|s| s.day_ms >= day_ms)
+        {
+            return false;
+        }
+        let regular_open = bar.official_open > 0.0;
+        let open = if regular_open { bar.official_open } else { 0.0 };
+        if let Some(en) = seed.enrichment {
+            self.enrichment
+                .insert(seed.symbol.clone(), EnrichState::Ready(en));
+        }
+        let quote = Quote::compute(&seed.symbol, &bar, open, seed.enrichment.as_ref());
+        self.symbols.insert(
+            seed.symbol.clone(),
+            SymbolState {
+                day_ms,
+                last_end: bar.end_ms,
+                open,
+                regular_open,
+                range: DailyRange::default(),
+                bar: Some(bar),
+                quote: Some(quote),
+                backfilled: !self.cfg.backfill,
+            },
+        );
+        self.board_dirty = true;
+        self.checkpoint_dirty = true;
+        true
+    }
+
     /// Enrichment arrived for `sym`: remembered, and its quote recomputed and re-sent.
     pub fn enriched(&mut self, sym: &str, en: Enrichment, out: &mut Vec<CacheWrite>) {
         self.enrichment
@@ -643,6 +693,71 @@ mod tests {
         out.clear();
         assert!(off.apply_raw(Market::Stocks, 0, &raw, 7, &mut out).is_err());
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_seed_ranks_a_ticker_not_seen_until_it_trades() {
+        let mut s = ShardState::new(ShardConfig {
+            backfill: true,
+            ..ShardConfig::default()
+        });
+        let seed = |sym: &str, at: &str, close: f64, av: f64| Seed {
+            symbol: sym.into(),
+            bar: Bar {
+                accumulated_volume: av,
+                official_open: 10.0,
+                close,
+                start_ms: ms(at),
+                end_ms: ms(at),
+                ..Bar::default()
+            },
+            enrichment: Some(Enrichment {
+                prev_day: Some(PrevDay {
+                    c: 8.0,
+                    ..PrevDay::default()
+                }),
+                ..Enrichment::default()
+            }),
+        };
+        // Before any bar the shard's day is unknown: nothing is taken.
+        assert!(!s.seed(&seed("QQQ", "2026-03-03 10:59:00", 12.0, 900.0)));
+        let (_, _) = run(
+            &mut s,
+            agg("ABC", "2026-03-03 11:00:00", [10.0; 4], 500, Some(9.0)),
+        );
+        let _ = s.board();
+        // A ticker quiet since the start ranks from its snapshot; one seen, or of another
+        // day, is left alone.
+        assert!(s.seed(&seed("QQQ", "2026-03-03 10:59:00", 12.0, 900.0)));
+        assert!(!s.seed(&seed("ABC", "2026-03-03 10:59:00", 50.0, 1e9)));
+        assert!(!s.seed(&seed("OLD", "2026-03-02 15:59:00", 12.0, 900.0)));
+        let board = s.board().expect("changed");
+        let q = board
+            .rows
+            .iter()
+            .find(|r| r.quote.symbol == "QQQ")
+            .expect("seeded row");
+        assert!(q.regular_open);
+        assert_eq!(q.quote.get(F::AccumulatedVolume), 900.0);
+        assert_eq!(
+            q.quote.get(F::PctChange),
+            50.0,
+            "against the previous close"
+        );
+        assert_eq!(
+            q.quote.get(F::PctChangeSinceOpen),
+            20.0,
+            "against the official open"
+        );
+        assert_eq!(board.rows.len(), 2);
+        // Its first live bar takes over and asks for the back-fill.
+        let (w, o) = run(
+            &mut s,
+            agg("QQQ", "2026-03-03 11:00:05", [12.0; 4], 950, Some(10.0)),
+        );
+        assert_eq!(o.backfill.len(), 1);
+        assert!(o.enrich.is_empty(), "the seed's enrichment is kept");
+        assert_eq!(json_of(&w[0])["accumulated_volume"], 950.0);
     }
 
     #[test]

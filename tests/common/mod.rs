@@ -28,6 +28,8 @@ pub fn sim_args() -> SimArgs {
     a.workers = 1;
     a.start_time = "10:00:00".into();
     a.rate = 5000.0;
+    // The day begins at the start: no morning played (the tests about it ask for one).
+    a.history_rate = 0.0;
     a.api_keys = tickwire::actors::sim::auth::parse_key_specs(
         "demo,second,stocksonly:stocks,fxonly:forex,nonoi::NOI",
     )

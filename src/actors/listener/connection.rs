@@ -34,6 +34,7 @@ use futures_util::StreamExt;
 use super::metrics::{ConnectionFigures, FrameLag, PublisherFigures, RouterFigures};
 use super::publisher::{PublisherConfig, QueuePublisher};
 use super::router::{RawFrame, Router};
+use crate::analyzers::calendar::{parse_upcoming, DayKind, TradingCalendar};
 use crate::backoff::Backoff;
 use crate::massive::control::{ClientMessage, Topic};
 use crate::massive::frame::route_frame;
@@ -129,6 +130,29 @@ pub struct Listener {
     idle: bool,
     /// A fragmented message being put together.
     partial: Partial,
+    /// Holidays and early closes ahead, from `/v1/marketstatus/upcoming`, and when they were
+    /// read: a holiday keeps the listener idle even when `/now` cannot be asked.
+    calendar: TradingCalendar,
+    upcoming_read: Option<Instant>,
+}
+
+/// How often the holidays ahead are read again.
+const UPCOMING_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// GET a Massive REST JSON answer with the key in a header.
+async fn rest_json(url: String, key: &str) -> Result<serde_json::Value, String> {
+    let mut resp = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish()
+        .get(url)
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    resp.json().await.map_err(|e| e.to_string())
 }
 
 /// Where a fragmented message stands.
@@ -215,6 +239,8 @@ impl Listener {
             cooldown: false,
             idle,
             partial: Partial::None,
+            calendar: TradingCalendar::default(),
+            upcoming_read: None,
         }
     }
 
@@ -236,41 +262,65 @@ impl Listener {
         )
     }
 
-    /// Connects now, unless market status says the market is closed: then asks again later
-    /// instead of reconnect-looping against a quiet server. A failed status call does not
-    /// block: it is counted and the listener connects.
+    /// Connects now, unless the market is closed: market status says so, or today is a
+    /// holiday the calendar learnt ahead from `/v1/marketstatus/upcoming` (read at start and
+    /// daily). Closed, it asks again later instead of reconnect-looping against a quiet
+    /// server. A failed status call does not block (it is counted): on a day not known as a
+    /// holiday the listener connects.
     fn connect_when_open(&mut self, ctx: &mut Context<Self>) {
         let Some(rest) = self.cfg.rest_url.clone().filter(|_| self.market_closes()) else {
             self.connect(ctx);
             return;
         };
+        let base = rest.trim_end_matches('/').to_string();
         let key = self.cfg.api_key.clone();
+        let upcoming_due = self
+            .upcoming_read
+            .is_none_or(|t| t.elapsed() >= UPCOMING_EVERY);
         let fut = async move {
-            let mut resp = awc::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .finish()
-                .get(format!(
-                    "{}/v1/marketstatus/now",
-                    rest.trim_end_matches('/')
-                ))
-                .insert_header(("Authorization", format!("Bearer {key}")))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("HTTP {}", resp.status()));
-            }
-            let v: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(v["market"].as_str().unwrap_or("").to_string())
+            let upcoming = if upcoming_due {
+                Some(rest_json(format!("{base}/v1/marketstatus/upcoming"), &key).await)
+            } else {
+                None
+            };
+            let now = rest_json(format!("{base}/v1/marketstatus/now"), &key).await;
+            (upcoming, now)
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(state) if state == "closed" => {
+        ctx.spawn(fut.into_actor(self).map(|(upcoming, now), act, ctx| {
+            match upcoming {
+                Some(Ok(body)) => {
+                    act.upcoming_read = Some(Instant::now());
+                    if act.calendar.prime(parse_upcoming(&body)) {
+                        log::info!(
+                            "market holidays ahead: {:?}",
+                            act.calendar
+                                .upcoming(crate::clock::to_et(chrono::Utc::now()).date())
+                        );
+                    }
+                }
+                Some(Err(e)) => act.figures.market_status_failed(&format!("upcoming: {e}")),
+                None => {}
+            }
+            // The status's own clock dates the day (a simulator runs on its own).
+            let (state, today) = match now {
+                Ok(v) => {
+                    let today = v["serverTime"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| crate::clock::to_et(t.with_timezone(&chrono::Utc)).date());
+                    (v["market"].as_str().map(str::to_string), today)
+                }
+                Err(e) => {
+                    act.figures.market_status_failed(&e);
+                    (None, None)
+                }
+            };
+            let today = today.unwrap_or_else(|| crate::clock::to_et(chrono::Utc::now()).date());
+            let holiday = act.calendar.kind(today) == Some(DayKind::Holiday);
+            if holiday || state.as_deref() == Some("closed") {
                 act.figures.market_closed(act.cfg.closed_poll);
                 ctx.run_later(act.cfg.closed_poll, |act, ctx| act.connect_when_open(ctx));
-            }
-            Ok(_) => act.connect(ctx),
-            Err(e) => {
-                act.figures.market_status_failed(&e);
+            } else {
                 act.connect(ctx);
             }
         }));

@@ -18,10 +18,15 @@
 //!   float list, about 33 calls, write every listed ticker's three values; tickers asked for
 //!   meanwhile wait, then find them cached. Only tickers the bulk answers do not list cost
 //!   calls of their own.
+//! - **Board seeds:** the warm-up also stores every traded ticker's day so far from the
+//!   snapshot (`mdc:seeds:{day}`, [`Seed`]); each shard asks once a day ([`SeedsFor`]) and
+//!   ranks the tickers it has not seen trade from it, so boards after a mid-session start
+//!   hold the quiet tickers a processor running since 04:00 would rank.
 //! - The key goes in an `Authorization: Bearer` header, never in a URL; every call is counted
 //!   by endpoint.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -31,9 +36,11 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 
 use super::metrics::EnricherFigures;
-use crate::analyzers::enrichment::{self, Kind, NEGATIVE_TTL_SECS, NONE};
+use crate::analyzers::enrichment::{self, Kind, Seed, NEGATIVE_TTL_SECS, NONE};
 use crate::analyzers::quote::Enrichment;
 use crate::backoff::Backoff;
+use crate::metrics::ActorMetrics;
+use crate::recipient::CountedRecipient;
 use crate::store::{CacheWrite, Store};
 
 /// Fetch `symbol`'s enrichment for market day `day`; the answer goes to `reply`.
@@ -51,6 +58,45 @@ pub struct Enrich {
 pub struct Enriched {
     pub symbol: String,
     pub enrichment: Option<Enrichment>,
+}
+
+/// Send the day's board seeds (after the day's warm-up) to `reply`. Without bulk
+/// enrichment there are none and nothing is answered.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SeedsFor {
+    pub day: NaiveDate,
+    pub reply: Recipient<Seeds>,
+}
+
+/// Every traded ticker's day so far at the warm-up: each shard takes its own.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Seeds {
+    pub day: NaiveDate,
+    pub seeds: Arc<Vec<Seed>>,
+}
+
+/// How a shard reaches the enricher: enrichment through a counted recipient (its backlog is
+/// the enricher's mailbox depth), seeds as a plain recipient.
+#[derive(Clone)]
+pub struct EnricherHandle {
+    pub enrich: CountedRecipient<Enrich>,
+    pub seeds: Recipient<SeedsFor>,
+}
+
+impl EnricherHandle {
+    pub fn of(addr: &actix::Addr<Enricher>, actor: ActorMetrics) -> Self {
+        EnricherHandle {
+            enrich: CountedRecipient::of(addr, actor),
+            seeds: addr.clone().recipient(),
+        }
+    }
+}
+
+/// State-store key of the day's board seeds.
+pub fn seeds_key(prefix: &str, day: NaiveDate) -> String {
+    format!("{prefix}mdc:seeds:{day}")
 }
 
 /// Collects answers, for callers that ask for many tickers at once and count what came back
@@ -128,6 +174,10 @@ pub struct Enricher {
     warmed: Option<NaiveDate>,
     warming: bool,
     held: Vec<(String, NaiveDate)>,
+    /// The board seeds of a warmed day, once read; the shards waiting for them.
+    seeds: Option<(NaiveDate, Arc<Vec<Seed>>)>,
+    seed_waiters: Vec<(NaiveDate, Recipient<Seeds>)>,
+    loading_seeds: bool,
     figures: EnricherFigures,
 }
 
@@ -159,6 +209,9 @@ impl Enricher {
             warmed: None,
             warming: false,
             held: Vec::new(),
+            seeds: None,
+            seed_waiters: Vec::new(),
+            loading_seeds: false,
             figures,
         }
     }
@@ -185,7 +238,60 @@ impl Enricher {
             }
             act.queue.extend(std::mem::take(&mut act.held));
             act.pump(ctx);
+            act.serve_seeds(ctx);
         }));
+    }
+
+    /// Answers the shards waiting for the warmed day's seeds, reading them from the store
+    /// once (whichever node warmed the day stored them). Waiters for a later day wait for
+    /// its warm-up; those for an earlier one are dropped.
+    fn serve_seeds(&mut self, ctx: &mut Context<Self>) {
+        let Some(day) = self.warmed.filter(|_| !self.warming) else {
+            return;
+        };
+        self.seed_waiters.retain(|(d, _)| *d >= day);
+        if !self.seed_waiters.iter().any(|(d, _)| *d == day) {
+            return;
+        }
+        match &self.seeds {
+            Some((d, seeds)) if *d == day => {
+                let seeds = seeds.clone();
+                let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.seed_waiters)
+                    .into_iter()
+                    .partition(|(d, _)| *d == day);
+                self.seed_waiters = later;
+                for (_, r) in now {
+                    self.figures.actor.messages_out.inc();
+                    r.do_send(Seeds {
+                        day,
+                        seeds: seeds.clone(),
+                    });
+                }
+            }
+            _ if self.loading_seeds => {}
+            _ => {
+                self.loading_seeds = true;
+                let (store, key) = (self.store.clone(), seeds_key(&self.cfg.prefix, day));
+                let read = async move { store.get(vec![key]).await };
+                ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
+                    act.loading_seeds = false;
+                    let seeds = match res.map(|mut v| v.pop().flatten()) {
+                        Ok(Some(b)) => Seed::decode_all(&b).unwrap_or_else(|e| {
+                            log::warn!("board seeds of {day} unreadable: {e}");
+                            Vec::new()
+                        }),
+                        Ok(None) => Vec::new(),
+                        Err(e) => {
+                            log::warn!("board seeds of {day}: {e}");
+                            Vec::new()
+                        }
+                    };
+                    act.figures.seeds.set(seeds.len() as i64);
+                    act.seeds = Some((day, Arc::new(seeds)));
+                    act.serve_seeds(ctx);
+                }));
+            }
+        }
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
@@ -273,6 +379,23 @@ impl Handler<Enrich> for Enricher {
         } else if first {
             self.queue.push_back((msg.symbol, msg.day));
             self.pump(ctx);
+        }
+    }
+}
+
+impl Handler<SeedsFor> for Enricher {
+    type Result = ();
+
+    fn handle(&mut self, msg: SeedsFor, ctx: &mut Context<Self>) {
+        self.figures.actor.received();
+        if !self.cfg.bulk {
+            return;
+        }
+        self.seed_waiters.push((msg.day, msg.reply));
+        if !self.warming && self.warmed.is_none_or(|d| d < msg.day) {
+            self.warm(msg.day, ctx);
+        } else {
+            self.serve_seeds(ctx);
         }
     }
 }
@@ -557,16 +680,38 @@ async fn warm_locked(
         };
         CacheWrite::unpublished(kind.key(&cfg.prefix, sym), value, ttl)
     };
+    let mut enriched = HashMap::with_capacity(prev.len());
     for (sym, value) in &prev {
         writes.push(put(Kind::Snapshot, sym, value.clone()));
         let avg = averages.get(sym).cloned().unwrap_or_else(none);
-        writes.push(put(Kind::AvgVolume, sym, avg));
-        match floats.get(sym) {
-            Some(f) => writes.push(put(Kind::FreeFloat, sym, f.clone())),
-            None if complete => writes.push(put(Kind::FreeFloat, sym, none())),
-            None => {}
+        writes.push(put(Kind::AvgVolume, sym, avg.clone()));
+        let float = match floats.get(sym) {
+            Some(f) => Some(f.clone()),
+            None if complete => Some(none()),
+            None => None,
+        };
+        if let Some(f) = &float {
+            writes.push(put(Kind::FreeFloat, sym, f.clone()));
+        }
+        let values = [Some(value.clone()), Some(avg), float];
+        if let Some(e) = enrichment::from_cache(&values) {
+            enriched.insert(sym.as_str(), e);
         }
     }
+    // The day so far of every traded ticker, for the shards' leaderboards.
+    let seeds: Vec<Seed> = enrichment::seed_bars(&snapshot)
+        .into_iter()
+        .map(|(symbol, bar)| Seed {
+            enrichment: enriched.get(symbol.as_str()).copied(),
+            symbol,
+            bar,
+        })
+        .collect();
+    writes.push(CacheWrite::unpublished(
+        seeds_key(&cfg.prefix, day),
+        Bytes::from(Seed::encode_all(&seeds)),
+        WARM_MARKER_TTL_SECS,
+    ));
     store.put_all(writes).await?;
     Ok(prev.len())
 }

@@ -130,6 +130,8 @@ figures! {
         pub backfills: Counter = "tickwire_processor_backfills_total";
         /// Back-fills that failed (tried again after a pause)
         pub backfill_errors: Counter = "tickwire_processor_backfill_errors_total";
+        /// Symbols not seen trading that joined the leaderboards from the day's snapshot
+        pub seeded: Counter = "tickwire_processor_seeded_symbols_total";
         /// Symbols taken from a checkpoint
         pub rehydrated: Counter = "tickwire_processor_rehydrated_symbols_total";
         /// Symbols whose published values were newer than the checkpoint (taken from them)
@@ -250,6 +252,8 @@ figures! {
         pub failures: Counter = "tickwire_enrich_failures_total";
         /// Tickers waiting for a fetch slot
         pub queued: Gauge = "tickwire_enrich_queued";
+        /// Tickers in the day's board seeds this node read (the warm-up's snapshot)
+        pub seeds: Gauge = "tickwire_enrich_seeds";
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 
 use super::board_publisher::{BoardPublisher, BoardPublisherConfig};
-use super::enricher::{Enricher, EnricherConfig};
+use super::enricher::{Enricher, EnricherConfig, EnricherHandle};
 use super::market_status::MarketStatus;
 use super::metrics::{
     BoardFigures, EnricherFigures, MarketStatusFigures, NewsFigures, PoolFigures, ShardFigures,
@@ -165,9 +165,10 @@ impl PipelineArgs {
         }
     }
 
-    fn shard(&self, shard: u16) -> ProcessorConfig {
+    fn shard(&self, shard: u16, shards: u16) -> ProcessorConfig {
         ProcessorConfig {
             shard,
+            shards,
             analyzers: ShardConfig {
                 results_prefix: self.results_prefix.clone(),
                 raw: self.raw_routes,
@@ -233,8 +234,7 @@ pub fn start_pipeline(
             state_store.clone(),
             f.clone(),
         );
-        // Counted, so the enricher's backlog shows as its mailbox depth.
-        CountedRecipient::of(&e.start(), f.actor)
+        EnricherHandle::of(&e.start(), f.actor)
     });
     // Back-fills need REST: without a key the symbols alert from their first bar, as before.
     let rest = (args.backfill && !api_key.is_empty()).then(|| RestAccess {
@@ -243,7 +243,7 @@ pub fn start_pipeline(
     });
     let configs = (0..shards)
         .map(|s| {
-            let mut c = args.shard(s);
+            let mut c = args.shard(s, shards);
             c.analyzers.backfill = rest.is_some();
             c.rest = rest.clone();
             c

@@ -7,12 +7,11 @@
 
 use actix::{Actor, Arbiter, Context, Handler};
 
-use super::enricher::Enrich;
+use super::enricher::EnricherHandle;
 use super::metrics::{PoolFigures, ShardFigures};
 use super::shard::{CalendarUpdate, ProcessorConfig, ShardHandle, ShardProcessor};
 use crate::metrics::Registry;
 use crate::queue::EventBatch;
-use crate::recipient::CountedRecipient;
 use crate::store::Store;
 
 pub struct ProcessorPool {
@@ -29,7 +28,7 @@ impl ProcessorPool {
         threads: usize,
         results_store: &Store,
         state_store: &Store,
-        enricher: Option<CountedRecipient<Enrich>>,
+        enricher: Option<EnricherHandle>,
         registry: &Registry,
     ) -> Self {
         let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();

@@ -24,7 +24,7 @@ use actix::{
 };
 use bytes::Bytes;
 
-use super::enricher::{retry_after_secs, Enrich, Enriched};
+use super::enricher::{retry_after_secs, Enrich, Enriched, EnricherHandle, Seeds, SeedsFor};
 use super::metrics::ShardFigures;
 use crate::analyzers::calendar::TradingCalendar;
 use crate::analyzers::shard::{Checkpoint, ShardConfig, ShardState};
@@ -85,6 +85,8 @@ pub struct CalendarUpdate(pub TradingCalendar);
 #[derive(Clone)]
 pub struct ProcessorConfig {
     pub shard: u16,
+    /// Shards in the cluster (which of the day's seeds are this shard's).
+    pub shards: u16,
     pub analyzers: ShardConfig,
     /// State-store key prefix (checkpoints, candidates).
     pub state_prefix: String,
@@ -134,7 +136,9 @@ pub struct ShardProcessor {
     results_store: Store,
     /// Where the shard's own state goes: checkpoints, candidates (MDC).
     state_store: Store,
-    enricher: Option<CountedRecipient<Enrich>>,
+    enricher: Option<EnricherHandle>,
+    /// The market day (04:00 ET, ms) whose seeds were asked for.
+    seeds_asked: i64,
     actor: ActorMetrics,
     figures: ShardFigures,
     writing_checkpoint: bool,
@@ -150,7 +154,7 @@ impl ShardProcessor {
         cfg: ProcessorConfig,
         results_store: Store,
         state_store: Store,
-        enricher: Option<CountedRecipient<Enrich>>,
+        enricher: Option<EnricherHandle>,
         (actor, figures): (ActorMetrics, ShardFigures),
     ) -> Self {
         ShardProcessor {
@@ -158,6 +162,7 @@ impl ShardProcessor {
             results_store,
             state_store,
             enricher,
+            seeds_asked: 0,
             actor,
             figures,
             cfg,
@@ -473,13 +478,44 @@ impl Handler<EventBatch> for ShardProcessor {
         if let Some(e) = &self.enricher {
             let day = self.state.calendar.market_day(self.state.clock_ms());
             for symbol in enrich {
-                e.do_send(Enrich {
+                e.enrich.do_send(Enrich {
                     symbol,
                     day,
                     reply: ctx.address().recipient(),
                 });
             }
+            // A new market day: the tickers not seen trading join the boards from its seeds.
+            if self.state.day_ms() > self.seeds_asked {
+                self.seeds_asked = self.state.day_ms();
+                e.seeds.do_send(SeedsFor {
+                    day: self.state.calendar.market_day(self.seeds_asked),
+                    reply: ctx.address().recipient(),
+                });
+            }
         }
+    }
+}
+
+impl Handler<Seeds> for ShardProcessor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Seeds, _: &mut Context<Self>) {
+        self.actor.handled();
+        let (shard, shards) = (self.cfg.shard, self.cfg.shards);
+        let mut taken = 0;
+        for seed in msg.seeds.iter() {
+            if crate::queue::shard_of(&seed.symbol, shards) == shard && self.state.seed(seed) {
+                taken += 1;
+            }
+        }
+        if taken > 0 {
+            log::info!(
+                "shard {shard}: {taken} symbols not seen trading join the boards from the snapshot of {}",
+                msg.day
+            );
+        }
+        self.figures.seeded.add(taken);
+        self.figures.symbols.set(self.state.symbols() as i64);
     }
 }
 

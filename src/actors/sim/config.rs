@@ -74,7 +74,11 @@ pub struct SimArgs {
     /// the day's history, played quietly at start so that REST minute bars
     /// (`/v2/aggs/ticker/{T}/range/1/minute/…`) cover the day so far and the stream continues
     /// from it. 0: the day begins at the start.
-    #[arg(long = "history-rate", env = "SIM_HISTORY_RATE", default_value_t = 0.0)]
+    #[arg(
+        long = "history-rate",
+        env = "SIM_HISTORY_RATE",
+        default_value_t = 20.0
+    )]
     pub history_rate: f64,
 
     /// Trades + quotes per wall-clock second in the regular session (up to millions).

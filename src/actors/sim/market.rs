@@ -20,6 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use chrono::{Duration, NaiveDate, NaiveTime};
 use serde_json::{json, Value};
 
+use crate::analyzers::calendar::TradingCalendar;
 use crate::clock::{self, Session};
 use crate::massive::values::{DecimalStr, LenientNum, StrOrInt, TsMillis, TsNanos};
 use crate::massive::{Aggregate, Event, Fmv, Luld, Noi, Quote, Trade};
@@ -149,6 +150,11 @@ struct DayState {
     high: f64,
     low: f64,
     close: f64,
+    /// The regular session's high, low and last price (the snapshot's `day`, as Massive's:
+    /// no pre-market or after-hours price, set from the first regular trade).
+    regular_high: f64,
+    regular_low: f64,
+    regular_close: f64,
     volume: f64,
     dollars: f64,
     trades: u64,
@@ -210,6 +216,9 @@ pub struct MarketConfig {
     /// 04:00 ET), so that REST minute bars cover the day so far and the stream continues
     /// from them; 0: the day begins at the start.
     pub history_rate: f64,
+    /// Holidays (silent all day) and early closes (regular session to 13:00, after-hours to
+    /// 17:00): `SIM_HOLIDAYS`, the same days market status reports.
+    pub calendar: std::sync::Arc<TradingCalendar>,
 }
 
 /// One finished minute of a ticker, as REST minute aggregates give it.
@@ -259,6 +268,7 @@ impl Default for MarketConfig {
             late_trade_ratio: 0.002,
             fmv_every: 20,
             history_rate: 0.0,
+            calendar: std::sync::Arc::new(TradingCalendar::default()),
         }
     }
 }
@@ -275,6 +285,17 @@ const EXCHANGES: [i64; 10] = [1, 3, 7, 8, 10, 11, 12, 15, 19, 21];
 
 fn round2(p: f64) -> f64 {
     (p * 100.0).round() / 100.0
+}
+
+/// A volume as JSON: an integer when whole, else exact to six places (fractional shares), so
+/// that the snapshot's volumes equal the stream's `dav`.
+fn volume_json(v: f64) -> Value {
+    let exact = DecimalStr::from_f64(v, 6).to_f64();
+    if exact.fract() == 0.0 && exact.abs() < 9e15 {
+        json!(exact as u64)
+    } else {
+        json!(exact)
+    }
 }
 
 fn round4(p: f64) -> f64 {
@@ -335,7 +356,7 @@ impl SyntheticMarket {
             clock::market_day(et).and_time(NaiveTime::from_hms_opt(4, 0, 0).unwrap_or_default()),
         )
         .timestamp_millis();
-        let history = cfg.history_rate > 0.0 && clock::session_at(et) != Session::Closed;
+        let history = cfg.history_rate > 0.0 && cfg.calendar.session(now_ms) != Session::Closed;
         if !history {
             return Self::open_at(cfg, now_ms);
         }
@@ -580,7 +601,7 @@ impl SyntheticMarket {
             self.roll_bars(now_ms, out);
             self.reset_day(day);
         }
-        let session = clock::session_at(et);
+        let session = self.cfg.calendar.session(now_ms);
         let factor = match session {
             Session::Closed => 0.0,
             Session::PreMarket | Session::AfterHours => self.cfg.extended_hours_factor,
@@ -600,11 +621,19 @@ impl SyntheticMarket {
         let n = want.floor() as u64;
         self.carry = want - n as f64;
         let span = (now_ms - from) as f64;
+        // A step that crosses a session boundary (09:30 in a long step at a high speed)
+        // dates each trade's session by its own time, so the official open is a regular one.
+        let crosses = self.cfg.calendar.session(from.max(0)) != session;
         for k in 0..n {
             let t = from + ((k + 1) as f64 * span / n as f64) as i64;
             self.roll_bars(t, out);
             let i = self.pick_ticker();
             if self.rng.chance(self.cfg.trade_ratio) {
+                let session = if crosses {
+                    self.cfg.calendar.session(t)
+                } else {
+                    session
+                };
                 self.trade(i, t, session, out);
             } else {
                 self.quote(i, t, out);
@@ -856,8 +885,16 @@ impl SyntheticMarket {
             d.high = price;
             d.low = price;
         }
-        if d.official_open.is_none() && session == Session::Regular {
-            d.official_open = Some(price);
+        // A late trade is dated into the previous minute: it sets no regular-session price.
+        if session == Session::Regular && !late {
+            if d.official_open.is_none() {
+                d.official_open = Some(price);
+                d.regular_high = price;
+                d.regular_low = price;
+            }
+            d.regular_high = d.regular_high.max(price);
+            d.regular_low = d.regular_low.min(price);
+            d.regular_close = price;
         }
         d.high = d.high.max(price);
         d.low = d.low.min(price);
@@ -992,16 +1029,23 @@ impl SyntheticMarket {
             "prevDay": {"o": prev.o, "h": prev.h, "l": prev.l, "c": prev.c, "v": prev.v as u64, "vw": round4(prev.vw)},
             "updated": now_ms * 1_000_000,
         });
-        let day = match self.today_bar(i) {
-            Some(b) => {
-                json!({"o": b.o, "h": b.h, "l": b.l, "c": b.c, "v": b.v as u64, "vw": round4(b.vw)})
-            }
-            None => json!({"o": 0, "h": 0, "l": 0, "c": 0, "v": 0, "vw": 0}),
+        // As Massive's: zeros until the ticker's first regular trade, then the regular
+        // session's prices with the whole day's volume.
+        let d = &st.day;
+        let day = match (d.official_open, self.today_bar(i)) {
+            (Some(open), Some(b)) => json!({"o": open, "h": d.regular_high, "l": d.regular_low,
+                "c": d.regular_close, "v": volume_json(b.v), "vw": round4(b.vw)}),
+            _ => json!({"o": 0, "h": 0, "l": 0, "c": 0, "v": 0, "vw": 0}),
         };
         o["day"] = day;
         o["min"] = match &st.last_min_bar {
             Some(b) => {
-                json!({"av": b.av.map_or(0, |v| v.0 as u64), "t": b.s.0, "n": 1, "o": b.o, "h": b.h,
+                let av = b
+                    .dav
+                    .as_ref()
+                    .map(|d| d.to_f64())
+                    .or(b.av.map(|v| v.0));
+                json!({"av": volume_json(av.unwrap_or(0.0)), "t": b.s.0, "n": 1, "o": b.o, "h": b.h,
                               "l": b.l, "c": b.c, "v": b.v.0 as u64, "vw": b.vw.unwrap_or(b.c)})
             }
             None => json!({}),
@@ -1252,5 +1296,29 @@ mod tests {
         assert_eq!(m.daily_bar(3, d), m.daily_bar(3, d));
         let b = m.daily_bar(3, d);
         assert!(b.l <= b.o.min(b.c) && b.h >= b.o.max(b.c) && b.v > 0.0);
+    }
+
+    #[test]
+    fn a_holiday_is_silent_and_an_early_close_ends_at_five() {
+        use crate::analyzers::calendar::parse_days;
+        let mut calendar = TradingCalendar::default();
+        calendar.prime(parse_days("2026-11-26,2026-11-27/early").unwrap());
+        let cfg = MarketConfig {
+            calendar: std::sync::Arc::new(calendar),
+            ..MarketConfig::default()
+        };
+        let start = at("2026-11-26 10:00:00");
+        let mut m = SyntheticMarket::new(cfg.clone(), start);
+        assert!(run(&mut m, start, start + 2000, 10).is_empty(), "holiday");
+        // The day after closes early: streaming after 13:00 (after-hours), silent after 17:00.
+        let start = at("2026-11-27 14:00:00");
+        let mut m = SyntheticMarket::new(cfg.clone(), start);
+        assert!(!run(&mut m, start, start + 2000, 10).is_empty());
+        let start = at("2026-11-27 17:30:00");
+        let mut m = SyntheticMarket::new(cfg, start);
+        assert!(
+            run(&mut m, start, start + 2000, 10).is_empty(),
+            "after 17:00"
+        );
     }
 }

@@ -168,6 +168,7 @@ impl SimArgs {
             late_trade_ratio: self.late_trade_ratio.clamp(0.0, 1.0),
             fmv_every: self.fmv_every,
             history_rate: self.history_rate.max(0.0),
+            calendar: self.holidays.0.clone(),
             ..MarketConfig::default()
         }
     }
