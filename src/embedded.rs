@@ -291,6 +291,13 @@ pub fn start(
     )?;
     // A logout here revokes straight into the WDS's list: no Redis in between.
     scp.revoker = Some(Arc::new(Revoker::Memory(wds.revoked.clone())));
+    // Chart history from the same REST as the pipeline's (the simulator's, or Massive).
+    let key = args.pipeline.key.resolve();
+    scp.bars
+        .set_source((!key.is_empty()).then(|| crate::scp::bars::BarsSource {
+            rest_url: args.pipeline.rest_url.clone(),
+            api_key: key,
+        }));
     let scp = actix_web::web::Data::new(scp);
     let write_timeout = Some(Duration::from_secs(args.wds.write_timeout_secs.max(1)));
     let http = NodeHttp::serve_clients(http, 2, write_timeout, move |cfg| {

@@ -1544,3 +1544,94 @@ async fn a_forged_session_in_redis_logs_nobody_in() {
     scp.stop().await;
     common::redis::cleanup(&prefix).await;
 }
+
+/// Issue 26: the Price Chart's history. The control plane answers `/api/bars` from Massive's
+/// aggregates (here the simulator's, started at 11:00 with its morning played), with its own
+/// key: minute bars for intraday intervals rolled up on the clock, one REST call cached for
+/// every interval, bad input refused, each user rate-limited with `Retry-After`, and nothing
+/// without a session.
+#[actix_web::test]
+async fn chart_history_is_fetched_cached_rolled_up_and_limited() {
+    let mut sa = sim_args();
+    sa.start_time = "11:00:00".into();
+    sa.history_rate = 20.0;
+    let sim = start_sim(sa);
+    let mut a = scp_args("scp_bars", "", "unused:");
+    a.rest_url = sim.http_url("");
+    a.key.api_key = "demo".into();
+    a.settings.chart_requests_per_min = 4;
+    let scp = start_scp(a);
+    assert_eq!(
+        Web::new(&scp)
+            .get("/api/bars?ticker=AAPL&interval=1m")
+            .await
+            .status,
+        401
+    );
+    let web = Web::logged_in(scp.url(""), "viewer", VIEWER_PW).await;
+    let one = web.get("/api/bars?ticker=aapl&interval=1m").await;
+    assert_eq!(one.status, 200, "{}", one.text);
+    assert_eq!(one.body["ticker"], "AAPL");
+    let minutes = one.body["bars"].as_array().expect("bars").clone();
+    // 04:00 to 11:00 ET: hundreds of minutes, oldest first, [t, o, h, l, c, v].
+    assert!(minutes.len() > 200, "{} minute bars", minutes.len());
+    let t = |b: &Value| b[0].as_f64().expect("t");
+    assert!(minutes.windows(2).all(|w| t(&w[0]) < t(&w[1])));
+    let five = web.get("/api/bars?ticker=AAPL&interval=5m").await;
+    assert_eq!(five.status, 200, "{}", five.text);
+    let fives = five.body["bars"].as_array().expect("bars");
+    assert!(fives.len() < minutes.len() && fives.len() * 5 >= minutes.len());
+    // Each 5-minute candle holds its minutes: first open, highest high, summed volume.
+    let first = &fives[1];
+    let inside: Vec<&Value> = minutes
+        .iter()
+        .filter(|m| t(m) >= t(first) && t(m) < t(first) + 300.0)
+        .collect();
+    let f = |b: &Value, i: usize| b[i].as_f64().expect("number");
+    assert_eq!(f(first, 1), f(inside[0], 1));
+    let high = inside.iter().map(|m| f(m, 2)).fold(f64::MIN, f64::max);
+    assert_eq!(f(first, 2), high);
+    let v: f64 = inside.iter().map(|m| f(m, 5)).sum();
+    assert!((f(first, 5) - v).abs() < 1e-6);
+    assert_eq!(
+        sim.registry.value(
+            "tickwire_sim_rest_endpoint_requests_total",
+            &[("endpoint", "range")]
+        ),
+        Some(1),
+        "one REST call for both intervals"
+    );
+    // Bad input is refused before any call or allowance.
+    for q in [
+        "ticker=A/B&interval=1m",
+        "ticker=AAPL&interval=2m",
+        "ticker=&interval=1m",
+    ] {
+        assert_eq!(web.get(&format!("/api/bars?{q}")).await.status, 400, "{q}");
+    }
+    // The user's allowance (4 a minute): two more, then 429 with Retry-After.
+    for _ in 0..2 {
+        assert_eq!(
+            web.get("/api/bars?ticker=AAPL&interval=15m").await.status,
+            200
+        );
+    }
+    let limited = web.get("/api/bars?ticker=AAPL&interval=1h").await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.headers.contains_key("retry-after"));
+    for (outcome, n) in [
+        ("cached", 3),
+        ("fetched", 1),
+        ("refused", 3),
+        ("limited", 1),
+    ] {
+        assert_eq!(
+            scp.registry
+                .value("tickwire_scp_chart_requests_total", &[("outcome", outcome)]),
+            Some(n),
+            "{outcome}"
+        );
+    }
+    scp.stop().await;
+    sim.stop().await;
+}

@@ -23,6 +23,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use serde_json::json;
 
 pub mod auth;
+pub mod bars;
 pub mod control;
 pub mod layouts;
 pub mod login_guard;
@@ -172,6 +173,23 @@ pub struct ScpSettings {
     /// page's own host at `/ws/v2` (embedded mode, or WDS behind the same proxy).
     #[arg(long = "scp-wds-url", env = "SCP_WDS_URL", default_value = "")]
     pub wds_url: String,
+
+    /// Seconds the Price Chart's intraday history (today's minute bars from Massive REST) is
+    /// cached per ticker; daily bars ten times as long.
+    #[arg(
+        long = "scp-chart-cache-secs",
+        env = "SCP_CHART_CACHE_SECS",
+        default_value_t = 15
+    )]
+    pub chart_cache_secs: u64,
+
+    /// Chart history requests each user may make per minute (past it: 429).
+    #[arg(
+        long = "scp-chart-requests-per-min",
+        env = "SCP_CHART_REQUESTS_PER_MIN",
+        default_value_t = 60
+    )]
+    pub chart_requests_per_min: u32,
 }
 
 impl ScpSettings {
@@ -216,6 +234,8 @@ pub enum ScpError {
     RateLimited(u64),
     #[error("too many password checks at once; try again in a second")]
     Busy,
+    #[error("too many requests; try again in {0} s")]
+    TooManyRequests(u64),
     #[error("the current password is wrong")]
     WrongPassword,
     #[error("no such node: {0}")]
@@ -236,7 +256,9 @@ impl ResponseError for ScpError {
                 StatusCode::FORBIDDEN
             }
             ScpError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ScpError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ScpError::RateLimited(_) | ScpError::TooManyRequests(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ScpError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ScpError::NoNode(_) => StatusCode::NOT_FOUND,
             ScpError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -247,7 +269,7 @@ impl ResponseError for ScpError {
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
-        if let ScpError::RateLimited(secs) = self {
+        if let ScpError::RateLimited(secs) | ScpError::TooManyRequests(secs) = self {
             r.insert_header(("retry-after", secs.to_string()));
         }
         if let ScpError::Busy = self {
@@ -396,6 +418,8 @@ pub struct ScpState {
     /// Where WDS token revocations go: the registry's Redis, or (embedded) the WDS's own
     /// list; none with neither.
     pub revoker: Option<Arc<Revoker>>,
+    /// Chart history (`/api/bars`); its REST source is set by the node's wiring.
+    pub bars: bars::Bars,
 }
 
 impl ScpState {
@@ -454,6 +478,12 @@ impl ScpState {
             directory,
             admin_token: admin_token.to_string(),
             metrics: ScpMetrics::new(registry),
+            bars: bars::Bars::new(
+                None,
+                Duration::from_secs(settings.chart_cache_secs.max(1)),
+                settings.chart_requests_per_min,
+                registry,
+            ),
             settings,
         };
         Ok((state, boot))
@@ -751,5 +781,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(layouts::MAX_BYTES + 1024))
         .configure(pages::configure)
         .configure(auth::configure)
+        .configure(bars::configure)
         .configure(control::configure);
 }

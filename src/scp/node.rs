@@ -43,6 +43,18 @@ pub struct ScpArgs {
 
     #[command(flatten)]
     pub settings: ScpSettings,
+
+    /// Massive REST base URL (the Price Chart's history).
+    #[arg(
+        long = "massive-rest-url",
+        env = "MASSIVE_REST_URL",
+        default_value = "https://api.massive.com"
+    )]
+    pub rest_url: String,
+
+    /// Massive API key for the chart history (empty: charts show live bars only).
+    #[command(flatten)]
+    pub key: crate::config::ApiKeyArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,13 +246,23 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
             ),
         }
     };
-    let (state, boot) = ScpState::new(
+    let (mut state, boot) = ScpState::new(
         args.settings.clone(),
         &args.token_secret,
         directory,
         &args.common.admin_token,
         &registry,
     )?;
+    let key = args.key.resolve();
+    if key.is_empty() {
+        log::warn!("no Massive API key: the Price Chart shows live bars only, no history");
+    }
+    state
+        .bars
+        .set_source((!key.is_empty()).then(|| super::bars::BarsSource {
+            rest_url: args.rest_url.clone(),
+            api_key: key,
+        }));
     log_bootstrap(&boot, &args.settings);
     log::info!("browser sessions kept in {}", state.sessions.store_name());
     let scp = web::Data::new(state);

@@ -3,7 +3,9 @@
 //! Pages are plain HTML templates with one or two placeholders filled here; the page's
 //! settings (user, CSRF token, WDS URL and a fresh WDS token) go into a `<meta>` attribute,
 //! HTML-escaped, so the Content-Security-Policy can forbid inline scripts altogether. The
-//! chart library (uPlot, MIT) is vendored under `assets/vendor/`.
+//! chart libraries are vendored under `assets/vendor/` with their licences: TradingView
+//! Lightweight Charts 5.3.0 (Apache-2.0; the dashboard's Price Chart, its attribution logo
+//! kept on the chart as the licence asks) and uPlot (MIT; the operations page).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -44,6 +46,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "uPlot.iife.min.js",
         "text/javascript",
         include_str!("assets/vendor/uPlot.iife.min.js"),
+    ),
+    (
+        "lightweight-charts.standalone.production.js",
+        "text/javascript",
+        include_str!("assets/vendor/lightweight-charts.standalone.production.js"),
     ),
     (
         "uPlot.min.css",

@@ -100,12 +100,28 @@ try {
   await page.click(`${gainers} tbody tr[data-symbol="${sym}"]`);
   await page.waitForSelector(`.widget[data-type="quote"] .q-sym:text-is("${sym}")`);
   await page.waitForSelector(`.widget[data-type="daily-range"] .q-sym:text-is("${sym}")`);
-  await page.waitForFunction(() => {
-    const c = document.querySelector('.widget[data-type="candlestick-chart"] .chart');
-    return c && Number(c.dataset.points) >= 2 && c.querySelector('canvas');
-  });
+  // The chart opens with the morning's minute bars (candles and volume, from /api/bars),
+  // then live A bars update its last candle.
+  const chartSel = '.widget[data-type="candlestick-chart"] .chart';
+  await page.waitForFunction(sel => {
+    const c = document.querySelector(sel);
+    return c && Number(c.dataset.bars) >= 10 && Number(c.dataset.volumeBars) >= 10 && c.querySelector('canvas');
+  }, chartSel);
+  await page.waitForFunction(sel => Number(document.querySelector(sel).dataset.liveUpdates) >= 2, chartSel);
   await page.waitForSelector('.widget[data-type="range-alerts"] tbody tr[data-symbol]');
   await page.screenshot({ path: `${shots}/02-dashboard.png` });
+
+  step('the chart changes interval: 5-minute candles from the same history, kept in the layout');
+  const oneMinute = Number(await page.getAttribute(chartSel, 'data-bars'));
+  await page.selectOption('.widget[data-type="candlestick-chart"] select.interval', '5m');
+  await page.waitForFunction(([sel, n]) => {
+    const c = document.querySelector(sel);
+    return /· 5m ·/.test(c.parentElement.querySelector('.as-of').textContent) && Number(c.dataset.bars) >= 2 && Number(c.dataset.bars) < n;
+  }, [chartSel, oneMinute]);
+  await until('the interval is saved with the layout', () => page.evaluate(async () => {
+    const d = await (await fetch('/api/layouts')).json();
+    return d.savedLayouts[d.defaultLayoutName].layout.some(i => i.type === 'candlestick-chart' && i.settings && i.settings.interval === '5m');
+  }));
 
   step('the news feed lists headlines; a ticker badge fills the linked company news and quote');
   const feed = '.widget[data-type="news-feed"]';

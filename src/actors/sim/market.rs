@@ -1040,11 +1040,7 @@ impl SyntheticMarket {
         o["day"] = day;
         o["min"] = match &st.last_min_bar {
             Some(b) => {
-                let av = b
-                    .dav
-                    .as_ref()
-                    .map(|d| d.to_f64())
-                    .or(b.av.map(|v| v.0));
+                let av = b.dav.as_ref().map(|d| d.to_f64()).or(b.av.map(|v| v.0));
                 json!({"av": volume_json(av.unwrap_or(0.0)), "t": b.s.0, "n": 1, "o": b.o, "h": b.h,
                               "l": b.l, "c": b.c, "v": b.v.0 as u64, "vw": b.vw.unwrap_or(b.c)})
             }

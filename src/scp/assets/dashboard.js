@@ -248,51 +248,148 @@
     w.unsubs.push(() => followers.delete(w));
   }
 
+  // Market times on the chart, in New York time like every market time on the page.
+  const ET = new Intl.DateTimeFormat('en-US', { timeZone: 'America/New_York', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+  function etParts(t) {
+    const p = {};
+    for (const x of ET.formatToParts(new Date(t * 1000))) p[x.type] = x.value;
+    return p;
+  }
+  function etLabel(t, withSeconds) {
+    const p = etParts(t);
+    return p.month + ' ' + p.day + ' ' + p.hour + ':' + p.minute + (withSeconds ? ':' + p.second : '') + ' ET';
+  }
+  // The axis: dates where the day changes, times (ET) elsewhere.
+  function etTick(t, kind) {
+    const p = etParts(t);
+    if (kind <= 2) return p.month + ' ' + p.day;
+    return p.hour + ':' + p.minute + (kind === 4 ? ':' + p.second : '');
+  }
+
+  // Price Chart: candles and a volume pane (TradingView Lightweight Charts), history from the
+  // control plane (GET /api/bars: Massive aggregates fetched with the server's key) when the
+  // widget opens, live `A` bars merged into the last candle, a crosshair readout, and lines
+  // at the previous close and the day's high and low (from `daily_range:{SYM}`).
+  const INTERVALS = { '1s': 1, '1m': 60, '5m': 300, '15m': 900, '1h': 3600, '1d': 86400 };
+
   function chart(w, body) {
+    const LC = window.LightweightCharts;
+    const settings = w.item.settings || (w.item.settings = {});
+    let interval = INTERVALS[settings.interval] ? settings.interval : '1m';
+    const select = el('select', { class: 'interval', title: 'Interval', onchange: () => {
+      interval = select.value; settings.interval = interval; changed(); w.setTicker(sym);
+    } }, ...Object.keys(INTERVALS).map(k => el('option', { value: k }, k)));
+    select.value = interval;
+    const label = el('span', { class: 'as-of' }, 'Click a ticker in a linked widget, or type one above.');
+    const readout = el('span', { class: 'readout' });
     const holder = el('div', { class: 'chart' });
-    const label = el('div', { class: 'as-of' }, 'Click a ticker in a linked widget, or type one above.');
-    body.append(label, holder);
-    let points = new Map(); // bar end (s) -> [close, high, low]
-    let plot = null;
-    let unsub = null;
+    body.append(el('div', { class: 'chart-bar' }, select, label, readout), holder);
+    const ch = LC.createChart(holder, {
+      autoSize: true,
+      layout: { background: { color: 'transparent' }, textColor: '#aaa', panes: { separatorColor: '#333' } },
+      grid: { vertLines: { color: '#222' }, horzLines: { color: '#222' } },
+      rightPriceScale: { borderColor: '#333' },
+      timeScale: { borderColor: '#333', timeVisible: true, secondsVisible: false, tickMarkFormatter: etTick },
+      localization: { timeFormatter: t => etLabel(t, interval === '1s') },
+    });
+    const candles = ch.addSeries(LC.CandlestickSeries, { upColor: '#26a69a', downColor: '#ef5350', borderVisible: false, wickUpColor: '#26a69a', wickDownColor: '#ef5350' });
+    const volume = ch.addSeries(LC.HistogramSeries, { priceFormat: { type: 'volume' }, color: 'rgba(74,163,255,0.5)', priceLineVisible: false, lastValueVisible: false }, 1);
+    ch.panes()[0].setStretchFactor(3);
+    ch.panes()[1].setStretchFactor(1);
+    let bars = []; // [{time, open, high, low, close}] oldest first, with .volume
     let sym = null;
-    function size() { return { width: Math.max(200, holder.clientWidth), height: Math.max(120, holder.clientHeight) }; }
-    function draw() {
-      const xs = [...points.keys()].sort((a, b) => a - b).slice(-2000);
-      const data = [xs, xs.map(x => points.get(x)[0]), xs.map(x => points.get(x)[1]), xs.map(x => points.get(x)[2])];
-      if (!plot) {
-        plot = new uPlot({
-          ...size(),
-          tzDate: ts => uPlot.tzDate(new Date(ts * 1e3), 'America/New_York'),
-          legend: { show: true },
-          series: [{}, { label: 'Close', stroke: '#4aa3ff', width: 2 }, { label: 'High', stroke: 'rgba(80,200,120,0.6)' }, { label: 'Low', stroke: 'rgba(240,90,90,0.6)' }],
-          axes: [{ stroke: '#aaa', grid: { stroke: '#333' } }, { stroke: '#aaa', grid: { stroke: '#333' } }],
-        }, data, holder);
+    let unsubs = [];
+    let generation = 0; // a newer ticker or interval makes older answers moot
+    const lines = {};
+    function line(name, price, color, title) {
+      if (lines[name]) { candles.removePriceLine(lines[name]); delete lines[name]; }
+      if (price > 0) lines[name] = candles.createPriceLine({ price, color, lineWidth: 1, lineStyle: 2, axisLabelVisible: true, title });
+    }
+    function show() {
+      candles.setData(bars.map(b => ({ time: b.time, open: b.open, high: b.high, low: b.low, close: b.close })));
+      volume.setData(bars.map(b => ({ time: b.time, value: b.volume, color: b.close >= b.open ? 'rgba(38,166,154,0.5)' : 'rgba(239,83,80,0.5)' })));
+      holder.dataset.bars = String(bars.length);
+      holder.dataset.volumeBars = String(bars.filter(b => b.volume > 0).length);
+      const last = bars[bars.length - 1];
+      if (last) { holder.dataset.lastTime = String(last.time); holder.dataset.lastClose = String(last.close); }
+    }
+    // The bucket a bar starting at `t` (s) belongs to; a day is New York's.
+    function bucket(t) {
+      const step = INTERVALS[interval];
+      if (step < 86400) return Math.floor(t / step) * step;
+      const last = bars[bars.length - 1];
+      if (last && t >= last.time && t < last.time + 86400 && etParts(t).day === etParts(last.time).day) return last.time;
+      return t - (t % 60);
+    }
+    function live(m) {
+      const b = m.data;
+      if (!b || b.event_type !== 'A' || !(b.close > 0) || !b.start_timestamp) return;
+      const t = bucket(Math.floor(b.start_timestamp / 1000));
+      const last = bars[bars.length - 1];
+      if (last && t < last.time) return; // older than what is drawn
+      let candle;
+      if (last && last.time === t) {
+        last.high = Math.max(last.high, b.high); last.low = Math.min(last.low, b.low);
+        last.close = b.close; last.volume += b.volume || 0;
+        candle = last;
       } else {
-        plot.setData(data);
+        candle = { time: t, open: b.open || b.close, high: b.high, low: b.low, close: b.close, volume: b.volume || 0 };
+        bars.push(candle);
+        if (bars.length > 5000) bars.shift();
       }
-      label.textContent = sym + ' · ' + xs.length + ' bars' + (xs.length ? ' · last ' + fmt.price(data[1][data[1].length - 1]) : '');
-      holder.dataset.points = String(xs.length);
+      candles.update({ time: candle.time, open: candle.open, high: candle.high, low: candle.low, close: candle.close });
+      volume.update({ time: candle.time, value: candle.volume, color: candle.close >= candle.open ? 'rgba(38,166,154,0.5)' : 'rgba(239,83,80,0.5)' });
+      holder.dataset.bars = String(bars.length);
+      holder.dataset.lastTime = String(candle.time); holder.dataset.lastClose = String(candle.close);
+      holder.dataset.liveUpdates = String(Number(holder.dataset.liveUpdates || 0) + 1);
+    }
+    function levels(m) {
+      const d = m.data;
+      if (!d) return;
+      const highs = [d.pre_market_high, d.regular_session_high, d.after_hours_high].filter(x => x > 0);
+      const lows = [d.pre_market_low, d.regular_session_low, d.after_hours_low].filter(x => x > 0);
+      line('prev', d.prev_day_close, '#999', 'PD close');
+      line('hod', highs.length ? Math.max(...highs) : 0, '#26a69a', 'HOD');
+      line('lod', lows.length ? Math.min(...lows) : 0, '#ef5350', 'LOD');
+    }
+    ch.subscribeCrosshairMove(p => {
+      const c = p && p.time !== undefined ? p.seriesData.get(candles) : null;
+      if (!c) { readout.textContent = ''; return; }
+      const v = p.seriesData.get(volume);
+      readout.textContent = 'O ' + fmt.price(c.open) + ' H ' + fmt.price(c.high) + ' L ' + fmt.price(c.low) + ' C ' + fmt.price(c.close) + ' V ' + fmt.num(v ? v.value : 0);
+    });
+    async function history(s, gen) {
+      if (interval === '1s') { label.textContent = s + ' · 1 s bars from now on (no history)'; return; }
+      label.textContent = s + ' · loading history…';
+      try {
+        const r = await api('GET', '/api/bars?ticker=' + encodeURIComponent(s) + '&interval=' + interval);
+        if (gen !== generation) return;
+        const past = r.bars.map(b => ({ time: b[0], open: b[1], high: b[2], low: b[3], close: b[4], volume: b[5] }));
+        // Live bars that came while the history loaded stay (they are newer).
+        const first = bars.length ? bars[0].time : Infinity;
+        bars = past.filter(b => b.time < first).concat(bars);
+        show();
+        ch.timeScale().fitContent();
+        label.textContent = s + ' · ' + interval + ' · ' + past.length + ' bars of history';
+      } catch (e) {
+        if (gen === generation) label.textContent = s + ' · no history (' + e.message + '); live bars only';
+      }
     }
     w.setTicker = s => {
-      if (unsub) { unsub(); unsub = null; }
+      generation += 1;
+      for (const u of unsubs) u();
+      unsubs = [];
       w.resetFreshness();
-      sym = s; points = new Map();
+      sym = s; bars = [];
+      for (const k of Object.keys(lines)) line(k, 0);
       w.tickerInput.value = s || '';
-      if (plot) { plot.destroy(); plot = null; }
-      holder.dataset.points = '0';
+      show();
+      holder.dataset.liveUpdates = '0';
       if (!s) { label.textContent = 'No ticker selected.'; return; }
-      label.textContent = 'Waiting for ' + s + ' aggregates…';
-      unsub = w.subscribe('stocks:agg:' + s, m => {
-        const b = m.data;
-        if (!b || b.close === undefined || !b.end_timestamp) return;
-        points.set(Math.round(b.end_timestamp / 1000), [b.close, b.high, b.low]);
-        draw();
-      });
+      unsubs.push(w.subscribe('stocks:agg:' + s, live), w.subscribe('daily_range:' + s, levels));
+      history(s, generation);
     };
-    const ro = new ResizeObserver(() => plot && plot.setSize(size()));
-    ro.observe(holder);
-    w.unsubs.push(() => { ro.disconnect(); if (unsub) unsub(); if (plot) plot.destroy(); });
+    w.unsubs.push(() => { for (const u of unsubs) u(); ch.remove(); });
     followers.add(w);
     w.unsubs.push(() => followers.delete(w));
   }
