@@ -136,6 +136,50 @@ try {
   await page.locator(feed).scrollIntoViewIfNeeded();
   await page.screenshot({ path: `${shots}/02b-news.png` });
 
+  step('dragging a header moves a widget, dragging its corner resizes it; both are saved');
+  const saved = () => page.evaluate(async () => {
+    const d = await (await fetch('/api/layouts')).json();
+    return d.savedLayouts[d.defaultLayoutName].layout;
+  });
+  const quoteId = await page.getAttribute('.widget[data-type="quote"]', 'data-id');
+  const placed = (await saved()).find(i => i.i === quoteId);
+  const cellW = await page.evaluate(() => document.getElementById('grid').clientWidth / 12);
+  const head = await page.locator(`.widget[data-id="${quoteId}"] > header .title`).boundingBox();
+  await page.mouse.move(head.x + 5, head.y + 5);
+  await page.mouse.down();
+  await page.mouse.move(head.x + 5 + cellW, head.y + 8, { steps: 5 });
+  await page.mouse.move(head.x + 5 + 2 * cellW, head.y + 8, { steps: 5 });
+  await page.mouse.up();
+  await until('the move is saved', async () => (await saved()).find(i => i.i === quoteId).x === placed.x + 2);
+  const grip = await page.locator(`.widget[data-id="${quoteId}"] > .resize`).boundingBox();
+  await page.mouse.move(grip.x + 7, grip.y + 7);
+  await page.mouse.down();
+  await page.mouse.move(grip.x + 7 + cellW, grip.y + 7 + 2 * 36, { steps: 5 });
+  await page.mouse.up();
+  await until('the resize is saved', async () => {
+    const q = (await saved()).find(i => i.i === quoteId);
+    return q.w === placed.w + 1 && q.h === placed.h + 2;
+  });
+  // Nothing hides behind the moved widget: whatever it covered moved down.
+  const layout = await saved();
+  const q = layout.find(i => i.i === quoteId);
+  const hidden = layout.filter(i => i !== q && i.x < q.x + q.w && q.x < i.x + i.w && i.y < q.y + q.h && q.y < i.y + i.h);
+  if (hidden.length) throw new Error(`widgets overlap the moved one: ${JSON.stringify(hidden)}`);
+
+  step('a scanner filters by the momentum preset, saved in its settings, and clears');
+  const vol = '.widget[data-type="top-volume"]';
+  await page.click(`${vol} .filter-toggle`);
+  await page.click(`${vol} form.filters button[name="momentum"]`);
+  await page.waitForFunction(sel => /of \d+ symbols/.test(document.querySelector(`${sel} .as-of`).textContent), vol);
+  const kept = await page.evaluate(sel => [...document.querySelectorAll(`${sel} tbody tr[data-symbol]`)].every(tr => {
+    const price = Number(tr.children[1].textContent.replace(/[$,]/g, ''));
+    return price >= 2 && price <= 20;
+  }), vol);
+  if (!kept) throw new Error('a row outside the $2-$20 preset');
+  await until('the filters are saved', async () => (await saved()).some(i => i.type === 'top-volume' && i.settings && i.settings.filters && i.settings.filters.enabled && i.settings.filters.minRelVolume === 5));
+  await page.click(`${vol} form.filters button[name="clear"]`);
+  await page.waitForSelector(`${vol} tbody tr[data-symbol]`);
+
   step('the layout is saved on the server and survives a reload');
   await page.selectOption('#widget-type', 'quote');
   await page.click('#widget-add');

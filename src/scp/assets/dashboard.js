@@ -42,31 +42,89 @@
     ['aggregate_vwap', 'VWAP', fmt.price],
   ];
 
+  // Scanner filters, saved in the widget's `settings.filters` (off until the user turns them
+  // on; the momentum preset is the reference web app's defaults: $2-$20, 100K+ volume,
+  // relative volume 5+, change 10 %+). `settings.columns` lists the columns shown.
+  const MOMENTUM = { enabled: true, minPrice: 2, maxPrice: 20, minVolume: 100000, minRelVolume: 5, minChangePct: 10 };
+  const FILTER_FIELDS = [
+    ['minPrice', 'Price from $', 'close', (v, x) => v >= x],
+    ['maxPrice', 'to $', 'close', (v, x) => v <= x],
+    ['minVolume', 'Min volume', 'accumulated_volume', (v, x) => v >= x],
+    ['minRelVolume', 'Min rel. vol.', 'relative_volume', (v, x) => v >= x],
+    ['minChangePct', 'Min change %', 'pct_change', (v, x) => v >= x],
+  ];
+  function passes(f, r) {
+    if (!f || !f.enabled) return true;
+    return FILTER_FIELDS.every(([k, , col, ok]) => f[k] === undefined || f[k] === null || f[k] === '' || ok(Number(r[col]) || 0, Number(f[k])));
+  }
+
   function scanner(key, defaultSort) {
     return (w, body) => {
+      const settings = w.item.settings || (w.item.settings = {});
       let rows = [];
       let sort = { col: defaultSort, desc: true };
+      let heard = 0;
       const thead = el('tr');
       const tbody = el('tbody');
-      const asOf = el('div', { class: 'as-of' }, 'waiting for data…');
-      for (const [col, label] of SCANNER_COLUMNS) {
-        thead.append(el('th', {
+      const asOf = el('span', { class: 'as-of' }, 'waiting for data…');
+      const shown = () => SCANNER_COLUMNS.filter(([col]) => col === 'symbol' || !Array.isArray(settings.columns) || settings.columns.includes(col));
+      function header() {
+        thead.replaceChildren(...shown().map(([col, label]) => el('th', {
           'data-col': col,
           onclick: () => { sort = { col, desc: sort.col === col ? !sort.desc : true }; render(); },
-        }, label));
+        }, label)));
       }
-      body.append(asOf, el('div', { class: 'scroll' }, el('table', { class: 'data scanner' }, el('thead', {}, thead), tbody)));
+      // The filter form: each field, the columns, on/off, the momentum preset.
+      const form = el('form', { class: 'filters', hidden: '' });
+      function buildForm() {
+        const f = settings.filters || {};
+        const inputs = FILTER_FIELDS.map(([k, label]) => el('label', {}, label + ' ', el('input', { type: 'number', step: 'any', min: '0', name: k, value: f[k] ?? '' })));
+        const cols = SCANNER_COLUMNS.filter(([c]) => c !== 'symbol').map(([c, label]) => el('label', { class: 'col' },
+          el('input', { type: 'checkbox', name: 'col', value: c, ...(shown().some(([x]) => x === c) ? { checked: '' } : {}) }), ' ' + label));
+        form.replaceChildren(
+          el('label', {}, el('input', { type: 'checkbox', name: 'enabled', ...(f.enabled ? { checked: '' } : {}) }), ' Filter rows'),
+          ...inputs,
+          el('fieldset', {}, el('legend', {}, 'Columns'), ...cols),
+          el('menu', {},
+            el('button', { type: 'button', name: 'momentum', onclick: () => { settings.filters = { ...MOMENTUM }; buildForm(); apply(); } }, 'Momentum preset'),
+            el('button', { type: 'button', name: 'clear', onclick: () => { settings.filters = { enabled: false }; buildForm(); apply(); } }, 'Clear')));
+      }
+      function apply() {
+        const f = { enabled: form.elements.enabled.checked };
+        for (const [k] of FILTER_FIELDS) {
+          const v = form.elements[k].value;
+          if (v !== '' && Number.isFinite(Number(v))) f[k] = Number(v);
+        }
+        settings.filters = f;
+        settings.columns = [...form.querySelectorAll('input[name="col"]:checked')].map(i => i.value);
+        header(); render(); changed();
+      }
+      form.addEventListener('change', apply);
+      form.addEventListener('submit', e => { e.preventDefault(); apply(); });
+      const toggle = el('button', { class: 'filter-toggle', title: 'Filters and columns', onclick: () => { form.hidden = !form.hidden; if (!form.hidden) buildForm(); } }, 'Filters');
+      header();
+      body.append(el('div', { class: 'scanner-bar' }, asOf, toggle), form,
+        el('div', { class: 'scroll' }, el('table', { class: 'data scanner' }, el('thead', {}, thead), tbody)));
       function render() {
-        const sorted = rows.slice().sort((a, b) => {
+        const f = settings.filters;
+        const kept = rows.filter(r => passes(f, r));
+        const sorted = kept.sort((a, b) => {
           const x = a[sort.col], y = b[sort.col];
           const c = (typeof x === 'string' || typeof y === 'string') ? String(x).localeCompare(String(y)) : (x ?? -Infinity) - (y ?? -Infinity);
           return sort.desc ? -c : c;
         }).slice(0, MAX_ROWS);
         for (const th of thead.children) th.className = th.dataset.col === sort.col ? (sort.desc ? 'sorted desc' : 'sorted asc') : '';
+        // Market time of the newest row (ET); when this page heard it, in the viewer's clock.
+        const newest = rows.reduce((m, r) => Math.max(m, r.end_timestamp || 0), 0);
+        asOf.textContent = (f && f.enabled ? kept.length + ' of ' : '') + rows.length + ' symbols'
+          + (newest ? ' · as of ' + fmt.time(newest) + ' ET' : '')
+          + (heard ? ' · heard ' + new Date(heard).toLocaleTimeString([], { hour12: false }) + ' your time' : '');
+        body.dataset.kept = String(kept.length);
+        const cols = shown();
         // Replaced whole on every update: a shrinking list leaves no stale rows behind.
         tbody.replaceChildren(...sorted.map(r => {
           const tr = el('tr', { 'data-symbol': r.symbol, onclick: () => pick(w, r.symbol) },
-            ...SCANNER_COLUMNS.map(([col, , f]) => el('td', { class: col === 'symbol' ? 'sym' : 'num' + (typeof r[col] === 'number' && col.includes('change') ? (r[col] > 0 ? ' up' : r[col] < 0 ? ' down' : '') : '') }, f(r[col]))));
+            ...cols.map(([col, , fm]) => el('td', { class: col === 'symbol' ? 'sym' : 'num' + (typeof r[col] === 'number' && col.includes('change') ? (r[col] > 0 ? ' up' : r[col] < 0 ? ' down' : '') : '') }, fm(r[col]))));
           if (groups[w.item.linkColor] === r.symbol) tr.classList.add('selected');
           return tr;
         }));
@@ -74,8 +132,8 @@
       w.markSelected = () => render();
       w.unsubs.push(w.subscribe(key, m => {
         rows = Array.isArray(m.data) ? m.data : [];
+        heard = Date.now();
         body.dataset.updates = String(Number(body.dataset.updates || 0) + 1);
-        asOf.textContent = rows.length + ' symbols · updated ' + new Date().toLocaleTimeString();
         render();
       }));
     };
@@ -131,7 +189,7 @@
       ['PD close', fmt.price(d.prev_day_close)],
       ['PD volume', fmt.num(d.prev_day_volume)],
       ['PD VWAP', fmt.price(d.prev_day_vwap)],
-      ['As of', fmt.time(d.end_timestamp)],
+      ['As of', fmt.time(d.end_timestamp) + ' ET'],
     ])), 3);
 
   const dailyRange = follower('daily_range:', d => el('div', {},
@@ -146,14 +204,14 @@
         el('tr', {}, el('td', {}, 'Regular'), el('td', { class: 'num' }, fmt.price(d.regular_session_high)), el('td', { class: 'num' }, fmt.price(d.regular_session_low))),
         el('tr', {}, el('td', {}, 'After-hours'), el('td', { class: 'num' }, fmt.price(d.after_hours_high)), el('td', { class: 'num' }, fmt.price(d.after_hours_low))),
         el('tr', {}, el('td', {}, 'Previous day'), el('td', { class: 'num' }, fmt.price(d.prev_day_high)), el('td', { class: 'num' }, fmt.price(d.prev_day_low))))),
-    el('div', { class: 'as-of' }, 'as of ' + fmt.time(d.end_timestamp))));
+    el('div', { class: 'as-of' }, 'as of ' + fmt.time(d.end_timestamp) + ' ET')));
 
   function rangeAlerts(w, body) {
     const cap = (w.item.settings && w.item.settings.maxEvents) || 100;
     let alerts = [];
     const tbody = el('tbody');
     body.append(el('div', { class: 'scroll' }, el('table', { class: 'data alerts' },
-      el('thead', {}, el('tr', {}, ...['Time', 'Symbol', 'Alert', 'Session', 'Alert $', 'Prev $', 'Change %', 'Volume', 'Note'].map(h => el('th', {}, h)))),
+      el('thead', {}, el('tr', {}, ...['Time (ET)', 'Symbol', 'Alert', 'Session', 'Alert $', 'Prev $', 'Change %', 'Volume', 'Note'].map(h => el('th', {}, h)))),
       tbody)));
     function render() {
       tbody.replaceChildren(...alerts.map(a => el('tr', { 'data-symbol': a.symbol, class: groups[w.item.linkColor] === a.symbol ? 'selected' : '', onclick: () => pick(w, a.symbol) },
@@ -457,6 +515,59 @@
     w.el.style.gridRow = (it.y + 1) + ' / span ' + Math.max(2, it.h);
   }
 
+  // One grid cell in pixels (12 columns, 30 px rows, the CSS gaps).
+  function cell() {
+    const cs = getComputedStyle(grid);
+    const gap = parseFloat(cs.columnGap) || 0, rowGap = parseFloat(cs.rowGap) || 0;
+    const inner = grid.clientWidth - (parseFloat(cs.paddingLeft) || 0) - (parseFloat(cs.paddingRight) || 0);
+    return { x: (inner - gap * 11) / 12 + gap, y: 30 + rowGap };
+  }
+
+  const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+  const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+
+  // After a move or resize, widgets under the one placed move down below it (and those under
+  // them, in turn), as gridstack does: nothing ends up hidden behind another.
+  function settle(moved) {
+    const queue = [moved];
+    while (queue.length) {
+      const top = queue.shift().item;
+      for (const o of widgets) {
+        if (o.item === top || !overlaps(o.item, top)) continue;
+        o.item.y = top.y + top.h;
+        place(o);
+        queue.push(o);
+      }
+    }
+  }
+
+  function dragOn(handle, w, mode) {
+    handle.addEventListener('pointerdown', e => {
+      if (e.button !== 0 || e.target.closest('input, select, button, a, option')) return;
+      e.preventDefault();
+      const it = w.item, c = cell();
+      const start = { px: e.clientX, py: e.clientY, x: it.x, y: it.y, w: it.w, h: it.h };
+      handle.setPointerCapture(e.pointerId);
+      w.el.classList.add('dragging');
+      const move = ev => {
+        const dx = Math.round((ev.clientX - start.px) / c.x), dy = Math.round((ev.clientY - start.py) / c.y);
+        if (mode === 'move') { it.x = clamp(start.x + dx, 0, 12 - it.w); it.y = clamp(start.y + dy, 0, 10000); }
+        else { it.w = clamp(start.w + dx, 1, 12 - it.x); it.h = clamp(start.h + dy, 2, 200); }
+        place(w);
+      };
+      const up = () => {
+        handle.removeEventListener('pointermove', move);
+        handle.removeEventListener('pointerup', up);
+        handle.removeEventListener('pointercancel', up);
+        w.el.classList.remove('dragging');
+        if (it.x !== start.x || it.y !== start.y || it.w !== start.w || it.h !== start.h) { settle(w); changed(); }
+      };
+      handle.addEventListener('pointermove', move);
+      handle.addEventListener('pointerup', up);
+      handle.addEventListener('pointercancel', up);
+    });
+  }
+
   function mount(item) {
     const type = TYPES[item.type] ? item.type : ALIASES[item.type];
     const spec = TYPES[type];
@@ -479,7 +590,7 @@
       changed();
     } }, el('option', { value: '' }, '–'), ...COLORS.map(c => el('option', { value: c }, c)));
     linkSel.value = item.linkColor || '';
-    const nudge = (field, d) => () => { item[field] = Math.max(field === 'w' ? 1 : field === 'h' ? 2 : 0, Math.min(field === 'x' ? 11 : 200, item[field] + d)); place(w); changed(); };
+    const nudge = (field, d) => () => { item[field] = Math.max(field === 'w' ? 1 : field === 'h' ? 2 : 0, Math.min(field === 'x' ? 12 - item.w : field === 'w' ? 12 - item.x : field === 'y' ? 10000 : 200, item[field] + d)); place(w); settle(w); changed(); };
     const edit = el('span', { class: 'edit' },
       el('button', { title: 'Left', onclick: nudge('x', -1) }, '←'), el('button', { title: 'Right', onclick: nudge('x', 1) }, '→'),
       el('button', { title: 'Up', onclick: nudge('y', -1) }, '↑'), el('button', { title: 'Down', onclick: nudge('y', 1) }, '↓'),
@@ -493,7 +604,12 @@
     const head = el('header', {}, w.fresh, el('span', { class: 'title' }, item.userLabel || (spec ? spec.label : item.type)),
       spec && spec.follows ? w.tickerInput : null, el('span', { class: 'spacer' }), linkSel, edit);
     const body = el('div', { class: 'body' });
-    w.el = el('section', { class: 'widget', 'data-type': type || item.type, 'data-id': item.i, 'data-link': item.linkColor || '' }, head, body);
+    // Drag the header to move, the corner grip to resize (snapped to the grid); the buttons
+    // above do the same from the keyboard.
+    const grip = el('span', { class: 'resize', title: 'Drag to resize' });
+    w.el = el('section', { class: 'widget', 'data-type': type || item.type, 'data-id': item.i, 'data-link': item.linkColor || '' }, head, body, grip);
+    dragOn(head, w, 'move');
+    dragOn(grip, w, 'resize');
     place(w);
     grid.append(w.el);
     if (spec) spec.make(w, body);
