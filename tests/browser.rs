@@ -3,10 +3,14 @@
 //! This starts the binary on free ports with a prepared users file (an admin and a viewer)
 //! and runs `tests/browser/dashboard.mjs` (playwright-core) against it: login, live
 //! scanners, a dropped socket reconnecting, the WDS token renewed on the open socket,
-//! ticker linking into quote/daily range/chart, the saved layout, the operations page,
+//! ticker linking into quote/daily range/chart (candles and volume with history, a live bar
+//! on the last candle, another interval), dragging a widget to move and resize it, a
+//! scanner's filters, a watchlist and an alert notification, the saved layout, the
+//! operations page,
 //! logout, the viewer's limits, the viewer changing their password, and that change ending
 //! the viewer's other browser at once (its socket told `token_revoked`). Screenshots go to
-//! `target/screenshots/`.
+//! `target/screenshots/`; with `TW_DOC_SCREENSHOTS=1` the dashboard's and the operations
+//! page's also replace `docs/screenshots/` (the README shows them).
 //! `scripts/test.sh` installs Chromium and playwright-core; missing ones fail the test with
 //! the command to install them.
 
@@ -93,5 +97,17 @@ async fn dashboard_in_headless_chromium() {
         out.status.success(),
         "browser test failed (screenshots in target/screenshots/):\n{stdout}\n{stderr}"
     );
+    // `TW_DOC_SCREENSHOTS=1`: the dashboard and operations shots become the docs' (README).
+    if std::env::var_os("TW_DOC_SCREENSHOTS").is_some() {
+        let docs = root.join("docs/screenshots");
+        std::fs::create_dir_all(&docs).expect("docs/screenshots");
+        for (from, to) in [
+            ("02-dashboard.png", "dashboard.png"),
+            ("03-operations.png", "operations.png"),
+        ] {
+            std::fs::copy(root.join("target/screenshots").join(from), docs.join(to))
+                .expect("copy a screenshot into docs/");
+        }
+    }
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -31,6 +31,15 @@ const browser = await chromium.launch({
 let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1600, height: 1200 } });
+  // Notifications, recorded: the test grants the permission and reads what was shown.
+  await context.addInitScript(() => {
+    window.__notifications = [];
+    window.Notification = class {
+      constructor(title, opts) { window.__notifications.push({ title, ...opts }); }
+      static get permission() { return 'granted'; }
+      static requestPermission() { return Promise.resolve('granted'); }
+    };
+  });
   page = await context.newPage();
   page.setDefaultTimeout(DEADLINE);
   const errors = [];
@@ -144,6 +153,7 @@ try {
   const quoteId = await page.getAttribute('.widget[data-type="quote"]', 'data-id');
   const placed = (await saved()).find(i => i.i === quoteId);
   const cellW = await page.evaluate(() => document.getElementById('grid').clientWidth / 12);
+  await page.locator(`.widget[data-id="${quoteId}"]`).scrollIntoViewIfNeeded();
   const head = await page.locator(`.widget[data-id="${quoteId}"] > header .title`).boundingBox();
   await page.mouse.move(head.x + 5, head.y + 5);
   await page.mouse.down();
@@ -179,6 +189,21 @@ try {
   await until('the filters are saved', async () => (await saved()).some(i => i.type === 'top-volume' && i.settings && i.settings.filters && i.settings.filters.enabled && i.settings.filters.minRelVolume === 5));
   await page.click(`${vol} form.filters button[name="clear"]`);
   await page.waitForSelector(`${vol} tbody tr[data-symbol]`);
+
+  step('a watchlist shows live quotes; an opted-in alert of a watched symbol notifies');
+  await page.waitForFunction(() => [...document.querySelectorAll('.widget[data-type="watchlist"] tbody tr[data-symbol]')]
+    .some(tr => /[0-9]/.test(tr.children[1].textContent)));
+  const alertsSel = '.widget[data-type="range-alerts"]';
+  await page.check(`${alertsSel} input[name="notify"]`);
+  await page.check(`${alertsSel} input[name="sound"]`);
+  await until('a notification for a watched or linked symbol', () => page.evaluate(() => window.__notifications.length > 0));
+  const note = await page.evaluate(() => window.__notifications[0]);
+  const watchedSyms = await page.evaluate(() => [...document.querySelectorAll('.widget[data-type="watchlist"] tbody tr[data-symbol]')].map(tr => tr.dataset.symbol));
+  const followed = [...watchedSyms, sym, newsSym];
+  if (!/^(HOD|LOD) [A-Z.]+ /.test(note.title) || !followed.includes(note.title.split(' ')[1])) {
+    throw new Error(`unexpected notification ${JSON.stringify(note)} (followed ${followed})`);
+  }
+  await until('the alert settings are saved', async () => (await saved()).some(i => i.type === 'range-alerts' && i.settings && i.settings.notify && i.settings.sound));
 
   step('the layout is saved on the server and survives a reload');
   await page.selectOption('#widget-type', 'quote');

@@ -77,6 +77,8 @@ pub struct Feed {
     figures: FeedFigures,
     /// The sessions' counted-recipient figures (depth is counted at the sender).
     sessions_actor: ActorMetrics,
+    /// Told each market day's runners (the news wire writes about them).
+    runners_to: Option<Recipient<super::news::Runners>>,
 }
 
 impl Feed {
@@ -110,7 +112,15 @@ impl Feed {
             held: Vec::new(),
             figures,
             sessions_actor,
+            runners_to: None,
         }
+    }
+
+    /// Tell `to` the runners of each market day (today's at once).
+    pub fn with_runners_to(mut self, to: Recipient<super::news::Runners>) -> Self {
+        to.do_send(super::news::Runners(self.market.runner_ids()));
+        self.runners_to = Some(to);
+        self
     }
 
     fn has_sessions(&self, market: Market) -> bool {
@@ -173,9 +183,15 @@ impl Feed {
             batches.extend(by_market.into_iter().filter(|b| !b.events.is_empty()));
         } else {
             let mut scratch = std::mem::take(&mut self.scratch);
+            let day = self.market.day();
             self.market
                 .advance(self.clock.now_ms(), wall_dt, &mut scratch);
             self.scratch = scratch;
+            if self.market.day() != day {
+                if let Some(to) = &self.runners_to {
+                    to.do_send(super::news::Runners(self.market.runner_ids()));
+                }
+            }
             batches.extend(self.encode_synthetic());
         }
         let batches: Vec<Arc<Batch>> = batches.into_iter().map(Arc::new).collect();

@@ -219,6 +219,10 @@ pub struct MarketConfig {
     /// Holidays (silent all day) and early closes (regular session to 13:00, after-hours to
     /// 17:00): `SIM_HOLIDAYS`, the same days market status reports.
     pub calendar: std::sync::Arc<TradingCalendar>,
+    /// Simulated seconds per wall second: with the rate, how much a day trades, which sets
+    /// the past days' volumes (so relative volume reads about 1 for an ordinary ticker at the
+    /// close).
+    pub speed: f64,
 }
 
 /// One finished minute of a ticker, as REST minute aggregates give it.
@@ -269,6 +273,7 @@ impl Default for MarketConfig {
             fmv_every: 20,
             history_rate: 0.0,
             calendar: std::sync::Arc::new(TradingCalendar::default()),
+            speed: 1.0,
         }
     }
 }
@@ -344,6 +349,34 @@ pub struct SyntheticMarket {
     trades_since_fmv: u32,
     /// Today's finished minute bars per ticker (history before the start included).
     minutes: Vec<Vec<MinuteBar>>,
+    /// Today's runners: per ticker, (activity multiplier, extra drift per hour); (1, 0) for
+    /// the rest.
+    runners: Vec<(f64, f64)>,
+}
+
+/// Mean size of a simulated trade (shares): 5 % fractional, 32 % odd lots of 1-99, 62 % round
+/// lots of 100-1,000, 1 % blocks of 1,000-50,000 (see `trade`).
+const MEAN_TRADE_SIZE: f64 = 0.05 * 0.5 + 0.32 * 50.0 + 0.62 * 550.0 + 0.01 * 25_500.0;
+/// Share of tickers priced $1.50-$25 that run on a given day (about five in 500 tickers).
+const RUNNER_SHARE: f64 = 0.035;
+
+/// A day's runners: tickers priced where momentum screens look ($1.50-$25 at the previous
+/// close), chosen by a hash of (seed, ticker, day) so that every simulator with the seed
+/// agrees, each with an activity multiplier of 15-50 (relative volume about 10-40 by the close)
+/// and an upward drift of 3-15 % an hour (a few fall instead), and a gap at the open.
+fn runner(seed: u64, i: usize, date: NaiveDate, prev_close: f64) -> Option<(f64, f64, f64)> {
+    let dn = day_number(date) as u64;
+    if !(1.5..=25.0).contains(&prev_close) || hash_unit(&[seed, i as u64, dn, 8]) >= RUNNER_SHARE {
+        return None;
+    }
+    let up = hash_unit(&[seed, i as u64, dn, 9]) < 0.85;
+    let sign = if up { 1.0 } else { -1.0 };
+    let boost = 15.0 + 35.0 * hash_unit(&[seed, i as u64, dn, 10]);
+    let drift = sign * (0.03 + 0.12 * hash_unit(&[seed, i as u64, dn, 11]));
+    // Log gap: +10 % to +60 % (down: -10 % to -35 %).
+    let gap =
+        sign * (0.095 + (if up { 0.375 } else { 0.335 }) * hash_unit(&[seed, i as u64, dn, 12]));
+    Some((boost, drift, gap))
 }
 
 impl SyntheticMarket {
@@ -457,6 +490,16 @@ impl SyntheticMarket {
                 acc
             })
             .collect();
+        // What a day streams, so that past days' volumes agree with it: trades a wall second
+        // (regular session; a tenth of it in the 9.5 extended hours) over the day's wall time,
+        // the ticker's share of the picks, the mean trade size.
+        let total_weight = acc.max(f64::MIN_POSITIVE);
+        let day_secs =
+            (6.5 * 3600.0 + 9.5 * 3600.0 * cfg.extended_hours_factor) / cfg.speed.max(1e-6);
+        let day_shares = cfg.rate * cfg.trade_ratio * day_secs * MEAN_TRADE_SIZE;
+        for t in &mut info {
+            t.avg_volume = (day_shares * t.weight / total_weight).max(100.0).floor();
+        }
         let day = clock::market_day(clock::to_et(clock::ms_to_utc(now_ms)));
         let count = info.len();
         let mut m = SyntheticMarket {
@@ -479,13 +522,44 @@ impl SyntheticMarket {
             pending_a: VecDeque::new(),
             trades_since_fmv: 0,
             minutes: vec![Vec::new(); count],
+            runners: vec![(1.0, 0.0); count],
         };
         for i in 0..count {
             let prev = m.daily_bar(i, clock::previous_trading_day(day));
-            let st = m.fresh_state(i, prev, None);
+            let st = m.fresh_state(i, prev, None, day);
             m.state.push(st);
         }
+        m.rebuild_weights();
         m
+    }
+
+    /// Picking weights with today's runners' multipliers.
+    fn rebuild_weights(&mut self) {
+        let mut acc = 0.0;
+        for (i, c) in self.cumulative.iter_mut().enumerate() {
+            acc += self.info[i].weight * self.runners[i].0;
+            *c = acc;
+        }
+    }
+
+    /// Today's runners by place: (ticker, activity multiplier, whether it runs up).
+    pub fn runner_ids(&self) -> Vec<(usize, f64, bool)> {
+        self.runners
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.0 > 1.0)
+            .map(|(i, r)| (i, r.0, r.1 > 0.0))
+            .collect()
+    }
+
+    /// Today's runners, by symbol: (activity multiplier, drift per hour).
+    pub fn runners(&self) -> Vec<(&str, f64, f64)> {
+        self.runners
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.0 > 1.0)
+            .map(|(i, r)| (self.info[i].sym.as_str(), r.0, r.1))
+            .collect()
     }
 
     pub fn tickers(&self) -> &[TickerInfo] {
@@ -500,8 +574,23 @@ impl SyntheticMarket {
         self.day
     }
 
-    fn fresh_state(&mut self, i: usize, prev: DailyBar, old: Option<&TickerState>) -> TickerState {
-        let gap = 0.01 * self.rng.normal() + self.info[i].drift_per_hour * 0.5;
+    fn fresh_state(
+        &mut self,
+        i: usize,
+        prev: DailyBar,
+        old: Option<&TickerState>,
+        today: NaiveDate,
+    ) -> TickerState {
+        let mut gap = 0.01 * self.rng.normal() + self.info[i].drift_per_hour * 0.5;
+        // A runner gaps (its news came overnight), runs with extra drift and trades 10-40
+        // times as much all day.
+        self.runners[i] = match runner(self.cfg.seed, i, today, prev.c) {
+            Some((boost, drift, g)) => {
+                gap += g;
+                (boost, drift)
+            }
+            None => (1.0, 0.0),
+        };
         let mid = (prev.c * gap.exp()).max(0.5);
         let mut st = TickerState {
             mid,
@@ -672,8 +761,9 @@ impl SyntheticMarket {
             }
             let prev = self.daily_bar(i, clock::previous_trading_day(day));
             let old = self.state[i].clone();
-            self.state[i] = self.fresh_state(i, prev, Some(&old));
+            self.state[i] = self.fresh_state(i, prev, Some(&old), day);
         }
+        self.rebuild_weights();
         self.pending_a.clear();
         for m in &mut self.minutes {
             m.clear();
@@ -750,7 +840,7 @@ impl SyntheticMarket {
     }
 
     fn quote(&mut self, i: usize, t: i64, out: &mut Vec<SimEvent>) {
-        let drift = self.info[i].drift_per_hour;
+        let drift = self.info[i].drift_per_hour + self.runners[i].1;
         let step = 0.0006 * self.rng.normal() + drift / 3600.0;
         let rng = &mut self.rng;
         let st = &mut self.state[i];
@@ -1292,6 +1382,50 @@ mod tests {
         assert_eq!(m.daily_bar(3, d), m.daily_bar(3, d));
         let b = m.daily_bar(3, d);
         assert!(b.l <= b.o.min(b.c) && b.h >= b.o.max(b.c) && b.v > 0.0);
+    }
+
+    #[test]
+    fn a_day_has_runners_a_momentum_screen_finds_and_ordinary_volume_is_ordinary() {
+        // Embedded mode's market: 2,000 events a wall second, 60 times real time.
+        let cfg = MarketConfig {
+            speed: 60.0,
+            ..MarketConfig::default()
+        };
+        let start = at("2026-03-04 09:30:00");
+        let mut m = SyntheticMarket::new(cfg, start);
+        let runners = m.runner_ids();
+        assert!(!runners.is_empty(), "a day without runners");
+        let mut out = Vec::new();
+        let (mut t, step) = (start, 6_000);
+        while t < at("2026-03-04 16:00:00") {
+            t += step;
+            m.advance(t, step as f64 / 1000.0 / 60.0, &mut out);
+            out.clear();
+        }
+        let rel = |i: usize| m.today_bar(i).map_or(0.0, |b| b.v) / m.info[i].avg_volume;
+        for &(i, _, up) in &runners {
+            let change = m.state[i].mid / m.state[i].prev.c - 1.0;
+            assert!(
+                rel(i) >= 5.0,
+                "{}: relative volume {}",
+                m.info[i].sym,
+                rel(i)
+            );
+            if up {
+                assert!(change >= 0.10, "{}: {change}", m.info[i].sym);
+            }
+        }
+        // The rest trade as usual: about an ordinary day by the close (no pre-market here).
+        let mut ordinary: Vec<f64> = (0..m.info.len())
+            .filter(|i| !runners.iter().any(|r| r.0 == *i))
+            .map(rel)
+            .collect();
+        ordinary.sort_by(f64::total_cmp);
+        let median = ordinary[ordinary.len() / 2];
+        assert!(
+            (0.4..1.5).contains(&median),
+            "median relative volume {median}"
+        );
     }
 
     #[test]

@@ -95,6 +95,16 @@ impl Subject {
     }
 }
 
+impl Handler<Runners> for NewsWire {
+    type Result = ();
+
+    fn handle(&mut self, msg: Runners, _: &mut Context<Self>) {
+        let boosts: HashMap<usize, f64> = msg.0.iter().map(|(i, b, _)| (*i, *b)).collect();
+        self.reweigh(&boosts);
+        self.runner_stories = msg.0.iter().map(|(i, _, up)| (*i, *up)).collect();
+    }
+}
+
 /// One article as written, in both of Finlight's shapes.
 #[derive(Debug)]
 pub struct SimArticle {
@@ -237,7 +247,20 @@ pub struct NewsWire {
     conns: HashMap<u64, Conn>,
     leases: u64,
     figures: NewsFigures,
+    /// Today's runners whose story (the news they gap on) is still to be written: (ticker,
+    /// runs up).
+    runner_stories: VecDeque<(usize, bool)>,
 }
+
+/// The market day's runners (from the feed): (ticker, activity multiplier, runs up). Their
+/// story is written first, and they are written about as often as they trade.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Runners(pub Vec<(usize, f64, bool)>);
+
+/// The story a runner gaps on: an earnings beat up, a guidance cut down (see [`STORIES`]).
+const RUNNER_UP_STORY: usize = 0;
+const RUNNER_DOWN_STORY: usize = 4;
 
 impl NewsWire {
     pub fn new(
@@ -271,6 +294,15 @@ impl NewsWire {
             conns: HashMap::new(),
             leases: 0,
             figures,
+            runner_stories: VecDeque::new(),
+        }
+    }
+
+    fn reweigh(&mut self, boosts: &HashMap<usize, f64>) {
+        let mut acc = 0.0;
+        for (k, s) in self.subjects.iter().enumerate() {
+            acc += s.weight.max(0.0) * boosts.get(&s.id).copied().unwrap_or(1.0);
+            self.cumulative[k] = acc;
         }
     }
 
@@ -287,7 +319,20 @@ impl NewsWire {
         self.carry += self.per_sec * dt;
         while self.carry >= 1.0 {
             self.carry -= 1.0;
-            let article = if !self.recent.is_empty() && self.rng.chance(UPDATE_SHARE) {
+            let runner = self.runner_stories.pop_front().and_then(|(i, up)| {
+                let subject = self.subjects.iter().find(|s| s.id == i)?.clone();
+                Some((
+                    subject,
+                    if up {
+                        RUNNER_UP_STORY
+                    } else {
+                        RUNNER_DOWN_STORY
+                    },
+                ))
+            });
+            let article = if let Some((subject, story)) = runner {
+                self.fresh(subject, story)
+            } else if !self.recent.is_empty() && self.rng.chance(UPDATE_SHARE) {
                 let i = self.rng.below(self.recent.len() as u64) as usize;
                 let (subject, story, seq, published) = self.recent[i].clone();
                 self.write(&subject, story, seq, published, true)
@@ -296,14 +341,7 @@ impl NewsWire {
                     return;
                 };
                 let story = self.rng.below(STORIES.len() as u64) as usize;
-                self.seq += 1;
-                let now = self.clock.now_ms();
-                self.recent
-                    .push_back((subject.clone(), story, self.seq, now));
-                if self.recent.len() > RECENT {
-                    self.recent.pop_front();
-                }
-                self.write(&subject, story, self.seq, now, false)
+                self.fresh(subject, story)
             };
             self.figures.articles.inc();
             let article = Arc::new(article);
@@ -311,6 +349,18 @@ impl NewsWire {
                 c.to.do_send(NewsEvent::Article(article.clone()));
             }
         }
+    }
+
+    /// A new article (remembered, so that it may be updated later).
+    fn fresh(&mut self, subject: Subject, story: usize) -> SimArticle {
+        self.seq += 1;
+        let now = self.clock.now_ms();
+        self.recent
+            .push_back((subject.clone(), story, self.seq, now));
+        if self.recent.len() > RECENT {
+            self.recent.pop_front();
+        }
+        self.write(&subject, story, self.seq, now, false)
     }
 
     /// One article (or an update of it) in both shapes.

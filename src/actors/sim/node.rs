@@ -169,6 +169,7 @@ impl SimArgs {
             fmv_every: self.fmv_every,
             history_rate: self.history_rate.max(0.0),
             calendar: self.holidays.0.clone(),
+            speed: self.speed.max(1e-6),
             ..MarketConfig::default()
         }
     }
@@ -261,6 +262,7 @@ pub fn start(
     let market = SyntheticMarket::new(market_cfg, now_ms);
     let news = news_state(&args, market.tickers(), clock.clone(), &registry);
     let news_wire = news.wire.clone();
+    let runners_to = news_wire.clone().recipient();
     let feed = Feed::start_in_arbiter(&feed_arbiter.handle(), move |_| {
         Feed::new(
             market,
@@ -270,6 +272,7 @@ pub fn start(
             sess_actor,
             feed_figures,
         )
+        .with_runners_to(runners_to)
     });
     let registry_figures = RegistryFigures::register(&registry, &[]);
     let registry_metrics = registry_figures.actor.clone();

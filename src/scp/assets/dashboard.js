@@ -210,7 +210,7 @@
     const cap = (w.item.settings && w.item.settings.maxEvents) || 100;
     let alerts = [];
     const tbody = el('tbody');
-    body.append(el('div', { class: 'scroll' }, el('table', { class: 'data alerts' },
+    body.append(alertControls(w), el('div', { class: 'scroll' }, el('table', { class: 'data alerts' },
       el('thead', {}, el('tr', {}, ...['Time (ET)', 'Symbol', 'Alert', 'Session', 'Alert $', 'Prev $', 'Change %', 'Volume', 'Note'].map(h => el('th', {}, h)))),
       tbody)));
     function render() {
@@ -231,8 +231,102 @@
       alerts = alerts.concat(items.filter(a => a && a.symbol))
         .sort((a, b) => (b.timestamp || 0) - (a.timestamp || 0)).slice(0, cap);
       render();
+      // Only live alerts ring: a snapshot is the past.
+      if (m.type === 'update' && m.data && m.data.symbol) announce(w, m.data);
     };
     for (const k of ['daily_range_hod_alert', 'daily_range_lod_alert']) w.unsubs.push(w.subscribe(k, add));
+  }
+
+  // ---- alerts: sound and browser notifications (opt-in, per Range Alerts widget) ------------
+  // For the alerts of the symbols the user follows: the link groups' tickers and every
+  // watchlist's symbols. Settings: `settings.sound`, `settings.notify` (booleans).
+  function watched() {
+    const set = new Set(Object.values(groups).filter(Boolean));
+    for (const w of widgets) if (w.item.type === 'watchlist') for (const s of (w.item.settings && w.item.settings.symbols) || []) set.add(s);
+    return set;
+  }
+
+  let audio = null;
+  function beep(high) {
+    try {
+      audio = audio || new AudioContext();
+      const o = audio.createOscillator(), g = audio.createGain();
+      o.frequency.value = high ? 880 : 440;
+      g.gain.setValueAtTime(0.15, audio.currentTime);
+      g.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + 0.25);
+      o.connect(g).connect(audio.destination);
+      o.start(); o.stop(audio.currentTime + 0.25);
+    } catch (_) { /* no audio here */ }
+  }
+
+  function announce(w, a) {
+    const st = w.item.settings || {};
+    if (!(st.sound || st.notify) || !watched().has(a.symbol)) return;
+    const what = (a.direction === 'high' ? 'HOD' : 'LOD') + ' ' + a.symbol + ' ' + fmt.price(a.price);
+    w.el.dataset.announced = String(Number(w.el.dataset.announced || 0) + 1);
+    if (st.sound) beep(a.direction === 'high');
+    if (st.notify && 'Notification' in window && Notification.permission === 'granted') {
+      new Notification(what, { body: (a.session || '') + ' · ' + fmt.time(a.timestamp) + ' ET · change ' + fmt.pct(a.pct_change), tag: 'tw-' + a.symbol });
+    }
+  }
+
+  function alertControls(w) {
+    const st = w.item.settings || (w.item.settings = {});
+    const box = (name, label, on) => el('label', { title: 'For the linked and watched symbols' },
+      el('input', { type: 'checkbox', name, ...(st[name] ? { checked: '' } : {}), onchange: async e => {
+        st[name] = e.target.checked;
+        if (name === 'notify' && st.notify && 'Notification' in window && Notification.permission !== 'granted') {
+          const p = await Notification.requestPermission();
+          if (p !== 'granted') { st.notify = false; e.target.checked = false; }
+        }
+        if (on) on();
+        changed();
+      } }), ' ' + label);
+    return el('div', { class: 'alert-controls' }, box('sound', 'Sound'), box('notify', 'Notify'),
+      el('span', { class: 'hint' }, 'for linked and watched symbols'));
+  }
+
+  // ---- watchlist: symbols the user picks, live quotes ------------------------------------
+  function watchlist(w, body) {
+    const st = w.item.settings || (w.item.settings = {});
+    st.symbols = Array.isArray(st.symbols) ? st.symbols : [];
+    const subs = new Map(); // symbol -> unsubscribe
+    const quotes = new Map();
+    const tbody = el('tbody');
+    const input = el('input', { class: 'ticker', placeholder: 'add ticker', size: 8 });
+    const form = el('form', { class: 'watch-add', onsubmit: e => {
+      e.preventDefault();
+      const sym = input.value.trim().toUpperCase();
+      input.value = '';
+      if (/^[A-Z0-9.:_-]{1,16}$/.test(sym) && !st.symbols.includes(sym)) { st.symbols.push(sym); follow(sym); render(); changed(); }
+    } }, input, el('button', { type: 'submit' }, 'Add'));
+    body.append(form, el('div', { class: 'scroll' }, el('table', { class: 'data watch' },
+      el('thead', {}, el('tr', {}, ...['Symbol', 'Price', 'Change %', 'Chg % (Open)', 'Volume', 'Rel. Vol.', ''].map(h => el('th', {}, h)))), tbody)));
+    function follow(sym) {
+      subs.set(sym, w.subscribe('quote:' + sym, m => { if (m.data) { quotes.set(sym, m.data); render(); } }));
+    }
+    function render() {
+      tbody.replaceChildren(...st.symbols.map(sym => {
+        const q = quotes.get(sym) || {};
+        return el('tr', { 'data-symbol': sym, class: groups[w.item.linkColor] === sym ? 'selected' : '', onclick: () => pick(w, sym) },
+          el('td', { class: 'sym' }, sym),
+          el('td', { class: 'num' }, fmt.price(q.close)),
+          el('td', { class: 'num ' + cls(q.pct_change) }, fmt.pct(q.pct_change)),
+          el('td', { class: 'num ' + cls(q.pct_change_since_open) }, fmt.pct(q.pct_change_since_open)),
+          el('td', { class: 'num' }, fmt.num(q.accumulated_volume)),
+          el('td', { class: 'num' }, fmt.ratio(q.relative_volume)),
+          el('td', {}, el('button', { class: 'remove', title: 'Remove', onclick: e => {
+            e.stopPropagation();
+            st.symbols = st.symbols.filter(x => x !== sym);
+            const u = subs.get(sym); if (u) u(); subs.delete(sym); quotes.delete(sym);
+            render(); changed();
+          } }, '✕')));
+      }));
+    }
+    for (const sym of st.symbols) follow(sym);
+    render();
+    w.markSelected = () => render();
+    w.unsubs.push(() => { for (const u of subs.values()) u(); });
   }
 
   // ---- news -----------------------------------------------------------------------------
@@ -462,6 +556,7 @@
     'candlestick-chart': { label: 'Price Chart', make: chart, follows: true },
     'news-feed': { label: 'News Feed', make: newsFeed },
     'company-news': { label: 'Company News', make: companyNews, follows: true },
+    'watchlist': { label: 'Watchlist', make: watchlist },
   };
   // Type names saved by the reference web app that these widgets stand in for.
   const ALIASES = { 'enhanced-quote': 'daily-range', 'enhanced-quote-v3': 'daily-range', 'enhanced-quote-v4': 'daily-range', 'tv-lite-chart': 'candlestick-chart' };
@@ -481,8 +576,9 @@
         item(3, 'quote', 0, 11, 3, 11), item(4, 'daily-range', 3, 11, 3, 11), item(5, 'candlestick-chart', 6, 11, 6, 11),
         item(6, 'top-volume', 0, 22, 6, 11), item(7, 'range-alerts', 6, 22, 6, 11),
         item(8, 'news-feed', 0, 33, 6, 11), item(9, 'company-news', 6, 33, 6, 11),
+        { ...item(10, 'watchlist', 0, 44, 6, 9), settings: { symbols: ['AAPL', 'MSFT', 'NVDA', 'TSLA', 'AMZN'] } },
       ],
-      widgetCounter: 9, dashboardColNum: 12, created: Date.now(), modified: Date.now(), description: 'tickwire default',
+      widgetCounter: 10, dashboardColNum: 12, created: Date.now(), modified: Date.now(), description: 'tickwire default',
     };
   }
 
