@@ -1251,6 +1251,15 @@ async fn alerts_after_a_cold_start(backfill: bool, want: usize) -> (usize, Vec<S
             alerts.push(serde_json::from_slice(&item).expect("alert JSON"));
         }
     }
+    if backfill {
+        // The boards' seeds reach embedded mode's shards too (the same enricher and shards;
+        // tests/processor.rs compares the boards on processor nodes).
+        let r = e.registry.clone();
+        wait_until("the day's board seeds are read", || {
+            r.value("tickwire_enrich_seeds", &[]).unwrap_or(0) > 0
+        })
+        .await;
+    }
     let sim = e.sim.expect("the built-in simulator");
     let wrong = false_alerts(&sim, &alerts).await;
     sim.stop().await;

@@ -193,6 +193,10 @@ struct TickerState {
     luld_ref: Option<f64>,
     luld_q: u64,
     noi_i: u64,
+    /// A runner's volatility pause: no trades or quotes until then (epoch ms; 0: trading),
+    /// and the price its next 10 % move is measured from.
+    halted_until: i64,
+    halt_ref: Option<f64>,
 }
 
 /// Settings of the synthetic market.
@@ -357,6 +361,8 @@ pub struct SyntheticMarket {
 /// Mean size of a simulated trade (shares): 5 % fractional, 32 % odd lots of 1-99, 62 % round
 /// lots of 100-1,000, 1 % blocks of 1,000-50,000 (see `trade`).
 const MEAN_TRADE_SIZE: f64 = 0.05 * 0.5 + 0.32 * 50.0 + 0.62 * 550.0 + 0.01 * 25_500.0;
+/// How long a runner's volatility pause lasts (simulated ms), as a LULD pause does.
+const HALT_MS: i64 = 300_000;
 /// Share of tickers priced $1.50-$25 that run on a given day (about five in 500 tickers).
 const RUNNER_SHARE: f64 = 0.035;
 
@@ -614,6 +620,8 @@ impl SyntheticMarket {
             luld_ref: None,
             luld_q: old.map_or(0, |o| o.luld_q),
             noi_i: 0,
+            halted_until: 0,
+            halt_ref: None,
         };
         set_nbbo(&mut st);
         st
@@ -717,6 +725,9 @@ impl SyntheticMarket {
             let t = from + ((k + 1) as f64 * span / n as f64) as i64;
             self.roll_bars(t, out);
             let i = self.pick_ticker();
+            if self.halted(i, t, out) {
+                continue;
+            }
             if self.rng.chance(self.cfg.trade_ratio) {
                 let session = if crosses {
                     self.cfg.calendar.session(t)
@@ -876,6 +887,57 @@ impl SyntheticMarket {
             event: Event::Quote(q),
         });
         self.maybe_luld(i, t, out);
+        self.maybe_halt(i, t);
+    }
+
+    /// Whether runner `i` is in a volatility pause at `t`. A runner's quote that moves 10 %
+    /// from where it last resumed (or first quoted) pauses it for five simulated minutes in
+    /// the regular session; it resumes with a halt-reopening imbalance (`NOI`, `a:"H"`) and
+    /// fresh LULD bands.
+    fn halted(&mut self, i: usize, t: i64, out: &mut Vec<SimEvent>) -> bool {
+        let until = self.state[i].halted_until;
+        if until == 0 {
+            return false;
+        }
+        if t < until {
+            return true;
+        }
+        let st = &mut self.state[i];
+        st.halted_until = 0;
+        st.halt_ref = Some(st.mid);
+        st.luld_ref = None;
+        st.noi_i += 1;
+        let ev = Noi {
+            sym: self.info[i].sym.clone(),
+            t: TsNanos(t * 1_000_000),
+            at: None,
+            a: Some("H".to_string()),
+            i: Some(st.noi_i),
+            x: Some(12),
+            o: Some(LenientNum((100 * (1 + self.rng.below(2000))) as f64)),
+            p: Some(LenientNum((100 * (1 + self.rng.below(20000))) as f64)),
+            b: Some(round2(st.mid)),
+        };
+        out.push(SimEvent {
+            channel: CH_NOI,
+            ticker: i as u32,
+            event: Event::Noi(ev),
+        });
+        self.maybe_luld(i, t, out);
+        false
+    }
+
+    /// A runner's quote: a 10 % move since it last resumed starts a pause (regular session).
+    fn maybe_halt(&mut self, i: usize, t: i64) {
+        if self.runners[i].0 <= 1.0 || self.cfg.calendar.session(t) != Session::Regular {
+            return;
+        }
+        let st = &mut self.state[i];
+        match st.halt_ref {
+            None => st.halt_ref = Some(st.mid),
+            Some(r) if (st.mid / r - 1.0).abs() >= 0.10 => st.halted_until = t + HALT_MS,
+            Some(_) => {}
+        }
     }
 
     fn maybe_luld(&mut self, i: usize, t: i64, out: &mut Vec<SimEvent>) {
@@ -1389,6 +1451,7 @@ mod tests {
         // Embedded mode's market: 2,000 events a wall second, 60 times real time.
         let cfg = MarketConfig {
             speed: 60.0,
+            late_trade_ratio: 0.0, // a late trade is dated back a minute, into a pause
             ..MarketConfig::default()
         };
         let start = at("2026-03-04 09:30:00");
@@ -1397,10 +1460,30 @@ mod tests {
         assert!(!runners.is_empty(), "a day without runners");
         let mut out = Vec::new();
         let (mut t, step) = (start, 6_000);
+        // Per ticker: the times of its trades, and of its halt reopenings.
+        let mut trades: HashMap<u32, Vec<i64>> = HashMap::new();
+        let mut reopened: Vec<(u32, i64)> = Vec::new();
         while t < at("2026-03-04 16:00:00") {
             t += step;
             m.advance(t, step as f64 / 1000.0 / 60.0, &mut out);
-            out.clear();
+            for e in out.drain(..) {
+                match &e.event {
+                    Event::Trade(tr) => trades.entry(e.ticker).or_default().push(tr.t.0),
+                    Event::Noi(n) if n.a.as_deref() == Some("H") => {
+                        reopened.push((e.ticker, n.t.0 / 1_000_000))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Runners pause on 10 % moves: no trade in the five minutes before a reopening.
+        assert!(!reopened.is_empty(), "no runner paused all day");
+        for (i, at_ms) in &reopened {
+            let during = trades[i]
+                .iter()
+                .filter(|x| **x > at_ms - HALT_MS + 1_000 && **x < at_ms - 1_000)
+                .count();
+            assert_eq!(during, 0, "{} traded while paused", m.info[*i as usize].sym);
         }
         let rel = |i: usize| m.today_bar(i).map_or(0.0, |b| b.v) / m.info[i].avg_volume;
         for &(i, _, up) in &runners {
