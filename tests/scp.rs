@@ -1635,3 +1635,132 @@ async fn chart_history_is_fetched_cached_rolled_up_and_limited() {
     scp.stop().await;
     sim.stop().await;
 }
+
+async fn new_key(web: &Web, body: Value) -> Reply {
+    web.send("POST", "/api/relay-keys", Some(&body.to_string()), &[])
+        .await
+}
+
+/// The status of `method path` called with API key `key` (no cookie, no CSRF token).
+async fn with_key(web: &Web, method: &str, path: &str, key: &str) -> u16 {
+    let auth = format!("Bearer {key}");
+    web.send(method, path, None, &[("authorization", auth.as_str())])
+        .await
+        .status
+}
+
+/// Issue 23: API keys. A user creates keys (shown once, listed without the key, capped,
+/// `api:*` for admins only); a key's owner calls `/api/control/*` and `/api/token` with
+/// `Authorization: Bearer` and no CSRF token, within the key's scope and the owner's role;
+/// nothing else takes a key; a deleted key, or a removed user's, stops at once.
+#[actix_web::test]
+async fn api_keys_act_for_their_owner_within_their_scopes() {
+    let a = scp_args("scp_keys", "", "unused:");
+    let settings = a.settings.clone();
+    let scp = start_scp(a);
+    let admin = Web::logged_in(scp.url(""), "admin", ADMIN_PW).await;
+    let viewer = Web::logged_in(scp.url(""), "viewer", VIEWER_PW).await;
+    // A relay key by default; the key once, then only its description.
+    let r = new_key(&viewer, json!({"name": "my bot"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["scopes"], json!(["relay"]));
+    let relay_key = r.body["key"].as_str().expect("key").to_string();
+    assert!(relay_key.starts_with("twk_"));
+    let listed = viewer.get("/api/relay-keys").await;
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(1));
+    assert!(!listed.text.contains(&relay_key) && listed.body[0].get("key").is_none());
+    assert_eq!(
+        new_key(&viewer, json!({"name": "x", "scopes": ["api:*"]}))
+            .await
+            .status,
+        400,
+        "api:* is for admins"
+    );
+    // Without the session's CSRF token, no key is made.
+    let mut no_csrf = Web::logged_in(scp.url(""), "viewer", VIEWER_PW).await;
+    no_csrf.csrf.clear();
+    assert_eq!(new_key(&no_csrf, json!({"name": "y"})).await.status, 403);
+
+    let bearer = |key: &str| format!("Bearer {key}");
+    let anon = Web::new(&scp);
+    let call = |method: &'static str, path: &'static str, key: String| {
+        let anon = Web::new(&scp);
+        async move { with_key(&anon, method, path, &key).await }
+    };
+    // A viewer's read key gets WDS tokens for its owner, tied to the key.
+    let read = new_key(&viewer, json!({"name": "reader", "scopes": ["api:read"]})).await;
+    let read_key = read.body["key"].as_str().expect("key").to_string();
+    let t = anon
+        .send(
+            "POST",
+            "/api/token",
+            None,
+            &[("authorization", bearer(&read_key).as_str())],
+        )
+        .await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    let claims = token::verify(
+        t.body["token"].as_str().unwrap(),
+        SECRET.as_bytes(),
+        chrono::Utc::now().timestamp(),
+    )
+    .expect("a valid token");
+    assert_eq!(claims.sub, "viewer");
+    assert_eq!(
+        claims.sid,
+        format!("key-{}", read.body["id"].as_str().unwrap())
+    );
+    // A relay-only key is no API key; a viewer's key no admin; layouts take no key.
+    assert_eq!(call("POST", "/api/token", relay_key.clone()).await, 403);
+    assert_eq!(
+        call("GET", "/api/control/nodes", read_key.clone()).await,
+        403
+    );
+    assert_eq!(call("GET", "/api/layouts", read_key.clone()).await, 401);
+    assert_eq!(
+        call("GET", "/api/control/nodes", "twk_forged".into()).await,
+        401
+    );
+
+    // An admin's keys: reads with api:read, changes need api:write (past the scope check, a
+    // change to a node that does not exist is 404).
+    let admin_read = new_key(&admin, json!({"name": "dash", "scopes": ["api:read"]})).await;
+    let admin_read = admin_read.body["key"].as_str().unwrap().to_string();
+    let admin_all = new_key(&admin, json!({"name": "ops", "scopes": ["api:*"]})).await;
+    assert_eq!(admin_all.status, 200, "{}", admin_all.text);
+    let admin_all = admin_all.body["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        call("GET", "/api/control/nodes", admin_read.clone()).await,
+        200
+    );
+    assert_eq!(
+        call("POST", "/api/control/nodes/none/listener/stop", admin_read).await,
+        403
+    );
+    assert_eq!(
+        call(
+            "POST",
+            "/api/control/nodes/none/listener/stop",
+            admin_all.clone()
+        )
+        .await,
+        404
+    );
+
+    // Deleted: refused at once.
+    let id = admin.get("/api/relay-keys").await.body[1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/relay-keys/{id}");
+    assert_eq!(admin.send("DELETE", &path, None, &[]).await.status, 200);
+    assert_eq!(admin.send("DELETE", &path, None, &[]).await.status, 404);
+    assert_eq!(call("GET", "/api/control/nodes", admin_all).await, 401);
+    // A removed user's keys stop working and are gone.
+    tickwire::scp::users::remove_from_file(&settings, "viewer").expect("remove the viewer");
+    assert_eq!(call("POST", "/api/token", read_key.clone()).await, 401);
+    let file = std::fs::read_to_string(settings.data_dir.join("relay-keys.json")).unwrap();
+    assert!(!file.contains("\"viewer\""), "{file}");
+    assert!(!file.contains(&read_key), "keys are kept hashed");
+    scp.stop().await;
+}

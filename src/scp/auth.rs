@@ -134,6 +134,57 @@ pub async fn require(req: &HttpRequest, state: &ScpState, need: Need) -> Result<
     result
 }
 
+/// The caller of a route programs may call too (`/api/control/*`, `/api/token`): an API key
+/// (`Authorization: Bearer twk_…`) with the scope it needs (`write`: a change), acting as its
+/// owner as the users file has them now, with no CSRF token (no cookie rides along); else a
+/// browser session as [`require`] checks it. A bearer call's session id is the key's, so the
+/// WDS tokens it gets end when the key is deleted.
+pub async fn require_api(
+    req: &HttpRequest,
+    state: &ScpState,
+    need: Need,
+    write: bool,
+) -> Result<Session, ScpError> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(key) = bearer else {
+        return require(req, state, need).await;
+    };
+    let result = (|| {
+        let k = state
+            .keys
+            .find(key.trim())
+            .ok_or(ScpError::Unauthenticated)?;
+        let (roles, _) = state.user_now(&k.user).ok_or(ScpError::Unauthenticated)?;
+        if !k.allows_api(write) {
+            return Err(ScpError::Forbidden(if write {
+                "api:write"
+            } else {
+                "api:read"
+            }));
+        }
+        let s = Session {
+            username: k.user.clone(),
+            roles,
+            csrf: String::new(),
+            pw: String::new(),
+            sid: format!("key-{}", k.id),
+        };
+        if matches!(need, Need::Admin | Need::AdminWrite) && !s.has_role(ADMIN) {
+            return Err(ScpError::Forbidden(ADMIN));
+        }
+        Ok(s)
+    })();
+    match &result {
+        Ok(_) => state.metrics.key_calls.inc(),
+        Err(_) => state.metrics.denied.inc(),
+    }
+    result
+}
+
 fn secure(req: &HttpRequest, state: &ScpState) -> bool {
     match state.settings.cookie_secure {
         CookieSecure::Always => true,
@@ -358,7 +409,8 @@ async fn session(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpRes
 }
 
 async fn new_token(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
-    let s = require(&req, &state, Need::ViewerWrite).await?;
+    // A program with an API key may ask too: a token is a read.
+    let s = require_api(&req, &state, Need::ViewerWrite, false).await?;
     let (t, exp) = issue_token(&state, &s)?;
     Ok(HttpResponse::Ok().json(json!({"token": t, "expires_at": exp})))
 }

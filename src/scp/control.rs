@@ -24,7 +24,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use deadpool_redis::{redis, Pool};
 use serde_json::{json, Value};
 
-use super::auth::{require, Need};
+use super::auth::{require_api, Need};
 use super::{ScpError, ScpState};
 use crate::metrics::Counter;
 use crate::nodes::NodeRecord;
@@ -215,7 +215,7 @@ fn expect_role(node: &NodeRecord, roles: &[&str], what: &str) -> Result<(), ScpE
 }
 
 async fn nodes(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
-    require(&req, &state, Need::Admin).await?;
+    require_api(&req, &state, Need::Admin, false).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let list: Vec<Value> = state
         .directory
@@ -247,7 +247,7 @@ async fn stats_of(state: &ScpState, nodes: Vec<NodeRecord>) -> Vec<Value> {
 }
 
 async fn all_stats(req: HttpRequest, state: web::Data<ScpState>) -> Result<HttpResponse, ScpError> {
-    require(&req, &state, Need::Admin).await?;
+    require_api(&req, &state, Need::Admin, false).await?;
     let nodes = state.directory.list().await?;
     let at = chrono::Utc::now().timestamp_millis();
     Ok(HttpResponse::Ok().json(json!({"at_ms": at, "nodes": stats_of(&state, nodes).await})))
@@ -258,7 +258,7 @@ async fn node_stats(
     state: web::Data<ScpState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ScpError> {
-    require(&req, &state, Need::Admin).await?;
+    require_api(&req, &state, Need::Admin, false).await?;
     let node = state.directory.find(&id).await?;
     Ok(pass_through(
         call_node(&state, &node, Method::GET, "/stats", web::Bytes::new()).await?,
@@ -278,7 +278,7 @@ async fn listener_command(
     state: web::Data<ScpState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ScpError> {
-    require(&req, &state, Need::AdminWrite).await?;
+    require_api(&req, &state, Need::AdminWrite, true).await?;
     let (id, cmd) = path.into_inner();
     if !matches!(cmd.as_str(), "start" | "stop" | "restart") {
         return Err(ScpError::BadRequest(format!(
@@ -300,7 +300,7 @@ async fn listener_setting(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScpError> {
-    require(&req, &state, Need::AdminWrite).await?;
+    require_api(&req, &state, Need::AdminWrite, true).await?;
     let (id, what) = path.into_inner();
     if !matches!(what.as_str(), "subscriptions" | "feed" | "market") {
         return Err(ScpError::BadRequest(format!(
@@ -327,7 +327,7 @@ async fn pool_size(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ScpError> {
-    require(&req, &state, Need::AdminWrite).await?;
+    require_api(&req, &state, Need::AdminWrite, true).await?;
     let max = crate::nodes::parse_pool_body(&body).map_err(ScpError::BadRequest)?;
     let node = state.directory.find(&id).await?;
     expect_role(&node, &["processor"], "the pool size")?;
@@ -342,7 +342,7 @@ async fn wds_sessions(
     req: HttpRequest,
     state: web::Data<ScpState>,
 ) -> Result<HttpResponse, ScpError> {
-    require(&req, &state, Need::Admin).await?;
+    require_api(&req, &state, Need::Admin, false).await?;
     let nodes: Vec<NodeRecord> = state
         .directory
         .list()

@@ -25,6 +25,7 @@ use serde_json::json;
 pub mod auth;
 pub mod bars;
 pub mod control;
+pub mod keys;
 pub mod layouts;
 pub mod login_guard;
 pub mod node;
@@ -240,6 +241,8 @@ pub enum ScpError {
     WrongPassword,
     #[error("no such node: {0}")]
     NoNode(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("node unreachable: {0}")]
     Upstream(String),
     #[error("{0}")]
@@ -260,7 +263,7 @@ impl ResponseError for ScpError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ScpError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            ScpError::NoNode(_) => StatusCode::NOT_FOUND,
+            ScpError::NoNode(_) | ScpError::NotFound(_) => StatusCode::NOT_FOUND,
             ScpError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ScpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ScpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -321,6 +324,7 @@ pub struct ScpMetrics {
     pub password_changes: Counter,
     pub revocations: Counter,
     pub revocation_errors: Counter,
+    pub key_calls: Counter,
 }
 
 impl ScpMetrics {
@@ -373,6 +377,11 @@ impl ScpMetrics {
                 "Revocations that could not be recorded (their tokens run until they expire)",
                 &[],
             ),
+            key_calls: r.counter(
+                "tickwire_scp_api_key_calls_total",
+                "API calls made with an API key (Authorization: Bearer) and allowed",
+                &[],
+            ),
             session_store_errors: r.counter(
                 "tickwire_scp_session_store_errors_total",
                 "Requests answered 503 because the session store (Redis) failed",
@@ -420,6 +429,8 @@ pub struct ScpState {
     pub revoker: Option<Arc<Revoker>>,
     /// Chart history (`/api/bars`); its REST source is set by the node's wiring.
     pub bars: bars::Bars,
+    /// The users' API and relay keys.
+    pub keys: keys::KeyStore,
 }
 
 impl ScpState {
@@ -478,6 +489,7 @@ impl ScpState {
             directory,
             admin_token: admin_token.to_string(),
             metrics: ScpMetrics::new(registry),
+            keys: keys::KeyStore::open(settings.data_dir.join("relay-keys.json"))?,
             bars: bars::Bars::new(
                 None,
                 Duration::from_secs(settings.chart_cache_secs.max(1)),
@@ -623,6 +635,14 @@ impl ScpState {
             if is.is_none_or(|is| is.roles != was.roles) {
                 let ttl = self.settings.token_ttl();
                 self.revoke_later(Revocation::user_now(&name, None, ttl));
+            }
+            if is.is_none() {
+                // A removed user's programs are out too.
+                match self.keys.delete_user(&name) {
+                    Ok(0) => {}
+                    Ok(n) => log::info!("{name} removed: their {n} API keys deleted"),
+                    Err(e) => log::warn!("{name} removed, but their API keys stay on disk: {e}"),
+                }
             }
         }
     }
@@ -782,5 +802,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(pages::configure)
         .configure(auth::configure)
         .configure(bars::configure)
+        .configure(keys::configure)
         .configure(control::configure);
 }

@@ -34,6 +34,8 @@ pub enum UsersError {
     },
     #[error("password hashing: {0}")]
     Hash(String),
+    #[error(transparent)]
+    Keys(#[from] super::keys::KeyError),
     #[error("unknown role `{0}` (viewer or admin)")]
     Role(String),
     #[error("username must be 1-64 characters of letters, digits, `.`, `_` or `-`")]

@@ -205,6 +205,22 @@ try {
   }
   await until('the alert settings are saved', async () => (await saved()).some(i => i.type === 'range-alerts' && i.settings && i.settings.notify && i.settings.sound));
 
+  step('an API key is created, shown once, works as a bearer, and is deleted');
+  await page.click('#keys-open');
+  await page.fill('#key-name', 'browser test');
+  await page.check('#key-scopes input[value="api:read"]');
+  await page.click('#key-create');
+  await page.waitForSelector('#key-new:not([hidden]) #key-value:text-matches("^twk_")');
+  const apiKey = await page.textContent('#key-value');
+  const asBearer = () => page.evaluate(async k => (await fetch('/api/control/nodes', { credentials: 'omit', headers: { Authorization: 'Bearer ' + k } })).status, apiKey);
+  if (await asBearer() !== 200) throw new Error('the new key is refused');
+  if ((await page.textContent('#keys-list')).includes(apiKey)) throw new Error('the key is listed after creation');
+  page.once('dialog', d => d.accept());
+  await page.click('#keys-list tr:has-text("browser test") button.remove');
+  await page.waitForFunction(() => !document.querySelector('#keys-list').textContent.includes('browser test'));
+  if (await asBearer() !== 401) throw new Error('a deleted key still works');
+  await page.click('#keys-close');
+
   step('the layout is saved on the server and survives a reload');
   await page.selectOption('#widget-type', 'quote');
   await page.click('#widget-add');

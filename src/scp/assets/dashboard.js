@@ -760,6 +760,49 @@
     });
   }
 
+  // The header's API keys button: the user's keys for their own programs (/api/relay-keys).
+  function setupKeys() {
+    const field = id => document.getElementById(id);
+    const dialog = field('keys-dialog');
+    const result = field('keys-result');
+    if (TW.cfg.roles.includes('admin')) for (const e of dialog.querySelectorAll('.admin-only')) e.hidden = false;
+    async function load() {
+      const keys = await api('GET', '/api/relay-keys');
+      field('keys-list').replaceChildren(...keys.map(k => el('tr', { 'data-id': k.id },
+        el('td', {}, k.name), el('td', {}, k.scopes.join(' ')),
+        el('td', {}, new Date(k.created).toLocaleString()),
+        el('td', {}, el('button', { type: 'button', class: 'remove', onclick: async () => {
+          if (!confirm('Delete the key "' + k.name + '"? Programs using it stop at once.')) return;
+          try { await api('DELETE', '/api/relay-keys/' + encodeURIComponent(k.id)); result.textContent = 'Deleted.'; } catch (e) { result.textContent = e.message; }
+          load();
+        } }, 'Delete')))));
+    }
+    field('keys-open').addEventListener('click', async () => {
+      field('keys-form').reset();
+      field('key-new').hidden = true;
+      result.textContent = '';
+      dialog.showModal();
+      try { await load(); } catch (e) { result.textContent = e.message; }
+    });
+    field('keys-close').addEventListener('click', () => { field('key-value').textContent = ''; dialog.close(); });
+    field('key-copy').addEventListener('click', async () => {
+      try { await navigator.clipboard.writeText(field('key-value').textContent); result.textContent = 'Copied.'; } catch (_) { result.textContent = 'Select the key and copy it.'; }
+    });
+    field('keys-form').addEventListener('submit', async ev => {
+      ev.preventDefault();
+      const scopes = [...dialog.querySelectorAll('input[name="scope"]:checked')].map(i => i.value);
+      try {
+        const k = await api('POST', '/api/relay-keys', { name: field('key-name').value, scopes });
+        field('key-value').textContent = k.key;
+        field('key-new').hidden = false;
+        result.textContent = 'Key "' + k.name + '" created.';
+        await load();
+      } catch (e) {
+        result.textContent = e.message;
+      }
+    });
+  }
+
   function remove(w) {
     for (const u of w.unsubs) u();
     w.el.remove();
@@ -805,6 +848,7 @@
     });
     document.getElementById('layout-select').addEventListener('change', e => show(e.target.value));
     setupPassword();
+    setupKeys();
     document.getElementById('layout-save-as').addEventListener('click', () => {
       const name = (prompt('Name of the new layout') || '').trim();
       if (!name) return;
