@@ -1559,7 +1559,7 @@ async fn chart_history_is_fetched_cached_rolled_up_and_limited() {
     let mut a = scp_args("scp_bars", "", "unused:");
     a.rest_url = sim.http_url("");
     a.key.api_key = "demo".into();
-    a.settings.chart_requests_per_min = 4;
+    a.settings.chart_requests_per_min = 5;
     let scp = start_scp(a);
     assert_eq!(
         Web::new(&scp)
@@ -1599,8 +1599,13 @@ async fn chart_history_is_fetched_cached_rolled_up_and_limited() {
             &[("endpoint", "range")]
         ),
         Some(1),
-        "one REST call for both intervals"
+        "one REST call for every minute interval"
     );
+    // One second: the simulator's last half hour of second bars, newer than any minute.
+    let secs = web.get("/api/bars?ticker=AAPL&interval=1s").await;
+    assert_eq!(secs.status, 200, "{}", secs.text);
+    let secs = secs.body["bars"].as_array().expect("bars");
+    assert!(!secs.is_empty() && t(&secs[secs.len() - 1]) >= t(&minutes[minutes.len() - 1]));
     // Bad input is refused before any call or allowance.
     for q in [
         "ticker=A/B&interval=1m",
@@ -1609,7 +1614,7 @@ async fn chart_history_is_fetched_cached_rolled_up_and_limited() {
     ] {
         assert_eq!(web.get(&format!("/api/bars?{q}")).await.status, 400, "{q}");
     }
-    // The user's allowance (4 a minute): two more, then 429 with Retry-After.
+    // The user's allowance (5 a minute): two more, then 429 with Retry-After.
     for _ in 0..2 {
         assert_eq!(
             web.get("/api/bars?ticker=AAPL&interval=15m").await.status,
@@ -1621,7 +1626,7 @@ async fn chart_history_is_fetched_cached_rolled_up_and_limited() {
     assert!(limited.headers.contains_key("retry-after"));
     for (outcome, n) in [
         ("cached", 3),
-        ("fetched", 1),
+        ("fetched", 2),
         ("refused", 3),
         ("limited", 1),
     ] {

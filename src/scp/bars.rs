@@ -7,7 +7,7 @@
 //! - intraday intervals (`1m`, `5m`, `15m`, `1h`) from one call for the last five days'
 //!   minute bars, rolled up here (one cached answer serves every interval);
 //! - `1d` from one call for a year of daily bars;
-//! - `1s` has no history: the chart fills it from the live `A` bars.
+//! - `1s` from one call for the last half hour's second bars.
 //!
 //! Answers are cached per (ticker, span): today's minutes for `SCP_CHART_CACHE_SECS`, daily
 //! bars ten times as long; the cache holds at most [`CACHE_ENTRIES`] answers. Each user may
@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -64,9 +63,13 @@ impl Interval {
 /// Which REST answer an interval is cut from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Span {
+    Second,
     Minute,
     Day,
 }
+
+/// How far back the 1-second chart opens.
+const SECONDS_BACK_MS: i64 = 30 * 60_000;
 
 /// Where history comes from: Massive REST (or the simulator's, in embedded mode).
 #[derive(Debug, Clone)]
@@ -146,6 +149,7 @@ impl Bars {
 
     fn cached(&self, key: &(String, Span)) -> Option<Arc<Vec<ChartBar>>> {
         let ttl = match key.1 {
+            Span::Second => self.ttl.min(Duration::from_secs(5)),
             Span::Minute => self.ttl,
             Span::Day => self.ttl * 10,
         };
@@ -228,12 +232,46 @@ pub fn roll_up(bars: &[ChartBar], minutes: u32) -> Vec<ChartBar> {
 }
 
 async fn fetch(source: &BarsSource, ticker: &str, span: Span) -> Result<Vec<ChartBar>, String> {
-    let today = crate::clock::to_et(chrono::Utc::now()).date();
-    let (unit, from) = match span {
-        Span::Minute => ("minute", today - chrono::Duration::days(INTRADAY_DAYS)),
-        Span::Day => ("day", today - chrono::Duration::days(DAILY_DAYS)),
+    let now = chrono::Utc::now();
+    let today = crate::clock::to_et(now).date();
+    let url = match span {
+        // The newest half hour of second bars: newest first, as many as half an hour holds
+        // (by the provider's clock, which may not be ours: a simulator runs on its own).
+        Span::Second => {
+            let from = today - chrono::Duration::days(INTRADAY_DAYS);
+            let url = aggs_url(
+                &source.rest_url,
+                ticker,
+                "second",
+                &from.to_string(),
+                &today.to_string(),
+            );
+            url.replace(
+                "sort=asc&limit=50000",
+                &format!("sort=desc&limit={}", SECONDS_BACK_MS / 1000),
+            )
+        }
+        Span::Minute => {
+            let from = today - chrono::Duration::days(INTRADAY_DAYS);
+            aggs_url(
+                &source.rest_url,
+                ticker,
+                "minute",
+                &from.to_string(),
+                &today.to_string(),
+            )
+        }
+        Span::Day => {
+            let from = today - chrono::Duration::days(DAILY_DAYS);
+            aggs_url(
+                &source.rest_url,
+                ticker,
+                "day",
+                &from.to_string(),
+                &today.to_string(),
+            )
+        }
     };
-    let url = aggs_url(&source.rest_url, ticker, unit, from, today);
     let mut resp = awc::Client::builder()
         .timeout(Duration::from_secs(10))
         .finish()
@@ -254,7 +292,7 @@ async fn fetch(source: &BarsSource, ticker: &str, span: Span) -> Result<Vec<Char
     Ok(parse_aggs(&body))
 }
 
-fn aggs_url(base: &str, ticker: &str, unit: &str, from: NaiveDate, to: NaiveDate) -> String {
+fn aggs_url(base: &str, ticker: &str, unit: &str, from: &str, to: &str) -> String {
     format!(
         "{}/v2/aggs/ticker/{ticker}/range/1/{unit}/{from}/{to}?adjusted=true&sort=asc&limit=50000",
         base.trim_end_matches('/')
@@ -289,11 +327,7 @@ async fn get_bars(
         return Err(ScpError::TooManyRequests(wait));
     }
     let span = match interval {
-        Interval::Second => {
-            // Live only: nothing to fetch.
-            bars.figures.requests.inc("cached");
-            return Ok(answer(&ticker, &q.interval, &[]));
-        }
+        Interval::Second => Span::Second,
         Interval::Minutes(_) => Span::Minute,
         Interval::Day => Span::Day,
     };

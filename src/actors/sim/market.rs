@@ -356,7 +356,13 @@ pub struct SyntheticMarket {
     /// Today's runners: per ticker, (activity multiplier, extra drift per hour); (1, 0) for
     /// the rest.
     runners: Vec<(f64, f64)>,
+    /// The last [`SECONDS_KEPT_MS`] of finished second bars per ticker (REST
+    /// `/range/1/second/…`, the chart's 1-second history), oldest first.
+    seconds: Vec<VecDeque<MinuteBar>>,
 }
+
+/// How far back second bars are kept (memory: at most 1,800 bars a ticker).
+pub const SECONDS_KEPT_MS: i64 = 30 * 60_000;
 
 /// Mean size of a simulated trade (shares): 5 % fractional, 32 % odd lots of 1-99, 62 % round
 /// lots of 100-1,000, 1 % blocks of 1,000-50,000 (see `trade`).
@@ -425,6 +431,20 @@ impl SyntheticMarket {
     /// Today's finished minute bars of ticker `i` that start in `[from_ms, to_ms]`.
     pub fn minute_bars(&self, i: usize, from_ms: i64, to_ms: i64) -> Vec<MinuteBar> {
         self.minutes
+            .get(i)
+            .map(|bars| {
+                bars.iter()
+                    .filter(|b| b.t >= from_ms && b.t <= to_ms)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Ticker `i`'s finished second bars of the last half hour that start in
+    /// `[from_ms, to_ms]`.
+    pub fn second_bars(&self, i: usize, from_ms: i64, to_ms: i64) -> Vec<MinuteBar> {
+        self.seconds
             .get(i)
             .map(|bars| {
                 bars.iter()
@@ -529,6 +549,7 @@ impl SyntheticMarket {
             trades_since_fmv: 0,
             minutes: vec![Vec::new(); count],
             runners: vec![(1.0, 0.0); count],
+            seconds: vec![VecDeque::new(); count],
         };
         for i in 0..count {
             let prev = m.daily_bar(i, clock::previous_trading_day(day));
@@ -779,6 +800,9 @@ impl SyntheticMarket {
         for m in &mut self.minutes {
             m.clear();
         }
+        for s in &mut self.seconds {
+            s.clear();
+        }
         self.day = day;
         log::info!("simulated market day reset to {day}");
     }
@@ -792,6 +816,13 @@ impl SyntheticMarket {
                 self.in_sec[iu] = false;
                 let bar = self.bar(iu, self.state[iu].sec, 1000);
                 self.state[iu].sec = BarAcc::default();
+                if let Some(kept) = self.seconds.get_mut(iu) {
+                    let b = MinuteBar::of(&bar);
+                    while kept.front().is_some_and(|f| f.t < b.t - SECONDS_KEPT_MS) {
+                        kept.pop_front();
+                    }
+                    kept.push_back(b);
+                }
                 self.state[iu].last_sec_bar = Some(bar.clone());
                 self.pending_a.push_back((bar.e.0 + 2000, i, bar));
             }

@@ -52,9 +52,11 @@ pub enum RestQuery {
         desc: bool,
         limit: usize,
     },
-    /// Today's minute bars of a ticker that start in `[from_ms, to_ms]`.
+    /// Today's minute bars (or, `seconds`, the last half hour's second bars) of a ticker
+    /// that start in `[from_ms, to_ms]`.
     Minutes {
         ticker: String,
+        seconds: bool,
         from_ms: i64,
         to_ms: i64,
         desc: bool,
@@ -194,13 +196,18 @@ pub fn answer(m: &SyntheticMarket, now_ms: i64, q: &RestQuery) -> Result<Value, 
         }
         RestQuery::Minutes {
             ticker,
+            seconds,
             from_ms,
             to_ms,
             desc,
             limit,
         } => {
             let i = ticker_or_404(m, ticker)?;
-            let bars = m.minute_bars(i, *from_ms, *to_ms);
+            let bars = if *seconds {
+                m.second_bars(i, *from_ms, *to_ms)
+            } else {
+                m.minute_bars(i, *from_ms, *to_ms)
+            };
             let bars = bars.iter().map(|b| b.to_json()).collect();
             Ok(aggregates(ticker, bars, *desc, *limit))
         }
@@ -561,11 +568,12 @@ async fn range(
     let (ticker, mult, span, from, to) = path.into_inner();
     let desc = p.sort.as_deref() == Some("desc");
     let limit = p.limit.unwrap_or(5000).clamp(1, 50_000);
-    let q = if mult == 1 && span == "minute" {
+    let q = if mult == 1 && (span == "minute" || span == "second") {
         parse_bound(&from, false)
             .and_then(|f| parse_bound(&to, true).map(|t| (f, t)))
             .map(|(from_ms, to_ms)| RestQuery::Minutes {
                 ticker,
+                seconds: span == "second",
                 from_ms,
                 to_ms,
                 desc,
@@ -573,7 +581,7 @@ async fn range(
             })
     } else if mult != 1 || span != "day" {
         Err(RestError::BadRequest(
-            "the simulator serves 1/day and 1/minute aggregates only".to_string(),
+            "the simulator serves 1/day, 1/minute and 1/second aggregates only".to_string(),
         ))
     } else {
         parse_date(&from)

@@ -441,7 +441,7 @@
       layout: { background: { color: 'transparent' }, textColor: '#aaa', panes: { separatorColor: '#333' } },
       grid: { vertLines: { color: '#222' }, horzLines: { color: '#222' } },
       rightPriceScale: { borderColor: '#333' },
-      timeScale: { borderColor: '#333', timeVisible: true, secondsVisible: false, tickMarkFormatter: etTick },
+      timeScale: { borderColor: '#333', timeVisible: true, secondsVisible: true, tickMarkFormatter: etTick },
       localization: { timeFormatter: t => etLabel(t, interval === '1s') },
     });
     const candles = ch.addSeries(LC.CandlestickSeries, { upColor: '#26a69a', downColor: '#ef5350', borderVisible: false, wickUpColor: '#26a69a', wickDownColor: '#ef5350' });
@@ -511,7 +511,6 @@
       readout.textContent = 'O ' + fmt.price(c.open) + ' H ' + fmt.price(c.high) + ' L ' + fmt.price(c.low) + ' C ' + fmt.price(c.close) + ' V ' + fmt.num(v ? v.value : 0);
     });
     async function history(s, gen) {
-      if (interval === '1s') { label.textContent = s + ' · 1 s bars from now on (no history)'; return; }
       label.textContent = s + ' · loading history…';
       try {
         const r = await api('GET', '/api/bars?ticker=' + encodeURIComponent(s) + '&interval=' + interval);
