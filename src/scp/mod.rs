@@ -489,7 +489,8 @@ impl ScpState {
             directory,
             admin_token: admin_token.to_string(),
             metrics: ScpMetrics::new(registry),
-            keys: keys::KeyStore::open(settings.data_dir.join("relay-keys.json"))?,
+            keys: keys::KeyStore::open(settings.data_dir.join("relay-keys.json"))
+                .map_err(|e| users::UsersError::Keys(e.to_string()))?,
             bars: bars::Bars::new(
                 None,
                 Duration::from_secs(settings.chart_cache_secs.max(1)),

@@ -34,8 +34,9 @@ pub enum UsersError {
     },
     #[error("password hashing: {0}")]
     Hash(String),
-    #[error(transparent)]
-    Keys(#[from] super::keys::KeyError),
+    /// The API keys file beside the users file could not be opened.
+    #[error("{0}")]
+    Keys(String),
     #[error("unknown role `{0}` (viewer or admin)")]
     Role(String),
     #[error("username must be 1-64 characters of letters, digits, `.`, `_` or `-`")]

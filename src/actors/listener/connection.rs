@@ -298,7 +298,7 @@ impl Listener {
                         );
                     }
                 }
-                Some(Err(e)) => act.figures.market_status_failed(&format!("upcoming: {e}")),
+                Some(Err(e)) => act.figures.upcoming_failed(&e),
                 None => {}
             }
             // The status's own clock dates the day (a simulator runs on its own).

@@ -37,7 +37,7 @@ figures! {
         pub dead_peer: Counter = "tickwire_listener_dead_peer_total";
         /// Market-status checks that found the market closed (no connect)
         pub closed_polls: Counter = "tickwire_listener_market_closed_polls_total";
-        /// Market-status checks that failed (connected anyway)
+        /// Market-status calls (`/now`, `/upcoming`) that failed (connected anyway, unless a known holiday)
         pub market_status_errors: Counter = "tickwire_listener_market_status_errors_total";
         /// Frames over the size limit, counted and skipped
         pub oversize: Counter = "tickwire_listener_oversize_frames_total";
@@ -71,7 +71,14 @@ impl ConnectionFigures {
 
     pub fn market_status_failed(&self, error: &str) {
         self.market_status_errors.inc();
-        log::warn!("market status check failed ({error}); connecting anyway");
+        log::warn!(
+            "market status check failed ({error}); connecting unless today is a known holiday"
+        );
+    }
+
+    pub fn upcoming_failed(&self, error: &str) {
+        self.market_status_errors.inc();
+        log::warn!("holidays ahead could not be read ({error}); asked again on the next check");
     }
 
     pub fn auth_failed(&self, market: Market, text: &str) {
