@@ -937,25 +937,32 @@ impl SyntheticMarket {
         st.halted_until = 0;
         st.halt_ref = Some(st.mid);
         st.luld_ref = None;
+        out.push(self.imbalance(i, t * 1_000_000, None, "H"));
+        self.maybe_luld(i, t, out);
+        false
+    }
+
+    /// A net order imbalance of ticker `i` at `t_ns` for the auction at `at` (ET `hhmm`;
+    /// none for a halt reopening) of type `kind`.
+    fn imbalance(&mut self, i: usize, t_ns: i64, at: Option<u32>, kind: &str) -> SimEvent {
+        let st = &mut self.state[i];
         st.noi_i += 1;
         let ev = Noi {
             sym: self.info[i].sym.clone(),
-            t: TsNanos(t * 1_000_000),
-            at: None,
-            a: Some("H".to_string()),
+            t: TsNanos(t_ns),
+            at,
+            a: Some(kind.to_string()),
             i: Some(st.noi_i),
             x: Some(12),
             o: Some(LenientNum((100 * (1 + self.rng.below(2000))) as f64)),
             p: Some(LenientNum((100 * (1 + self.rng.below(20000))) as f64)),
             b: Some(round2(st.mid)),
         };
-        out.push(SimEvent {
+        SimEvent {
             channel: CH_NOI,
             ticker: i as u32,
             event: Event::Noi(ev),
-        });
-        self.maybe_luld(i, t, out);
-        false
+        }
     }
 
     /// A runner's quote: a 10 % move since it last resumed starts a pause (regular session).
@@ -1182,25 +1189,10 @@ impl SyntheticMarket {
             return;
         }
         let i = self.pick_ticker();
-        let st = &mut self.state[i];
-        st.noi_i += 1;
         let kind = kinds[self.rng.below(kinds.len() as u64) as usize];
-        let ev = Noi {
-            sym: self.info[i].sym.clone(),
-            t: TsNanos(to * 1_000_000 + self.rng.below(1_000_000) as i64),
-            at: Some(at),
-            a: Some(kind.to_string()),
-            i: Some(st.noi_i),
-            x: Some(12),
-            o: Some(LenientNum((100 * (1 + self.rng.below(2000))) as f64)),
-            p: Some(LenientNum((100 * (1 + self.rng.below(20000))) as f64)),
-            b: Some(round2(st.mid)),
-        };
-        out.push(SimEvent {
-            channel: CH_NOI,
-            ticker: i as u32,
-            event: Event::Noi(ev),
-        });
+        let t_ns = to * 1_000_000 + self.rng.below(1_000_000) as i64;
+        let ev = self.imbalance(i, t_ns, Some(at), kind);
+        out.push(ev);
     }
 
     /// Massive's snapshot object for ticker `i` (REST `/v2/snapshot/...`).
