@@ -361,6 +361,17 @@ pub struct SyntheticMarket {
     seconds: Vec<VecDeque<MinuteBar>>,
 }
 
+/// The bars that start in `[from_ms, to_ms]`.
+fn window<'a>(
+    bars: impl Iterator<Item = &'a MinuteBar>,
+    from_ms: i64,
+    to_ms: i64,
+) -> Vec<MinuteBar> {
+    bars.filter(|b| b.t >= from_ms && b.t <= to_ms)
+        .copied()
+        .collect()
+}
+
 /// How far back second bars are kept (memory: at most 1,800 bars a ticker).
 pub const SECONDS_KEPT_MS: i64 = 30 * 60_000;
 
@@ -430,29 +441,15 @@ impl SyntheticMarket {
 
     /// Today's finished minute bars of ticker `i` that start in `[from_ms, to_ms]`.
     pub fn minute_bars(&self, i: usize, from_ms: i64, to_ms: i64) -> Vec<MinuteBar> {
-        self.minutes
-            .get(i)
-            .map(|bars| {
-                bars.iter()
-                    .filter(|b| b.t >= from_ms && b.t <= to_ms)
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default()
+        let bars = self.minutes.get(i).map(|b| b.iter());
+        window(bars.into_iter().flatten(), from_ms, to_ms)
     }
 
     /// Ticker `i`'s finished second bars of the last half hour that start in
     /// `[from_ms, to_ms]`.
     pub fn second_bars(&self, i: usize, from_ms: i64, to_ms: i64) -> Vec<MinuteBar> {
-        self.seconds
-            .get(i)
-            .map(|bars| {
-                bars.iter()
-                    .filter(|b| b.t >= from_ms && b.t <= to_ms)
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default()
+        let bars = self.seconds.get(i).map(|b| b.iter());
+        window(bars.into_iter().flatten(), from_ms, to_ms)
     }
 
     fn record_minute(&mut self, i: usize, bar: &Aggregate) {
