@@ -18,7 +18,9 @@ pub const NS_FLOOR: i64 = 100_000_000_000_000_000;
 /// Values between the two ranges are rejected: they are neither plausible ms nor ns.
 pub fn epoch_to_nanos(raw: i64) -> Result<i64, String> {
     if (0..MS_LIMIT).contains(&raw) {
-        Ok(raw * 1_000_000)
+        // Milliseconds past the year 2262 have no nanosecond form in an i64.
+        raw.checked_mul(1_000_000)
+            .ok_or_else(|| format!("timestamp {raw} ms is past the year 2262"))
     } else if raw >= NS_FLOOR {
         Ok(raw)
     } else {
@@ -248,6 +250,10 @@ mod tests {
         assert!(serde_json::from_str::<TsMillis>("\"12\"").is_err());
         assert!(serde_json::from_str::<TsMillis>("1e400").is_err());
         assert!(serde_json::from_str::<TsMillis>("99999999999999999999999").is_err());
+        // Milliseconds with no nanosecond form (past 2262): refused, not overflowed.
+        let err = serde_json::from_str::<TsNanos>("9223372036855").unwrap_err();
+        assert!(err.to_string().contains("2262"), "{err}");
+        assert!(epoch_to_nanos(MS_LIMIT - 1).is_err());
     }
 
     #[test]
