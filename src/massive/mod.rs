@@ -10,11 +10,13 @@
 //! - [`events`]: one struct per stocks event, status messages, and the [`events::Event`] enum.
 //! - [`frame`]: frame splitting, per-element decoding and the cheap route-only path.
 //! - [`control`]: the client -> server messages (`auth`, `subscribe`, `unsubscribe`).
+//! - [`rest`]: how every node calls Massive REST (the key in a header).
 
 pub mod control;
 pub mod events;
 pub mod frame;
 pub mod market;
+pub mod rest;
 pub mod values;
 
 pub use events::{Aggregate, Event, Fmv, Luld, Noi, Quote, Status, StatusKind, Trade};

@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use super::auth::{require, Need};
 use super::{ScpError, ScpState};
 use crate::figures;
+use crate::massive::rest;
 use crate::metrics::{Counter, Registry};
 
 /// Answers kept at most (about 2,000 minute bars each: a few MB in all).
@@ -232,71 +233,32 @@ pub fn roll_up(bars: &[ChartBar], minutes: u32) -> Vec<ChartBar> {
 }
 
 async fn fetch(source: &BarsSource, ticker: &str, span: Span) -> Result<Vec<ChartBar>, String> {
-    let now = chrono::Utc::now();
-    let today = crate::clock::to_et(now).date();
-    let url = match span {
-        // The newest half hour of second bars: newest first, as many as half an hour holds
-        // (by the provider's clock, which may not be ours: a simulator runs on its own).
-        Span::Second => {
-            let from = today - chrono::Duration::days(INTRADAY_DAYS);
-            let url = aggs_url(
-                &source.rest_url,
-                ticker,
-                "second",
-                &from.to_string(),
-                &today.to_string(),
-            );
-            url.replace(
-                "sort=asc&limit=50000",
-                &format!("sort=desc&limit={}", SECONDS_BACK_MS / 1000),
-            )
-        }
-        Span::Minute => {
-            let from = today - chrono::Duration::days(INTRADAY_DAYS);
-            aggs_url(
-                &source.rest_url,
-                ticker,
-                "minute",
-                &from.to_string(),
-                &today.to_string(),
-            )
-        }
-        Span::Day => {
-            let from = today - chrono::Duration::days(DAILY_DAYS);
-            aggs_url(
-                &source.rest_url,
-                ticker,
-                "day",
-                &from.to_string(),
-                &today.to_string(),
-            )
-        }
+    let today = crate::clock::to_et(chrono::Utc::now()).date();
+    let days = |n| today - chrono::Duration::days(n);
+    // The second bars: the newest half hour, newest first (by the provider's clock, which
+    // may not be ours: a simulator runs on its own).
+    let (unit, from, order) = match span {
+        Span::Second => (
+            "second",
+            days(INTRADAY_DAYS),
+            format!("sort=desc&limit={}", SECONDS_BACK_MS / 1000),
+        ),
+        Span::Minute => (
+            "minute",
+            days(INTRADAY_DAYS),
+            "sort=asc&limit=50000".to_string(),
+        ),
+        Span::Day => ("day", days(DAILY_DAYS), "sort=asc&limit=50000".to_string()),
     };
-    let mut resp = awc::Client::builder()
+    let url = format!(
+        "{}/v2/aggs/ticker/{ticker}/range/1/{unit}/{from}/{today}?adjusted=true&{order}",
+        source.rest_url.trim_end_matches('/')
+    );
+    let client = awc::Client::builder()
         .timeout(Duration::from_secs(10))
-        .finish()
-        .get(url)
-        // In a header, never the URL: URLs end up in logs.
-        .insert_header(("Authorization", format!("Bearer {}", source.api_key)))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("aggregates answered {}", resp.status()));
-    }
-    let body: Value = resp
-        .json()
-        .limit(64 * 1024 * 1024)
-        .await
-        .map_err(|e| e.to_string())?;
+        .finish();
+    let body = rest::get_json(client, url, source.api_key.clone(), 64 * 1024 * 1024).await?;
     Ok(parse_aggs(&body))
-}
-
-fn aggs_url(base: &str, ticker: &str, unit: &str, from: &str, to: &str) -> String {
-    format!(
-        "{}/v2/aggs/ticker/{ticker}/range/1/{unit}/{from}/{to}?adjusted=true&sort=asc&limit=50000",
-        base.trim_end_matches('/')
-    )
 }
 
 #[derive(Deserialize)]

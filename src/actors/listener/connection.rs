@@ -38,6 +38,7 @@ use crate::analyzers::calendar::{parse_upcoming, DayKind, TradingCalendar};
 use crate::backoff::Backoff;
 use crate::massive::control::{ClientMessage, Topic};
 use crate::massive::frame::route_frame;
+use crate::massive::rest::{self, get_json};
 use crate::massive::{Market, Status, StatusKind};
 use crate::metrics::Registry;
 use crate::queue::EventBatch;
@@ -138,22 +139,6 @@ pub struct Listener {
 
 /// How often the holidays ahead are read again.
 const UPCOMING_EVERY: Duration = Duration::from_secs(24 * 3600);
-
-/// GET a Massive REST JSON answer with the key in a header.
-async fn rest_json(url: String, key: &str) -> Result<serde_json::Value, String> {
-    let mut resp = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .finish()
-        .get(url)
-        .insert_header(("Authorization", format!("Bearer {key}")))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    resp.json().await.map_err(|e| e.to_string())
-}
 
 /// Where a fragmented message stands.
 enum Partial {
@@ -277,13 +262,20 @@ impl Listener {
         let upcoming_due = self
             .upcoming_read
             .is_none_or(|t| t.elapsed() >= UPCOMING_EVERY);
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish();
+        let get = move |path: &str| {
+            let url = format!("{base}{path}");
+            get_json(client.clone(), url, key.clone(), rest::SMALL)
+        };
         let fut = async move {
             let upcoming = if upcoming_due {
-                Some(rest_json(format!("{base}/v1/marketstatus/upcoming"), &key).await)
+                Some(get("/v1/marketstatus/upcoming").await)
             } else {
                 None
             };
-            let now = rest_json(format!("{base}/v1/marketstatus/now"), &key).await;
+            let now = get("/v1/marketstatus/now").await;
             (upcoming, now)
         };
         ctx.spawn(fut.into_actor(self).map(|(upcoming, now), act, ctx| {

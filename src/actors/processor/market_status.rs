@@ -21,8 +21,8 @@ const UPCOMING_EVERY: Duration = Duration::from_secs(24 * 3600);
 pub struct MarketStatus {
     url: String,
     upcoming_url: String,
-    /// `Bearer <key>`: the key travels in a header, never in a URL (or a log).
-    auth: String,
+    /// The key travels in a header, never in a URL (or a log).
+    key: String,
     every: Duration,
     to: Recipient<CalendarUpdate>,
     calendar: TradingCalendar,
@@ -45,7 +45,7 @@ impl MarketStatus {
                 "{}/v1/marketstatus/upcoming",
                 rest_url.trim_end_matches('/')
             ),
-            auth: format!("Bearer {api_key}"),
+            key: api_key.to_string(),
             every,
             to,
             calendar: TradingCalendar::default(),
@@ -92,20 +92,8 @@ impl MarketStatus {
         &self,
         url: &str,
     ) -> impl std::future::Future<Output = Result<serde_json::Value, String>> + 'static {
-        let req = self
-            .client
-            .get(url)
-            .insert_header(("Authorization", self.auth.as_str()))
-            .send();
-        async move {
-            let mut resp = req.await.map_err(|e| e.to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("status {}", resp.status()));
-            }
-            resp.json::<serde_json::Value>()
-                .await
-                .map_err(|e| e.to_string())
-        }
+        let (url, key) = (url.to_string(), self.key.clone());
+        crate::massive::rest::get_json(self.client.clone(), url, key, crate::massive::rest::SMALL)
     }
 
     /// Primes the calendar with the holidays and early closes ahead.
