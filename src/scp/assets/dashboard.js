@@ -593,7 +593,9 @@
 
   async function save() {
     clearTimeout(saveTimer); saveTimer = null;
-    try { doc = await api('PUT', '/api/layouts', doc); } catch (e) { console.warn('layout not saved:', e.message); }
+    // The answer is not taken as the new `doc`: a change made while this save was in flight
+    // lives only in the local `doc`, and the next save must carry it.
+    try { await api('PUT', '/api/layouts', doc); } catch (e) { console.warn('layout not saved:', e.message); }
   }
 
   // Leaving the page with an autosave still pending: send it anyway (keepalive outlives the page).
