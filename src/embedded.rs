@@ -15,20 +15,23 @@
 //! would be elsewhere.
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::Addr;
 use clap::Parser;
 
-use crate::actors::listener::connection::{self, Listener, ListenerConfig, MAX_FRAME_BYTES};
+use crate::actors::listener::connection::{self, Listener, ListenerConfig, Taps, MAX_FRAME_BYTES};
 use crate::actors::listener::metrics::{ConnectionFigures, NewsFigures};
 use crate::actors::listener::news::{self, NewsArgs, NewsListener};
 use crate::actors::listener::{configure_control, ControlState, MarketLink};
 use crate::actors::processor::{start_pipeline, Pipeline, PipelineArgs};
 use crate::actors::sim::{SimArgs, SimError, SimServer};
 use crate::actors::store::memory_store::MemoryStore;
+use crate::actors::wds::metrics::RelayFigures;
 use crate::actors::wds::node::{WdsError, WdsSettings};
+use crate::actors::wds::relay::keys::KeySource;
+use crate::actors::wds::relay::RelaySettings;
 use crate::actors::wds::session;
 use crate::admin::{self, NodeHttp};
 use crate::config::node_id;
@@ -36,6 +39,7 @@ use crate::config::parse_subscriptions;
 use crate::massive::Market;
 use crate::metrics::Registry;
 use crate::nodes::NodeRecord;
+use crate::recipient::CountedRecipient;
 use crate::revocation::Revoker;
 use crate::scp::control::Directory;
 use crate::scp::users::Bootstrap;
@@ -54,6 +58,9 @@ pub struct EmbeddedArgs {
 
     #[command(flatten)]
     pub wds: WdsSettings,
+
+    #[command(flatten)]
+    pub relay: RelaySettings,
 
     #[command(flatten)]
     pub scp: ScpSettings,
@@ -247,7 +254,24 @@ pub fn start(
         .collect();
     let cfg = listener_config(url, key, &args.subscriptions)?;
     let out = pipeline.input();
-    let (listener, health) = connection::start(cfg, shards, out, &registry);
+    // The relay hears the router in process; its keys are the control plane's, read in
+    // process too once it exists (below).
+    let scp_keys: Arc<OnceLock<actix_web::web::Data<ScpState>>> = Arc::new(OnceLock::new());
+    let relay = args.relay.enabled.then(|| {
+        let k = scp_keys.clone();
+        let source = KeySource::Local(Arc::new(move || {
+            k.get().map(|s| s.keys.relay_keys()).unwrap_or_default()
+        }));
+        let figures = RelayFigures::register(&registry, &[]);
+        crate::actors::wds::relay::start(&args.relay, source, figures)
+    });
+    let taps = Taps {
+        recorder: None,
+        relay: relay
+            .as_ref()
+            .map(|r| CountedRecipient::of(&r.hub, RelayFigures::register(&registry, &[]).actor)),
+    };
+    let (listener, health) = connection::start_with(cfg, shards, out, taps, &registry);
     let news = start_news(
         &args.news,
         sim.as_ref(),
@@ -299,6 +323,7 @@ pub fn start(
             api_key: key,
         }));
     let scp = actix_web::web::Data::new(scp);
+    let _ = scp_keys.set(scp.clone());
     let write_timeout = Some(Duration::from_secs(args.wds.write_timeout_secs.max(1)));
     let http = NodeHttp::serve_clients(http, 2, write_timeout, move |cfg| {
         cfg.app_data(admin_data.clone())
@@ -307,6 +332,12 @@ pub fn start(
             .app_data(scp.clone())
             .configure(admin::configure)
             .configure(session::configure)
+            .configure(|cfg| {
+                if let Some(r) = &relay {
+                    cfg.app_data(r.clone())
+                        .configure(crate::actors::wds::relay::session::configure);
+                }
+            })
             .configure(configure_control)
             .configure(crate::scp::configure);
     })?;

@@ -30,9 +30,11 @@
 //! nodes.rs           contract: the node registry record and control-route bodies
 //! token.rs           contract: WDS access tokens and topic grants
 //! revocation.rs      contract: tokens withdrawn before they expire
+//! relay.rs           contract: the Massive relay's frames and keys (listener -> WDS, SCP -> WDS)
 //! analyzers/         library: quotes, daily ranges, boards, raw routes (pure, no actix)
 //! admin.rs metrics.rs config.rs clock.rs backoff.rs rng.rs recipient.rs redis_pool.rs clients.rs
 //!                    libraries every node uses
+//! wsio.rs            library: Massive-style server WebSockets (bounded, observable output)
 //! scp/               the control plane: login, tokens, dashboard, control API
 //! embedded.rs        every node in one process; bench/: tickwire-bench; bin/: the binaries
 //! ```
@@ -58,8 +60,10 @@ pub mod nodes;
 pub mod queue;
 pub mod recipient;
 pub mod redis_pool;
+pub mod relay;
 pub mod revocation;
 pub mod rng;
 pub mod scp;
 pub mod store;
 pub mod token;
+pub mod wsio;

@@ -8,6 +8,17 @@ use serde::{Deserialize, Serialize};
 /// Massive-recommended maximum number of topics in one subscribe message.
 pub const MAX_TOPICS_PER_MESSAGE: usize = 500;
 
+// Massive's status texts a server sends (the simulator's and the relay's sessions).
+
+/// `connected`, on upgrade.
+pub const CONNECTED: &str = "Connected Successfully";
+/// `auth_success`.
+pub const AUTHENTICATED: &str = "authenticated";
+/// `auth_failed` for an unknown key.
+pub const AUTH_FAILED: &str = "authentication failed";
+/// `auth_timeout`.
+pub const AUTH_TIMEOUT: &str = "No authentication request received.";
+
 /// One client message as sent on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMessage {

@@ -17,6 +17,7 @@ pub mod events;
 pub mod frame;
 pub mod market;
 pub mod rest;
+pub mod subscriptions;
 pub mod values;
 
 pub use events::{Aggregate, Event, Fmv, Luld, Noi, Quote, Status, StatusKind, Trade};

@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use crate::massive::frame::{route_frame, ElementError, FrameError};
 use crate::massive::Market;
+use crate::relay::RelayEvent;
 
 pub mod envelope;
 pub mod topology;
@@ -134,6 +135,16 @@ pub struct SplitFrame {
 /// Splits `frame` and groups its events per (queue, shard), keeping each group's events in
 /// frame order. `frame` is shared, so each event is a zero-copy slice of it.
 pub fn split_frame(frame: &Bytes, shards: u16) -> Result<SplitFrame, FrameError> {
+    split_frame_indexed(frame, shards, None)
+}
+
+/// [`split_frame`], also listing every event for the relay in `index` (in frame order, with
+/// `fallback_ms` as the time of an event that names none) from the same one parse.
+pub fn split_frame_indexed(
+    frame: &Bytes,
+    shards: u16,
+    mut index: Option<(&mut Vec<RelayEvent>, i64)>,
+) -> Result<SplitFrame, FrameError> {
     let mut out = SplitFrame::default();
     let base = frame.as_ptr() as usize;
     for entry in route_frame(frame)? {
@@ -157,6 +168,15 @@ pub fn split_frame(frame: &Bytes, shards: u16) -> Result<SplitFrame, FrameError>
         let raw = entry.raw.get().as_bytes();
         let start = raw.as_ptr() as usize - base;
         let bytes = frame.slice(start..start + raw.len());
+        if let Some((index, fallback_ms)) = index.as_mut() {
+            index.push(RelayEvent {
+                channel: entry.ev.as_ref().into(),
+                symbol: entry.symbol.as_deref().unwrap_or_default().into(),
+                start: start as u32,
+                end: (start + raw.len()) as u32,
+                time_ms: entry.time_ms.unwrap_or(*fallback_ms),
+            });
+        }
         match out
             .groups
             .iter_mut()

@@ -19,15 +19,17 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::auth::{require, Need};
 use super::users::ADMIN;
 use super::{ScpError, ScpState};
+use crate::relay::{keys_key, RelayKey, RelayKeys};
 use crate::revocation::Revocation;
 
 /// Keys a user may hold at once.
@@ -75,7 +77,7 @@ pub enum KeyError {
 }
 
 fn hash(key: &str) -> String {
-    crate::token::hex(&Sha256::digest(key.as_bytes()))
+    crate::relay::key_hash(key)
 }
 
 /// The keys of every user, kept in memory and written through to the data directory.
@@ -83,6 +85,8 @@ pub struct KeyStore {
     path: PathBuf,
     /// By hash.
     keys: RwLock<HashMap<String, KeyRecord>>,
+    /// Bumped by every change, so the relay's copy is rewritten when it moved.
+    generation: AtomicU64,
 }
 
 impl KeyStore {
@@ -102,10 +106,12 @@ impl KeyStore {
         Ok(KeyStore {
             path,
             keys: RwLock::new(keys),
+            generation: AtomicU64::new(1),
         })
     }
 
     fn save(&self, keys: &HashMap<String, KeyRecord>) -> Result<(), KeyError> {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let mut list: Vec<&KeyRecord> = keys.values().collect();
         list.sort_by(|a, b| (&a.user, a.created, &a.id).cmp(&(&b.user, b.created, &b.id)));
         if let Some(dir) = self.path.parent() {
@@ -210,6 +216,29 @@ impl KeyStore {
         Ok(n)
     }
 
+    /// What the relays may know: the hashes of the keys with the `relay` scope, and whose.
+    pub fn relay_keys(&self) -> RelayKeys {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .filter(|(_, k)| k.has("relay"))
+            .map(|(h, k)| {
+                let id = k.id.clone();
+                (
+                    h.clone(),
+                    RelayKey {
+                        id,
+                        user: k.user.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Changes so far (to notice one).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// The record of `key`, if it is one.
     pub fn find(&self, key: &str) -> Option<KeyRecord> {
         if !key.starts_with(KEY_PREFIX) {
@@ -218,6 +247,57 @@ impl KeyStore {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         keys.get(&hash(key)).cloned()
     }
+}
+
+/// Keeps the relay keys in the node registry's Redis ([`crate::relay::keys_key`]), where
+/// every WDS reads them: rewritten within a quarter second of a change, and every half
+/// minute anyway (a restarted Redis gets them back). Runs as long as the process.
+pub fn publish_to_redis(state: web::Data<ScpState>, pool: deadpool_redis::Pool, prefix: &str) {
+    let key = keys_key(prefix);
+    actix::spawn(async move {
+        let mut written = 0;
+        let mut last = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let generation = state.keys.generation();
+            if generation == written && last.elapsed() < Duration::from_secs(30) {
+                continue;
+            }
+            let items: Vec<(String, String)> = state
+                .keys
+                .relay_keys()
+                .into_iter()
+                .filter_map(|(h, k)| Some((h, serde_json::to_string(&k).ok()?)))
+                .collect();
+            match write_relay_keys(&pool, &key, &items).await {
+                Ok(()) => {
+                    written = generation;
+                    last = Instant::now();
+                }
+                Err(e) => {
+                    state.metrics.relay_key_errors.inc();
+                    log::warn!("relay keys not written to the node registry ({e}); retrying");
+                }
+            }
+        }
+    });
+}
+
+async fn write_relay_keys(
+    pool: &deadpool_redis::Pool,
+    key: &str,
+    items: &[(String, String)],
+) -> Result<(), String> {
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let mut pipe = deadpool_redis::redis::pipe();
+    pipe.atomic().del(key).ignore();
+    if !items.is_empty() {
+        pipe.hset_multiple(key, items).ignore();
+    }
+    pipe.query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Deserialize)]

@@ -325,6 +325,7 @@ pub struct ScpMetrics {
     pub revocations: Counter,
     pub revocation_errors: Counter,
     pub key_calls: Counter,
+    pub relay_key_errors: Counter,
 }
 
 impl ScpMetrics {
@@ -375,6 +376,11 @@ impl ScpMetrics {
             revocation_errors: r.counter(
                 "tickwire_scp_revocation_errors_total",
                 "Revocations that could not be recorded (their tokens run until they expire)",
+                &[],
+            ),
+            relay_key_errors: r.counter(
+                "tickwire_scp_relay_key_errors_total",
+                "Failed writes of the relay keys to the node registry (retried)",
                 &[],
             ),
             key_calls: r.counter(

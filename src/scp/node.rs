@@ -266,6 +266,10 @@ pub fn start(args: ScpArgs, http: TcpListener) -> Result<ScpNode, ScpNodeError> 
     log_bootstrap(&boot, &args.settings);
     log::info!("browser sessions kept in {}", state.sessions.store_name());
     let scp = web::Data::new(state);
+    // Every WDS's relay reads the relay keys from the node registry.
+    if let Directory::Redis { pool, prefix, .. } = &scp.directory {
+        super::keys::publish_to_redis(scp.clone(), pool.clone(), prefix);
+    }
     let store = watch_session_store(&scp);
     // The client-facing port: /stats and /metrics want the admin token.
     let admin_data = web::Data::new(

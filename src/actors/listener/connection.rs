@@ -43,6 +43,7 @@ use crate::massive::{Market, Status, StatusKind};
 use crate::metrics::Registry;
 use crate::queue::EventBatch;
 use crate::recipient::CountedRecipient;
+use crate::relay::{Carried, Relayed};
 
 /// Largest frame routed (Massive's frames stay below ~1 MB); larger ones are counted and
 /// skipped, and the connection stays.
@@ -120,6 +121,8 @@ pub struct Listener {
     cfg: ListenerConfig,
     router: CountedRecipient<RawFrame>,
     recorder: Option<CountedRecipient<RawFrame>>,
+    /// The relay, told what this connection carries on every (re)subscription.
+    relay: Option<CountedRecipient<Relayed>>,
     health: Arc<ListenerHealth>,
     figures: ConnectionFigures,
     backoff: Backoff,
@@ -156,26 +159,38 @@ pub fn start(
     out: CountedRecipient<EventBatch>,
     registry: &Arc<Registry>,
 ) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
-    start_with(cfg, shards, out, None, registry)
+    start_with(cfg, shards, out, Taps::default(), registry)
 }
 
-/// [`start`], optionally recording raw frames.
+/// Where a listener's frames go besides the queues.
+#[derive(Default, Clone)]
+pub struct Taps {
+    /// Raw frames to a capture file (`--record`).
+    pub recorder: Option<CountedRecipient<RawFrame>>,
+    /// Indexed frames, and what is carried, to the Massive relay.
+    pub relay: Option<CountedRecipient<Relayed>>,
+}
+
+/// [`start`], with taps: raw frames recorded, indexed frames relayed.
 pub fn start_with(
     cfg: ListenerConfig,
     shards: u16,
     out: CountedRecipient<EventBatch>,
-    recorder: Option<CountedRecipient<RawFrame>>,
+    taps: Taps,
     registry: &Arc<Registry>,
 ) -> (actix::Addr<Listener>, Arc<ListenerHealth>) {
     use actix::Actor as _;
     let figures = RouterFigures::register(registry, &[]);
     let counted = figures.actor.clone();
-    let router = Router::new(shards, out, figures, FrameLag::new(registry)).start();
+    let router = Router::new(shards, out, figures, FrameLag::new(registry))
+        .with_relay(taps.relay.clone())
+        .start();
     let figures = ConnectionFigures::for_market(registry, cfg.market);
     let mut listener = Listener::new(cfg, CountedRecipient::of(&router, counted), figures);
-    if let Some(r) = recorder {
+    if let Some(r) = taps.recorder {
         listener = listener.with_recorder(r);
     }
+    listener.relay = taps.relay;
     let health = listener.health();
     (actix::Supervisor::start(move |_| listener), health)
 }
@@ -214,6 +229,7 @@ impl Listener {
             cfg,
             router,
             recorder: None,
+            relay: None,
             health: Arc::new(ListenerHealth::default()),
             figures,
             backoff,
@@ -348,6 +364,7 @@ impl Listener {
                 for m in ClientMessage::subscribe_chunks(&act.cfg.subscriptions) {
                     act.send(m);
                 }
+                act.announce_carried();
             }
             Err(e) => {
                 act.health.set_error(format!("connect: {e}"));
@@ -355,6 +372,21 @@ impl Listener {
                 ctx.stop();
             }
         }));
+    }
+
+    /// Tells the relay which topics this connection subscribed upstream.
+    fn announce_carried(&self) {
+        if let Some(relay) = &self.relay {
+            relay.do_send(Relayed::Carried(Carried {
+                market: self.cfg.market,
+                topics: self
+                    .cfg
+                    .subscriptions
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            }));
+        }
     }
 
     fn send(&mut self, msg: ClientMessage) {

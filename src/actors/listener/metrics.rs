@@ -14,6 +14,41 @@ use crate::metrics::{ActorMetrics, Counter, Gauge, Registry};
 use crate::queue::{QueueKind, QUEUE_NAMES as QUEUES};
 
 figures! {
+    /// The relay's publisher (issue 23): indexed frames to the relay exchange.
+    pub struct RelayPublisherFigures {
+        /// The relay publisher's mailbox and messages
+        pub actor: ActorMetrics = "relay_publisher";
+        /// 1 while connected to RabbitMQ for the relay
+        pub connected: Gauge = "tickwire_relay_publisher_connected";
+        /// Relay messages waiting for RabbitMQ
+        pub buffered: Gauge = "tickwire_relay_publisher_buffered";
+        /// Relay messages published (frames and what is carried)
+        pub published: Counter = "tickwire_relay_publisher_messages_total";
+        /// Oldest relay messages dropped from the full buffer
+        pub dropped: Counter = "tickwire_relay_publisher_dropped_total";
+        /// Relay publishes or connects that failed, and messages that did not encode
+        pub errors: Counter = "tickwire_relay_publisher_errors_total";
+    }
+}
+
+impl RelayPublisherFigures {
+    pub fn connect_failed(&self, error: &str, retry: Duration) {
+        self.errors.inc();
+        log::warn!("relay: RabbitMQ connect failed ({error}); retrying in {retry:?}");
+    }
+
+    pub fn publish_failed(&self, error: &str) {
+        self.errors.inc();
+        log::warn!("relay: publish failed ({error}); reconnecting");
+    }
+
+    pub fn encode_failed(&self, error: &str) {
+        self.errors.inc();
+        log::warn!("relay: message not published: {error}");
+    }
+}
+
+figures! {
     /// One market's Massive connection (label `market`).
     pub struct ConnectionFigures {
         /// The listener actor's mailbox and messages

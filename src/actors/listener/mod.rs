@@ -27,6 +27,7 @@ pub mod news_publisher;
 pub mod node;
 pub mod publisher;
 pub mod recorder;
+pub mod relay_publisher;
 pub mod router;
 pub mod status;
 

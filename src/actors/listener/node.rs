@@ -11,17 +11,18 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use actix_web::web;
 
-use super::connection::{Control, Listener, ListenerConfig};
+use super::connection::{Control, Listener, ListenerConfig, Taps};
 use super::control::{configure_control, ControlState, MarketLink};
 use super::lease::{lease_key, LeaseConfig, LeaseKeeper, Release};
 use super::metrics::{
     ConnectionFigures, LeaseFigures, LeaseView, ListenerFigures, NewsFigures, NewsPublisherFigures,
-    PublisherFigures, RecorderFigures, RouterFigures,
+    PublisherFigures, RecorderFigures, RelayPublisherFigures, RouterFigures,
 };
 use super::news::{NewsArgs, NewsListener};
 use super::news_publisher::{NewsPublisher, NewsPublisherConfig};
 use super::publisher::{PublisherConfig, QueuePublisher};
 use super::recorder::Recorder;
+use super::relay_publisher::RelayPublisher;
 use crate::admin::{AdminState, NodeHttp};
 use crate::config::{BrokerArgs, CommonArgs, MassiveArgs};
 use crate::massive::Market;
@@ -73,6 +74,12 @@ pub struct ListenerArgs {
     #[arg(long, env = "MDQ_PUBLISHER_CONFIRMS", default_value = "false",
           value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub publisher_confirms: bool,
+
+    /// Hand every frame on to the Massive relay of the WDS nodes (the `tickwire.relay`
+    /// exchange; issue 23). Off: no relay exchange, nothing published twice.
+    #[arg(long, env = "LISTENER_RELAY", default_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub relay: bool,
 
     /// Redis for the connection lease (internal state store).
     #[arg(
@@ -363,17 +370,26 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         }
         None => None,
     };
+    let relay = args.relay.then(|| {
+        let f = RelayPublisherFigures::register(&registry, &[]);
+        let p = RelayPublisher::new(&args.broker.rabbitmq_url, &args.queue_prefix, f.clone());
+        CountedRecipient::of(&p.start(), f.actor)
+    });
 
     // One supervised listener (and lease) per market: one connection per (key, market).
     let mut links = Vec::new();
     let mut leases = Vec::new();
     for market in markets {
         let cfg = args.connection(market, &api_key);
+        let taps = Taps {
+            recorder: recorder.clone(),
+            relay: relay.clone(),
+        };
         let (listener, health) = super::connection::start_with(
             cfg,
             args.shards.max(1),
             publisher.clone(),
-            recorder.clone(),
+            taps,
             &registry,
         );
         let lease = if args.lease {

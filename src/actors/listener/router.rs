@@ -3,14 +3,18 @@
 //! It reads only `ev` and the ticker of each element (the route-only parse) and forwards the
 //! original bytes as zero-copy slices of the frame. Status elements stay with the listener;
 //! unreadable elements and frames are counted and logged, never forwarded and never fatal.
+//!
+//! With a relay (issue 23) the same one parse also indexes the frame's events, and the frame
+//! goes on whole to the relay ([`crate::relay`]) beside the queues.
 
 use actix::{Actor, Context, Handler, Message};
 use bytes::Bytes;
 
 use super::metrics::{FrameLag, RouterFigures};
 use crate::massive::Market;
-use crate::queue::{split_frame, EventBatch};
+use crate::queue::{split_frame_indexed, EventBatch};
 use crate::recipient::CountedRecipient;
+use crate::relay::{RelayBatch, Relayed};
 
 /// A frame as read off the Massive socket.
 #[derive(Message, Debug, Clone)]
@@ -25,6 +29,8 @@ pub struct RawFrame {
 pub struct Router {
     shards: u16,
     out: CountedRecipient<EventBatch>,
+    /// The relay's feed, when relay clients are served.
+    relay: Option<CountedRecipient<Relayed>>,
     figures: RouterFigures,
     frame_lag: FrameLag,
 }
@@ -39,9 +45,16 @@ impl Router {
         Router {
             shards: shards.max(1),
             out,
+            relay: None,
             figures,
             frame_lag,
         }
+    }
+
+    /// Also hand every frame, indexed, to the relay.
+    pub fn with_relay(mut self, relay: Option<CountedRecipient<Relayed>>) -> Self {
+        self.relay = relay;
+        self
     }
 }
 
@@ -54,10 +67,24 @@ impl Handler<RawFrame> for Router {
 
     fn handle(&mut self, msg: RawFrame, _: &mut Context<Self>) {
         self.figures.actor.received();
-        let routed = match split_frame(&msg.bytes, self.shards) {
+        let mut index = Vec::new();
+        let indexing = self
+            .relay
+            .is_some()
+            .then_some((&mut index, msg.received_at_ms));
+        let routed = match split_frame_indexed(&msg.bytes, self.shards, indexing) {
             Ok(r) => r,
             Err(e) => return self.figures.frame_skipped(msg.bytes.len(), &e),
         };
+        if let Some(relay) = self.relay.as_ref().filter(|_| !index.is_empty()) {
+            relay.do_send(Relayed::Batch(RelayBatch {
+                market: msg.market,
+                received_at_ms: msg.received_at_ms,
+                whole: routed.bad.is_empty() && routed.statuses == 0,
+                frame: msg.bytes.clone(),
+                events: index,
+            }));
+        }
         if let Some(newest) = routed.newest_ms {
             self.frame_lag
                 .of(msg.market)

@@ -2,21 +2,14 @@
 
 use std::collections::BTreeSet;
 
+pub use crate::massive::control::{AUTHENTICATED, AUTH_FAILED, AUTH_TIMEOUT, CONNECTED};
 use crate::massive::Market;
 
-/// `auth_success` message.
-pub const AUTHENTICATED: &str = "authenticated";
-/// `auth_failed` message for an unknown key.
-pub const AUTH_FAILED: &str = "authentication failed";
 /// `auth_failed` message for a valid key whose plan lacks the market.
 pub const PLAN_LACKS_MARKET: &str =
     "Your plan doesn't include websocket access. Visit https://massive.com/pricing to upgrade.";
-/// `auth_timeout` message.
-pub const AUTH_TIMEOUT: &str = "No authentication request received.";
 /// `max_connections` message; the trailing space is part of the live text.
 pub const MAX_CONNECTIONS: &str = "Maximum number of websocket connections exceeded. ";
-/// `connected` message.
-pub const CONNECTED: &str = "Connected Successfully";
 /// REST 401 texts.
 pub const REST_NO_KEY: &str = "API Key was not provided";
 pub const REST_UNKNOWN_KEY: &str = "Unknown API Key";

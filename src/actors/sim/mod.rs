@@ -9,8 +9,9 @@
 //!   connection past the limit, as Massive does.
 //! - [`session::SimSession`]: one client WebSocket: auth, subscriptions, frame batching,
 //!   bounded outbound buffer, fault injection.
-//! - [`market`], [`replay`]: what the feed plays; [`filter`]: a client's subscriptions;
-//!   [`rest`]: the REST answers; [`wsio`]: the WebSocket upgrade the sessions drive;
+//! - [`market`], [`replay`]: what the feed plays; [`filter`]: the events as sessions share
+//!   them; [`rest`]: the REST answers; the WebSocket upgrade the sessions drive is the
+//!   library [`crate::wsio`] (the WDS relay drives it too);
 //!   [`auth`], [`config`]: keys and flags; [`node`]: flags and wiring.
 //! - [`news`]: the Finlight-compatible news stream (`/finlight`, `/finlight/raw`): articles
 //!   about the same tickers, for the news listener.
@@ -27,7 +28,6 @@ pub mod registry;
 pub mod replay;
 pub mod rest;
 pub mod session;
-pub mod wsio;
 
 pub use config::SimArgs;
 

@@ -32,10 +32,10 @@ use serde_json::json;
 
 use super::market::TickerInfo;
 use super::metrics::NewsFigures;
-use super::wsio::{self, Frame, Outbound, ProtocolError};
 use crate::clock::{self, MarketClock};
 use crate::finlight::{StreamParams, API_KEY_HEADER, TAKEOVER_HEADER};
 use crate::rng::Rng;
+use crate::wsio::{self, Frame, Outbound, ProtocolError};
 
 /// Articles remembered for updates.
 const RECENT: usize = 50;

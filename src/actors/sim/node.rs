@@ -20,7 +20,6 @@ use super::market::{MarketConfig, SyntheticMarket, TickerInfo};
 use super::news::{self, NewsSettings, NewsState, NewsWire};
 use super::replay::{load_capture, ReplayError, Replayer};
 use super::rest::{self, RestState};
-use super::wsio;
 use crate::actors::sim::feed::{Feed, FeedSettings};
 use crate::actors::sim::metrics::{FeedFigures, NewsFigures, RegistryFigures, SimSessionFigures};
 use crate::actors::sim::registry::ConnectionRegistry;
@@ -30,6 +29,7 @@ use crate::clock::{self, MarketClock};
 use crate::massive::Market;
 use crate::metrics::Registry;
 use crate::recipient::CountedRecipient;
+use crate::wsio;
 
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@
 //!
 //! Data: each feed batch is filtered by the subscription set and cut into frames of at most
 //! `batch_size` events and `max_frame_bytes` bytes. Every frame goes through the bounded
-//! outbound queue (see [`crate::actors::sim::wsio`]); past `client_buffer_bytes` the client is a slow
+//! outbound queue (see [`crate::wsio`]); past `client_buffer_bytes` the client is a slow
 //! consumer and is killed. Pongs join the same queue, so a slow reader sees late pongs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,12 +26,12 @@ use super::registry::{Evict, Register, Unregister};
 use crate::actors::sim::auth;
 use crate::actors::sim::auth::KeySpecs;
 use crate::actors::sim::config::{AckMode, CloseMode, MalformedMode, SlowConsumerMode};
-use crate::actors::sim::filter::SubscriptionSet;
-use crate::actors::sim::wsio::{self, Frame, Outbound, ProtocolError};
 use crate::massive::control::{parse_topics, ClientMessage, Topic};
 use crate::massive::events::encode_frame as encode_events;
+use crate::massive::subscriptions::SubscriptionSet;
 use crate::massive::{Event, Market, Status};
 use crate::recipient::CountedRecipient;
+use crate::wsio::{self, Frame, Outbound, ProtocolError};
 
 /// Connection-level settings shared by all sessions.
 #[derive(Debug, Clone)]

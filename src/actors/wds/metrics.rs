@@ -120,11 +120,99 @@ impl From<RevocationFigures> for WatchMetrics {
     }
 }
 
+/// Why the relay ended a session.
+pub const RELAY_CLOSES: &[&str] = &[
+    "auth_failed",
+    "auth_timeout",
+    "revoked",
+    "slow",
+    "user_cap",
+    "full",
+    "shutdown",
+];
+/// Relay auth outcomes.
+pub const RELAY_AUTH: &[&str] = &["success", "unknown_key", "timeout"];
+
+figures! {
+    /// The Massive relay (issue 23): its sessions, deliveries and replay buffer.
+    pub struct RelayFigures {
+        /// The relay hub's mailbox and messages
+        pub actor: ActorMetrics = "relay_hub";
+        /// Open relay sockets
+        pub open: Gauge = "tickwire_relay_sessions";
+        /// Relay sockets opened
+        pub opened: Counter = "tickwire_relay_sessions_total";
+        /// Relay authentications, by outcome
+        pub auth: Counter = "tickwire_relay_auth_total", by "result" in RELAY_AUTH;
+        /// Relay sockets the server ended, by reason
+        pub closed: Counter = "tickwire_relay_closed_total", by "reason" in RELAY_CLOSES;
+        /// Frames received from the listener (indexed Massive frames)
+        pub batches_in: Counter = "tickwire_relay_batches_total";
+        /// Events received from the listener
+        pub events_in: Counter = "tickwire_relay_events_in_total";
+        /// Relay messages that did not decode, counted and skipped
+        pub undecodable: Counter = "tickwire_relay_undecodable_total";
+        /// Events delivered to relay clients (one per client per event)
+        pub deliveries: Counter = "tickwire_relay_deliveries_total";
+        /// Data frames queued to relay clients
+        pub frames_out: Counter = "tickwire_relay_frames_total";
+        /// Bytes queued to relay clients
+        pub bytes_out: Counter = "tickwire_relay_bytes_total";
+        /// Events dropped for relay clients (slow consumers cut off: what was queued for them)
+        pub dropped: Counter = "tickwire_relay_dropped_events_total";
+        /// Subscriptions refused (outside what the listener carries)
+        pub refused: Counter = "tickwire_relay_refused_subscriptions_total";
+        /// Client messages that were not JSON or named no known action, counted and skipped
+        pub bad_messages: Counter = "tickwire_relay_bad_messages_total";
+        /// Replays served
+        pub replays: Counter = "tickwire_relay_replays_total";
+        /// Events sent by replays
+        pub replayed: Counter = "tickwire_relay_replayed_events_total";
+        /// Events in the replay buffer
+        pub ring_events: Gauge = "tickwire_relay_replay_buffer_events";
+        /// Bytes held by the replay buffer (frames and index)
+        pub ring_bytes: Gauge = "tickwire_relay_replay_buffer_bytes";
+        /// Frames evicted from the replay buffer early for its memory cap
+        pub ring_evicted: Counter = "tickwire_relay_replay_evicted_total";
+        /// 1 while the relay's RabbitMQ queue is consumed (distributed mode)
+        pub feed_connected: Gauge = "tickwire_relay_feed_connected";
+        /// Failures of the relay's RabbitMQ feed (re-made with backoff)
+        pub feed_errors: Counter = "tickwire_relay_feed_errors_total";
+        /// Relay keys known (from the control plane)
+        pub keys: Gauge = "tickwire_relay_keys";
+        /// Failed reads of the relay keys (the last ones known stay in force)
+        pub key_errors: Counter = "tickwire_relay_key_errors_total";
+    }
+}
+
+impl RelayFigures {
+    pub fn closed(&self, reason: &'static str, id: u64, why: &str) {
+        self.closed.inc(reason);
+        log::info!("relay session {id} ended: {why}");
+    }
+
+    pub fn undecodable(&self, error: &str) {
+        self.undecodable.inc();
+        log::warn!("relay: message from the listener skipped: {error}");
+    }
+
+    pub fn feed_failed(&self, error: &str, retry: std::time::Duration) {
+        self.feed_errors.inc();
+        log::warn!("relay: feed from RabbitMQ failed ({error}); again in {retry:?}");
+    }
+
+    pub fn key_error(&self, error: &str) {
+        self.key_errors.inc();
+        log::warn!("relay: reading the relay keys failed ({error}); keeping the last known");
+    }
+}
+
 /// The WDS node's typed view of its own figures.
 #[derive(Clone)]
 pub struct WdsFigures {
     pub sessions: SessionFigures,
     pub hub: HubFigures,
+    pub relay: RelayFigures,
     /// The results Redis reader (none in embedded mode: the memory store cannot go away).
     pub store: Option<CacheWriterFigures>,
 }

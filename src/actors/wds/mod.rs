@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod node;
 pub mod outbox;
 pub mod protocol;
+pub mod relay;
 pub mod session;
 pub mod status;
 pub mod upstream;

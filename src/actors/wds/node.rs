@@ -9,13 +9,17 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use actix_web::{web, HttpResponse};
 
+use super::relay::keys::KeySource;
+use super::relay::{self, RelaySettings, RelayState};
 use super::session;
 use super::status;
 use crate::actors::store::cache_writer::{CacheWriter, CacheWriterConfig, CacheWriterError};
 use crate::actors::store::memory_store::{MemoryStore, Subscribe};
 use crate::actors::store::metrics::CacheWriterFigures;
 use crate::actors::wds::hub::{Hub, HubConfig};
-use crate::actors::wds::metrics::{HubFigures, RevocationFigures, SessionFigures, WdsFigures};
+use crate::actors::wds::metrics::{
+    HubFigures, RelayFigures, RevocationFigures, SessionFigures, WdsFigures,
+};
 use crate::actors::wds::{Auth, Limits, WdsState};
 use crate::admin::{self, NodeHttp};
 use crate::config::node_id;
@@ -261,6 +265,22 @@ pub struct WdsArgs {
 
     #[command(flatten)]
     pub settings: WdsSettings,
+
+    #[command(flatten)]
+    pub relay: RelaySettings,
+
+    /// RabbitMQ, where the relay's frames come from (the listener's `tickwire.relay`
+    /// exchange).
+    #[arg(
+        long = "rabbitmq-url",
+        env = "RABBITMQ_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub rabbitmq_url: String,
+
+    /// The listeners' queue prefix (the relay exchange is named under it).
+    #[arg(long = "queue-prefix", env = "QUEUE_PREFIX", default_value = "")]
+    pub queue_prefix: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -332,6 +352,40 @@ fn watch_registry_revocations(args: &WdsArgs, state: &WdsState, registry: &Regis
     );
 }
 
+/// The relay of a distributed node: frames from its own RabbitMQ queue, keys from the node
+/// registry's Redis (where the control plane publishes them). Without a registry no key is
+/// known, so the relay is off (said once).
+fn start_relay(args: &WdsArgs, id: &str, figures: RelayFigures) -> Option<web::Data<RelayState>> {
+    if !args.relay.enabled {
+        return None;
+    }
+    let url = &args.node_registry.registry_url;
+    let pool = if url.is_empty() {
+        Err("NODE_REGISTRY_URL is empty".to_string())
+    } else {
+        crate::redis_pool::open(url).map_err(|e| e.to_string())
+    };
+    let pool = match pool {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!("Massive relay off: its keys come from the node registry ({e})");
+            return None;
+        }
+    };
+    let keys = KeySource::Redis {
+        pool,
+        key: crate::relay::keys_key(&args.node_registry.registry_prefix),
+    };
+    let state = relay::start(&args.relay, keys, figures.clone());
+    let feed = relay::feed::FeedConfig {
+        url: args.rabbitmq_url.clone(),
+        queue_prefix: args.queue_prefix.clone(),
+        node_id: id.to_string(),
+    };
+    relay::feed::start(feed, state.hub.clone().recipient(), figures);
+    Some(state)
+}
+
 /// The WDS on the memory store (embedded mode): mount [`session::configure`] with the
 /// returned state on the embedded HTTP server.
 pub fn start_embedded(
@@ -358,6 +412,7 @@ pub fn start_embedded(
     let figures = WdsFigures {
         sessions: SessionFigures::register(registry, &[]),
         hub: hub_figures,
+        relay: RelayFigures::register(registry, &[]),
         store: None,
     };
     wds_state(settings, hub, store, "", figures)
@@ -368,6 +423,7 @@ pub struct WdsNode {
     pub port: u16,
     pub registry: Arc<Registry>,
     state: web::Data<WdsState>,
+    relay: Option<web::Data<RelayState>>,
     http: NodeHttp,
     registrar: Option<Addr<crate::actors::registrar::Registrar>>,
 }
@@ -390,6 +446,9 @@ impl WdsNode {
     /// elsewhere). The HTTP server still answers: [`WdsNode::stop`] ends it.
     pub async fn drain(&self) {
         crate::actors::registrar::deregister(&self.registrar).await;
+        if let Some(r) = &self.relay {
+            r.hub.do_send(relay::hub::GoingAway);
+        }
         self.state.going_away(GOING_AWAY_WAIT).await;
     }
 
@@ -415,6 +474,7 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
     let figures = WdsFigures {
         sessions: SessionFigures::register(&registry, &[]),
         hub: HubFigures::register(&registry, &[]),
+        relay: RelayFigures::register(&registry, &[]),
         store: Some(CacheWriterFigures::for_store(&registry, "wdc").1),
     };
     let hub = Hub::new(
@@ -427,8 +487,10 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
         figures.hub.clone(),
     )
     .start();
+    let relay_figures = figures.relay.clone();
     let state = wds_state(&args.settings, hub, store, &args.results_prefix, figures)?;
     watch_registry_revocations(&args, &state, &registry);
+    let relay = start_relay(&args, &id, relay_figures);
     // The client-facing port: /stats and /metrics want the admin token.
     let admin = status::admin_state(&args.common, &registry, &state).protect_stats();
     let admin_data = web::Data::new(admin);
@@ -438,12 +500,18 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
         args.workers
     };
     let wds = state.clone();
+    let relay_data = relay.clone();
     let write_timeout = Some(Duration::from_secs(args.settings.write_timeout_secs.max(1)));
     let http = NodeHttp::serve_clients(http, workers, write_timeout, move |cfg| {
         cfg.app_data(admin_data.clone())
             .app_data(wds.clone())
             .configure(admin::configure)
             .configure(session::configure)
+            .configure(|cfg| {
+                if let Some(r) = &relay_data {
+                    cfg.app_data(r.clone()).configure(relay::session::configure);
+                }
+            })
             .route(
                 "/",
                 web::get().to(|| async {
@@ -473,6 +541,7 @@ pub fn start(args: WdsArgs, http: TcpListener) -> Result<WdsNode, WdsError> {
         port,
         registry,
         state,
+        relay,
         http,
         registrar,
     })

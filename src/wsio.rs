@@ -1,8 +1,9 @@
-//! Server-side WebSocket I/O for the simulator, below the actor layer.
+//! Server-side WebSocket I/O for the Massive-protocol servers (the simulator's sessions and
+//! the WDS relay's), below the actor layer.
 //!
-//! The simulator must behave like Massive towards slow readers, which a stock WebSocket actor
-//! context cannot: its write buffer is unbounded and unobservable, and it always ends with a
-//! close frame. So the simulator drives the HTTP upgrade itself:
+//! They must behave like Massive towards slow readers, which a stock WebSocket actor context
+//! cannot: its write buffer is unbounded and unobservable, and it always ends with a close
+//! frame. So they drive the HTTP upgrade themselves:
 //! - [`outbound`] makes a byte-counted frame queue and the response body stream that drains
 //!   it. The HTTP dispatcher only polls the stream while the socket accepts writes, so a client
 //!   that stops reading makes the queue grow; the session kills it past its limit.
@@ -11,13 +12,14 @@
 //! - [`inbound`] decodes client frames from the request payload.
 //! - [`encode_frame`] writes an unmasked server frame (text, close, pong).
 //!
-//! The handshake check and frame decoder come from actix-http; all of their use by the
-//! simulator is in this file. (actix-web-actors stays with the WDS sessions alone.)
+//! The handshake check and frame decoder come from actix-http; all of their use is in this
+//! file. (actix-web-actors stays with the WDS widget sessions alone.)
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use actix_codec::Decoder;
 use actix_http::ws::{self, Codec, HandshakeError};
@@ -102,7 +104,8 @@ enum Mode {
 
 #[derive(Debug)]
 struct Inner {
-    queue: VecDeque<Bytes>,
+    /// Frames and when each was queued.
+    queue: VecDeque<(Instant, Bytes)>,
     queued_bytes: usize,
     mode: Mode,
     waker: Option<Waker>,
@@ -153,7 +156,7 @@ impl Outbound {
         self.with(|i| {
             if i.mode == Mode::Open {
                 i.queued_bytes += frame.len();
-                i.queue.push_back(frame);
+                i.queue.push_back((Instant::now(), frame));
             }
             i.queued_bytes
         })
@@ -164,13 +167,23 @@ impl Outbound {
         self.inner.lock().map(|i| i.queued_bytes).unwrap_or(0)
     }
 
+    /// How long the oldest frame still waiting has waited (zero when none waits): how far
+    /// behind the reader is.
+    pub fn lag(&self) -> Duration {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|i| i.queue.front().map(|(at, _)| at.elapsed()))
+            .unwrap_or_default()
+    }
+
     /// Sends `last` after everything queued, then closes.
     pub fn finish_after(&self, last: Vec<Bytes>) {
         self.with(|i| {
             if i.mode == Mode::Open {
                 for f in last {
                     i.queued_bytes += f.len();
-                    i.queue.push_back(f);
+                    i.queue.push_back((Instant::now(), f));
                 }
                 i.mode = Mode::Finish;
             }
@@ -181,8 +194,9 @@ impl Outbound {
     pub fn finish_now(&self, last: Vec<Bytes>) {
         self.with(|i| {
             if i.mode == Mode::Open {
-                i.queue = last.into();
-                i.queued_bytes = i.queue.iter().map(Bytes::len).sum();
+                i.queued_bytes = last.iter().map(Bytes::len).sum();
+                let now = Instant::now();
+                i.queue = last.into_iter().map(|f| (now, f)).collect();
                 i.mode = Mode::Finish;
             }
         });
@@ -228,10 +242,10 @@ impl Stream for OutboundStream {
         if i.mode == Mode::Abort {
             return Poll::Ready(Some(Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionAborted,
-                "connection aborted by simulator",
+                "connection aborted by the server",
             ))));
         }
-        if let Some(frame) = i.queue.pop_front() {
+        if let Some((_, frame)) = i.queue.pop_front() {
             i.queued_bytes -= frame.len();
             return Poll::Ready(Some(Ok(frame)));
         }
@@ -240,7 +254,7 @@ impl Stream for OutboundStream {
             Mode::AbortAfter if i.flushed => {
                 return Poll::Ready(Some(Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionAborted,
-                    "connection aborted by simulator",
+                    "connection aborted by the server",
                 ))))
             }
             // The dispatcher discards unflushed bytes when the body fails, so pause once:

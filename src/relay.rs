@@ -1,0 +1,237 @@
+//! The relay contract (issue 23): what the listener hands the WDS nodes so that users' own
+//! programs share the one Massive connection, and how the control plane tells every WDS which
+//! keys may use it.
+//!
+//! - [`Relayed::Batch`]: one frame as Massive sent it (the original bytes) with an index of its
+//!   events (channel, symbol, byte range, event time) built by the router's route-only parse,
+//!   so a WDS picks each session's events out without parsing them again. Per frame, not per
+//!   event.
+//! - [`Relayed::Carried`]: the topics the listener subscribes upstream on a market; a relay
+//!   client may subscribe within them only. Sent on every (re)subscription and repeated, so a
+//!   WDS that starts later learns it.
+//! - Distributed mode carries both over RabbitMQ ([`EXCHANGE`], MessagePack bodies; each WDS
+//!   binds its own short-lived queue); embedded mode hands them over in process.
+//! - Keys: the control plane publishes the SHA-256 of every key with the `relay` scope (never
+//!   the key) in the node registry's Redis hash [`keys_key`]; embedded mode reads the key
+//!   store in process.
+
+use std::collections::HashMap;
+
+use actix::Message;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::massive::Market;
+
+/// The fanout exchange the listener publishes relay messages to.
+pub const EXCHANGE: &str = "tickwire.relay";
+
+/// How often the listener repeats what it carries.
+pub const CARRIED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One event of a relayed frame: where it is and what it is, read once by the router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayEvent {
+    /// `ev`: the subscription channel.
+    pub channel: Box<str>,
+    /// The ticker (`sym`, `T`, `pair`, ...); empty when the event names none.
+    pub symbol: Box<str>,
+    /// Byte range of the event's JSON object in the frame.
+    pub start: u32,
+    pub end: u32,
+    /// Event time, epoch ms (`t`, else a bar's end), or the listener's receive time.
+    pub time_ms: i64,
+}
+
+/// One Massive frame and its index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayBatch {
+    #[serde(with = "market_path")]
+    pub market: Market,
+    /// When the listener read the frame, epoch ms.
+    pub received_at_ms: i64,
+    /// The frame as Massive sent it.
+    pub frame: Bytes,
+    /// Its events in frame order (statuses and unreadable elements left out).
+    pub events: Vec<RelayEvent>,
+    /// The events are the whole frame: a client that wants them all gets `frame` itself.
+    pub whole: bool,
+}
+
+impl RelayBatch {
+    /// The JSON array of the events at `picks` (indexes into `events`, in order): the
+    /// original frame when that is all of it, else the events' original bytes joined.
+    pub fn frame_of(&self, picks: &[u32]) -> Bytes {
+        if self.whole && picks.len() == self.events.len() {
+            return self.frame.clone();
+        }
+        let len: usize = picks
+            .iter()
+            .filter_map(|&i| self.events.get(i as usize))
+            .map(|e| (e.end - e.start) as usize + 1)
+            .sum();
+        let mut out = BytesMut::with_capacity(len + 2);
+        for &i in picks {
+            let Some(e) = self.events.get(i as usize) else {
+                continue;
+            };
+            let Some(bytes) = self.frame.get(e.start as usize..e.end as usize) else {
+                continue;
+            };
+            out.put_u8(if out.is_empty() { b'[' } else { b',' });
+            out.put_slice(bytes);
+        }
+        if out.is_empty() {
+            out.put_u8(b'[');
+        }
+        out.put_u8(b']');
+        out.freeze()
+    }
+}
+
+/// The topics a listener subscribes upstream on one market.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carried {
+    #[serde(with = "market_path")]
+    pub market: Market,
+    /// `T.*`, `Q.AAPL`, ... as the listener sent them.
+    pub topics: Vec<String>,
+}
+
+/// What travels from the listener to the relays.
+#[derive(Message, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub enum Relayed {
+    Batch(RelayBatch),
+    Carried(Carried),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("relay message does not decode: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    #[error("relay message does not encode: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+}
+
+impl Relayed {
+    /// The RabbitMQ body.
+    pub fn encode(&self) -> Result<Vec<u8>, RelayError> {
+        Ok(rmp_serde::to_vec(self)?)
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Relayed, RelayError> {
+        Ok(rmp_serde::from_slice(body)?)
+    }
+}
+
+/// The exchange's name under a node's queue prefix (tests use a unique one).
+pub fn exchange_name(queue_prefix: &str) -> String {
+    format!("{queue_prefix}{EXCHANGE}")
+}
+
+/// Declares the relay exchange (idempotent: the listener and every WDS do it).
+pub async fn declare_exchange(channel: &lapin::Channel, name: &str) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            name.into(),
+            lapin::ExchangeKind::Fanout,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+}
+
+/// What a WDS knows of one relay key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayKey {
+    pub id: String,
+    pub user: String,
+}
+
+/// Relay keys by the hex SHA-256 of the key.
+pub type RelayKeys = HashMap<String, RelayKey>;
+
+/// The hex SHA-256 of a key: how it is stored and looked up everywhere.
+pub fn key_hash(key: &str) -> String {
+    crate::token::hex(&Sha256::digest(key.as_bytes()))
+}
+
+/// The Redis hash (under the node registry's prefix) of the relay keys: field = hash,
+/// value = JSON [`RelayKey`].
+pub fn keys_key(registry_prefix: &str) -> String {
+    format!("{registry_prefix}relay:keys")
+}
+
+/// Serialises a market as its path (`stocks`), the wire name everyone uses.
+mod market_path {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use crate::massive::Market;
+
+    pub fn serialize<S: Serializer>(m: &Market, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(m.path())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Market, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> RelayBatch {
+        let frame =
+            Bytes::from_static(br#"[{"ev":"T","sym":"A","t":1},{"ev":"Q","sym":"B","t":2}]"#);
+        let events = vec![
+            RelayEvent {
+                channel: "T".into(),
+                symbol: "A".into(),
+                start: 1,
+                end: 27,
+                time_ms: 1,
+            },
+            RelayEvent {
+                channel: "Q".into(),
+                symbol: "B".into(),
+                start: 28,
+                end: 54,
+                time_ms: 2,
+            },
+        ];
+        RelayBatch {
+            market: Market::Stocks,
+            received_at_ms: 5,
+            frame,
+            events,
+            whole: true,
+        }
+    }
+
+    #[test]
+    fn frames_are_the_original_bytes() {
+        let b = batch();
+        assert_eq!(b.frame_of(&[0, 1]), b.frame);
+        assert_eq!(&b.frame_of(&[1])[..], br#"[{"ev":"Q","sym":"B","t":2}]"#);
+        assert_eq!(&b.frame_of(&[9])[..], b"[]");
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let m = Relayed::Batch(batch());
+        assert_eq!(Relayed::decode(&m.encode().unwrap()).unwrap(), m);
+        let c = Relayed::Carried(Carried {
+            market: Market::Crypto,
+            topics: vec!["XT.*".into()],
+        });
+        assert_eq!(Relayed::decode(&c.encode().unwrap()).unwrap(), c);
+        assert!(Relayed::decode(b"\xc1garbage").is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! The Massive relay (issue 23) in embedded mode, spoken to as Massive's own clients do:
+//! relay keys from the control plane, Massive's statuses, the listener's frames handed on,
+//! channels beyond upstream refused, two programs on one key, a revoked key's sockets ended,
+//! a reader that stopped cut off while another keeps receiving, and `replay` giving exactly
+//! what the buffer holds since a time, then the live stream in order.
+//!
+//! The official Python client's check of the same endpoint is tests/compat/relay_client.py.
+
+mod common;
+
+use std::net::TcpListener;
+
+use common::{embedded_args, wait_until, Client, Ended};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ADMIN_PW: &str = "admin-password-1";
+
+/// A logged-in control-plane session (cookie and CSRF token).
+struct Web {
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Web {
+    async fn login(base: String) -> Web {
+        let body = json!({"username": "admin", "password": ADMIN_PW}).to_string();
+        let mut r = awc::Client::new()
+            .post(format!("{base}/login"))
+            .insert_header(("content-type", "application/json"))
+            .send_body(body)
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 200, "admin logs in");
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|c| c.to_str().ok())
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_string();
+        let v: Value = r.json().await.expect("login answer");
+        let csrf = v["csrf"].as_str().expect("csrf").to_string();
+        Web { base, cookie, csrf }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let req = awc::Client::new()
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", self.base),
+            )
+            .insert_header(("cookie", self.cookie.clone()))
+            .insert_header(("x-csrf-token", self.csrf.clone()));
+        let mut r = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        }
+        .expect("control plane answers");
+        let v = r.json::<Value>().await.unwrap_or(Value::Null);
+        (r.status().as_u16(), v)
+    }
+
+    /// A new key: (id, key).
+    async fn key(&self, name: &str, scopes: &[&str]) -> (String, String) {
+        let (status, v) = self
+            .call(
+                "POST",
+                "/api/relay-keys",
+                Some(json!({"name": name, "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(status, 200, "key made: {v}");
+        (
+            v["id"].as_str().expect("id").to_string(),
+            v["key"].as_str().expect("key").to_string(),
+        )
+    }
+}
+
+fn counter(r: &tickwire::metrics::Registry, name: &str, labels: &[(&str, &str)]) -> u64 {
+    r.counter(name, "", labels).get()
+}
+
+/// Data events (status elements left out) until `n`, with the statuses seen on the way.
+async fn events(c: &mut Client, n: usize) -> Vec<Value> {
+    c.data_events(n).await
+}
+
+/// A socket that authenticates and subscribes, then never reads again, with a small
+/// receive buffer so that the server's side fills soon.
+async fn stalled_reader(port: u16, key: &str) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let mut s = sock
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect");
+    let req = format!(
+        "GET /stocks HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("handshake");
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.expect("101");
+    assert_eq!(&head, b"HTTP/1.1 101");
+    for text in [
+        format!(r#"{{"action":"auth","params":"{key}"}}"#),
+        r#"{"action":"subscribe","params":"T.*,Q.*,A.*"}"#.to_string(),
+    ] {
+        s.write_all(&masked_text(text.as_bytes()))
+            .await
+            .expect("send");
+    }
+    s
+}
+
+/// A client text frame (clients must mask; the mask is zero, which is allowed).
+fn masked_text(payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut f = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    f.extend_from_slice(payload);
+    f
+}
+
+fn time_of(e: &Value) -> i64 {
+    e["t"].as_i64().or_else(|| e["e"].as_i64()).unwrap_or(0)
+}
+
+#[actix_web::test]
+async fn the_relay_speaks_massive_and_hands_on_the_listeners_frames() {
+    let mut a = embedded_args("relay");
+    a.sim.tickers = 30;
+    a.scp.admin_password = ADMIN_PW.into();
+    // Small limits, so that the reader that stops is found out soon.
+    a.relay.client_buffer_bytes = 64 * 1024;
+    a.relay.max_lag_secs = 2;
+    a.relay.keys_poll_ms = 200;
+    let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = tickwire::embedded::start(a, sim_http, http).expect("embedded starts");
+    let port = e.http.port;
+    let url = format!("ws://127.0.0.1:{port}/stocks");
+    let web = Web::login(format!("http://127.0.0.1:{port}")).await;
+    let (relay_id, relay_key) = web.key("bot", &["relay"]).await;
+    let (_, api_key) = web.key("script", &["api:read"]).await;
+    let r = &e.registry;
+    wait_until(
+        "the relay knows the new keys and hears the listener",
+        || {
+            r.gauge("tickwire_relay_keys", "", &[]).get() >= 1
+                && counter(r, "tickwire_relay_batches_total", &[]) > 0
+        },
+    )
+    .await;
+
+    // A key that is not a relay key: Massive's auth_failed, then the close.
+    for bad in ["twk_not-a-key", api_key.as_str()] {
+        let mut c = Client::connect(&url).await;
+        c.expect_status("connected", "Connected Successfully").await;
+        c.send(&format!(r#"{{"action":"auth","params":"{bad}"}}"#))
+            .await;
+        c.expect_status("auth_failed", "authentication failed")
+            .await;
+        assert_eq!(c.until_end().await, Ended::Closed(Some(1008)));
+    }
+
+    // One status per topic; an unknown channel gets none; one the listener does not carry
+    // (NOI: embedded subscribes A, T, Q, LULD) is refused by name.
+    let mut one = Client::authed(&url, &relay_key).await;
+    one.send(r#"{"action":"subscribe","params":"T.*,ZZ.AAPL,NOI.*,Q.*"}"#)
+        .await;
+    let st = one.statuses(3).await;
+    assert_eq!(st[0], ("success".into(), "subscribed to: T.*".into()));
+    assert_eq!(st[1].0, "error");
+    assert!(
+        st[1].1.contains("NOI.*") && st[1].1.contains("not carried"),
+        "{st:?}"
+    );
+    assert_eq!(st[2], ("success".into(), "subscribed to: Q.*".into()));
+    let got = events(&mut one, 200).await;
+    assert!(
+        got.iter().all(|e| e["ev"] == "T" || e["ev"] == "Q"),
+        "only T and Q"
+    );
+    assert!(got.iter().any(|e| e["ev"] == "T") && got.iter().any(|e| e["ev"] == "Q"));
+
+    // A second program on the same key, at once, on one symbol.
+    let sym = got.iter().find(|e| e["ev"] == "T").expect("a trade")["sym"]
+        .as_str()
+        .expect("sym")
+        .to_string();
+    let mut two = Client::authed(&url, &relay_key).await;
+    two.send(&format!(r#"{{"action":"subscribe","params":"T.{sym}"}}"#))
+        .await;
+    assert_eq!(
+        two.statuses(1).await[0].1,
+        format!("subscribed to: T.{sym}")
+    );
+    let mine = events(&mut two, 5).await;
+    assert!(mine
+        .iter()
+        .all(|e| e["ev"] == "T" && e["sym"] == sym.as_str()));
+
+    // A reader that stops is cut off; the others keep receiving.
+    let _stalled = stalled_reader(port, &relay_key).await;
+    wait_until("the stalled reader is cut off", || {
+        counter(r, "tickwire_relay_closed_total", &[("reason", "slow")]) >= 1
+    })
+    .await;
+    events(&mut one, 100).await;
+
+    // Replay: what the buffer holds from `since` on (event time), then `replay_complete`,
+    // then the live stream, with nothing missed or repeated between them.
+    let mut reference = Vec::new();
+    while reference.len() < 300 {
+        reference.extend(
+            events(&mut one, 1)
+                .await
+                .into_iter()
+                .filter(|e| e["ev"] == "T"),
+        );
+    }
+    let since = time_of(&reference[100]);
+    let mut late = Client::authed(&url, &relay_key).await;
+    late.send(&format!(
+        r#"{{"action":"replay","params":"T.*","since":{since}}}"#
+    ))
+    .await;
+    assert_eq!(late.statuses(1).await[0].1, "subscribed to: T.*");
+    let mut replayed = Vec::new();
+    let count = loop {
+        let frame = late.next_array().await;
+        let mut done = None;
+        for ev in frame {
+            if ev["ev"] == "status" {
+                assert_eq!(ev["status"], "replay_complete", "{ev}");
+                done = Some(ev["message"].as_str().unwrap_or("").to_string());
+            } else {
+                assert!(done.is_none(), "replayed events come before the status");
+                replayed.push(ev);
+            }
+        }
+        if let Some(m) = done {
+            break m;
+        }
+    };
+    assert!(
+        count.contains(&format!("replayed {} events", replayed.len())),
+        "{count}"
+    );
+    let live = events(&mut late, 20).await;
+    // `one` has seen everything `late` is shown: read it up to the first live event.
+    let first_live = &live[0];
+    while !reference.contains(first_live) {
+        reference.extend(
+            events(&mut one, 1)
+                .await
+                .into_iter()
+                .filter(|e| e["ev"] == "T"),
+        );
+    }
+    let n = reference
+        .iter()
+        .position(|e| e == first_live)
+        .expect("the first live event");
+    let expected: Vec<&Value> = reference[..n]
+        .iter()
+        .filter(|e| time_of(e) >= since)
+        .collect();
+    assert!(
+        expected.len() >= 200,
+        "the replay covers the buffered events"
+    );
+    assert_eq!(
+        replayed.iter().collect::<Vec<_>>(),
+        expected,
+        "exactly the missed events"
+    );
+    while reference.len() < n + live.len() {
+        reference.extend(
+            events(&mut one, 1)
+                .await
+                .into_iter()
+                .filter(|e| e["ev"] == "T"),
+        );
+    }
+    assert_eq!(
+        &reference[n..n + live.len()],
+        &live[..],
+        "then the live stream in order"
+    );
+
+    // Revoking the key ends every socket on it within about a second.
+    let (status, _) = web
+        .call("DELETE", &format!("/api/relay-keys/{relay_id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    for c in [&mut one, &mut two, &mut late] {
+        assert!(matches!(
+            c.until_end().await,
+            Ended::Closed(_) | Ended::Aborted
+        ));
+    }
+    assert!(counter(r, "tickwire_relay_closed_total", &[("reason", "revoked")]) >= 3);
+    assert!(counter(r, "tickwire_relay_deliveries_total", &[]) > 0);
+    assert!(
+        r.gauge("tickwire_relay_replay_buffer_events", "", &[])
+            .get()
+            > 0
+    );
+    let mut after = Client::connect(&url).await;
+    after
+        .expect_status("connected", "Connected Successfully")
+        .await;
+    after
+        .send(&format!(r#"{{"action":"auth","params":"{relay_key}"}}"#))
+        .await;
+    after
+        .expect_status("auth_failed", "authentication failed")
+        .await;
+}
