@@ -158,8 +158,8 @@ figures! {
         pub frames_out: Counter = "tickwire_relay_frames_total";
         /// Bytes queued to relay clients
         pub bytes_out: Counter = "tickwire_relay_bytes_total";
-        /// Events dropped for relay clients (slow consumers cut off: what was queued for them)
-        pub dropped: Counter = "tickwire_relay_dropped_events_total";
+        /// Bytes queued for relay clients that were cut off (slow, revoked), discarded
+        pub dropped: Counter = "tickwire_relay_dropped_bytes_total";
         /// Subscriptions refused (outside what the listener carries)
         pub refused: Counter = "tickwire_relay_refused_subscriptions_total";
         /// Client messages that were not JSON or named no known action, counted and skipped
