@@ -60,7 +60,14 @@ async fn a_redis_restart_keeps_the_massive_connection() {
     let (pa, pb) = (free_port(), free_port());
     let _a = listener(sim.port, pa, &qprefix, &redis.url());
     let _b = listener(sim.port, pb, &qprefix, &redis.url());
+    let started = std::time::Instant::now();
     let (holder, standby) = loop {
+        // Bounded: a listener that could not start (its port taken meanwhile) fails the test
+        // instead of hanging it.
+        assert!(
+            started.elapsed() < common::DEADLINE,
+            "one of the two listeners never answered"
+        );
         match (
             counter(pa, "tickwire_lease_held").await,
             counter(pb, "tickwire_lease_held").await,

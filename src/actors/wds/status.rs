@@ -1,6 +1,6 @@
 //! What a WDS reports about itself, read from its typed figures: readiness (serving, pub/sub
 //! connected, hub alive, results Redis reachable), the reference `/health` body
-//! (`active_ws_clients`), and `/stats` (sessions, deliveries, limits, revocations).
+//! (`active_ws_clients`), and `/stats` (sessions, deliveries, limits, revocations, the relay).
 
 use std::sync::Arc;
 
@@ -79,6 +79,7 @@ pub fn admin_state(
                 "auth_required": s.auth.required,
                 // Live token revocations this node applies (logouts within a token lifetime).
                 "revocations": s.revoked.len(),
+                "relay": relay_stats(&f.relay),
                 "limits": {
                     "max_frame_bytes": l.max_frame_bytes,
                     "max_topics": l.max_topics,
@@ -92,4 +93,31 @@ pub fn admin_state(
             })
         })
     }))
+}
+
+/// The Massive relay's part of `/stats` (all zero when the relay is off).
+fn relay_stats(r: &crate::actors::wds::metrics::RelayFigures) -> serde_json::Value {
+    let closed: serde_json::Map<String, serde_json::Value> =
+        crate::actors::wds::metrics::RELAY_CLOSES
+            .iter()
+            .map(|reason| {
+                let n = r.closed.get(reason).map_or(0, |c| c.get());
+                (reason.to_string(), json!(n))
+            })
+            .collect();
+    json!({
+        "sessions": r.open.get(),
+        "keys": r.keys.get(),
+        "feed_connected": r.feed_connected.get() == 1,
+        "batches_in": r.batches_in.get(),
+        "events_in": r.events_in.get(),
+        "deliveries": r.deliveries.get(),
+        "frames_out": r.frames_out.get(),
+        "dropped_bytes": r.dropped.get(),
+        "refused_subscriptions": r.refused.get(),
+        "closed": closed,
+        "replays": r.replays.get(),
+        "replay_buffer_events": r.ring_events.get(),
+        "replay_buffer_bytes": r.ring_bytes.get(),
+    })
 }
