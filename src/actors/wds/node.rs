@@ -324,16 +324,20 @@ fn wds_state(
     Ok(state)
 }
 
+/// The node registry's Redis, where the control plane leaves what every WDS must know
+/// (token revocations, relay keys); why not, when it cannot be had.
+fn registry_pool(args: &WdsArgs) -> Result<deadpool_redis::Pool, String> {
+    let url = &args.node_registry.registry_url;
+    if url.is_empty() {
+        return Err("NODE_REGISTRY_URL is empty".to_string());
+    }
+    crate::redis_pool::open(url).map_err(|e| e.to_string())
+}
+
 /// Reads the control plane's revocations from the node registry's Redis into the node's
 /// list. Without a registry the control plane has nowhere to put them: say so.
 fn watch_registry_revocations(args: &WdsArgs, state: &WdsState, registry: &Registry) {
-    let url = &args.node_registry.registry_url;
-    let pool = if url.is_empty() {
-        Err("NODE_REGISTRY_URL is empty".to_string())
-    } else {
-        crate::redis_pool::open(url).map_err(|e| e.to_string())
-    };
-    let pool = match pool {
+    let pool = match registry_pool(args) {
         Ok(p) => p,
         Err(e) => {
             log::warn!(
@@ -359,13 +363,7 @@ fn start_relay(args: &WdsArgs, id: &str, figures: RelayFigures) -> Option<web::D
     if !args.relay.enabled {
         return None;
     }
-    let url = &args.node_registry.registry_url;
-    let pool = if url.is_empty() {
-        Err("NODE_REGISTRY_URL is empty".to_string())
-    } else {
-        crate::redis_pool::open(url).map_err(|e| e.to_string())
-    };
-    let pool = match pool {
+    let pool = match registry_pool(args) {
         Ok(p) => p,
         Err(e) => {
             log::warn!("Massive relay off: its keys come from the node registry ({e})");
