@@ -298,10 +298,13 @@ impl NodeHttp {
         let server =
             actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
                 .on_connect(move |conn, _| {
-                    if let (Some(t), Some(tcp)) = (
-                        write_timeout,
-                        conn.downcast_ref::<actix_web::rt::net::TcpStream>(),
-                    ) {
+                    let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+                        return;
+                    };
+                    // Pushed frames go out at once: without it a small frame can wait for the
+                    // client's delayed ACK (Nagle), tens of milliseconds.
+                    let _ = tcp.set_nodelay(true);
+                    if let Some(t) = write_timeout {
                         // Best effort: a platform without the option keeps the app's limits.
                         let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(t));
                     }

@@ -26,6 +26,7 @@ pub mod analyzers;
 pub mod listener;
 pub mod processor;
 pub mod redis;
+pub mod relay;
 pub mod warmup;
 pub mod wds;
 pub mod wsclient;

@@ -71,6 +71,30 @@ enum Cmd {
         #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/1")]
         redis_url: String,
     },
+    /// The Massive relay of a WDS (separate process) fed through RabbitMQ as the listener
+    /// feeds it: `full` clients on `T.*,Q.*`, `narrow` clients on 10 symbols each;
+    /// deliveries/s, receive-to-client latency, CPU per delivery, memory per client. Needs
+    /// `cargo build --release --bins`, RabbitMQ and Redis.
+    Relay {
+        #[arg(long, default_value_t = 100)]
+        full: usize,
+        #[arg(long, default_value_t = 0)]
+        narrow: usize,
+        #[arg(long, default_value_t = 10_000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 20)]
+        events_per_frame: usize,
+        #[arg(
+            long,
+            env = "RABBITMQ_URL",
+            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        )]
+        amqp_url: String,
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
+        redis_url: String,
+    },
     /// The listener node (separate process) routing into RabbitMQ from the simulator
     /// (separate process); needs `cargo build --release --bins` and RabbitMQ.
     Listener {
@@ -255,6 +279,26 @@ fn main() {
                 connect_concurrency,
             };
             run_async("wds", bench::wds::run(b));
+        }
+        Cmd::Relay {
+            full,
+            narrow,
+            rate,
+            seconds,
+            events_per_frame,
+            amqp_url,
+            redis_url,
+        } => {
+            let b = bench::relay::RelayBench {
+                full,
+                narrow,
+                rate,
+                seconds,
+                events_per_frame,
+                amqp_url,
+                redis_url,
+            };
+            run_async("relay", bench::relay::run(b));
         }
         Cmd::Sim {
             rate,
