@@ -10,6 +10,8 @@
 #      updates; only the gateway publishes a port; from a container on the `client` network
 #      alone, RabbitMQ, Redis, the listener and the processor cannot be reached, by name or
 #      by address; the data plane has no way out;
+#      the official Massive client (PyPI `massive`) uses the Massive relay through the gateway
+#      with a relay key from the control plane (tests/compat/relay_client.py);
 #   5. processors and WDS scaled to 2: both seen by the control plane, sockets spread over
 #      both WDS, updates flow; a processor killed with SIGKILL is restarted and healthy again.
 #
@@ -131,6 +133,15 @@ log "all $(containers | wc -l) containers healthy $((SECONDS - started)) s after
 
 log "checks through $URL only"
 python3 scripts/compose_check.py stream "$URL" --sockets 2
+# The Massive relay through the gateway: the official client with a key from the control
+# plane, frames from the listener through RabbitMQ to the WDS (distributed mode).
+venv=target/compat-venv
+if ! "$venv/bin/python" -c "import massive" 2>/dev/null; then
+    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet "massive>=2,<3" "finlight-client==2.4.0"
+fi
+"$venv/bin/python" tests/compat/relay_client.py "$URL" "$SCP_ADMIN_PASSWORD" >"$steplog" 2>&1 ||
+    { cat "$steplog"; die "the official Massive client against the relay"; }
+log "the official Massive client through the gateway's relay: $(tail -1 "$steplog")"
 
 # Only the gateway publishes, and only on loopback here.
 published=$(for c in $(containers); do podman port "$c" | sed "s/^/$c /"; done)
