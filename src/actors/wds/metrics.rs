@@ -162,7 +162,7 @@ figures! {
         pub dropped: Counter = "tickwire_relay_dropped_bytes_total";
         /// Subscriptions refused (outside what the listener carries)
         pub refused: Counter = "tickwire_relay_refused_subscriptions_total";
-        /// Client messages that were not JSON or named no known action, counted and skipped
+        /// Client messages that were not JSON, named no known action or came too fast, skipped
         pub bad_messages: Counter = "tickwire_relay_bad_messages_total";
         /// Replays served
         pub replays: Counter = "tickwire_relay_replays_total";

@@ -187,6 +187,16 @@ impl RelayHub {
                 ));
                 continue;
             }
+            let held = self.members[slot].as_ref().map_or(0, |m| m.topics.len());
+            if held >= self.settings.max_topics && !self.holds(slot, &topic) {
+                self.figures.refused.inc();
+                let why = format!(
+                    "maximum of {} subscriptions exceeded ({topic})",
+                    self.settings.max_topics
+                );
+                answers.push(status_frame("error", &why));
+                continue;
+            }
             if let Some(why) = self.refusal(market, &topic) {
                 self.figures.refused.inc();
                 answers.push(status_frame("error", &why));
@@ -202,6 +212,10 @@ impl RelayHub {
             }
         }
         accepted
+    }
+
+    fn holds(&self, slot: usize, topic: &Topic) -> bool {
+        matches!(self.members.get(slot), Some(Some(m)) if m.topics.contains(topic))
     }
 
     fn reindex(&mut self, slot: usize, topic: &Topic) {
@@ -571,5 +585,94 @@ impl Handler<GoingAway> for RelayHub {
                 m.cut.do_send(Cut("shutdown"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::RelayEvent;
+    use futures_util::StreamExt;
+
+    fn settings() -> RelaySettings {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            r: RelaySettings,
+        }
+        let mut s = Cli::parse_from(["t"]).r;
+        s.max_topics = 2;
+        s
+    }
+
+    /// The JSON payloads of the server frames queued so far.
+    async fn texts(stream: &mut crate::wsio::OutboundStream, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let f = stream.next().await.expect("a frame").expect("not aborted");
+            // Header: 2 bytes under 126 bytes of payload, else 4 (the tests stay under 64 KiB).
+            let skip = if f[1] & 0x7f < 126 { 2 } else { 4 };
+            out.push(String::from_utf8_lossy(&f[skip..]).to_string());
+        }
+        out
+    }
+
+    #[actix::test]
+    async fn picks_per_session_by_the_index_and_caps_topics() {
+        let registry = crate::metrics::Registry::new();
+        let figures = RelayFigures::register(&registry, &[]);
+        let hub = RelayHub::new(settings(), figures).start();
+        let (out, mut stream) = crate::wsio::outbound();
+        struct Sink;
+        impl Actor for Sink {
+            type Context = Context<Self>;
+        }
+        impl Handler<Cut> for Sink {
+            type Result = ();
+            fn handle(&mut self, _: Cut, _: &mut Context<Self>) {}
+        }
+        let sink = Sink.start();
+        hub.do_send(Join {
+            id: 1,
+            market: Market::Stocks,
+            out: Arc::new(out),
+            key_hash: "h".into(),
+            cut: sink.recipient(),
+        });
+        hub.do_send(Subscribe {
+            id: 1,
+            params: "T.A,Q.*,T.B".into(),
+            on: true,
+        });
+        let st = texts(&mut stream, 3).await;
+        assert!(st[0].contains("subscribed to: T.A") && st[1].contains("subscribed to: Q.*"));
+        assert!(
+            st[2].contains("maximum of 2 subscriptions exceeded (T.B)"),
+            "{st:?}"
+        );
+        let frame = bytes::Bytes::from_static(
+            br#"[{"ev":"T","sym":"A"},{"ev":"T","sym":"B"},{"ev":"Q","sym":"C"}]"#,
+        );
+        let ev = |ch: &str, sym: &str, start: u32, end: u32| RelayEvent {
+            channel: ch.into(),
+            symbol: sym.into(),
+            start,
+            end,
+            time_ms: 1,
+        };
+        hub.do_send(Relayed::Batch(RelayBatch {
+            market: Market::Stocks,
+            received_at_ms: 1,
+            frame,
+            events: vec![
+                ev("T", "A", 1, 21),
+                ev("T", "B", 22, 42),
+                ev("Q", "C", 43, 63),
+            ],
+            whole: true,
+        }));
+        let data = texts(&mut stream, 1).await;
+        assert_eq!(data[0], r#"[{"ev":"T","sym":"A"},{"ev":"Q","sym":"C"}]"#);
     }
 }

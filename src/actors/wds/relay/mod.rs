@@ -78,6 +78,25 @@ pub struct RelaySettings {
     )]
     pub max_sockets_per_user: usize,
 
+    /// Topics one relay socket may hold (each explicit symbol counts).
+    #[arg(
+        long = "relay-max-topics",
+        id = "relay_max_topics",
+        env = "RELAY_MAX_TOPICS",
+        default_value_t = 10_000
+    )]
+    pub max_topics: usize,
+
+    /// Client messages per second per relay socket (a burst of as many is allowed); past
+    /// it a message gets an `error` status and is not acted on.
+    #[arg(
+        long = "relay-max-msgs-per-sec",
+        id = "relay_max_msgs_per_sec",
+        env = "RELAY_MAX_MSGS_PER_SEC",
+        default_value_t = 20
+    )]
+    pub max_msgs_per_sec: u32,
+
     /// Relay sockets per node.
     #[arg(
         long = "relay-max-sessions",

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::hub::{status_frame, Cut, Join, Leave, RelaySessionId, Replay, Subscribe};
 use super::RelayState;
+use crate::actors::wds::RateLimit;
 use crate::massive::control::{AUTHENTICATED, AUTH_FAILED, AUTH_TIMEOUT, CONNECTED};
 use crate::massive::Market;
 use crate::wsio::{self, Frame, Outbound, ProtocolError};
@@ -45,6 +46,7 @@ pub struct RelaySession {
     /// The key's owner, once authenticated (holds one of their socket slots).
     user: Option<String>,
     auth_timer: Option<SpawnHandle>,
+    rate: RateLimit,
     done: bool,
 }
 
@@ -62,6 +64,12 @@ impl RelaySession {
     }
 
     fn on_text(&mut self, text: &[u8], ctx: &mut Context<Self>) {
+        if !self.rate.take(std::time::Instant::now()) {
+            self.state.figures.bad_messages.inc();
+            let limit = self.state.settings.max_msgs_per_sec;
+            self.send_status("error", &format!("more than {limit} messages per second"));
+            return;
+        }
         let req: Request = match serde_json::from_slice(text) {
             Ok(r) => r,
             Err(e) => {
@@ -228,6 +236,7 @@ async fn upgrade(
         out: Arc::new(out),
         user: None,
         auth_timer: None,
+        rate: RateLimit::new(state.settings.max_msgs_per_sec),
         done: false,
     };
     RelaySession::create(|ctx| {
