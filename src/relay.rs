@@ -146,6 +146,24 @@ pub async fn declare_exchange(channel: &lapin::Channel, name: &str) -> Result<()
         .await
 }
 
+/// Publishes one encoded relay message (non-persistent, no confirm awaited).
+pub async fn publish(
+    channel: &lapin::Channel,
+    exchange: &str,
+    body: &[u8],
+) -> Result<(), lapin::Error> {
+    channel
+        .basic_publish(
+            exchange.into(),
+            "".into(),
+            lapin::options::BasicPublishOptions::default(),
+            body,
+            lapin::BasicProperties::default().with_delivery_mode(1),
+        )
+        .await
+        .map(|_| ())
+}
+
 /// What a WDS knows of one relay key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayKey {

@@ -23,6 +23,7 @@ use crate::massive::frame::route_frame;
 use crate::massive::{parse_frame, Event, Market};
 
 pub mod analyzers;
+pub mod fanout;
 pub mod listener;
 pub mod processor;
 pub mod redis;

@@ -9,14 +9,14 @@
 //! own receive time on the first event of every frame, and counts the events it gets.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 use serde::Serialize;
 
+use super::fanout::{drain, micros_after, Server};
 use super::listener::{cpu_seconds, free_port, rss_mb, sibling, stats_as, wait_http};
 use super::wsclient::{Connect, WsClient};
 use crate::massive::Market;
@@ -64,26 +64,9 @@ const ADMIN_TOKEN: &str = "bench-admin-token-for-the-relay-benchmark";
 const KEY: &str = "twk_bench-relay-key";
 const SYMBOLS: usize = 1000;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The send time (`"tw_us":<µs>`) of the first event in a frame.
 fn sent_us(frame: &[u8]) -> Option<i64> {
-    let at = memchr::memmem::find(frame, br#""tw_us":"#)? + 8;
-    let digits = frame[at..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&frame[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
+    micros_after(frame, br#""tw_us":"#)
 }
 
 /// One frame of `n` events starting at event number `seq`, indexed as the router does.
@@ -234,16 +217,8 @@ pub async fn run(b: RelayBench) -> Result<RelayFigures, String> {
         let (channel, exchange) = (channel.clone(), exchange.clone());
         async move {
             let body = m.encode().map_err(|e| e.to_string())?;
-            channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    "".into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    BasicProperties::default().with_delivery_mode(1),
-                )
+            relay::publish(&channel, &exchange, &body)
                 .await
-                .map(|_| ())
                 .map_err(|e| e.to_string())
         }
     };
@@ -296,14 +271,8 @@ pub async fn run(b: RelayBench) -> Result<RelayFigures, String> {
     let narrow_share = 10.0 / SYMBOLS as f64;
     let expected =
         (published as f64 * (b.full as f64 + b.narrow as f64 * narrow_share)).round() as u64;
-    let mut last = (delivered.get(), Instant::now());
-    while delivered.get() < expected && last.1.elapsed() < Duration::from_secs(2) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if delivered.get() != last.0 {
-            last = (delivered.get(), Instant::now());
-        }
-    }
-    let elapsed = last.1.duration_since(t0).as_secs_f64().max(1e-3);
+    let last = drain(&delivered, expected).await;
+    let elapsed = last.duration_since(t0).as_secs_f64().max(1e-3);
     let stats = stats_as(port, Some(ADMIN_TOKEN)).await.unwrap_or_default();
     let cpu = cpu_seconds(pid) - cpu_before;
     for r in readers {

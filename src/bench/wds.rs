@@ -10,12 +10,13 @@
 //! can be opened than one source address has ports.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::fanout::{drain, micros_after, Server};
 use super::listener::{cpu_seconds, free_port, rss_mb, sibling, stats_as, wait_http};
 use super::wsclient::{Connect, WsClient};
 use crate::metrics::{Histogram, LATENCY_BOUNDS_MS};
@@ -65,35 +66,6 @@ pub struct WdsFigures {
 const SECRET: &str = "bench-secret-for-the-wds-benchmark";
 /// The server's /stats wants it.
 const ADMIN_TOKEN: &str = "bench-admin-token-for-the-wds-benchmark";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Server {
-    /// Sends SIGTERM, as an orchestrator would, and times the way out.
-    async fn terminate(&mut self) -> Option<f64> {
-        let started = Instant::now();
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        if !sent.is_ok_and(|s| s.success()) {
-            return None;
-        }
-        while started.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return Some(started.elapsed().as_secs_f64());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        None
-    }
-}
 
 fn counter(stats: &serde_json::Value, name: &str) -> i64 {
     stats["counters"][name].as_i64().unwrap_or(0)
@@ -236,14 +208,8 @@ pub async fn run(b: WdsBench) -> Result<WdsFigures, String> {
     // Each client receives its topic's share of the messages.
     let expected = (published as f64 / topics as f64 * connected as f64).round() as u64;
     // Drain: wait until every frame arrived or nothing moved for two seconds.
-    let mut last = (delivered.get(), Instant::now());
-    while delivered.get() < expected && last.1.elapsed() < Duration::from_secs(2) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if delivered.get() != last.0 {
-            last = (delivered.get(), Instant::now());
-        }
-    }
-    let elapsed = last.1.duration_since(pub_start).as_secs_f64().max(1e-3);
+    let last = drain(&delivered, expected).await;
+    let elapsed = last.duration_since(pub_start).as_secs_f64().max(1e-3);
     let server_stats = stats_as(port, Some(ADMIN_TOKEN)).await.unwrap_or_default();
     let cpu = cpu_seconds(pid) - cpu_before;
     let server_stop_seconds = server.terminate().await;
@@ -287,13 +253,5 @@ pub async fn run(b: WdsBench) -> Result<WdsFigures, String> {
 
 /// The publish time (`"t":<µs>`) in a v2 update frame.
 fn sent_us(frame: &[u8]) -> Option<i64> {
-    let at = memchr::memmem::find(frame, br#""t":"#)? + 4;
-    let digits = frame[at..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&frame[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
+    micros_after(frame, br#""t":"#)
 }

@@ -10,13 +10,12 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
-use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties};
 
 use super::metrics::RelayPublisherFigures;
 use crate::backoff::Backoff;
 use crate::massive::Market;
-use crate::relay::{declare_exchange, exchange_name, Carried, Relayed, CARRIED_EVERY};
+use crate::relay::{declare_exchange, exchange_name, publish, Carried, Relayed, CARRIED_EVERY};
 
 /// Messages held while RabbitMQ is slow or down.
 const BUFFER: usize = 2_000;
@@ -112,18 +111,7 @@ impl RelayPublisher {
             };
             let (channel, exchange) = (channel.clone(), self.exchange.clone());
             self.in_flight += 1;
-            let fut = async move {
-                channel
-                    .basic_publish(
-                        exchange.as_str().into(),
-                        "".into(),
-                        BasicPublishOptions::default(),
-                        &body,
-                        BasicProperties::default().with_delivery_mode(1),
-                    )
-                    .await
-                    .map(|_| ())
-            };
+            let fut = async move { publish(&channel, &exchange, &body).await };
             ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
                 act.in_flight -= 1;
                 match res {
