@@ -431,3 +431,54 @@ async fn the_relay_works_across_nodes_through_rabbitmq_and_redis() {
         )
         .await;
 }
+
+/// A user holds at most `RELAY_MAX_SOCKETS_PER_USER` relay sockets on a node, over all their
+/// keys; one more gets Massive's `max_connections` and a close, and a socket closed gives its
+/// place back.
+#[actix_web::test]
+async fn a_user_holds_at_most_their_share_of_relay_sockets() {
+    let mut a = embedded_args("relay_cap");
+    a.sim.tickers = 10;
+    a.scp.admin_password = ADMIN_PW.into();
+    a.relay.max_sockets_per_user = 2;
+    a.relay.keys_poll_ms = 200;
+    let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = tickwire::embedded::start(a, sim_http, http).expect("embedded starts");
+    let url = format!("ws://127.0.0.1:{}/stocks", e.http.port);
+    let web = Web::login(format!("http://127.0.0.1:{}", e.http.port)).await;
+    let (_, k1) = web.key("one", &["relay"]).await;
+    let (_, k2) = web.key("two", &["relay"]).await;
+    let r = &e.registry;
+    wait_until("the relay knows both keys", || {
+        r.gauge("tickwire_relay_keys", "", &[]).get() >= 2
+    })
+    .await;
+    let first = Client::authed(&url, &k1).await;
+    let _second = Client::authed(&url, &k2).await;
+    let mut third = Client::connect(&url).await;
+    third
+        .expect_status("connected", "Connected Successfully")
+        .await;
+    third
+        .send(&format!(r#"{{"action":"auth","params":"{k1}"}}"#))
+        .await;
+    third
+        .expect_status(
+            "max_connections",
+            "Maximum number of websocket connections exceeded. ",
+        )
+        .await;
+    assert_eq!(third.until_end().await, Ended::Closed(Some(1008)));
+    assert_eq!(
+        counter(r, "tickwire_relay_closed_total", &[("reason", "user_cap")]),
+        1
+    );
+    // A socket that ends gives its place back.
+    drop(first);
+    wait_until("the closed socket is gone", || {
+        r.gauge("tickwire_relay_sessions", "", &[]).get() == 1
+    })
+    .await;
+    Client::authed(&url, &k1).await;
+}
