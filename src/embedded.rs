@@ -269,7 +269,7 @@ pub fn start(
         recorder: None,
         relay: relay
             .as_ref()
-            .map(|r| CountedRecipient::of(&r.hub, RelayFigures::register(&registry, &[]).actor)),
+            .map(|r| CountedRecipient::of(&r.hub, r.figures.actor.clone())),
     };
     let (listener, health) = connection::start_with(cfg, shards, out, taps, &registry);
     let news = start_news(

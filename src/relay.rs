@@ -60,18 +60,22 @@ pub struct RelayBatch {
 }
 
 impl RelayBatch {
-    /// The JSON array of the events at `picks` (indexes into `events`, in order): the
-    /// original frame when that is all of it, else the events' original bytes joined.
-    pub fn frame_of(&self, picks: &[u32]) -> Bytes {
-        if self.whole && picks.len() == self.events.len() {
-            return self.frame.clone();
-        }
+    /// Whether `picks` are all of the frame's events and those are the whole frame.
+    pub fn is_all(&self, picks: &[u32]) -> bool {
+        self.whole && picks.len() == self.events.len()
+    }
+
+    /// Appends the JSON array of the events at `picks` (indexes into `events`, in order) to
+    /// `out`: their original bytes, joined. (When [`RelayBatch::is_all`], `frame` is that
+    /// array already.)
+    pub fn write_json(&self, picks: &[u32], out: &mut BytesMut) {
         let len: usize = picks
             .iter()
             .filter_map(|&i| self.events.get(i as usize))
             .map(|e| (e.end - e.start) as usize + 1)
             .sum();
-        let mut out = BytesMut::with_capacity(len + 2);
+        out.reserve(len + 2);
+        let mut first = true;
         for &i in picks {
             let Some(e) = self.events.get(i as usize) else {
                 continue;
@@ -79,14 +83,14 @@ impl RelayBatch {
             let Some(bytes) = self.frame.get(e.start as usize..e.end as usize) else {
                 continue;
             };
-            out.put_u8(if out.is_empty() { b'[' } else { b',' });
+            out.put_u8(if first { b'[' } else { b',' });
             out.put_slice(bytes);
+            first = false;
         }
-        if out.is_empty() {
+        if first {
             out.put_u8(b'[');
         }
         out.put_u8(b']');
-        out.freeze()
     }
 }
 
@@ -236,9 +240,15 @@ mod tests {
     #[test]
     fn frames_are_the_original_bytes() {
         let b = batch();
-        assert_eq!(b.frame_of(&[0, 1]), b.frame);
-        assert_eq!(&b.frame_of(&[1])[..], br#"[{"ev":"Q","sym":"B","t":2}]"#);
-        assert_eq!(&b.frame_of(&[9])[..], b"[]");
+        let json = |picks: &[u32]| {
+            let mut out = BytesMut::new();
+            b.write_json(picks, &mut out);
+            out
+        };
+        assert!(b.is_all(&[0, 1]) && !b.is_all(&[1]));
+        assert_eq!(&json(&[0, 1])[..], &b.frame[..]);
+        assert_eq!(&json(&[1])[..], br#"[{"ev":"Q","sym":"B","t":2}]"#);
+        assert_eq!(&json(&[9])[..], b"[]");
     }
 
     #[test]

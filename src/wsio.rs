@@ -47,9 +47,17 @@ pub fn encode_frame(opcode: u8, payload: &[u8], out: &mut BytesMut) {
 /// Appends one unmasked server frame, final (`fin`) or not: a message in parts is a text
 /// frame without FIN, continuation frames, and the last one with FIN.
 pub fn encode_fragment(opcode: u8, fin: bool, payload: &[u8], out: &mut BytesMut) {
-    out.reserve(payload.len() + 10);
+    out.reserve(payload.len() + HEADER_MAX);
+    put_header(opcode, fin, payload.len(), out);
+    out.put_slice(payload);
+}
+
+/// The longest server frame header: opcode byte, length byte, 8 length bytes.
+const HEADER_MAX: usize = 10;
+
+/// A server frame's header for `len` payload bytes.
+fn put_header(opcode: u8, fin: bool, len: usize, out: &mut BytesMut) {
     out.put_u8(if fin { 0x80 } else { 0 } | opcode);
-    let len = payload.len();
     if len < 126 {
         out.put_u8(len as u8);
     } else if len <= u16::MAX as usize {
@@ -59,7 +67,19 @@ pub fn encode_fragment(opcode: u8, fin: bool, payload: &[u8], out: &mut BytesMut
         out.put_u8(127);
         out.put_u64(len as u64);
     }
-    out.put_slice(payload);
+}
+
+/// A text frame whose payload `build` writes, in one buffer: the header's room is reserved
+/// in front and filled in place, so the payload is not copied again.
+pub fn text_frame_from(build: impl FnOnce(&mut BytesMut)) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_bytes(0, HEADER_MAX);
+    build(&mut b);
+    let mut head = BytesMut::with_capacity(HEADER_MAX);
+    put_header(OP_TEXT, true, b.len() - HEADER_MAX, &mut head);
+    let start = HEADER_MAX - head.len();
+    b[start..HEADER_MAX].copy_from_slice(&head);
+    b.split_off(start).freeze()
 }
 
 /// A text frame holding `payload`.
@@ -313,6 +333,11 @@ mod tests {
         assert_eq!(&b[..2], &[0x81, 127]);
         assert_eq!(b.len(), 70_010);
         assert_eq!(&close_frame(1008)[..], &[0x88, 2, 0x03, 0xF0]);
+        for n in [0, 125, 126, 300, 70_000] {
+            let payload = vec![b'x'; n];
+            let built = text_frame_from(|b| b.extend_from_slice(&payload));
+            assert_eq!(built, text_frame(&payload), "{n} bytes");
+        }
     }
 
     #[actix_web::test]

@@ -79,6 +79,24 @@ impl Web {
     }
 }
 
+/// Embedded mode with the admin's password known and relay keys read every 200 ms, as
+/// `tweak` leaves it: the process, its relay URL (`/stocks`) and the admin logged in.
+async fn start_embedded(
+    name: &str,
+    tweak: impl FnOnce(&mut tickwire::embedded::EmbeddedArgs),
+) -> (tickwire::embedded::Embedded, String, Web) {
+    let mut a = embedded_args(name);
+    a.scp.admin_password = ADMIN_PW.into();
+    a.relay.keys_poll_ms = 200;
+    tweak(&mut a);
+    let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = tickwire::embedded::start(a, sim_http, http).expect("embedded starts");
+    let port = e.http.port;
+    let web = Web::login(format!("http://127.0.0.1:{port}")).await;
+    (e, format!("ws://127.0.0.1:{port}/stocks"), web)
+}
+
 fn counter(r: &tickwire::metrics::Registry, name: &str, labels: &[(&str, &str)]) -> u64 {
     r.counter(name, "", labels).get()
 }
@@ -132,19 +150,14 @@ fn time_of(e: &Value) -> i64 {
 
 #[actix_web::test]
 async fn the_relay_speaks_massive_and_hands_on_the_listeners_frames() {
-    let mut a = embedded_args("relay");
-    a.sim.tickers = 30;
-    a.scp.admin_password = ADMIN_PW.into();
-    // Small limits, so that the reader that stops is found out soon.
-    a.relay.client_buffer_bytes = 64 * 1024;
-    a.relay.max_lag_secs = 5;
-    a.relay.keys_poll_ms = 200;
-    let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let e = tickwire::embedded::start(a, sim_http, http).expect("embedded starts");
+    let (e, url, web) = start_embedded("relay", |a| {
+        a.sim.tickers = 30;
+        // Small limits, so that the reader that stops is found out soon.
+        a.relay.client_buffer_bytes = 64 * 1024;
+        a.relay.max_lag_secs = 5;
+    })
+    .await;
     let port = e.http.port;
-    let url = format!("ws://127.0.0.1:{port}/stocks");
-    let web = Web::login(format!("http://127.0.0.1:{port}")).await;
     let (relay_id, relay_key) = web.key("bot", &["relay"]).await;
     let (_, api_key) = web.key("script", &["api:read"]).await;
     let r = &e.registry;
@@ -437,16 +450,11 @@ async fn the_relay_works_across_nodes_through_rabbitmq_and_redis() {
 /// place back.
 #[actix_web::test]
 async fn a_user_holds_at_most_their_share_of_relay_sockets() {
-    let mut a = embedded_args("relay_cap");
-    a.sim.tickers = 10;
-    a.scp.admin_password = ADMIN_PW.into();
-    a.relay.max_sockets_per_user = 2;
-    a.relay.keys_poll_ms = 200;
-    let sim_http = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let e = tickwire::embedded::start(a, sim_http, http).expect("embedded starts");
-    let url = format!("ws://127.0.0.1:{}/stocks", e.http.port);
-    let web = Web::login(format!("http://127.0.0.1:{}", e.http.port)).await;
+    let (e, url, web) = start_embedded("relay_cap", |a| {
+        a.sim.tickers = 10;
+        a.relay.max_sockets_per_user = 2;
+    })
+    .await;
     let (_, k1) = web.key("one", &["relay"]).await;
     let (_, k2) = web.key("two", &["relay"]).await;
     let r = &e.registry;

@@ -4,13 +4,17 @@
 //! The queue is exclusive and auto-deleted (it lives as long as this node's connection),
 //! with a short message TTL and a length cap (oldest dropped): a relay is about now, and a
 //! node that falls behind or goes away must not make RabbitMQ hold the firehose for it.
-//! Consumed without acks; the connection is re-made with backoff when it goes.
+//! At most 256 messages are delivered ahead (prefetch), each acknowledged as it is taken and
+//! handed to the hub one at a time, so a slow hub leaves the backlog in RabbitMQ, bounded,
+//! rather than in this process; the connection is re-made with backoff when it goes.
 
 use std::time::Duration;
 
 use actix::Recipient;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Connection, ConnectionProperties};
 
@@ -20,6 +24,8 @@ use crate::relay::{declare_exchange, exchange_name, Relayed};
 
 /// Messages a relay queue holds while its node is slow (oldest dropped past it).
 const QUEUE_MAX_LENGTH: i64 = 20_000;
+/// Messages delivered to this node and not yet handed to the hub.
+const PREFETCH: u16 = 256;
 /// Message TTL of a relay queue (ms).
 const QUEUE_TTL_MS: i64 = 5_000;
 
@@ -72,14 +78,15 @@ async fn consume(
             FieldTable::default(),
         )
         .await?;
+    // At most this many unacknowledged messages in this process: the rest wait in RabbitMQ.
+    channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
     let mut consumer = channel
         .basic_consume(
             queue.as_str().into(),
             "relay".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
+            BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await?;
@@ -88,8 +95,16 @@ async fn consume(
     backoff.reset();
     while let Some(delivery) = consumer.next().await {
         let delivery = delivery?;
-        match Relayed::decode(&delivery.data) {
-            Ok(m) => hub.do_send(m),
+        let decoded = Relayed::decode(&delivery.data);
+        delivery.ack(BasicAckOptions::default()).await?;
+        match decoded {
+            // Awaited, so a hub that falls behind holds the feed back: what waits then
+            // waits in RabbitMQ, within the queue's TTL and length, not in the mailbox.
+            Ok(m) => {
+                if hub.send(m).await.is_err() {
+                    return Ok(());
+                }
+            }
             Err(e) => figures.undecodable(&e.to_string()),
         }
     }

@@ -354,26 +354,22 @@ impl RelayHub {
                 }
             }
         }
+        // Sessions that want the whole frame share one copy of it.
         let mut whole: Option<Bytes> = None;
         let touched = std::mem::take(&mut self.touched);
         for &slot in &touched {
             let Some(Some(m)) = self.members.get_mut(slot) else {
                 continue;
             };
-            let picks = std::mem::take(&mut m.picks);
-            let frame = if b.whole && picks.len() == b.events.len() {
+            let frame = if b.is_all(&m.picks) {
                 whole
                     .get_or_insert_with(|| wsio::text_frame(&b.frame))
                     .clone()
             } else {
-                wsio::text_frame(&b.frame_of(&picks))
+                wsio::text_frame_from(|out| b.write_json(&m.picks, out))
             };
-            let n = picks.len();
-            // Keep the allocation for the next frame.
-            if let Some(Some(m)) = self.members.get_mut(slot) {
-                m.picks = picks;
-                m.picks.clear();
-            }
+            let n = m.picks.len();
+            m.picks.clear();
             self.deliver(slot, frame, n);
         }
         self.touched = touched;
@@ -427,7 +423,7 @@ impl RelayHub {
                 .collect();
             if !picks.is_empty() {
                 count += picks.len();
-                frames.push(wsio::text_frame(&b.frame_of(&picks)));
+                frames.push(wsio::text_frame_from(|out| b.write_json(&picks, out)));
             }
         }
         let bytes: usize = frames.iter().map(Bytes::len).sum();
