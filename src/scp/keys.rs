@@ -181,11 +181,11 @@ impl KeyStore {
         Ok((record, key))
     }
 
-    /// `user`'s keys, oldest first.
+    /// `user`'s keys, oldest first (by id within one millisecond, so the order is stable).
     pub fn list(&self, user: &str) -> Vec<KeyRecord> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         let mut mine: Vec<KeyRecord> = keys.values().filter(|k| k.user == user).cloned().collect();
-        mine.sort_by_key(|k| k.created);
+        mine.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         mine
     }
 
