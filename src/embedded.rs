@@ -24,12 +24,14 @@ use clap::Parser;
 use crate::actors::listener::connection::{self, Listener, ListenerConfig, Taps, MAX_FRAME_BYTES};
 use crate::actors::listener::metrics::{ConnectionFigures, NewsFigures};
 use crate::actors::listener::news::{self, NewsArgs, NewsListener};
+use crate::actors::listener::widen::WidenArgs;
 use crate::actors::listener::{configure_control, ControlState, MarketLink};
 use crate::actors::processor::{start_pipeline, Pipeline, PipelineArgs};
 use crate::actors::sim::{SimArgs, SimError, SimServer};
 use crate::actors::store::memory_store::MemoryStore;
 use crate::actors::wds::metrics::RelayFigures;
 use crate::actors::wds::node::{WdsError, WdsSettings};
+use crate::actors::wds::relay::hub::WantsTo;
 use crate::actors::wds::relay::keys::KeySource;
 use crate::actors::wds::relay::RelaySettings;
 use crate::actors::wds::session;
@@ -61,6 +63,10 @@ pub struct EmbeddedArgs {
 
     #[command(flatten)]
     pub relay: RelaySettings,
+
+    /// The listener widening its subscription to what relay clients ask for (off).
+    #[command(flatten)]
+    pub widen: WidenArgs,
 
     #[command(flatten)]
     pub scp: ScpSettings,
@@ -191,6 +197,7 @@ fn listener_config(
         rest_url: None,
         closed_poll: Duration::from_secs(60),
         max_frame_bytes: MAX_FRAME_BYTES,
+        widen: None,
     })
 }
 
@@ -229,6 +236,11 @@ pub fn start(
             "SCP_SESSIONS=redis: embedded mode has no Redis; its sessions stay in memory".into(),
         ));
     }
+    if args.widen.enabled && !args.relay.enabled {
+        return Err(EmbeddedError::Config(
+            "LISTENER_RELAY_WIDEN widens for relay clients: RELAY_ENABLED is off".into(),
+        ));
+    }
     crate::token::check_secret("WDS_TOKEN_SECRET", &args.wds.token_secret)?;
     args.sim.common.check_secrets()?;
     let registry = Registry::new();
@@ -252,7 +264,8 @@ pub fn start(
         .map(str::to_string)
         .chain(configured.split('/').next().map(str::to_string))
         .collect();
-    let cfg = listener_config(url, key, &args.subscriptions)?;
+    let mut cfg = listener_config(url, key, &args.subscriptions)?;
+    cfg.widen = args.widen.config();
     let out = pipeline.input();
     // The relay hears the router in process; its keys are the control plane's, read in
     // process too once it exists (below).
@@ -272,6 +285,10 @@ pub fn start(
             .map(|r| CountedRecipient::of(&r.hub, r.figures.actor.clone())),
     };
     let (listener, health) = connection::start_with(cfg, shards, out, taps, &registry);
+    // Widening: the hub tells the listener what its clients hold, in process.
+    if let Some(r) = relay.as_ref().filter(|_| args.widen.enabled) {
+        r.hub.do_send(WantsTo(listener.clone().recipient()));
+    }
     let news = start_news(
         &args.news,
         sim.as_ref(),

@@ -11,6 +11,9 @@
 //!   WDS that starts later learns it.
 //! - Distributed mode carries both over RabbitMQ ([`EXCHANGE`], MessagePack bodies; each WDS
 //!   binds its own short-lived queue); embedded mode hands them over in process.
+//! - [`RelayWants`]: the other way, what relay clients subscribe, for a listener that widens
+//!   its upstream subscription to it (optional): each WDS writes its own in a Redis hash
+//!   ([`wants_key`]) and the listener reads the union; embedded mode hands it over in process.
 //! - Keys: the control plane publishes the SHA-256 of every key with the `relay` scope (never
 //!   the key) in the node registry's Redis hash [`keys_key`]; embedded mode reads the key
 //!   store in process.
@@ -99,8 +102,69 @@ impl RelayBatch {
 pub struct Carried {
     #[serde(with = "market_path")]
     pub market: Market,
-    /// `T.*`, `Q.AAPL`, ... as the listener sent them.
+    /// `T.*`, `Q.AAPL`, ... as the listener sent them (widened ones included).
     pub topics: Vec<String>,
+    /// The listener widens its upstream subscription to what relay clients ask for
+    /// (`LISTENER_RELAY_WIDEN`): a relay accepts topics beyond `topics`, and hands on their
+    /// events once the listener has subscribed them.
+    #[serde(default)]
+    pub widens: Option<Widening>,
+}
+
+/// How far a listener widens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Widening {
+    /// Whether a whole channel (`T.*`) may be added, not only single symbols.
+    pub wildcards: bool,
+}
+
+/// The topics a node's relay clients hold on one market, all of them (`T.*`, `Q.AAPL`):
+/// from a WDS's hub to the listener (in process), or through Redis ([`wants_key`]).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct RelayWants {
+    pub market: Market,
+    pub topics: Vec<String>,
+}
+
+/// How often a WDS writes its relay clients' topics again (a heartbeat: a node's entry older
+/// than [`WANTS_STALE`] is a node gone, and the listener stops widening for it).
+pub const WANTS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Age past which a node's wanted topics no longer count.
+pub const WANTS_STALE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The Redis hash (under the node registry's prefix) of what relay clients want on a
+/// market: field = WDS node id, value = JSON [`NodeWants`].
+pub fn wants_key(registry_prefix: &str, market: Market) -> String {
+    format!("{registry_prefix}relay:wants:{}", market.path())
+}
+
+/// One WDS node's entry in [`wants_key`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeWants {
+    /// When it was written, epoch ms.
+    pub at: i64,
+    pub topics: Vec<String>,
+}
+
+/// The union, sorted, of the entries of [`wants_key`] written since `now_ms -`
+/// [`WANTS_STALE`]; unreadable entries are left out (counted by the caller from the second
+/// value), stale ones listed in the third for deletion.
+pub fn union_of_wants<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+    now_ms: i64,
+) -> (Vec<String>, usize, Vec<String>) {
+    let mut all = std::collections::BTreeSet::new();
+    let (mut unreadable, mut stale) = (0, Vec::new());
+    for (node, raw) in entries {
+        match serde_json::from_str::<NodeWants>(raw) {
+            Ok(w) if now_ms - w.at <= WANTS_STALE.as_millis() as i64 => all.extend(w.topics),
+            Ok(_) => stale.push(node.to_string()),
+            Err(_) => unreadable += 1,
+        }
+    }
+    (all.into_iter().collect(), unreadable, stale)
 }
 
 /// What travels from the listener to the relays.
@@ -258,8 +322,23 @@ mod tests {
         let c = Relayed::Carried(Carried {
             market: Market::Crypto,
             topics: vec!["XT.*".into()],
+            widens: Some(Widening { wildcards: false }),
         });
         assert_eq!(Relayed::decode(&c.encode().unwrap()).unwrap(), c);
         assert!(Relayed::decode(b"\xc1garbage").is_err());
+    }
+
+    #[test]
+    fn wants_are_the_union_of_fresh_nodes() {
+        let fresh = r#"{"at":1000,"topics":["Q.AAPL","T.*"]}"#;
+        let other = r#"{"at":900,"topics":["Q.AAPL","Q.MSFT"]}"#;
+        let old = r#"{"at":1,"topics":["A.*"]}"#;
+        let now = 1000 + WANTS_STALE.as_millis() as i64 - 200;
+        let (topics, unreadable, stale) = union_of_wants(
+            [("a", fresh), ("b", other), ("c", old), ("d", "{nope")],
+            now,
+        );
+        assert_eq!(topics, ["Q.AAPL", "Q.MSFT", "T.*"]);
+        assert_eq!((unreadable, stale), (1, vec!["c".to_string()]));
     }
 }

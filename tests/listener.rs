@@ -425,6 +425,7 @@ async fn oversize_frames_are_counted_and_skipped() {
     // A limit below the simulator's larger frames (100 events, ~12 KB) but above status frames.
     let cfg = ListenerConfig {
         max_frame_bytes: 4096,
+        widen: None,
         ..config(sim.ws_url("stocks"), "demo", "Q.*,T.*")
     };
     let (_l, health) = listener::start(cfg, 1, sink, &registry);

@@ -340,7 +340,9 @@ async fn the_relay_speaks_massive_and_hands_on_the_listeners_frames() {
 
 /// Distributed: the listener publishes to the relay exchange, a WDS node consumes its own
 /// queue, and the control plane's keys reach it through the node registry's Redis. Two
-/// programs on one key through the WDS; deleting the key on the control plane ends them.
+/// programs on one key through the WDS; one asks for quotes the listener does not carry, and
+/// the listener, widening, adds them upstream (what the WDS's clients hold goes through
+/// Redis); deleting the key on the control plane ends both, and the listener narrows again.
 #[actix_web::test]
 async fn the_relay_works_across_nodes_through_rabbitmq_and_redis() {
     use common::{listener_args, rabbit, redis, sim_args, start_sim, start_wds, wds_args};
@@ -384,8 +386,18 @@ async fn the_relay_works_across_nodes_through_rabbitmq_and_redis() {
             && wr.gauge("tickwire_relay_feed_connected", "", &[]).get() == 1
     })
     .await;
-    let extra = ["--lease", "false", "--massive-subscriptions", "T.*,Q.*,A.*"];
-    let la = listener_args(sim_port, "demo", &qprefix, "2", &extra);
+    let extra = [
+        "--lease",
+        "false",
+        "--massive-subscriptions",
+        "T.*,A.*",
+        "--listener-relay-widen",
+        "true",
+        "--listener-relay-widen-linger-secs",
+        "0",
+    ];
+    let mut la = listener_args(sim_port, "demo", &qprefix, "2", &extra);
+    la.node_registry.registry_prefix = prefix.clone();
     let listener = tickwire::actors::listener::node::start(
         la,
         TcpListener::bind("127.0.0.1:0").expect("bind"),
@@ -394,7 +406,7 @@ async fn the_relay_works_across_nodes_through_rabbitmq_and_redis() {
 
     let url = wds.ws_url("/stocks");
     let mut one = Client::authed(&url, &key).await;
-    one.send(r#"{"action":"subscribe","params":"T.*,Q.*"}"#)
+    one.send(r#"{"action":"subscribe","params":"T.*,A.*"}"#)
         .await;
     assert_eq!(one.statuses(2).await.len(), 2);
     let mut two = Client::authed(&url, &key).await;
@@ -402,8 +414,42 @@ async fn the_relay_works_across_nodes_through_rabbitmq_and_redis() {
     two.statuses(1).await;
     let a = events(&mut one, 50).await;
     let b = events(&mut two, 50).await;
-    assert!(a.iter().all(|e| e["ev"] == "T" || e["ev"] == "Q"));
+    assert!(a.iter().all(|e| e["ev"] == "T" || e["ev"] == "A"));
     assert!(b.iter().all(|e| e["ev"] == "T"));
+
+    // Beyond upstream: one symbol's quotes are added by the listener; a whole channel is not.
+    let sym = a[0]["sym"].as_str().expect("a symbol").to_string();
+    one.send(r#"{"action":"subscribe","params":"Q.*"}"#).await;
+    let refused = one.statuses(1).await;
+    assert!(
+        refused[0].1.starts_with("Q.* is not carried"),
+        "{refused:?}"
+    );
+    one.send(&format!(r#"{{"action":"subscribe","params":"Q.{sym}"}}"#))
+        .await;
+    one.expect_status("success", &format!("subscribed to: Q.{sym}"))
+        .await;
+    let quote = loop {
+        if let Some(q) = events(&mut one, 1)
+            .await
+            .into_iter()
+            .find(|e| e["ev"] == "Q")
+        {
+            break q;
+        }
+    };
+    assert_eq!(quote["sym"], sym.as_str());
+    let widened = || {
+        listener
+            .registry
+            .gauge(
+                "tickwire_listener_relay_widened_topics",
+                "",
+                &[("market", "stocks")],
+            )
+            .get()
+    };
+    assert_eq!(widened(), 1);
     let mut bad = Client::connect(&url).await;
     bad.expect_status("connected", "Connected Successfully")
         .await;
@@ -423,6 +469,10 @@ async fn the_relay_works_across_nodes_through_rabbitmq_and_redis() {
         ));
     }
     assert!(counter(wr, "tickwire_relay_closed_total", &[("reason", "revoked")]) >= 1);
+    wait_until("no client wants the quotes: the listener narrows", || {
+        widened() == 0
+    })
+    .await;
     assert!(
         counter(
             &listener.registry,
@@ -489,4 +539,74 @@ async fn a_user_holds_at_most_their_share_of_relay_sockets() {
     })
     .await;
     Client::authed(&url, &k1).await;
+}
+
+/// Widening (`LISTENER_RELAY_WIDEN`): the listener subscribes `T.*` only. A relay client's
+/// quote topic for one symbol is added upstream and its quotes arrive; a whole channel beyond
+/// upstream is refused by name (wildcards are not widened unless allowed); once the client
+/// lets go, the listener unsubscribes upstream (no linger here) and Massive confirms it.
+#[actix_web::test]
+async fn the_listener_widens_to_what_relay_clients_ask_and_narrows_after() {
+    let (e, url, web) = start_embedded("relay_widen", |a| {
+        a.sim.tickers = 5;
+        a.subscriptions = "T.*".into();
+        a.widen.enabled = true;
+        a.widen.linger_secs = 0;
+    })
+    .await;
+    let (_, key) = web.key("widen", &["relay"]).await;
+    let r = &e.registry;
+    wait_until("the relay knows the key", || {
+        r.gauge("tickwire_relay_keys", "", &[]).get() >= 1
+    })
+    .await;
+    let mut c = Client::authed(&url, &key).await;
+    c.send(r#"{"action":"subscribe","params":"T.*"}"#).await;
+    c.expect_status("success", "subscribed to: T.*").await;
+    // A trade: the listener streams, and the relay has heard what it carries.
+    let sym = events(&mut c, 1).await[0]["sym"]
+        .as_str()
+        .expect("a trade's symbol")
+        .to_string();
+    c.send(r#"{"action":"subscribe","params":"Q.*"}"#).await;
+    c.expect_status(
+        "error",
+        "Q.* is not carried by this relay, which adds single symbols only \
+         (upstream subscriptions: T.*)",
+    )
+    .await;
+    c.send(&format!(r#"{{"action":"subscribe","params":"Q.{sym}"}}"#))
+        .await;
+    c.expect_status("success", &format!("subscribed to: Q.{sym}"))
+        .await;
+    let widened = || {
+        r.gauge(
+            "tickwire_listener_relay_widened_topics",
+            "",
+            &[("market", "stocks")],
+        )
+        .get()
+    };
+    let quote = loop {
+        let got = events(&mut c, 1).await;
+        if let Some(q) = got.into_iter().find(|e| e["ev"] == "Q") {
+            break q;
+        }
+    };
+    assert_eq!(quote["sym"], sym.as_str());
+    assert_eq!(widened(), 1);
+    let acks = || {
+        counter(
+            r,
+            "tickwire_listener_status_total",
+            &[("market", "stocks"), ("status", "success")],
+        )
+    };
+    let before = acks();
+    c.send(&format!(r#"{{"action":"unsubscribe","params":"Q.{sym}"}}"#))
+        .await;
+    wait_until("the listener unsubscribes upstream", || {
+        widened() == 0 && acks() > before
+    })
+    .await;
 }

@@ -123,6 +123,7 @@ fn listen(
         rest_url: None,
         closed_poll: Duration::from_secs(60),
         max_frame_bytes: MAX_FRAME_BYTES,
+        widen: None,
     };
     Ok(listener::start_publishing(cfg, publisher, registry).0)
 }

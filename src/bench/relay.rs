@@ -223,6 +223,7 @@ pub async fn run(b: RelayBench) -> Result<RelayFigures, String> {
         }
     };
     publish(Relayed::Carried(Carried {
+        widens: None,
         market: Market::Stocks,
         topics: vec!["T.*".into(), "Q.*".into()],
     }))

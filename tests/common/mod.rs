@@ -328,6 +328,7 @@ pub fn listener_config(
         rest_url: None,
         closed_poll: Duration::from_millis(100),
         max_frame_bytes: tickwire::actors::listener::connection::MAX_FRAME_BYTES,
+        widen: None,
     }
 }
 

@@ -34,6 +34,7 @@ use futures_util::StreamExt;
 use super::metrics::{ConnectionFigures, FrameLag, PublisherFigures, RouterFigures};
 use super::publisher::{PublisherConfig, QueuePublisher};
 use super::router::{RawFrame, Router};
+use super::widen::{WidenConfig, Widened};
 use crate::analyzers::calendar::{parse_upcoming, DayKind, TradingCalendar};
 use crate::backoff::Backoff;
 use crate::massive::control::{ClientMessage, Topic};
@@ -43,7 +44,7 @@ use crate::massive::{Market, Status, StatusKind};
 use crate::metrics::Registry;
 use crate::queue::EventBatch;
 use crate::recipient::CountedRecipient;
-use crate::relay::{Carried, Relayed};
+use crate::relay::{Carried, RelayWants, Relayed};
 
 /// Largest frame routed (Massive's frames stay below ~1 MB); larger ones are counted and
 /// skipped, and the connection stays.
@@ -81,6 +82,8 @@ pub struct ListenerConfig {
     pub closed_poll: Duration,
     /// Frames larger than this are counted and skipped; the connection stays.
     pub max_frame_bytes: usize,
+    /// Widen the upstream subscription to what relay clients ask for ([`super::widen`]).
+    pub widen: Option<WidenConfig>,
 }
 
 /// What the admin routes read about the connection.
@@ -123,6 +126,9 @@ pub struct Listener {
     recorder: Option<CountedRecipient<RawFrame>>,
     /// The relay, told what this connection carries on every (re)subscription.
     relay: Option<CountedRecipient<Relayed>>,
+    /// Topics added for relay clients, when widening; the shortfall last logged.
+    widened: Option<Widened>,
+    widen_capped: usize,
     health: Arc<ListenerHealth>,
     figures: ConnectionFigures,
     backoff: Backoff,
@@ -225,11 +231,14 @@ impl Listener {
             .with_factor(1.5)
             .with_stable_after(STABLE_AFTER);
         let idle = cfg.start_idle;
+        let widened = cfg.widen.map(Widened::new);
         Listener {
             cfg,
             router,
             recorder: None,
             relay: None,
+            widened,
+            widen_capped: 0,
             health: Arc::new(ListenerHealth::default()),
             figures,
             backoff,
@@ -361,7 +370,9 @@ impl Listener {
                 ctx.add_stream(stream);
                 // Pipelined, as the Go client does: Massive handles control messages in order.
                 act.send(ClientMessage::auth(&act.cfg.api_key));
-                for m in ClientMessage::subscribe_chunks(&act.cfg.subscriptions) {
+                let mut topics = act.cfg.subscriptions.clone();
+                topics.extend(act.widened.iter().flat_map(Widened::topics));
+                for m in ClientMessage::subscribe_chunks(&topics) {
                     act.send(m);
                 }
                 act.announce_carried();
@@ -374,18 +385,77 @@ impl Listener {
         }));
     }
 
-    /// Tells the relay which topics this connection subscribed upstream.
+    /// Tells the relay which topics this connection subscribed upstream, and whether it
+    /// widens.
     fn announce_carried(&self) {
         if let Some(relay) = &self.relay {
+            let added = self.widened.iter().flat_map(Widened::topics);
             relay.do_send(Relayed::Carried(Carried {
                 market: self.cfg.market,
                 topics: self
                     .cfg
                     .subscriptions
                     .iter()
-                    .map(ToString::to_string)
+                    .cloned()
+                    .chain(added)
+                    .map(|t| t.to_string())
                     .collect(),
+                widens: self.widened.as_ref().map(Widened::policy),
             }));
+        }
+    }
+
+    /// Relay clients now hold `wanted`: subscribe upstream what is new (when connected; a
+    /// connect subscribes everything added), and let what they let go linger, then go.
+    fn widen(&mut self, wanted: &[String], ctx: &mut Context<Self>) {
+        let market = self.cfg.market;
+        let Some(w) = self.widened.as_mut() else {
+            return;
+        };
+        let change = w.want(market, &self.cfg.subscriptions, wanted, Instant::now());
+        let (max, linger) = (w.max_topics(), w.linger());
+        if change.capped != self.widen_capped && change.capped > 0 {
+            self.figures.widen_capped(market, change.capped, max);
+        }
+        self.widen_capped = change.capped;
+        if !change.subscribe.is_empty() {
+            log::info!(
+                "/{market}: subscribing upstream for relay clients: {}",
+                join(&change.subscribe)
+            );
+            for m in ClientMessage::subscribe_chunks(&change.subscribe) {
+                self.send(m);
+            }
+        }
+        // Checked again once the longest linger from now has passed.
+        ctx.run_later(linger + Duration::from_millis(10), |act, _| act.narrow());
+        self.narrow();
+    }
+
+    /// Unsubscribes upstream what relay clients let go longer than the linger time ago.
+    fn narrow(&mut self) {
+        let Some(w) = self.widened.as_mut() else {
+            return;
+        };
+        let mut gone = w.expire(Instant::now());
+        let added = w.topics().len();
+        // Never one of the connection's own topics (they may have been reconfigured in).
+        let own = &self.cfg.subscriptions;
+        gone.retain(|t| !own.contains(t));
+        if !gone.is_empty() {
+            log::info!(
+                "/{}: unsubscribing upstream, no relay client wants: {}",
+                self.cfg.market,
+                join(&gone)
+            );
+            for m in ClientMessage::unsubscribe_chunks(&gone) {
+                self.send(m);
+            }
+        }
+        let before = self.figures.widened.get();
+        self.figures.widened.set(added as i64);
+        if before != added as i64 || !gone.is_empty() {
+            self.announce_carried();
         }
     }
 
@@ -592,6 +662,26 @@ pub struct Reconfigure {
     pub subscriptions: Option<Vec<Topic>>,
 }
 
+fn join(topics: &[Topic]) -> String {
+    topics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Relay clients' topics, in process (embedded) or read from Redis ([`super::widen::watch`]).
+impl Handler<RelayWants> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: RelayWants, ctx: &mut Context<Self>) {
+        self.figures.actor.handled();
+        if msg.market == self.cfg.market {
+            self.widen(&msg.topics, ctx);
+        }
+    }
+}
+
 impl Handler<Reconfigure> for Listener {
     type Result = ();
 
@@ -650,6 +740,7 @@ impl Handler<Describe> for Listener {
             "feed": self.cfg.url,
             "market": self.cfg.market.path(),
             "subscriptions": self.cfg.subscriptions.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "relay_widened": self.widened.as_ref().map(|w| join(&w.topics())),
             "connected_for_seconds": self.connected_at.map(|t| t.elapsed().as_secs()),
             "last_error": self.health.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
         }))

@@ -84,6 +84,12 @@ figures! {
         pub binary: Counter = "tickwire_listener_binary_frames_total";
         /// Continuation frames with no message to continue, counted and skipped
         pub stray_continuations: Counter = "tickwire_listener_stray_continuations_total";
+        /// Topics subscribed upstream beyond `MASSIVE_SUBSCRIPTIONS` for relay clients (widening)
+        pub widened: Gauge = "tickwire_listener_relay_widened_topics";
+        /// Topics relay clients wanted past `LISTENER_RELAY_WIDEN_MAX_TOPICS`, not added (per change)
+        pub widen_capped: Counter = "tickwire_listener_relay_widen_capped_total";
+        /// Reads of the relay clients' topics from Redis that failed, and unreadable entries
+        pub wants_errors: Counter = "tickwire_listener_relay_wants_errors_total";
     }
 }
 
@@ -153,6 +159,22 @@ impl ConnectionFigures {
             log::warn!("skipping a continuation frame that continues nothing");
         }
         self.stray_continuations.inc();
+    }
+
+    /// Relay clients want more than widening adds: counted; logged when the shortfall changes.
+    pub fn widen_capped(&self, market: Market, capped: usize, max: usize) {
+        self.widen_capped.add(capped as u64);
+        log::warn!(
+            "/{market}: {capped} topics relay clients subscribe are not added upstream \
+             (LISTENER_RELAY_WIDEN_MAX_TOPICS={max})"
+        );
+    }
+
+    pub fn wants_failed(&self, error: &str) {
+        if self.wants_errors.get().is_multiple_of(60) {
+            log::warn!("relay clients' topics could not be read ({error}); the last ones stay");
+        }
+        self.wants_errors.inc();
     }
 
     pub fn protocol_error(&self, error: &str) {

@@ -13,7 +13,7 @@
 //!    In embedded mode the router hands its batches to the processor pool instead.
 //!
 //! Beside them: [`lease`] (the Redis lease that lets one replica of several connect),
-//! [`recorder`] (`--record`), [`control`] (the admin-token control routes), [`status`]
+//! [`recorder`] (`--record`), [`widen`] (adding relay clients' topics upstream, optional), [`control`] (the admin-token control routes), [`status`]
 //! (readiness, `/health`, `/stats`), [`metrics`] (every figure, declared once), and
 //! [`node`] (flags and wiring). Several markets per process (`MASSIVE_MARKET=stocks,crypto`)
 //! get one listener and lease each.
@@ -30,6 +30,7 @@ pub mod recorder;
 pub mod relay_publisher;
 pub mod router;
 pub mod status;
+pub mod widen;
 
 pub use control::{configure_control, ControlState, MarketLink};
 pub use node::{run, start, ListenerArgs, ListenerNode, NodeError};

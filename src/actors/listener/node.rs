@@ -23,6 +23,7 @@ use super::news_publisher::{NewsPublisher, NewsPublisherConfig};
 use super::publisher::{PublisherConfig, QueuePublisher};
 use super::recorder::Recorder;
 use super::relay_publisher::RelayPublisher;
+use super::widen::WidenArgs;
 use crate::admin::{AdminState, NodeHttp};
 use crate::config::{BrokerArgs, CommonArgs, MassiveArgs};
 use crate::massive::Market;
@@ -80,6 +81,10 @@ pub struct ListenerArgs {
     #[arg(long, env = "LISTENER_RELAY", default_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub relay: bool,
+
+    /// Widening the upstream subscription to what relay clients ask for (off by default).
+    #[command(flatten)]
+    pub widen: WidenArgs,
 
     /// Redis for the connection lease (internal state store).
     #[arg(
@@ -157,6 +162,8 @@ pub enum NodeError {
     NoApiKey,
     #[error("no topic in MASSIVE_SUBSCRIPTIONS belongs to /{0}")]
     NoSubscriptions(String),
+    #[error("LISTENER_RELAY_WIDEN reads the relay clients' topics from the node registry: {0}")]
+    Widen(String),
     #[error("cannot open the capture file: {0}")]
     Record(std::io::Error),
     #[error(transparent)]
@@ -270,6 +277,7 @@ impl ListenerArgs {
             rest_url: self.poll_when_closed.then(|| self.rest_url.clone()),
             closed_poll: Duration::from_secs(self.closed_poll_secs.max(1)),
             max_frame_bytes: self.max_frame_bytes.max(1024),
+            widen: self.widen.config(),
         }
     }
 
@@ -334,6 +342,32 @@ fn start_news(
     }
     log::info!("news listener: {}", args.news.url);
     Ok((Some(listener), Some(pf)))
+}
+
+/// Widening: every market's listener hears what the WDS nodes' relay clients hold, read from
+/// the node registry's Redis (where each WDS writes its own).
+fn watch_relay_wants(args: &ListenerArgs, links: &[MarketLink]) -> Result<(), NodeError> {
+    if !args.relay {
+        return Err(NodeError::Widen("LISTENER_RELAY is off".into()));
+    }
+    let url = &args.node_registry.registry_url;
+    if url.is_empty() {
+        return Err(NodeError::Widen("NODE_REGISTRY_URL is empty".into()));
+    }
+    let pool = crate::redis_pool::open(url).map_err(|e| NodeError::Widen(e.to_string()))?;
+    let listeners = links
+        .iter()
+        .map(|l| {
+            (
+                l.market,
+                l.listener.clone().recipient(),
+                l.connection.clone(),
+            )
+        })
+        .collect();
+    super::widen::watch(pool, args.node_registry.registry_prefix.clone(), listeners);
+    log::info!("widening the upstream subscription to what relay clients subscribe");
+    Ok(())
 }
 
 /// Starts the node on `http` (port 0 in tests) inside the current actix System: the
@@ -415,6 +449,9 @@ pub fn start(args: ListenerArgs, http: TcpListener) -> Result<ListenerNode, Node
         });
     }
 
+    if args.widen.enabled {
+        watch_relay_wants(&args, &links)?;
+    }
     let (news, news_publisher) = start_news(&args, &registry, &mut leases)?;
 
     let admin = AdminState::new("Massive Data Listener", registry.clone()).with_identity(

@@ -182,6 +182,8 @@ figures! {
         pub keys: Gauge = "tickwire_relay_keys";
         /// Failed reads of the relay keys (the last ones known stay in force)
         pub key_errors: Counter = "tickwire_relay_key_errors_total";
+        /// Writes of the relay clients' topics to Redis (for a widening listener) that failed
+        pub wants_errors: Counter = "tickwire_relay_wants_errors_total";
     }
 }
 
@@ -204,6 +206,13 @@ impl RelayFigures {
     pub fn key_error(&self, error: &str) {
         self.key_errors.inc();
         log::warn!("relay: reading the relay keys failed ({error}); keeping the last known");
+    }
+
+    pub fn wants_failed(&self, error: &str) {
+        if self.wants_errors.get().is_multiple_of(60) {
+            log::warn!("relay: writing the clients' topics failed ({error}); written again in 5 s");
+        }
+        self.wants_errors.inc();
     }
 }
 

@@ -357,8 +357,8 @@ fn watch_registry_revocations(args: &WdsArgs, state: &WdsState, registry: &Regis
 }
 
 /// The relay of a distributed node: frames from its own RabbitMQ queue, keys from the node
-/// registry's Redis (where the control plane publishes them). Without a registry no key is
-/// known, so the relay is off (said once).
+/// registry's Redis (where the control plane publishes them), and what its clients hold
+/// written there. Without a registry no key is known, so the relay is off (said once).
 fn start_relay(args: &WdsArgs, id: &str, figures: RelayFigures) -> Option<web::Data<RelayState>> {
     if !args.relay.enabled {
         return None;
@@ -370,11 +370,15 @@ fn start_relay(args: &WdsArgs, id: &str, figures: RelayFigures) -> Option<web::D
             return None;
         }
     };
+    let prefix = &args.node_registry.registry_prefix;
     let keys = KeySource::Redis {
-        pool,
-        key: crate::relay::keys_key(&args.node_registry.registry_prefix),
+        pool: pool.clone(),
+        key: crate::relay::keys_key(prefix),
     };
     let state = relay::start(&args.relay, keys, figures.clone());
+    // For a listener that widens its subscription to what relay clients hold.
+    let wants = relay::wants::WantsWriter::new(pool, prefix, id, figures.clone()).start();
+    state.hub.do_send(relay::hub::WantsTo(wants.recipient()));
     let feed = relay::feed::FeedConfig {
         url: args.rabbitmq_url.clone(),
         queue_prefix: args.queue_prefix.clone(),

@@ -14,6 +14,11 @@
 //! The hub also keeps the last seconds of frames for `replay` (tickwire's extension):
 //! handled between two frames in this one actor, so the replayed events, the end-of-replay
 //! status and the live stream reach the client in order, with nothing missed between them.
+//!
+//! When the listener widens its upstream subscription (it says so in what it carries), the
+//! hub accepts topics beyond it and reports what its sessions hold, per market, at most
+//! every [`WANTS_FLUSH`], to whoever asked ([`WantsTo`]): the listener itself in embedded
+//! mode, the Redis writer ([`super::wants`]) in distributed mode.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -28,10 +33,13 @@ use crate::massive::control::{parse_topics, Topic};
 use crate::massive::events::encode_frame;
 use crate::massive::subscriptions::SubscriptionSet;
 use crate::massive::{Event, Market, Status};
-use crate::relay::{RelayBatch, RelayKeys, Relayed};
+use crate::relay::{RelayBatch, RelayKeys, RelayWants, Relayed, Widening};
 use crate::wsio::{self, Outbound};
 
 pub type RelaySessionId = u64;
+
+/// How often changed wants are reported: subscriptions in a burst go up as one.
+pub const WANTS_FLUSH: Duration = Duration::from_millis(250);
 
 /// A Massive status as one WebSocket text frame.
 pub fn status_frame(status: &str, message: &str) -> Bytes {
@@ -86,6 +94,11 @@ pub struct KeysNow(pub Arc<RelayKeys>);
 #[rtype(result = "()")]
 pub struct GoingAway;
 
+/// Report what the sessions hold to this recipient, now and on every change.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WantsTo(pub Recipient<RelayWants>);
+
 /// The hub ended a session's stream (what it queued says why); the session finishes up.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -105,6 +118,13 @@ struct Member {
     allowance: usize,
 }
 
+/// What the listener said it carries on a market.
+struct CarriedNow {
+    set: SubscriptionSet,
+    list: Vec<String>,
+    widens: Option<Widening>,
+}
+
 #[derive(Default)]
 struct ChannelIndex {
     wild: Vec<usize>,
@@ -121,7 +141,11 @@ pub struct RelayHub {
     /// Market -> channel -> who wants what.
     index: HashMap<Market, HashMap<Box<str>, ChannelIndex>>,
     /// What the listener carries, per market (unknown until it says).
-    carried: HashMap<Market, (SubscriptionSet, Vec<String>)>,
+    carried: HashMap<Market, CarriedNow>,
+    /// Who hears what the sessions hold; markets changed since last told; what was told.
+    wants_to: Vec<Recipient<RelayWants>>,
+    wants_dirty: HashSet<Market>,
+    wants_told: HashMap<Market, Vec<String>>,
     ring: VecDeque<(Arc<RelayBatch>, usize)>,
     ring_bytes: usize,
     ring_events: usize,
@@ -138,6 +162,9 @@ impl RelayHub {
             slots: HashMap::new(),
             index: HashMap::new(),
             carried: HashMap::new(),
+            wants_to: Vec::new(),
+            wants_dirty: HashSet::new(),
+            wants_told: HashMap::new(),
             ring: VecDeque::new(),
             ring_bytes: 0,
             ring_events: 0,
@@ -150,20 +177,73 @@ impl RelayHub {
         self.members[slot].as_mut().map(|m| (slot, m))
     }
 
-    /// Why `topic` may not be subscribed on `market`: outside what the listener carries.
+    /// Why `topic` may not be subscribed on `market`: outside what the listener carries,
+    /// and beyond what it would widen to.
     fn refusal(&self, market: Market, topic: &Topic) -> Option<String> {
-        let (carried, list) = self.carried.get(&market)?;
-        let ok = if topic.is_wildcard() {
-            carried.any_on(&topic.channel)
+        let c = self.carried.get(&market)?;
+        let carried = if topic.is_wildcard() {
+            c.set.any_on(&topic.channel)
         } else {
-            carried.matches(&topic.channel, &topic.symbol)
+            c.set.matches(&topic.channel, &topic.symbol)
         };
-        (!ok).then(|| {
+        let widened = c
+            .widens
+            .is_some_and(|w| w.wildcards || !topic.is_wildcard());
+        if carried || widened {
+            return None;
+        }
+        let upstream = c.list.join(",");
+        Some(if c.widens.is_some() {
             format!(
-                "{topic} is not carried by this relay (upstream subscriptions: {})",
-                list.join(",")
+                "{topic} is not carried by this relay, which adds single symbols only \
+                 (upstream subscriptions: {upstream})"
             )
+        } else {
+            format!("{topic} is not carried by this relay (upstream subscriptions: {upstream})")
         })
+    }
+
+    /// Every topic the sessions hold on `market`, sorted.
+    fn wants(&self, market: Market) -> Vec<String> {
+        let mut out = Vec::new();
+        for (channel, ci) in self.index.get(&market).into_iter().flatten() {
+            if !ci.wild.is_empty() {
+                out.push(format!("{channel}.*"));
+            }
+            out.extend(ci.symbols.keys().map(|sym| format!("{channel}.{sym}")));
+        }
+        out.sort();
+        out
+    }
+
+    /// Tells the wants' recipients about the markets whose topics changed, where the
+    /// listener widens (elsewhere nobody needs them; one that stopped widening hears "none").
+    fn flush_wants(&mut self) {
+        if self.wants_to.is_empty() {
+            self.wants_dirty.clear();
+            return;
+        }
+        for market in std::mem::take(&mut self.wants_dirty) {
+            let widens = self
+                .carried
+                .get(&market)
+                .is_some_and(|c| c.widens.is_some());
+            let topics = if widens {
+                self.wants(market)
+            } else {
+                Vec::new()
+            };
+            if self.wants_told.get(&market).unwrap_or(&Vec::new()) == &topics {
+                continue;
+            }
+            for to in &self.wants_to {
+                to.do_send(RelayWants {
+                    market,
+                    topics: topics.clone(),
+                });
+            }
+            self.wants_told.insert(market, topics);
+        }
     }
 
     fn subscribe(&mut self, id: RelaySessionId, params: &str, on: bool) -> Vec<Topic> {
@@ -226,6 +306,7 @@ impl RelayHub {
             return;
         }
         m.subs.add(topic);
+        self.wants_dirty.insert(m.market);
         let ci = self
             .index
             .entry(m.market)
@@ -250,6 +331,7 @@ impl RelayHub {
             return;
         }
         m.subs.remove(topic);
+        self.wants_dirty.insert(m.market);
         let Some(ci) = self
             .index
             .get_mut(&m.market)
@@ -468,6 +550,7 @@ impl Actor for RelayHub {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(Duration::from_secs(1), |act, _| act.sweep());
+        ctx.run_interval(WANTS_FLUSH, |act, _| act.flush_wants());
     }
 }
 
@@ -489,7 +572,15 @@ impl Handler<Relayed> for RelayHub {
                 for t in c.topics.iter().filter_map(|t| Topic::parse(t)) {
                     set.add(&t);
                 }
-                self.carried.insert(c.market, (set, c.topics));
+                let now = CarriedNow {
+                    set,
+                    list: c.topics,
+                    widens: c.widens,
+                };
+                let was = self.carried.insert(c.market, now);
+                if was.map(|w| w.widens) != Some(c.widens) {
+                    self.wants_dirty.insert(c.market);
+                }
             }
         }
     }
@@ -569,6 +660,18 @@ impl Handler<KeysNow> for RelayHub {
     }
 }
 
+impl Handler<WantsTo> for RelayHub {
+    type Result = ();
+
+    fn handle(&mut self, msg: WantsTo, _: &mut Context<Self>) {
+        // The newcomer hears every market's topics at the next flush.
+        self.wants_told.clear();
+        self.wants_dirty.extend(self.index.keys().copied());
+        self.wants_dirty.extend(self.carried.keys().copied());
+        self.wants_to.push(msg.0);
+    }
+}
+
 impl Handler<GoingAway> for RelayHub {
     type Result = ();
 
@@ -614,28 +717,74 @@ mod tests {
         out
     }
 
-    #[actix::test]
-    async fn picks_per_session_by_the_index_and_caps_topics() {
+    /// Hears what the hub tells: cuts (ignored) and wants (forwarded to the test).
+    struct Sink(Option<tokio::sync::mpsc::UnboundedSender<RelayWants>>);
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+    impl Handler<Cut> for Sink {
+        type Result = ();
+        fn handle(&mut self, _: Cut, _: &mut Context<Self>) {}
+    }
+    impl Handler<RelayWants> for Sink {
+        type Result = ();
+        fn handle(&mut self, w: RelayWants, _: &mut Context<Self>) {
+            if let Some(tx) = &self.0 {
+                let _ = tx.send(w);
+            }
+        }
+    }
+
+    /// A hub with one session (id 1, stocks) and the session's frames.
+    fn hub_with_session(
+        sink: &actix::Addr<Sink>,
+    ) -> (actix::Addr<RelayHub>, crate::wsio::OutboundStream) {
         let registry = crate::metrics::Registry::new();
         let figures = RelayFigures::register(&registry, &[]);
         let hub = RelayHub::new(settings(), figures).start();
-        let (out, mut stream) = crate::wsio::outbound();
-        struct Sink;
-        impl Actor for Sink {
-            type Context = Context<Self>;
-        }
-        impl Handler<Cut> for Sink {
-            type Result = ();
-            fn handle(&mut self, _: Cut, _: &mut Context<Self>) {}
-        }
-        let sink = Sink.start();
+        let (out, stream) = crate::wsio::outbound();
         hub.do_send(Join {
             id: 1,
             market: Market::Stocks,
             out: Arc::new(out),
             key_hash: "h".into(),
-            cut: sink.recipient(),
+            cut: sink.clone().recipient(),
         });
+        (hub, stream)
+    }
+
+    #[actix::test]
+    async fn widening_accepts_symbols_beyond_upstream_and_reports_them() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = Sink(Some(tx)).start();
+        let (hub, mut stream) = hub_with_session(&sink);
+        hub.do_send(WantsTo(sink.clone().recipient()));
+        hub.do_send(Relayed::Carried(crate::relay::Carried {
+            market: Market::Stocks,
+            topics: vec!["T.*".into()],
+            widens: Some(Widening { wildcards: false }),
+        }));
+        hub.do_send(Subscribe {
+            id: 1,
+            params: "Q.A,Q.*".into(),
+            on: true,
+        });
+        let st = texts(&mut stream, 2).await;
+        assert!(st[0].contains("subscribed to: Q.A"), "{st:?}");
+        assert!(st[1].contains("adds single symbols only"), "{st:?}");
+        let w = rx.recv().await.expect("wants reported");
+        assert_eq!(
+            (w.market, w.topics),
+            (Market::Stocks, vec!["Q.A".to_string()])
+        );
+        hub.do_send(Leave(1));
+        assert!(rx.recv().await.expect("and again").topics.is_empty());
+    }
+
+    #[actix::test]
+    async fn picks_per_session_by_the_index_and_caps_topics() {
+        let sink = Sink(None).start();
+        let (hub, mut stream) = hub_with_session(&sink);
         hub.do_send(Subscribe {
             id: 1,
             params: "T.A,Q.*,T.B".into(),

@@ -16,8 +16,9 @@
 //!    [`crate::wsio`], whose bounded, observable output lets the hub see a slow reader.
 //!
 //! Beside them: [`keys`] (which keys may connect: the control plane's hashes, read every
-//! second, so a revoked key's sockets close within about a second) and this module's
-//! [`RelaySettings`] and [`RelayState`].
+//! second, so a revoked key's sockets close within about a second), [`wants`] (what the
+//! clients hold, written to Redis for a listener that widens its upstream subscription to
+//! it) and this module's [`RelaySettings`] and [`RelayState`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,7 @@ pub mod feed;
 pub mod hub;
 pub mod keys;
 pub mod session;
+pub mod wants;
 
 /// The relay's flags (`tickwire-wds` and embedded `tickwire`).
 #[derive(clap::Args, Debug, Clone)]
