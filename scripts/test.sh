@@ -84,6 +84,21 @@ command -v podman >/dev/null || {
     echo "test.sh: installing podman, runc, debootstrap (Debian)"
     $SUDO apt-get install -y -q --no-install-recommends podman runc debootstrap >/dev/null
 }
+# The compose stack finds its services by name: podman's networks need their DNS plugin
+# (CNI: dnsname; netavark: aardvark-dns), which a no-recommends install leaves out.
+case "$($SUDO podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)" in
+cni) dns_pkg=golang-github-containernetworking-plugin-dnsname dns_bin=/usr/lib/cni/dnsname ;;
+*) dns_pkg=aardvark-dns dns_bin=/usr/lib/podman/aardvark-dns ;;
+esac
+[ -x "$dns_bin" ] || {
+    echo "test.sh: installing $dns_pkg (podman network DNS, Debian)"
+    $SUDO apt-get install -y -q --no-install-recommends "$dns_pkg" >/dev/null ||
+        { $SUDO apt-get update -q >/dev/null &&
+            $SUDO apt-get install -y -q --no-install-recommends "$dns_pkg" >/dev/null; } || {
+        echo "ERROR: could not install $dns_pkg: compose services could not find each other" >&2
+        exit 1
+    }
+}
 
 echo "== deploy: Prometheus config, alert rules, dashboard queries, hadolint, yamllint, compose"
 scripts/check-deploy.sh

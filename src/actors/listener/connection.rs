@@ -126,8 +126,10 @@ pub struct Listener {
     recorder: Option<CountedRecipient<RawFrame>>,
     /// The relay, told what this connection carries on every (re)subscription.
     relay: Option<CountedRecipient<Relayed>>,
-    /// Topics added for relay clients, when widening; the shortfall last logged.
+    /// Topics added for relay clients, when widening; what the clients last wanted; the
+    /// shortfall last logged.
     widened: Option<Widened>,
+    widen_wanted: Vec<String>,
     widen_capped: usize,
     health: Arc<ListenerHealth>,
     figures: ConnectionFigures,
@@ -238,6 +240,7 @@ impl Listener {
             recorder: None,
             relay: None,
             widened,
+            widen_wanted: Vec::new(),
             widen_capped: 0,
             health: Arc::new(ListenerHealth::default()),
             figures,
@@ -407,13 +410,26 @@ impl Listener {
 
     /// Relay clients now hold `wanted`: subscribe upstream what is new (when connected; a
     /// connect subscribes everything added), and let what they let go linger, then go.
-    fn widen(&mut self, wanted: &[String], ctx: &mut Context<Self>) {
+    fn widen(&mut self, wanted: Vec<String>, ctx: &mut Context<Self>) {
+        let Some(linger) = self.widened.as_ref().map(Widened::linger) else {
+            return;
+        };
+        self.widen_wanted = wanted;
+        self.admit();
+        // Checked again once the longest linger from now has passed.
+        ctx.run_later(linger + Duration::from_millis(10), |act, _| act.narrow());
+        self.narrow();
+    }
+
+    /// Subscribes upstream what relay clients want that is not added yet, within the cap.
+    fn admit(&mut self) {
         let market = self.cfg.market;
         let Some(w) = self.widened.as_mut() else {
             return;
         };
-        let change = w.want(market, &self.cfg.subscriptions, wanted, Instant::now());
-        let (max, linger) = (w.max_topics(), w.linger());
+        let now = Instant::now();
+        let change = w.want(market, &self.cfg.subscriptions, &self.widen_wanted, now);
+        let max = w.max_topics();
         if change.capped != self.widen_capped && change.capped > 0 {
             self.figures.widen_capped(market, change.capped, max);
         }
@@ -427,18 +443,19 @@ impl Listener {
                 self.send(m);
             }
         }
-        // Checked again once the longest linger from now has passed.
-        ctx.run_later(linger + Duration::from_millis(10), |act, _| act.narrow());
-        self.narrow();
     }
 
-    /// Unsubscribes upstream what relay clients let go longer than the linger time ago.
+    /// Unsubscribes upstream what relay clients let go longer than the linger time ago; the
+    /// room it frees goes to what waited past the cap.
     fn narrow(&mut self) {
         let Some(w) = self.widened.as_mut() else {
             return;
         };
         let mut gone = w.expire(Instant::now());
-        let added = w.topics().len();
+        if !gone.is_empty() {
+            self.admit();
+        }
+        let added = self.widened.as_ref().map_or(0, |w| w.topics().len());
         // Never one of the connection's own topics (they may have been reconfigured in).
         let own = &self.cfg.subscriptions;
         gone.retain(|t| !own.contains(t));
@@ -677,7 +694,7 @@ impl Handler<RelayWants> for Listener {
     fn handle(&mut self, msg: RelayWants, ctx: &mut Context<Self>) {
         self.figures.actor.handled();
         if msg.market == self.cfg.market {
-            self.widen(&msg.topics, ctx);
+            self.widen(msg.topics, ctx);
         }
     }
 }

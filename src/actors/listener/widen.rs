@@ -12,7 +12,7 @@
 //! not added), and a topic nobody wants lingers `LISTENER_RELAY_WIDEN_LINGER_SECS` so a client
 //! that reconnects does not make the listener unsubscribe and subscribe again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use actix::Recipient;
@@ -157,14 +157,14 @@ impl Widened {
             .map(|t| t.channel.clone())
             .collect();
         candidates.retain(|t| t.is_wildcard() || !wild.contains(&t.channel));
-        // Within the cap, what is already added stays first: a newcomer never evicts it.
+        // What is added already (wanted or lingering) keeps its place: a newcomer gets what
+        // room is left under the cap, and waits for a lingering topic to go.
         let (kept, new): (Vec<Topic>, Vec<Topic>) = candidates
             .into_iter()
             .partition(|t| self.extra.contains_key(t));
-        let room = self.cfg.max_topics.saturating_sub(kept.len());
-        let capped =
-            new.len().saturating_sub(room) + kept.len().saturating_sub(self.cfg.max_topics);
-        let kept: Vec<Topic> = kept.into_iter().take(self.cfg.max_topics).collect();
+        let kept: HashSet<Topic> = kept.into_iter().collect();
+        let room = self.cfg.max_topics.saturating_sub(self.extra.len());
+        let capped = new.len().saturating_sub(room);
         let new: Vec<Topic> = new.into_iter().take(room).collect();
         for (t, since) in self.extra.iter_mut() {
             if kept.contains(t) {
@@ -323,5 +323,11 @@ mod tests {
         let c = w.want(Market::Stocks, &[], &wanted("A.A,Q.*,T.A"), t0);
         assert_eq!((c.subscribe.len(), c.capped), (0, 1), "full: A.A waits");
         assert_eq!(w.topics(), topics("Q.*,T.A"));
+        // T.A let go still holds its place while it lingers; once gone, A.A gets it.
+        let c = w.want(Market::Stocks, &[], &wanted("A.A,Q.*"), t0);
+        assert_eq!((c.subscribe.len(), c.capped), (0, 1));
+        assert_eq!(w.expire(t0 + Duration::from_secs(10)), topics("T.A"));
+        let c = w.want(Market::Stocks, &[], &wanted("A.A,Q.*"), t0);
+        assert_eq!(c.subscribe, topics("A.A"));
     }
 }
