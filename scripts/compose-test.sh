@@ -33,12 +33,11 @@ log() { echo "compose-test: $*"; }
 die() { echo "compose-test: FAILED: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (podman here runs as root)"
-# The services find each other by name; CNI networks need the dnsname plugin for that
-# (scripts/test.sh installs it). Without it every node waits on names that never resolve.
-if [ "$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)" = cni ] &&
-    [ ! -x /usr/lib/cni/dnsname ]; then
-    die "podman's CNI networks have no DNS: apt-get install golang-github-containernetworking-plugin-dnsname"
-fi
+# The services find each other by name, on an internal network too: netavark with
+# aardvark-dns does that (scripts/test.sh sets it up); CNI's dnsname skips internal networks.
+backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)
+[ "$backend" = netavark ] ||
+    die "podman's network backend is '$backend': its internal networks get no DNS; run scripts/test.sh, or install netavark and aardvark-dns and set network_backend = \"netavark\" in /etc/containers/containers.conf"
 
 # podman-compose 1.x from PyPI (Debian's 1.0.3 lacks profiles and --scale); websockets for
 # the client checks.

@@ -54,6 +54,8 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// After `max_connections` (another process holds the key: not transient) wait this long
 /// by default.
 pub const MAX_CONNECTIONS_COOLDOWN: Duration = Duration::from_secs(60);
+/// How often a widening listener looks for added topics that lingered long enough to go.
+const NARROW_EVERY: Duration = Duration::from_secs(1);
 /// What the WebSocket decoder accepts at all.
 const DECODER_FRAME_LIMIT: usize = 64 * 1024 * 1024;
 
@@ -410,14 +412,12 @@ impl Listener {
 
     /// Relay clients now hold `wanted`: subscribe upstream what is new (when connected; a
     /// connect subscribes everything added), and let what they let go linger, then go.
-    fn widen(&mut self, wanted: Vec<String>, ctx: &mut Context<Self>) {
-        let Some(linger) = self.widened.as_ref().map(Widened::linger) else {
+    fn widen(&mut self, wanted: Vec<String>) {
+        if self.widened.is_none() {
             return;
-        };
+        }
         self.widen_wanted = wanted;
         self.admit();
-        // Checked again once the longest linger from now has passed.
-        ctx.run_later(linger + Duration::from_millis(10), |act, _| act.narrow());
         self.narrow();
     }
 
@@ -445,8 +445,9 @@ impl Listener {
         }
     }
 
-    /// Unsubscribes upstream what relay clients let go longer than the linger time ago; the
-    /// room it frees goes to what waited past the cap.
+    /// Unsubscribes upstream what relay clients let go longer than the linger time ago (on
+    /// every change and every [`NARROW_EVERY`]); the room it frees goes to what waited past
+    /// the cap.
     fn narrow(&mut self) {
         let Some(w) = self.widened.as_mut() else {
             return;
@@ -597,6 +598,10 @@ impl Actor for Listener {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Set again on every restart (a restart drops the context's timers), idle or not.
+        if self.widened.is_some() {
+            ctx.run_interval(NARROW_EVERY, |act, _| act.narrow());
+        }
         if self.idle || self.health.fatal.load(Ordering::Relaxed) {
             return;
         }
@@ -691,10 +696,10 @@ fn join(topics: &[Topic]) -> String {
 impl Handler<RelayWants> for Listener {
     type Result = ();
 
-    fn handle(&mut self, msg: RelayWants, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: RelayWants, _: &mut Context<Self>) {
         self.figures.actor.handled();
         if msg.market == self.cfg.market {
-            self.widen(msg.topics, ctx);
+            self.widen(msg.topics);
         }
     }
 }

@@ -108,10 +108,6 @@ impl Widened {
         }
     }
 
-    pub fn linger(&self) -> Duration {
-        self.cfg.linger
-    }
-
     pub fn max_topics(&self) -> usize {
         self.cfg.max_topics
     }
