@@ -33,11 +33,6 @@ log() { echo "compose-test: $*"; }
 die() { echo "compose-test: FAILED: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (podman here runs as root)"
-# The services find each other by name, on an internal network too: netavark with
-# aardvark-dns does that (scripts/test.sh sets it up); CNI's dnsname skips internal networks.
-backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)
-[ "$backend" = netavark ] ||
-    die "podman's network backend is '$backend': its internal networks get no DNS; run scripts/test.sh, or install netavark and aardvark-dns and set network_backend = \"netavark\" in /etc/containers/containers.conf"
 
 # podman-compose 1.x from PyPI (Debian's 1.0.3 lacks profiles and --scale); websockets for
 # the client checks.
@@ -105,6 +100,11 @@ quiet() {
     "$@" >"$steplog" 2>&1 || { tail -40 "$steplog"; die "$what"; }
 }
 quiet "base images" scripts/podman-base-images.sh
+# The services find each other by name, on an internal network too: netavark with
+# aardvark-dns does that (podman-base-images.sh sets it up); CNI's dnsname skips internal networks.
+backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)
+[ "$backend" = netavark ] ||
+    die "podman's network backend is '$backend': its internal networks get no DNS; run scripts/podman-base-images.sh, or install netavark and aardvark-dns and set network_backend = \"netavark\" in /etc/containers/containers.conf"
 started=$SECONDS
 quiet "tickwire image" podman build --format docker --pull=never \
     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/host-ca.crt:ro \

@@ -5,8 +5,10 @@
 # static.rust-lang.org); and the compose stack's other services from Debian's packages on that
 # base (deploy/images/): localhost/tickwire-redis, -rabbitmq, -gateway, which compose runs when
 # REDIS_IMAGE, RABBITMQ_IMAGE and GATEWAY_IMAGE name them (scripts/compose-test.sh does).
-# Also writes the podman settings this kind of machine needs (/etc/containers/containers.conf:
-# no default ulimits, runc, cgroupfs). Root only; idempotent: an image already there is kept
+# Also sets podman up as this kind of machine needs (/etc/containers/containers.conf: no
+# default ulimits, runc, cgroupfs; netavark with aardvark-dns, whose networks, internal ones
+# too, resolve the compose services by name, which CNI's dnsname does not do for internal
+# networks). Root only; idempotent: an image already there is kept
 # (--rebuild builds them all again).
 #
 #   scripts/podman-base-images.sh && podman build --format docker --pull=never \
@@ -22,8 +24,9 @@ rebuild=false
 [ "$(id -u)" = 0 ] || { echo "ERROR: run as root (podman here runs as root)" >&2; exit 1; }
 need=()
 for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in netavark aardvark-dns; do [ -x "/usr/lib/podman/$tool" ] || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman runc debootstrap >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 # The container has no CAP_SYS_RESOURCE (so no raising RLIMIT_NOFILE), and crun refuses this
@@ -36,6 +39,9 @@ default_ulimits = []
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
+
+[network]
+network_backend = "netavark"
 CONF
 
 have() { podman image exists "$1"; }

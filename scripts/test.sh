@@ -84,32 +84,6 @@ command -v podman >/dev/null || {
     echo "test.sh: installing podman, runc, debootstrap (Debian)"
     $SUDO apt-get install -y -q --no-install-recommends podman runc debootstrap >/dev/null
 }
-# The compose stack's data plane is an internal network whose services find each other by
-# name: that takes netavark with aardvark-dns (CNI's dnsname plugin does not serve internal
-# networks), which a no-recommends podman install leaves out.
-dns_need=()
-[ -x /usr/lib/podman/netavark ] || dns_need+=(netavark)
-[ -x /usr/lib/podman/aardvark-dns ] || dns_need+=(aardvark-dns)
-if [ ${#dns_need[@]} -gt 0 ]; then
-    echo "test.sh: installing ${dns_need[*]} (podman networks with DNS, Debian)"
-    $SUDO apt-get install -y -q --no-install-recommends "${dns_need[@]}" >/dev/null ||
-        { $SUDO apt-get update -q >/dev/null &&
-            $SUDO apt-get install -y -q --no-install-recommends "${dns_need[@]}" >/dev/null; } || {
-        echo "ERROR: could not install ${dns_need[*]}: the compose services could not find each other" >&2
-        exit 1
-    }
-fi
-# A podman that already had images or networks stays on CNI until told.
-if [ "$($SUDO podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)" != netavark ]; then
-    conf=/etc/containers/containers.conf
-    echo "test.sh: podman's network backend set to netavark ($conf)"
-    if $SUDO grep -q '^\[network\]' "$conf" 2>/dev/null; then
-        $SUDO sed -i -e '/^network_backend *=/d' -e 's/^\[network\]$/[network]\nnetwork_backend = "netavark"/' "$conf"
-    else
-        printf '\n[network]\nnetwork_backend = "netavark"\n' | $SUDO tee -a "$conf" >/dev/null
-    fi
-fi
-
 echo "== deploy: Prometheus config, alert rules, dashboard queries, hadolint, yamllint, compose"
 scripts/check-deploy.sh
 echo "== cargo fmt --check"
