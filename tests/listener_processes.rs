@@ -22,8 +22,8 @@ async fn two_processes_one_connection_and_takeover_on_kill() {
     let rprefix = common::redis::unique_prefix("procs");
     let sim = start_sim(sim_args());
     let (pa, pb) = (free_port(), free_port());
-    let a = spawn(sim.port, pa, &qprefix, &rprefix);
-    let b = spawn(sim.port, pb, &qprefix, &rprefix);
+    let mut a = spawn(sim.port, pa, &qprefix, &rprefix);
+    let mut b = spawn(sim.port, pb, &qprefix, &rprefix);
 
     let simr = sim.registry.clone();
     wait_until("one listener connected", || {
@@ -40,7 +40,17 @@ async fn two_processes_one_connection_and_takeover_on_kill() {
                 break (x, y);
             }
         }
-        assert!(start.elapsed() < DEADLINE, "never exactly one lease holder");
+        if start.elapsed() >= DEADLINE {
+            // What each said last, and whether it is still running (a process that could not
+            // start, say its admin port taken meanwhile, shows here as an exit status).
+            panic!(
+                "never exactly one lease holder: a held {:?}, exited {:?}; b held {:?}, exited {:?}",
+                lease_held(pa).await,
+                a.0.try_wait(),
+                lease_held(pb).await,
+                b.0.try_wait()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(held_a ^ held_b);
