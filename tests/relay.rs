@@ -144,6 +144,15 @@ fn masked_text(payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A socket past `connected` that has sent `auth` with `key`; the answer is the caller's.
+async fn auth_sent(url: &str, key: &str) -> Client {
+    let mut c = Client::connect(url).await;
+    c.expect_status("connected", "Connected Successfully").await;
+    c.send(&format!(r#"{{"action":"auth","params":"{key}"}}"#))
+        .await;
+    c
+}
+
 fn time_of(e: &Value) -> i64 {
     e["t"].as_i64().or_else(|| e["e"].as_i64()).unwrap_or(0)
 }
@@ -172,10 +181,7 @@ async fn the_relay_speaks_massive_and_hands_on_the_listeners_frames() {
 
     // A key that is not a relay key: Massive's auth_failed, then the close.
     for bad in ["twk_not-a-key", api_key.as_str()] {
-        let mut c = Client::connect(&url).await;
-        c.expect_status("connected", "Connected Successfully").await;
-        c.send(&format!(r#"{{"action":"auth","params":"{bad}"}}"#))
-            .await;
+        let mut c = auth_sent(&url, bad).await;
         c.expect_status("auth_failed", "authentication failed")
             .await;
         assert_eq!(c.until_end().await, Ended::Closed(Some(1008)));
@@ -326,13 +332,7 @@ async fn the_relay_speaks_massive_and_hands_on_the_listeners_frames() {
             .get()
             > 0
     );
-    let mut after = Client::connect(&url).await;
-    after
-        .expect_status("connected", "Connected Successfully")
-        .await;
-    after
-        .send(&format!(r#"{{"action":"auth","params":"{relay_key}"}}"#))
-        .await;
+    let mut after = auth_sent(&url, &relay_key).await;
     after
         .expect_status("auth_failed", "authentication failed")
         .await;
@@ -450,10 +450,7 @@ async fn the_relay_works_across_nodes_through_rabbitmq_and_redis() {
             .get()
     };
     assert_eq!(widened(), 1);
-    let mut bad = Client::connect(&url).await;
-    bad.expect_status("connected", "Connected Successfully")
-        .await;
-    bad.send(r#"{"action":"auth","params":"twk_nope"}"#).await;
+    let mut bad = auth_sent(&url, "twk_nope").await;
     bad.expect_status("auth_failed", "authentication failed")
         .await;
 
@@ -514,13 +511,7 @@ async fn a_user_holds_at_most_their_share_of_relay_sockets() {
     .await;
     let first = Client::authed(&url, &k1).await;
     let _second = Client::authed(&url, &k2).await;
-    let mut third = Client::connect(&url).await;
-    third
-        .expect_status("connected", "Connected Successfully")
-        .await;
-    third
-        .send(&format!(r#"{{"action":"auth","params":"{k1}"}}"#))
-        .await;
+    let mut third = auth_sent(&url, &k1).await;
     third
         .expect_status(
             "max_connections",

@@ -184,6 +184,8 @@ figures! {
         pub key_errors: Counter = "tickwire_relay_key_errors_total";
         /// Writes of the relay clients' topics to Redis (for a widening listener) that failed
         pub wants_errors: Counter = "tickwire_relay_wants_errors_total";
+        /// Reports of the clients' topics cut to `RELAY_MAX_TOPICS` (the rest not widened)
+        pub wants_truncated: Counter = "tickwire_relay_wants_truncated_total";
     }
 }
 

@@ -203,7 +203,8 @@ impl RelayHub {
         })
     }
 
-    /// Every topic the sessions hold on `market`, sorted.
+    /// The topics the sessions hold on `market`, sorted, at most `RELAY_MAX_TOPICS` of them
+    /// (the union over sessions is otherwise unbounded; a listener adds fewer anyway).
     fn wants(&self, market: Market) -> Vec<String> {
         let mut out = Vec::new();
         for (channel, ci) in self.index.get(&market).into_iter().flatten() {
@@ -213,6 +214,10 @@ impl RelayHub {
             out.extend(ci.symbols.keys().map(|sym| format!("{channel}.{sym}")));
         }
         out.sort();
+        if out.len() > self.settings.max_topics {
+            self.figures.wants_truncated.inc();
+            out.truncate(self.settings.max_topics);
+        }
         out
     }
 
